@@ -1,0 +1,353 @@
+//! Compact JWS parsing (RFC 7515 §7.1): exactly three base64url segments, a header and a payload
+//! that are strict JSON objects, and header parameters claimgate understands.
+//!
+//! Parsing never looks at keys or claims; it says only whether the token is well-formed and
+//! what it carries. `alg` is kept as written so the `alg` check can explain an unknown or
+//! forbidden value instead of calling the token malformed.
+
+use crate::b64::{decode_base64url, Base64Error};
+use crate::json::{self, JsonError, TOKEN_MAX_DEPTH};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// The longest token accepted, in bytes (checked before any decoding).
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// The longest `kid` accepted, in bytes.
+pub const MAX_KID_BYTES: usize = 256;
+
+/// Which part of the token a problem is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Segment {
+    Header,
+    Payload,
+    Signature,
+}
+
+impl fmt::Display for Segment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Header => "header",
+            Self::Payload => "payload",
+            Self::Signature => "signature",
+        })
+    }
+}
+
+/// Why a token is not a well-formed compact JWS. `Display` is the detail that follows
+/// `JWT token is malformed: `.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FormatError {
+    Empty,
+    TooLong { bytes: usize },
+    /// Five segments: a compact JWE. claimgate holds no decryption keys.
+    Encrypted,
+    SegmentCount { segments: usize },
+    Base64 { segment: Segment, error: Base64Error },
+    Json { segment: Segment, error: JsonError },
+    MissingAlgorithm,
+    AlgorithmNotString,
+    KidNotString,
+    KidTooLong { bytes: usize },
+    MalformedCrit,
+    UnsupportedCrit(String),
+    /// `zip` is a JWE parameter; compression in a JWS invites decompression bombs.
+    Compressed,
+    /// `b64` (RFC 7797): JWTs must not use unencoded payloads.
+    UnencodedPayload,
+    /// `enc` in the header: a JWE header on a three-segment token.
+    EncryptionHeader,
+    /// `cty: JWT`: a nested token, never unwrapped.
+    Nested,
+}
+
+impl fmt::Display for FormatError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => f.write_str("the token is empty"),
+            Self::TooLong { bytes } => write!(
+                f,
+                "the token is {bytes} bytes; at most {MAX_TOKEN_BYTES} are accepted"
+            ),
+            Self::Encrypted => f.write_str(
+                "it has 5 segments (an encrypted JWE); only signed compact JWS tokens are accepted",
+            ),
+            Self::SegmentCount { segments } => write!(
+                f,
+                "it has {segments} segment{}; a compact JWS has 3 separated by dots",
+                if *segments == 1 { "" } else { "s" }
+            ),
+            Self::Base64 { segment, error } => write!(f, "the {segment} is not base64url: {error}"),
+            Self::Json { segment, error } => match error {
+                JsonError::DuplicateMember(name) => {
+                    write!(f, "the {segment} has duplicate member '{name}'")
+                }
+                other => write!(f, "the {segment} is {other}"),
+            },
+            Self::MissingAlgorithm => f.write_str("the header has no 'alg'"),
+            Self::AlgorithmNotString => f.write_str("the header's 'alg' is not a string"),
+            Self::KidNotString => f.write_str("the header's 'kid' is not a string"),
+            Self::KidTooLong { bytes } => write!(
+                f,
+                "the header's 'kid' is {bytes} bytes; at most {MAX_KID_BYTES} are accepted"
+            ),
+            Self::MalformedCrit => f.write_str("the header's 'crit' is not a non-empty list of names"),
+            Self::UnsupportedCrit(name) => {
+                write!(f, "unsupported critical header parameter '{name}'")
+            }
+            Self::Compressed => f.write_str("the header has 'zip'; compressed tokens are not accepted"),
+            Self::UnencodedPayload => {
+                f.write_str("the header has 'b64'; unencoded payloads are not accepted")
+            }
+            Self::EncryptionHeader => {
+                f.write_str("the header has 'enc'; encrypted tokens are not accepted")
+            }
+            Self::Nested => f.write_str("the header has cty 'JWT'; nested tokens are not accepted"),
+        }
+    }
+}
+
+impl std::error::Error for FormatError {}
+
+/// The protected header, as far as claimgate reads it.
+#[derive(Debug, Clone)]
+pub struct Header {
+    /// `alg` exactly as written.
+    pub alg: String,
+    pub kid: Option<String>,
+    /// The whole header, for display.
+    pub members: Map<String, Value>,
+}
+
+/// A well-formed compact JWS. Its signature has not been checked.
+#[derive(Debug, Clone)]
+pub struct ParsedToken {
+    pub header: Header,
+    /// The claims. Untrusted until a signature check passes.
+    pub payload: Map<String, Value>,
+    signing_input: Box<str>,
+    signature: Vec<u8>,
+}
+
+impl ParsedToken {
+    /// Parses a compact JWS. The dots are counted before anything is split or decoded, so an
+    /// input made of a million dots costs one pass.
+    pub fn parse(token: &str) -> Result<Self, FormatError> {
+        if token.is_empty() {
+            return Err(FormatError::Empty);
+        }
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(FormatError::TooLong { bytes: token.len() });
+        }
+        let dots = token.bytes().filter(|b| *b == b'.').count();
+        match dots {
+            2 => {}
+            4 => return Err(FormatError::Encrypted),
+            _ => return Err(FormatError::SegmentCount { segments: dots + 1 }),
+        }
+        let mut parts = token.splitn(3, '.');
+        let (header_b64, payload_b64, signature_b64) = match (parts.next(), parts.next(), parts.next()) {
+            (Some(h), Some(p), Some(s)) => (h, p, s),
+            _ => return Err(FormatError::SegmentCount { segments: dots + 1 }),
+        };
+        let header_bytes = decode_base64url(header_b64).map_err(|error| FormatError::Base64 {
+            segment: Segment::Header,
+            error,
+        })?;
+        let members = json::parse_object(&header_bytes, TOKEN_MAX_DEPTH).map_err(|error| {
+            FormatError::Json {
+                segment: Segment::Header,
+                error,
+            }
+        })?;
+        let header = read_header(members)?;
+        let payload_bytes = decode_base64url(payload_b64).map_err(|error| FormatError::Base64 {
+            segment: Segment::Payload,
+            error,
+        })?;
+        let payload = json::parse_object(&payload_bytes, TOKEN_MAX_DEPTH).map_err(|error| {
+            FormatError::Json {
+                segment: Segment::Payload,
+                error,
+            }
+        })?;
+        let signature = decode_base64url(signature_b64).map_err(|error| FormatError::Base64 {
+            segment: Segment::Signature,
+            error,
+        })?;
+        Ok(Self {
+            header,
+            payload,
+            signing_input: token[..header_b64.len() + 1 + payload_b64.len()].into(),
+            signature,
+        })
+    }
+
+    /// The bytes the signature covers: `base64url(header) '.' base64url(payload)`.
+    pub fn signing_input(&self) -> &[u8] {
+        self.signing_input.as_bytes()
+    }
+
+    /// The decoded signature.
+    pub fn signature(&self) -> &[u8] {
+        &self.signature
+    }
+}
+
+fn read_header(members: Map<String, Value>) -> Result<Header, FormatError> {
+    // Order matters only for which problem is named first; every branch refuses.
+    if members.contains_key("enc") {
+        return Err(FormatError::EncryptionHeader);
+    }
+    if let Some(crit) = members.get("crit") {
+        let names = crit.as_array().filter(|names| !names.is_empty());
+        let Some(names) = names else {
+            return Err(FormatError::MalformedCrit);
+        };
+        // claimgate implements no JWS extension, so any named parameter is unsupported.
+        return Err(match names.first().and_then(Value::as_str) {
+            Some(name) => FormatError::UnsupportedCrit(name.to_owned()),
+            None => FormatError::MalformedCrit,
+        });
+    }
+    if members.contains_key("b64") {
+        return Err(FormatError::UnencodedPayload);
+    }
+    if members.contains_key("zip") {
+        return Err(FormatError::Compressed);
+    }
+    if members
+        .get("cty")
+        .and_then(Value::as_str)
+        .is_some_and(|cty| cty.eq_ignore_ascii_case("JWT"))
+    {
+        return Err(FormatError::Nested);
+    }
+    let alg = match members.get("alg") {
+        None => return Err(FormatError::MissingAlgorithm),
+        Some(Value::String(alg)) => alg.clone(),
+        Some(_) => return Err(FormatError::AlgorithmNotString),
+    };
+    let kid = match members.get("kid") {
+        None => None,
+        Some(Value::String(kid)) if kid.len() > MAX_KID_BYTES => {
+            return Err(FormatError::KidTooLong { bytes: kid.len() })
+        }
+        Some(Value::String(kid)) => Some(kid.clone()),
+        Some(_) => return Err(FormatError::KidNotString),
+    };
+    Ok(Header { alg, kid, members })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+
+    fn b64(text: &str) -> String {
+        URL_SAFE_NO_PAD.encode(text)
+    }
+
+    fn token(header: &str, payload: &str) -> String {
+        format!("{}.{}.{}", b64(header), b64(payload), b64("sig"))
+    }
+
+    #[test]
+    fn parses_a_well_formed_token() {
+        let parsed = ParsedToken::parse(&token(r#"{"alg":"RS256","kid":"k1"}"#, r#"{"sub":"a"}"#))
+            .unwrap();
+        assert_eq!(parsed.header.alg, "RS256");
+        assert_eq!(parsed.header.kid.as_deref(), Some("k1"));
+        assert_eq!(parsed.payload["sub"], "a");
+        assert_eq!(parsed.signature(), b"sig");
+        assert!(parsed.signing_input().ends_with(b64(r#"{"sub":"a"}"#).as_bytes()));
+    }
+
+    #[test]
+    fn counts_segments_before_decoding() {
+        assert_eq!(
+            ParsedToken::parse("a.b").unwrap_err(),
+            FormatError::SegmentCount { segments: 2 }
+        );
+        assert_eq!(
+            ParsedToken::parse("a.b.c.d").unwrap_err(),
+            FormatError::SegmentCount { segments: 4 }
+        );
+        assert_eq!(ParsedToken::parse("a.b.c.d.e").unwrap_err(), FormatError::Encrypted);
+        let dots = ".".repeat(8000);
+        assert!(matches!(
+            ParsedToken::parse(&dots).unwrap_err(),
+            FormatError::SegmentCount { .. }
+        ));
+    }
+
+    #[test]
+    fn refuses_oversized_tokens() {
+        let long = "a".repeat(MAX_TOKEN_BYTES + 1);
+        assert_eq!(
+            ParsedToken::parse(&long).unwrap_err(),
+            FormatError::TooLong { bytes: MAX_TOKEN_BYTES + 1 }
+        );
+    }
+
+    #[test]
+    fn refuses_header_extensions() {
+        let cases = [
+            (r#"{"alg":"RS256","crit":["exp"]}"#, FormatError::UnsupportedCrit("exp".into())),
+            (r#"{"alg":"RS256","crit":[]}"#, FormatError::MalformedCrit),
+            (r#"{"alg":"RS256","crit":"b64"}"#, FormatError::MalformedCrit),
+            (r#"{"alg":"RS256","crit":[null]}"#, FormatError::MalformedCrit),
+            (r#"{"alg":"RS256","b64":false}"#, FormatError::UnencodedPayload),
+            (r#"{"alg":"RS256","zip":"DEF"}"#, FormatError::Compressed),
+            (r#"{"alg":"RSA-OAEP","enc":"A256GCM"}"#, FormatError::EncryptionHeader),
+            (r#"{"alg":"RS256","cty":"jwt"}"#, FormatError::Nested),
+            (r#"{"kid":"k"}"#, FormatError::MissingAlgorithm),
+            (r#"{"alg":1}"#, FormatError::AlgorithmNotString),
+            (r#"{"alg":null}"#, FormatError::AlgorithmNotString),
+            (r#"{"alg":"RS256","kid":123}"#, FormatError::KidNotString),
+        ];
+        for (header, expected) in cases {
+            assert_eq!(ParsedToken::parse(&token(header, "{}")).unwrap_err(), expected, "{header}");
+        }
+    }
+
+    #[test]
+    fn refuses_oversized_kid() {
+        let header = format!(r#"{{"alg":"RS256","kid":"{}"}}"#, "A".repeat(MAX_KID_BYTES + 1));
+        assert!(matches!(
+            ParsedToken::parse(&token(&header, "{}")).unwrap_err(),
+            FormatError::KidTooLong { .. }
+        ));
+    }
+
+    #[test]
+    fn refuses_non_object_json() {
+        for (header, payload) in [(r#""x""#, "{}"), ("[]", "{}"), (r#"{"alg":"RS256"}"#, "[1]")] {
+            assert!(matches!(
+                ParsedToken::parse(&token(header, payload)).unwrap_err(),
+                FormatError::Json { error: JsonError::NotAnObject, .. }
+            ));
+        }
+    }
+
+    #[test]
+    fn refuses_duplicate_members() {
+        let err = ParsedToken::parse(&token(r#"{"alg":"none","alg":"RS256"}"#, "{}")).unwrap_err();
+        assert_eq!(
+            err,
+            FormatError::Json {
+                segment: Segment::Header,
+                error: JsonError::DuplicateMember("alg".into())
+            }
+        );
+        assert_eq!(err.to_string(), "the header has duplicate member 'alg'");
+    }
+
+    #[test]
+    fn messages_name_the_problem() {
+        assert_eq!(
+            FormatError::UnsupportedCrit("x".into()).to_string(),
+            "unsupported critical header parameter 'x'"
+        );
+    }
+}
