@@ -1,1 +1,20 @@
-//! placeholder
+//! OCI API Gateway deployment files for claimgate.
+//!
+//! A file is read in two steps: strict JSON (no duplicate members) and then a walk over every
+//! member that checks names, types and OCI's limits, collecting *all* problems with their JSON
+//! paths. What comes out is a [`Deployment`] whose values are already valid: static keys are
+//! parsed keys, route paths are parsed templates, enums are enums.
+//!
+//! Four shapes are accepted: `CreateDeploymentDetails` (camelCase), a bare `specification`
+//! (camelCase or kebab-case), and the `{"data": ...}` output of `oci api-gateway deployment get`
+//! (kebab-case). This crate reads text it is given; it does not open files or fetch keys.
+
+#![forbid(unsafe_code)]
+
+mod load;
+pub mod model;
+mod reader;
+
+pub use load::{load_str, LoadOptions, Loaded, Rejected, MAX_FILE_BYTES};
+pub use model::*;
+pub use reader::Diagnostic;

@@ -1,1 +1,20 @@
-//! placeholder
+//! The verdict: token + authentication policy + route authorization + key material + `now` →
+//! a decision that lists every check, passed or failed, with what was expected, what the token
+//! presented, the execution-log message and a fix.
+//!
+//! Everything here is pure. It does no I/O, reads no clock and keeps no global state: the
+//! gateway and the CLI pass the request, the keys they obtained and the time, and both get the
+//! same [`Verdict`]. Fetching keys, caching, HTTP and logging live outside this crate.
+
+#![forbid(unsafe_code)]
+
+mod check;
+pub mod route;
+mod time;
+mod verdict;
+
+pub use check::{Check, CheckId, Failure, Outcome, TimeContext};
+pub use time::{human_duration, relative, skew_text, UnixTime};
+pub use verdict::{
+    evaluate, Decision, Event, HeaderValues, KeyMaterial, RequestView, RouteInfo, Unrouted, Verdict,
+};

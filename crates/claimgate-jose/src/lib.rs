@@ -22,5 +22,8 @@ mod token;
 pub use alg::{Algorithm, AlgorithmSet};
 pub use b64::{decode_base64url, Base64Error};
 pub use json::JsonError;
-pub use key::{parse_jwks, JwksError, JwksParse, KeyError, KeyKind, KeySet, PublicKey, SkippedKey};
+pub use key::{
+    parse_jwks, Curve, JwksError, JwksParse, KeyError, KeyKind, KeySet, PublicKey, SkippedKey,
+    JWKS_MAX_KEYS, RSA_MAX_BITS, RSA_MIN_BITS,
+};
 pub use token::{FormatError, Header, ParsedToken, MAX_KID_BYTES, MAX_TOKEN_BYTES};

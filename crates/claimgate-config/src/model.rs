@@ -1,0 +1,353 @@
+//! The validated deployment: what the verdict, the router and (later) the gateway consume.
+//! Values here have passed every rule of the loader, so consumers need not re-check them.
+
+use claimgate_jose::KeySet;
+use std::fmt;
+
+/// One API deployment: a path prefix, an optional authentication policy, and routes.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    /// The execution log's `deploymentId`: the file's `id` when it has one, else its name.
+    pub id: String,
+    pub display_name: Option<String>,
+    /// Starts with `/`; never ends with `/` unless it is exactly `/`.
+    pub path_prefix: String,
+    pub authentication: Authentication,
+    pub routes: Vec<Route>,
+    pub execution_log_level: Option<LogLevel>,
+    /// JSON paths of members that are valid but not enforced by claimgate yet.
+    pub unenforced: Vec<String>,
+}
+
+impl Deployment {
+    /// The name used in log `source` and metric labels: `displayName`, else the prefix.
+    pub fn label(&self) -> &str {
+        self.display_name.as_deref().unwrap_or(&self.path_prefix)
+    }
+}
+
+/// The deployment-wide `requestPolicies.authentication`.
+#[derive(Debug, Clone)]
+pub enum Authentication {
+    /// No authentication policy: every route is open.
+    None,
+    /// JWT validation (`JWT_AUTHENTICATION`, or `TOKEN_AUTHENTICATION` with keys).
+    Jwt(Box<JwtPolicy>),
+    /// A policy claimgate cannot evaluate (named by its `type`, with the reason).
+    Unsupported { kind: String, reason: String },
+}
+
+/// Which OCI policy type a JWT policy came from; it decides the log codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFlavor {
+    JwtAuthentication,
+    TokenAuthentication,
+}
+
+impl AuthFlavor {
+    /// The execution-log code prefix (`jwtAuthentication` / `tokenAuthentication`).
+    pub fn log_prefix(self) -> &'static str {
+        match self {
+            Self::JwtAuthentication => "jwtAuthentication",
+            Self::TokenAuthentication => "tokenAuthentication",
+        }
+    }
+}
+
+/// A policy that validates signed JWTs.
+#[derive(Debug, Clone)]
+pub struct JwtPolicy {
+    pub flavor: AuthFlavor,
+    pub anonymous_allowed: bool,
+    pub location: TokenLocation,
+    /// `None` when the policy does not check `iss` (optional in TOKEN_AUTHENTICATION).
+    pub issuers: Option<Vec<String>>,
+    pub audiences: Option<Vec<String>>,
+    pub verify_claims: Vec<ClaimRule>,
+    /// 0–120 seconds.
+    pub max_clock_skew_seconds: f64,
+    pub keys: KeySource,
+    /// The JSON path of the policy, for fix sentences (`specification.requestPolicies.authentication`).
+    pub path: String,
+}
+
+/// Where the token is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenLocation {
+    Header { name: String, scheme: Option<String> },
+    Query { name: String },
+}
+
+impl fmt::Display for TokenLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Header { name, scheme: Some(scheme) } => {
+                write!(f, "header '{name}' ({scheme} scheme)")
+            }
+            Self::Header { name, scheme: None } => write!(f, "header '{name}'"),
+            Self::Query { name } => write!(f, "query parameter '{name}'"),
+        }
+    }
+}
+
+/// One `verifyClaims` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRule {
+    pub key: String,
+    /// Empty: only presence is checked (when required).
+    pub values: Vec<String>,
+    pub required: bool,
+}
+
+/// Where verification keys come from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    Static(KeySet),
+    RemoteJwks(RemoteJwks),
+}
+
+/// A `REMOTE_JWKS` key set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteJwks {
+    pub uri: String,
+    pub ssl_verify_disabled: bool,
+    /// 1–24.
+    pub max_cache_hours: u32,
+}
+
+/// Execution-log verbosity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    /// The name as OCI writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Info => "INFO",
+            Self::Warn => "WARN",
+            Self::Error => "ERROR",
+        }
+    }
+}
+
+/// One route.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub path: RoutePath,
+    pub methods: Methods,
+    pub backend: Backend,
+    pub authorization: Authorization,
+    pub execution_log_level: Option<LogLevel>,
+}
+
+/// An HTTP method a route may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Options,
+}
+
+impl Method {
+    /// Every method, in the order `Allow` lists them.
+    pub const ALL: [Self; 7] = [
+        Self::Get,
+        Self::Head,
+        Self::Post,
+        Self::Put,
+        Self::Patch,
+        Self::Delete,
+        Self::Options,
+    ];
+
+    /// The method named exactly `name` (methods are case-sensitive, RFC 9110 §9.1).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Head => "HEAD",
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Patch => "PATCH",
+            Self::Delete => "DELETE",
+            Self::Options => "OPTIONS",
+        }
+    }
+}
+
+/// The methods a route answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Methods {
+    Any,
+    Only(Vec<Method>),
+}
+
+impl Methods {
+    /// Whether a request method (as sent) is allowed.
+    pub fn allows(&self, method: &str) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Only(list) => list.iter().any(|m| m.name() == method),
+        }
+    }
+
+    /// The method names, `["ANY"]` for any.
+    pub fn names(&self) -> Vec<&'static str> {
+        match self {
+            Self::Any => vec!["ANY"],
+            Self::Only(list) => list.iter().map(|m| m.name()).collect(),
+        }
+    }
+}
+
+/// A route path template: literal segments, `{param}` and a final `{param*}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutePath {
+    text: String,
+    segments: Vec<PathSegment>,
+}
+
+/// One segment of a route path template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathSegment {
+    Literal(String),
+    /// `{name}`: exactly one segment.
+    Param(String),
+    /// `{name*}`: zero or more segments; always last.
+    Wildcard(String),
+}
+
+impl RoutePath {
+    /// Parses a route path as OCI documents it.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if !text.starts_with('/') {
+            return Err(format!("'{text}' must start with '/'"));
+        }
+        if text.len() > 2000 {
+            return Err(format!("{} characters is above the maximum 2000", text.len()));
+        }
+        if text.contains("//") {
+            return Err(format!("'{text}' has adjacent slashes"));
+        }
+        let raw: Vec<&str> = text[1..].split('/').collect();
+        let mut segments = Vec::with_capacity(raw.len());
+        for (i, segment) in raw.iter().enumerate() {
+            let is_last = i + 1 == raw.len();
+            if let Some(inner) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                let (name, wildcard) = match inner.strip_suffix('*') {
+                    Some(name) => (name, true),
+                    None => (inner, false),
+                };
+                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(format!(
+                        "parameter '{{{inner}}}' must be named with letters, digits and '_' only"
+                    ));
+                }
+                if wildcard && !is_last {
+                    return Err(format!(
+                        "wildcard parameter '{{{inner}}}' must be the last segment"
+                    ));
+                }
+                segments.push(if wildcard {
+                    PathSegment::Wildcard(name.to_owned())
+                } else {
+                    PathSegment::Param(name.to_owned())
+                });
+            } else if let Some(bad) = segment.chars().find(|c| !is_path_char(*c)) {
+                return Err(format!("character '{bad}' is not allowed in a route path"));
+            } else {
+                segments.push(PathSegment::Literal((*segment).to_owned()));
+            }
+        }
+        Ok(Self {
+            text: text.to_owned(),
+            segments,
+        })
+    }
+
+    /// The template as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    pub fn segments(&self) -> &[PathSegment] {
+        &self.segments
+    }
+}
+
+/// Characters OCI allows in path prefixes and literal route segments.
+pub(crate) fn is_path_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "$-_.+!*'(),%;:@&=".contains(c)
+}
+
+/// Where a route sends the request.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Stock(StockResponse),
+    Http(HttpBackend),
+    /// A backend type claimgate never serves (e.g. `ORACLE_FUNCTIONS_BACKEND`).
+    Unsupported { kind: String },
+}
+
+/// A `STOCK_RESPONSE_BACKEND`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockResponse {
+    pub status: u16,
+    pub body: Option<String>,
+    pub headers: Vec<(String, String)>,
+}
+
+/// An `HTTP_BACKEND`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpBackend {
+    pub url: String,
+    pub connect_timeout_seconds: f64,
+    pub read_timeout_seconds: f64,
+    pub send_timeout_seconds: f64,
+    pub ssl_verify_disabled: bool,
+}
+
+/// A route's `requestPolicies.authorization`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authorization {
+    Anonymous,
+    AuthenticationOnly,
+    AnyOf(Vec<String>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_literals_params_and_wildcards() {
+        let path = RoutePath::parse("/hello/{region}/{rest*}").unwrap();
+        assert_eq!(
+            path.segments(),
+            &[
+                PathSegment::Literal("hello".into()),
+                PathSegment::Param("region".into()),
+                PathSegment::Wildcard("rest".into()),
+            ]
+        );
+        assert_eq!(RoutePath::parse("/").unwrap().segments(), &[PathSegment::Literal(String::new())]);
+    }
+
+    #[test]
+    fn refuses_bad_paths() {
+        for bad in ["hello", "/a//b", "/{}", "/{a-b}", "/{rest*}/x", "/a b", "/a{b}"] {
+            assert!(RoutePath::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+}

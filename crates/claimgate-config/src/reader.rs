@@ -1,0 +1,332 @@
+//! A walker over parsed JSON that knows where it is, so every problem is reported with the path
+//! of the member as written in the file, and all problems of a file are collected at once.
+//!
+//! serde's derive stops at the first error and cannot name a member by its kebab-case spelling,
+//! which is why deployment files are read through this instead.
+
+use serde_json::{Map, Value};
+
+/// One problem (or warning) in a deployment file, at a JSON path such as
+/// `specification.routes[1].backend.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Collects errors and warnings while a file is read.
+#[derive(Debug, Default)]
+pub(crate) struct Cx {
+    pub(crate) errors: Vec<Diagnostic>,
+    pub(crate) warnings: Vec<Diagnostic>,
+}
+
+impl Cx {
+    pub(crate) fn error(&mut self, path: &str, message: impl Into<String>) {
+        self.errors.push(Diagnostic {
+            path: path.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    pub(crate) fn warn(&mut self, path: &str, message: impl Into<String>) {
+        self.warnings.push(Diagnostic {
+            path: path.to_owned(),
+            message: message.into(),
+        });
+    }
+}
+
+pub(crate) fn join(parent: &str, name: &str) -> String {
+    if parent.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{parent}.{name}")
+    }
+}
+
+/// The kebab-case spelling the OCI CLI prints for an SDK member name.
+pub(crate) fn kebab(camel: &str) -> String {
+    let mut out = String::with_capacity(camel.len() + 4);
+    for c in camel.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('-');
+            out.push(c.to_ascii_lowercase());
+        } else if c == '_' {
+            out.push('-');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn describe(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A member that is present and not null.
+#[derive(Debug, Clone)]
+pub(crate) struct Field<'v> {
+    pub(crate) value: &'v Value,
+    pub(crate) path: String,
+}
+
+impl<'v> Field<'v> {
+    pub(crate) fn root(value: &'v Value, path: &str) -> Self {
+        Self {
+            value,
+            path: path.to_owned(),
+        }
+    }
+
+    fn wrong(&self, cx: &mut Cx, expected: &str) {
+        cx.error(
+            &self.path,
+            format!("expected {expected}, found {}", describe(self.value)),
+        );
+    }
+
+    pub(crate) fn str(&self, cx: &mut Cx) -> Option<&'v str> {
+        let s = self.value.as_str();
+        if s.is_none() {
+            self.wrong(cx, "a string");
+        }
+        s
+    }
+
+    pub(crate) fn non_empty_str(&self, cx: &mut Cx) -> Option<&'v str> {
+        let s = self.str(cx)?;
+        if s.is_empty() {
+            cx.error(&self.path, "must not be empty");
+            return None;
+        }
+        Some(s)
+    }
+
+    pub(crate) fn bool(&self, cx: &mut Cx) -> Option<bool> {
+        let b = self.value.as_bool();
+        if b.is_none() {
+            self.wrong(cx, "true or false");
+        }
+        b
+    }
+
+    pub(crate) fn number(&self, cx: &mut Cx) -> Option<f64> {
+        let n = self.value.as_f64();
+        if n.is_none() {
+            self.wrong(cx, "a number");
+        }
+        n
+    }
+
+    /// A number within `min..=max`, with the limit named when out of range.
+    pub(crate) fn number_in(&self, cx: &mut Cx, min: f64, max: f64) -> Option<f64> {
+        let n = self.number(cx)?;
+        if n < min {
+            cx.error(&self.path, format!("{} is below the minimum {}", self.value, fmt_num(min)));
+            None
+        } else if n > max {
+            cx.error(&self.path, format!("{} is above the maximum {}", self.value, fmt_num(max)));
+            None
+        } else {
+            Some(n)
+        }
+    }
+
+    /// A whole number within `min..=max`.
+    pub(crate) fn integer_in(&self, cx: &mut Cx, min: i64, max: i64) -> Option<i64> {
+        let Some(n) = self.value.as_i64() else {
+            self.wrong(cx, "a whole number");
+            return None;
+        };
+        if n < min {
+            cx.error(&self.path, format!("{n} is below the minimum {min}"));
+            None
+        } else if n > max {
+            cx.error(&self.path, format!("{n} is above the maximum {max}"));
+            None
+        } else {
+            Some(n)
+        }
+    }
+
+    pub(crate) fn array(&self, cx: &mut Cx) -> Option<Vec<Field<'v>>> {
+        let Some(items) = self.value.as_array() else {
+            self.wrong(cx, "an array");
+            return None;
+        };
+        Some(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, value)| Field {
+                    value,
+                    path: format!("{}[{i}]", self.path),
+                })
+                .collect(),
+        )
+    }
+
+    /// An array of at most `max` items.
+    pub(crate) fn array_max(&self, cx: &mut Cx, max: usize) -> Option<Vec<Field<'v>>> {
+        let items = self.array(cx)?;
+        if items.len() > max {
+            cx.error(
+                &self.path,
+                format!("{} entries is above the maximum {max}", items.len()),
+            );
+        }
+        Some(items)
+    }
+
+    /// An array of strings, with each wrong item reported.
+    pub(crate) fn strings(&self, cx: &mut Cx, max: usize) -> Option<Vec<String>> {
+        let items = self.array_max(cx, max)?;
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            out.push(item.str(cx)?.to_owned());
+        }
+        Some(out)
+    }
+
+    pub(crate) fn object(&self, cx: &mut Cx) -> Option<Obj<'v>> {
+        let Some(map) = self.value.as_object() else {
+            self.wrong(cx, "an object");
+            return None;
+        };
+        Some(Obj {
+            map,
+            path: self.path.clone(),
+            seen: Vec::new(),
+        })
+    }
+}
+
+fn fmt_num(n: f64) -> String {
+    if n.fract() == 0.0 {
+        format!("{}", n as i64)
+    } else {
+        format!("{n}")
+    }
+}
+
+/// An object being read member by member; [`Obj::finish`] reports the members nobody asked for.
+#[derive(Debug)]
+pub(crate) struct Obj<'v> {
+    map: &'v Map<String, Value>,
+    pub(crate) path: String,
+    seen: Vec<&'v str>,
+}
+
+impl<'v> Obj<'v> {
+    /// The member with SDK name `camel` (or its kebab-case spelling), if present and not null.
+    pub(crate) fn take(&mut self, camel: &str) -> Option<Field<'v>> {
+        let kebab = kebab(camel);
+        let (name, value) = self
+            .map
+            .get_key_value(camel)
+            .or_else(|| self.map.get_key_value(kebab.as_str()))?;
+        self.seen.push(name.as_str());
+        if value.is_null() {
+            return None;
+        }
+        Some(Field {
+            value,
+            path: join(&self.path, name),
+        })
+    }
+
+    /// Like [`Obj::take`], but a missing member is an error named by the path it should have had.
+    pub(crate) fn require(&mut self, cx: &mut Cx, camel: &str) -> Option<Field<'v>> {
+        let field = self.take(camel);
+        if field.is_none() {
+            cx.error(&join(&self.path, camel), "is required");
+        }
+        field
+    }
+
+    /// Marks members as known without reading them.
+    pub(crate) fn ignore(&mut self, camel_names: &[&str]) {
+        for camel in camel_names {
+            let _ = self.take(camel);
+        }
+    }
+
+    /// Reports every member that was not read, suggesting a near spelling.
+    pub(crate) fn finish(self, cx: &mut Cx, known: &[&str]) {
+        for name in self.map.keys() {
+            if self.seen.contains(&name.as_str()) {
+                continue;
+            }
+            let hint = known
+                .iter()
+                .map(|k| (edit_distance(name, k), *k))
+                .chain(known.iter().map(|k| (edit_distance(name, &kebab(k)), *k)))
+                .filter(|(d, _)| *d <= 2)
+                .min_by_key(|(d, _)| *d)
+                .map(|(_, k)| format!(" (did you mean '{k}'?)"))
+                .unwrap_or_default();
+            cx.error(&join(&self.path, name), format!("unknown member{hint}"));
+        }
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.to_lowercase().chars().collect();
+    let b: Vec<char> = b.to_lowercase().chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let current = row[j + 1];
+            row[j + 1] = (previous + usize::from(ca != cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            previous = current;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kebab_spelling_matches_the_oci_cli() {
+        assert_eq!(kebab("maxClockSkewInSeconds"), "max-clock-skew-in-seconds");
+        assert_eq!(kebab("isSslVerifyDisabled"), "is-ssl-verify-disabled");
+        assert_eq!(kebab("key_ops"), "key-ops");
+    }
+
+    #[test]
+    fn unknown_members_get_a_suggestion() {
+        let value: Value = serde_json::json!({"audience": ["a"]});
+        let mut cx = Cx::default();
+        let obj = Field::root(&value, "auth").object(&mut cx).unwrap();
+        obj.finish(&mut cx, &["audiences", "issuers"]);
+        assert_eq!(
+            cx.errors[0].to_string(),
+            "auth.audience: unknown member (did you mean 'audiences'?)"
+        );
+    }
+}

@@ -1,0 +1,415 @@
+//! The checks of a verdict: their ids, outcomes, the typed reasons a check fails, and the
+//! words that explain each failure (execution-log message and fix).
+
+use crate::time::{relative, skew_text, UnixTime};
+use claimgate_config::{AuthFlavor, TokenLocation};
+use claimgate_jose::FormatError;
+use serde_json::Value;
+use std::fmt;
+
+/// Which check. The order of variants is the order of a verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CheckId {
+    Token,
+    Format,
+    Alg,
+    Key,
+    Signature,
+    Exp,
+    Nbf,
+    Iss,
+    Aud,
+    /// One per `verifyClaims` entry.
+    Claim(String),
+    Active,
+    Scope,
+}
+
+impl fmt::Display for CheckId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Token => f.write_str("token"),
+            Self::Format => f.write_str("format"),
+            Self::Alg => f.write_str("alg"),
+            Self::Key => f.write_str("key"),
+            Self::Signature => f.write_str("signature"),
+            Self::Exp => f.write_str("exp"),
+            Self::Nbf => f.write_str("nbf"),
+            Self::Iss => f.write_str("iss"),
+            Self::Aud => f.write_str("aud"),
+            Self::Claim(key) => write!(f, "claim:{key}"),
+            Self::Active => f.write_str("active"),
+            Self::Scope => f.write_str("scope"),
+        }
+    }
+}
+
+/// `now` and the allowed skew, shown with time checks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TimeContext {
+    pub now: UnixTime,
+    pub skew_seconds: f64,
+}
+
+/// One check's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    pub id: CheckId,
+    pub outcome: Outcome,
+    /// What the policy expects, as the policy holds it.
+    pub expected: Option<Value>,
+    /// What the token presented, as the token holds it.
+    pub actual: Option<Value>,
+    pub time: Option<TimeContext>,
+    /// Evaluated on claims whose signature was not verified.
+    pub unverified: bool,
+    /// The JSON path of the policy member this check enforces, for fixes.
+    pub setting: Option<String>,
+}
+
+/// Pass, skip (with why) or fail (with the typed reason).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Pass(String),
+    Skip(String),
+    Fail(Failure),
+}
+
+impl Outcome {
+    /// `pass`, `skip` or `fail`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Pass(_) => "pass",
+            Self::Skip(_) => "skip",
+            Self::Fail(_) => "fail",
+        }
+    }
+}
+
+/// Why a check failed, with what was expected and what was found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    TokenMissing { location: TokenLocation, found: Option<String> },
+    Malformed(FormatError),
+    AlgNone { alg: String },
+    AlgUnknown { alg: String },
+    AlgNotAllowed { alg: String, allowed: Vec<&'static str> },
+    KeyUnknownKid { kid: String, known: Vec<String> },
+    KeyNotForAlg { kid: Option<String>, alg: String, key: String },
+    KeyAmbiguous { kid: Option<String>, count: usize },
+    KeyNoKidNoMatch { alg: String },
+    KeysUnavailable { reason: String },
+    BadSignature { kid: Option<String>, key: String },
+    TimeMissing { claim: &'static str },
+    TimeNotNumber { claim: &'static str, found: &'static str },
+    TimeOutOfRange { claim: &'static str },
+    Expired { exp: i64, now: UnixTime, skew: f64 },
+    NotYetValid { nbf: i64, now: UnixTime, skew: f64 },
+    IssMissing,
+    IssNotString { found: &'static str },
+    IssMismatch { actual: String, expected: Vec<String> },
+    AudMissing,
+    AudInvalid { why: String },
+    AudMismatch { actual: Vec<String>, expected: Vec<String> },
+    ClaimMissing { key: String },
+    ClaimMismatch { key: String, actual: Value, expected: Vec<String> },
+    ScopeMissing { allowed: Vec<String> },
+    ScopeInvalid { found: &'static str },
+    ScopeMismatch { actual: Vec<String>, allowed: Vec<String> },
+}
+
+pub(crate) fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn quoted_list(items: &[String]) -> String {
+    items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+}
+
+/// How two identifiers that should be equal differ, when the difference is a classic one.
+pub(crate) fn near_miss(actual: &str, expected: &str) -> Option<&'static str> {
+    if actual == expected {
+        return None;
+    }
+    if actual.trim_end_matches('/') == expected.trim_end_matches('/') {
+        return Some("they differ by a trailing slash");
+    }
+    if actual.trim() == expected.trim() {
+        return Some("they differ by surrounding white space");
+    }
+    if actual.eq_ignore_ascii_case(expected) {
+        return Some("they differ only in letter case, and the comparison is exact");
+    }
+    let strip = |s: &str| s.replacen("https://", "", 1).replacen("http://", "", 1);
+    if strip(actual) == strip(expected) {
+        return Some("they differ in scheme (http vs https)");
+    }
+    None
+}
+
+fn near_miss_note(actual: &[String], expected: &[String]) -> String {
+    for a in actual {
+        for e in expected {
+            if let Some(how) = near_miss(a, e) {
+                return format!(" — `{a}` and `{e}` {how}");
+            }
+        }
+    }
+    String::new()
+}
+
+impl Failure {
+    /// The execution-log message (OCI's own words where OCI documents them).
+    pub fn message(&self, id: &CheckId) -> String {
+        match self {
+            Self::TokenMissing { location: TokenLocation::Header { name, .. }, .. } => {
+                format!("JWT token not found in header '{name}'.")
+            }
+            Self::TokenMissing { location: TokenLocation::Query { name }, .. } => {
+                format!("JWT token not found in query parameter '{name}'.")
+            }
+            Self::Malformed(detail) => format!("JWT token is malformed: {detail}."),
+            Self::AlgNone { alg } | Self::AlgUnknown { alg } | Self::AlgNotAllowed { alg, .. } => {
+                format!("JWT token algorithm '{alg}' is not allowed.")
+            }
+            Self::KeysUnavailable { reason } => {
+                format!("The JSON Web Key Set could not be loaded: {reason}.")
+            }
+            Self::KeyUnknownKid { kid, .. } => format!("No public key found for the JWT token (kid '{kid}')."),
+            Self::KeyNotForAlg { kid, .. } | Self::KeyAmbiguous { kid, .. } => format!(
+                "No public key found for the JWT token (kid '{}').",
+                kid.as_deref().unwrap_or("")
+            ),
+            Self::KeyNoKidNoMatch { .. } => "No public key found for the JWT token (kid '').".into(),
+            Self::BadSignature { .. } => "JWT token signature is not valid.".into(),
+            Self::TimeMissing { claim }
+            | Self::TimeNotNumber { claim, .. }
+            | Self::TimeOutOfRange { claim } => format!("Validation failed for '{claim}' claim."),
+            Self::Expired { .. } => "Validation failed for 'exp' claim.".into(),
+            Self::NotYetValid { .. } => "Validation failed for 'nbf' claim.".into(),
+            Self::IssMissing | Self::IssNotString { .. } | Self::IssMismatch { .. } => {
+                "JWT token not issued by the configured issuers.".into()
+            }
+            Self::AudMissing | Self::AudInvalid { .. } | Self::AudMismatch { .. } => {
+                "JWT token not issued for the configured audience.".into()
+            }
+            Self::ClaimMissing { key } => format!("JWT token missing required claim '{key}'."),
+            Self::ClaimMismatch { key, .. } => {
+                format!("JWT token does not have the expected claim value for '{key}'.")
+            }
+            Self::ScopeMissing { .. } | Self::ScopeInvalid { .. } | Self::ScopeMismatch { .. } => {
+                let _ = id;
+                "Authorization failed for the request.".into()
+            }
+        }
+    }
+
+    /// What to do about it, naming the values involved.
+    pub fn fix(&self, setting: Option<&str>) -> String {
+        let setting = setting.unwrap_or("the authentication policy");
+        match self {
+            Self::TokenMissing { location, found } => {
+                let how = match location {
+                    TokenLocation::Header { name, scheme: Some(scheme) } => {
+                        format!("send it in header '{name}' as '{scheme} <token>'")
+                    }
+                    TokenLocation::Header { name, scheme: None } => format!("send it in header '{name}'"),
+                    TokenLocation::Query { name } => format!("send it as query parameter '{name}'"),
+                };
+                match found {
+                    Some(found) => format!("The request carries {found}; {how}."),
+                    None => format!("The request carries no token; {how}."),
+                }
+            }
+            Self::Malformed(FormatError::TooLong { .. }) => {
+                "Send a smaller token: trim claims at the identity provider.".into()
+            }
+            Self::Malformed(FormatError::Encrypted | FormatError::EncryptionHeader) => {
+                "Send a signed (JWS) access token, not an encrypted one (JWE); configure the identity provider to sign, not encrypt, tokens for this API.".into()
+            }
+            Self::Malformed(detail) => format!(
+                "Send the token exactly as the identity provider issued it: three base64url segments separated by dots, nothing added or removed ({detail})."
+            ),
+            Self::AlgNone { alg } => format!(
+                "The token is unsigned (alg '{alg}'); such tokens are never accepted. Use a token signed by the identity provider."
+            ),
+            Self::AlgUnknown { alg } => format!(
+                "'{alg}' is not an algorithm claimgate verifies (RS256/384/512, PS256/384/512, ES256/384/512, EdDSA; OCI itself accepts only RS256/384/512). Configure the identity provider to sign with one of them."
+            ),
+            Self::AlgNotAllowed { alg, allowed } => format!(
+                "The token is signed with {alg} but the configured keys allow only {}. Have the identity provider sign with one of those, or configure a key that allows {alg} in {setting}.",
+                allowed.join(", ")
+            ),
+            Self::KeysUnavailable { reason } => format!(
+                "Make the key set reachable from the gateway ({reason}); until it loads every token is refused with 500."
+            ),
+            Self::KeyUnknownKid { kid, known } if known.is_empty() => format!(
+                "The token names kid '{kid}' but no key is configured. Add the identity provider's signing key to {setting}."
+            ),
+            Self::KeyUnknownKid { kid, known } => format!(
+                "The token names kid '{kid}' but the keys have kid {}. If the identity provider rotated its keys, add the new key to {setting} (or wait for the remote key set to publish it); otherwise the token comes from another identity provider.",
+                quoted_list(known)
+            ),
+            Self::KeyNotForAlg { kid, alg, key } => format!(
+                "Key '{}' is {key} and cannot verify {alg}. Sign with the algorithm the key allows, or correct the key in {setting}.",
+                kid.as_deref().unwrap_or("")
+            ),
+            Self::KeyAmbiguous { kid: Some(kid), count } => format!(
+                "{count} keys share kid '{kid}'; choosing one would be a guess. Give every key a distinct kid in {setting}."
+            ),
+            Self::KeyAmbiguous { kid: None, count } => format!(
+                "The token has no kid and {count} keys could verify it. Have the identity provider put a kid in the token header."
+            ),
+            Self::KeyNoKidNoMatch { alg } => format!(
+                "The token has no kid and no configured key allows {alg}. Have the identity provider put a kid in the token header, or add its key to {setting}."
+            ),
+            Self::BadSignature { kid, key } => format!(
+                "The signature does not verify with key '{}' ({key}). The token was altered, or signed by a different key published under the same kid: get a fresh token, and check that {setting} holds the identity provider's current key.",
+                kid.as_deref().unwrap_or("")
+            ),
+            Self::TimeMissing { claim: "exp" } => {
+                "The token has no 'exp' claim, which OCI requires. Change token issuance to include an expiry.".into()
+            }
+            Self::TimeMissing { claim } => format!("The token has no '{claim}' claim."),
+            Self::TimeNotNumber { claim, found } => format!(
+                "'{claim}' must be a NumericDate (seconds since 1970 as a JSON number); the token has {found}. Fix token issuance."
+            ),
+            Self::TimeOutOfRange { claim } => format!(
+                "'{claim}' is negative or beyond year 9999; fix token issuance."
+            ),
+            Self::Expired { exp, now, skew } => format!(
+                "The token expired at {} ({}; allowed skew {}). Retry with a valid token; raise maxClockSkewInSeconds only when the clock drift is expected and acceptable.",
+                UnixTime(*exp),
+                relative(*exp, *now),
+                skew_text(*skew)
+            ),
+            Self::NotYetValid { nbf, now, skew } => format!(
+                "The token is not valid before {} ({}; allowed skew {}). Use it from then on, or check the identity provider's clock; raise maxClockSkewInSeconds only when the clock drift is expected and acceptable.",
+                UnixTime(*nbf),
+                relative(*nbf, *now),
+                skew_text(*skew)
+            ),
+            Self::IssMissing => format!(
+                "The token has no 'iss' claim. Use a token from the expected identity provider, or update {setting}."
+            ),
+            Self::IssNotString { found } => format!(
+                "'iss' must be a string; the token has {found}. Use a token from the expected identity provider."
+            ),
+            Self::IssMismatch { actual, expected } => format!(
+                "The token's iss is `{actual}` but the deployment accepts {}{}. Update {setting} or use a token from the expected identity provider.",
+                quoted_list(expected),
+                near_miss_note(std::slice::from_ref(actual), expected)
+            ),
+            Self::AudMissing => format!(
+                "The token has no 'aud' claim. Use a token issued for the expected audience ({setting})."
+            ),
+            Self::AudInvalid { why } => format!(
+                "The token's aud {why}. Use a token issued for the expected audience."
+            ),
+            Self::AudMismatch { actual, expected } => format!(
+                "The token's aud is {} but the deployment accepts {}{}. Update {setting} or use a token issued for the expected audience.",
+                quoted_list(actual),
+                quoted_list(expected),
+                near_miss_note(actual, expected)
+            ),
+            Self::ClaimMissing { key } => format!(
+                "The token has no claim '{key}', which {setting} requires. Change token issuance to include it, or update verifyClaims."
+            ),
+            Self::ClaimMismatch { key, actual, expected } => {
+                let actual_text = match actual {
+                    Value::String(s) => format!("`{s}`"),
+                    other => format!("{other} ({})", json_type(other)),
+                };
+                let note = match actual {
+                    Value::String(s) => near_miss_note(std::slice::from_ref(s), expected),
+                    Value::Array(_) | Value::Object(_) | Value::Null => {
+                        " — verifyClaims compares strings exactly, never array members".into()
+                    }
+                    _ => String::new(),
+                };
+                format!(
+                    "The token's '{key}' is {actual_text} but {setting} expects {}{note}. Correct the claim in the token or the expected value in verifyClaims.",
+                    if expected.len() == 1 { quoted_list(expected) } else { format!("one of {}", quoted_list(expected)) }
+                )
+            }
+            Self::ScopeMissing { allowed } => format!(
+                "The route needs one of the scopes {} but the token has no 'scope' claim. Request a token with one of those scopes, or update {setting}.",
+                quoted_list(allowed)
+            ),
+            Self::ScopeInvalid { found } => format!(
+                "'scope' must be a space-separated string or an array of strings; the token has {found}."
+            ),
+            Self::ScopeMismatch { actual, allowed } => format!(
+                "The route needs one of the scopes {} (case-sensitive) but the token has {}{}. Request a token with one of those scopes, or update {setting}.",
+                quoted_list(allowed),
+                if actual.is_empty() { "none".into() } else { quoted_list(actual) },
+                near_miss_note(actual, allowed)
+            ),
+        }
+    }
+
+    /// The execution-log code of this failure.
+    pub fn log_code(&self, flavor: AuthFlavor) -> String {
+        match self {
+            Self::ScopeMissing { .. } | Self::ScopeInvalid { .. } | Self::ScopeMismatch { .. } => {
+                "authorization.unauthorizedRequest".into()
+            }
+            Self::KeysUnavailable { .. } => format!("{}.badJsonWebKeySet", flavor.log_prefix()),
+            _ => format!("{}.authenticationFailed", flavor.log_prefix()),
+        }
+    }
+}
+
+impl Check {
+    pub(crate) fn new(id: CheckId, outcome: Outcome) -> Self {
+        Self {
+            id,
+            outcome,
+            expected: None,
+            actual: None,
+            time: None,
+            unverified: false,
+            setting: None,
+        }
+    }
+
+    pub(crate) fn skip(id: CheckId, why: impl Into<String>) -> Self {
+        Self::new(id, Outcome::Skip(why.into()))
+    }
+
+    pub(crate) fn values(mut self, expected: Option<Value>, actual: Option<Value>) -> Self {
+        self.expected = expected;
+        self.actual = actual;
+        self
+    }
+
+    pub(crate) fn setting(mut self, setting: impl Into<String>) -> Self {
+        self.setting = Some(setting.into());
+        self
+    }
+
+    /// The failure, if the check failed.
+    pub fn failure(&self) -> Option<&Failure> {
+        match &self.outcome {
+            Outcome::Fail(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// The execution-log message, if the check failed.
+    pub fn message(&self) -> Option<String> {
+        self.failure().map(|f| f.message(&self.id))
+    }
+
+    /// The fix, if the check failed.
+    pub fn fix(&self) -> Option<String> {
+        self.failure().map(|f| f.fix(self.setting.as_deref()))
+    }
+}

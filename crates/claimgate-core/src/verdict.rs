@@ -1,0 +1,786 @@
+//! The verdict: one pure function from a request, a deployment, key material and `now` to a
+//! decision that lists every check.
+
+use crate::check::{json_type, Check, CheckId, Failure, Outcome, TimeContext};
+use crate::route::{self, RouteMatch};
+use crate::time::UnixTime;
+use claimgate_config::{
+    AuthFlavor, Authentication, Authorization, Backend, ClaimRule, Deployment, JwtPolicy, KeySource,
+    Route, TokenLocation,
+};
+use claimgate_jose::{Algorithm, KeySet, ParsedToken, PublicKey};
+use serde_json::{json, Map, Value};
+
+/// What the verdict needs to know of a request. The gateway implements it over its HTTP
+/// request; the CLI over `--request`/`--header`/`--token`.
+pub trait RequestView {
+    fn method(&self) -> &str;
+    /// The path without the query string.
+    fn path(&self) -> &str;
+    /// The raw query string, without `?`.
+    fn query(&self) -> Option<&str>;
+    /// The header's values (names are case-insensitive).
+    fn header(&self, name: &str) -> HeaderValues<'_>;
+}
+
+/// How many values a header has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderValues<'a> {
+    Absent,
+    One(&'a str),
+    Many(usize),
+}
+
+/// The keys to verify with, or why there are none.
+#[derive(Debug, Clone, Copy)]
+pub enum KeyMaterial<'a> {
+    Keys(&'a KeySet),
+    Unavailable { reason: &'a str },
+}
+
+impl<'a> KeyMaterial<'a> {
+    /// The policy's own keys when they are static; `remote` otherwise.
+    pub fn for_policy(policy: &'a JwtPolicy, remote: KeyMaterial<'a>) -> Self {
+        match &policy.keys {
+            KeySource::Static(keys) => KeyMaterial::Keys(keys),
+            KeySource::RemoteJwks(_) => remote,
+        }
+    }
+}
+
+/// Allow or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    Deny,
+}
+
+impl Decision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+        }
+    }
+}
+
+/// The route a request reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteInfo {
+    pub path: String,
+    pub path_prefix: String,
+    pub methods: Vec<&'static str>,
+    pub index: usize,
+    pub params: Vec<(String, String)>,
+}
+
+/// Why a request was answered without reaching authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unrouted {
+    NotFound,
+    MethodNotAllowed { allow: Vec<&'static str> },
+}
+
+/// A decision with every check that led to it.
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub struct Verdict {
+    pub decision: Decision,
+    /// The HTTP status: the gateway's own answer, the stock response's, or `None` when an HTTP
+    /// backend will answer.
+    pub status: Option<u16>,
+    pub route: Option<RouteInfo>,
+    pub unrouted: Option<Unrouted>,
+    pub checks: Vec<Check>,
+    /// Set when the deployment has a JWT policy.
+    pub flavor: Option<AuthFlavor>,
+    /// Verified claims (`request.auth`), only when authentication succeeded.
+    pub claims: Option<Map<String, Value>>,
+    /// Set when the policy cannot be evaluated at all.
+    pub unsupported: Option<String>,
+}
+
+/// One execution-log event the verdict implies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub code: String,
+    pub level: &'static str,
+    pub message: String,
+    /// The check this event reports, for failures.
+    pub check: Option<usize>,
+}
+
+const NO_ROUTE: &str = "no route matched the request";
+
+/// Judges a request against a deployment. Pure: same inputs, same verdict.
+pub fn evaluate(
+    deployment: &Deployment,
+    request: &dyn RequestView,
+    keys: KeyMaterial<'_>,
+    now: UnixTime,
+) -> Verdict {
+    let (route, info) = match route::find(deployment, request.method(), request.path()) {
+        RouteMatch::Found { route, index, params } => (
+            route,
+            RouteInfo {
+                path: route.path.as_str().to_owned(),
+                path_prefix: deployment.path_prefix.clone(),
+                methods: route.methods.names(),
+                index,
+                params,
+            },
+        ),
+        RouteMatch::MethodNotAllowed { allow } => {
+            return unrouted(Unrouted::MethodNotAllowed { allow }, 405)
+        }
+        RouteMatch::NotFound => return unrouted(Unrouted::NotFound, 404),
+    };
+    match &deployment.authentication {
+        Authentication::None => {
+            let checks = all_skipped("the deployment has no authentication policy", &[]);
+            finish(route, info, checks, None, None, true)
+        }
+        Authentication::Unsupported { kind, reason } => Verdict {
+            decision: Decision::Deny,
+            status: Some(500),
+            checks: all_skipped(&format!("{kind} cannot be evaluated"), &[]),
+            route: Some(info),
+            unrouted: None,
+            flavor: None,
+            claims: None,
+            unsupported: Some(format!("{kind}: {reason}")),
+        },
+        Authentication::Jwt(policy) => {
+            let keys = KeyMaterial::for_policy(policy, keys);
+            evaluate_jwt(policy, route, info, request, keys, now)
+        }
+    }
+}
+
+fn unrouted(why: Unrouted, status: u16) -> Verdict {
+    Verdict {
+        decision: Decision::Deny,
+        status: Some(status),
+        route: None,
+        unrouted: Some(why),
+        checks: all_skipped(NO_ROUTE, &[]),
+        flavor: None,
+        claims: None,
+        unsupported: None,
+    }
+}
+
+fn all_skipped(why: &str, rules: &[ClaimRule]) -> Vec<Check> {
+    let mut ids = vec![
+        CheckId::Token,
+        CheckId::Format,
+        CheckId::Alg,
+        CheckId::Key,
+        CheckId::Signature,
+        CheckId::Exp,
+        CheckId::Nbf,
+        CheckId::Iss,
+        CheckId::Aud,
+    ];
+    ids.extend(rules.iter().map(|r| CheckId::Claim(r.key.clone())));
+    ids.extend([CheckId::Active, CheckId::Scope]);
+    ids.into_iter().map(|id| Check::skip(id, why)).collect()
+}
+
+fn finish(
+    route: &Route,
+    info: RouteInfo,
+    checks: Vec<Check>,
+    flavor: Option<AuthFlavor>,
+    claims: Option<Map<String, Value>>,
+    allow: bool,
+) -> Verdict {
+    let status = if allow {
+        match &route.backend {
+            Backend::Stock(stock) => Some(stock.status),
+            Backend::Http(_) => None,
+            Backend::Unsupported { .. } => Some(502),
+        }
+    } else {
+        Some(deny_status(&checks))
+    };
+    Verdict {
+        decision: if allow { Decision::Allow } else { Decision::Deny },
+        status,
+        route: Some(info),
+        unrouted: None,
+        checks,
+        flavor,
+        claims,
+        unsupported: None,
+    }
+}
+
+/// The one place a denial becomes a status: keys unavailable 500, authentication 401, scope 403.
+fn deny_status(checks: &[Check]) -> u16 {
+    let failures: Vec<&Failure> = checks.iter().filter_map(Check::failure).collect();
+    if failures.iter().any(|f| matches!(f, Failure::KeysUnavailable { .. })) {
+        500
+    } else if failures.iter().all(|f| {
+        matches!(
+            f,
+            Failure::ScopeMissing { .. } | Failure::ScopeInvalid { .. } | Failure::ScopeMismatch { .. }
+        )
+    }) && !failures.is_empty()
+    {
+        403
+    } else {
+        401
+    }
+}
+
+fn evaluate_jwt(
+    policy: &JwtPolicy,
+    route: &Route,
+    info: RouteInfo,
+    request: &dyn RequestView,
+    keys: KeyMaterial<'_>,
+    now: UnixTime,
+) -> Verdict {
+    let anonymous = route.authorization == Authorization::Anonymous;
+    let flavor = Some(policy.flavor);
+    let mut checks = Vec::with_capacity(12 + policy.verify_claims.len());
+    let setting = |member: &str| format!("{}.{member}", policy.path);
+
+    // token
+    let raw = match extract_token(&policy.location, request) {
+        Ok(raw) => raw,
+        Err(found) if anonymous && found.is_none() => {
+            let mut checks = all_skipped("no token; the route allows anonymous access", &policy.verify_claims);
+            checks[0] = Check::skip(CheckId::Token, "no token; the route allows anonymous access");
+            return finish(route, info, checks, flavor, None, true);
+        }
+        Err(found) => {
+            checks.push(
+                Check::new(
+                    CheckId::Token,
+                    Outcome::Fail(Failure::TokenMissing { location: policy.location.clone(), found }),
+                )
+                .setting(setting("tokenHeader")),
+            );
+            return finish_after_stop(policy, route, info, checks, "there is no token", anonymous);
+        }
+    };
+    checks.push(Check::new(CheckId::Token, Outcome::Pass(format!("found in {}", policy.location))));
+
+    // format
+    let token = match ParsedToken::parse(raw) {
+        Ok(token) => token,
+        Err(error) => {
+            checks.push(Check::new(CheckId::Format, Outcome::Fail(Failure::Malformed(error))));
+            return finish_after_stop(policy, route, info, checks, "the token could not be decoded", anonymous);
+        }
+    };
+    checks.push(Check::new(CheckId::Format, Outcome::Pass("compact JWS".into())));
+
+    // alg and key
+    let header_alg = token.header.alg.clone();
+    let kid = token.header.kid.clone();
+    let algorithm = Algorithm::from_name(&header_alg);
+    let (alg_check, key) = judge_alg_and_key(policy, keys, &header_alg, algorithm, kid.as_deref());
+    checks.extend(alg_check);
+
+    // signature
+    let verified = match (key, algorithm) {
+        (Some(key), Some(alg)) => {
+            let ok = key.verify(alg, token.signing_input(), token.signature());
+            let outcome = if ok {
+                Outcome::Pass(format!("verified with key '{}' ({})", key.kid().unwrap_or(""), key.kind()))
+            } else {
+                Outcome::Fail(Failure::BadSignature {
+                    kid: key.kid().map(str::to_owned),
+                    key: key.kind().to_string(),
+                })
+            };
+            checks.push(Check::new(CheckId::Signature, outcome).setting(keys_setting(policy)));
+            ok
+        }
+        _ => {
+            checks.push(Check::skip(CheckId::Signature, "no usable key was found"));
+            false
+        }
+    };
+
+    // claims, marked unverified unless the signature passed
+    let payload = &token.payload;
+    let time = TimeContext { now, skew_seconds: policy.max_clock_skew_seconds };
+    let first_claim = checks.len();
+    checks.push(judge_exp(payload, time));
+    checks.push(judge_nbf(payload, time));
+    checks.push(judge_iss(payload, policy.issuers.as_deref()).setting(setting(&iss_member(policy, "issuers"))));
+    checks.push(judge_aud(payload, policy.audiences.as_deref()).setting(setting(&iss_member(policy, "audiences"))));
+    for rule in &policy.verify_claims {
+        checks.push(judge_claim(payload, rule).setting(setting(&iss_member(policy, "verifyClaims"))));
+    }
+    if !verified {
+        for check in &mut checks[first_claim..] {
+            if !matches!(check.outcome, Outcome::Skip(_)) {
+                check.unverified = true;
+            }
+        }
+    }
+    checks.push(Check::skip(CheckId::Active, "applies to opaque tokens checked by introspection"));
+    let authenticated = verified && checks.iter().all(|c| c.failure().is_none());
+
+    // scope
+    let route_setting = format!("routes[{}].requestPolicies.authorization.allowedScope", info.index);
+    let scope_check = match &route.authorization {
+        Authorization::AnyOf(allowed) if authenticated => judge_scope(payload, allowed).setting(route_setting),
+        Authorization::AnyOf(_) => Check::skip(CheckId::Scope, "authentication failed"),
+        _ => Check::skip(CheckId::Scope, "the route does not ask for scopes (ANY_OF)"),
+    };
+    let scope_ok = scope_check.failure().is_none();
+    checks.push(scope_check);
+
+    let allow = anonymous || (authenticated && scope_ok);
+    let claims = authenticated.then(|| token.payload.clone());
+    finish(route, info, checks, flavor, claims, allow)
+}
+
+fn iss_member(policy: &JwtPolicy, member: &'static str) -> String {
+    match policy.flavor {
+        AuthFlavor::JwtAuthentication => member.to_owned(),
+        AuthFlavor::TokenAuthentication => format!("validationPolicy.additionalValidationPolicy.{member}"),
+    }
+}
+
+fn keys_setting(policy: &JwtPolicy) -> String {
+    match policy.flavor {
+        AuthFlavor::JwtAuthentication => format!("{}.publicKeys", policy.path),
+        AuthFlavor::TokenAuthentication => format!("{}.validationPolicy", policy.path),
+    }
+}
+
+/// After `token` or `format` fails, every later check is skipped.
+fn finish_after_stop(
+    policy: &JwtPolicy,
+    route: &Route,
+    info: RouteInfo,
+    mut checks: Vec<Check>,
+    why: &str,
+    anonymous: bool,
+) -> Verdict {
+    let rest = all_skipped(why, &policy.verify_claims);
+    checks.extend(rest.into_iter().skip(checks.len()));
+    finish(route, info, checks, Some(policy.flavor), None, anonymous)
+}
+
+/// Reads the token where the policy says. `Err(Some(what))` describes what was there instead.
+fn extract_token<'r>(location: &TokenLocation, request: &'r dyn RequestView) -> Result<&'r str, Option<String>> {
+    match location {
+        TokenLocation::Header { name, scheme } => {
+            let value = match request.header(name) {
+                HeaderValues::Absent => return Err(None),
+                HeaderValues::Many(n) => return Err(Some(format!("{n} '{name}' headers (exactly one is accepted)"))),
+                HeaderValues::One(value) => value.trim(),
+            };
+            let token = match scheme {
+                None => value,
+                Some(scheme) => {
+                    let (found, rest) = value.split_once(' ').unwrap_or((value, ""));
+                    if !found.eq_ignore_ascii_case(scheme) {
+                        return Err(Some(if rest.is_empty() {
+                            format!("header '{name}' without the '{scheme}' scheme")
+                        } else {
+                            format!("header '{name}' with scheme '{found}' instead of '{scheme}'")
+                        }));
+                    }
+                    rest.trim_start_matches(' ')
+                }
+            };
+            if token.is_empty() {
+                return Err(Some(format!("header '{name}' with an empty token")));
+            }
+            Ok(token)
+        }
+        TokenLocation::Query { name } => {
+            let mut found = request
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+                .filter(|(key, _)| key == name)
+                .map(|(_, value)| value);
+            match (found.next(), found.next()) {
+                (None, _) => Err(None),
+                (Some(_), Some(_)) => Err(Some(format!("query parameter '{name}' more than once"))),
+                (Some(""), None) => Err(Some(format!("query parameter '{name}' with an empty token"))),
+                (Some(value), None) => Ok(value),
+            }
+        }
+    }
+}
+
+fn judge_alg_and_key<'k>(
+    policy: &JwtPolicy,
+    keys: KeyMaterial<'k>,
+    header_alg: &str,
+    algorithm: Option<Algorithm>,
+    kid: Option<&str>,
+) -> (Vec<Check>, Option<&'k PublicKey>) {
+    let setting = keys_setting(policy);
+    let actual_alg = Some(json!(header_alg));
+    let alg_failure = if header_alg.trim().trim_end_matches('\0').eq_ignore_ascii_case("none") {
+        Some(Failure::AlgNone { alg: header_alg.to_owned() })
+    } else if algorithm.is_none() {
+        Some(Failure::AlgUnknown { alg: header_alg.to_owned() })
+    } else {
+        None
+    };
+    let key_set = match keys {
+        KeyMaterial::Keys(set) => set,
+        KeyMaterial::Unavailable { reason } => {
+            let alg = match alg_failure {
+                Some(f) => Check::new(CheckId::Alg, Outcome::Fail(f)).values(None, actual_alg),
+                None => Check::skip(CheckId::Alg, "the key set is not available"),
+            };
+            let key = Check::new(CheckId::Key, Outcome::Fail(Failure::KeysUnavailable { reason: reason.to_owned() }))
+                .values(None, Some(json!(kid)))
+                .setting(setting);
+            return (vec![alg, key], None);
+        }
+    };
+    let allowed = key_set.algorithms();
+    let expected_algs = Some(json!(allowed.names()));
+    if let Some(failure) = alg_failure {
+        return (
+            vec![
+                Check::new(CheckId::Alg, Outcome::Fail(failure)).values(expected_algs, actual_alg),
+                Check::skip(CheckId::Key, "the algorithm is not allowed"),
+            ],
+            None,
+        );
+    }
+    let alg = algorithm.expect("checked above: known algorithm");
+    if !allowed.contains(alg) {
+        let failure = Failure::AlgNotAllowed { alg: header_alg.to_owned(), allowed: allowed.names() };
+        return (
+            vec![
+                Check::new(CheckId::Alg, Outcome::Fail(failure)).values(expected_algs, actual_alg).setting(setting),
+                Check::skip(CheckId::Key, "the algorithm is not allowed"),
+            ],
+            None,
+        );
+    }
+    let alg_check = Check::new(CheckId::Alg, Outcome::Pass(format!("{alg} is allowed by the configured keys")))
+        .values(expected_algs, actual_alg);
+    let known: Vec<String> = key_set.keys().iter().filter_map(|k| k.kid().map(str::to_owned)).collect();
+    let expected_kids = Some(json!(known));
+    let (outcome, key) = match kid {
+        Some(kid) => {
+            let named: Vec<&PublicKey> = key_set.keys().iter().filter(|k| k.kid() == Some(kid)).collect();
+            let usable: Vec<&PublicKey> = named.iter().copied().filter(|k| k.allowed().contains(alg)).collect();
+            match (named.as_slice(), usable.as_slice()) {
+                ([], _) => (Outcome::Fail(Failure::KeyUnknownKid { kid: kid.to_owned(), known }), None),
+                (_, [key]) => (Outcome::Pass(format!("kid '{kid}' is a {} key", key.kind())), Some(*key)),
+                ([first, ..], []) => (
+                    Outcome::Fail(Failure::KeyNotForAlg {
+                        kid: Some(kid.to_owned()),
+                        alg: alg.name().to_owned(),
+                        key: format!("{} (allows {})", first.kind(), first.allowed().names().join(", ")),
+                    }),
+                    None,
+                ),
+                (_, many) => (Outcome::Fail(Failure::KeyAmbiguous { kid: Some(kid.to_owned()), count: many.len() }), None),
+            }
+        }
+        None => {
+            let usable: Vec<&PublicKey> = key_set.keys().iter().filter(|k| k.allowed().contains(alg)).collect();
+            match usable.as_slice() {
+                [key] => (Outcome::Pass(format!("no kid; the only {alg} key is a {} key", key.kind())), Some(*key)),
+                [] => (Outcome::Fail(Failure::KeyNoKidNoMatch { alg: alg.name().to_owned() }), None),
+                many => (Outcome::Fail(Failure::KeyAmbiguous { kid: None, count: many.len() }), None),
+            }
+        }
+    };
+    let key_check = Check::new(CheckId::Key, outcome).values(expected_kids, Some(json!(kid))).setting(setting);
+    (vec![alg_check, key_check], key)
+}
+
+/// The latest NumericDate accepted: 9999-12-31T23:59:59Z.
+const MAX_NUMERIC_DATE: f64 = 253_402_300_799.0;
+
+/// Reads a NumericDate claim, rounding toward refusal (`floor` for exp, `ceil` for nbf).
+fn numeric_date(payload: &Map<String, Value>, claim: &'static str, round: fn(f64) -> f64) -> Result<Option<i64>, Failure> {
+    match payload.get(claim) {
+        None => Ok(None),
+        Some(Value::Number(n)) => {
+            let v = n.as_f64().unwrap_or(f64::NAN);
+            if !(0.0..=MAX_NUMERIC_DATE).contains(&v) {
+                return Err(Failure::TimeOutOfRange { claim });
+            }
+            Ok(Some(round(v) as i64))
+        }
+        Some(other) => Err(Failure::TimeNotNumber { claim, found: json_type(other) }),
+    }
+}
+
+fn time_check(id: CheckId, outcome: Outcome, expected: Option<Value>, actual: Option<&Value>, time: TimeContext) -> Check {
+    let mut check = Check::new(id, outcome).values(expected, actual.cloned());
+    check.time = Some(time);
+    check
+}
+
+fn judge_exp(payload: &Map<String, Value>, time: TimeContext) -> Check {
+    let actual = payload.get("exp");
+    let skew = time.skew_seconds;
+    let outcome = match numeric_date(payload, "exp", f64::floor) {
+        Err(failure) => Outcome::Fail(failure),
+        Ok(None) => Outcome::Fail(Failure::TimeMissing { claim: "exp" }),
+        Ok(Some(exp)) if (time.now.0 as f64) <= exp as f64 + skew => Outcome::Pass(format!(
+            "expires {} ({})",
+            UnixTime(exp),
+            crate::time::relative(exp, time.now)
+        )),
+        Ok(Some(exp)) => Outcome::Fail(Failure::Expired { exp, now: time.now, skew }),
+    };
+    let expected = json!(format!("now <= exp + {}", crate::time::skew_text(skew)));
+    time_check(CheckId::Exp, outcome, Some(expected), actual, time)
+}
+
+fn judge_nbf(payload: &Map<String, Value>, time: TimeContext) -> Check {
+    let actual = payload.get("nbf");
+    let skew = time.skew_seconds;
+    let outcome = match numeric_date(payload, "nbf", f64::ceil) {
+        Err(failure) => Outcome::Fail(failure),
+        Ok(None) => return Check::skip(CheckId::Nbf, "the token has no 'nbf' claim"),
+        Ok(Some(nbf)) if (time.now.0 as f64) >= nbf as f64 - skew => Outcome::Pass(format!(
+            "valid since {} ({})",
+            UnixTime(nbf),
+            crate::time::relative(nbf, time.now)
+        )),
+        Ok(Some(nbf)) => Outcome::Fail(Failure::NotYetValid { nbf, now: time.now, skew }),
+    };
+    let expected = json!(format!("now >= nbf - {}", crate::time::skew_text(skew)));
+    time_check(CheckId::Nbf, outcome, Some(expected), actual, time)
+}
+
+fn judge_iss(payload: &Map<String, Value>, issuers: Option<&[String]>) -> Check {
+    let Some(issuers) = issuers else {
+        return Check::skip(CheckId::Iss, "the policy does not check issuers");
+    };
+    let actual = payload.get("iss");
+    let outcome = match actual {
+        None => Outcome::Fail(Failure::IssMissing),
+        Some(Value::String(iss)) if issuers.iter().any(|i| i == iss) => Outcome::Pass(format!("`{iss}` is a configured issuer")),
+        Some(Value::String(iss)) => Outcome::Fail(Failure::IssMismatch { actual: iss.clone(), expected: issuers.to_vec() }),
+        Some(other) => Outcome::Fail(Failure::IssNotString { found: json_type(other) }),
+    };
+    Check::new(CheckId::Iss, outcome).values(Some(json!(issuers)), actual.cloned())
+}
+
+fn judge_aud(payload: &Map<String, Value>, audiences: Option<&[String]>) -> Check {
+    let Some(audiences) = audiences else {
+        return Check::skip(CheckId::Aud, "the policy does not check audiences");
+    };
+    let actual = payload.get("aud");
+    let presented: Result<Vec<String>, String> = match actual {
+        None => Err(String::new()),
+        Some(Value::String(s)) => Ok(vec![s.clone()]),
+        Some(Value::Array(items)) if items.is_empty() => Err("is an empty array".into()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| i.as_str().map(str::to_owned).ok_or_else(|| format!("has {} where strings belong", json_type(i))))
+            .collect(),
+        Some(other) => Err(format!("is {}, not a string or an array of strings", json_type(other))),
+    };
+    let outcome = match presented {
+        Err(why) if why.is_empty() => Outcome::Fail(Failure::AudMissing),
+        Err(why) => Outcome::Fail(Failure::AudInvalid { why }),
+        Ok(list) => match list.iter().find(|a| audiences.contains(a)) {
+            Some(hit) => Outcome::Pass(format!("`{hit}` is a configured audience")),
+            None => Outcome::Fail(Failure::AudMismatch { actual: list, expected: audiences.to_vec() }),
+        },
+    };
+    Check::new(CheckId::Aud, outcome).values(Some(json!(audiences)), actual.cloned())
+}
+
+fn judge_claim(payload: &Map<String, Value>, rule: &ClaimRule) -> Check {
+    let id = CheckId::Claim(rule.key.clone());
+    let actual = payload.get(&rule.key);
+    let expected = (!rule.values.is_empty()).then(|| json!(rule.values));
+    let outcome = match actual {
+        None if rule.required => Outcome::Fail(Failure::ClaimMissing { key: rule.key.clone() }),
+        None => Outcome::Pass("absent, and not required".into()),
+        Some(_) if rule.values.is_empty() => Outcome::Pass("present".into()),
+        Some(value) => {
+            // OCI: "simply handled as strings, and must match exactly". Numbers and booleans
+            // compare by their JSON text; arrays, objects and null never match.
+            let text = match value {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                Value::Bool(b) => Some(b.to_string()),
+                _ => None,
+            };
+            match text {
+                Some(t) if rule.values.contains(&t) => Outcome::Pass(format!("`{t}` is an expected value")),
+                _ => Outcome::Fail(Failure::ClaimMismatch {
+                    key: rule.key.clone(),
+                    actual: value.clone(),
+                    expected: rule.values.clone(),
+                }),
+            }
+        }
+    };
+    Check::new(id, outcome).values(expected, actual.cloned())
+}
+
+fn judge_scope(payload: &Map<String, Value>, allowed: &[String]) -> Check {
+    let actual = payload.get("scope");
+    let outcome = match actual {
+        None => Outcome::Fail(Failure::ScopeMissing { allowed: allowed.to_vec() }),
+        Some(value) => {
+            let scopes: Option<Vec<String>> = match value {
+                Value::String(s) => Some(s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect()),
+                Value::Array(items) => items.iter().map(|i| i.as_str().map(str::to_owned)).collect(),
+                _ => None,
+            };
+            match scopes {
+                None => Outcome::Fail(Failure::ScopeInvalid { found: json_type(value) }),
+                Some(scopes) => match scopes.iter().find(|s| allowed.contains(s)) {
+                    Some(hit) => Outcome::Pass(format!("`{hit}` is an allowed scope")),
+                    None => Outcome::Fail(Failure::ScopeMismatch { actual: scopes, allowed: allowed.to_vec() }),
+                },
+            }
+        }
+    };
+    Check::new(CheckId::Scope, outcome).values(Some(json!(allowed)), actual.cloned())
+}
+
+impl Verdict {
+    /// The execution-log events this verdict implies, in order: one per failed check, then the
+    /// success record when authentication passed.
+    pub fn events(&self) -> Vec<Event> {
+        let Some(flavor) = self.flavor else {
+            return Vec::new();
+        };
+        let mut events = Vec::new();
+        for (index, check) in self.checks.iter().enumerate() {
+            if let Some(failure) = check.failure() {
+                let level = match failure {
+                    Failure::KeysUnavailable { .. } => "ERROR",
+                    _ => "WARN",
+                };
+                events.push(Event {
+                    code: failure.log_code(flavor),
+                    level,
+                    message: failure.message(&check.id),
+                    check: Some(index),
+                });
+            }
+        }
+        if self.claims.is_some() {
+            let message = match flavor {
+                AuthFlavor::JwtAuthentication => "JWT Authentication successful.",
+                AuthFlavor::TokenAuthentication => "Token authentication successful.",
+            };
+            let position = events
+                .iter()
+                .position(|e| e.code == "authorization.unauthorizedRequest")
+                .unwrap_or(events.len());
+            events.insert(
+                position,
+                Event {
+                    code: format!("{}.successfulAuthentication", flavor.log_prefix()),
+                    level: "INFO",
+                    message: message.into(),
+                    check: None,
+                },
+            );
+        }
+        events
+    }
+
+    /// The failed checks.
+    pub fn failures(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|c| c.failure().is_some())
+    }
+
+    /// Whether the answer is unknown because key material was unavailable.
+    pub fn keys_unavailable(&self) -> bool {
+        self.failures().any(|c| matches!(c.failure(), Some(Failure::KeysUnavailable { .. })))
+    }
+
+    /// The stable JSON form (`check --output json`), without the envelope's `version`.
+    pub fn to_json(&self) -> Value {
+        let route = self.route.as_ref().map(|r| {
+            json!({
+                "path": r.path,
+                "pathPrefix": r.path_prefix,
+                "methods": r.methods,
+                "index": r.index,
+                "params": r.params.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<Map<_, _>>(),
+            })
+        });
+        let checks: Vec<Value> = self.checks.iter().map(check_json).collect();
+        let events: Vec<Value> = self
+            .events()
+            .into_iter()
+            .map(|e| {
+                let mut event = json!({"code": e.code, "level": e.level, "message": e.message});
+                if let Some(i) = e.check {
+                    event["check"] = json!(self.checks[i].id.to_string());
+                }
+                event
+            })
+            .collect();
+        let mut out = json!({
+            "decision": self.decision.name(),
+            "status": self.status,
+            "route": route,
+            "checks": checks,
+            "events": events,
+        });
+        if let Some(Unrouted::MethodNotAllowed { allow }) = &self.unrouted {
+            out["allow"] = json!(allow);
+        }
+        if let Some(why) = &self.unsupported {
+            out["unsupported"] = json!(why);
+        }
+        out
+    }
+}
+
+fn check_json(check: &Check) -> Value {
+    let mut out = Map::new();
+    out.insert("check".into(), json!(check.id.to_string()));
+    out.insert("result".into(), json!(check.outcome.name()));
+    match &check.outcome {
+        Outcome::Fail(_) => {
+            out.insert("message".into(), json!(check.message()));
+        }
+        Outcome::Pass(note) => {
+            out.insert("detail".into(), json!(note));
+        }
+        Outcome::Skip(why) => {
+            out.insert("reason".into(), json!(why));
+        }
+    }
+    if let Some(expected) = &check.expected {
+        out.insert("expected".into(), expected.clone());
+    }
+    if let Some(actual) = &check.actual {
+        out.insert("actual".into(), actual.clone());
+    }
+    if let Some(time) = &check.time {
+        out.insert("now".into(), json!(time.now.0));
+        out.insert("skew".into(), json!(time.skew_seconds));
+    }
+    if check.unverified {
+        out.insert("unverified".into(), json!(true));
+    }
+    if let Some(fix) = check.fix() {
+        out.insert("fix".into(), json!(fix));
+    }
+    if check.failure().is_some() {
+        if let Some(setting) = &check.setting {
+            out.insert("setting".into(), json!(setting));
+        }
+    }
+    Value::Object(out)
+}
