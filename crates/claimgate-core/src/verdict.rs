@@ -477,7 +477,7 @@ fn judge_alg_and_key<'k>(
             let usable: Vec<&PublicKey> = named.iter().copied().filter(|k| k.allowed().contains(alg)).collect();
             match (named.as_slice(), usable.as_slice()) {
                 ([], _) => (Outcome::Fail(Failure::KeyUnknownKid { kid: kid.to_owned(), known }), None),
-                (_, [key]) => (Outcome::Pass(format!("kid '{kid}' is a {} key", key.kind())), Some(*key)),
+                (_, [key]) => (Outcome::Pass(format!("kid '{kid}' is the {} key", key.kind())), Some(*key)),
                 ([first, ..], []) => (
                     Outcome::Fail(Failure::KeyNotForAlg {
                         kid: Some(kid.to_owned()),
@@ -492,7 +492,7 @@ fn judge_alg_and_key<'k>(
         None => {
             let usable: Vec<&PublicKey> = key_set.keys().iter().filter(|k| k.allowed().contains(alg)).collect();
             match usable.as_slice() {
-                [key] => (Outcome::Pass(format!("no kid; the only {alg} key is a {} key", key.kind())), Some(*key)),
+                [key] => (Outcome::Pass(format!("no kid; the only {alg} key is the {} key", key.kind())), Some(*key)),
                 [] => (Outcome::Fail(Failure::KeyNoKidNoMatch { alg: alg.name().to_owned() }), None),
                 many => (Outcome::Fail(Failure::KeyAmbiguous { kid: None, count: many.len() }), None),
             }

@@ -1,1 +1,62 @@
-fn main() {}
+//! `claimgate`: the command line. Glue only: it parses flags, reads files, obtains key material
+//! and the time, calls the same verdict the gateway enforces, and prints it.
+
+#![forbid(unsafe_code)]
+
+mod check;
+mod decode;
+mod input;
+mod output;
+mod validate;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::process::ExitCode;
+
+/// Exit codes shared by every command (SPEC "Command line").
+pub(crate) mod exit {
+    pub(crate) const OK: u8 = 0;
+    pub(crate) const DENIED: u8 = 1;
+    pub(crate) const USAGE: u8 = 2;
+    pub(crate) const UNKNOWN: u8 = 3;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "claimgate",
+    version,
+    about = "API gateway and token troubleshooter for OCI API Gateway deployments",
+    long_about = "claimgate judges tokens exactly as an OCI API Gateway deployment would, and \
+                  explains every check: what the policy expected, what the token carried, and \
+                  how to fix it.\n\nExit codes: 0 allowed/ok, 1 denied, 2 usage or \
+                  configuration error, 3 could not evaluate (keys unreachable)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show the verdict the gateway would give a request, check by check.
+    Check(check::CheckArgs),
+    /// Show a token's header and claims, with times in UTC (never verifies).
+    Decode(decode::DecodeArgs),
+    /// Load deployment files and report every problem with its JSON path.
+    Validate(validate::ValidateArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Check(args) => check::run(&args),
+        Command::Decode(args) => decode::run(&args),
+        Command::Validate(args) => validate::run(&args),
+    };
+    ExitCode::from(code)
+}

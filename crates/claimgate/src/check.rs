@@ -1,0 +1,372 @@
+//! `claimgate check`: the verdict the gateway would give one request.
+
+use crate::input::{load_deployment, parse_now, plural, read_token, InputError};
+use crate::output::{colour_enabled, print_json, report_error, Paint};
+use crate::{exit, Format};
+use claimgate_config::{Authentication, Backend, Deployment, KeySource, TokenLocation};
+use claimgate_core::{
+    evaluate, CheckId, Decision, HeaderValues, KeyMaterial, Outcome, RequestView, UnixTime, Unrouted, Verdict,
+};
+use claimgate_jose::{parse_jwks, JwksParse};
+use serde_json::{json, Value};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct CheckArgs {
+    /// The deployment file (CreateDeploymentDetails, bare specification, or `oci ... deployment get` output).
+    #[arg(long, value_name = "FILE")]
+    deployment: String,
+    /// The request, as 'METHOD /full/path[?query]'.
+    #[arg(long, value_name = "'METHOD /path'")]
+    request: String,
+    /// The token: the token itself, @FILE, or - for stdin. Without it, the request carries none.
+    #[arg(long, value_name = "TOKEN|@FILE|-")]
+    token: Option<String>,
+    /// The moment to judge at: seconds since 1970 or RFC 3339 (default: now).
+    #[arg(long, value_name = "UNIX|RFC3339")]
+    now: Option<String>,
+    /// A recorded JWKS to use instead of fetching REMOTE_JWKS.
+    #[arg(long, value_name = "FILE")]
+    jwks: Option<String>,
+    /// An extra request header, 'Name: value' (repeatable).
+    #[arg(long = "header", value_name = "'Name: value'")]
+    headers: Vec<String>,
+    /// The Host the request is sent to.
+    #[arg(long, value_name = "NAME")]
+    host: Option<String>,
+    /// The path prefix of a bare specification (default /).
+    #[arg(long, value_name = "PREFIX")]
+    path_prefix: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    output: Format,
+}
+
+/// The request as the CLI describes it.
+#[derive(Debug)]
+struct CliRequest {
+    method: String,
+    path: String,
+    query: Option<String>,
+    headers: Vec<(String, String)>,
+}
+
+impl RequestView for CliRequest {
+    fn method(&self) -> &str {
+        &self.method
+    }
+    fn path(&self) -> &str {
+        &self.path
+    }
+    fn query(&self) -> Option<&str> {
+        self.query.as_deref()
+    }
+    fn header(&self, name: &str) -> HeaderValues<'_> {
+        let mut values = self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name));
+        match (values.next(), values.clone().count()) {
+            (None, _) => HeaderValues::Absent,
+            (Some((_, v)), 0) => HeaderValues::One(v),
+            (Some(_), more) => HeaderValues::Many(more + 1),
+        }
+    }
+}
+
+fn parse_request(args: &CheckArgs, deployment: &Deployment) -> Result<CliRequest, InputError> {
+    let (method, target) = args
+        .request
+        .trim()
+        .split_once(' ')
+        .ok_or_else(|| InputError::new(format!("--request '{}' must be 'METHOD /path', e.g. 'GET /v1/orders'", args.request)))?;
+    let target = target.trim();
+    if !target.starts_with('/') {
+        return Err(InputError::new(format!("--request path '{target}' must start with '/'")));
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+        None => (target.to_owned(), None),
+    };
+    let mut request = CliRequest { method: method.to_ascii_uppercase(), path, query, headers: Vec::new() };
+    for header in &args.headers {
+        let (name, value) = header
+            .split_once(':')
+            .ok_or_else(|| InputError::new(format!("--header '{header}' must be 'Name: value'")))?;
+        request.headers.push((name.trim().to_owned(), value.trim().to_owned()));
+    }
+    if let Some(host) = &args.host {
+        request.headers.push(("host".into(), host.clone()));
+    }
+    if let Some(arg) = &args.token {
+        let token = read_token(arg)?;
+        place_token(&mut request, deployment, token);
+    }
+    Ok(request)
+}
+
+/// Puts the token where the deployment's policy reads it.
+fn place_token(request: &mut CliRequest, deployment: &Deployment, token: String) {
+    let location = match &deployment.authentication {
+        Authentication::Jwt(policy) => policy.location.clone(),
+        _ => TokenLocation::Header { name: "Authorization".into(), scheme: Some("Bearer".into()) },
+    };
+    match location {
+        TokenLocation::Header { name, scheme } => {
+            request.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
+            let value = match scheme {
+                Some(scheme) => format!("{scheme} {token}"),
+                None => token,
+            };
+            request.headers.push((name, value));
+        }
+        TokenLocation::Query { name } => {
+            let pair = format!("{name}={token}");
+            request.query = Some(match request.query.take() {
+                Some(q) if !q.is_empty() => format!("{q}&{pair}"),
+                _ => pair,
+            });
+        }
+    }
+}
+
+/// Where the keys came from, for the report.
+enum KeysFrom {
+    Static,
+    Recorded(String),
+    Fetched(String),
+    None,
+}
+
+pub(crate) fn run(args: &CheckArgs) -> u8 {
+    let json_output = args.output == Format::Json;
+    match run_inner(args) {
+        Ok(code) => code,
+        Err(error) => {
+            report_error(&error, json_output);
+            exit::USAGE
+        }
+    }
+}
+
+fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
+    let loaded = load_deployment(&args.deployment, args.path_prefix.as_deref())?;
+    let deployment = &loaded.deployment;
+    if let Authentication::Unsupported { kind, reason } = &deployment.authentication {
+        return Err(InputError::new(format!("claimgate cannot evaluate {kind}: {reason}")));
+    }
+    let now = parse_now(args.now.as_deref())?;
+    let request = parse_request(args, deployment)?;
+    let mut notes: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
+
+    let (jwks, keys_from, unavailable) = obtain_keys(args, deployment, &mut notes)?;
+    let material = match (&jwks, &unavailable) {
+        (Some(parse), _) => KeyMaterial::Keys(&parse.keys),
+        (None, Some(reason)) => KeyMaterial::Unavailable { reason },
+        (None, None) => KeyMaterial::Unavailable { reason: "no remote key set was loaded" },
+    };
+    let verdict = evaluate(deployment, &request, material, now);
+    let code = if verdict.keys_unavailable() {
+        exit::UNKNOWN
+    } else if verdict.decision == Decision::Allow {
+        exit::OK
+    } else {
+        exit::DENIED
+    };
+    if args.output == Format::Json {
+        let mut doc = verdict.to_json();
+        doc["now"] = json!(now.0);
+        doc["deployment"] = json!({"id": deployment.id, "displayName": deployment.display_name, "pathPrefix": deployment.path_prefix});
+        doc["keys"] = json!(match &keys_from {
+            KeysFrom::Static => json!({"source": "static"}),
+            KeysFrom::Recorded(p) => json!({"source": "file", "path": p}),
+            KeysFrom::Fetched(u) => json!({"source": "fetched", "uri": u}),
+            KeysFrom::None => Value::Null,
+        });
+        doc["warnings"] = json!(notes);
+        print_json(doc);
+    } else {
+        print_text(&verdict, deployment, &request, now, &keys_from, &notes);
+    }
+    Ok(code)
+}
+
+fn obtain_keys(
+    args: &CheckArgs,
+    deployment: &Deployment,
+    notes: &mut Vec<String>,
+) -> Result<(Option<JwksParse>, KeysFrom, Option<String>), InputError> {
+    let remote = match &deployment.authentication {
+        Authentication::Jwt(policy) => match &policy.keys {
+            KeySource::Static(_) => return Ok((None, KeysFrom::Static, None)),
+            KeySource::RemoteJwks(remote) => remote.clone(),
+        },
+        _ => return Ok((None, KeysFrom::None, None)),
+    };
+    let (result, from) = match &args.jwks {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| InputError::new(format!("cannot read --jwks '{path}': {e}")))?;
+            let parsed = parse_jwks(&bytes).map_err(|e| InputError::new(format!("--jwks '{path}': {e}")))?;
+            (Ok(parsed), KeysFrom::Recorded(path.clone()))
+        }
+        None => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| InputError::new(format!("cannot start the HTTP client: {e}")))?;
+            let options = claimgate_keys::FetchOptions { ssl_verify_disabled: remote.ssl_verify_disabled, ..Default::default() };
+            let result = runtime.block_on(claimgate_keys::fetch_jwks(&remote.uri, &options));
+            (result, KeysFrom::Fetched(remote.uri.clone()))
+        }
+    };
+    match result {
+        Ok(parsed) => {
+            for skipped in &parsed.skipped {
+                notes.push(format!(
+                    "key set: key #{} (kid {}) skipped: {}",
+                    skipped.index,
+                    skipped.kid.as_deref().map(|k| format!("'{k}'")).unwrap_or_else(|| "none".into()),
+                    skipped.reason
+                ));
+            }
+            Ok((Some(parsed), from, None))
+        }
+        Err(error) => Ok((None, from, Some(format!("fetching {} failed: {error}", remote.uri)))),
+    }
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        _ => "",
+    }
+}
+
+fn compact(value: &Value) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+fn print_text(
+    verdict: &Verdict,
+    deployment: &Deployment,
+    request: &CliRequest,
+    now: UnixTime,
+    keys_from: &KeysFrom,
+    notes: &[String],
+) {
+    let p = Paint(colour_enabled());
+    let status = match verdict.status {
+        Some(s) => format!("{s} {}", reason_phrase(s)).trim_end().to_owned(),
+        None => "forwarded to the HTTP backend".to_owned(),
+    };
+    let headline = match verdict.decision {
+        Decision::Allow => p.green(&format!("ALLOW  {status}")),
+        Decision::Deny => p.red(&format!("DENY  {status}")),
+    };
+    println!("{headline}");
+    let target = match &request.query {
+        Some(q) => format!("{}?{}", request.path, redact_query(q)),
+        None => request.path.clone(),
+    };
+    println!("  request     {} {target}", request.method);
+    match (&verdict.route, &verdict.unrouted) {
+        (Some(route), _) => {
+            let backend = match deployment.routes.get(route.index).map(|r| &r.backend) {
+                Some(Backend::Stock(s)) => format!("stock response {}", s.status),
+                Some(Backend::Http(h)) => format!("HTTP backend {}", h.url),
+                Some(Backend::Unsupported { kind }) => kind.clone(),
+                None => String::new(),
+            };
+            println!(
+                "  route       {} (routes[{}], prefix {}, methods {}) → {backend}",
+                route.path,
+                route.index,
+                route.path_prefix,
+                route.methods.join(",")
+            );
+        }
+        (None, Some(Unrouted::MethodNotAllowed { allow })) => {
+            println!("  route       a route matches the path but not {}; allowed: {}", request.method, allow.join(", "))
+        }
+        _ => println!("  route       none matches (prefix {})", deployment.path_prefix),
+    }
+    if let Authentication::Jwt(policy) = &deployment.authentication {
+        let flavor = match policy.flavor {
+            claimgate_config::AuthFlavor::JwtAuthentication => "JWT_AUTHENTICATION",
+            claimgate_config::AuthFlavor::TokenAuthentication => "TOKEN_AUTHENTICATION",
+        };
+        let keys = match keys_from {
+            KeysFrom::Static => "static keys".to_owned(),
+            KeysFrom::Recorded(path) => format!("keys from {path}"),
+            KeysFrom::Fetched(uri) => format!("keys fetched from {uri}"),
+            KeysFrom::None => String::new(),
+        };
+        println!("  policy      {flavor}, token in {}, {keys}", policy.location);
+    }
+    println!("  evaluated   {now}");
+    println!();
+    let width = verdict.checks.iter().map(|c| c.id.to_string().len()).max().unwrap_or(6).max(9);
+    for check in &verdict.checks {
+        let id = format!("{:<width$}", check.id.to_string());
+        let unverified = if check.unverified { p.yellow(" (unverified)") } else { String::new() };
+        match &check.outcome {
+            Outcome::Pass(note) => println!("  {} {id}  {note}{unverified}", p.green("pass")),
+            Outcome::Skip(why) => println!("  {} {}", p.dim("skip"), p.dim(&format!("{id}  {why}"))),
+            Outcome::Fail(_) => {
+                println!("  {} {id}  {}{unverified}", p.red("FAIL"), check.message().unwrap_or_default());
+                let pad = " ".repeat(width + 9);
+                if let Some(expected) = &check.expected {
+                    println!("{pad}expected  {}", compact(expected));
+                }
+                match (&check.actual, &check.id) {
+                    (Some(actual), _) => println!("{pad}actual    {}", compact(actual)),
+                    (None, CheckId::Exp | CheckId::Iss | CheckId::Aud | CheckId::Claim(_) | CheckId::Scope) => {
+                        println!("{pad}actual    (absent)")
+                    }
+                    _ => {}
+                }
+                if let Some(setting) = &check.setting {
+                    println!("{pad}policy    {setting}");
+                }
+                if let Some(fix) = check.fix() {
+                    println!("{pad}{}       {fix}", p.bold("fix"));
+                }
+            }
+        }
+    }
+    if verdict.checks.iter().any(|c| c.unverified) {
+        println!();
+        println!("  (unverified) = judged on claims whose signature did not verify; shown so every mismatch is visible at once.");
+    }
+    let events = verdict.events();
+    if !events.is_empty() {
+        println!();
+        println!("execution log (what the gateway would record):");
+        for event in events {
+            println!("  {:<5} {}  {}", event.level, event.code, event.message);
+        }
+    }
+    if !notes.is_empty() {
+        eprintln!();
+        eprintln!("{} warning{}:", notes.len(), plural(notes.len()));
+        for note in notes {
+            eprintln!("  {note}");
+        }
+    }
+}
+
+/// Query values may hold a token; show names only.
+fn redact_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, value)) if value.len() > 24 => format!("{name}=…"),
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
