@@ -200,7 +200,7 @@ fn read_specification(cx: &mut Cx, field: &Field<'_>) -> Option<Deployment> {
         .flatten();
     let routes_field = obj.require(cx, "routes");
     obj.finish(cx, SPECIFICATION_MEMBERS);
-    let authentication = authentication?;
+    // Routes are read even when the policy is invalid, so every error is reported at once.
     let routes_field = routes_field?;
     let items = routes_field.array_max(cx, 50)?;
     if items.is_empty() {
@@ -208,10 +208,11 @@ fn read_specification(cx: &mut Cx, field: &Field<'_>) -> Option<Deployment> {
     }
     let mut routes = Vec::with_capacity(items.len());
     for item in &items {
-        if let Some(route) = read_route(cx, item, &authentication, &mut unenforced) {
+        if let Some(route) = read_route(cx, item, authentication.as_ref(), &mut unenforced) {
             routes.push(route);
         }
     }
+    let authentication = authentication?;
     for path in &unenforced {
         cx.warn(path, "is not enforced by claimgate yet ('serve' refuses this file)");
     }
@@ -324,6 +325,10 @@ fn read_authentication(cx: &mut Cx, field: &Field<'_>) -> Option<Authentication>
                 "isAnonymousAccessAllowed",
             ]);
             obj.finish(cx, &[]);
+            cx.warn(
+                &field.path,
+                "CUSTOM_AUTHENTICATION calls an OCI Functions authorizer: claimgate cannot evaluate it",
+            );
             Some(Authentication::Unsupported {
                 kind: kind.to_owned(),
                 reason: "it calls an OCI Functions authorizer, which only OCI can run".into(),
@@ -757,7 +762,7 @@ const ROUTE_REQUEST_POLICY_MEMBERS: &[&str] = &[
 fn read_route(
     cx: &mut Cx,
     field: &Field<'_>,
-    authentication: &Authentication,
+    authentication: Option<&Authentication>,
     unenforced: &mut Vec<String>,
 ) -> Option<Route> {
     let mut obj = field.object(cx)?;
@@ -796,13 +801,13 @@ fn read_route(
     let authorization = authorization?;
     if let Some(at) = &explicit_authorization {
         match (authentication, &authorization) {
-            (Authentication::Jwt(policy), Authorization::Anonymous) if !policy.anonymous_allowed => {
+            (Some(Authentication::Jwt(policy)), Authorization::Anonymous) if !policy.anonymous_allowed => {
                 cx.error(
                     at,
                     "ANONYMOUS needs isAnonymousAccessAllowed: true in the authentication policy",
                 );
             }
-            (Authentication::None, Authorization::AuthenticationOnly | Authorization::AnyOf(_)) => {
+            (Some(Authentication::None), Authorization::AuthenticationOnly | Authorization::AnyOf(_)) => {
                 cx.error(
                     at,
                     "this route requires authentication but the deployment has no authentication policy",
@@ -812,7 +817,7 @@ fn read_route(
         }
     }
     let authorization = match authentication {
-        Authentication::None => Authorization::Anonymous,
+        Some(Authentication::None) => Authorization::Anonymous,
         _ => authorization,
     };
     Some(Route {
