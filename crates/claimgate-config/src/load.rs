@@ -43,13 +43,19 @@ pub fn load_str(text: &str, options: &LoadOptions) -> Result<Loaded, Rejected> {
                 text.len()
             ),
         );
-        return Err(Rejected { errors: cx.errors, warnings: cx.warnings });
+        return Err(Rejected {
+            errors: cx.errors,
+            warnings: cx.warnings,
+        });
     }
     let value = match json::parse_value(text.as_bytes(), 64) {
         Ok(value) => value,
         Err(error) => {
             cx.error("", format!("not a deployment file: {error}"));
-            return Err(Rejected { errors: cx.errors, warnings: cx.warnings });
+            return Err(Rejected {
+                errors: cx.errors,
+                warnings: cx.warnings,
+            });
         }
     };
     let deployment = read_file(&mut cx, &value, options);
@@ -62,7 +68,10 @@ pub fn load_str(text: &str, options: &LoadOptions) -> Result<Loaded, Rejected> {
             if cx.errors.is_empty() {
                 cx.error("", "not a deployment file");
             }
-            Err(Rejected { errors: cx.errors, warnings: cx.warnings })
+            Err(Rejected {
+                errors: cx.errors,
+                warnings: cx.warnings,
+            })
         }
     }
 }
@@ -118,7 +127,10 @@ fn read_file(cx: &mut Cx, value: &Value, options: &LoadOptions) -> Option<Deploy
         );
         return None;
     }
-    let prefix = options.path_prefix.clone().unwrap_or_else(|| "/".to_owned());
+    let prefix = options
+        .path_prefix
+        .clone()
+        .unwrap_or_else(|| "/".to_owned());
     let prefix = check_prefix(cx, "--path-prefix", &prefix)?;
     let mut spec = read_specification(cx, &Field::root(value, ""))?;
     spec.path_prefix = prefix;
@@ -133,7 +145,10 @@ fn read_deployment(
     read_back: bool,
 ) -> Option<Deployment> {
     let mut obj = field.object(cx)?;
-    let display_name = obj.take("displayName").and_then(|f| f.str(cx)).map(str::to_owned);
+    let display_name = obj
+        .take("displayName")
+        .and_then(|f| f.str(cx))
+        .map(str::to_owned);
     let id = if read_back {
         obj.take("id").and_then(|f| f.str(cx)).map(str::to_owned)
     } else {
@@ -168,7 +183,10 @@ fn check_prefix(cx: &mut Cx, path: &str, prefix: &str) -> Option<String> {
     let problem = if !prefix.starts_with('/') {
         Some(format!("'{prefix}' must start with '/'"))
     } else if prefix.len() > 255 {
-        Some(format!("{} characters is above the maximum 255", prefix.len()))
+        Some(format!(
+            "{} characters is above the maximum 255",
+            prefix.len()
+        ))
     } else if prefix.contains("//") {
         Some(format!("'{prefix}' has adjacent slashes"))
     } else if prefix.contains(['{', '}']) {
@@ -184,7 +202,11 @@ fn check_prefix(cx: &mut Cx, path: &str, prefix: &str) -> Option<String> {
         return None;
     }
     let trimmed = prefix.trim_end_matches('/');
-    Some(if trimmed.is_empty() { "/".to_owned() } else { trimmed.to_owned() })
+    Some(if trimmed.is_empty() {
+        "/".to_owned()
+    } else {
+        trimmed.to_owned()
+    })
 }
 
 fn read_specification(cx: &mut Cx, field: &Field<'_>) -> Option<Deployment> {
@@ -214,7 +236,10 @@ fn read_specification(cx: &mut Cx, field: &Field<'_>) -> Option<Deployment> {
     }
     let authentication = authentication?;
     for path in &unenforced {
-        cx.warn(path, "is not enforced by claimgate yet ('serve' refuses this file)");
+        cx.warn(
+            path,
+            "is not enforced by claimgate yet ('serve' refuses this file)",
+        );
     }
     Some(Deployment {
         id: String::new(),
@@ -250,8 +275,10 @@ fn is_inert(name: &str, value: &Value) -> bool {
     };
     match name {
         "mutualTls" => {
-            falsy(map.get("isVerifiedCertificateRequired").or(map.get("is-verified-certificate-required")))
-                && falsy(map.get("allowedSans").or(map.get("allowed-sans")))
+            falsy(
+                map.get("isVerifiedCertificateRequired")
+                    .or(map.get("is-verified-certificate-required")),
+            ) && falsy(map.get("allowedSans").or(map.get("allowed-sans")))
         }
         _ => map.values().all(Value::is_null),
     }
@@ -278,7 +305,13 @@ fn read_request_policies(
     };
     note_unenforced(
         &mut obj,
-        &["rateLimiting", "cors", "mutualTls", "usagePlans", "dynamicAuthentication"],
+        &[
+            "rateLimiting",
+            "cors",
+            "mutualTls",
+            "usagePlans",
+            "dynamicAuthentication",
+        ],
         unenforced,
     );
     obj.finish(cx, REQUEST_POLICY_MEMBERS);
@@ -387,10 +420,15 @@ fn read_jwt_policy(cx: &mut Cx, mut obj: Obj<'_>, flavor: AuthFlavor) -> Option<
             if let Some(s) = &scheme {
                 cx.error(&s.path, "only applies with tokenHeader");
             }
-            q.non_empty_str(cx).map(|name| TokenLocation::Query { name: name.to_owned() })
+            q.non_empty_str(cx).map(|name| TokenLocation::Query {
+                name: name.to_owned(),
+            })
         }
         (Some(_), Some(q)) => {
-            cx.error(&q.path, "tokenHeader and tokenQueryParam cannot both be set");
+            cx.error(
+                &q.path,
+                "tokenHeader and tokenQueryParam cannot both be set",
+            );
             None
         }
         (None, None) => {
@@ -405,40 +443,50 @@ fn read_jwt_policy(cx: &mut Cx, mut obj: Obj<'_>, flavor: AuthFlavor) -> Option<
         .take("maxClockSkewInSeconds")
         .map(|f| f.number_in(cx, 0.0, 120.0))
         .unwrap_or(Some(0.0));
-    let (issuers, audiences, verify_claims, keys) = match flavor {
-        AuthFlavor::JwtAuthentication => {
-            let issuers = obj.require(cx, "issuers").and_then(|f| required_list(cx, &f, 5));
-            let audiences = obj.require(cx, "audiences").and_then(|f| required_list(cx, &f, 5));
-            let claims = read_verify_claims(cx, obj.take("verifyClaims"));
-            let keys = obj.require(cx, "publicKeys").and_then(|f| read_key_source(cx, &f, None));
-            obj.finish(cx, JWT_MEMBERS);
-            (issuers.map(Some), audiences.map(Some), claims, keys)
-        }
-        AuthFlavor::TokenAuthentication => {
-            let failure = obj.take("validationFailurePolicy");
-            let result = obj
-                .require(cx, "validationPolicy")
-                .and_then(|f| read_validation_policy(cx, &f));
-            obj.finish(cx, TOKEN_MEMBERS);
-            if let Some(f) = failure {
-                cx.error(
-                    &f.path,
-                    "validationFailurePolicy is not supported by claimgate yet",
-                );
+    let (issuers, audiences, verify_claims, keys) =
+        match flavor {
+            AuthFlavor::JwtAuthentication => {
+                let issuers = obj
+                    .require(cx, "issuers")
+                    .and_then(|f| required_list(cx, &f, 5));
+                let audiences = obj
+                    .require(cx, "audiences")
+                    .and_then(|f| required_list(cx, &f, 5));
+                let claims = read_verify_claims(cx, obj.take("verifyClaims"));
+                let keys = obj
+                    .require(cx, "publicKeys")
+                    .and_then(|f| read_key_source(cx, &f, None));
+                obj.finish(cx, JWT_MEMBERS);
+                (issuers.map(Some), audiences.map(Some), claims, keys)
             }
-            match result? {
-                ValidationPolicy::Keys { keys, issuers, audiences, claims } => {
-                    (Some(issuers), Some(audiences), claims, Some(keys))
+            AuthFlavor::TokenAuthentication => {
+                let failure = obj.take("validationFailurePolicy");
+                let result = obj
+                    .require(cx, "validationPolicy")
+                    .and_then(|f| read_validation_policy(cx, &f));
+                obj.finish(cx, TOKEN_MEMBERS);
+                if let Some(f) = failure {
+                    cx.error(
+                        &f.path,
+                        "validationFailurePolicy is not supported by claimgate yet",
+                    );
                 }
-                ValidationPolicy::Discovery => {
-                    return Some(Authentication::Unsupported {
+                match result? {
+                    ValidationPolicy::Keys {
+                        keys,
+                        issuers,
+                        audiences,
+                        claims,
+                    } => (Some(issuers), Some(audiences), claims, Some(keys)),
+                    ValidationPolicy::Discovery => return Some(Authentication::Unsupported {
                         kind: "TOKEN_AUTHENTICATION with REMOTE_DISCOVERY".into(),
-                        reason: "OIDC discovery and introspection are not supported by claimgate yet".into(),
-                    })
+                        reason:
+                            "OIDC discovery and introspection are not supported by claimgate yet"
+                                .into(),
+                    }),
                 }
             }
-        }
-    };
+        };
     Some(Authentication::Jwt(Box::new(JwtPolicy {
         flavor,
         anonymous_allowed,
@@ -468,8 +516,12 @@ fn read_validation_policy(cx: &mut Cx, field: &Field<'_>) -> Option<ValidationPo
     let (mut issuers, mut audiences, mut claims) = (None, None, Some(Vec::new()));
     if let Some(extra) = obj.take("additionalValidationPolicy") {
         if let Some(mut extra_obj) = extra.object(cx) {
-            issuers = extra_obj.take("issuers").and_then(|f| required_list(cx, &f, 5));
-            audiences = extra_obj.take("audiences").and_then(|f| required_list(cx, &f, 5));
+            issuers = extra_obj
+                .take("issuers")
+                .and_then(|f| required_list(cx, &f, 5));
+            audiences = extra_obj
+                .take("audiences")
+                .and_then(|f| required_list(cx, &f, 5));
             claims = read_verify_claims(cx, extra_obj.take("verifyClaims"));
             extra_obj.finish(cx, &["issuers", "audiences", "verifyClaims"]);
         }
@@ -493,7 +545,12 @@ fn read_validation_policy(cx: &mut Cx, field: &Field<'_>) -> Option<ValidationPo
             ]);
             obj.finish(
                 cx,
-                &["type", "additionalValidationPolicy", "clientDetails", "sourceUriDetails"],
+                &[
+                    "type",
+                    "additionalValidationPolicy",
+                    "clientDetails",
+                    "sourceUriDetails",
+                ],
             );
             Some(ValidationPolicy::Discovery)
         }
@@ -533,9 +590,18 @@ fn read_verify_claims(cx: &mut Cx, field: Option<Field<'_>>) -> Option<Vec<Claim
             ok = false;
             continue;
         };
-        let key = obj.require(cx, "key").and_then(|f| f.non_empty_str(cx)).map(str::to_owned);
-        let values = obj.take("values").map(|f| f.strings(cx, usize::MAX)).unwrap_or(Some(Vec::new()));
-        let required = obj.take("isRequired").map(|f| f.bool(cx)).unwrap_or(Some(false));
+        let key = obj
+            .require(cx, "key")
+            .and_then(|f| f.non_empty_str(cx))
+            .map(str::to_owned);
+        let values = obj
+            .take("values")
+            .map(|f| f.strings(cx, usize::MAX))
+            .unwrap_or(Some(Vec::new()));
+        let required = obj
+            .take("isRequired")
+            .map(|f| f.bool(cx))
+            .unwrap_or(Some(false));
         obj.finish(cx, &["key", "values", "isRequired"]);
         match (key, values, required) {
             (Some(key), Some(values), Some(required)) => {
@@ -543,7 +609,11 @@ fn read_verify_claims(cx: &mut Cx, field: Option<Field<'_>>) -> Option<Vec<Claim
                     cx.error(&item.path, format!("claim '{key}' is listed twice"));
                     ok = false;
                 }
-                rules.push(ClaimRule { key, values, required });
+                rules.push(ClaimRule {
+                    key,
+                    values,
+                    required,
+                });
             }
             _ => ok = false,
         }
@@ -574,8 +644,10 @@ fn read_key_source(cx: &mut Cx, field: &Field<'_>, open: Option<Obj<'_>>) -> Opt
                 let uri = f.non_empty_str(cx)?;
                 check_remote_uri(cx, &f.path, uri)
             });
-            let ssl_verify_disabled =
-                obj.take("isSslVerifyDisabled").and_then(|f| f.bool(cx)).unwrap_or(false);
+            let ssl_verify_disabled = obj
+                .take("isSslVerifyDisabled")
+                .and_then(|f| f.bool(cx))
+                .unwrap_or(false);
             let hours = obj
                 .take("maxCacheDurationInHours")
                 .map(|f| f.integer_in(cx, 1, 24))
@@ -611,11 +683,17 @@ fn check_remote_uri(cx: &mut Cx, path: &str, uri: &str) -> Option<String> {
     } else if let Some(rest) = uri.strip_prefix("http://") {
         let host = rest.split(['/', ':']).next().unwrap_or_default();
         if !matches!(host, "localhost" | "127.0.0.1" | "[::1]") {
-            cx.warn(path, "plain http:// to a non-loopback host: keys can be tampered with in transit");
+            cx.warn(
+                path,
+                "plain http:// to a non-loopback host: keys can be tampered with in transit",
+            );
         }
         rest
     } else {
-        cx.error(path, format!("'{uri}' must be an https:// (or http://) URL"));
+        cx.error(
+            path,
+            format!("'{uri}' must be an https:// (or http://) URL"),
+        );
         return None;
     };
     if rest.is_empty() || rest.starts_with('/') {
@@ -639,14 +717,20 @@ fn read_static_keys(cx: &mut Cx, field: &Field<'_>) -> Option<KeySet> {
                 if keys.iter().any(|k| k.kid() == key.kid()) {
                     cx.error(
                         &join(&item.path, "kid"),
-                        format!("kid '{}' is used by another key", key.kid().unwrap_or_default()),
+                        format!(
+                            "kid '{}' is used by another key",
+                            key.kid().unwrap_or_default()
+                        ),
                     );
                     ok = false;
                 }
                 if !matches!(key.kind(), KeyKind::Rsa { .. }) {
                     cx.warn(
                         &item.path,
-                        format!("a {} key: claimgate accepts it, OCI accepts only RSA", key.kind()),
+                        format!(
+                            "a {} key: claimgate accepts it, OCI accepts only RSA",
+                            key.kind()
+                        ),
                     );
                 }
                 keys.push(key);
@@ -659,8 +743,14 @@ fn read_static_keys(cx: &mut Cx, field: &Field<'_>) -> Option<KeySet> {
 
 fn read_static_key(cx: &mut Cx, item: &Field<'_>) -> Option<PublicKey> {
     let mut obj = item.object(cx)?;
-    let kid = obj.require(cx, "kid").and_then(|f| f.non_empty_str(cx)).map(str::to_owned);
-    let format = obj.require(cx, "format").and_then(|f| f.str(cx)).map(str::to_owned);
+    let kid = obj
+        .require(cx, "kid")
+        .and_then(|f| f.non_empty_str(cx))
+        .map(str::to_owned);
+    let format = obj
+        .require(cx, "format")
+        .and_then(|f| f.str(cx))
+        .map(str::to_owned);
     let result = match format.as_deref() {
         Some("JSON_WEB_KEY") => {
             let mut jwk = Map::new();
@@ -674,10 +764,18 @@ fn read_static_key(cx: &mut Cx, item: &Field<'_>) -> Option<PublicKey> {
             }
             if let Some(alg) = jwk.get("alg").and_then(Value::as_str) {
                 if !matches!(alg, "RS256" | "RS384" | "RS512") {
-                    cx.warn(&join(&item.path, "alg"), format!("'{alg}': OCI accepts only RS256, RS384, RS512"));
+                    cx.warn(
+                        &join(&item.path, "alg"),
+                        format!("'{alg}': OCI accepts only RS256, RS384, RS512"),
+                    );
                 }
             }
-            obj.finish(cx, &["kid", "format", "kty", "n", "e", "use", "key_ops", "alg", "crv", "x", "y"]);
+            obj.finish(
+                cx,
+                &[
+                    "kid", "format", "kty", "n", "e", "use", "key_ops", "alg", "crv", "x", "y",
+                ],
+            );
             PublicKey::from_jwk(&jwk).map_err(|e| e.to_string())
         }
         Some("PEM") => {
@@ -722,15 +820,16 @@ fn read_logging(cx: &mut Cx, field: &Field<'_>) -> Option<Option<LogLevel>> {
     if let Some(execution) = obj.take("executionLog") {
         if let Some(mut execution) = execution.object(cx) {
             let _ = execution.take("isEnabled").map(|f| f.bool(cx));
-            level = execution.take("logLevel").and_then(|f| {
-                match f.str(cx)? {
-                    "INFO" => Some(LogLevel::Info),
-                    "WARN" => Some(LogLevel::Warn),
-                    "ERROR" => Some(LogLevel::Error),
-                    other => {
-                        cx.error(&f.path, format!("'{other}' is not a log level (INFO, WARN, ERROR)"));
-                        None
-                    }
+            level = execution.take("logLevel").and_then(|f| match f.str(cx)? {
+                "INFO" => Some(LogLevel::Info),
+                "WARN" => Some(LogLevel::Warn),
+                "ERROR" => Some(LogLevel::Error),
+                other => {
+                    cx.error(
+                        &f.path,
+                        format!("'{other}' is not a log level (INFO, WARN, ERROR)"),
+                    );
+                    None
                 }
             });
             execution.finish(cx, &["isEnabled", "logLevel"]);
@@ -768,13 +867,17 @@ fn read_route(
     let mut obj = field.object(cx)?;
     let path = obj.require(cx, "path").and_then(|f| {
         let text = f.str(cx)?;
-        RoutePath::parse(text).map_err(|e| cx.error(&f.path, e)).ok()
+        RoutePath::parse(text)
+            .map_err(|e| cx.error(&f.path, e))
+            .ok()
     });
     let methods = match obj.take("methods") {
         None => Some(Methods::Any),
         Some(f) => read_methods(cx, &f),
     };
-    let backend = obj.require(cx, "backend").and_then(|f| read_backend(cx, &f));
+    let backend = obj
+        .require(cx, "backend")
+        .and_then(|f| read_backend(cx, &f));
     let mut authorization = Some(Authorization::AuthenticationOnly);
     let mut explicit_authorization = None;
     if let Some(policies) = obj.take("requestPolicies") {
@@ -783,13 +886,21 @@ fn read_route(
                 authorization = read_authorization(cx, &f);
                 explicit_authorization = Some(f.path);
             }
-            note_unenforced(&mut policies, &ROUTE_REQUEST_POLICY_MEMBERS[1..], unenforced);
+            note_unenforced(
+                &mut policies,
+                &ROUTE_REQUEST_POLICY_MEMBERS[1..],
+                unenforced,
+            );
             policies.finish(cx, ROUTE_REQUEST_POLICY_MEMBERS);
         }
     }
     if let Some(f) = obj.take("responsePolicies") {
         if let Some(mut policies) = f.object(cx) {
-            note_unenforced(&mut policies, &["headerTransformations", "responseCacheStore"], unenforced);
+            note_unenforced(
+                &mut policies,
+                &["headerTransformations", "responseCacheStore"],
+                unenforced,
+            );
             policies.finish(cx, &["headerTransformations", "responseCacheStore"]);
         }
     }
@@ -801,13 +912,18 @@ fn read_route(
     let authorization = authorization?;
     if let Some(at) = &explicit_authorization {
         match (authentication, &authorization) {
-            (Some(Authentication::Jwt(policy)), Authorization::Anonymous) if !policy.anonymous_allowed => {
+            (Some(Authentication::Jwt(policy)), Authorization::Anonymous)
+                if !policy.anonymous_allowed =>
+            {
                 cx.error(
                     at,
                     "ANONYMOUS needs isAnonymousAccessAllowed: true in the authentication policy",
                 );
             }
-            (Some(Authentication::None), Authorization::AuthenticationOnly | Authorization::AnyOf(_)) => {
+            (
+                Some(Authentication::None),
+                Authorization::AuthenticationOnly | Authorization::AnyOf(_),
+            ) => {
                 cx.error(
                     at,
                     "this route requires authentication but the deployment has no authentication policy",
@@ -850,7 +966,11 @@ fn read_methods(cx: &mut Cx, field: &Field<'_>) -> Option<Methods> {
             },
         }
     }
-    Some(if any { Methods::Any } else { Methods::Only(list) })
+    Some(if any {
+        Methods::Any
+    } else {
+        Methods::Only(list)
+    })
 }
 
 fn read_authorization(cx: &mut Cx, field: &Field<'_>) -> Option<Authorization> {
@@ -880,13 +1000,21 @@ fn read_backend(cx: &mut Cx, field: &Field<'_>) -> Option<Backend> {
     let kind = obj.require(cx, "type").and_then(|f| f.str(cx))?.to_owned();
     match kind.as_str() {
         "STOCK_RESPONSE_BACKEND" => {
-            let status = obj.require(cx, "status").and_then(|f| f.integer_in(cx, 100, 599));
+            let status = obj
+                .require(cx, "status")
+                .and_then(|f| f.integer_in(cx, 100, 599));
             let body = obj.take("body").and_then(|f| {
                 let body = f.str(cx)?;
                 if body.len() > 5 * 1024 {
-                    cx.error(&f.path, format!("{} bytes is above the maximum 5120", body.len()));
+                    cx.error(
+                        &f.path,
+                        format!("{} bytes is above the maximum 5120", body.len()),
+                    );
                 } else if body.len() > 4096 {
-                    cx.warn(&f.path, format!("{} bytes: OCI's limits page allows 4096", body.len()));
+                    cx.warn(
+                        &f.path,
+                        format!("{} bytes: OCI's limits page allows 4096", body.len()),
+                    );
                 }
                 Some(body.to_owned())
             });
@@ -905,7 +1033,10 @@ fn read_backend(cx: &mut Cx, field: &Field<'_>) -> Option<Backend> {
             let url = obj.require(cx, "url").and_then(|f| {
                 let url = f.non_empty_str(cx)?;
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    cx.error(&f.path, format!("'{url}' must start with http:// or https://"));
+                    cx.error(
+                        &f.path,
+                        format!("'{url}' must start with http:// or https://"),
+                    );
                     return None;
                 }
                 Some(url.to_owned())
@@ -918,10 +1049,20 @@ fn read_backend(cx: &mut Cx, field: &Field<'_>) -> Option<Backend> {
             let connect = timeout("connectTimeoutInSeconds", 60.0, 75.0);
             let read = timeout("readTimeoutInSeconds", 10.0, 300.0);
             let send = timeout("sendTimeoutInSeconds", 10.0, 300.0);
-            let ssl = obj.take("isSslVerifyDisabled").and_then(|f| f.bool(cx)).unwrap_or(false);
+            let ssl = obj
+                .take("isSslVerifyDisabled")
+                .and_then(|f| f.bool(cx))
+                .unwrap_or(false);
             obj.finish(
                 cx,
-                &["type", "url", "connectTimeoutInSeconds", "readTimeoutInSeconds", "sendTimeoutInSeconds", "isSslVerifyDisabled"],
+                &[
+                    "type",
+                    "url",
+                    "connectTimeoutInSeconds",
+                    "readTimeoutInSeconds",
+                    "sendTimeoutInSeconds",
+                    "isSslVerifyDisabled",
+                ],
             );
             Some(Backend::Http(HttpBackend {
                 url: url?,
@@ -931,11 +1072,22 @@ fn read_backend(cx: &mut Cx, field: &Field<'_>) -> Option<Backend> {
                 ssl_verify_disabled: ssl,
             }))
         }
-        "ORACLE_FUNCTIONS_BACKEND" | "DYNAMIC_ROUTING_BACKEND" | "OAUTH2_LOGIN_BACKEND"
+        "ORACLE_FUNCTIONS_BACKEND"
+        | "DYNAMIC_ROUTING_BACKEND"
+        | "OAUTH2_LOGIN_BACKEND"
         | "OAUTH2_LOGOUT_BACKEND" => {
-            obj.ignore(&["functionId", "selectionSource", "routingBackends", "allowedPostLogoutUris", "postLogoutState"]);
+            obj.ignore(&[
+                "functionId",
+                "selectionSource",
+                "routingBackends",
+                "allowedPostLogoutUris",
+                "postLogoutState",
+            ]);
             obj.finish(cx, &["type"]);
-            cx.warn(&field.path, format!("{kind} is never served by claimgate (routes to it answer 502)"));
+            cx.warn(
+                &field.path,
+                format!("{kind} is never served by claimgate (routes to it answer 502)"),
+            );
             Some(Backend::Unsupported { kind })
         }
         other => {
@@ -953,8 +1105,14 @@ fn read_stock_headers(cx: &mut Cx, field: &Field<'_>) -> Option<Vec<(String, Str
     let mut headers = Vec::new();
     for item in items {
         let mut obj = item.object(cx)?;
-        let name = obj.require(cx, "name").and_then(|f| f.non_empty_str(cx)).map(str::to_owned);
-        let value = obj.require(cx, "value").and_then(|f| f.str(cx)).map(str::to_owned);
+        let name = obj
+            .require(cx, "name")
+            .and_then(|f| f.non_empty_str(cx))
+            .map(str::to_owned);
+        let value = obj
+            .require(cx, "value")
+            .and_then(|f| f.str(cx))
+            .map(str::to_owned);
         obj.finish(cx, &["name", "value"]);
         headers.push((name?, value?));
     }

@@ -74,14 +74,22 @@ pub struct JwtPolicy {
 /// Where the token is read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenLocation {
-    Header { name: String, scheme: Option<String> },
-    Query { name: String },
+    Header {
+        name: String,
+        scheme: Option<String>,
+    },
+    Query {
+        name: String,
+    },
 }
 
 impl fmt::Display for TokenLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Header { name, scheme: Some(scheme) } => {
+            Self::Header {
+                name,
+                scheme: Some(scheme),
+            } => {
                 write!(f, "header '{name}' ({scheme} scheme)")
             }
             Self::Header { name, scheme: None } => write!(f, "header '{name}'"),
@@ -235,7 +243,10 @@ impl RoutePath {
             return Err(format!("'{text}' must start with '/'"));
         }
         if text.len() > 2000 {
-            return Err(format!("{} characters is above the maximum 2000", text.len()));
+            return Err(format!(
+                "{} characters is above the maximum 2000",
+                text.len()
+            ));
         }
         if text.contains("//") {
             return Err(format!("'{text}' has adjacent slashes"));
@@ -297,7 +308,9 @@ pub enum Backend {
     Stock(StockResponse),
     Http(HttpBackend),
     /// A backend type claimgate never serves (e.g. `ORACLE_FUNCTIONS_BACKEND`).
-    Unsupported { kind: String },
+    Unsupported {
+        kind: String,
+    },
 }
 
 /// A `STOCK_RESPONSE_BACKEND`.
@@ -341,12 +354,23 @@ mod tests {
                 PathSegment::Wildcard("rest".into()),
             ]
         );
-        assert_eq!(RoutePath::parse("/").unwrap().segments(), &[PathSegment::Literal(String::new())]);
+        assert_eq!(
+            RoutePath::parse("/").unwrap().segments(),
+            &[PathSegment::Literal(String::new())]
+        );
     }
 
     #[test]
     fn refuses_bad_paths() {
-        for bad in ["hello", "/a//b", "/{}", "/{a-b}", "/{rest*}/x", "/a b", "/a{b}"] {
+        for bad in [
+            "hello",
+            "/a//b",
+            "/{}",
+            "/{a-b}",
+            "/{rest*}/x",
+            "/a b",
+            "/a{b}",
+        ] {
             assert!(RoutePath::parse(bad).is_err(), "{bad} accepted");
         }
     }

@@ -141,10 +141,16 @@ impl<'v> Field<'v> {
     pub(crate) fn number_in(&self, cx: &mut Cx, min: f64, max: f64) -> Option<f64> {
         let n = self.number(cx)?;
         if n < min {
-            cx.error(&self.path, format!("{} is below the minimum {}", self.value, fmt_num(min)));
+            cx.error(
+                &self.path,
+                format!("{} is below the minimum {}", self.value, fmt_num(min)),
+            );
             None
         } else if n > max {
-            cx.error(&self.path, format!("{} is above the maximum {}", self.value, fmt_num(max)));
+            cx.error(
+                &self.path,
+                format!("{} is above the maximum {}", self.value, fmt_num(max)),
+            );
             None
         } else {
             Some(n)

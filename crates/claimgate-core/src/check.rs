@@ -89,33 +89,98 @@ impl Outcome {
 /// Why a check failed, with what was expected and what was found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Failure {
-    TokenMissing { location: TokenLocation, found: Option<String> },
+    TokenMissing {
+        location: TokenLocation,
+        found: Option<String>,
+    },
     Malformed(FormatError),
-    AlgNone { alg: String },
-    AlgUnknown { alg: String },
-    AlgNotAllowed { alg: String, allowed: Vec<&'static str> },
-    KeyUnknownKid { kid: String, known: Vec<String> },
-    KeyNotForAlg { kid: Option<String>, alg: String, key: String },
-    KeyAmbiguous { kid: Option<String>, count: usize },
-    KeyNoKidNoMatch { alg: String },
-    KeysUnavailable { reason: String },
-    BadSignature { kid: Option<String>, key: String },
-    TimeMissing { claim: &'static str },
-    TimeNotNumber { claim: &'static str, found: &'static str },
-    TimeOutOfRange { claim: &'static str },
-    Expired { exp: i64, now: UnixTime, skew: f64 },
-    NotYetValid { nbf: i64, now: UnixTime, skew: f64 },
+    AlgNone {
+        alg: String,
+    },
+    AlgUnknown {
+        alg: String,
+    },
+    AlgNotAllowed {
+        alg: String,
+        allowed: Vec<&'static str>,
+    },
+    KeyUnknownKid {
+        kid: String,
+        known: Vec<String>,
+    },
+    KeyNotForAlg {
+        kid: Option<String>,
+        alg: String,
+        key: String,
+    },
+    KeyAmbiguous {
+        kid: Option<String>,
+        count: usize,
+    },
+    KeyNoKidNoMatch {
+        alg: String,
+    },
+    KeysUnavailable {
+        reason: String,
+    },
+    BadSignature {
+        kid: Option<String>,
+        key: String,
+    },
+    TimeMissing {
+        claim: &'static str,
+    },
+    TimeNotNumber {
+        claim: &'static str,
+        found: &'static str,
+    },
+    TimeOutOfRange {
+        claim: &'static str,
+    },
+    Expired {
+        exp: i64,
+        now: UnixTime,
+        skew: f64,
+    },
+    NotYetValid {
+        nbf: i64,
+        now: UnixTime,
+        skew: f64,
+    },
     IssMissing,
-    IssNotString { found: &'static str },
-    IssMismatch { actual: String, expected: Vec<String> },
+    IssNotString {
+        found: &'static str,
+    },
+    IssMismatch {
+        actual: String,
+        expected: Vec<String>,
+    },
     AudMissing,
-    AudInvalid { why: String },
-    AudMismatch { actual: Vec<String>, expected: Vec<String> },
-    ClaimMissing { key: String },
-    ClaimMismatch { key: String, actual: Value, expected: Vec<String> },
-    ScopeMissing { allowed: Vec<String> },
-    ScopeInvalid { found: &'static str },
-    ScopeMismatch { actual: Vec<String>, allowed: Vec<String> },
+    AudInvalid {
+        why: String,
+    },
+    AudMismatch {
+        actual: Vec<String>,
+        expected: Vec<String>,
+    },
+    ClaimMissing {
+        key: String,
+    },
+    ClaimMismatch {
+        key: String,
+        actual: Value,
+        expected: Vec<String>,
+    },
+    ScopeMissing {
+        allowed: Vec<String>,
+    },
+    ScopeInvalid {
+        found: &'static str,
+    },
+    ScopeMismatch {
+        actual: Vec<String>,
+        allowed: Vec<String>,
+    },
 }
 
 pub(crate) fn json_type(value: &Value) -> &'static str {
@@ -130,7 +195,11 @@ pub(crate) fn json_type(value: &Value) -> &'static str {
 }
 
 fn quoted_list(items: &[String]) -> String {
-    items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// How two identifiers that should be equal differ, when the difference is a classic one.
@@ -169,10 +238,16 @@ impl Failure {
     /// The execution-log message (OCI's own words where OCI documents them).
     pub fn message(&self, id: &CheckId) -> String {
         match self {
-            Self::TokenMissing { location: TokenLocation::Header { name, .. }, .. } => {
+            Self::TokenMissing {
+                location: TokenLocation::Header { name, .. },
+                ..
+            } => {
                 format!("JWT token not found in header '{name}'.")
             }
-            Self::TokenMissing { location: TokenLocation::Query { name }, .. } => {
+            Self::TokenMissing {
+                location: TokenLocation::Query { name },
+                ..
+            } => {
                 format!("JWT token not found in query parameter '{name}'.")
             }
             Self::Malformed(detail) => format!("JWT token is malformed: {detail}."),
@@ -182,12 +257,16 @@ impl Failure {
             Self::KeysUnavailable { reason } => {
                 format!("The JSON Web Key Set could not be loaded: {reason}.")
             }
-            Self::KeyUnknownKid { kid, .. } => format!("No public key found for the JWT token (kid '{kid}')."),
+            Self::KeyUnknownKid { kid, .. } => {
+                format!("No public key found for the JWT token (kid '{kid}').")
+            }
             Self::KeyNotForAlg { kid, .. } | Self::KeyAmbiguous { kid, .. } => format!(
                 "No public key found for the JWT token (kid '{}').",
                 kid.as_deref().unwrap_or("")
             ),
-            Self::KeyNoKidNoMatch { .. } => "No public key found for the JWT token (kid '').".into(),
+            Self::KeyNoKidNoMatch { .. } => {
+                "No public key found for the JWT token (kid '').".into()
+            }
             Self::BadSignature { .. } => "JWT token signature is not valid.".into(),
             Self::TimeMissing { claim }
             | Self::TimeNotNumber { claim, .. }

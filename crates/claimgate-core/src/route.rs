@@ -7,14 +7,19 @@
 
 use claimgate_config::{Deployment, Method, PathSegment, Route};
 
+/// `request.path[...]` values, by parameter name, in template order.
+pub type PathParams = Vec<(String, String)>;
+
+/// A template that matched: its specificity score and captured parameters.
+type Candidate = (Vec<u8>, PathParams);
+
 /// The outcome of matching a request against one deployment's routes.
 #[derive(Debug, Clone)]
 pub enum RouteMatch<'d> {
     Found {
         route: &'d Route,
         index: usize,
-        /// `request.path[...]` values, by parameter name.
-        params: Vec<(String, String)>,
+        params: PathParams,
     },
     MethodNotAllowed {
         allow: Vec<&'static str>,
@@ -52,7 +57,7 @@ pub fn find<'d>(deployment: &'d Deployment, method: &str, path: &str) -> RouteMa
         return RouteMatch::NotFound;
     };
     let request: Vec<&str> = rest[1..].split('/').collect();
-    let mut best: Option<(Vec<u8>, usize, Vec<(String, String)>)> = None;
+    let mut best: Option<(usize, Candidate)> = None;
     let mut path_matched_methods: Option<Vec<&'static str>> = None;
     for (index, route) in deployment.routes.iter().enumerate() {
         let Some((score, params)) = match_segments(route.path.segments(), &request) else {
@@ -74,12 +79,15 @@ pub fn find<'d>(deployment: &'d Deployment, method: &str, path: &str) -> RouteMa
             }
             continue;
         }
-        if best.as_ref().is_none_or(|(best_score, _, _)| score < *best_score) {
-            best = Some((score, index, params));
+        if best
+            .as_ref()
+            .is_none_or(|(_, (best_score, _))| score < *best_score)
+        {
+            best = Some((index, (score, params)));
         }
     }
     match (best, path_matched_methods) {
-        (Some((_, index, params)), _) => RouteMatch::Found {
+        (Some((index, (_, params))), _) => RouteMatch::Found {
             route: &deployment.routes[index],
             index,
             params,
@@ -94,7 +102,7 @@ pub fn find<'d>(deployment: &'d Deployment, method: &str, path: &str) -> RouteMa
 
 /// A per-segment specificity score (0 literal, 1 parameter, 2 wildcard; lower is more specific)
 /// and the captured parameters, if the template matches.
-fn match_segments(template: &[PathSegment], request: &[&str]) -> Option<(Vec<u8>, Vec<(String, String)>)> {
+fn match_segments(template: &[PathSegment], request: &[&str]) -> Option<Candidate> {
     let mut score = Vec::with_capacity(template.len());
     let mut params = Vec::new();
     for (i, segment) in template.iter().enumerate() {
@@ -138,19 +146,31 @@ mod tests {
             })
             .collect();
         let file = serde_json::json!({"pathPrefix": "/v1", "specification": {"routes": routes}});
-        load_str(&file.to_string(), &LoadOptions::default()).unwrap().deployment
+        load_str(&file.to_string(), &LoadOptions::default())
+            .unwrap()
+            .deployment
     }
 
-    fn matched(d: &Deployment, method: &str, path: &str) -> Option<(String, Vec<(String, String)>)> {
+    fn matched(
+        d: &Deployment,
+        method: &str,
+        path: &str,
+    ) -> Option<(String, Vec<(String, String)>)> {
         match find(d, method, path) {
-            RouteMatch::Found { route, params, .. } => Some((route.path.as_str().to_owned(), params)),
+            RouteMatch::Found { route, params, .. } => {
+                Some((route.path.as_str().to_owned(), params))
+            }
             _ => None,
         }
     }
 
     #[test]
     fn literal_beats_parameter_beats_wildcard_whatever_the_order() {
-        let d = deployment(&[("/a/{rest*}", &["GET"]), ("/a/{id}", &["GET"]), ("/a/b", &["GET"])]);
+        let d = deployment(&[
+            ("/a/{rest*}", &["GET"]),
+            ("/a/{id}", &["GET"]),
+            ("/a/b", &["GET"]),
+        ]);
         assert_eq!(matched(&d, "GET", "/v1/a/b").unwrap().0, "/a/b");
         assert_eq!(matched(&d, "GET", "/v1/a/c").unwrap().0, "/a/{id}");
         assert_eq!(matched(&d, "GET", "/v1/a/c/d").unwrap().0, "/a/{rest*}");
@@ -158,13 +178,22 @@ mod tests {
 
     #[test]
     fn parameters_capture_segments() {
-        let d = deployment(&[("/hello/{region}/index.html", &["GET"]), ("/files/{path*}", &["GET"])]);
+        let d = deployment(&[
+            ("/hello/{region}/index.html", &["GET"]),
+            ("/files/{path*}", &["GET"]),
+        ]);
         let (_, params) = matched(&d, "GET", "/v1/hello/emea/index.html").unwrap();
         assert_eq!(params, vec![("region".to_owned(), "emea".to_owned())]);
         let (_, params) = matched(&d, "GET", "/v1/files/a/b/c").unwrap();
         assert_eq!(params, vec![("path".to_owned(), "a/b/c".to_owned())]);
-        assert!(matched(&d, "GET", "/v1/files").is_some(), "wildcard matches zero segments");
-        assert!(matched(&d, "GET", "/v1/hello//index.html").is_none(), "a parameter needs a value");
+        assert!(
+            matched(&d, "GET", "/v1/files").is_some(),
+            "wildcard matches zero segments"
+        );
+        assert!(
+            matched(&d, "GET", "/v1/hello//index.html").is_none(),
+            "a parameter needs a value"
+        );
     }
 
     #[test]
@@ -180,7 +209,9 @@ mod tests {
     fn wrong_method_is_405_with_allow() {
         let d = deployment(&[("/x", &["GET", "POST"]), ("/x", &["DELETE"])]);
         match find(&d, "PUT", "/v1/x") {
-            RouteMatch::MethodNotAllowed { allow } => assert_eq!(allow, vec!["GET", "POST", "DELETE"]),
+            RouteMatch::MethodNotAllowed { allow } => {
+                assert_eq!(allow, vec!["GET", "POST", "DELETE"])
+            }
             other => panic!("{other:?}"),
         }
         assert!(matches!(find(&d, "GET", "/v1/y"), RouteMatch::NotFound));
@@ -199,8 +230,14 @@ mod tests {
         a.path_prefix = "/api".into();
         b.path_prefix = "/api/v2".into();
         let all = [a, b];
-        assert_eq!(find_deployment(&all, "/api/v2/x").unwrap().path_prefix, "/api/v2");
-        assert_eq!(find_deployment(&all, "/api/v1/x").unwrap().path_prefix, "/api");
+        assert_eq!(
+            find_deployment(&all, "/api/v2/x").unwrap().path_prefix,
+            "/api/v2"
+        );
+        assert_eq!(
+            find_deployment(&all, "/api/v1/x").unwrap().path_prefix,
+            "/api"
+        );
         assert!(find_deployment(&all, "/other").is_none());
     }
 }

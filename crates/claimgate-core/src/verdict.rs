@@ -5,8 +5,8 @@ use crate::check::{json_type, Check, CheckId, Failure, Outcome, TimeContext};
 use crate::route::{self, RouteMatch};
 use crate::time::UnixTime;
 use claimgate_config::{
-    AuthFlavor, Authentication, Authorization, Backend, ClaimRule, Deployment, JwtPolicy, KeySource,
-    Route, TokenLocation,
+    AuthFlavor, Authentication, Authorization, Backend, ClaimRule, Deployment, JwtPolicy,
+    KeySource, Route, TokenLocation,
 };
 use claimgate_jose::{Algorithm, KeySet, ParsedToken, PublicKey};
 use serde_json::{json, Map, Value};
@@ -120,7 +120,11 @@ pub fn evaluate(
     now: UnixTime,
 ) -> Verdict {
     let (route, info) = match route::find(deployment, request.method(), request.path()) {
-        RouteMatch::Found { route, index, params } => (
+        RouteMatch::Found {
+            route,
+            index,
+            params,
+        } => (
             route,
             RouteInfo {
                 path: route.path.as_str().to_owned(),
@@ -205,7 +209,11 @@ fn finish(
         Some(deny_status(&checks))
     };
     Verdict {
-        decision: if allow { Decision::Allow } else { Decision::Deny },
+        decision: if allow {
+            Decision::Allow
+        } else {
+            Decision::Deny
+        },
         status,
         route: Some(info),
         unrouted: None,
@@ -219,12 +227,17 @@ fn finish(
 /// The one place a denial becomes a status: keys unavailable 500, authentication 401, scope 403.
 fn deny_status(checks: &[Check]) -> u16 {
     let failures: Vec<&Failure> = checks.iter().filter_map(Check::failure).collect();
-    if failures.iter().any(|f| matches!(f, Failure::KeysUnavailable { .. })) {
+    if failures
+        .iter()
+        .any(|f| matches!(f, Failure::KeysUnavailable { .. }))
+    {
         500
     } else if failures.iter().all(|f| {
         matches!(
             f,
-            Failure::ScopeMissing { .. } | Failure::ScopeInvalid { .. } | Failure::ScopeMismatch { .. }
+            Failure::ScopeMissing { .. }
+                | Failure::ScopeInvalid { .. }
+                | Failure::ScopeMismatch { .. }
         )
     }) && !failures.is_empty()
     {
@@ -251,32 +264,57 @@ fn evaluate_jwt(
     let raw = match extract_token(&policy.location, request) {
         Ok(raw) => raw,
         Err(found) if anonymous && found.is_none() => {
-            let mut checks = all_skipped("no token; the route allows anonymous access", &policy.verify_claims);
-            checks[0] = Check::skip(CheckId::Token, "no token; the route allows anonymous access");
+            let mut checks = all_skipped(
+                "no token; the route allows anonymous access",
+                &policy.verify_claims,
+            );
+            checks[0] = Check::skip(
+                CheckId::Token,
+                "no token; the route allows anonymous access",
+            );
             return finish(route, info, checks, flavor, None, true);
         }
         Err(found) => {
             checks.push(
                 Check::new(
                     CheckId::Token,
-                    Outcome::Fail(Failure::TokenMissing { location: policy.location.clone(), found }),
+                    Outcome::Fail(Failure::TokenMissing {
+                        location: policy.location.clone(),
+                        found,
+                    }),
                 )
                 .setting(setting("tokenHeader")),
             );
             return finish_after_stop(policy, route, info, checks, "there is no token", anonymous);
         }
     };
-    checks.push(Check::new(CheckId::Token, Outcome::Pass(format!("found in {}", policy.location))));
+    checks.push(Check::new(
+        CheckId::Token,
+        Outcome::Pass(format!("found in {}", policy.location)),
+    ));
 
     // format
     let token = match ParsedToken::parse(raw) {
         Ok(token) => token,
         Err(error) => {
-            checks.push(Check::new(CheckId::Format, Outcome::Fail(Failure::Malformed(error))));
-            return finish_after_stop(policy, route, info, checks, "the token could not be decoded", anonymous);
+            checks.push(Check::new(
+                CheckId::Format,
+                Outcome::Fail(Failure::Malformed(error)),
+            ));
+            return finish_after_stop(
+                policy,
+                route,
+                info,
+                checks,
+                "the token could not be decoded",
+                anonymous,
+            );
         }
     };
-    checks.push(Check::new(CheckId::Format, Outcome::Pass("compact JWS".into())));
+    checks.push(Check::new(
+        CheckId::Format,
+        Outcome::Pass("compact JWS".into()),
+    ));
 
     // alg and key
     let header_alg = token.header.alg.clone();
@@ -290,7 +328,11 @@ fn evaluate_jwt(
         (Some(key), Some(alg)) => {
             let ok = key.verify(alg, token.signing_input(), token.signature());
             let outcome = if ok {
-                Outcome::Pass(format!("verified with key '{}' ({})", key.kid().unwrap_or(""), key.kind()))
+                Outcome::Pass(format!(
+                    "verified with key '{}' ({})",
+                    key.kid().unwrap_or(""),
+                    key.kind()
+                ))
             } else {
                 Outcome::Fail(Failure::BadSignature {
                     kid: key.kid().map(str::to_owned),
@@ -308,14 +350,24 @@ fn evaluate_jwt(
 
     // claims, marked unverified unless the signature passed
     let payload = &token.payload;
-    let time = TimeContext { now, skew_seconds: policy.max_clock_skew_seconds };
+    let time = TimeContext {
+        now,
+        skew_seconds: policy.max_clock_skew_seconds,
+    };
     let first_claim = checks.len();
     checks.push(judge_exp(payload, time));
     checks.push(judge_nbf(payload, time));
-    checks.push(judge_iss(payload, policy.issuers.as_deref()).setting(setting(&iss_member(policy, "issuers"))));
-    checks.push(judge_aud(payload, policy.audiences.as_deref()).setting(setting(&iss_member(policy, "audiences"))));
+    checks.push(
+        judge_iss(payload, policy.issuers.as_deref())
+            .setting(setting(&iss_member(policy, "issuers"))),
+    );
+    checks.push(
+        judge_aud(payload, policy.audiences.as_deref())
+            .setting(setting(&iss_member(policy, "audiences"))),
+    );
     for rule in &policy.verify_claims {
-        checks.push(judge_claim(payload, rule).setting(setting(&iss_member(policy, "verifyClaims"))));
+        checks
+            .push(judge_claim(payload, rule).setting(setting(&iss_member(policy, "verifyClaims"))));
     }
     if !verified {
         for check in &mut checks[first_claim..] {
@@ -324,13 +376,21 @@ fn evaluate_jwt(
             }
         }
     }
-    checks.push(Check::skip(CheckId::Active, "applies to opaque tokens checked by introspection"));
+    checks.push(Check::skip(
+        CheckId::Active,
+        "applies to opaque tokens checked by introspection",
+    ));
     let authenticated = verified && checks.iter().all(|c| c.failure().is_none());
 
     // scope
-    let route_setting = format!("routes[{}].requestPolicies.authorization.allowedScope", info.index);
+    let route_setting = format!(
+        "routes[{}].requestPolicies.authorization.allowedScope",
+        info.index
+    );
     let scope_check = match &route.authorization {
-        Authorization::AnyOf(allowed) if authenticated => judge_scope(payload, allowed).setting(route_setting),
+        Authorization::AnyOf(allowed) if authenticated => {
+            judge_scope(payload, allowed).setting(route_setting)
+        }
         Authorization::AnyOf(_) => Check::skip(CheckId::Scope, "authentication failed"),
         _ => Check::skip(CheckId::Scope, "the route does not ask for scopes (ANY_OF)"),
     };
@@ -345,7 +405,9 @@ fn evaluate_jwt(
 fn iss_member(policy: &JwtPolicy, member: &'static str) -> String {
     match policy.flavor {
         AuthFlavor::JwtAuthentication => member.to_owned(),
-        AuthFlavor::TokenAuthentication => format!("validationPolicy.additionalValidationPolicy.{member}"),
+        AuthFlavor::TokenAuthentication => {
+            format!("validationPolicy.additionalValidationPolicy.{member}")
+        }
     }
 }
 
@@ -371,12 +433,19 @@ fn finish_after_stop(
 }
 
 /// Reads the token where the policy says. `Err(Some(what))` describes what was there instead.
-fn extract_token<'r>(location: &TokenLocation, request: &'r dyn RequestView) -> Result<&'r str, Option<String>> {
+fn extract_token<'r>(
+    location: &TokenLocation,
+    request: &'r dyn RequestView,
+) -> Result<&'r str, Option<String>> {
     match location {
         TokenLocation::Header { name, scheme } => {
             let value = match request.header(name) {
                 HeaderValues::Absent => return Err(None),
-                HeaderValues::Many(n) => return Err(Some(format!("{n} '{name}' headers (exactly one is accepted)"))),
+                HeaderValues::Many(n) => {
+                    return Err(Some(format!(
+                        "{n} '{name}' headers (exactly one is accepted)"
+                    )))
+                }
                 HeaderValues::One(value) => value.trim(),
             };
             let token = match scheme {
@@ -409,7 +478,9 @@ fn extract_token<'r>(location: &TokenLocation, request: &'r dyn RequestView) -> 
             match (found.next(), found.next()) {
                 (None, _) => Err(None),
                 (Some(_), Some(_)) => Err(Some(format!("query parameter '{name}' more than once"))),
-                (Some(""), None) => Err(Some(format!("query parameter '{name}' with an empty token"))),
+                (Some(""), None) => Err(Some(format!(
+                    "query parameter '{name}' with an empty token"
+                ))),
                 (Some(value), None) => Ok(value),
             }
         }
@@ -425,10 +496,18 @@ fn judge_alg_and_key<'k>(
 ) -> (Vec<Check>, Option<&'k PublicKey>) {
     let setting = keys_setting(policy);
     let actual_alg = Some(json!(header_alg));
-    let alg_failure = if header_alg.trim().trim_end_matches('\0').eq_ignore_ascii_case("none") {
-        Some(Failure::AlgNone { alg: header_alg.to_owned() })
+    let alg_failure = if header_alg
+        .trim()
+        .trim_end_matches('\0')
+        .eq_ignore_ascii_case("none")
+    {
+        Some(Failure::AlgNone {
+            alg: header_alg.to_owned(),
+        })
     } else if algorithm.is_none() {
-        Some(Failure::AlgUnknown { alg: header_alg.to_owned() })
+        Some(Failure::AlgUnknown {
+            alg: header_alg.to_owned(),
+        })
     } else {
         None
     };
@@ -439,9 +518,14 @@ fn judge_alg_and_key<'k>(
                 Some(f) => Check::new(CheckId::Alg, Outcome::Fail(f)).values(None, actual_alg),
                 None => Check::skip(CheckId::Alg, "the key set is not available"),
             };
-            let key = Check::new(CheckId::Key, Outcome::Fail(Failure::KeysUnavailable { reason: reason.to_owned() }))
-                .values(None, Some(json!(kid)))
-                .setting(setting);
+            let key = Check::new(
+                CheckId::Key,
+                Outcome::Fail(Failure::KeysUnavailable {
+                    reason: reason.to_owned(),
+                }),
+            )
+            .values(None, Some(json!(kid)))
+            .setting(setting);
             return (vec![alg, key], None);
         }
     };
@@ -458,47 +542,109 @@ fn judge_alg_and_key<'k>(
     }
     let alg = algorithm.expect("checked above: known algorithm");
     if !allowed.contains(alg) {
-        let failure = Failure::AlgNotAllowed { alg: header_alg.to_owned(), allowed: allowed.names() };
+        let failure = Failure::AlgNotAllowed {
+            alg: header_alg.to_owned(),
+            allowed: allowed.names(),
+        };
         return (
             vec![
-                Check::new(CheckId::Alg, Outcome::Fail(failure)).values(expected_algs, actual_alg).setting(setting),
+                Check::new(CheckId::Alg, Outcome::Fail(failure))
+                    .values(expected_algs, actual_alg)
+                    .setting(setting),
                 Check::skip(CheckId::Key, "the algorithm is not allowed"),
             ],
             None,
         );
     }
-    let alg_check = Check::new(CheckId::Alg, Outcome::Pass(format!("{alg} is allowed by the configured keys")))
-        .values(expected_algs, actual_alg);
-    let known: Vec<String> = key_set.keys().iter().filter_map(|k| k.kid().map(str::to_owned)).collect();
+    let alg_check = Check::new(
+        CheckId::Alg,
+        Outcome::Pass(format!("{alg} is allowed by the configured keys")),
+    )
+    .values(expected_algs, actual_alg);
+    let known: Vec<String> = key_set
+        .keys()
+        .iter()
+        .filter_map(|k| k.kid().map(str::to_owned))
+        .collect();
     let expected_kids = Some(json!(known));
     let (outcome, key) = match kid {
         Some(kid) => {
-            let named: Vec<&PublicKey> = key_set.keys().iter().filter(|k| k.kid() == Some(kid)).collect();
-            let usable: Vec<&PublicKey> = named.iter().copied().filter(|k| k.allowed().contains(alg)).collect();
+            let named: Vec<&PublicKey> = key_set
+                .keys()
+                .iter()
+                .filter(|k| k.kid() == Some(kid))
+                .collect();
+            let usable: Vec<&PublicKey> = named
+                .iter()
+                .copied()
+                .filter(|k| k.allowed().contains(alg))
+                .collect();
             match (named.as_slice(), usable.as_slice()) {
-                ([], _) => (Outcome::Fail(Failure::KeyUnknownKid { kid: kid.to_owned(), known }), None),
-                (_, [key]) => (Outcome::Pass(format!("kid '{kid}' is the {} key", key.kind())), Some(*key)),
+                ([], _) => (
+                    Outcome::Fail(Failure::KeyUnknownKid {
+                        kid: kid.to_owned(),
+                        known,
+                    }),
+                    None,
+                ),
+                (_, [key]) => (
+                    Outcome::Pass(format!("kid '{kid}' is the {} key", key.kind())),
+                    Some(*key),
+                ),
                 ([first, ..], []) => (
                     Outcome::Fail(Failure::KeyNotForAlg {
                         kid: Some(kid.to_owned()),
                         alg: alg.name().to_owned(),
-                        key: format!("{} (allows {})", first.kind(), first.allowed().names().join(", ")),
+                        key: format!(
+                            "{} (allows {})",
+                            first.kind(),
+                            first.allowed().names().join(", ")
+                        ),
                     }),
                     None,
                 ),
-                (_, many) => (Outcome::Fail(Failure::KeyAmbiguous { kid: Some(kid.to_owned()), count: many.len() }), None),
+                (_, many) => (
+                    Outcome::Fail(Failure::KeyAmbiguous {
+                        kid: Some(kid.to_owned()),
+                        count: many.len(),
+                    }),
+                    None,
+                ),
             }
         }
         None => {
-            let usable: Vec<&PublicKey> = key_set.keys().iter().filter(|k| k.allowed().contains(alg)).collect();
+            let usable: Vec<&PublicKey> = key_set
+                .keys()
+                .iter()
+                .filter(|k| k.allowed().contains(alg))
+                .collect();
             match usable.as_slice() {
-                [key] => (Outcome::Pass(format!("no kid; the only {alg} key is the {} key", key.kind())), Some(*key)),
-                [] => (Outcome::Fail(Failure::KeyNoKidNoMatch { alg: alg.name().to_owned() }), None),
-                many => (Outcome::Fail(Failure::KeyAmbiguous { kid: None, count: many.len() }), None),
+                [key] => (
+                    Outcome::Pass(format!(
+                        "no kid; the only {alg} key is the {} key",
+                        key.kind()
+                    )),
+                    Some(*key),
+                ),
+                [] => (
+                    Outcome::Fail(Failure::KeyNoKidNoMatch {
+                        alg: alg.name().to_owned(),
+                    }),
+                    None,
+                ),
+                many => (
+                    Outcome::Fail(Failure::KeyAmbiguous {
+                        kid: None,
+                        count: many.len(),
+                    }),
+                    None,
+                ),
             }
         }
     };
-    let key_check = Check::new(CheckId::Key, outcome).values(expected_kids, Some(json!(kid))).setting(setting);
+    let key_check = Check::new(CheckId::Key, outcome)
+        .values(expected_kids, Some(json!(kid)))
+        .setting(setting);
     (vec![alg_check, key_check], key)
 }
 
@@ -506,7 +652,11 @@ fn judge_alg_and_key<'k>(
 const MAX_NUMERIC_DATE: f64 = 253_402_300_799.0;
 
 /// Reads a NumericDate claim, rounding toward refusal (`floor` for exp, `ceil` for nbf).
-fn numeric_date(payload: &Map<String, Value>, claim: &'static str, round: fn(f64) -> f64) -> Result<Option<i64>, Failure> {
+fn numeric_date(
+    payload: &Map<String, Value>,
+    claim: &'static str,
+    round: fn(f64) -> f64,
+) -> Result<Option<i64>, Failure> {
     match payload.get(claim) {
         None => Ok(None),
         Some(Value::Number(n)) => {
@@ -516,11 +666,20 @@ fn numeric_date(payload: &Map<String, Value>, claim: &'static str, round: fn(f64
             }
             Ok(Some(round(v) as i64))
         }
-        Some(other) => Err(Failure::TimeNotNumber { claim, found: json_type(other) }),
+        Some(other) => Err(Failure::TimeNotNumber {
+            claim,
+            found: json_type(other),
+        }),
     }
 }
 
-fn time_check(id: CheckId, outcome: Outcome, expected: Option<Value>, actual: Option<&Value>, time: TimeContext) -> Check {
+fn time_check(
+    id: CheckId,
+    outcome: Outcome,
+    expected: Option<Value>,
+    actual: Option<&Value>,
+    time: TimeContext,
+) -> Check {
     let mut check = Check::new(id, outcome).values(expected, actual.cloned());
     check.time = Some(time);
     check
@@ -537,7 +696,11 @@ fn judge_exp(payload: &Map<String, Value>, time: TimeContext) -> Check {
             UnixTime(exp),
             crate::time::relative(exp, time.now)
         )),
-        Ok(Some(exp)) => Outcome::Fail(Failure::Expired { exp, now: time.now, skew }),
+        Ok(Some(exp)) => Outcome::Fail(Failure::Expired {
+            exp,
+            now: time.now,
+            skew,
+        }),
     };
     let expected = json!(format!("now <= exp + {}", crate::time::skew_text(skew)));
     time_check(CheckId::Exp, outcome, Some(expected), actual, time)
@@ -554,7 +717,11 @@ fn judge_nbf(payload: &Map<String, Value>, time: TimeContext) -> Check {
             UnixTime(nbf),
             crate::time::relative(nbf, time.now)
         )),
-        Ok(Some(nbf)) => Outcome::Fail(Failure::NotYetValid { nbf, now: time.now, skew }),
+        Ok(Some(nbf)) => Outcome::Fail(Failure::NotYetValid {
+            nbf,
+            now: time.now,
+            skew,
+        }),
     };
     let expected = json!(format!("now >= nbf - {}", crate::time::skew_text(skew)));
     time_check(CheckId::Nbf, outcome, Some(expected), actual, time)
@@ -567,9 +734,16 @@ fn judge_iss(payload: &Map<String, Value>, issuers: Option<&[String]>) -> Check 
     let actual = payload.get("iss");
     let outcome = match actual {
         None => Outcome::Fail(Failure::IssMissing),
-        Some(Value::String(iss)) if issuers.iter().any(|i| i == iss) => Outcome::Pass(format!("`{iss}` is a configured issuer")),
-        Some(Value::String(iss)) => Outcome::Fail(Failure::IssMismatch { actual: iss.clone(), expected: issuers.to_vec() }),
-        Some(other) => Outcome::Fail(Failure::IssNotString { found: json_type(other) }),
+        Some(Value::String(iss)) if issuers.iter().any(|i| i == iss) => {
+            Outcome::Pass(format!("`{iss}` is a configured issuer"))
+        }
+        Some(Value::String(iss)) => Outcome::Fail(Failure::IssMismatch {
+            actual: iss.clone(),
+            expected: issuers.to_vec(),
+        }),
+        Some(other) => Outcome::Fail(Failure::IssNotString {
+            found: json_type(other),
+        }),
     };
     Check::new(CheckId::Iss, outcome).values(Some(json!(issuers)), actual.cloned())
 }
@@ -585,16 +759,26 @@ fn judge_aud(payload: &Map<String, Value>, audiences: Option<&[String]>) -> Chec
         Some(Value::Array(items)) if items.is_empty() => Err("is an empty array".into()),
         Some(Value::Array(items)) => items
             .iter()
-            .map(|i| i.as_str().map(str::to_owned).ok_or_else(|| format!("has {} where strings belong", json_type(i))))
+            .map(|i| {
+                i.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("has {} where strings belong", json_type(i)))
+            })
             .collect(),
-        Some(other) => Err(format!("is {}, not a string or an array of strings", json_type(other))),
+        Some(other) => Err(format!(
+            "is {}, not a string or an array of strings",
+            json_type(other)
+        )),
     };
     let outcome = match presented {
         Err(why) if why.is_empty() => Outcome::Fail(Failure::AudMissing),
         Err(why) => Outcome::Fail(Failure::AudInvalid { why }),
         Ok(list) => match list.iter().find(|a| audiences.contains(a)) {
             Some(hit) => Outcome::Pass(format!("`{hit}` is a configured audience")),
-            None => Outcome::Fail(Failure::AudMismatch { actual: list, expected: audiences.to_vec() }),
+            None => Outcome::Fail(Failure::AudMismatch {
+                actual: list,
+                expected: audiences.to_vec(),
+            }),
         },
     };
     Check::new(CheckId::Aud, outcome).values(Some(json!(audiences)), actual.cloned())
@@ -605,7 +789,9 @@ fn judge_claim(payload: &Map<String, Value>, rule: &ClaimRule) -> Check {
     let actual = payload.get(&rule.key);
     let expected = (!rule.values.is_empty()).then(|| json!(rule.values));
     let outcome = match actual {
-        None if rule.required => Outcome::Fail(Failure::ClaimMissing { key: rule.key.clone() }),
+        None if rule.required => Outcome::Fail(Failure::ClaimMissing {
+            key: rule.key.clone(),
+        }),
         None => Outcome::Pass("absent, and not required".into()),
         Some(_) if rule.values.is_empty() => Outcome::Pass("present".into()),
         Some(value) => {
@@ -618,7 +804,9 @@ fn judge_claim(payload: &Map<String, Value>, rule: &ClaimRule) -> Check {
                 _ => None,
             };
             match text {
-                Some(t) if rule.values.contains(&t) => Outcome::Pass(format!("`{t}` is an expected value")),
+                Some(t) if rule.values.contains(&t) => {
+                    Outcome::Pass(format!("`{t}` is an expected value"))
+                }
                 _ => Outcome::Fail(Failure::ClaimMismatch {
                     key: rule.key.clone(),
                     actual: value.clone(),
@@ -633,18 +821,33 @@ fn judge_claim(payload: &Map<String, Value>, rule: &ClaimRule) -> Check {
 fn judge_scope(payload: &Map<String, Value>, allowed: &[String]) -> Check {
     let actual = payload.get("scope");
     let outcome = match actual {
-        None => Outcome::Fail(Failure::ScopeMissing { allowed: allowed.to_vec() }),
+        None => Outcome::Fail(Failure::ScopeMissing {
+            allowed: allowed.to_vec(),
+        }),
         Some(value) => {
             let scopes: Option<Vec<String>> = match value {
-                Value::String(s) => Some(s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect()),
-                Value::Array(items) => items.iter().map(|i| i.as_str().map(str::to_owned)).collect(),
+                Value::String(s) => Some(
+                    s.split(' ')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                ),
+                Value::Array(items) => items
+                    .iter()
+                    .map(|i| i.as_str().map(str::to_owned))
+                    .collect(),
                 _ => None,
             };
             match scopes {
-                None => Outcome::Fail(Failure::ScopeInvalid { found: json_type(value) }),
+                None => Outcome::Fail(Failure::ScopeInvalid {
+                    found: json_type(value),
+                }),
                 Some(scopes) => match scopes.iter().find(|s| allowed.contains(s)) {
                     Some(hit) => Outcome::Pass(format!("`{hit}` is an allowed scope")),
-                    None => Outcome::Fail(Failure::ScopeMismatch { actual: scopes, allowed: allowed.to_vec() }),
+                    None => Outcome::Fail(Failure::ScopeMismatch {
+                        actual: scopes,
+                        allowed: allowed.to_vec(),
+                    }),
                 },
             }
         }
@@ -703,7 +906,8 @@ impl Verdict {
 
     /// Whether the answer is unknown because key material was unavailable.
     pub fn keys_unavailable(&self) -> bool {
-        self.failures().any(|c| matches!(c.failure(), Some(Failure::KeysUnavailable { .. })))
+        self.failures()
+            .any(|c| matches!(c.failure(), Some(Failure::KeysUnavailable { .. })))
     }
 
     /// The stable JSON form (`check --output json`), without the envelope's `version`.

@@ -121,7 +121,9 @@ impl AlgorithmSet {
 
     /// The members, in [`Algorithm::ALL`] order.
     pub fn iter(self) -> impl Iterator<Item = Algorithm> {
-        Algorithm::ALL.into_iter().filter(move |alg| self.contains(*alg))
+        Algorithm::ALL
+            .into_iter()
+            .filter(move |alg| self.contains(*alg))
     }
 
     /// The member names.
@@ -149,7 +151,9 @@ mod tests {
 
     #[test]
     fn unknown_and_case_variants_are_refused() {
-        for name in ["none", "None", "NONE", "nOnE", " none", "none\0", "rs256", "HS256", ""] {
+        for name in [
+            "none", "None", "NONE", "nOnE", " none", "none\0", "rs256", "HS256", "",
+        ] {
             assert_eq!(Algorithm::from_name(name), None, "{name:?}");
         }
     }
@@ -160,6 +164,8 @@ mod tests {
         assert!(set.contains(Algorithm::RS256));
         assert!(!set.contains(Algorithm::RS384));
         assert_eq!(set.names(), vec!["RS256", "ES512"]);
-        assert!(set.intersection(AlgorithmSet::of(&[Algorithm::PS256])).is_empty());
+        assert!(set
+            .intersection(AlgorithmSet::of(&[Algorithm::PS256]))
+            .is_empty());
     }
 }

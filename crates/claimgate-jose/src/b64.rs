@@ -77,7 +77,10 @@ mod tests {
     fn rejects_standard_alphabet() {
         assert!(matches!(
             decode_base64url("ab+c"),
-            Err(Base64Error::InvalidCharacter { offset: 2, byte: b'+' })
+            Err(Base64Error::InvalidCharacter {
+                offset: 2,
+                byte: b'+'
+            })
         ));
         assert!(matches!(
             decode_base64url("ab/c"),

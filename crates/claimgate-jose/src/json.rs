@@ -200,7 +200,10 @@ mod tests {
     #[test]
     fn rejects_excessive_depth() {
         let deep = format!("{{\"x\":{}1{}}}", "[".repeat(40), "]".repeat(40));
-        assert_eq!(parse_object(deep.as_bytes(), 32), Err(JsonError::TooDeep(32)));
+        assert_eq!(
+            parse_object(deep.as_bytes(), 32),
+            Err(JsonError::TooDeep(32))
+        );
         let ok = format!("{{\"x\":{}1{}}}", "[".repeat(10), "]".repeat(10));
         assert!(parse_object(ok.as_bytes(), 32).is_ok());
     }
@@ -210,7 +213,10 @@ mod tests {
         assert_eq!(parse_object(b"[]", 8), Err(JsonError::NotAnObject));
         assert_eq!(parse_object(b"\"x\"", 8), Err(JsonError::NotAnObject));
         assert!(matches!(parse_object(b"{", 8), Err(JsonError::Syntax(_))));
-        assert!(matches!(parse_object(b"{} x", 8), Err(JsonError::Syntax(_))));
+        assert!(matches!(
+            parse_object(b"{} x", 8),
+            Err(JsonError::Syntax(_))
+        ));
     }
 
     #[test]

@@ -117,16 +117,29 @@ impl fmt::Display for KeyKind {
 pub enum KeyError {
     NotAnObject,
     MissingMember(&'static str),
-    WrongType { member: String, expected: &'static str },
+    WrongType {
+        member: String,
+        expected: &'static str,
+    },
     UnsupportedKty(String),
     UnsupportedCurve(String),
     PrivateMember(String),
     WrongUse(String),
     KeyOpsWithoutVerify(Vec<String>),
     UnknownAlgorithm(String),
-    AlgorithmNotForKey { alg: String, kind: String },
-    Base64 { member: &'static str, error: Base64Error },
-    CoordinateLength { member: &'static str, expected: usize, actual: usize },
+    AlgorithmNotForKey {
+        alg: String,
+        kind: String,
+    },
+    Base64 {
+        member: &'static str,
+        error: Base64Error,
+    },
+    CoordinateLength {
+        member: &'static str,
+        expected: usize,
+        actual: usize,
+    },
     RsaTooSmall(u32),
     RsaTooLarge(u32),
     BadExponent(String),
@@ -139,7 +152,9 @@ impl fmt::Display for KeyError {
         match self {
             Self::NotAnObject => f.write_str("a JWK must be a JSON object"),
             Self::MissingMember(name) => write!(f, "member '{name}' is required"),
-            Self::WrongType { member, expected } => write!(f, "member '{member}' must be {expected}"),
+            Self::WrongType { member, expected } => {
+                write!(f, "member '{member}' must be {expected}")
+            }
             Self::UnsupportedKty(kty) if kty == "oct" => f.write_str(
                 "kty 'oct' (a shared secret) is not accepted: only public keys verify tokens",
             ),
@@ -147,7 +162,10 @@ impl fmt::Display for KeyError {
                 write!(f, "kty '{kty}' is not supported (RSA, EC or OKP)")
             }
             Self::UnsupportedCurve(crv) => {
-                write!(f, "curve '{crv}' is not supported (P-256, P-384, P-521, Ed25519)")
+                write!(
+                    f,
+                    "curve '{crv}' is not supported (P-256, P-384, P-521, Ed25519)"
+                )
             }
             Self::PrivateMember(name) => write!(
                 f,
@@ -175,7 +193,10 @@ impl fmt::Display for KeyError {
                 "RSA key is {bits} bits; at least {RSA_MIN_BITS} are required (RFC 7518 §3.3)"
             ),
             Self::RsaTooLarge(bits) => {
-                write!(f, "RSA key is {bits} bits; at most {RSA_MAX_BITS} are accepted")
+                write!(
+                    f,
+                    "RSA key is {bits} bits; at most {RSA_MAX_BITS} are accepted"
+                )
             }
             Self::BadExponent(why) => write!(f, "RSA exponent {why}"),
             Self::InvalidKey(why) => write!(f, "not a valid public key ({why})"),
@@ -304,12 +325,7 @@ impl PublicKey {
             let n = rsa.modulus().big_endian_without_leading_zero().to_vec();
             let e = rsa.exponent().big_endian_without_leading_zero().to_vec();
             let kind = rsa_kind(&n, &e)?;
-            return Self::build(
-                kid,
-                kind,
-                kind.family_algorithms(),
-                &Material::Rsa { n, e },
-            );
+            return Self::build(kid, kind, kind.family_algorithms(), &Material::Rsa { n, e });
         }
         for curve in [Curve::P256, Curve::P384, Curve::P521] {
             if ParsedPublicKey::new(curve.verification(), &der).is_ok() {
@@ -538,7 +554,10 @@ impl fmt::Display for JwksError {
             Self::Json(e) => write!(f, "not a JSON Web Key Set: {e}"),
             Self::NoKeysArray => f.write_str("not a JSON Web Key Set: no 'keys' array"),
             Self::TooManyKeys(n) => {
-                write!(f, "the key set holds {n} keys; at most {JWKS_MAX_KEYS} are read")
+                write!(
+                    f,
+                    "the key set holds {n} keys; at most {JWKS_MAX_KEYS} are read"
+                )
             }
         }
     }
@@ -594,7 +613,9 @@ pub fn parse_jwks(bytes: &[u8]) -> Result<JwksParse, JwksError> {
         key.kid().is_some()
             && parsed
                 .iter()
-                .filter(|(_, other)| other.kid() == key.kid() && other.kind().kty() == key.kind().kty())
+                .filter(|(_, other)| {
+                    other.kid() == key.kid() && other.kind().kty() == key.kind().kty()
+                })
                 .count()
                 > 1
     };

@@ -38,16 +38,28 @@ impl fmt::Display for Segment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FormatError {
     Empty,
-    TooLong { bytes: usize },
+    TooLong {
+        bytes: usize,
+    },
     /// Five segments: a compact JWE. claimgate holds no decryption keys.
     Encrypted,
-    SegmentCount { segments: usize },
-    Base64 { segment: Segment, error: Base64Error },
-    Json { segment: Segment, error: JsonError },
+    SegmentCount {
+        segments: usize,
+    },
+    Base64 {
+        segment: Segment,
+        error: Base64Error,
+    },
+    Json {
+        segment: Segment,
+        error: JsonError,
+    },
     MissingAlgorithm,
     AlgorithmNotString,
     KidNotString,
-    KidTooLong { bytes: usize },
+    KidTooLong {
+        bytes: usize,
+    },
     MalformedCrit,
     UnsupportedCrit(String),
     /// `zip` is a JWE parameter; compression in a JWS invites decompression bombs.
@@ -90,11 +102,15 @@ impl fmt::Display for FormatError {
                 f,
                 "the header's 'kid' is {bytes} bytes; at most {MAX_KID_BYTES} are accepted"
             ),
-            Self::MalformedCrit => f.write_str("the header's 'crit' is not a non-empty list of names"),
+            Self::MalformedCrit => {
+                f.write_str("the header's 'crit' is not a non-empty list of names")
+            }
             Self::UnsupportedCrit(name) => {
                 write!(f, "unsupported critical header parameter '{name}'")
             }
-            Self::Compressed => f.write_str("the header has 'zip'; compressed tokens are not accepted"),
+            Self::Compressed => {
+                f.write_str("the header has 'zip'; compressed tokens are not accepted")
+            }
             Self::UnencodedPayload => {
                 f.write_str("the header has 'b64'; unencoded payloads are not accepted")
             }
@@ -145,10 +161,11 @@ impl ParsedToken {
             _ => return Err(FormatError::SegmentCount { segments: dots + 1 }),
         }
         let mut parts = token.splitn(3, '.');
-        let (header_b64, payload_b64, signature_b64) = match (parts.next(), parts.next(), parts.next()) {
-            (Some(h), Some(p), Some(s)) => (h, p, s),
-            _ => return Err(FormatError::SegmentCount { segments: dots + 1 }),
-        };
+        let (header_b64, payload_b64, signature_b64) =
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(h), Some(p), Some(s)) => (h, p, s),
+                _ => return Err(FormatError::SegmentCount { segments: dots + 1 }),
+            };
         let header_bytes = decode_base64url(header_b64).map_err(|error| FormatError::Base64 {
             segment: Segment::Header,
             error,
@@ -254,13 +271,15 @@ mod tests {
 
     #[test]
     fn parses_a_well_formed_token() {
-        let parsed = ParsedToken::parse(&token(r#"{"alg":"RS256","kid":"k1"}"#, r#"{"sub":"a"}"#))
-            .unwrap();
+        let parsed =
+            ParsedToken::parse(&token(r#"{"alg":"RS256","kid":"k1"}"#, r#"{"sub":"a"}"#)).unwrap();
         assert_eq!(parsed.header.alg, "RS256");
         assert_eq!(parsed.header.kid.as_deref(), Some("k1"));
         assert_eq!(parsed.payload["sub"], "a");
         assert_eq!(parsed.signature(), b"sig");
-        assert!(parsed.signing_input().ends_with(b64(r#"{"sub":"a"}"#).as_bytes()));
+        assert!(parsed
+            .signing_input()
+            .ends_with(b64(r#"{"sub":"a"}"#).as_bytes()));
     }
 
     #[test]
@@ -273,7 +292,10 @@ mod tests {
             ParsedToken::parse("a.b.c.d").unwrap_err(),
             FormatError::SegmentCount { segments: 4 }
         );
-        assert_eq!(ParsedToken::parse("a.b.c.d.e").unwrap_err(), FormatError::Encrypted);
+        assert_eq!(
+            ParsedToken::parse("a.b.c.d.e").unwrap_err(),
+            FormatError::Encrypted
+        );
         let dots = ".".repeat(8000);
         assert!(matches!(
             ParsedToken::parse(&dots).unwrap_err(),
@@ -286,20 +308,37 @@ mod tests {
         let long = "a".repeat(MAX_TOKEN_BYTES + 1);
         assert_eq!(
             ParsedToken::parse(&long).unwrap_err(),
-            FormatError::TooLong { bytes: MAX_TOKEN_BYTES + 1 }
+            FormatError::TooLong {
+                bytes: MAX_TOKEN_BYTES + 1
+            }
         );
     }
 
     #[test]
     fn refuses_header_extensions() {
         let cases = [
-            (r#"{"alg":"RS256","crit":["exp"]}"#, FormatError::UnsupportedCrit("exp".into())),
+            (
+                r#"{"alg":"RS256","crit":["exp"]}"#,
+                FormatError::UnsupportedCrit("exp".into()),
+            ),
             (r#"{"alg":"RS256","crit":[]}"#, FormatError::MalformedCrit),
-            (r#"{"alg":"RS256","crit":"b64"}"#, FormatError::MalformedCrit),
-            (r#"{"alg":"RS256","crit":[null]}"#, FormatError::MalformedCrit),
-            (r#"{"alg":"RS256","b64":false}"#, FormatError::UnencodedPayload),
+            (
+                r#"{"alg":"RS256","crit":"b64"}"#,
+                FormatError::MalformedCrit,
+            ),
+            (
+                r#"{"alg":"RS256","crit":[null]}"#,
+                FormatError::MalformedCrit,
+            ),
+            (
+                r#"{"alg":"RS256","b64":false}"#,
+                FormatError::UnencodedPayload,
+            ),
             (r#"{"alg":"RS256","zip":"DEF"}"#, FormatError::Compressed),
-            (r#"{"alg":"RSA-OAEP","enc":"A256GCM"}"#, FormatError::EncryptionHeader),
+            (
+                r#"{"alg":"RSA-OAEP","enc":"A256GCM"}"#,
+                FormatError::EncryptionHeader,
+            ),
             (r#"{"alg":"RS256","cty":"jwt"}"#, FormatError::Nested),
             (r#"{"kid":"k"}"#, FormatError::MissingAlgorithm),
             (r#"{"alg":1}"#, FormatError::AlgorithmNotString),
@@ -307,13 +346,20 @@ mod tests {
             (r#"{"alg":"RS256","kid":123}"#, FormatError::KidNotString),
         ];
         for (header, expected) in cases {
-            assert_eq!(ParsedToken::parse(&token(header, "{}")).unwrap_err(), expected, "{header}");
+            assert_eq!(
+                ParsedToken::parse(&token(header, "{}")).unwrap_err(),
+                expected,
+                "{header}"
+            );
         }
     }
 
     #[test]
     fn refuses_oversized_kid() {
-        let header = format!(r#"{{"alg":"RS256","kid":"{}"}}"#, "A".repeat(MAX_KID_BYTES + 1));
+        let header = format!(
+            r#"{{"alg":"RS256","kid":"{}"}}"#,
+            "A".repeat(MAX_KID_BYTES + 1)
+        );
         assert!(matches!(
             ParsedToken::parse(&token(&header, "{}")).unwrap_err(),
             FormatError::KidTooLong { .. }
@@ -322,10 +368,17 @@ mod tests {
 
     #[test]
     fn refuses_non_object_json() {
-        for (header, payload) in [(r#""x""#, "{}"), ("[]", "{}"), (r#"{"alg":"RS256"}"#, "[1]")] {
+        for (header, payload) in [
+            (r#""x""#, "{}"),
+            ("[]", "{}"),
+            (r#"{"alg":"RS256"}"#, "[1]"),
+        ] {
             assert!(matches!(
                 ParsedToken::parse(&token(header, payload)).unwrap_err(),
-                FormatError::Json { error: JsonError::NotAnObject, .. }
+                FormatError::Json {
+                    error: JsonError::NotAnObject,
+                    ..
+                }
             ));
         }
     }

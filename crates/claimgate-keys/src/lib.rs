@@ -73,9 +73,13 @@ fn classify(error: &reqwest::Error) -> FetchError {
         source = e.source();
     }
     let detail = chain.trim().to_owned();
-    if chain.contains("dns") || chain.contains("failed to lookup") || chain.contains("name or service") {
+    if chain.contains("dns")
+        || chain.contains("failed to lookup")
+        || chain.contains("name or service")
+    {
         FetchError::Dns(detail)
-    } else if chain.contains("certificate") || chain.contains("tls") || chain.contains("handshake") {
+    } else if chain.contains("certificate") || chain.contains("tls") || chain.contains("handshake")
+    {
         FetchError::Tls(detail)
     } else if error.is_connect() {
         FetchError::Connect(detail)
@@ -110,7 +114,10 @@ pub async fn fetch_jwks(uri: &str, options: &FetchOptions) -> Result<JwksParse, 
             return Err(FetchError::ContentType(ct));
         }
     }
-    if response.content_length().is_some_and(|n| n > MAX_JWKS_BYTES as u64) {
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_JWKS_BYTES as u64)
+    {
         return Err(FetchError::TooLarge);
     }
     let mut body = Vec::new();

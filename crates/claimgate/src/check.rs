@@ -5,7 +5,8 @@ use crate::output::{colour_enabled, print_json, report_error, Paint};
 use crate::{exit, Format};
 use claimgate_config::{Authentication, Backend, Deployment, KeySource, TokenLocation};
 use claimgate_core::{
-    evaluate, CheckId, Decision, HeaderValues, KeyMaterial, Outcome, RequestView, UnixTime, Unrouted, Verdict,
+    evaluate, CheckId, Decision, HeaderValues, KeyMaterial, Outcome, RequestView, UnixTime,
+    Unrouted, Verdict,
 };
 use claimgate_jose::{parse_jwks, JwksParse};
 use serde_json::{json, Value};
@@ -61,7 +62,10 @@ impl RequestView for CliRequest {
         self.query.as_deref()
     }
     fn header(&self, name: &str) -> HeaderValues<'_> {
-        let mut values = self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name));
+        let mut values = self
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name));
         match (values.next(), values.clone().count()) {
             (None, _) => HeaderValues::Absent,
             (Some((_, v)), 0) => HeaderValues::One(v),
@@ -71,25 +75,35 @@ impl RequestView for CliRequest {
 }
 
 fn parse_request(args: &CheckArgs, deployment: &Deployment) -> Result<CliRequest, InputError> {
-    let (method, target) = args
-        .request
-        .trim()
-        .split_once(' ')
-        .ok_or_else(|| InputError::new(format!("--request '{}' must be 'METHOD /path', e.g. 'GET /v1/orders'", args.request)))?;
+    let (method, target) = args.request.trim().split_once(' ').ok_or_else(|| {
+        InputError::new(format!(
+            "--request '{}' must be 'METHOD /path', e.g. 'GET /v1/orders'",
+            args.request
+        ))
+    })?;
     let target = target.trim();
     if !target.starts_with('/') {
-        return Err(InputError::new(format!("--request path '{target}' must start with '/'")));
+        return Err(InputError::new(format!(
+            "--request path '{target}' must start with '/'"
+        )));
     }
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
         None => (target.to_owned(), None),
     };
-    let mut request = CliRequest { method: method.to_ascii_uppercase(), path, query, headers: Vec::new() };
+    let mut request = CliRequest {
+        method: method.to_ascii_uppercase(),
+        path,
+        query,
+        headers: Vec::new(),
+    };
     for header in &args.headers {
         let (name, value) = header
             .split_once(':')
             .ok_or_else(|| InputError::new(format!("--header '{header}' must be 'Name: value'")))?;
-        request.headers.push((name.trim().to_owned(), value.trim().to_owned()));
+        request
+            .headers
+            .push((name.trim().to_owned(), value.trim().to_owned()));
     }
     if let Some(host) = &args.host {
         request.headers.push(("host".into(), host.clone()));
@@ -105,11 +119,16 @@ fn parse_request(args: &CheckArgs, deployment: &Deployment) -> Result<CliRequest
 fn place_token(request: &mut CliRequest, deployment: &Deployment, token: String) {
     let location = match &deployment.authentication {
         Authentication::Jwt(policy) => policy.location.clone(),
-        _ => TokenLocation::Header { name: "Authorization".into(), scheme: Some("Bearer".into()) },
+        _ => TokenLocation::Header {
+            name: "Authorization".into(),
+            scheme: Some("Bearer".into()),
+        },
     };
     match location {
         TokenLocation::Header { name, scheme } => {
-            request.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
+            request
+                .headers
+                .retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
             let value = match scheme {
                 Some(scheme) => format!("{scheme} {token}"),
                 None => token,
@@ -149,7 +168,9 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
     let loaded = load_deployment(&args.deployment, args.path_prefix.as_deref())?;
     let deployment = &loaded.deployment;
     if let Authentication::Unsupported { kind, reason } = &deployment.authentication {
-        return Err(InputError::new(format!("claimgate cannot evaluate {kind}: {reason}")));
+        return Err(InputError::new(format!(
+            "claimgate cannot evaluate {kind}: {reason}"
+        )));
     }
     let now = parse_now(args.now.as_deref())?;
     let request = parse_request(args, deployment)?;
@@ -159,7 +180,9 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
     let material = match (&jwks, &unavailable) {
         (Some(parse), _) => KeyMaterial::Keys(&parse.keys),
         (None, Some(reason)) => KeyMaterial::Unavailable { reason },
-        (None, None) => KeyMaterial::Unavailable { reason: "no remote key set was loaded" },
+        (None, None) => KeyMaterial::Unavailable {
+            reason: "no remote key set was loaded",
+        },
     };
     let verdict = evaluate(deployment, &request, material, now);
     let code = if verdict.keys_unavailable() {
@@ -201,8 +224,10 @@ fn obtain_keys(
     };
     let (result, from) = match &args.jwks {
         Some(path) => {
-            let bytes = std::fs::read(path).map_err(|e| InputError::new(format!("cannot read --jwks '{path}': {e}")))?;
-            let parsed = parse_jwks(&bytes).map_err(|e| InputError::new(format!("--jwks '{path}': {e}")))?;
+            let bytes = std::fs::read(path)
+                .map_err(|e| InputError::new(format!("cannot read --jwks '{path}': {e}")))?;
+            let parsed =
+                parse_jwks(&bytes).map_err(|e| InputError::new(format!("--jwks '{path}': {e}")))?;
             (Ok(parsed), KeysFrom::Recorded(path.clone()))
         }
         None => {
@@ -210,7 +235,10 @@ fn obtain_keys(
                 .enable_all()
                 .build()
                 .map_err(|e| InputError::new(format!("cannot start the HTTP client: {e}")))?;
-            let options = claimgate_keys::FetchOptions { ssl_verify_disabled: remote.ssl_verify_disabled, ..Default::default() };
+            let options = claimgate_keys::FetchOptions {
+                ssl_verify_disabled: remote.ssl_verify_disabled,
+                ..Default::default()
+            };
             let result = runtime.block_on(claimgate_keys::fetch_jwks(&remote.uri, &options));
             (result, KeysFrom::Fetched(remote.uri.clone()))
         }
@@ -221,13 +249,21 @@ fn obtain_keys(
                 notes.push(format!(
                     "key set: key #{} (kid {}) skipped: {}",
                     skipped.index,
-                    skipped.kid.as_deref().map(|k| format!("'{k}'")).unwrap_or_else(|| "none".into()),
+                    skipped
+                        .kid
+                        .as_deref()
+                        .map(|k| format!("'{k}'"))
+                        .unwrap_or_else(|| "none".into()),
                     skipped.reason
                 ));
             }
             Ok((Some(parsed), from, None))
         }
-        Err(error) => Ok((None, from, Some(format!("fetching {} failed: {error}", remote.uri)))),
+        Err(error) => Ok((
+            None,
+            from,
+            Some(format!("fetching {} failed: {error}", remote.uri)),
+        )),
     }
 }
 
@@ -290,9 +326,16 @@ fn print_text(
             );
         }
         (None, Some(Unrouted::MethodNotAllowed { allow })) => {
-            println!("  route       a route matches the path but not {}; allowed: {}", request.method, allow.join(", "))
+            println!(
+                "  route       a route matches the path but not {}; allowed: {}",
+                request.method,
+                allow.join(", ")
+            )
         }
-        _ => println!("  route       none matches (prefix {})", deployment.path_prefix),
+        _ => println!(
+            "  route       none matches (prefix {})",
+            deployment.path_prefix
+        ),
     }
     if let Authentication::Jwt(policy) = &deployment.authentication {
         let flavor = match policy.flavor {
@@ -305,26 +348,52 @@ fn print_text(
             KeysFrom::Fetched(uri) => format!("keys fetched from {uri}"),
             KeysFrom::None => String::new(),
         };
-        println!("  policy      {flavor}, token in {}, {keys}", policy.location);
+        println!(
+            "  policy      {flavor}, token in {}, {keys}",
+            policy.location
+        );
     }
     println!("  evaluated   {now}");
     println!();
-    let width = verdict.checks.iter().map(|c| c.id.to_string().len()).max().unwrap_or(6).max(9);
+    let width = verdict
+        .checks
+        .iter()
+        .map(|c| c.id.to_string().len())
+        .max()
+        .unwrap_or(6)
+        .max(9);
     for check in &verdict.checks {
         let id = format!("{:<width$}", check.id.to_string());
-        let unverified = if check.unverified { p.yellow(" (unverified)") } else { String::new() };
+        let unverified = if check.unverified {
+            p.yellow(" (unverified)")
+        } else {
+            String::new()
+        };
         match &check.outcome {
             Outcome::Pass(note) => println!("  {} {id}  {note}{unverified}", p.green("pass")),
-            Outcome::Skip(why) => println!("  {} {}", p.dim("skip"), p.dim(&format!("{id}  {why}"))),
+            Outcome::Skip(why) => {
+                println!("  {} {}", p.dim("skip"), p.dim(&format!("{id}  {why}")))
+            }
             Outcome::Fail(_) => {
-                println!("  {} {id}  {}{unverified}", p.red("FAIL"), check.message().unwrap_or_default());
+                println!(
+                    "  {} {id}  {}{unverified}",
+                    p.red("FAIL"),
+                    check.message().unwrap_or_default()
+                );
                 let pad = " ".repeat(width + 9);
                 if let Some(expected) = &check.expected {
                     println!("{pad}expected  {}", compact(expected));
                 }
                 match (&check.actual, &check.id) {
                     (Some(actual), _) => println!("{pad}actual    {}", compact(actual)),
-                    (None, CheckId::Exp | CheckId::Iss | CheckId::Aud | CheckId::Claim(_) | CheckId::Scope) => {
+                    (
+                        None,
+                        CheckId::Exp
+                        | CheckId::Iss
+                        | CheckId::Aud
+                        | CheckId::Claim(_)
+                        | CheckId::Scope,
+                    ) => {
                         println!("{pad}actual    (absent)")
                     }
                     _ => {}

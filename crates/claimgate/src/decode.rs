@@ -35,8 +35,10 @@ pub(crate) fn run(args: &DecodeArgs) -> u8 {
 }
 
 fn segment(part: &str, what: &str) -> Result<Map<String, Value>, InputError> {
-    let bytes = decode_base64url(part).map_err(|e| InputError::new(format!("not a token: the {what} is not base64url ({e})")))?;
-    json::parse_object(&bytes, 32).map_err(|e| InputError::new(format!("not a token: the {what} is {e}")))
+    let bytes = decode_base64url(part)
+        .map_err(|e| InputError::new(format!("not a token: the {what} is not base64url ({e})")))?;
+    json::parse_object(&bytes, 32)
+        .map_err(|e| InputError::new(format!("not a token: the {what} is {e}")))
 }
 
 fn decode(args: &DecodeArgs) -> Result<(), InputError> {
@@ -57,7 +59,10 @@ fn decode(args: &DecodeArgs) -> Result<(), InputError> {
         .iter()
         .filter_map(|claim| {
             let seconds = payload.get(*claim)?.as_f64()? as i64;
-            Some((claim.to_string(), json!({"utc": UnixTime(seconds).rfc3339(), "relative": relative(seconds, now)})))
+            Some((
+                claim.to_string(),
+                json!({"utc": UnixTime(seconds).rfc3339(), "relative": relative(seconds, now)}),
+            ))
         })
         .collect();
     if args.output == Format::Json {
@@ -73,27 +78,44 @@ fn decode(args: &DecodeArgs) -> Result<(), InputError> {
     }
     let p = Paint(colour_enabled());
     println!("{}", p.bold("header"));
-    println!("{}", serde_json::to_string_pretty(&header).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&header).unwrap_or_default()
+    );
     println!("{}", p.bold("payload"));
-    println!("{}", serde_json::to_string_pretty(&payload).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&payload).unwrap_or_default()
+    );
     if !times.is_empty() {
         println!("{}", p.bold("times (UTC)"));
         for claim in TIME_CLAIMS {
             if let Some(t) = times.get(claim) {
                 let what = match claim {
-                    "exp" if t["relative"].as_str().is_some_and(|r| r.ends_with("ago")) => "expired",
+                    "exp" if t["relative"].as_str().is_some_and(|r| r.ends_with("ago")) => {
+                        "expired"
+                    }
                     "exp" => "expires",
                     "nbf" => "not before",
                     _ => "issued",
                 };
-                println!("  {claim}  {}  {what} {}", t["utc"].as_str().unwrap_or(""), t["relative"].as_str().unwrap_or(""));
+                println!(
+                    "  {claim}  {}  {what} {}",
+                    t["utc"].as_str().unwrap_or(""),
+                    t["relative"].as_str().unwrap_or("")
+                );
             }
         }
     }
     println!();
     println!("{}", p.yellow("The signature was NOT verified: decode only shows what the token says. Use 'claimgate check' to judge it."));
     if let Some(problem) = format_problem {
-        println!("{}", p.red(&format!("claimgate would refuse this token: JWT token is malformed: {problem}.")));
+        println!(
+            "{}",
+            p.red(&format!(
+                "claimgate would refuse this token: JWT token is malformed: {problem}."
+            ))
+        );
     }
     Ok(())
 }

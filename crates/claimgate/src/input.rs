@@ -15,7 +15,10 @@ pub(crate) struct InputError {
 
 impl InputError {
     pub(crate) fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into(), details: Vec::new() }
+        Self {
+            message: message.into(),
+            details: Vec::new(),
+        }
     }
 }
 
@@ -29,7 +32,8 @@ pub(crate) fn read_token(arg: &str) -> Result<String, InputError> {
             .map_err(|e| InputError::new(format!("cannot read the token from stdin: {e}")))?;
         text
     } else if let Some(path) = arg.strip_prefix('@') {
-        std::fs::read_to_string(path).map_err(|e| InputError::new(format!("cannot read token file '{path}': {e}")))?
+        std::fs::read_to_string(path)
+            .map_err(|e| InputError::new(format!("cannot read token file '{path}': {e}")))?
     } else {
         arg.to_owned()
     };
@@ -73,13 +77,24 @@ pub(crate) fn load_deployment(path: &str, path_prefix: Option<&str>) -> Result<L
         .file_stem()
         .map(|s| s.to_string_lossy().trim_end_matches(".kebab").to_owned())
         .unwrap_or_default();
-    let options = LoadOptions { path_prefix: path_prefix.map(str::to_owned), name };
+    let options = LoadOptions {
+        path_prefix: path_prefix.map(str::to_owned),
+        name,
+    };
     load_str(&text, &options).map_err(|rejected| InputError {
-        message: format!("{path}: the deployment file is not valid ({} problem{})", rejected.errors.len(), plural(rejected.errors.len())),
+        message: format!(
+            "{path}: the deployment file is not valid ({} problem{})",
+            rejected.errors.len(),
+            plural(rejected.errors.len())
+        ),
         details: rejected.errors.iter().map(Diagnostic::to_string).collect(),
     })
 }
 
 pub(crate) fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
 }

@@ -53,7 +53,10 @@ pub(crate) fn print_json(mut document: Value) {
             }
         }
     }
-    println!("{}", serde_json::to_string_pretty(&Value::Object(ordered)).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&Value::Object(ordered)).unwrap_or_default()
+    );
 }
 
 /// Reports an input error as text on stderr or as the JSON error document on stdout.

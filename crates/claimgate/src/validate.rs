@@ -22,7 +22,10 @@ pub(crate) struct ValidateArgs {
 }
 
 fn diagnostics_json(list: &[Diagnostic]) -> serde_json::Value {
-    json!(list.iter().map(|d| json!({"path": d.path, "message": d.message})).collect::<Vec<_>>())
+    json!(list
+        .iter()
+        .map(|d| json!({"path": d.path, "message": d.message}))
+        .collect::<Vec<_>>())
 }
 
 pub(crate) fn run(args: &ValidateArgs) -> u8 {
@@ -30,10 +33,22 @@ pub(crate) fn run(args: &ValidateArgs) -> u8 {
     let mut any_error = false;
     let mut reports = Vec::new();
     for file in &args.files {
-        let name = Path::new(file).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let options = LoadOptions { path_prefix: args.path_prefix.clone(), name };
+        let name = Path::new(file)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let options = LoadOptions {
+            path_prefix: args.path_prefix.clone(),
+            name,
+        };
         let (errors, warnings) = match std::fs::read_to_string(file) {
-            Err(e) => (vec![Diagnostic { path: String::new(), message: format!("cannot read the file: {e}") }], Vec::new()),
+            Err(e) => (
+                vec![Diagnostic {
+                    path: String::new(),
+                    message: format!("cannot read the file: {e}"),
+                }],
+                Vec::new(),
+            ),
             Ok(text) => match load_str(&text, &options) {
                 Ok(loaded) => (Vec::new(), loaded.warnings),
                 Err(rejected) => (rejected.errors, rejected.warnings),
@@ -45,9 +60,22 @@ pub(crate) fn run(args: &ValidateArgs) -> u8 {
             continue;
         }
         if errors.is_empty() {
-            println!("{} {file}{}", p.green("ok"), if warnings.is_empty() { String::new() } else { format!(" ({} warning{})", warnings.len(), plural(warnings.len())) });
+            println!(
+                "{} {file}{}",
+                p.green("ok"),
+                if warnings.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({} warning{})", warnings.len(), plural(warnings.len()))
+                }
+            );
         } else {
-            println!("{} {file}: {} error{}", p.red("invalid"), errors.len(), plural(errors.len()));
+            println!(
+                "{} {file}: {} error{}",
+                p.red("invalid"),
+                errors.len(),
+                plural(errors.len())
+            );
         }
         for e in &errors {
             println!("  {} {e}", p.red("error"));
@@ -59,5 +87,9 @@ pub(crate) fn run(args: &ValidateArgs) -> u8 {
     if args.output == Format::Json {
         print_json(json!({"valid": !any_error, "files": reports}));
     }
-    if any_error { exit::USAGE } else { exit::OK }
+    if any_error {
+        exit::USAGE
+    } else {
+        exit::OK
+    }
 }

@@ -39,14 +39,19 @@ fn minted() -> &'static Path {
             .arg(dir.path())
             .status()
             .expect("python3 runs (scripts/test.sh installs its requirements)");
-        assert!(status.success(), "mint.py failed: is `cryptography` installed?");
+        assert!(
+            status.success(),
+            "mint.py failed: is `cryptography` installed?"
+        );
         dir
     })
     .path()
 }
 
 fn case(name: &str) -> (String, i64) {
-    let cases: Value = serde_json::from_str(&std::fs::read_to_string(minted().join("cases.json")).unwrap()).unwrap();
+    let cases: Value =
+        serde_json::from_str(&std::fs::read_to_string(minted().join("cases.json")).unwrap())
+            .unwrap();
     let now = cases["now"].as_i64().unwrap();
     let token = cases["cases"]
         .as_array()
@@ -86,13 +91,20 @@ fn check_minted(path: &str, token: &str, now: i64, extra: &[&str]) -> Output {
 
 #[test]
 fn tokens_minted_by_python_cryptography_get_the_expected_verdicts() {
-    let cases: Value = serde_json::from_str(&std::fs::read_to_string(minted().join("cases.json")).unwrap()).unwrap();
+    let cases: Value =
+        serde_json::from_str(&std::fs::read_to_string(minted().join("cases.json")).unwrap())
+            .unwrap();
     let now = cases["now"].as_i64().unwrap();
     let list = cases["cases"].as_array().unwrap();
     assert!(list.len() >= 25, "the interop corpus shrank");
     for case in list {
         let name = case["name"].as_str().unwrap();
-        let output = check_minted(case["path"].as_str().unwrap(), case["token"].as_str().unwrap(), now, &["--output", "json"]);
+        let output = check_minted(
+            case["path"].as_str().unwrap(),
+            case["token"].as_str().unwrap(),
+            now,
+            &["--output", "json"],
+        );
         let verdict = stdout_json(&output);
         let failed: Vec<&str> = verdict["checks"]
             .as_array()
@@ -101,7 +113,12 @@ fn tokens_minted_by_python_cryptography_get_the_expected_verdicts() {
             .filter(|c| c["result"] == "fail")
             .map(|c| c["check"].as_str().unwrap())
             .collect();
-        let expected: Vec<&str> = case["failed"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        let expected: Vec<&str> = case["failed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
         assert_eq!(verdict["decision"], case["decision"], "{name}: {verdict:#}");
         assert_eq!(failed, expected, "{name}");
         let code = if case["decision"] == "allow" { 0 } else { 1 };
@@ -118,8 +135,16 @@ fn wrong_audience_is_explained_in_text() {
     assert_eq!(output.status.code(), Some(1));
     assert!(text.starts_with("DENY  401 Unauthorized"), "{text}");
     assert!(text.contains("FAIL aud"), "{text}");
-    assert!(text.contains("JWT token not issued for the configured audience."), "{text}");
-    assert!(text.contains("The token's aud is `api://billing` but the deployment accepts `api://orders`"), "{text}");
+    assert!(
+        text.contains("JWT token not issued for the configured audience."),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "The token's aud is `api://billing` but the deployment accepts `api://orders`"
+        ),
+        "{text}"
+    );
     assert!(text.contains("pass iss"), "{text}");
     assert!(!text.contains('\x1b'), "no colour with NO_COLOR");
 }
@@ -127,21 +152,53 @@ fn wrong_audience_is_explained_in_text() {
 #[test]
 fn scope_failure_is_403_with_the_authorization_event() {
     let (token, now) = case("scope_missing_for_admin");
-    let verdict = stdout_json(&check_minted("/v1/admin", &token, now, &["--output", "json"]));
+    let verdict = stdout_json(&check_minted(
+        "/v1/admin",
+        &token,
+        now,
+        &["--output", "json"],
+    ));
     assert_eq!(verdict["status"], 403);
-    let codes: Vec<&str> = verdict["events"].as_array().unwrap().iter().map(|e| e["code"].as_str().unwrap()).collect();
-    assert_eq!(codes, ["jwtAuthentication.successfulAuthentication", "authorization.unauthorizedRequest"]);
+    let codes: Vec<&str> = verdict["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "jwtAuthentication.successfulAuthentication",
+            "authorization.unauthorizedRequest"
+        ]
+    );
 }
 
 #[test]
 fn time_checks_carry_now_and_skew_and_fix_names_the_times() {
     let (token, now) = case("expired_beyond_skew");
-    let verdict = stdout_json(&check_minted("/v1/orders", &token, now, &["--output", "json"]));
-    let exp = verdict["checks"].as_array().unwrap().iter().find(|c| c["check"] == "exp").unwrap();
+    let verdict = stdout_json(&check_minted(
+        "/v1/orders",
+        &token,
+        now,
+        &["--output", "json"],
+    ));
+    let exp = verdict["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "exp")
+        .unwrap();
     assert_eq!(exp["now"], now);
     assert_eq!(exp["skew"], 30.0);
     assert_eq!(exp["actual"], now - 31);
-    assert!(exp["fix"].as_str().unwrap().contains("31s ago; allowed skew 30s"), "{exp}");
+    assert!(
+        exp["fix"]
+            .as_str()
+            .unwrap()
+            .contains("31s ago; allowed skew 30s"),
+        "{exp}"
+    );
 }
 
 #[test]
@@ -149,23 +206,49 @@ fn now_accepts_rfc3339() {
     let (token, _) = case("valid_RS256");
     // 2026-11-18T11:06:40Z is the corpus's `now`; a year later the token has expired.
     let ok = check_minted("/v1/orders", &token, 0, &["--now", "2026-11-18T11:06:40Z"]);
-    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stdout));
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
     let late = check_minted("/v1/orders", &token, 0, &["--now", "2027-11-18T11:06:40Z"]);
     assert_eq!(late.status.code(), Some(1));
     let bad = check_minted("/v1/orders", &token, 0, &["--now", "yesterday"]);
     assert_eq!(bad.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("neither seconds since 1970 nor RFC 3339"));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("neither seconds since 1970 nor RFC 3339")
+    );
 }
 
 #[test]
 fn unmatched_path_is_404_and_wrong_method_405() {
     let (token, now) = case("valid_RS256");
-    let verdict = stdout_json(&check_minted("/v1/nothing", &token, now, &["--output", "json"]));
+    let verdict = stdout_json(&check_minted(
+        "/v1/nothing",
+        &token,
+        now,
+        &["--output", "json"],
+    ));
     assert_eq!(verdict["status"], 404);
     assert_eq!(verdict["route"], Value::Null);
-    assert!(verdict["checks"].as_array().unwrap().iter().all(|c| c["result"] == "skip"));
+    assert!(verdict["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["result"] == "skip"));
     let deployment = minted().join("deployment.json");
-    let output = claimgate(&["check", "--deployment", deployment.to_str().unwrap(), "--request", "POST /v1/orders", "--output", "json", "--jwks", minted().join("jwks.json").to_str().unwrap()]);
+    let output = claimgate(&[
+        "check",
+        "--deployment",
+        deployment.to_str().unwrap(),
+        "--request",
+        "POST /v1/orders",
+        "--output",
+        "json",
+        "--jwks",
+        minted().join("jwks.json").to_str().unwrap(),
+    ]);
     let verdict = stdout_json(&output);
     assert_eq!(verdict["status"], 405);
     assert_eq!(verdict["allow"], serde_json::json!(["GET"]));
@@ -176,18 +259,46 @@ fn unmatched_path_is_404_and_wrong_method_405() {
 fn unreachable_key_set_means_could_not_evaluate() {
     let dir = tempfile::tempdir().unwrap();
     // Port 9 on loopback (discard) is closed here; the fetch fails fast with "connection refused".
-    let text = std::fs::read_to_string(minted().join("deployment.json")).unwrap().replace("https://idp.example.com/jwks", "http://127.0.0.1:9/jwks");
+    let text = std::fs::read_to_string(minted().join("deployment.json"))
+        .unwrap()
+        .replace("https://idp.example.com/jwks", "http://127.0.0.1:9/jwks");
     let file = dir.path().join("d.json");
     std::fs::write(&file, text).unwrap();
     let (token, now) = case("valid_RS256");
     let now = now.to_string();
-    let output = claimgate(&["check", "--deployment", file.to_str().unwrap(), "--request", "GET /v1/orders", "--token", &token, "--now", &now, "--output", "json"]);
+    let output = claimgate(&[
+        "check",
+        "--deployment",
+        file.to_str().unwrap(),
+        "--request",
+        "GET /v1/orders",
+        "--token",
+        &token,
+        "--now",
+        &now,
+        "--output",
+        "json",
+    ]);
     let verdict = stdout_json(&output);
     assert_eq!(output.status.code(), Some(3));
     assert_eq!(verdict["status"], 500);
-    let key = verdict["checks"].as_array().unwrap().iter().find(|c| c["check"] == "key").unwrap();
-    assert!(key["message"].as_str().unwrap().contains("connection failed"), "{key}");
-    assert_eq!(verdict["events"][0]["code"], "jwtAuthentication.badJsonWebKeySet");
+    let key = verdict["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "key")
+        .unwrap();
+    assert!(
+        key["message"]
+            .as_str()
+            .unwrap()
+            .contains("connection failed"),
+        "{key}"
+    );
+    assert_eq!(
+        verdict["events"][0]["code"],
+        "jwtAuthentication.badJsonWebKeySet"
+    );
     assert_eq!(verdict["events"][0]["level"], "ERROR");
 }
 
@@ -198,7 +309,10 @@ fn token_from_file_and_stdin_is_trimmed_and_bearer_dropped() {
     let file = dir.path().join("t.jwt");
     std::fs::write(&file, format!("  Bearer {token}\n")).unwrap();
     let at = format!("@{}", file.display());
-    assert_eq!(check_minted("/v1/orders", &at, now, &[]).status.code(), Some(0));
+    assert_eq!(
+        check_minted("/v1/orders", &at, now, &[]).status.code(),
+        Some(0)
+    );
 }
 
 #[test]
@@ -210,10 +324,23 @@ fn invalid_deployment_reports_every_error_with_its_path() {
         r#"{"pathPrefix":"/v1","specification":{"requestPolicies":{"authentication":{"type":"JWT_AUTHENTICATION","tokenHeader":"Authorization","tokenAuthScheme":"Bearer","issuers":["a"],"audience":["b"],"maxClockSkewInSeconds":300,"publicKeys":{"type":"STATIC_KEYS","keys":[]}}},"routes":[{"path":"/x","backend":{"type":"STOCK_RESPONSE_BACKEND","status":200}}]}}"#,
     )
     .unwrap();
-    let output = claimgate(&["check", "--deployment", file.to_str().unwrap(), "--request", "GET /v1/x", "--output", "json"]);
+    let output = claimgate(&[
+        "check",
+        "--deployment",
+        file.to_str().unwrap(),
+        "--request",
+        "GET /v1/x",
+        "--output",
+        "json",
+    ]);
     assert_eq!(output.status.code(), Some(2));
     let doc = stdout_json(&output);
-    let details: Vec<&str> = doc["error"]["details"].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect();
+    let details: Vec<&str> = doc["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
     let auth = "specification.requestPolicies.authentication";
     for expected in [
         format!("{auth}.maxClockSkewInSeconds: 300 is above the maximum 120"),
@@ -221,11 +348,15 @@ fn invalid_deployment_reports_every_error_with_its_path() {
         format!("{auth}.audience: unknown member (did you mean 'audiences'?)"),
         format!("{auth}.publicKeys.keys: at least one key is required"),
     ] {
-        assert!(details.contains(&expected.as_str()), "missing {expected:?} in {details:#?}");
+        assert!(
+            details.contains(&expected.as_str()),
+            "missing {expected:?} in {details:#?}"
+        );
     }
     let validate = claimgate(&["validate", file.to_str().unwrap()]);
     assert_eq!(validate.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&validate.stdout).contains("maxClockSkewInSeconds: 300 is above the maximum 120"));
+    assert!(String::from_utf8_lossy(&validate.stdout)
+        .contains("maxClockSkewInSeconds: 300 is above the maximum 120"));
 }
 
 #[test]
@@ -245,7 +376,10 @@ fn every_oci_example_loads_with_the_expected_warnings() {
                 assert!(warnings.contains("rateLimiting"), "{name}: {warnings}");
             }
             if name.contains("kebab") {
-                assert!(warnings.contains("request-policies.cors"), "{name}: {warnings}");
+                assert!(
+                    warnings.contains("request-policies.cors"),
+                    "{name}: {warnings}"
+                );
             }
         }
     }
@@ -254,17 +388,39 @@ fn every_oci_example_loads_with_the_expected_warnings() {
 
 #[test]
 fn a_kebab_read_back_is_judged_with_recorded_keys() {
-    let deployment = repo_root().join("../shared/oci-examples/cli-get-output-jwt-remote-jwks-verify-claims.kebab.json");
+    let deployment = repo_root()
+        .join("../shared/oci-examples/cli-get-output-jwt-remote-jwks-verify-claims.kebab.json");
     let output = claimgate(&[
-        "check", "--deployment", deployment.to_str().unwrap(), "--path-prefix", "/admin", "--request", "GET /admin/speakerpool-admin",
-        "--jwks", minted().join("jwks.json").to_str().unwrap(), "--token", &case("valid_RS256").0, "--output", "json", "--now", "1795000000",
+        "check",
+        "--deployment",
+        deployment.to_str().unwrap(),
+        "--path-prefix",
+        "/admin",
+        "--request",
+        "GET /admin/speakerpool-admin",
+        "--jwks",
+        minted().join("jwks.json").to_str().unwrap(),
+        "--token",
+        &case("valid_RS256").0,
+        "--output",
+        "json",
+        "--now",
+        "1795000000",
     ]);
     let verdict = stdout_json(&output);
     assert_eq!(verdict["route"]["path"], "/speakerpool-admin");
-    let failed: Vec<&str> = verdict["checks"].as_array().unwrap().iter().filter(|c| c["result"] == "fail").map(|c| c["check"].as_str().unwrap()).collect();
+    let failed: Vec<&str> = verdict["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["result"] == "fail")
+        .map(|c| c["check"].as_str().unwrap())
+        .collect();
     // Signed by the minted key, which this deployment does not know; claims judged unverified.
     assert_eq!(failed, ["iss", "aud", "claim:preferred_username"]);
-    assert!(verdict["warnings"].to_string().contains("request-policies.cors"));
+    assert!(verdict["warnings"]
+        .to_string()
+        .contains("request-policies.cors"));
 }
 
 #[test]
@@ -275,7 +431,10 @@ fn decode_shows_claims_and_times_and_never_verifies() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0));
     assert!(text.contains("\"sub\": \"alice\""), "{text}");
-    assert!(text.contains("exp  2026-11-18T12:06:40Z  expires in 1h"), "{text}");
+    assert!(
+        text.contains("exp  2026-11-18T12:06:40Z  expires in 1h"),
+        "{text}"
+    );
     assert!(text.contains("NOT verified"), "{text}");
     let json = stdout_json(&claimgate(&["decode", &token, "--output", "json"]));
     assert_eq!(json["signatureVerified"], false);
