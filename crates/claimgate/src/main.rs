@@ -6,7 +6,9 @@
 mod check;
 mod decode;
 mod input;
+mod logs;
 mod output;
+mod serve;
 mod validate;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -49,6 +51,10 @@ enum Command {
     Decode(decode::DecodeArgs),
     /// Load deployment files and report every problem with its JSON path.
     Validate(validate::ValidateArgs),
+    /// Run the gateway (without --deployment: the bundled demo).
+    Serve(serve::ServeArgs),
+    /// Show the log records of one request and what failed.
+    Logs(logs::LogsArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +63,8 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::Decode(args) => decode::run(&args),
         Command::Validate(args) => validate::run(&args),
+        Command::Serve(args) => serve::run(&args),
+        Command::Logs(args) => logs::run(&args),
     };
     ExitCode::from(code)
 }

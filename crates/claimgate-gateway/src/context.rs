@@ -1,0 +1,129 @@
+//! OCI context variables in strings (`${request.path[id]}`, `${request.auth[sub]}`, ...), as
+//! the gateway substitutes them into backend URLs.
+
+use serde_json::{Map, Value};
+
+/// What a request offers to `${...}` expressions.
+#[derive(Debug)]
+pub(crate) struct RequestContext<'a> {
+    pub(crate) path_params: &'a [(String, String)],
+    pub(crate) claims: Option<&'a Map<String, Value>>,
+    pub(crate) headers: &'a http::HeaderMap,
+    pub(crate) query: Option<&'a str>,
+    pub(crate) host: Option<&'a str>,
+}
+
+impl RequestContext<'_> {
+    /// The value of one variable (`request.auth[sub]`), empty when missing (as OCI).
+    /// The second element says whether the value came from the URL already encoded.
+    fn value(&self, variable: &str) -> (String, bool) {
+        let (table, key) = match variable.split_once('[') {
+            Some((table, rest)) => (table, rest.strip_suffix(']').unwrap_or(rest)),
+            None => (variable, ""),
+        };
+        match table {
+            "request.path" => (
+                self.path_params
+                    .iter()
+                    .find(|(name, _)| name == key)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default(),
+                true,
+            ),
+            "request.auth" => (
+                self.claims
+                    .and_then(|c| c.get(key))
+                    .map(claim_text)
+                    .unwrap_or_default(),
+                false,
+            ),
+            "request.headers" => (
+                self.headers
+                    .get(key)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned(),
+                false,
+            ),
+            "request.query" => (
+                self.query
+                    .unwrap_or("")
+                    .split('&')
+                    .filter_map(|pair| pair.split_once('='))
+                    .find(|(name, _)| *name == key)
+                    .map(|(_, v)| v.to_owned())
+                    .unwrap_or_default(),
+                true,
+            ),
+            "request.host" => (self.host.unwrap_or_default().to_owned(), false),
+            _ => (String::new(), false),
+        }
+    }
+
+    /// Substitutes every `${...}` in a URL template. Values that did not come from the URL
+    /// are percent-encoded, so a claim such as `../admin` cannot change the path.
+    pub(crate) fn expand_url(&self, template: &str) -> String {
+        let mut out = String::with_capacity(template.len());
+        let mut rest = template;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let Some(end) = after.find('}') else {
+                out.push_str(&rest[start..]);
+                return out;
+            };
+            let (value, encoded) = self.value(&after[..end]);
+            if encoded {
+                out.push_str(&value);
+            } else {
+                percent_encode_into(&value, &mut out);
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+/// A claim as text: strings as they are, everything else as JSON.
+pub(crate) fn claim_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn percent_encode_into(value: &str, out: &mut String) {
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expands_path_auth_and_headers() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-tenant", "acme corp".parse().unwrap());
+        let claims: Map<String, Value> =
+            serde_json::from_str(r#"{"sub":"../admin","n":3}"#).unwrap();
+        let params = vec![("id".to_owned(), "42".to_owned())];
+        let context = RequestContext {
+            path_params: &params,
+            claims: Some(&claims),
+            headers: &headers,
+            query: Some("a=1&b=2"),
+            host: Some("api.example"),
+        };
+        assert_eq!(
+            context.expand_url("http://b/${request.path[id]}/${request.auth[sub]}/${request.auth[n]}/${request.headers[x-tenant]}/${request.query[b]}/${request.auth[missing]}"),
+            "http://b/42/..%2Fadmin/3/acme%20corp/2/"
+        );
+    }
+}

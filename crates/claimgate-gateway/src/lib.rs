@@ -1,0 +1,20 @@
+//! claimgate's gateway: serves OCI API deployments on tokio + hyper and enforces the verdict of
+//! `claimgate-core` on every request.
+//!
+//! What lives here is everything around the pure core: connections and limits, remote key
+//! sets with their cache, the backend client, the gateway's own responses, and the execution
+//! and access logs. Deciding whether a token is acceptable is not done here.
+
+#![forbid(unsafe_code)]
+
+mod context;
+pub mod demo;
+mod ids;
+pub mod keys;
+pub mod logs;
+mod proxy;
+mod respond;
+mod server;
+
+pub use logs::{LogSink, Logs};
+pub use server::{Gateway, Options, MAX_BODY_BYTES};

@@ -1,0 +1,236 @@
+//! `claimgate serve`: load and check every deployment, then run the gateway until SIGTERM or
+//! SIGINT. Without `--deployment` it serves the bundled demo.
+
+use crate::exit;
+use crate::input::{load_deployment, InputError};
+use claimgate_config::{Authentication, Deployment};
+use claimgate_gateway::demo::{Demo, PREFIX};
+use claimgate_gateway::{Gateway, LogSink, Logs, Options};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// A deployment file (repeatable); write /prefix=FILE for a bare specification.
+    #[arg(long = "deployment", value_name = "FILE|/prefix=FILE")]
+    deployments: Vec<String>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    listen: SocketAddr,
+    /// Execution log file (- for stdout).
+    #[arg(long, value_name = "FILE")]
+    execution_log: Option<String>,
+    /// Access log file (- for stdout).
+    #[arg(long, value_name = "FILE")]
+    access_log: Option<String>,
+    /// Secrets file for introspection clients (not used yet: no policy needs one).
+    #[arg(long, value_name = "FILE")]
+    secrets: Option<String>,
+    /// Seconds allowed to read a request's headers.
+    #[arg(long, default_value_t = 15, value_name = "SECONDS")]
+    read_timeout: u64,
+    /// Seconds in-flight requests may take to finish after SIGTERM/SIGINT.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    shutdown_grace: u64,
+    /// Seconds between two JWKS fetch attempts of one deployment (unknown-kid refetch cooldown).
+    #[arg(long, default_value_t = 30, value_name = "SECONDS", hide = true)]
+    jwks_cooldown: u64,
+}
+
+pub(crate) fn run(args: &ServeArgs) -> u8 {
+    match run_inner(args) {
+        Ok(code) => code,
+        Err(error) => {
+            crate::output::report_error(&error, false);
+            exit::USAGE
+        }
+    }
+}
+
+/// Loads one `--deployment` argument and refuses what the gateway cannot enforce.
+fn load_for_serving(arg: &str) -> Result<Deployment, InputError> {
+    let (prefix, path) = match arg.split_once('=') {
+        Some((prefix, path)) if prefix.starts_with('/') => (Some(prefix), path),
+        _ => (None, arg),
+    };
+    let loaded = load_deployment(path, prefix)?;
+    let deployment = loaded.deployment;
+    if let Authentication::Unsupported { kind, reason } = &deployment.authentication {
+        return Err(InputError::new(format!(
+            "{path}: {kind} cannot be served: {reason}"
+        )));
+    }
+    if !deployment.unenforced.is_empty() {
+        return Err(InputError {
+            message: format!(
+                "{path}: refusing to serve members claimgate does not enforce yet (a gateway that skipped them would let in what OCI keeps out)"
+            ),
+            details: deployment.unenforced.clone(),
+        });
+    }
+    Ok(deployment)
+}
+
+fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
+    let demo_mode = args.deployments.is_empty();
+    let mut deployments = Vec::new();
+    let mut demo = None;
+    let mut execution_log = args.execution_log.clone();
+    let mut access_log = args.access_log.clone();
+    if demo_mode {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let generated = Demo::generate(now, 3600)
+            .map_err(|e| InputError::new(format!("cannot make the demo key: {e}")))?;
+        let dir = std::env::temp_dir().join("claimgate-demo");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| InputError::new(format!("cannot create {}: {e}", dir.display())))?;
+        let file = dir.join("demo-deployment.json");
+        std::fs::write(&file, &generated.deployment)
+            .map_err(|e| InputError::new(format!("cannot write {}: {e}", file.display())))?;
+        deployments.push(load_for_serving(&file.to_string_lossy())?);
+        execution_log
+            .get_or_insert_with(|| dir.join("execution.log").to_string_lossy().into_owned());
+        access_log.get_or_insert_with(|| dir.join("access.log").to_string_lossy().into_owned());
+        demo = Some((generated, file));
+    } else {
+        let mut errors = Vec::new();
+        for arg in &args.deployments {
+            match load_for_serving(arg) {
+                Ok(d) => deployments.push(d),
+                Err(e) => {
+                    errors.push(e.message);
+                    errors.extend(e.details.into_iter().map(|d| format!("  {d}")));
+                }
+            }
+        }
+        for (i, a) in deployments.iter().enumerate() {
+            if deployments[..i]
+                .iter()
+                .any(|b| b.path_prefix == a.path_prefix)
+            {
+                errors.push(format!(
+                    "two deployments share the path prefix {}",
+                    a.path_prefix
+                ));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(InputError {
+                message: "cannot serve: the deployments are not valid".into(),
+                details: errors,
+            });
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| InputError::new(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(async {
+        let execution_target = execution_log.unwrap_or_else(|| "-".into());
+        let access_target = access_log.unwrap_or_else(|| "-".into());
+        let execution = LogSink::open(&execution_target).await.map_err(|e| {
+            InputError::new(format!(
+                "cannot open execution log '{execution_target}': {e}"
+            ))
+        })?;
+        let access = if access_target == execution_target {
+            execution.clone()
+        } else {
+            LogSink::open(&access_target).await.map_err(|e| {
+                InputError::new(format!("cannot open access log '{access_target}': {e}"))
+            })?
+        };
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| InputError::new(format!("cannot listen on {}: {e}", args.listen)))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| InputError::new(e.to_string()))?;
+        let options = Options {
+            read_timeout: Duration::from_secs(args.read_timeout),
+            shutdown_grace: Duration::from_secs(args.shutdown_grace),
+            jwks_cooldown: Duration::from_secs(args.jwks_cooldown),
+        };
+        let labels: Vec<String> = deployments
+            .iter()
+            .map(|d| format!("{} ({})", d.path_prefix, d.label()))
+            .collect();
+        let gateway = Gateway::start(deployments, Logs { execution, access }, options)
+            .await
+            .map_err(|e| InputError::new(format!("cannot start the gateway: {e}")))?;
+        eprintln!(
+            "claimgate listening on http://{local}, serving {}",
+            labels.join(", ")
+        );
+        eprintln!("execution log: {execution_target}   access log: {access_target}");
+        if let Some((demo, file)) = &demo {
+            print_demo(local, demo, file, &execution_target, &access_target);
+        }
+        gateway
+            .serve(listener, shutdown_signal())
+            .await
+            .map_err(|e| InputError::new(format!("the server failed: {e}")))?;
+        eprintln!("claimgate stopped");
+        Ok(exit::OK)
+    })
+}
+
+fn print_demo(
+    local: SocketAddr,
+    demo: &Demo,
+    file: &std::path::Path,
+    execution_log: &str,
+    access_log: &str,
+) {
+    let base = format!("http://{local}{PREFIX}");
+    println!();
+    println!(
+        "The demo deployment is {} (tokens below are valid for 1 hour).",
+        file.display()
+    );
+    println!();
+    println!("Accepted (200):");
+    println!(
+        "  curl -i {base}/hello -H 'Authorization: Bearer {}'",
+        demo.good_token
+    );
+    println!();
+    println!("Refused (401: the token was issued for another audience):");
+    println!(
+        "  curl -i {base}/hello -H 'Authorization: Bearer {}'",
+        demo.wrong_audience_token
+    );
+    println!();
+    println!("Then ask why, with the opc-request-id the refusal answered:");
+    println!(
+        "  claimgate logs --file {execution_log} --file {access_log} --request-id <opc-request-id>"
+    );
+    println!();
+    println!("Also: {base}/public needs no token; {base}/admin needs the demo:admin scope:");
+    println!(
+        "  curl -i {base}/admin -H 'Authorization: Bearer {}'",
+        demo.admin_token
+    );
+    println!();
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

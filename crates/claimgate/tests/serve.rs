@@ -1,0 +1,752 @@
+//! `claimgate serve` end to end: the real binary on loopback ports, a real upstream and a real
+//! JWKS server in the test process, real HTTP requests, and the log files it writes.
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::{KeyPair, KeySize};
+use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const ISS: &str = "https://idp.test/";
+const AUD: &str = "api://orders";
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// An RSA signing key and its public JWK.
+struct Signer {
+    key: KeyPair,
+    kid: String,
+}
+
+impl Signer {
+    fn new(kid: &str) -> Self {
+        Self {
+            key: KeyPair::generate(KeySize::Rsa2048).unwrap(),
+            kid: kid.into(),
+        }
+    }
+
+    fn jwk(&self) -> Value {
+        let public = self.key.public_key();
+        json!({
+            "kty": "RSA", "kid": self.kid, "use": "sig", "alg": "RS256",
+            "n": URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero()),
+            "e": URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero()),
+        })
+    }
+
+    fn token(&self, claims: Value) -> String {
+        let header = URL_SAFE_NO_PAD.encode(json!({"alg": "RS256", "kid": self.kid}).to_string());
+        let input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let mut signature = vec![0; self.key.public_modulus_len()];
+        self.key
+            .sign(
+                &RSA_PKCS1_SHA256,
+                &SystemRandom::new(),
+                input.as_bytes(),
+                &mut signature,
+            )
+            .unwrap();
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+}
+
+fn signer() -> &'static Signer {
+    static S: OnceLock<Signer> = OnceLock::new();
+    S.get_or_init(|| Signer::new("k1"))
+}
+
+fn claims() -> Value {
+    json!({"iss": ISS, "aud": AUD, "sub": "alice", "tenant": "acme", "scope": "orders:read", "exp": now() + 600})
+}
+
+/// A tiny HTTP server in the test: answers with `respond`, counts requests.
+struct TestServer {
+    addr: SocketAddr,
+    hits: Arc<AtomicU64>,
+}
+
+type Handler =
+    Arc<dyn Fn(&Request<hyper::body::Incoming>) -> (u16, &'static str, String) + Send + Sync>;
+
+fn start_server(runtime: &tokio::runtime::Runtime, handler: Handler) -> TestServer {
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(AtomicU64::new(0));
+    let counter = hits.clone();
+    runtime.spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                break;
+            };
+            let handler = handler.clone();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        let (status, content_type, body) = handler(&request);
+                        async move {
+                            let mut response = Response::new(Full::new(Bytes::from(body)));
+                            *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                            response
+                                .headers_mut()
+                                .insert("content-type", content_type.parse().unwrap());
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    TestServer { addr, hits }
+}
+
+/// The upstream: echoes what it received as JSON.
+fn start_upstream(runtime: &tokio::runtime::Runtime) -> TestServer {
+    start_server(
+        runtime,
+        Arc::new(|request| {
+            let headers: serde_json::Map<String, Value> = request
+                .headers()
+                .iter()
+                .map(|(n, v)| (n.as_str().to_owned(), json!(v.to_str().unwrap_or(""))))
+                .collect();
+            (
+                200,
+                "application/json",
+                json!({"upstream": true, "uri": request.uri().to_string(), "headers": headers})
+                    .to_string(),
+            )
+        }),
+    )
+}
+
+/// A JWKS server whose document can change, and that can be switched off (answers 503).
+struct Jwks {
+    server: TestServer,
+    document: Arc<Mutex<Value>>,
+    up: Arc<AtomicBool>,
+}
+
+fn start_jwks(runtime: &tokio::runtime::Runtime, keys: Vec<Value>) -> Jwks {
+    let document = Arc::new(Mutex::new(json!({"keys": keys})));
+    let up = Arc::new(AtomicBool::new(true));
+    let (doc, alive) = (document.clone(), up.clone());
+    let server = start_server(
+        runtime,
+        Arc::new(move |_| {
+            if alive.load(Ordering::SeqCst) {
+                (200, "application/json", doc.lock().unwrap().to_string())
+            } else {
+                (503, "text/plain", "down".into())
+            }
+        }),
+    );
+    Jwks {
+        server,
+        document,
+        up,
+    }
+}
+
+fn deployment(jwks_uri: &str, upstream: SocketAddr) -> Value {
+    json!({
+        "displayName": "orders",
+        "pathPrefix": "/v1",
+        "specification": {
+            "requestPolicies": {"authentication": {
+                "type": "JWT_AUTHENTICATION", "tokenHeader": "Authorization", "tokenAuthScheme": "Bearer",
+                "issuers": [ISS], "audiences": [AUD],
+                "verifyClaims": [{"key": "tenant", "values": ["acme"], "isRequired": true}],
+                "publicKeys": {"type": "REMOTE_JWKS", "uri": jwks_uri, "maxCacheDurationInHours": 1}
+            }},
+            "routes": [
+                {"path": "/orders/{id}", "methods": ["GET", "POST"],
+                 "backend": {"type": "HTTP_BACKEND", "url": format!("http://{upstream}/backend/orders/${{request.path[id]}}")}},
+                {"path": "/stock", "methods": ["GET"],
+                 "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 202, "body": "stocked"}},
+                {"path": "/admin", "methods": ["GET"],
+                 "requestPolicies": {"authorization": {"type": "ANY_OF", "allowedScope": ["orders:admin"]}},
+                 "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200}},
+                {"path": "/down", "methods": ["GET"],
+                 "backend": {"type": "HTTP_BACKEND", "url": "http://127.0.0.1:9/", "connectTimeoutInSeconds": 2}}
+            ]
+        }
+    })
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `claimgate serve`, killed (by its pid) when dropped.
+struct Gateway {
+    child: Child,
+    base: String,
+    execution_log: PathBuf,
+    access_log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_gateway(deployment: &Value, extra: &[&str]) -> Gateway {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("orders.json");
+    std::fs::write(&file, deployment.to_string()).unwrap();
+    start_gateway_with_file(dir, &file, extra)
+}
+
+fn start_gateway_with_file(dir: tempfile::TempDir, file: &Path, extra: &[&str]) -> Gateway {
+    let port = free_port();
+    let execution_log = dir.path().join("execution.log");
+    let access_log = dir.path().join("access.log");
+    let listen = format!("127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_claimgate"))
+        .args([
+            "serve",
+            "--deployment",
+            file.to_str().unwrap(),
+            "--listen",
+            &listen,
+        ])
+        .args([
+            "--execution-log",
+            execution_log.to_str().unwrap(),
+            "--access-log",
+            access_log.to_str().unwrap(),
+        ])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(&listen).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "claimgate did not start listening on {listen}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Gateway {
+        child,
+        base: format!("http://{listen}"),
+        execution_log,
+        access_log,
+        _dir: dir,
+    }
+}
+
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+    fn request_id(&self) -> String {
+        self.headers["opc-request-id"].to_str().unwrap().to_owned()
+    }
+}
+
+fn call(
+    runtime: &tokio::runtime::Runtime,
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Answer {
+    runtime.block_on(async {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let mut request = client
+            .request(method.parse().unwrap(), url)
+            .timeout(Duration::from_secs(20));
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.text().await.unwrap();
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    })
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Log records, waiting briefly for the writer to flush.
+fn records(path: &Path, request_id: &str, at_least: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let found: Vec<Value> = std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|r| r["data"]["opcRequestId"] == request_id)
+            .collect();
+        if found.len() >= at_least || Instant::now() > deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn allowed_request_reaches_the_upstream_with_forwarding_headers() {
+    let rt = runtime();
+    let upstream = start_upstream(&rt);
+    let jwks = start_jwks(&rt, vec![signer().jwk()]);
+    let gw = start_gateway(
+        &deployment(&format!("http://{}/jwks", jwks.server.addr), upstream.addr),
+        &[],
+    );
+    let token = signer().token(claims());
+    let answer = call(
+        &rt,
+        "GET",
+        &format!("{}/v1/orders/42?x=1", gw.base),
+        Some(&token),
+        &[
+            ("opc-request-id", "client-id-1"),
+            ("traceparent", "00-abc-def-01"),
+        ],
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let echoed = answer.json();
+    assert_eq!(echoed["uri"], "/backend/orders/42?x=1");
+    let headers = &echoed["headers"];
+    assert_eq!(
+        headers["authorization"],
+        format!("Bearer {token}"),
+        "Authorization reaches the backend unchanged"
+    );
+    assert_eq!(headers["opc-request-id"], "client-id-1");
+    assert_eq!(headers["traceparent"], "00-abc-def-01");
+    assert_eq!(headers["host"], upstream.addr.to_string());
+    assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(headers["x-real-ip"], "127.0.0.1");
+    assert_eq!(headers["forwarded"], "for=127.0.0.1");
+    assert_eq!(answer.request_id(), "client-id-1");
+    let exec = records(&gw.execution_log, "client-id-1", 1);
+    assert!(
+        exec.iter()
+            .any(|r| r["data"]["code"] == "jwtAuthentication.successfulAuthentication"),
+        "{exec:?}"
+    );
+    let access = records(&gw.access_log, "client-id-1", 1);
+    assert_eq!(access[0]["data"]["status"], 200);
+    assert_eq!(
+        access[0]["type"],
+        "com.oraclecloud.apigateway.apideployment.access"
+    );
+    assert_eq!(access[0]["source"], "orders");
+}
+
+#[test]
+fn refused_requests_get_the_spec_bodies_and_one_record_per_failed_check() {
+    let rt = runtime();
+    let upstream = start_upstream(&rt);
+    let jwks = start_jwks(&rt, vec![signer().jwk()]);
+    let gw = start_gateway(
+        &deployment(&format!("http://{}/jwks", jwks.server.addr), upstream.addr),
+        &[],
+    );
+    let url = format!("{}/v1/orders/1", gw.base);
+
+    let missing = call(&rt, "GET", &url, None, &[]);
+    assert_eq!(missing.status, 401);
+    assert_eq!(missing.body, r#"{"message":"Unauthorized","code":401}"#);
+    assert_eq!(
+        missing.headers["www-authenticate"],
+        r#"Bearer error="invalid_token""#
+    );
+    assert_eq!(missing.headers["content-type"], "application/json");
+    let id = missing.request_id();
+    assert_eq!(id.len(), 32);
+    assert!(id
+        .chars()
+        .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase()));
+
+    let mut bad = claims();
+    bad["aud"] = json!("api://billing");
+    bad["tenant"] = json!("globex");
+    let token = signer().token(bad);
+    let wrong = call(&rt, "GET", &url, Some(&token), &[]);
+    assert_eq!(wrong.status, 401);
+    let exec = records(&gw.execution_log, &wrong.request_id(), 2);
+    let failed: Vec<(&str, &str)> = exec
+        .iter()
+        .filter(|r| r["data"]["code"] == "jwtAuthentication.authenticationFailed")
+        .map(|r| {
+            (
+                r["data"]["check"].as_str().unwrap(),
+                r["data"]["message"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            ("aud", "JWT token not issued for the configured audience."),
+            (
+                "claim:tenant",
+                "JWT token does not have the expected claim value for 'tenant'."
+            )
+        ]
+    );
+    let aud = exec.iter().find(|r| r["data"]["check"] == "aud").unwrap();
+    assert_eq!(aud["data"]["level"], "WARN");
+    assert_eq!(aud["data"]["expected"], json!([AUD]));
+    assert_eq!(aud["data"]["actual"], "api://billing");
+    assert!(aud["data"]["fix"]
+        .as_str()
+        .unwrap()
+        .contains("api://billing"));
+    let log_text = std::fs::read_to_string(&gw.execution_log).unwrap();
+    assert!(!log_text.contains(&token), "a token must never be logged");
+    assert!(
+        !log_text.contains(token.rsplit('.').next().unwrap()),
+        "nor its signature"
+    );
+    assert_eq!(
+        upstream.hits.load(Ordering::SeqCst),
+        0,
+        "refused requests never reach the upstream"
+    );
+
+    // `claimgate logs` finds the refused request and explains it.
+    let output = Command::new(env!("CARGO_BIN_EXE_claimgate"))
+        .args([
+            "logs",
+            "--file",
+            gw.execution_log.to_str().unwrap(),
+            "--file",
+            gw.access_log.to_str().unwrap(),
+            "--request-id",
+            &wrong.request_id(),
+        ])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("aud: JWT token not issued for the configured audience."),
+        "{text}"
+    );
+    assert!(
+        text.contains("fix       The token's aud is `api://billing`"),
+        "{text}"
+    );
+    assert!(text.contains("→ 401"), "{text}");
+    let none = Command::new(env!("CARGO_BIN_EXE_claimgate"))
+        .args([
+            "logs",
+            "--file",
+            gw.execution_log.to_str().unwrap(),
+            "--request-id",
+            "NOPE",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(none.status.code(), Some(1));
+}
+
+#[test]
+fn scope_failure_is_403_and_routing_errors_are_404_and_405() {
+    let rt = runtime();
+    let upstream = start_upstream(&rt);
+    let jwks = start_jwks(&rt, vec![signer().jwk()]);
+    let gw = start_gateway(
+        &deployment(&format!("http://{}/jwks", jwks.server.addr), upstream.addr),
+        &[],
+    );
+    let token = signer().token(claims());
+    let admin = call(
+        &rt,
+        "GET",
+        &format!("{}/v1/admin", gw.base),
+        Some(&token),
+        &[],
+    );
+    assert_eq!(admin.status, 403);
+    assert_eq!(admin.body, r#"{"message":"Forbidden","code":403}"#);
+    assert_eq!(
+        admin.headers["www-authenticate"],
+        r#"Bearer error="insufficient_scope""#
+    );
+    let exec = records(&gw.execution_log, &admin.request_id(), 2);
+    assert!(exec
+        .iter()
+        .any(|r| r["data"]["code"] == "authorization.unauthorizedRequest"));
+
+    let stock = call(
+        &rt,
+        "GET",
+        &format!("{}/v1/stock", gw.base),
+        Some(&token),
+        &[],
+    );
+    assert_eq!((stock.status, stock.body.as_str()), (202, "stocked"));
+    let missing = call(
+        &rt,
+        "GET",
+        &format!("{}/v1/nothing", gw.base),
+        Some(&token),
+        &[],
+    );
+    assert_eq!(
+        (missing.status, missing.body.as_str()),
+        (404, r#"{"message":"Not Found","code":404}"#)
+    );
+    let outside = call(
+        &rt,
+        "GET",
+        &format!("{}/elsewhere", gw.base),
+        Some(&token),
+        &[],
+    );
+    assert_eq!(outside.status, 404);
+    let wrong_method = call(
+        &rt,
+        "DELETE",
+        &format!("{}/v1/stock", gw.base),
+        Some(&token),
+        &[],
+    );
+    assert_eq!(wrong_method.status, 405);
+    assert_eq!(wrong_method.headers["allow"], "GET");
+}
+
+#[test]
+fn backend_failure_is_502_with_the_cause_logged() {
+    let rt = runtime();
+    let upstream = start_upstream(&rt);
+    let jwks = start_jwks(&rt, vec![signer().jwk()]);
+    let gw = start_gateway(
+        &deployment(&format!("http://{}/jwks", jwks.server.addr), upstream.addr),
+        &[],
+    );
+    let answer = call(
+        &rt,
+        "GET",
+        &format!("{}/v1/down", gw.base),
+        Some(&signer().token(claims())),
+        &[],
+    );
+    assert_eq!(answer.status, 502);
+    assert_eq!(answer.body, r#"{"message":"Bad Gateway","code":502}"#);
+    let exec = records(&gw.execution_log, &answer.request_id(), 2);
+    let error = exec
+        .iter()
+        .find(|r| r["data"]["code"] == "httpBackend.requestError")
+        .expect("a backend error record");
+    assert_eq!(error["data"]["cause"], "CONNECTION_REFUSED");
+    assert_eq!(error["data"]["level"], "ERROR");
+}
+
+#[test]
+fn the_fix_loop_refused_then_corrected_then_accepted() {
+    let rt = runtime();
+    let upstream = start_upstream(&rt);
+    let jwks = start_jwks(&rt, vec![signer().jwk()]);
+    let mut wrong = deployment(&format!("http://{}/jwks", jwks.server.addr), upstream.addr);
+    wrong["specification"]["requestPolicies"]["authentication"]["audiences"] =
+        json!(["api://order"]);
+    let token = signer().token(claims());
+    let refused_id = {
+        let gw = start_gateway(&wrong, &[]);
+        let answer = call(
+            &rt,
+            "GET",
+            &format!("{}/v1/stock", gw.base),
+            Some(&token),
+            &[],
+        );
+        assert_eq!(answer.status, 401);
+        let exec = records(&gw.execution_log, &answer.request_id(), 1);
+        assert_eq!(exec[0]["data"]["check"], "aud");
+        answer.request_id()
+    };
+    let fixed = deployment(&format!("http://{}/jwks", jwks.server.addr), upstream.addr);
+    let gw = start_gateway(&fixed, &[]);
+    let answer = call(
+        &rt,
+        "GET",
+        &format!("{}/v1/stock", gw.base),
+        Some(&token),
+        &[],
+    );
+    assert_eq!(answer.status, 202);
+    let exec = records(&gw.execution_log, &answer.request_id(), 1);
+    assert!(
+        exec.iter()
+            .all(|r| r["data"]["code"] != "jwtAuthentication.authenticationFailed"),
+        "{exec:?}"
+    );
+    assert!(records(&gw.execution_log, &refused_id, 0).is_empty());
+}
+
+#[test]
+fn a_rotated_key_is_accepted_without_restart_and_an_unknown_kid_storm_fetches_once() {
+    let rt = runtime();
+    let upstream = start_upstream(&rt);
+    let jwks = start_jwks(&rt, vec![signer().jwk()]);
+    let gw = start_gateway(
+        &deployment(&format!("http://{}/jwks", jwks.server.addr), upstream.addr),
+        &["--jwks-cooldown", "2"],
+    );
+    let url = format!("{}/v1/stock", gw.base);
+    assert_eq!(
+        call(&rt, "GET", &url, Some(&signer().token(claims())), &[]).status,
+        202
+    );
+    assert_eq!(
+        jwks.server.hits.load(Ordering::SeqCst),
+        1,
+        "fetched once at start"
+    );
+
+    // A storm of tokens naming kids nobody published: at most one fetch per cooldown.
+    std::thread::sleep(Duration::from_millis(2100));
+    let stranger = Signer::new("nobody");
+    let storm_token = stranger.token(claims());
+    let answers: Vec<u16> = rt.block_on(async {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let mut handles = Vec::new();
+        for _ in 0..50 {
+            let request = client.get(&url).bearer_auth(&storm_token).send();
+            handles.push(tokio::spawn(request));
+        }
+        let mut statuses = Vec::new();
+        for handle in handles {
+            statuses.push(handle.await.unwrap().unwrap().status().as_u16());
+        }
+        statuses
+    });
+    assert!(answers.iter().all(|s| *s == 401));
+    assert_eq!(
+        jwks.server.hits.load(Ordering::SeqCst),
+        2,
+        "50 unknown-kid requests cause one fetch"
+    );
+
+    // Rotation: the provider publishes a new key; a token signed with it is accepted.
+    let rotated = Signer::new("k2");
+    jwks.document.lock().unwrap()["keys"] = json!([signer().jwk(), rotated.jwk()]);
+    std::thread::sleep(Duration::from_millis(2100));
+    let answer = call(&rt, "GET", &url, Some(&rotated.token(claims())), &[]);
+    assert_eq!(answer.status, 202, "{}", answer.body);
+
+    // The provider goes down: the last good keys keep serving.
+    jwks.up.store(false, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(2100));
+    let _ = call(&rt, "GET", &url, Some(&stranger.token(claims())), &[]);
+    assert_eq!(
+        call(&rt, "GET", &url, Some(&rotated.token(claims())), &[]).status,
+        202
+    );
+}
+
+#[test]
+fn jwks_down_at_start_means_500_with_the_cause_logged() {
+    let rt = runtime();
+    let upstream = start_upstream(&rt);
+    let jwks = start_jwks(&rt, vec![signer().jwk()]);
+    jwks.up.store(false, Ordering::SeqCst);
+    let gw = start_gateway(
+        &deployment(&format!("http://{}/jwks", jwks.server.addr), upstream.addr),
+        &[],
+    );
+    let answer = call(
+        &rt,
+        "GET",
+        &format!("{}/v1/stock", gw.base),
+        Some(&signer().token(claims())),
+        &[],
+    );
+    assert_eq!(answer.status, 500);
+    assert_eq!(
+        answer.body,
+        r#"{"message":"Internal Server Error","code":500}"#
+    );
+    let exec = records(&gw.execution_log, &answer.request_id(), 1);
+    let bad = exec
+        .iter()
+        .find(|r| r["data"]["code"] == "jwtAuthentication.badJsonWebKeySet")
+        .expect("badJsonWebKeySet record");
+    assert_eq!(bad["data"]["level"], "ERROR");
+    assert!(
+        bad["data"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP status 503"),
+        "{bad}"
+    );
+}
+
+#[test]
+fn a_file_with_unenforced_members_is_refused_by_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rl.json");
+    std::fs::write(&file, r#"{"pathPrefix":"/v1","specification":{"requestPolicies":{"rateLimiting":{"rateInRequestsPerSecond":5,"rateKey":"CLIENT_IP"}},"routes":[{"path":"/x","backend":{"type":"STOCK_RESPONSE_BACKEND","status":200}}]}}"#).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_claimgate"))
+        .args([
+            "serve",
+            "--deployment",
+            file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("requestPolicies.rateLimiting"), "{stderr}");
+}
