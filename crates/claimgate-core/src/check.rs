@@ -104,9 +104,11 @@ pub enum Failure {
         alg: String,
         allowed: Vec<&'static str>,
     },
+    /// `keys` counts every configured key, with or without a kid.
     KeyUnknownKid {
         kid: String,
         known: Vec<String>,
+        keys: usize,
     },
     KeyNotForAlg {
         kid: Option<String>,
@@ -322,6 +324,9 @@ impl Failure {
             Self::AlgUnknown { alg } => format!(
                 "'{alg}' is not an algorithm claimgate verifies (RS256/384/512, PS256/384/512, ES256/384/512, EdDSA; OCI itself accepts only RS256/384/512). Configure the identity provider to sign with one of them."
             ),
+            Self::AlgNotAllowed { alg, allowed } if allowed.is_empty() => format!(
+                "The token is signed with {alg} but no usable key is configured (the key set is empty, or every key in it was refused). Add the identity provider's signing key to {setting}."
+            ),
             Self::AlgNotAllowed { alg, allowed } => format!(
                 "The token is signed with {alg} but the configured keys allow only {}. Have the identity provider sign with one of those, or configure a key that allows {alg} in {setting}.",
                 allowed.join(", ")
@@ -329,10 +334,14 @@ impl Failure {
             Self::KeysUnavailable { reason } => format!(
                 "Make the key set reachable from the gateway ({reason}); until it loads every token is refused with 500."
             ),
-            Self::KeyUnknownKid { kid, known } if known.is_empty() => format!(
+            Self::KeyUnknownKid { kid, keys: 0, .. } => format!(
                 "The token names kid '{kid}' but no key is configured. Add the identity provider's signing key to {setting}."
             ),
-            Self::KeyUnknownKid { kid, known } => format!(
+            Self::KeyUnknownKid { kid, known, keys } if known.is_empty() => format!(
+                "The token names kid '{kid}' but none of the {keys} configured key{} has a kid. Give the keys in {setting} their kid as the identity provider publishes it.",
+                if *keys == 1 { "" } else { "s" }
+            ),
+            Self::KeyUnknownKid { kid, known, .. } => format!(
                 "The token names kid '{kid}' but the keys have kid {}. If the identity provider rotated its keys, add the new key to {setting} (or wait for the remote key set to publish it); otherwise the token comes from another identity provider.",
                 quoted_list(known)
             ),

@@ -135,9 +135,9 @@ pub fn evaluate(
             },
         ),
         RouteMatch::MethodNotAllowed { allow } => {
-            return unrouted(Unrouted::MethodNotAllowed { allow }, 405)
+            return unrouted(deployment, Unrouted::MethodNotAllowed { allow }, 405)
         }
-        RouteMatch::NotFound => return unrouted(Unrouted::NotFound, 404),
+        RouteMatch::NotFound => return unrouted(deployment, Unrouted::NotFound, 404),
     };
     match &deployment.authentication {
         Authentication::None => {
@@ -161,13 +161,17 @@ pub fn evaluate(
     }
 }
 
-fn unrouted(why: Unrouted, status: u16) -> Verdict {
+fn unrouted(deployment: &Deployment, why: Unrouted, status: u16) -> Verdict {
+    let rules = match &deployment.authentication {
+        Authentication::Jwt(policy) => policy.verify_claims.as_slice(),
+        _ => &[],
+    };
     Verdict {
         decision: Decision::Deny,
         status: Some(status),
         route: None,
         unrouted: Some(why),
-        checks: all_skipped(NO_ROUTE, &[]),
+        checks: all_skipped(NO_ROUTE, rules),
         flavor: None,
         claims: None,
         unsupported: None,
@@ -283,7 +287,10 @@ fn evaluate_jwt(
                         found,
                     }),
                 )
-                .setting(setting("tokenHeader")),
+                .setting(setting(match policy.location {
+                    TokenLocation::Header { .. } => "tokenHeader",
+                    TokenLocation::Query { .. } => "tokenQueryParam",
+                })),
             );
             return finish_after_stop(policy, route, info, checks, "there is no token", anonymous);
         }
@@ -584,6 +591,7 @@ fn judge_alg_and_key<'k>(
                     Outcome::Fail(Failure::KeyUnknownKid {
                         kid: kid.to_owned(),
                         known,
+                        keys: key_set.keys().len(),
                     }),
                     None,
                 ),
