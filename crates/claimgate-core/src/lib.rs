@@ -16,5 +16,6 @@ mod verdict;
 pub use check::{Check, CheckId, Failure, Outcome, TimeContext};
 pub use time::{human_duration, relative, skew_text, UnixTime};
 pub use verdict::{
-    evaluate, Decision, Event, HeaderValues, KeyMaterial, RequestView, RouteInfo, Unrouted, Verdict,
+    evaluate, evaluate_cached, Decision, Event, HeaderValues, KeyMaterial, RequestView, RouteInfo,
+    TokenVerification, Unrouted, Verdict, VerificationCache,
 };

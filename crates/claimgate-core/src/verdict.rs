@@ -10,6 +10,7 @@ use claimgate_config::{
 };
 use claimgate_jose::{Algorithm, KeySet, ParsedToken, PublicKey};
 use serde_json::{json, Map, Value};
+use std::sync::Arc;
 
 /// What the verdict needs to know of a request. The gateway implements it over its HTTP
 /// request; the CLI over `--request`/`--header`/`--token`.
@@ -112,12 +113,57 @@ pub struct Event {
 
 const NO_ROUTE: &str = "no route matched the request";
 
+/// The result of the token-only stages (format, alg, key, signature) for one token and one key
+/// set. A gateway may keep the verified ones, keyed by a hash of the token and the key set's
+/// identity; the claim and time checks are never cached.
+#[derive(Debug)]
+pub struct TokenVerification {
+    checks: Vec<Check>,
+    token: Option<ParsedToken>,
+    verified: bool,
+}
+
+impl TokenVerification {
+    /// Whether the signature verified.
+    pub fn is_verified(&self) -> bool {
+        self.verified
+    }
+
+    /// The token's `exp`, if it is a number: a cache need not keep the entry past it (plus skew).
+    pub fn exp(&self) -> Option<f64> {
+        self.token.as_ref()?.payload.get("exp")?.as_f64()
+    }
+}
+
+/// A store of verifications. Implementations decide hashing, bounds and expiry; they must scope
+/// entries to one key set (a verification is only valid for the keys it was made with).
+pub trait VerificationCache: Send + Sync {
+    /// The kept verification of `token`, or the result of `verify` (kept if it verified).
+    fn get_or_verify(
+        &self,
+        token: &str,
+        verify: &mut dyn FnMut() -> Arc<TokenVerification>,
+    ) -> Arc<TokenVerification>;
+}
+
 /// Judges a request against a deployment. Pure: same inputs, same verdict.
 pub fn evaluate(
     deployment: &Deployment,
     request: &dyn RequestView,
     keys: KeyMaterial<'_>,
     now: UnixTime,
+) -> Verdict {
+    evaluate_cached(deployment, request, keys, now, None)
+}
+
+/// [`evaluate`], reusing verifications from `cache` (which must belong to `keys`). The verdict is
+/// the same as without the cache.
+pub fn evaluate_cached(
+    deployment: &Deployment,
+    request: &dyn RequestView,
+    keys: KeyMaterial<'_>,
+    now: UnixTime,
+    cache: Option<&dyn VerificationCache>,
 ) -> Verdict {
     let (route, info) = match route::find(deployment, request.method(), request.path()) {
         RouteMatch::Found {
@@ -156,7 +202,7 @@ pub fn evaluate(
         },
         Authentication::Jwt(policy) => {
             let keys = KeyMaterial::for_policy(policy, keys);
-            evaluate_jwt(policy, route, info, request, keys, now)
+            evaluate_jwt(policy, route, info, request, keys, now, cache)
         }
     }
 }
@@ -258,6 +304,7 @@ fn evaluate_jwt(
     request: &dyn RequestView,
     keys: KeyMaterial<'_>,
     now: UnixTime,
+    cache: Option<&dyn VerificationCache>,
 ) -> Verdict {
     let anonymous = route.authorization == Authorization::Anonymous;
     let flavor = Some(policy.flavor);
@@ -300,62 +347,26 @@ fn evaluate_jwt(
         Outcome::Pass(format!("found in {}", policy.location)),
     ));
 
-    // format
-    let token = match ParsedToken::parse(raw) {
-        Ok(token) => token,
-        Err(error) => {
-            checks.push(Check::new(
-                CheckId::Format,
-                Outcome::Fail(Failure::Malformed(error)),
-            ));
-            return finish_after_stop(
-                policy,
-                route,
-                info,
-                checks,
-                "the token could not be decoded",
-                anonymous,
-            );
-        }
+    // format, alg, key, signature: the part that depends only on the token and the keys
+    let stage = match cache {
+        Some(cache) => cache.get_or_verify(raw, &mut || Arc::new(verify_token(policy, raw, keys))),
+        None => Arc::new(verify_token(policy, raw, keys)),
     };
-    checks.push(Check::new(
-        CheckId::Format,
-        Outcome::Pass("compact JWS".into()),
-    ));
-
-    // alg and key
-    let header_alg = token.header.alg.clone();
-    let kid = token.header.kid.clone();
-    let algorithm = Algorithm::from_name(&header_alg);
-    let (alg_check, key) = judge_alg_and_key(policy, keys, &header_alg, algorithm, kid.as_deref());
-    checks.extend(alg_check);
-
-    // signature
-    let verified = match (key, algorithm) {
-        (Some(key), Some(alg)) => {
-            let ok = key.verify(alg, token.signing_input(), token.signature());
-            let outcome = if ok {
-                Outcome::Pass(format!(
-                    "verified with key '{}' ({})",
-                    key.kid().unwrap_or(""),
-                    key.kind()
-                ))
-            } else {
-                Outcome::Fail(Failure::BadSignature {
-                    kid: key.kid().map(str::to_owned),
-                    key: key.kind().to_string(),
-                })
-            };
-            checks.push(Check::new(CheckId::Signature, outcome).setting(keys_setting(policy)));
-            ok
-        }
-        _ => {
-            checks.push(Check::skip(CheckId::Signature, "no usable key was found"));
-            false
-        }
+    checks.extend(stage.checks.iter().cloned());
+    let Some(token) = stage.token.as_ref() else {
+        return finish_after_stop(
+            policy,
+            route,
+            info,
+            checks,
+            "the token could not be decoded",
+            anonymous,
+        );
     };
+    let verified = stage.verified;
 
-    // claims, marked unverified unless the signature passed
+    // claims, marked unverified unless the signature passed; they run on every request, so an
+    // expiry is honoured to the second even when the verification came from a cache
     let payload = &token.payload;
     let time = TimeContext {
         now,
@@ -407,6 +418,66 @@ fn evaluate_jwt(
     let allow = anonymous || (authenticated && scope_ok);
     let claims = authenticated.then(|| token.payload.clone());
     finish(route, info, checks, flavor, claims, allow)
+}
+
+/// The stages that depend only on the token and the keys (format, alg, key, signature), which
+/// is what a verification cache may keep.
+fn verify_token(policy: &JwtPolicy, raw: &str, keys: KeyMaterial<'_>) -> TokenVerification {
+    let token = match ParsedToken::parse(raw) {
+        Ok(token) => token,
+        Err(error) => {
+            return TokenVerification {
+                checks: vec![Check::new(
+                    CheckId::Format,
+                    Outcome::Fail(Failure::Malformed(error)),
+                )],
+                token: None,
+                verified: false,
+            }
+        }
+    };
+    let mut checks = Vec::with_capacity(4);
+    checks.push(Check::new(
+        CheckId::Format,
+        Outcome::Pass("compact JWS".into()),
+    ));
+    let algorithm = Algorithm::from_name(&token.header.alg);
+    let (alg_and_key, key) = judge_alg_and_key(
+        policy,
+        keys,
+        &token.header.alg,
+        algorithm,
+        token.header.kid.as_deref(),
+    );
+    checks.extend(alg_and_key);
+    let verified = match (key, algorithm) {
+        (Some(key), Some(alg)) => {
+            let ok = key.verify(alg, token.signing_input(), token.signature());
+            let outcome = if ok {
+                Outcome::Pass(format!(
+                    "verified with key '{}' ({})",
+                    key.kid().unwrap_or(""),
+                    key.kind()
+                ))
+            } else {
+                Outcome::Fail(Failure::BadSignature {
+                    kid: key.kid().map(str::to_owned),
+                    key: key.kind().to_string(),
+                })
+            };
+            checks.push(Check::new(CheckId::Signature, outcome).setting(keys_setting(policy)));
+            ok
+        }
+        _ => {
+            checks.push(Check::skip(CheckId::Signature, "no usable key was found"));
+            false
+        }
+    };
+    TokenVerification {
+        checks,
+        token: Some(token),
+        verified,
+    }
 }
 
 fn iss_member(policy: &JwtPolicy, member: &'static str) -> String {
