@@ -133,6 +133,16 @@ impl TokenVerification {
     pub fn exp(&self) -> Option<f64> {
         self.token.as_ref()?.payload.get("exp")?.as_f64()
     }
+
+    /// Roughly how many bytes this holds, for bounding a cache by memory.
+    pub fn approximate_size(&self) -> u32 {
+        let token = self.token.as_ref().map_or(0, |t| {
+            // Decoded JSON in maps costs several times its text; 4x is a measured-free guess
+            // kept deliberately high.
+            t.signing_input().len() * 4 + t.signature().len()
+        });
+        (512 + token + self.checks.len() * 160) as u32
+    }
 }
 
 /// A store of verifications. Implementations decide hashing, bounds and expiry; they must scope

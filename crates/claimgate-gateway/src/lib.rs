@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cache;
 mod context;
 pub mod demo;
 mod ids;

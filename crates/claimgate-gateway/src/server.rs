@@ -8,8 +8,8 @@ use crate::proxy::{backend_request, relay_response, BackendClient};
 use crate::respond::{self, Body};
 use claimgate_config::{Authentication, Backend, Deployment, KeySource, LogLevel};
 use claimgate_core::{
-    evaluate, route, Decision, Failure, HeaderValues, KeyMaterial, RequestView, UnixTime, Unrouted,
-    Verdict,
+    evaluate, evaluate_cached, route, Decision, Failure, HeaderValues, KeyMaterial, RequestView,
+    UnixTime, Unrouted, Verdict,
 };
 use http::{HeaderValue, Request, Response};
 use http_body_util::BodyExt as _;
@@ -32,6 +32,8 @@ pub struct Options {
     pub shutdown_grace: Duration,
     /// Minimum time between two JWKS fetch attempts of one deployment.
     pub jwks_cooldown: Duration,
+    /// Memory the verified-token cache may use, in bytes (0 disables it).
+    pub token_cache_bytes: u64,
 }
 
 impl Default for Options {
@@ -40,6 +42,7 @@ impl Default for Options {
             read_timeout: Duration::from_secs(15),
             shutdown_grace: Duration::from_secs(30),
             jwks_cooldown: REFETCH_COOLDOWN,
+            token_cache_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -47,6 +50,8 @@ impl Default for Options {
 /// One deployment as served.
 #[derive(Debug)]
 struct Served {
+    /// Position in the served set, for cache keys.
+    index: u32,
     deployment: Deployment,
     keys: Option<Arc<RemoteKeys>>,
     threshold: Level,
@@ -56,6 +61,7 @@ struct Served {
 #[derive(Debug)]
 pub struct Gateway {
     served: Vec<Served>,
+    cache: crate::cache::TokenCache,
     logs: Logs,
     client: BackendClient,
     options: Options,
@@ -99,6 +105,7 @@ impl Gateway {
                 _ => None,
             };
             served.push(Served {
+                index: served.len() as u32,
                 deployment,
                 keys,
                 threshold,
@@ -109,8 +116,10 @@ impl Gateway {
                 keys.refresh(None).await;
             }
         }
+        let cache = crate::cache::TokenCache::new(options.token_cache_bytes);
         Ok(Arc::new(Self {
             served,
+            cache,
             logs,
             client,
             options,
@@ -255,15 +264,15 @@ impl Gateway {
     /// (single-flight, rate-limited) and evaluates again.
     async fn judge(&self, served: &Served, view: &PartsView<'_>) -> Verdict {
         let now = wall_clock();
+        let cache_enabled = self.options.token_cache_bytes > 0;
         let Some(keys) = &served.keys else {
-            return evaluate(
-                &served.deployment,
-                view,
-                KeyMaterial::Unavailable {
-                    reason: "no remote key set",
-                },
-                now,
-            );
+            // Static keys (or none): generation 0 of this deployment.
+            let scoped = self.cache.scoped(served.index, 0);
+            let cache = cache_enabled.then_some(&scoped as &dyn claimgate_core::VerificationCache);
+            let material = KeyMaterial::Unavailable {
+                reason: "no remote key set",
+            };
+            return evaluate_cached(&served.deployment, view, material, now, cache);
         };
         match keys.lookup().await {
             Lookup::Unavailable(reason) => evaluate(
@@ -273,11 +282,15 @@ impl Gateway {
                 now,
             ),
             Lookup::Keys(snapshot) => {
-                let verdict = evaluate(
+                let scoped = self.cache.scoped(served.index, snapshot.generation);
+                let cache =
+                    cache_enabled.then_some(&scoped as &dyn claimgate_core::VerificationCache);
+                let verdict = evaluate_cached(
                     &served.deployment,
                     view,
                     KeyMaterial::Keys(&snapshot.keys),
                     now,
+                    cache,
                 );
                 let unknown_kid = verdict
                     .failures()
@@ -299,6 +312,11 @@ impl Gateway {
                 }
             }
         }
+    }
+
+    /// Verified-token cache (hits, misses) so far.
+    pub fn token_cache_counts(&self) -> (u64, u64) {
+        self.cache.counts()
     }
 
     /// One execution record per failed check (with what was expected and found, never the

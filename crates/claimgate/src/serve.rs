@@ -35,6 +35,9 @@ pub(crate) struct ServeArgs {
     /// Seconds between two JWKS fetch attempts of one deployment (unknown-kid refetch cooldown).
     #[arg(long, default_value_t = 30, value_name = "SECONDS", hide = true)]
     jwks_cooldown: u64,
+    /// Memory for the verified-token cache, in MiB (0 turns it off).
+    #[arg(long, default_value_t = 32, value_name = "MIB")]
+    token_cache_mib: u64,
 }
 
 pub(crate) fn run(args: &ServeArgs) -> u8 {
@@ -152,6 +155,7 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             read_timeout: Duration::from_secs(args.read_timeout),
             shutdown_grace: Duration::from_secs(args.shutdown_grace),
             jwks_cooldown: Duration::from_secs(args.jwks_cooldown),
+            token_cache_bytes: args.token_cache_mib * 1024 * 1024,
         };
         let labels: Vec<String> = deployments
             .iter()
