@@ -452,3 +452,69 @@ fn version_and_help_work() {
         assert_eq!(claimgate(&[sub, "--help"]).status.code(), Some(0), "{sub}");
     }
 }
+
+#[test]
+fn logs_reads_an_oci_logging_export_and_diagnoses_the_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("oci-export.json");
+    // Shaped as OCI Logging exports records: the viewer's wrapper around the CloudEvents
+    // envelope, with OCI's own fields (reference/oci-api-gateway.md §4).
+    let id = "/2A9486DD7E373F886B0E7099C1604D94/0889F2867669123D151CCD2B05D297A7";
+    let export = serde_json::json!([
+        {"datetime": 1_764_345_600_000_i64, "regionId": "us-ashburn-1", "logContent": {
+            "specversion": "1.0", "id": "a1", "source": "api-deployment", "time": "2026-11-28T16:00:00.120Z",
+            "type": "com.oraclecloud.apigateway.apideployment.execution",
+            "oracle": {"logid": "ocid1.log.oc1..x", "loggroupid": "ocid1.loggroup.oc1..x", "tenantid": "ocid1.tenancy.oc1..x"},
+            "data": {"code": "jwtAuthentication.authenticationFailed", "level": "WARN",
+                     "message": "JWT token not issued for the configured audience.",
+                     "opcRequestId": id, "deploymentId": "ocid1.apideployment.oc1.iad.x", "gatewayId": "ocid1.apigateway.oc1.iad.x"}}},
+        {"datetime": 1_764_345_600_100_i64, "regionId": "us-ashburn-1", "logContent": {
+            "specversion": "1.0", "id": "a0", "source": "api-deployment", "time": "2026-11-28T16:00:00.100Z",
+            "type": "com.oraclecloud.apigateway.apideployment.access",
+            "data": {"httpMethod": "GET", "requestUri": "/v1/orders", "status": 401, "message": "GET /v1/orders HTTP/1.1",
+                     "opcRequestId": id, "deploymentId": "ocid1.apideployment.oc1.iad.x"}}},
+        {"datetime": 1_764_345_700_000_i64, "logContent": {"type": "com.oraclecloud.apigateway.apideployment.access",
+            "time": "2026-11-28T16:01:40Z", "data": {"opcRequestId": "/OTHER", "status": 200}}}
+    ]);
+    std::fs::write(&file, export.to_string()).unwrap();
+    // The client saw the id's first segment; either form finds the request.
+    let output = claimgate(&[
+        "logs",
+        "--file",
+        file.to_str().unwrap(),
+        "--request-id",
+        "2A9486DD7E373F886B0E7099C1604D94",
+    ]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(text.starts_with("2 records for request"), "{text}");
+    let access_at = text.find("access").unwrap();
+    let warn_at = text.find("WARN").unwrap();
+    assert!(access_at < warn_at, "records are in time order: {text}");
+    assert!(
+        text.contains("✗ JWT token not issued for the configured audience."),
+        "{text}"
+    );
+    let json = stdout_json(&claimgate(&[
+        "logs",
+        "--file",
+        file.to_str().unwrap(),
+        "--request-id",
+        id,
+        "--output",
+        "json",
+    ]));
+    assert_eq!(json["records"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        json["diagnosis"][0]["code"],
+        "jwtAuthentication.authenticationFailed"
+    );
+    let unreadable = claimgate(&[
+        "logs",
+        "--file",
+        dir.path().join("missing.json").to_str().unwrap(),
+        "--request-id",
+        id,
+    ]);
+    assert_eq!(unreadable.status.code(), Some(2));
+}

@@ -750,3 +750,217 @@ fn a_file_with_unenforced_members_is_refused_by_serve() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("requestPolicies.rateLimiting"), "{stderr}");
 }
+
+fn stock_deployment() -> Value {
+    json!({"pathPrefix": "/v1", "specification": {"routes": [
+        {"path": "/open", "methods": ["GET", "POST"], "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200, "body": "open"}}
+    ]}})
+}
+
+#[test]
+fn oversized_headers_get_431_and_oversized_bodies_413_and_the_gateway_keeps_serving() {
+    let rt = runtime();
+    let gw = start_gateway(&stock_deployment(), &[]);
+    let url = format!("{}/v1/open", gw.base);
+    let big = "x".repeat(9 * 1024);
+    let answer = call(&rt, "GET", &url, None, &[("x-big", &big)]);
+    assert_eq!(answer.status, 431);
+    // Declares a 21 MiB body and sends none of it: the gateway answers from the header alone.
+    {
+        use std::io::{Read, Write};
+        let address = gw.base.trim_start_matches("http://").to_owned();
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        let head = format!(
+            "POST /v1/open HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            21 * 1024 * 1024
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut answer = [0u8; 64];
+        let n = stream.read(&mut answer).unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    }
+    assert_eq!(
+        call(&rt, "GET", &url, None, &[]).status,
+        200,
+        "still serving"
+    );
+}
+
+#[test]
+fn a_slow_client_is_cut_off_after_the_read_timeout_without_harming_others() {
+    use std::io::{Read, Write};
+    let rt = runtime();
+    let gw = start_gateway(&stock_deployment(), &["--read-timeout", "1"]);
+    let address = gw.base.trim_start_matches("http://").to_owned();
+    let mut slow = std::net::TcpStream::connect(&address).unwrap();
+    slow.write_all(b"GET /v1/open HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let started = Instant::now();
+    assert_eq!(
+        call(&rt, "GET", &format!("{}/v1/open", gw.base), None, &[]).status,
+        200,
+        "others are served meanwhile"
+    );
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buffer = Vec::new();
+    let _ = slow.read_to_end(&mut buffer);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(8),
+        "closed after {waited:?}"
+    );
+    let text = String::from_utf8_lossy(&buffer);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_hanging_backend_gets_504_with_the_cause_logged() {
+    let rt = runtime();
+    let hang = {
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        rt.spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream); // accept, never answer
+            }
+        });
+        addr
+    };
+    let deployment = json!({"pathPrefix": "/v1", "specification": {"routes": [
+        {"path": "/slow", "backend": {"type": "HTTP_BACKEND", "url": format!("http://{hang}/"),
+         "connectTimeoutInSeconds": 1, "sendTimeoutInSeconds": 1, "readTimeoutInSeconds": 1}}
+    ]}});
+    let gw = start_gateway(&deployment, &[]);
+    let started = Instant::now();
+    let answer = call(&rt, "GET", &format!("{}/v1/slow", gw.base), None, &[]);
+    assert_eq!(answer.status, 504);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let exec = records(&gw.execution_log, &answer.request_id(), 1);
+    assert_eq!(exec[0]["data"]["cause"], "TIMEOUT");
+}
+
+#[test]
+fn a_jwks_endpoint_answering_garbage_or_megabytes_is_named_in_the_log() {
+    let rt = runtime();
+    for (body, content_type, cause) in [
+        (
+            "this is not json".to_owned(),
+            "application/json",
+            "not a JSON Web Key Set",
+        ),
+        ("<html>".to_owned(), "text/html", "content type 'text/html'"),
+        (
+            format!(
+                "{{\"keys\":[],\"pad\":\"{}\"}}",
+                "x".repeat(10 * 1024 * 1024)
+            ),
+            "application/json",
+            "larger than",
+        ),
+    ] {
+        let body = Arc::new(body);
+        let server = start_server(
+            &rt,
+            Arc::new(move |_| (200, content_type, body.as_str().to_owned())),
+        );
+        let upstream = start_upstream(&rt);
+        let gw = start_gateway(
+            &deployment(&format!("http://{}/jwks", server.addr), upstream.addr),
+            &[],
+        );
+        let answer = call(
+            &rt,
+            "GET",
+            &format!("{}/v1/stock", gw.base),
+            Some(&signer().token(claims())),
+            &[],
+        );
+        assert_eq!(answer.status, 500, "{cause}");
+        let log = std::fs::read_to_string(&gw.execution_log).unwrap_or_default();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut log = log;
+        while !log.contains(cause) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            log = std::fs::read_to_string(&gw.execution_log).unwrap_or_default();
+        }
+        assert!(
+            log.contains("badJsonWebKeySet") && log.contains(cause),
+            "{cause}: {log}"
+        );
+    }
+}
+
+#[test]
+fn h2c_prior_knowledge_is_served() {
+    let rt = runtime();
+    let gw = start_gateway(&stock_deployment(), &[]);
+    let (status, version) = rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .http2_prior_knowledge()
+            .build()
+            .unwrap();
+        let response = client
+            .get(format!("{}/v1/open", gw.base))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.version())
+    });
+    assert_eq!(status, 200);
+    assert_eq!(version, reqwest::Version::HTTP_2);
+}
+
+#[test]
+fn sigterm_lets_the_in_flight_request_finish_then_exits_0() {
+    let rt = runtime();
+    let slow_upstream = start_server(
+        &rt,
+        Arc::new(|_| {
+            std::thread::sleep(Duration::from_millis(1500));
+            (200, "text/plain", "finished".into())
+        }),
+    );
+    let deployment = json!({"pathPrefix": "/v1", "specification": {"routes": [
+        {"path": "/slow", "backend": {"type": "HTTP_BACKEND", "url": format!("http://{}/", slow_upstream.addr)}}
+    ]}});
+    let mut gw = start_gateway(&deployment, &[]);
+    let url = format!("{}/v1/slow", gw.base);
+    let in_flight = rt.spawn(async move {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let response = client.get(url).send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    let pid = gw.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let (status, body) = rt.block_on(in_flight).unwrap();
+    assert_eq!((status, body.as_str()), (200, "finished"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(exit) = gw.child.try_wait().unwrap() {
+            assert_eq!(exit.code(), Some(0));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "claimgate did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
