@@ -6,7 +6,7 @@
 
 use aws_lc_rs::digest::{digest, SHA256};
 use claimgate_core::{TokenVerification, VerificationCache};
-use std::sync::atomic::{AtomicU64, Ordering};
+use prometheus_client::metrics::counter::Counter;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,7 +17,7 @@ const MAX_SKEW: Duration = Duration::from_secs(120);
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
-    deployment: u32,
+    scope: u64,
     generation: u64,
     digest: [u8; 32],
 }
@@ -26,8 +26,8 @@ struct Key {
 #[derive(Debug)]
 pub struct TokenCache {
     entries: moka::sync::Cache<Key, Arc<TokenVerification>>,
-    hits: AtomicU64,
-    misses: AtomicU64,
+    hits: Counter,
+    misses: Counter,
 }
 
 struct ExpireAtExp;
@@ -49,32 +49,34 @@ impl moka::Expiry<Key, Arc<TokenVerification>> for ExpireAtExp {
 }
 
 impl TokenCache {
-    /// A cache holding about `max_bytes` of verifications.
-    pub fn new(max_bytes: u64) -> Self {
+    /// A cache holding about `max_bytes` of verifications, counting lookups in `hits` and
+    /// `misses`.
+    pub fn new(max_bytes: u64, hits: Counter, misses: Counter) -> Self {
         Self {
             entries: moka::sync::Cache::builder()
                 .max_capacity(max_bytes)
                 .weigher(|_, value: &Arc<TokenVerification>| value.approximate_size())
                 .expire_after(ExpireAtExp)
                 .build(),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
+            hits,
+            misses,
         }
     }
 
     /// (hits, misses) so far.
     pub fn counts(&self) -> (u64, u64) {
         (
-            self.hits.load(Ordering::Relaxed),
-            self.misses.load(Ordering::Relaxed),
+            self.hits.get(),
+            self.misses.get(),
         )
     }
 
-    /// The cache as seen by one evaluation: entries of one deployment's key-set generation.
-    pub fn scoped(&self, deployment: u32, generation: u64) -> Scoped<'_> {
+    /// The cache as seen by one evaluation: entries of one deployment (`scope`, which changes
+    /// with every configuration reload) and one key-set generation.
+    pub fn scoped(&self, scope: u64, generation: u64) -> Scoped<'_> {
         Scoped {
             cache: self,
-            deployment,
+            scope,
             generation,
         }
     }
@@ -84,7 +86,7 @@ impl TokenCache {
 #[derive(Debug)]
 pub struct Scoped<'a> {
     cache: &'a TokenCache,
-    deployment: u32,
+    scope: u64,
     generation: u64,
 }
 
@@ -97,15 +99,15 @@ impl VerificationCache for Scoped<'_> {
         let mut bytes = [0u8; 32];
         bytes.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
         let key = Key {
-            deployment: self.deployment,
+            scope: self.scope,
             generation: self.generation,
             digest: bytes,
         };
         if let Some(hit) = self.cache.entries.get(&key) {
-            self.cache.hits.fetch_add(1, Ordering::Relaxed);
+            self.cache.hits.inc();
             return hit;
         }
-        self.cache.misses.fetch_add(1, Ordering::Relaxed);
+        self.cache.misses.inc();
         let mut unverified = None;
         let kept = self.cache.entries.optionally_get_with(key, || {
             let fresh = verify();

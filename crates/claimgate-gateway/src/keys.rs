@@ -7,6 +7,7 @@
 //! the last good set serving for up to 24 hours after it was fetched.
 
 use crate::logs::{Context, ExecutionRecord, Level, Logs};
+use crate::metrics::Metrics;
 use arc_swap::ArcSwapOption;
 use claimgate_jose::KeySet;
 use claimgate_keys::{fetch_jwks, FetchOptions};
@@ -41,52 +42,47 @@ struct FetchState {
     last_error: Option<String>,
 }
 
+/// What a [`RemoteKeys`] fetches and where it reports.
+#[derive(Debug)]
+pub struct RemoteKeysConfig {
+    pub uri: String,
+    pub ssl_verify_disabled: bool,
+    /// `maxCacheDurationInHours`.
+    pub max_cache_hours: u32,
+    pub cooldown: Duration,
+    /// `jwtAuthentication` or `tokenAuthentication`.
+    pub log_prefix: &'static str,
+    pub threshold: Level,
+    pub logs: Logs,
+    pub metrics: Arc<Metrics>,
+    /// The deployment's label and id, for records and metrics.
+    pub source: String,
+    pub deployment_id: String,
+}
+
 /// One deployment's remote key set.
 #[derive(Debug)]
 pub struct RemoteKeys {
-    uri: String,
+    config: RemoteKeysConfig,
     options: FetchOptions,
     max_age: Duration,
-    cooldown: Duration,
     snapshot: ArcSwapOption<KeySnapshot>,
     state: tokio::sync::Mutex<FetchState>,
     fetches: AtomicU64,
-    log_prefix: &'static str,
-    threshold: Level,
-    logs: Logs,
-    source: String,
-    deployment_id: String,
 }
 
 impl RemoteKeys {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        uri: String,
-        ssl_verify_disabled: bool,
-        max_cache_hours: u32,
-        cooldown: Duration,
-        log_prefix: &'static str,
-        threshold: Level,
-        logs: Logs,
-        source: String,
-        deployment_id: String,
-    ) -> Self {
+    pub fn new(config: RemoteKeysConfig) -> Self {
         Self {
-            uri,
             options: FetchOptions {
-                ssl_verify_disabled,
+                ssl_verify_disabled: config.ssl_verify_disabled,
                 ..FetchOptions::default()
             },
-            max_age: Duration::from_secs(u64::from(max_cache_hours) * 3600),
-            cooldown,
+            max_age: Duration::from_secs(u64::from(config.max_cache_hours) * 3600),
+            config,
             snapshot: ArcSwapOption::empty(),
             state: tokio::sync::Mutex::new(FetchState::default()),
             fetches: AtomicU64::new(0),
-            log_prefix,
-            threshold,
-            logs,
-            source,
-            deployment_id,
         }
     }
 
@@ -100,7 +96,16 @@ impl RemoteKeys {
         self.snapshot.load().is_some()
     }
 
-    fn generation(&self) -> Option<u64> {
+    /// Whether the set never loaded or is older than `maxCacheDurationInHours`.
+    pub fn needs_refresh(&self) -> bool {
+        self.snapshot
+            .load()
+            .as_ref()
+            .is_none_or(|s| s.fetched_at.elapsed() >= self.max_age)
+    }
+
+    /// The generation of the current snapshot, if any.
+    pub fn generation(&self) -> Option<u64> {
         self.snapshot.load().as_ref().map(|s| s.generation)
     }
 
@@ -116,12 +121,12 @@ impl RemoteKeys {
             Some(s) if s.fetched_at.elapsed() < MAX_STALENESS => Lookup::Keys(s),
             Some(_) => Lookup::Unavailable(format!(
                 "the last key set from {} is older than 24 hours and refreshing it failed: {}",
-                self.uri,
+                self.config.uri,
                 self.last_error().await
             )),
             None => Lookup::Unavailable(format!(
                 "fetching {} failed: {}",
-                self.uri,
+                self.config.uri,
                 self.last_error().await
             )),
         }
@@ -153,35 +158,39 @@ impl RemoteKeys {
         }
         if state
             .last_attempt
-            .is_some_and(|at| at.elapsed() < self.cooldown)
+            .is_some_and(|at| at.elapsed() < self.config.cooldown)
         {
             return;
         }
         state.last_attempt = Some(Instant::now());
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let context = Context {
-            source: &self.source,
-            deployment_id: &self.deployment_id,
+            source: &self.config.source,
+            deployment_id: &self.config.deployment_id,
             request_id: None,
         };
-        self.logs.execution(
+        self.config.logs.execution(
             context,
-            self.threshold,
+            self.config.threshold,
             ExecutionRecord::new(
-                format!("{}.loadingJsonWebKeySet", self.log_prefix),
+                format!("{}.loadingJsonWebKeySet", self.config.log_prefix),
                 Level::Info,
                 "Loading the JSON Web Key Set.",
             )
-            .with("uri", json!(self.uri)),
+            .with("uri", json!(self.config.uri)),
         );
-        match fetch_jwks(&self.uri, &self.options).await {
+        let result = fetch_jwks(&self.config.uri, &self.options).await;
+        self.config
+            .metrics
+            .key_fetch(&self.config.source, "jwks", result.is_ok());
+        match result {
             Ok(parsed) => {
                 for skipped in &parsed.skipped {
-                    self.logs.execution(
+                    self.config.logs.execution(
                         context,
-                        self.threshold,
+                        self.config.threshold,
                         ExecutionRecord::new(
-                            format!("{}.badJsonWebKeySet", self.log_prefix),
+                            format!("{}.badJsonWebKeySet", self.config.log_prefix),
                             Level::Error,
                             format!(
                                 "JSON Web Key Set is not valid: key #{} (kid {}) skipped: {}.",
@@ -190,7 +199,7 @@ impl RemoteKeys {
                                 skipped.reason
                             ),
                         )
-                        .with("uri", json!(self.uri)),
+                        .with("uri", json!(self.config.uri)),
                     );
                 }
                 let generation = self.generation().map_or(1, |g| g + 1);
@@ -202,15 +211,15 @@ impl RemoteKeys {
                 state.last_error = None;
             }
             Err(error) => {
-                self.logs.execution(
+                self.config.logs.execution(
                     context,
-                    self.threshold,
+                    self.config.threshold,
                     ExecutionRecord::new(
-                        format!("{}.badJsonWebKeySet", self.log_prefix),
+                        format!("{}.badJsonWebKeySet", self.config.log_prefix),
                         Level::Error,
                         format!("JSON Web Key Set is not valid: {error}."),
                     )
-                    .with("uri", json!(self.uri))
+                    .with("uri", json!(self.config.uri))
                     .with("cause", json!(error.to_string())),
                 );
                 state.last_error = Some(error.to_string());

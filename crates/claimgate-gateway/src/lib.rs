@@ -13,6 +13,7 @@ pub mod demo;
 mod ids;
 pub mod keys;
 pub mod logs;
+pub mod metrics;
 mod proxy;
 mod respond;
 mod server;

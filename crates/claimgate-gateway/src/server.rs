@@ -2,10 +2,12 @@
 //! the core for a verdict with the keys at hand, enforces it, and writes OCI's logs.
 
 use crate::context::RequestContext;
-use crate::keys::{Lookup, RemoteKeys, REFETCH_COOLDOWN};
+use crate::keys::{Lookup, RemoteKeys, RemoteKeysConfig, REFETCH_COOLDOWN};
 use crate::logs::{Context, ExecutionRecord, Level, Logs};
+use crate::metrics::Metrics;
 use crate::proxy::{backend_request, relay_response, BackendClient};
 use crate::respond::{self, Body};
+use arc_swap::ArcSwap;
 use claimgate_config::{Authentication, Backend, Deployment, KeySource, LogLevel};
 use claimgate_core::{
     evaluate, evaluate_cached, route, Decision, Failure, HeaderValues, KeyMaterial, RequestView,
@@ -50,18 +52,27 @@ impl Default for Options {
 /// One deployment as served.
 #[derive(Debug)]
 struct Served {
-    /// Position in the served set, for cache keys.
-    index: u32,
+    /// Identifies this deployment in this configuration generation, for cache keys: a reload
+    /// never reuses a verification made under the previous policy.
+    scope: u64,
     deployment: Deployment,
     keys: Option<Arc<RemoteKeys>>,
     threshold: Level,
 }
 
+/// The deployments being served: an immutable set, swapped whole on reload.
+#[derive(Debug)]
+struct ServedSet {
+    served: Vec<Served>,
+}
+
 /// A running gateway's shared state.
 #[derive(Debug)]
 pub struct Gateway {
-    served: Vec<Served>,
+    state: ArcSwap<ServedSet>,
+    generation: std::sync::atomic::AtomicU64,
     cache: crate::cache::TokenCache,
+    metrics: Arc<Metrics>,
     logs: Logs,
     client: BackendClient,
     options: Options,
@@ -84,28 +95,56 @@ impl Gateway {
         options: Options,
     ) -> Result<Arc<Self>, String> {
         let client = BackendClient::new()?;
+        let metrics = Arc::new(Metrics::new());
+        let cache = crate::cache::TokenCache::new(
+            options.token_cache_bytes,
+            metrics.token_cache(true),
+            metrics.token_cache(false),
+        );
+        let gateway = Self {
+            state: ArcSwap::from_pointee(ServedSet { served: Vec::new() }),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            cache,
+            metrics,
+            logs,
+            client,
+            options,
+        };
+        let set = gateway.build(deployments).await;
+        gateway.state.store(Arc::new(set));
+        Ok(Arc::new(gateway))
+    }
+
+    /// Prepares a served set: remote key sets are fetched once before it is used.
+    async fn build(&self, deployments: Vec<Deployment>) -> ServedSet {
+        let generation = self
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut served = Vec::with_capacity(deployments.len());
-        for deployment in deployments {
+        for (index, deployment) in deployments.into_iter().enumerate() {
             let threshold = level(deployment.execution_log_level);
             let keys = match &deployment.authentication {
                 Authentication::Jwt(policy) => match &policy.keys {
-                    KeySource::RemoteJwks(remote) => Some(Arc::new(RemoteKeys::new(
-                        remote.uri.clone(),
-                        remote.ssl_verify_disabled,
-                        remote.max_cache_hours,
-                        options.jwks_cooldown,
-                        policy.flavor.log_prefix(),
-                        threshold,
-                        logs.clone(),
-                        deployment.label().to_owned(),
-                        deployment.id.clone(),
-                    ))),
+                    KeySource::RemoteJwks(remote) => {
+                        Some(Arc::new(RemoteKeys::new(RemoteKeysConfig {
+                            uri: remote.uri.clone(),
+                            ssl_verify_disabled: remote.ssl_verify_disabled,
+                            max_cache_hours: remote.max_cache_hours,
+                            cooldown: self.options.jwks_cooldown,
+                            log_prefix: policy.flavor.log_prefix(),
+                            threshold,
+                            logs: self.logs.clone(),
+                            metrics: self.metrics.clone(),
+                            source: deployment.label().to_owned(),
+                            deployment_id: deployment.id.clone(),
+                        })))
+                    }
                     KeySource::Static(_) => None,
                 },
                 _ => None,
             };
             served.push(Served {
-                index: served.len() as u32,
+                scope: generation << 16 | index as u64,
                 deployment,
                 keys,
                 threshold,
@@ -116,19 +155,83 @@ impl Gateway {
                 keys.refresh(None).await;
             }
         }
-        let cache = crate::cache::TokenCache::new(options.token_cache_bytes);
-        Ok(Arc::new(Self {
-            served,
-            cache,
-            logs,
-            client,
-            options,
-        }))
+        ServedSet { served }
+    }
+
+    /// Swaps in a new, already validated set of deployments. Requests in flight finish on the
+    /// set they started with.
+    pub async fn reload(&self, deployments: Vec<Deployment>) {
+        let labels: Vec<String> = deployments.iter().map(|d| d.path_prefix.clone()).collect();
+        let set = self.build(deployments).await;
+        self.state.store(Arc::new(set));
+        self.metrics.reload(true);
+        self.logs.execution(
+            GATEWAY_CONTEXT,
+            Level::Info,
+            ExecutionRecord::new(
+                "configuration.reloaded",
+                Level::Info,
+                format!("Configuration reloaded: serving {}.", labels.join(", ")),
+            ),
+        );
+    }
+
+    /// Records a reload that was refused; the current set keeps serving.
+    pub fn reload_rejected(&self, errors: &[String]) {
+        self.metrics.reload(false);
+        self.logs.execution(
+            GATEWAY_CONTEXT,
+            Level::Info,
+            ExecutionRecord::new(
+                "configuration.reloadRejected",
+                Level::Error,
+                format!(
+                    "Configuration reload rejected; the previous configuration keeps serving: {}",
+                    errors.join("; ")
+                ),
+            )
+            .with("errors", json!(errors)),
+        );
+    }
+
+    /// Keeps remote key sets fresh without waiting for traffic: every second, a set that never
+    /// loaded or outlived `maxCacheDurationInHours` is refreshed (each refresh still respects
+    /// the cooldown). Runs until the task is dropped.
+    pub async fn maintain_keys(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let state = self.state.load_full();
+            for keys in state.served.iter().filter_map(|s| s.keys.as_ref()) {
+                if keys.needs_refresh() {
+                    keys.refresh(keys.generation()).await;
+                }
+            }
+        }
+    }
+
+    /// Why the gateway is not ready (a remote key set never loaded), or `None` when it is.
+    pub fn not_ready(&self) -> Option<String> {
+        let state = self.state.load();
+        let missing: Vec<String> = state
+            .served
+            .iter()
+            .filter(|s| s.keys.as_ref().is_some_and(|k| !k.is_loaded()))
+            .map(|s| format!("{}: key set not loaded", s.deployment.path_prefix))
+            .collect();
+        (!missing.is_empty()).then(|| missing.join("; "))
+    }
+
+    /// The Prometheus text exposition of the gateway's metrics.
+    pub fn metrics_text(&self) -> String {
+        self.metrics.encode()
     }
 
     /// JWKS fetch attempts so far, per deployment id (for tests and, later, metrics).
     pub fn key_fetches(&self) -> Vec<(String, u64)> {
-        self.served
+        self.state
+            .load()
+            .served
             .iter()
             .filter_map(|s| {
                 s.keys
@@ -179,6 +282,63 @@ impl Gateway {
         Ok(())
     }
 
+    /// Serves the admin endpoints (`/livez`, `/readyz`, `/metrics`) on their own listener, in
+    /// plain HTTP, until `shutdown` resolves.
+    pub async fn serve_admin(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let gateway = self.clone();
+                    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                        let gateway = gateway.clone();
+                        async move { Ok::<_, std::convert::Infallible>(gateway.admin(&request)) }
+                    });
+                    tokio::spawn(async move {
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+                () = &mut shutdown => return Ok(()),
+            }
+        }
+    }
+
+    fn admin(&self, request: &Request<Incoming>) -> Response<Body> {
+        let text = |status: u16, content_type: &'static str, body: String| {
+            let mut response = Response::new(respond::full(body));
+            *response.status_mut() =
+                http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static(content_type),
+            );
+            response
+        };
+        if request.method() != http::Method::GET && request.method() != http::Method::HEAD {
+            return respond::method_not_allowed(&["GET", "HEAD"]);
+        }
+        match request.uri().path() {
+            "/livez" => text(200, "text/plain", "ok\n".into()),
+            "/readyz" => match self.not_ready() {
+                None => text(200, "text/plain", "ready\n".into()),
+                Some(reason) => text(503, "text/plain", format!("not ready: {reason}\n")),
+            },
+            "/metrics" => text(
+                200,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                self.metrics_text(),
+            ),
+            _ => respond::error(404),
+        }
+    }
+
     /// Answers one request.
     pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let started = Instant::now();
@@ -189,7 +349,8 @@ impl Gateway {
                 .map(HeaderValue::as_bytes),
         );
         let path = request.uri().path().to_owned();
-        let Some(served) = self.find(&path) else {
+        let state = self.state.load_full();
+        let Some(served) = find(&state, &path) else {
             return with_request_id(respond::error(404), &request_id);
         };
         let (parts, body) = request.into_parts();
@@ -247,17 +408,48 @@ impl Gateway {
             }
         };
         let response = with_request_id(response, &request_id);
+        self.record(
+            &verdict,
+            deployment,
+            &parts,
+            response.status().as_u16(),
+            started,
+        );
         if verdict.route.is_some() || verdict.unrouted.is_some() {
             self.access_log(context, &parts, &response, peer, started, deployment);
         }
         response
     }
 
-    fn find(&self, path: &str) -> Option<&Served> {
-        self.served
-            .iter()
-            .filter(|s| route::strip_prefix(&s.deployment.path_prefix, path).is_some())
-            .max_by_key(|s| s.deployment.path_prefix.len())
+    /// Metrics for one request: duration by route, the decision, each failed check.
+    fn record(
+        &self,
+        verdict: &Verdict,
+        deployment: &Deployment,
+        parts: &http::request::Parts,
+        status: u16,
+        started: Instant,
+    ) {
+        let label = deployment.label();
+        let route = verdict.route.as_ref().map_or("", |r| r.path.as_str());
+        self.metrics.request(
+            label,
+            route,
+            parts.method.as_str(),
+            status,
+            started.elapsed().as_secs_f64(),
+        );
+        if verdict.flavor.is_some() && verdict.route.is_some() {
+            let decision = if verdict.keys_unavailable() {
+                "error"
+            } else {
+                verdict.decision.name()
+            };
+            self.metrics.decision(label, decision);
+            for check in verdict.failures() {
+                self.metrics.check_failure(label, check.id.to_string());
+            }
+        }
     }
 
     /// Evaluates with the keys at hand; on an unknown kid, refreshes the remote set once
@@ -267,7 +459,7 @@ impl Gateway {
         let cache_enabled = self.options.token_cache_bytes > 0;
         let Some(keys) = &served.keys else {
             // Static keys (or none): generation 0 of this deployment.
-            let scoped = self.cache.scoped(served.index, 0);
+            let scoped = self.cache.scoped(served.scope, 0);
             let cache = cache_enabled.then_some(&scoped as &dyn claimgate_core::VerificationCache);
             let material = KeyMaterial::Unavailable {
                 reason: "no remote key set",
@@ -282,7 +474,7 @@ impl Gateway {
                 now,
             ),
             Lookup::Keys(snapshot) => {
-                let scoped = self.cache.scoped(served.index, snapshot.generation);
+                let scoped = self.cache.scoped(served.scope, snapshot.generation);
                 let cache =
                     cache_enabled.then_some(&scoped as &dyn claimgate_core::VerificationCache);
                 let verdict = evaluate_cached(
@@ -481,6 +673,21 @@ impl Gateway {
         self.logs.access(context, data);
     }
 }
+
+fn find<'s>(state: &'s ServedSet, path: &str) -> Option<&'s Served> {
+    state
+        .served
+        .iter()
+        .filter(|s| route::strip_prefix(&s.deployment.path_prefix, path).is_some())
+        .max_by_key(|s| s.deployment.path_prefix.len())
+}
+
+/// Records about the gateway itself rather than one deployment.
+const GATEWAY_CONTEXT: Context<'static> = Context {
+    source: "claimgate",
+    deployment_id: "-",
+    request_id: None,
+};
 
 /// The request URI for the access log, with a query-parameter token replaced: tokens are never
 /// logged.

@@ -35,6 +35,9 @@ pub(crate) struct ServeArgs {
     /// Seconds between two JWKS fetch attempts of one deployment (unknown-kid refetch cooldown).
     #[arg(long, default_value_t = 30, value_name = "SECONDS", hide = true)]
     jwks_cooldown: u64,
+    /// Start the admin listener (/livez, /readyz, /metrics; plain HTTP) on this address.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<SocketAddr>,
     /// Memory for the verified-token cache, in MiB (0 turns it off).
     #[arg(long, default_value_t = 32, value_name = "MIB")]
     token_cache_mib: u64,
@@ -98,32 +101,14 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
         access_log.get_or_insert_with(|| dir.join("access.log").to_string_lossy().into_owned());
         demo = Some((generated, file));
     } else {
-        let mut errors = Vec::new();
-        for arg in &args.deployments {
-            match load_for_serving(arg) {
-                Ok(d) => deployments.push(d),
-                Err(e) => {
-                    errors.push(e.message);
-                    errors.extend(e.details.into_iter().map(|d| format!("  {d}")));
-                }
+        match load_all(&args.deployments) {
+            Ok(loaded) => deployments = loaded,
+            Err(errors) => {
+                return Err(InputError {
+                    message: "cannot serve: the deployments are not valid".into(),
+                    details: errors,
+                })
             }
-        }
-        for (i, a) in deployments.iter().enumerate() {
-            if deployments[..i]
-                .iter()
-                .any(|b| b.path_prefix == a.path_prefix)
-            {
-                errors.push(format!(
-                    "two deployments share the path prefix {}",
-                    a.path_prefix
-                ));
-            }
-        }
-        if !errors.is_empty() {
-            return Err(InputError {
-                message: "cannot serve: the deployments are not valid".into(),
-                details: errors,
-            });
         }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -145,6 +130,13 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
                 InputError::new(format!("cannot open access log '{access_target}': {e}"))
             })?
         };
+        let admin_listener =
+            match args.admin {
+                Some(admin) => Some(tokio::net::TcpListener::bind(admin).await.map_err(|e| {
+                    InputError::new(format!("cannot listen on {admin} (admin): {e}"))
+                })?),
+                None => None,
+            };
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| InputError::new(format!("cannot listen on {}: {e}", args.listen)))?;
@@ -164,6 +156,23 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
         let gateway = Gateway::start(deployments, Logs { execution, access }, options)
             .await
             .map_err(|e| InputError::new(format!("cannot start the gateway: {e}")))?;
+        if let Some(listener) = admin_listener {
+            let admin_local = listener
+                .local_addr()
+                .map_err(|e| InputError::new(e.to_string()))?;
+            eprintln!("admin listener on http://{admin_local} (/livez, /readyz, /metrics)");
+            tokio::spawn(
+                gateway
+                    .clone()
+                    .serve_admin(listener, std::future::pending()),
+            );
+        }
+        let sources: Vec<String> = match &demo {
+            Some((_, file)) => vec![file.to_string_lossy().into_owned()],
+            None => args.deployments.clone(),
+        };
+        tokio::spawn(watch_and_reload(gateway.clone(), sources));
+        tokio::spawn(gateway.clone().maintain_keys());
         eprintln!(
             "claimgate listening on http://{local}, serving {}",
             labels.join(", ")
@@ -218,6 +227,97 @@ fn print_demo(
         demo.admin_token
     );
     println!();
+}
+
+/// Loads every `--deployment` argument; all must be valid for the set to be used.
+fn load_all(sources: &[String]) -> Result<Vec<Deployment>, Vec<String>> {
+    let mut deployments = Vec::new();
+    let mut errors = Vec::new();
+    for source in sources {
+        match load_for_serving(source) {
+            Ok(d) => deployments.push(d),
+            Err(e) => {
+                errors.push(e.message);
+                errors.extend(e.details);
+            }
+        }
+    }
+    for (i, a) in deployments.iter().enumerate() {
+        if deployments[..i]
+            .iter()
+            .any(|b| b.path_prefix == a.path_prefix)
+        {
+            errors.push(format!(
+                "two deployments share the path prefix {}",
+                a.path_prefix
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok(deployments)
+    } else {
+        Err(errors)
+    }
+}
+
+/// What a deployment file is now: its bytes (following symlinks), or why it cannot be read.
+/// Comparing contents, not modification times, sees atomic renames and Kubernetes ConfigMap
+/// symlink swaps alike.
+fn fingerprint(sources: &[String]) -> Vec<Result<Vec<u8>, String>> {
+    sources
+        .iter()
+        .map(|source| {
+            let path = match source.split_once('=') {
+                Some((prefix, path)) if prefix.starts_with('/') => path,
+                _ => source.as_str(),
+            };
+            std::fs::read(path).map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+/// Reloads the whole set on SIGHUP (always) and when a file's contents change (checked every
+/// second); an invalid set is rejected, logged, and the current one keeps serving.
+async fn watch_and_reload(gateway: std::sync::Arc<Gateway>, sources: Vec<String>) {
+    let mut hangup = hangup_signal();
+    let mut last = fingerprint(&sources);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let forced = tokio::select! {
+            _ = tick.tick() => false,
+            _ = hangup.recv() => true,
+        };
+        let now = fingerprint(&sources);
+        if !forced && now == last {
+            continue;
+        }
+        last = now;
+        let sources = sources.clone();
+        let loaded = tokio::task::spawn_blocking(move || load_all(&sources)).await;
+        match loaded {
+            Ok(Ok(deployments)) => gateway.reload(deployments).await,
+            Ok(Err(errors)) => gateway.reload_rejected(&errors),
+            Err(panicked) => gateway.reload_rejected(&[format!("loading failed: {panicked}")]),
+        }
+    }
+}
+
+/// SIGHUP as a stream (never fires where there are no signals).
+fn hangup_signal() -> tokio::sync::mpsc::Receiver<()> {
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let _ = sender.try_send(());
+        }
+    });
+    #[cfg(not(unix))]
+    drop(sender);
+    receiver
 }
 
 async fn shutdown_signal() {

@@ -964,3 +964,220 @@ fn sigterm_lets_the_in_flight_request_finish_then_exits_0() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+fn versioned(body: &str) -> Value {
+    json!({"displayName": "orders", "pathPrefix": "/v1", "specification": {"routes": [
+        {"path": "/version", "methods": ["GET"], "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200, "body": body}}
+    ]}})
+}
+
+/// Writes `text` to `path` atomically (write a sibling, then rename over it).
+fn atomic_write(path: &Path, text: &str) {
+    let temporary = path.with_extension("tmp");
+    std::fs::write(&temporary, text).unwrap();
+    std::fs::rename(&temporary, path).unwrap();
+}
+
+fn wait_for_body(rt: &tokio::runtime::Runtime, url: &str, body: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while call(rt, "GET", url, None, &[]).body != body {
+        assert!(Instant::now() < deadline, "never saw {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn reloads_under_load_lose_no_request_and_invalid_files_are_rejected() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    // The deployment path is a symlink into a versioned folder, as Kubernetes mounts ConfigMaps.
+    let (first, second) = (dir.path().join("rev1"), dir.path().join("rev2"));
+    std::fs::create_dir_all(&first).unwrap();
+    std::fs::create_dir_all(&second).unwrap();
+    std::fs::write(first.join("orders.json"), versioned("v1").to_string()).unwrap();
+    let link = dir.path().join("orders.json");
+    std::os::unix::fs::symlink(first.join("orders.json"), &link).unwrap();
+    let admin_port = free_port();
+    let admin = format!("127.0.0.1:{admin_port}");
+    let gw = start_gateway_with_file(dir, &link, &["--admin", &admin]);
+    let url = format!("{}/v1/version", gw.base);
+
+    // Steady load from four clients while the configuration changes under it.
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicU64::new(0));
+    let served = Arc::new(AtomicU64::new(0));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (stop, failures, served, url) =
+            (stop.clone(), failures.clone(), served.clone(), url.clone());
+        load.push(rt.spawn(async move {
+            let client = reqwest::Client::builder().no_proxy().build().unwrap();
+            while !stop.load(Ordering::SeqCst) {
+                match client.get(&url).send().await {
+                    Ok(r) if r.status() == 200 => {
+                        let body = r.text().await.unwrap_or_default();
+                        if body.starts_with('v') {
+                            served.fetch_add(1, Ordering::SeqCst);
+                        } else {
+                            failures.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                    _ => {
+                        failures.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }
+        }));
+    }
+    wait_for_body(&rt, &url, "v1");
+    // 1. an atomic rename of the symlink's target
+    atomic_write(&first.join("orders.json"), &versioned("v2").to_string());
+    wait_for_body(&rt, &url, "v2");
+    // 2. an invalid file: rejected, v2 keeps serving
+    atomic_write(
+        &first.join("orders.json"),
+        r#"{"pathPrefix":"/v1","specification":{"routes":[{"path":"no-slash"}]}}"#,
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(call(&rt, "GET", &url, None, &[]).body, "v2");
+    // 3. a symlink swap to another folder
+    std::fs::write(second.join("orders.json"), versioned("v3").to_string()).unwrap();
+    let staged = link.with_extension("new");
+    std::os::unix::fs::symlink(second.join("orders.json"), &staged).unwrap();
+    std::fs::rename(&staged, &link).unwrap();
+    wait_for_body(&rt, &url, "v3");
+    // 4. SIGHUP reloads even when nothing changed
+    assert!(Command::new("kill")
+        .args(["-HUP", &gw.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    std::thread::sleep(Duration::from_millis(500));
+
+    stop.store(true, Ordering::SeqCst);
+    for task in load {
+        rt.block_on(task).unwrap();
+    }
+    assert_eq!(
+        failures.load(Ordering::SeqCst),
+        0,
+        "no request failed during reloads"
+    );
+    assert!(served.load(Ordering::SeqCst) > 50, "the load really ran");
+
+    let log = std::fs::read_to_string(&gw.execution_log).unwrap();
+    let codes: Vec<String> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|r| r["data"]["code"].as_str().map(str::to_owned))
+        .filter(|c| c.starts_with("configuration."))
+        .collect();
+    assert!(
+        codes
+            .iter()
+            .filter(|c| *c == "configuration.reloaded")
+            .count()
+            >= 3,
+        "{codes:?}"
+    );
+    assert_eq!(
+        codes
+            .iter()
+            .filter(|c| *c == "configuration.reloadRejected")
+            .count(),
+        1,
+        "{codes:?}"
+    );
+    assert!(
+        log.contains("routes[0].path"),
+        "the rejection names the error"
+    );
+    let metrics = call(&rt, "GET", &format!("http://{admin}/metrics"), None, &[]).body;
+    assert!(
+        metrics.contains(r#"claimgate_config_reloads_total{result="rejected"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"claimgate_config_reloads_total{result="ok"}"#),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn admin_endpoints_report_liveness_readiness_and_metrics_by_failed_check() {
+    let rt = runtime();
+    let upstream = start_upstream(&rt);
+    let jwks = start_jwks(&rt, vec![signer().jwk()]);
+    jwks.up.store(false, Ordering::SeqCst);
+    let admin = format!("127.0.0.1:{}", free_port());
+    let gw = start_gateway(
+        &deployment(&format!("http://{}/jwks", jwks.server.addr), upstream.addr),
+        &["--admin", &admin, "--jwks-cooldown", "1"],
+    );
+    let admin_url = |path: &str| format!("http://{admin}{path}");
+    assert_eq!(
+        call(&rt, "GET", &admin_url("/livez"), None, &[]).status,
+        200
+    );
+    let not_ready = call(&rt, "GET", &admin_url("/readyz"), None, &[]);
+    assert_eq!(not_ready.status, 503);
+    assert!(
+        not_ready.body.contains("/v1: key set not loaded"),
+        "{}",
+        not_ready.body
+    );
+    jwks.up.store(true, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while call(&rt, "GET", &admin_url("/readyz"), None, &[]).status != 200 {
+        assert!(Instant::now() < deadline, "never became ready");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let good = signer().token(claims());
+    let mut wrong = claims();
+    wrong["aud"] = json!("api://billing");
+    let wrong = signer().token(wrong);
+    for _ in 0..3 {
+        assert_eq!(
+            call(
+                &rt,
+                "GET",
+                &format!("{}/v1/stock", gw.base),
+                Some(&good),
+                &[]
+            )
+            .status,
+            202
+        );
+    }
+    assert_eq!(
+        call(
+            &rt,
+            "GET",
+            &format!("{}/v1/stock", gw.base),
+            Some(&wrong),
+            &[]
+        )
+        .status,
+        401
+    );
+    let metrics = call(&rt, "GET", &admin_url("/metrics"), None, &[]).body;
+    for expected in [
+        r#"claimgate_auth_decisions_total{deployment="orders",decision="allow"} 3"#,
+        r#"claimgate_auth_decisions_total{deployment="orders",decision="deny"} 1"#,
+        r#"claimgate_auth_check_failures_total{deployment="orders",check="aud"} 1"#,
+        r#"claimgate_key_fetches_total{deployment="orders",kind="jwks",result="error"}"#,
+        r#"claimgate_key_fetches_total{deployment="orders",kind="jwks",result="ok"} 1"#,
+        r#"claimgate_token_cache_total{result="hit"} 2"#,
+        r#"http_server_request_duration_seconds_count{deployment="orders",route="/stock",method="GET",status="202"} 3"#,
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "missing {expected} in\n{metrics}"
+        );
+    }
+    assert!(
+        !metrics.contains("route=\"/v1/stock\""),
+        "route labels are templates without the prefix"
+    );
+}
