@@ -70,6 +70,8 @@ struct ServedSet {
 #[derive(Debug)]
 pub struct Gateway {
     state: ArcSwap<ServedSet>,
+    /// HTTPS on the main listener when set; swapped when certificates are reloaded.
+    tls: arc_swap::ArcSwapOption<rustls::ServerConfig>,
     generation: std::sync::atomic::AtomicU64,
     cache: crate::cache::TokenCache,
     metrics: Arc<Metrics>,
@@ -103,6 +105,7 @@ impl Gateway {
         );
         let gateway = Self {
             state: ArcSwap::from_pointee(ServedSet { served: Vec::new() }),
+            tls: arc_swap::ArcSwapOption::empty(),
             generation: std::sync::atomic::AtomicU64::new(0),
             cache,
             metrics,
@@ -174,6 +177,11 @@ impl Gateway {
                 format!("Configuration reloaded: serving {}.", labels.join(", ")),
             ),
         );
+    }
+
+    /// Serves HTTPS with `config` from now on (new connections), or plain HTTP with `None`.
+    pub fn set_tls(&self, config: Option<Arc<rustls::ServerConfig>>) {
+        self.tls.store(config);
     }
 
     /// Records a reload that was refused; the current set keeps serving.
@@ -268,11 +276,29 @@ impl Gateway {
                         let gateway = gateway.clone();
                         async move { Ok::<_, std::convert::Infallible>(gateway.handle(request, peer).await) }
                     });
-                    let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service).into_owned();
-                    let watched = graceful.watch(connection);
-                    tokio::spawn(async move {
-                        let _ = watched.await;
-                    });
+                    match self.tls.load_full() {
+                        None => {
+                            let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service).into_owned();
+                            let watched = graceful.watch(connection);
+                            tokio::spawn(async move {
+                                let _ = watched.await;
+                            });
+                        }
+                        Some(config) => {
+                            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                            // The handshake runs in the connection's task, bounded like a header read.
+                            let builder = builder.clone();
+                            let watcher = graceful.watcher();
+                            let handshake_timeout = self.options.read_timeout;
+                            tokio::spawn(async move {
+                                let Ok(Ok(tls)) = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await else {
+                                    return;
+                                };
+                                let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(tls), service).into_owned();
+                                let _ = watcher.watch(connection).await;
+                            });
+                        }
+                    }
                 }
                 () = &mut shutdown => break,
             }

@@ -35,6 +35,12 @@ pub(crate) struct ServeArgs {
     /// Seconds between two JWKS fetch attempts of one deployment (unknown-kid refetch cooldown).
     #[arg(long, default_value_t = 30, value_name = "SECONDS", hide = true)]
     jwks_cooldown: u64,
+    /// Serve HTTPS on --listen with this certificate chain (PEM); reloaded with the config.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<String>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<String>,
     /// Start the admin listener (/livez, /readyz, /metrics; plain HTTP) on this address.
     #[arg(long, value_name = "ADDR")]
     admin: Option<SocketAddr>,
@@ -153,6 +159,11 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             .iter()
             .map(|d| format!("{} ({})", d.path_prefix, d.label()))
             .collect();
+        let tls_files = args.tls_cert.clone().zip(args.tls_key.clone());
+        let tls = match &tls_files {
+            Some((cert, key)) => Some(tls_config(cert, key).map_err(InputError::new)?),
+            None => None,
+        };
         let gateway = Gateway::start(deployments, Logs { execution, access }, options)
             .await
             .map_err(|e| InputError::new(format!("cannot start the gateway: {e}")))?;
@@ -167,14 +178,16 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
                     .serve_admin(listener, std::future::pending()),
             );
         }
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        gateway.set_tls(tls);
         let sources: Vec<String> = match &demo {
             Some((_, file)) => vec![file.to_string_lossy().into_owned()],
             None => args.deployments.clone(),
         };
-        tokio::spawn(watch_and_reload(gateway.clone(), sources));
+        tokio::spawn(watch_and_reload(gateway.clone(), sources, tls_files));
         tokio::spawn(gateway.clone().maintain_keys());
         eprintln!(
-            "claimgate listening on http://{local}, serving {}",
+            "claimgate listening on {scheme}://{local}, serving {}",
             labels.join(", ")
         );
         eprintln!("execution log: {execution_target}   access log: {access_target}");
@@ -278,28 +291,77 @@ fn fingerprint(sources: &[String]) -> Vec<Result<Vec<u8>, String>> {
 
 /// Reloads the whole set on SIGHUP (always) and when a file's contents change (checked every
 /// second); an invalid set is rejected, logged, and the current one keeps serving.
-async fn watch_and_reload(gateway: std::sync::Arc<Gateway>, sources: Vec<String>) {
+async fn watch_and_reload(
+    gateway: std::sync::Arc<Gateway>,
+    sources: Vec<String>,
+    tls_files: Option<(String, String)>,
+) {
     let mut hangup = hangup_signal();
-    let mut last = fingerprint(&sources);
+    let watched = |sources: &[String]| {
+        let mut all = fingerprint(sources);
+        if let Some((cert, key)) = &tls_files {
+            all.extend(fingerprint(&[cert.clone(), key.clone()]));
+        }
+        all
+    };
+    let mut last = watched(&sources);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let forced = tokio::select! {
             _ = tick.tick() => false,
             _ = hangup.recv() => true,
         };
-        let now = fingerprint(&sources);
+        let now = watched(&sources);
         if !forced && now == last {
             continue;
         }
         last = now;
+        let tls = match &tls_files {
+            Some((cert, key)) => match tls_config(cert, key) {
+                Ok(config) => Some(config),
+                Err(error) => {
+                    gateway.reload_rejected(&[error]);
+                    continue;
+                }
+            },
+            None => None,
+        };
         let sources = sources.clone();
         let loaded = tokio::task::spawn_blocking(move || load_all(&sources)).await;
         match loaded {
-            Ok(Ok(deployments)) => gateway.reload(deployments).await,
+            Ok(Ok(deployments)) => {
+                if tls.is_some() {
+                    gateway.set_tls(tls);
+                }
+                gateway.reload(deployments).await
+            }
             Ok(Err(errors)) => gateway.reload_rejected(&errors),
             Err(panicked) => gateway.reload_rejected(&[format!("loading failed: {panicked}")]),
         }
     }
+}
+
+/// A TLS server configuration from PEM files, offering h2 and HTTP/1.1.
+fn tls_config(cert: &str, key: &str) -> Result<std::sync::Arc<rustls::ServerConfig>, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read certificates from --tls-cert '{cert}': {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("--tls-cert '{cert}' holds no certificate"));
+    }
+    let private_key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("cannot read a private key from --tls-key '{key}': {e}"))?;
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, private_key)
+        .map_err(|e| format!("--tls-cert and --tls-key do not form a usable pair: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(std::sync::Arc::new(config))
 }
 
 /// SIGHUP as a stream (never fires where there are no signals).

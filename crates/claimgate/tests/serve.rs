@@ -1181,3 +1181,101 @@ fn admin_endpoints_report_liveness_readiness_and_metrics_by_failed_check() {
         "route labels are templates without the prefix"
     );
 }
+
+/// A self-signed certificate for localhost and 127.0.0.1, as (certificate PEM, key PEM).
+fn self_signed() -> (String, String) {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
+    (certified.cert.pem(), certified.signing_key.serialize_pem())
+}
+
+fn https_get(
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+    trusted_pem: &str,
+) -> Result<(u16, reqwest::Version), String> {
+    rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .tls_certs_only([reqwest::Certificate::from_pem(trusted_pem.as_bytes()).unwrap()])
+            .build()
+            .unwrap();
+        let response = client.get(url).send().await.map_err(|e| format!("{e:?}"))?;
+        Ok((response.status().as_u16(), response.version()))
+    })
+}
+
+#[test]
+fn https_is_served_with_h2_and_certificates_reload_with_the_config() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed();
+    let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_file, &cert).unwrap();
+    std::fs::write(&key_file, &key).unwrap();
+    let file = dir.path().join("open.json");
+    std::fs::write(&file, stock_deployment().to_string()).unwrap();
+    let gw = start_gateway_with_file(
+        dir,
+        &file,
+        &[
+            "--tls-cert",
+            cert_file.to_str().unwrap(),
+            "--tls-key",
+            key_file.to_str().unwrap(),
+        ],
+    );
+    let url = gw.base.replace("http://127.0.0.1", "https://localhost") + "/v1/open";
+    assert_eq!(
+        https_get(&rt, &url, &cert).unwrap(),
+        (200, reqwest::Version::HTTP_2)
+    );
+
+    // New certificate files are picked up; the old certificate is no longer presented.
+    let (new_cert, new_key) = self_signed();
+    std::fs::write(&key_file, &new_key).unwrap();
+    std::fs::write(&cert_file, &new_cert).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while https_get(&rt, &url, &new_cert).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate was never served"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        https_get(&rt, &url, &cert).is_err(),
+        "the old certificate is gone"
+    );
+}
+
+#[test]
+fn a_missing_certificate_is_a_clear_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("open.json");
+    std::fs::write(&file, stock_deployment().to_string()).unwrap();
+    let missing = dir.path().join("nope.pem");
+    let output = Command::new(env!("CARGO_BIN_EXE_claimgate"))
+        .args([
+            "serve",
+            "--deployment",
+            file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--tls-cert",
+            missing.to_str().unwrap(),
+            "--tls-key",
+            missing.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot read certificates from --tls-cert"),
+        "{stderr}"
+    );
+}
