@@ -11,10 +11,16 @@
 
 #![forbid(unsafe_code)]
 
+mod auth;
+mod backend;
+mod context;
 mod load;
 pub mod model;
+mod policies;
 mod reader;
+mod secrets;
 
 pub use load::{load_str, LoadOptions, Loaded, Rejected, MAX_FILE_BYTES};
 pub use model::*;
 pub use reader::Diagnostic;
+pub use secrets::Secrets;

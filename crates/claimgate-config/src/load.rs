@@ -1,10 +1,16 @@
 //! Reading deployment files: the four shapes OCI users have, every member checked against the
 //! SDK's names, types and limits, turned into [`Deployment`].
 
+use crate::backend::read_backend;
+use crate::context::Scope;
 use crate::model::*;
+use crate::policies::{
+    read_body_validation, read_cache_lookup, read_cache_store, read_cors, read_item_validations,
+    read_request_policies, read_transformations, Target,
+};
 use crate::reader::{join, Cx, Diagnostic, Field, Obj};
-use claimgate_jose::{json, KeyKind, KeySet, PublicKey};
-use serde_json::{Map, Value};
+use claimgate_jose::json;
+use serde_json::Value;
 
 /// Largest deployment specification OCI accepts (2 MB); files beyond it are refused unread.
 pub const MAX_FILE_BYTES: usize = 2 * 1024 * 1024;
@@ -209,362 +215,86 @@ fn check_prefix(cx: &mut Cx, path: &str, prefix: &str) -> Option<String> {
     })
 }
 
-fn read_specification(cx: &mut Cx, field: &Field<'_>) -> Option<Deployment> {
-    let mut obj = field.object(cx)?;
-    let mut unenforced = Vec::new();
-    let authentication = match obj.take("requestPolicies") {
-        Some(f) => read_request_policies(cx, &f, &mut unenforced),
-        None => Some(Authentication::None),
-    };
-    let execution_log_level = obj
-        .take("loggingPolicies")
-        .and_then(|f| read_logging(cx, &f))
-        .flatten();
-    let routes_field = obj.require(cx, "routes");
-    obj.finish(cx, SPECIFICATION_MEMBERS);
-    // Routes are read even when the policy is invalid, so every error is reported at once.
-    let routes_field = routes_field?;
-    let items = routes_field.array_max(cx, 50)?;
-    if items.is_empty() {
-        cx.error(&routes_field.path, "at least one route is required");
-    }
-    let mut routes = Vec::with_capacity(items.len());
-    for item in &items {
-        if let Some(route) = read_route(cx, item, authentication.as_ref(), &mut unenforced) {
-            routes.push(route);
-        }
-    }
-    let authentication = authentication?;
-    for path in &unenforced {
-        cx.warn(
-            path,
-            "is not enforced by claimgate yet ('serve' refuses this file)",
-        );
-    }
-    Some(Deployment {
-        id: String::new(),
-        display_name: None,
-        path_prefix: "/".into(),
-        authentication,
-        routes,
-        execution_log_level,
-        unenforced,
-    })
+/// What readers note on the way, for rules that need the whole specification.
+#[derive(Debug, Default)]
+pub(crate) struct Notes {
+    /// JSON paths of valid members that claimgate does not enforce yet and that are in effect.
+    pub(crate) unenforced: Vec<String>,
+    /// Paths an OAUTH2 failure policy names, which must be routes with a given backend.
+    pub(crate) route_refs: Vec<RouteRef>,
+    /// Secrets named by client details.
+    pub(crate) secret_refs: Vec<SecretRef>,
 }
 
-/// Members claimgate parses but does not enforce yet. A null or inert member is not reported.
-fn note_unenforced(obj: &mut Obj<'_>, names: &[&str], unenforced: &mut Vec<String>) {
-    for name in names {
-        if let Some(f) = obj.take(name) {
-            if !is_inert(name, f.value) {
-                unenforced.push(f.path);
-            }
+impl Notes {
+    /// Records a valid member that claimgate does not enforce, unless it is inert as written
+    /// (read-backs print nulls, empty lists and false flags for members nobody set).
+    pub(crate) fn unenforced(&mut self, path: &str, in_effect: bool) {
+        if in_effect {
+            self.unenforced.push(path.to_owned());
         }
     }
 }
 
-/// A member that changes nothing as written (read-backs print such defaults).
-fn is_inert(name: &str, value: &Value) -> bool {
-    let Some(map) = value.as_object() else {
-        return false;
-    };
-    let falsy = |v: Option<&Value>| match v {
-        None | Some(Value::Null) | Some(Value::Bool(false)) => true,
-        Some(Value::Array(a)) => a.is_empty(),
-        _ => false,
-    };
-    match name {
-        "mutualTls" => {
-            falsy(
-                map.get("isVerifiedCertificateRequired")
-                    .or(map.get("is-verified-certificate-required")),
-            ) && falsy(map.get("allowedSans").or(map.get("allowed-sans")))
-        }
-        _ => map.values().all(Value::is_null),
-    }
+/// `loginPath` / `logoutPath` of an OAUTH2 failure policy.
+#[derive(Debug)]
+pub(crate) struct RouteRef {
+    /// Where the path is written.
+    pub(crate) at: String,
+    pub(crate) path: String,
+    /// The backend type the route must have.
+    pub(crate) backend: &'static str,
 }
 
-const REQUEST_POLICY_MEMBERS: &[&str] = &[
-    "authentication",
-    "rateLimiting",
-    "cors",
-    "mutualTls",
-    "usagePlans",
-    "dynamicAuthentication",
-];
+/// What the deployment-wide policies mean for routes.
+#[derive(Debug)]
+pub(crate) struct AuthRead {
+    pub(crate) authentication: Authentication,
+    /// `isAnonymousAccessAllowed` of a JWT or TOKEN policy (`ANONYMOUS` routes need it).
+    pub(crate) anonymous_allowed: Option<bool>,
+}
 
-fn read_request_policies(
+/// The `type` of a polymorphic member, one of `allowed`.
+pub(crate) fn read_kind<'v>(
     cx: &mut Cx,
-    field: &Field<'_>,
-    unenforced: &mut Vec<String>,
-) -> Option<Authentication> {
-    let mut obj = field.object(cx)?;
-    let authentication = match obj.take("authentication") {
-        None => Some(Authentication::None),
-        Some(f) => read_authentication(cx, &f),
-    };
-    note_unenforced(
-        &mut obj,
-        &[
-            "rateLimiting",
-            "cors",
-            "mutualTls",
-            "usagePlans",
-            "dynamicAuthentication",
-        ],
-        unenforced,
-    );
-    obj.finish(cx, REQUEST_POLICY_MEMBERS);
-    authentication
+    obj: &mut Obj<'v>,
+    allowed: &[&str],
+    what: &str,
+) -> Option<&'v str> {
+    let field = obj.require(cx, "type")?;
+    read_enum(cx, &field, allowed, what)
 }
 
-const JWT_MEMBERS: &[&str] = &[
-    "type",
-    "isAnonymousAccessAllowed",
-    "tokenHeader",
-    "tokenQueryParam",
-    "tokenAuthScheme",
-    "maxClockSkewInSeconds",
-    "issuers",
-    "audiences",
-    "verifyClaims",
-    "publicKeys",
-];
-const TOKEN_MEMBERS: &[&str] = &[
-    "type",
-    "isAnonymousAccessAllowed",
-    "tokenHeader",
-    "tokenQueryParam",
-    "tokenAuthScheme",
-    "maxClockSkewInSeconds",
-    "validationPolicy",
-    "validationFailurePolicy",
-];
-
-fn read_authentication(cx: &mut Cx, field: &Field<'_>) -> Option<Authentication> {
-    let mut obj = field.object(cx)?;
-    let kind = obj.require(cx, "type").and_then(|f| f.str(cx))?;
-    match kind {
-        "JWT_AUTHENTICATION" => read_jwt_policy(cx, obj, AuthFlavor::JwtAuthentication),
-        "TOKEN_AUTHENTICATION" => read_jwt_policy(cx, obj, AuthFlavor::TokenAuthentication),
-        "CUSTOM_AUTHENTICATION" => {
-            obj.ignore(&[
-                "functionId",
-                "tokenHeader",
-                "tokenQueryParam",
-                "parameters",
-                "cacheKey",
-                "validationFailurePolicy",
-                "isAnonymousAccessAllowed",
-            ]);
-            obj.finish(cx, &[]);
-            cx.warn(
-                &field.path,
-                "CUSTOM_AUTHENTICATION calls an OCI Functions authorizer: claimgate cannot evaluate it",
-            );
-            Some(Authentication::Unsupported {
-                kind: kind.to_owned(),
-                reason: "it calls an OCI Functions authorizer, which only OCI can run".into(),
-            })
-        }
-        other => {
-            cx.error(
-                &join(&obj.path, "type"),
-                format!(
-                    "'{other}' is not an authentication type (JWT_AUTHENTICATION, \
-                     TOKEN_AUTHENTICATION, CUSTOM_AUTHENTICATION)"
-                ),
-            );
-            None
-        }
+/// A string that must be one of `allowed`.
+pub(crate) fn read_enum<'v>(
+    cx: &mut Cx,
+    field: &Field<'v>,
+    allowed: &[&str],
+    what: &str,
+) -> Option<&'v str> {
+    let value = field.str(cx)?;
+    if allowed.contains(&value) {
+        Some(value)
+    } else {
+        cx.error(
+            &field.path,
+            format!("'{value}' is not {what} ({})", allowed.join(", ")),
+        );
+        None
     }
 }
 
-fn read_jwt_policy(cx: &mut Cx, mut obj: Obj<'_>, flavor: AuthFlavor) -> Option<Authentication> {
-    let policy_path = obj.path.clone();
-    let anonymous_allowed = obj
-        .take("isAnonymousAccessAllowed")
-        .and_then(|f| f.bool(cx))
-        .unwrap_or(false);
-    let header = obj.take("tokenHeader");
-    let query = obj.take("tokenQueryParam");
-    let scheme = obj.take("tokenAuthScheme");
-    let location = match (&header, &query) {
-        (Some(h), None) => {
-            let name = h.non_empty_str(cx);
-            let scheme = match &scheme {
-                Some(s) => s.non_empty_str(cx).map(str::to_owned),
-                None if flavor == AuthFlavor::JwtAuthentication => {
-                    cx.error(
-                        &join(&policy_path, "tokenAuthScheme"),
-                        "is required with tokenHeader (OCI supports 'Bearer')",
-                    );
-                    None
-                }
-                None => None,
-            };
-            if let Some(s) = &scheme {
-                if s != "Bearer" {
-                    cx.warn(
-                        &join(&policy_path, "tokenAuthScheme"),
-                        format!("'{s}': OCI supports only 'Bearer'"),
-                    );
-                }
-            }
-            name.map(|name| TokenLocation::Header {
-                name: name.to_owned(),
-                scheme,
-            })
-        }
-        (None, Some(q)) => {
-            if let Some(s) = &scheme {
-                cx.error(&s.path, "only applies with tokenHeader");
-            }
-            q.non_empty_str(cx).map(|name| TokenLocation::Query {
-                name: name.to_owned(),
-            })
-        }
-        (Some(_), Some(q)) => {
-            cx.error(
-                &q.path,
-                "tokenHeader and tokenQueryParam cannot both be set",
-            );
-            None
-        }
-        (None, None) => {
-            cx.error(
-                &join(&policy_path, "tokenHeader"),
-                "is required (or tokenQueryParam): where should the token be read from?",
-            );
-            None
-        }
-    };
-    let skew = obj
-        .take("maxClockSkewInSeconds")
-        .map(|f| f.number_in(cx, 0.0, 120.0))
-        .unwrap_or(Some(0.0));
-    let (issuers, audiences, verify_claims, keys) =
-        match flavor {
-            AuthFlavor::JwtAuthentication => {
-                let issuers = obj
-                    .require(cx, "issuers")
-                    .and_then(|f| required_list(cx, &f, 5));
-                let audiences = obj
-                    .require(cx, "audiences")
-                    .and_then(|f| required_list(cx, &f, 5));
-                let claims = read_verify_claims(cx, obj.take("verifyClaims"));
-                let keys = obj
-                    .require(cx, "publicKeys")
-                    .and_then(|f| read_key_source(cx, &f, None));
-                obj.finish(cx, JWT_MEMBERS);
-                (issuers.map(Some), audiences.map(Some), claims, keys)
-            }
-            AuthFlavor::TokenAuthentication => {
-                let failure = obj.take("validationFailurePolicy");
-                let result = obj
-                    .require(cx, "validationPolicy")
-                    .and_then(|f| read_validation_policy(cx, &f));
-                obj.finish(cx, TOKEN_MEMBERS);
-                if let Some(f) = failure {
-                    cx.error(
-                        &f.path,
-                        "validationFailurePolicy is not supported by claimgate yet",
-                    );
-                }
-                match result? {
-                    ValidationPolicy::Keys {
-                        keys,
-                        issuers,
-                        audiences,
-                        claims,
-                    } => (Some(issuers), Some(audiences), claims, Some(keys)),
-                    ValidationPolicy::Discovery => return Some(Authentication::Unsupported {
-                        kind: "TOKEN_AUTHENTICATION with REMOTE_DISCOVERY".into(),
-                        reason:
-                            "OIDC discovery and introspection are not supported by claimgate yet"
-                                .into(),
-                    }),
-                }
-            }
-        };
-    Some(Authentication::Jwt(Box::new(JwtPolicy {
-        flavor,
-        anonymous_allowed,
-        location: location?,
-        issuers: issuers?,
-        audiences: audiences?,
-        verify_claims: verify_claims?,
-        max_clock_skew_seconds: skew?,
-        keys: keys?,
-        path: policy_path,
-    })))
-}
-
-enum ValidationPolicy {
-    Keys {
-        keys: KeySource,
-        issuers: Option<Vec<String>>,
-        audiences: Option<Vec<String>>,
-        claims: Option<Vec<ClaimRule>>,
-    },
-    Discovery,
-}
-
-fn read_validation_policy(cx: &mut Cx, field: &Field<'_>) -> Option<ValidationPolicy> {
-    let mut obj = field.object(cx)?;
-    let kind = obj.require(cx, "type").and_then(|f| f.str(cx))?.to_owned();
-    let (mut issuers, mut audiences, mut claims) = (None, None, Some(Vec::new()));
-    if let Some(extra) = obj.take("additionalValidationPolicy") {
-        if let Some(mut extra_obj) = extra.object(cx) {
-            issuers = extra_obj
-                .take("issuers")
-                .and_then(|f| required_list(cx, &f, 5));
-            audiences = extra_obj
-                .take("audiences")
-                .and_then(|f| required_list(cx, &f, 5));
-            claims = read_verify_claims(cx, extra_obj.take("verifyClaims"));
-            extra_obj.finish(cx, &["issuers", "audiences", "verifyClaims"]);
-        }
-    }
-    match kind.as_str() {
-        "STATIC_KEYS" | "REMOTE_JWKS" => {
-            let keys = read_key_source(cx, field, Some(obj))?;
-            Some(ValidationPolicy::Keys {
-                keys,
-                issuers,
-                audiences,
-                claims: Some(claims?),
-            })
-        }
-        "REMOTE_DISCOVERY" => {
-            obj.ignore(&[
-                "clientDetails",
-                "sourceUriDetails",
-                "isSslVerifyDisabled",
-                "maxCacheDurationInHours",
-            ]);
-            obj.finish(
-                cx,
-                &[
-                    "type",
-                    "additionalValidationPolicy",
-                    "clientDetails",
-                    "sourceUriDetails",
-                ],
-            );
-            Some(ValidationPolicy::Discovery)
-        }
-        other => {
-            cx.error(
-                &join(&obj.path, "type"),
-                format!("'{other}' is not a validation policy type (STATIC_KEYS, REMOTE_JWKS, REMOTE_DISCOVERY)"),
-            );
-            None
-        }
+/// An optional member that was read: absent is fine (`Some(None)`), present but invalid is not
+/// (`None`).
+pub(crate) fn optional<T>(read: Option<Option<T>>) -> Option<Option<T>> {
+    match read {
+        None => Some(None),
+        Some(None) => None,
+        Some(Some(value)) => Some(Some(value)),
     }
 }
 
-fn required_list(cx: &mut Cx, field: &Field<'_>, max: usize) -> Option<Vec<String>> {
+pub(crate) fn required_list(cx: &mut Cx, field: &Field<'_>, max: usize) -> Option<Vec<String>> {
     let list = field.strings(cx, max)?;
     if list.is_empty() {
         cx.error(&field.path, "at least one value is required");
@@ -578,232 +308,132 @@ fn required_list(cx: &mut Cx, field: &Field<'_>, max: usize) -> Option<Vec<Strin
     Some(list)
 }
 
-fn read_verify_claims(cx: &mut Cx, field: Option<Field<'_>>) -> Option<Vec<ClaimRule>> {
-    let Some(field) = field else {
-        return Some(Vec::new());
+fn read_specification(cx: &mut Cx, field: &Field<'_>) -> Option<Deployment> {
+    let mut obj = field.object(cx)?;
+    let mut notes = Notes::default();
+    let auth = match obj.take("requestPolicies") {
+        Some(f) => read_request_policies(cx, &f, &mut notes),
+        None => Some(AuthRead {
+            authentication: Authentication::None,
+            anonymous_allowed: None,
+        }),
     };
-    let items = field.array_max(cx, 10)?;
-    let mut rules = Vec::new();
-    let mut ok = true;
-    for item in items {
-        let Some(mut obj) = item.object(cx) else {
-            ok = false;
-            continue;
-        };
-        let key = obj
-            .require(cx, "key")
-            .and_then(|f| f.non_empty_str(cx))
-            .map(str::to_owned);
-        let values = obj
-            .take("values")
-            .map(|f| f.strings(cx, usize::MAX))
-            .unwrap_or(Some(Vec::new()));
-        let required = obj
-            .take("isRequired")
-            .map(|f| f.bool(cx))
-            .unwrap_or(Some(false));
-        obj.finish(cx, &["key", "values", "isRequired"]);
-        match (key, values, required) {
-            (Some(key), Some(values), Some(required)) => {
-                if rules.iter().any(|r: &ClaimRule| r.key == key) {
-                    cx.error(&item.path, format!("claim '{key}' is listed twice"));
-                    ok = false;
-                }
-                rules.push(ClaimRule {
-                    key,
-                    values,
-                    required,
-                });
-            }
-            _ => ok = false,
-        }
-    }
-    ok.then_some(rules)
-}
-
-const STATIC_KEY_MEMBERS: &[&str] = &[
-    "kid", "format", "kty", "n", "e", "use", "key_ops", "alg", "crv", "x", "y", "key",
-];
-
-/// Reads `publicKeys` (JWT_AUTHENTICATION) or a keyed `validationPolicy` (TOKEN_AUTHENTICATION,
-/// whose object is already open as `open`).
-fn read_key_source(cx: &mut Cx, field: &Field<'_>, open: Option<Obj<'_>>) -> Option<KeySource> {
-    let nested = open.is_some();
-    let mut obj = match open {
-        Some(obj) => obj,
-        None => field.object(cx)?,
-    };
-    let kind = obj.require(cx, "type").and_then(|f| f.str(cx))?.to_owned();
-    let mut known = vec!["type"];
-    if nested {
-        known.push("additionalValidationPolicy");
-    }
-    let source = match kind.as_str() {
-        "REMOTE_JWKS" => {
-            let uri = obj.require(cx, "uri").and_then(|f| {
-                let uri = f.non_empty_str(cx)?;
-                check_remote_uri(cx, &f.path, uri)
-            });
-            let ssl_verify_disabled = obj
-                .take("isSslVerifyDisabled")
-                .and_then(|f| f.bool(cx))
-                .unwrap_or(false);
-            let hours = obj
-                .take("maxCacheDurationInHours")
-                .map(|f| f.integer_in(cx, 1, 24))
-                .unwrap_or(Some(1));
-            known.extend(["uri", "isSslVerifyDisabled", "maxCacheDurationInHours"]);
-            Some(KeySource::RemoteJwks(RemoteJwks {
-                uri: uri?,
-                ssl_verify_disabled,
-                max_cache_hours: hours? as u32,
-            }))
-        }
-        "STATIC_KEYS" => {
-            known.push("keys");
-            obj.require(cx, "keys")
-                .and_then(|f| read_static_keys(cx, &f))
-                .map(KeySource::Static)
-        }
-        other => {
-            cx.error(
-                &join(&obj.path, "type"),
-                format!("'{other}' is not a key set type (REMOTE_JWKS, STATIC_KEYS)"),
-            );
-            None
-        }
-    };
-    obj.finish(cx, &known);
-    source
-}
-
-fn check_remote_uri(cx: &mut Cx, path: &str, uri: &str) -> Option<String> {
-    let rest = if let Some(rest) = uri.strip_prefix("https://") {
-        rest
-    } else if let Some(rest) = uri.strip_prefix("http://") {
-        let host = rest.split(['/', ':']).next().unwrap_or_default();
-        if !matches!(host, "localhost" | "127.0.0.1" | "[::1]") {
-            cx.warn(
-                path,
-                "plain http:// to a non-loopback host: keys can be tampered with in transit",
-            );
-        }
-        rest
-    } else {
-        cx.error(
-            path,
-            format!("'{uri}' must be an https:// (or http://) URL"),
-        );
-        return None;
-    };
-    if rest.is_empty() || rest.starts_with('/') {
-        cx.error(path, format!("'{uri}' has no host"));
-        return None;
-    }
-    Some(uri.to_owned())
-}
-
-fn read_static_keys(cx: &mut Cx, field: &Field<'_>) -> Option<KeySet> {
-    let items = field.array_max(cx, 10)?;
+    let execution_log_level = obj
+        .take("loggingPolicies")
+        .and_then(|f| read_logging(cx, &f))
+        .flatten();
+    let routes_field = obj.require(cx, "routes");
+    obj.finish(cx, SPECIFICATION_MEMBERS);
+    // Routes are read even when the policy is invalid, so every error is reported at once.
+    let routes_field = routes_field?;
+    let items = routes_field.array_max(cx, 50)?;
     if items.is_empty() {
-        cx.error(&field.path, "at least one key is required");
-        return None;
+        cx.error(&routes_field.path, "at least one route is required");
     }
-    let mut keys: Vec<PublicKey> = Vec::new();
-    let mut ok = true;
-    for item in items {
-        match read_static_key(cx, &item) {
-            Some(key) => {
-                if keys.iter().any(|k| k.kid() == key.kid()) {
-                    cx.error(
-                        &join(&item.path, "kid"),
-                        format!(
-                            "kid '{}' is used by another key",
-                            key.kid().unwrap_or_default()
-                        ),
-                    );
-                    ok = false;
-                }
-                if !matches!(key.kind(), KeyKind::Rsa { .. }) {
-                    cx.warn(
-                        &item.path,
-                        format!(
-                            "a {} key: claimgate accepts it, OCI accepts only RSA",
-                            key.kind()
-                        ),
-                    );
-                }
-                keys.push(key);
-            }
-            None => ok = false,
+    let mut routes: Vec<(String, Route)> = Vec::with_capacity(items.len());
+    let mut route_keys: Vec<RouteKey> = Vec::with_capacity(items.len());
+    for item in &items {
+        if let Some(route) = read_route(cx, item, auth.as_ref(), &mut notes, &mut route_keys) {
+            routes.push((item.path.clone(), route));
         }
     }
-    ok.then(|| KeySet::new(keys))
+    if routes.len() == items.len() {
+        check_route_refs(cx, &notes.route_refs, &routes);
+    }
+    let auth = auth?;
+    for path in &notes.unenforced {
+        cx.warn(
+            path,
+            "is not enforced by claimgate yet ('serve' refuses this file)",
+        );
+    }
+    Some(Deployment {
+        id: String::new(),
+        display_name: None,
+        path_prefix: "/".into(),
+        authentication: auth.authentication,
+        routes: routes.into_iter().map(|(_, r)| r).collect(),
+        execution_log_level,
+        unenforced: notes.unenforced,
+        secret_refs: notes.secret_refs,
+    })
 }
 
-fn read_static_key(cx: &mut Cx, item: &Field<'_>) -> Option<PublicKey> {
-    let mut obj = item.object(cx)?;
-    let kid = obj
-        .require(cx, "kid")
-        .and_then(|f| f.non_empty_str(cx))
-        .map(str::to_owned);
-    let format = obj
-        .require(cx, "format")
-        .and_then(|f| f.str(cx))
-        .map(str::to_owned);
-    let result = match format.as_deref() {
-        Some("JSON_WEB_KEY") => {
-            let mut jwk = Map::new();
-            for member in ["kty", "n", "e", "use", "key_ops", "alg", "crv", "x", "y"] {
-                if let Some(f) = obj.take(member) {
-                    jwk.insert(member.to_owned(), f.value.clone());
-                }
-            }
-            if let Some(kid) = &kid {
-                jwk.insert("kid".into(), Value::String(kid.clone()));
-            }
-            if let Some(alg) = jwk.get("alg").and_then(Value::as_str) {
-                if !matches!(alg, "RS256" | "RS384" | "RS512") {
-                    cx.warn(
-                        &join(&item.path, "alg"),
-                        format!("'{alg}': OCI accepts only RS256, RS384, RS512"),
-                    );
-                }
-            }
-            obj.finish(
-                cx,
-                &[
-                    "kid", "format", "kty", "n", "e", "use", "key_ops", "alg", "crv", "x", "y",
-                ],
-            );
-            PublicKey::from_jwk(&jwk).map_err(|e| e.to_string())
-        }
-        Some("PEM") => {
-            let pem = obj.require(cx, "key").and_then(|f| f.str(cx));
-            obj.finish(cx, &["kid", "format", "key"]);
-            match pem {
-                Some(pem) => PublicKey::from_pem(pem, kid.clone()).map_err(|e| e.to_string()),
-                None => return None,
-            }
-        }
-        Some(other) => {
-            obj.finish(cx, STATIC_KEY_MEMBERS);
-            cx.error(
-                &join(&item.path, "format"),
-                format!("'{other}' is not a key format (JSON_WEB_KEY, PEM)"),
-            );
-            return None;
-        }
-        None => {
-            obj.finish(cx, STATIC_KEY_MEMBERS);
-            return None;
-        }
+/// A route's path and methods, kept for the overlap rule even when the rest of it is invalid.
+#[derive(Debug)]
+struct RouteKey {
+    /// The route's JSON path (`routes[0]`).
+    at: String,
+    path: RoutePath,
+    methods: Methods,
+}
+
+/// Two routes with the same path template (parameter names aside) must not share a method.
+fn check_overlap(cx: &mut Cx, mine: &RouteKey, earlier: &[RouteKey]) {
+    let shape = |path: &RoutePath| -> Vec<String> {
+        path.segments()
+            .iter()
+            .map(|s| match s {
+                PathSegment::Literal(text) => format!("={text}"),
+                PathSegment::Param(_) => "{}".to_owned(),
+                PathSegment::Wildcard(_) => "{*}".to_owned(),
+            })
+            .collect()
     };
-    match result {
-        Ok(key) => Some(key),
-        Err(reason) => {
-            cx.error(&item.path, reason);
-            None
+    let my_shape = shape(&mine.path);
+    for other in earlier {
+        if shape(&other.path) != my_shape {
+            continue;
+        }
+        let shared: Vec<&str> = match (&mine.methods, &other.methods) {
+            (Methods::Any, Methods::Any) => vec!["any method"],
+            (Methods::Any, Methods::Only(list)) | (Methods::Only(list), Methods::Any) => {
+                list.iter().map(|m| m.name()).collect()
+            }
+            (Methods::Only(a), Methods::Only(b)) => a
+                .iter()
+                .filter(|m| b.contains(m))
+                .map(|m| m.name())
+                .collect(),
+        };
+        if !shared.is_empty() {
+            cx.error(
+                &join(&mine.at, "path"),
+                format!(
+                    "'{}' is already routed for {} by {} ('{}')",
+                    mine.path.as_str(),
+                    shared.join(", "),
+                    other.at,
+                    other.path.as_str()
+                ),
+            );
+            return;
+        }
+    }
+}
+
+/// The backend type a route has, as OCI names it.
+fn backend_kind(backend: &Backend) -> &str {
+    match backend {
+        Backend::Stock(_) => "STOCK_RESPONSE_BACKEND",
+        Backend::Http(_) => "HTTP_BACKEND",
+        Backend::Unsupported { kind } => kind,
+    }
+}
+
+fn check_route_refs(cx: &mut Cx, refs: &[RouteRef], routes: &[(String, Route)]) {
+    for r in refs {
+        let found = routes.iter().any(|(_, route)| {
+            route.path.as_str() == r.path && backend_kind(&route.backend) == r.backend
+        });
+        if !found {
+            cx.error(
+                &r.at,
+                format!(
+                    "'{}' must be the path of a route with an {}, and no route is",
+                    r.path, r.backend
+                ),
+            );
         }
     }
 }
@@ -861,8 +491,9 @@ const ROUTE_REQUEST_POLICY_MEMBERS: &[&str] = &[
 fn read_route(
     cx: &mut Cx,
     field: &Field<'_>,
-    authentication: Option<&Authentication>,
-    unenforced: &mut Vec<String>,
+    auth: Option<&AuthRead>,
+    notes: &mut Notes,
+    route_keys: &mut Vec<RouteKey>,
 ) -> Option<Route> {
     let mut obj = field.object(cx)?;
     let path = obj.require(cx, "path").and_then(|f| {
@@ -871,36 +502,95 @@ fn read_route(
             .map_err(|e| cx.error(&f.path, e))
             .ok()
     });
+    let params: Option<Vec<String>> = path.as_ref().map(|p| {
+        p.segments()
+            .iter()
+            .filter_map(|s| match s {
+                PathSegment::Param(name) | PathSegment::Wildcard(name) => Some(name.clone()),
+                PathSegment::Literal(_) => None,
+            })
+            .collect()
+    });
+    let scope = Scope::route(params.as_deref());
     let methods = match obj.take("methods") {
         None => Some(Methods::Any),
         Some(f) => read_methods(cx, &f),
     };
+    if let (Some(path), Some(methods)) = (&path, &methods) {
+        let key = RouteKey {
+            at: field.path.clone(),
+            path: path.clone(),
+            methods: methods.clone(),
+        };
+        check_overlap(cx, &key, route_keys);
+        route_keys.push(key);
+    }
     let backend = obj
         .require(cx, "backend")
-        .and_then(|f| read_backend(cx, &f));
+        .and_then(|f| read_backend(cx, &f, &scope, notes, false));
     let mut authorization = Some(Authorization::AuthenticationOnly);
     let mut explicit_authorization = None;
+    let mut policies_ok = true;
+    let mut header_transformations = None;
+    let mut query_parameter_transformations = None;
+    let mut response_header_transformations = None;
     if let Some(policies) = obj.take("requestPolicies") {
         if let Some(mut policies) = policies.object(cx) {
             if let Some(f) = policies.take("authorization") {
                 authorization = read_authorization(cx, &f);
                 explicit_authorization = Some(f.path);
             }
-            note_unenforced(
-                &mut policies,
-                &ROUTE_REQUEST_POLICY_MEMBERS[1..],
-                unenforced,
-            );
+            let mut note = |notes: &mut Notes, path: &str, read: Option<bool>| match read {
+                Some(in_effect) => notes.unenforced(path, in_effect),
+                None => policies_ok = false,
+            };
+            if let Some(f) = policies.take("cors") {
+                note(notes, &f.path, read_cors(cx, &f));
+            }
+            if let Some(f) = policies.take("queryParameterValidations") {
+                let read = read_item_validations(cx, &f, "parameters", Target::QueryParameters);
+                note(notes, &f.path, read);
+            }
+            if let Some(f) = policies.take("headerValidations") {
+                let read = read_item_validations(cx, &f, "headers", Target::RequestHeaders);
+                note(notes, &f.path, read);
+            }
+            if let Some(f) = policies.take("bodyValidation") {
+                note(notes, &f.path, read_body_validation(cx, &f));
+            }
+            if let Some(f) = policies.take("headerTransformations") {
+                let read = read_transformations(cx, &f, Target::RequestHeaders, &scope);
+                note(notes, &f.path, read.as_ref().map(|t| !t.is_empty()));
+                header_transformations = read.filter(|t| !t.is_empty());
+            }
+            if let Some(f) = policies.take("queryParameterTransformations") {
+                let read = read_transformations(cx, &f, Target::QueryParameters, &scope);
+                note(notes, &f.path, read.as_ref().map(|t| !t.is_empty()));
+                query_parameter_transformations = read.filter(|t| !t.is_empty());
+            }
+            if let Some(f) = policies.take("responseCacheLookup") {
+                note(notes, &f.path, read_cache_lookup(cx, &f, &scope));
+            }
             policies.finish(cx, ROUTE_REQUEST_POLICY_MEMBERS);
         }
     }
     if let Some(f) = obj.take("responsePolicies") {
         if let Some(mut policies) = f.object(cx) {
-            note_unenforced(
-                &mut policies,
-                &["headerTransformations", "responseCacheStore"],
-                unenforced,
-            );
+            if let Some(f) = policies.take("headerTransformations") {
+                match read_transformations(cx, &f, Target::ResponseHeaders, &scope) {
+                    Some(t) => {
+                        notes.unenforced(&f.path, !t.is_empty());
+                        response_header_transformations = Some(t).filter(|t| !t.is_empty());
+                    }
+                    None => policies_ok = false,
+                }
+            }
+            if let Some(f) = policies.take("responseCacheStore") {
+                match read_cache_store(cx, &f) {
+                    Some(in_effect) => notes.unenforced(&f.path, in_effect),
+                    None => policies_ok = false,
+                }
+            }
             policies.finish(cx, &["headerTransformations", "responseCacheStore"]);
         }
     }
@@ -910,20 +600,17 @@ fn read_route(
         .flatten();
     obj.finish(cx, ROUTE_MEMBERS);
     let authorization = authorization?;
-    if let Some(at) = &explicit_authorization {
-        match (authentication, &authorization) {
-            (Some(Authentication::Jwt(policy)), Authorization::Anonymous)
-                if !policy.anonymous_allowed =>
-            {
+    if let (Some(at), Some(auth)) = (&explicit_authorization, auth) {
+        match &authorization {
+            Authorization::Anonymous if auth.anonymous_allowed == Some(false) => {
                 cx.error(
                     at,
                     "ANONYMOUS needs isAnonymousAccessAllowed: true in the authentication policy",
                 );
             }
-            (
-                Some(Authentication::None),
-                Authorization::AuthenticationOnly | Authorization::AnyOf(_),
-            ) => {
+            Authorization::AuthenticationOnly | Authorization::AnyOf(_)
+                if matches!(auth.authentication, Authentication::None) =>
+            {
                 cx.error(
                     at,
                     "this route requires authentication but the deployment has no authentication policy",
@@ -932,16 +619,20 @@ fn read_route(
             _ => {}
         }
     }
-    let authorization = match authentication {
+    let authorization = match auth.map(|a| &a.authentication) {
         Some(Authentication::None) => Authorization::Anonymous,
         _ => authorization,
     };
+    policies_ok.then_some(())?;
     Some(Route {
         path: path?,
         methods: methods?,
         backend: backend?,
         authorization,
         execution_log_level,
+        header_transformations,
+        query_parameter_transformations,
+        response_header_transformations,
     })
 }
 
@@ -993,128 +684,4 @@ fn read_authorization(cx: &mut Cx, field: &Field<'_>) -> Option<Authorization> {
     };
     obj.finish(cx, &["type", "allowedScope"]);
     result
-}
-
-fn read_backend(cx: &mut Cx, field: &Field<'_>) -> Option<Backend> {
-    let mut obj = field.object(cx)?;
-    let kind = obj.require(cx, "type").and_then(|f| f.str(cx))?.to_owned();
-    match kind.as_str() {
-        "STOCK_RESPONSE_BACKEND" => {
-            let status = obj
-                .require(cx, "status")
-                .and_then(|f| f.integer_in(cx, 100, 599));
-            let body = obj.take("body").and_then(|f| {
-                let body = f.str(cx)?;
-                if body.len() > 5 * 1024 {
-                    cx.error(
-                        &f.path,
-                        format!("{} bytes is above the maximum 5120", body.len()),
-                    );
-                } else if body.len() > 4096 {
-                    cx.warn(
-                        &f.path,
-                        format!("{} bytes: OCI's limits page allows 4096", body.len()),
-                    );
-                }
-                Some(body.to_owned())
-            });
-            let headers = match obj.take("headers") {
-                None => Some(Vec::new()),
-                Some(f) => read_stock_headers(cx, &f),
-            };
-            obj.finish(cx, &["type", "status", "body", "headers"]);
-            Some(Backend::Stock(StockResponse {
-                status: status? as u16,
-                body,
-                headers: headers?,
-            }))
-        }
-        "HTTP_BACKEND" => {
-            let url = obj.require(cx, "url").and_then(|f| {
-                let url = f.non_empty_str(cx)?;
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    cx.error(
-                        &f.path,
-                        format!("'{url}' must start with http:// or https://"),
-                    );
-                    return None;
-                }
-                Some(url.to_owned())
-            });
-            let mut timeout = |name: &str, default: f64, max: f64| {
-                obj.take(name)
-                    .map(|f| f.number_in(cx, 1.0, max))
-                    .unwrap_or(Some(default))
-            };
-            let connect = timeout("connectTimeoutInSeconds", 60.0, 75.0);
-            let read = timeout("readTimeoutInSeconds", 10.0, 300.0);
-            let send = timeout("sendTimeoutInSeconds", 10.0, 300.0);
-            let ssl = obj
-                .take("isSslVerifyDisabled")
-                .and_then(|f| f.bool(cx))
-                .unwrap_or(false);
-            obj.finish(
-                cx,
-                &[
-                    "type",
-                    "url",
-                    "connectTimeoutInSeconds",
-                    "readTimeoutInSeconds",
-                    "sendTimeoutInSeconds",
-                    "isSslVerifyDisabled",
-                ],
-            );
-            Some(Backend::Http(HttpBackend {
-                url: url?,
-                connect_timeout_seconds: connect?,
-                read_timeout_seconds: read?,
-                send_timeout_seconds: send?,
-                ssl_verify_disabled: ssl,
-            }))
-        }
-        "ORACLE_FUNCTIONS_BACKEND"
-        | "DYNAMIC_ROUTING_BACKEND"
-        | "OAUTH2_LOGIN_BACKEND"
-        | "OAUTH2_LOGOUT_BACKEND" => {
-            obj.ignore(&[
-                "functionId",
-                "selectionSource",
-                "routingBackends",
-                "allowedPostLogoutUris",
-                "postLogoutState",
-            ]);
-            obj.finish(cx, &["type"]);
-            cx.warn(
-                &field.path,
-                format!("{kind} is never served by claimgate (routes to it answer 502)"),
-            );
-            Some(Backend::Unsupported { kind })
-        }
-        other => {
-            cx.error(
-                &join(&obj.path, "type"),
-                format!("'{other}' is not a backend type (HTTP_BACKEND, STOCK_RESPONSE_BACKEND, ORACLE_FUNCTIONS_BACKEND, ...)"),
-            );
-            None
-        }
-    }
-}
-
-fn read_stock_headers(cx: &mut Cx, field: &Field<'_>) -> Option<Vec<(String, String)>> {
-    let items = field.array_max(cx, 50)?;
-    let mut headers = Vec::new();
-    for item in items {
-        let mut obj = item.object(cx)?;
-        let name = obj
-            .require(cx, "name")
-            .and_then(|f| f.non_empty_str(cx))
-            .map(str::to_owned);
-        let value = obj
-            .require(cx, "value")
-            .and_then(|f| f.str(cx))
-            .map(str::to_owned);
-        obj.finish(cx, &["name", "value"]);
-        headers.push((name?, value?));
-    }
-    Some(headers)
 }

@@ -17,6 +17,20 @@ pub struct Deployment {
     pub execution_log_level: Option<LogLevel>,
     /// JSON paths of members that are valid but not enforced by claimgate yet.
     pub unenforced: Vec<String>,
+    /// The Vault secrets the file names (`clientDetails.clientSecretId`), to be resolved from
+    /// the secrets file.
+    pub secret_refs: Vec<SecretRef>,
+}
+
+/// A secret named by a policy: `clientSecretId` and `clientSecretVersionNumber` of a `CUSTOM`
+/// client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRef {
+    pub secret_id: String,
+    /// `None`: the highest version in the secrets file.
+    pub version: Option<u64>,
+    /// The JSON path of `clientSecretId`, for messages.
+    pub path: String,
 }
 
 impl Deployment {
@@ -69,6 +83,27 @@ pub struct JwtPolicy {
     pub keys: KeySource,
     /// The JSON path of the policy, for fix sentences (`specification.requestPolicies.authentication`).
     pub path: String,
+    /// `validationFailurePolicy` of type `MODIFY_RESPONSE` (TOKEN_AUTHENTICATION only): what a
+    /// failed authentication answers instead of the stock 401.
+    pub failure_response: Option<ModifyResponse>,
+}
+
+/// A `MODIFY_RESPONSE` validation failure policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModifyResponse {
+    /// `responseCode`; `None` keeps 401.
+    pub response_code: Option<ResponseCode>,
+    /// `responseMessage`: the body, with `${...}` context variables.
+    pub response_message: Option<Template>,
+    /// `responseHeaderTransformations`, applied to the failure response.
+    pub header_transformations: Option<Transformations>,
+}
+
+/// `responseCode` of a `MODIFY_RESPONSE` policy: a status, or a context variable holding one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResponseCode {
+    Status(u16),
+    Variable(ContextVariable),
 }
 
 /// Where the token is read from.
@@ -150,6 +185,319 @@ pub struct Route {
     pub backend: Backend,
     pub authorization: Authorization,
     pub execution_log_level: Option<LogLevel>,
+    /// `requestPolicies.headerTransformations`: applied to the request sent to the backend.
+    pub header_transformations: Option<Transformations>,
+    /// `requestPolicies.queryParameterTransformations`: applied to the backend's query string.
+    pub query_parameter_transformations: Option<Transformations>,
+    /// `responsePolicies.headerTransformations`: applied to the backend's response.
+    pub response_header_transformations: Option<Transformations>,
+}
+
+/// Header or query-parameter transformations (`headerTransformations`,
+/// `queryParameterTransformations`, `responseHeaderTransformations`). OCI applies them in this
+/// order: set, rename, then filter. Header names compare case-insensitively, query parameter
+/// names case-sensitively.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Transformations {
+    /// `setHeaders` / `setQueryParameters`.
+    pub set: Vec<SetItem>,
+    /// `renameHeaders` / `renameQueryParameters`.
+    pub rename: Vec<RenameItem>,
+    /// `filterHeaders` / `filterQueryParameters`.
+    pub filter: Option<Filter>,
+}
+
+impl Transformations {
+    /// Whether the transformations change nothing (read-backs print such empty policies).
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+            && self.rename.is_empty()
+            && self
+                .filter
+                .as_ref()
+                .is_none_or(|f| f.kind == FilterKind::Block && f.names.is_empty())
+    }
+}
+
+/// One `set...` item: each template in `values` becomes its own header (or parameter value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetItem {
+    pub name: String,
+    /// 1–10 values.
+    pub values: Vec<Template>,
+    pub if_exists: IfExists,
+}
+
+/// What a set item does when the name is already present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IfExists {
+    #[default]
+    Overwrite,
+    Append,
+    Skip,
+}
+
+impl IfExists {
+    /// The name as OCI writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Overwrite => "OVERWRITE",
+            Self::Append => "APPEND",
+            Self::Skip => "SKIP",
+        }
+    }
+}
+
+/// One `rename...` item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenameItem {
+    pub from: String,
+    pub to: String,
+}
+
+/// A `filter...` policy: keep only (`ALLOW`) or drop (`BLOCK`) the listed names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    pub kind: FilterKind,
+    pub names: Vec<String>,
+}
+
+/// The type of a filter policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterKind {
+    Allow,
+    Block,
+}
+
+impl FilterKind {
+    /// The name as OCI writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Allow => "ALLOW",
+            Self::Block => "BLOCK",
+        }
+    }
+}
+
+/// A context table (OCI's `request.*` variables).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContextTable {
+    /// `request.path[param]`: a route path parameter.
+    Path,
+    /// `request.query[name]`.
+    Query,
+    /// `request.headers[name]`.
+    Headers,
+    /// `request.auth[claim]`: claims of the validated token.
+    Auth,
+    /// `request.cert[client_base64]`: the mTLS client certificate.
+    Cert,
+    /// `request.host` (no key).
+    Host,
+    /// `request.subdomain[trailing-part]`.
+    Subdomain,
+    /// `request.usage_plan[id]`.
+    UsagePlan,
+    /// `request.body` (no key): only for multi-argument authorizer functions.
+    Body,
+}
+
+impl ContextTable {
+    /// Every table, in the order OCI documents them.
+    pub const ALL: [Self; 9] = [
+        Self::Path,
+        Self::Query,
+        Self::Headers,
+        Self::Auth,
+        Self::Cert,
+        Self::Host,
+        Self::Subdomain,
+        Self::UsagePlan,
+        Self::Body,
+    ];
+
+    /// The table as written (`request.headers`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Path => "request.path",
+            Self::Query => "request.query",
+            Self::Headers => "request.headers",
+            Self::Auth => "request.auth",
+            Self::Cert => "request.cert",
+            Self::Host => "request.host",
+            Self::Subdomain => "request.subdomain",
+            Self::UsagePlan => "request.usage_plan",
+            Self::Body => "request.body",
+        }
+    }
+}
+
+/// A context variable such as `request.headers[X-Api-Key]` or
+/// `request.auth[id_token_claims][email]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextVariable {
+    pub table: ContextTable,
+    /// The key in brackets; `None` for `request.host` and `request.body`.
+    pub key: Option<String>,
+    /// The second key of `request.auth[id_token_claims][claim]` and
+    /// `request.auth[access_token_claims][claim]`.
+    pub sub_key: Option<String>,
+}
+
+impl ContextVariable {
+    /// Parses a bare context variable (`request.headers[X-Api-Key]`, no `${...}`).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let Some(rest) = text.strip_prefix("request.") else {
+            return Err(format!(
+                "'{text}' is not a context variable (request.<table>[<key>])"
+            ));
+        };
+        let (table_name, mut rest) = match rest.find('[') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        let Some(table) = ContextTable::ALL
+            .into_iter()
+            .find(|t| t.name() == format!("request.{table_name}"))
+        else {
+            return Err(format!(
+                "'request.{table_name}' is not a context table ({})",
+                ContextTable::ALL
+                    .iter()
+                    .filter(|t| **t != ContextTable::Body)
+                    .map(|t| t.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        };
+        let mut keys = Vec::new();
+        while !rest.is_empty() {
+            let Some(inner) = rest.strip_prefix('[') else {
+                return Err(format!("'{text}' has text after its key"));
+            };
+            let Some(end) = inner.find(']') else {
+                return Err(format!("'{text}' has an unclosed '['"));
+            };
+            let key = &inner[..end];
+            if key.is_empty() {
+                return Err(format!("'{text}' has an empty key"));
+            }
+            if let Some(bad) = key.chars().find(|c| matches!(c, '[' | '{' | '}' | '$')) {
+                return Err(format!(
+                    "'{text}': character '{bad}' is not allowed in a key"
+                ));
+            }
+            keys.push(key.to_owned());
+            rest = &inner[end + 1..];
+        }
+        let name = table.name();
+        match (table, keys.len()) {
+            (ContextTable::Host | ContextTable::Body, 0) => {}
+            (ContextTable::Host | ContextTable::Body, _) => {
+                return Err(format!("{name} takes no key"));
+            }
+            (_, 0) => return Err(format!("{name} needs a key: {name}[<key>]")),
+            (ContextTable::Auth, 2)
+                if matches!(keys[0].as_str(), "id_token_claims" | "access_token_claims") => {}
+            (_, 1) => {}
+            _ => {
+                return Err(format!(
+                    "'{text}' has more than one key (only request.auth[id_token_claims][<claim>] \
+                     and request.auth[access_token_claims][<claim>] have two)"
+                ));
+            }
+        }
+        match (table, keys.first().map(String::as_str)) {
+            (ContextTable::Cert, Some(key)) if key != "client_base64" => {
+                return Err(format!(
+                    "request.cert has only the key 'client_base64', not '{key}'"
+                ));
+            }
+            (ContextTable::UsagePlan, Some(key)) if key != "id" => {
+                return Err(format!(
+                    "request.usage_plan has only the key 'id', not '{key}'"
+                ));
+            }
+            _ => {}
+        }
+        let mut keys = keys.into_iter();
+        Ok(Self {
+            table,
+            key: keys.next(),
+            sub_key: keys.next(),
+        })
+    }
+}
+
+impl fmt::Display for ContextVariable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.table.name())?;
+        for key in self.key.iter().chain(&self.sub_key) {
+            write!(f, "[{key}]")?;
+        }
+        Ok(())
+    }
+}
+
+/// A string with `${context-variable}` expressions, e.g. `Bearer ${request.auth[sub]}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    text: String,
+    parts: Vec<TemplatePart>,
+}
+
+/// A piece of a [`Template`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplatePart {
+    Literal(String),
+    Variable(ContextVariable),
+}
+
+impl Template {
+    /// Parses a string with `${...}` expressions. A `$` not followed by `{` is literal.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            if start > 0 {
+                parts.push(TemplatePart::Literal(rest[..start].to_owned()));
+            }
+            let inner = &rest[start + 2..];
+            let Some(end) = inner.find('}') else {
+                return Err(format!(
+                    "'${{' at '{}' is not closed by '}}'",
+                    &rest[start..]
+                ));
+            };
+            let variable = ContextVariable::parse(&inner[..end])?;
+            parts.push(TemplatePart::Variable(variable));
+            rest = &inner[end + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(TemplatePart::Literal(rest.to_owned()));
+        }
+        Ok(Self {
+            text: text.to_owned(),
+            parts,
+        })
+    }
+
+    /// The template as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    pub fn parts(&self) -> &[TemplatePart] {
+        &self.parts
+    }
+
+    /// The context variables the template reads.
+    pub fn variables(&self) -> impl Iterator<Item = &ContextVariable> {
+        self.parts.iter().filter_map(|p| match p {
+            TemplatePart::Variable(v) => Some(v),
+            TemplatePart::Literal(_) => None,
+        })
+    }
 }
 
 /// An HTTP method a route may name.

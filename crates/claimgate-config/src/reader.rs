@@ -213,6 +213,27 @@ impl<'v> Field<'v> {
         Some(out)
     }
 
+    /// The members of an object whose names are data (media types, parameter names), in order.
+    pub(crate) fn entries(&self, cx: &mut Cx) -> Option<Vec<(&'v str, Field<'v>)>> {
+        let Some(map) = self.value.as_object() else {
+            self.wrong(cx, "an object");
+            return None;
+        };
+        Some(
+            map.iter()
+                .map(|(name, value)| {
+                    (
+                        name.as_str(),
+                        Field {
+                            value,
+                            path: join(&self.path, name),
+                        },
+                    )
+                })
+                .collect(),
+        )
+    }
+
     pub(crate) fn object(&self, cx: &mut Cx) -> Option<Obj<'v>> {
         let Some(map) = self.value.as_object() else {
             self.wrong(cx, "an object");

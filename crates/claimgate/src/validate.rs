@@ -1,21 +1,31 @@
 //! `claimgate validate`: load deployment files the way `check` and `serve` do, and report every
 //! error with its JSON path, and every warning.
 
-use crate::input::plural;
-use crate::output::{colour_enabled, print_json, Paint};
+use crate::input::{plural, InputError};
+use crate::output::{colour_enabled, print_json, report_error, Paint};
 use crate::{exit, Format};
-use claimgate_config::{load_str, Diagnostic, LoadOptions};
+use claimgate_config::{load_str, Diagnostic, LoadOptions, Secrets};
 use serde_json::json;
 use std::path::Path;
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Every error of every file is reported, with the JSON path of the member as \
+written in the file (camelCase or kebab-case) and the reason. Exit codes: 0 every file is valid \
+(warnings do not count), 2 a file is invalid or unreadable, or the secrets file is unusable."
+)]
 pub(crate) struct ValidateArgs {
-    /// Deployment files.
+    /// Deployment files: CreateDeploymentDetails JSON, a bare specification (camelCase or
+    /// kebab-case), or the output of `oci api-gateway deployment get`.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<String>,
     /// The path prefix of bare specifications (default /).
     #[arg(long, value_name = "PREFIX")]
     path_prefix: Option<String>,
+    /// A secrets file: check that every clientSecretId the files name resolves (values are
+    /// never printed).
+    #[arg(long, value_name = "FILE")]
+    secrets: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     output: Format,
@@ -28,8 +38,29 @@ fn diagnostics_json(list: &[Diagnostic]) -> serde_json::Value {
         .collect::<Vec<_>>())
 }
 
+/// Reads the `--secrets` file, or reports why it cannot be used.
+fn read_secrets(path: &str, json_output: bool) -> Option<Secrets> {
+    let parsed = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read secrets file '{path}': {e}"))
+        .and_then(|text| Secrets::parse(&text).map_err(|e| format!("{path}: {e}")));
+    match parsed {
+        Ok(secrets) => Some(secrets),
+        Err(message) => {
+            report_error(&InputError::new(message), json_output);
+            None
+        }
+    }
+}
+
 pub(crate) fn run(args: &ValidateArgs) -> u8 {
     let p = Paint(colour_enabled());
+    let secrets = match &args.secrets {
+        None => None,
+        Some(path) => match read_secrets(path, args.output == Format::Json) {
+            Some(secrets) => Some(secrets),
+            None => return exit::USAGE,
+        },
+    };
     let mut any_error = false;
     let mut reports = Vec::new();
     for file in &args.files {
@@ -50,7 +81,13 @@ pub(crate) fn run(args: &ValidateArgs) -> u8 {
                 Vec::new(),
             ),
             Ok(text) => match load_str(&text, &options) {
-                Ok(loaded) => (Vec::new(), loaded.warnings),
+                Ok(loaded) => (
+                    secrets
+                        .as_ref()
+                        .map(|s| s.check(&loaded.deployment))
+                        .unwrap_or_default(),
+                    loaded.warnings,
+                ),
                 Err(rejected) => (rejected.errors, rejected.warnings),
             },
         };
@@ -59,19 +96,26 @@ pub(crate) fn run(args: &ValidateArgs) -> u8 {
             reports.push(json!({"file": file, "valid": errors.is_empty(), "errors": diagnostics_json(&errors), "warnings": diagnostics_json(&warnings)}));
             continue;
         }
-        if errors.is_empty() {
-            println!(
-                "{} {file}{}",
-                p.green("ok"),
-                if warnings.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({} warning{})", warnings.len(), plural(warnings.len()))
-                }
-            );
+        let warning_count = if warnings.is_empty() {
+            String::new()
         } else {
+            format!("{} warning{}", warnings.len(), plural(warnings.len()))
+        };
+        if errors.is_empty() {
+            let count = if warning_count.is_empty() {
+                String::new()
+            } else {
+                format!(" ({warning_count})")
+            };
+            println!("{} {file}{count}", p.green("ok"));
+        } else {
+            let count = if warning_count.is_empty() {
+                String::new()
+            } else {
+                format!(", {warning_count}")
+            };
             println!(
-                "{} {file}: {} error{}",
+                "{} {file}: {} error{}{count}",
                 p.red("invalid"),
                 errors.len(),
                 plural(errors.len())

@@ -1,0 +1,290 @@
+//! Route backends: every type OCI has, checked in full; claimgate serves stock responses and
+//! HTTP backends.
+
+use crate::context::{parse_template, read_selection_key, read_selection_source, KeyRules, Scope};
+use crate::load::{read_kind, Notes};
+use crate::model::*;
+use crate::policies::is_token;
+use crate::reader::{Cx, Field};
+
+const BACKEND_TYPES: &[&str] = &[
+    "HTTP_BACKEND",
+    "STOCK_RESPONSE_BACKEND",
+    "ORACLE_FUNCTIONS_BACKEND",
+    "DYNAMIC_ROUTING_BACKEND",
+    "OAUTH2_LOGIN_BACKEND",
+    "OAUTH2_LOGOUT_BACKEND",
+];
+/// What a `DYNAMIC_ROUTING_BACKEND` may route to.
+const ROUTING_BACKEND_TYPES: &[&str] = &[
+    "HTTP_BACKEND",
+    "ORACLE_FUNCTIONS_BACKEND",
+    "STOCK_RESPONSE_BACKEND",
+];
+/// Tables a dynamic routing selector may read.
+const ROUTING_TABLES: &[ContextTable] = &[
+    ContextTable::Auth,
+    ContextTable::Headers,
+    ContextTable::Host,
+    ContextTable::Path,
+    ContextTable::Query,
+    ContextTable::Subdomain,
+    ContextTable::UsagePlan,
+];
+
+/// A route's `backend` (or, with `nested`, a backend of a `DYNAMIC_ROUTING_BACKEND`).
+pub(crate) fn read_backend(
+    cx: &mut Cx,
+    field: &Field<'_>,
+    scope: &Scope<'_>,
+    notes: &mut Notes,
+    nested: bool,
+) -> Option<Backend> {
+    let mut obj = field.object(cx)?;
+    let (allowed, what) = if nested {
+        (ROUTING_BACKEND_TYPES, "a routing backend type")
+    } else {
+        (BACKEND_TYPES, "a backend type")
+    };
+    let kind = read_kind(cx, &mut obj, allowed, what)?.to_owned();
+    match kind.as_str() {
+        "STOCK_RESPONSE_BACKEND" => {
+            let status = obj
+                .require(cx, "status")
+                .and_then(|f| f.integer_in(cx, 100, 599));
+            let body = obj.take("body").and_then(|f| {
+                let body = f.str(cx)?;
+                if body.len() > 5 * 1024 {
+                    cx.error(
+                        &f.path,
+                        format!("{} bytes is above the maximum 5120", body.len()),
+                    );
+                } else if body.len() > 4096 {
+                    cx.warn(
+                        &f.path,
+                        format!("{} bytes: OCI's limits page allows 4096", body.len()),
+                    );
+                }
+                Some(body.to_owned())
+            });
+            let headers = match obj.take("headers") {
+                None => Some(Vec::new()),
+                Some(f) => read_stock_headers(cx, &f),
+            };
+            obj.finish(cx, &["type", "status", "body", "headers"]);
+            Some(Backend::Stock(StockResponse {
+                status: status? as u16,
+                body,
+                headers: headers?,
+            }))
+        }
+        "HTTP_BACKEND" => {
+            let url = obj.require(cx, "url").and_then(|f| {
+                let url = f.non_empty_str(cx)?;
+                check_backend_url(cx, &f.path, url, scope)
+            });
+            let mut timeout = |name: &str, default: f64, max: f64| {
+                obj.take(name)
+                    .map(|f| f.number_in(cx, 1.0, max))
+                    .unwrap_or(Some(default))
+            };
+            let connect = timeout("connectTimeoutInSeconds", 60.0, 75.0);
+            let read = timeout("readTimeoutInSeconds", 10.0, 300.0);
+            let send = timeout("sendTimeoutInSeconds", 10.0, 300.0);
+            let ssl = obj
+                .take("isSslVerifyDisabled")
+                .map(|f| f.bool(cx))
+                .unwrap_or(Some(false));
+            obj.finish(
+                cx,
+                &[
+                    "type",
+                    "url",
+                    "connectTimeoutInSeconds",
+                    "readTimeoutInSeconds",
+                    "sendTimeoutInSeconds",
+                    "isSslVerifyDisabled",
+                ],
+            );
+            Some(Backend::Http(HttpBackend {
+                url: url?,
+                connect_timeout_seconds: connect?,
+                read_timeout_seconds: read?,
+                send_timeout_seconds: send?,
+                ssl_verify_disabled: ssl?,
+            }))
+        }
+        "ORACLE_FUNCTIONS_BACKEND" => {
+            let function = obj
+                .require(cx, "functionId")
+                .and_then(|f| f.non_empty_str(cx));
+            obj.finish(cx, &["type", "functionId"]);
+            function?;
+            if !nested {
+                cx.warn(
+                    &field.path,
+                    "ORACLE_FUNCTIONS_BACKEND is never served by claimgate (routes to it answer \
+                     502)",
+                );
+            }
+            Some(Backend::Unsupported { kind })
+        }
+        "DYNAMIC_ROUTING_BACKEND" => {
+            let selector = obj
+                .require(cx, "selectionSource")
+                .and_then(|f| read_selection_source(cx, &f, ROUTING_TABLES));
+            let backends = obj.require(cx, "routingBackends");
+            obj.finish(cx, &["type", "selectionSource", "routingBackends"]);
+            let backends = backends?;
+            let items = backends.array_max(cx, 100)?;
+            if items.is_empty() {
+                cx.error(&backends.path, "at least one routing backend is required");
+                return None;
+            }
+            let mut rules = KeyRules::default();
+            let mut ok = true;
+            for item in &items {
+                let Some(mut routing) = item.object(cx) else {
+                    ok = false;
+                    continue;
+                };
+                let key = routing
+                    .require(cx, "key")
+                    .and_then(|f| read_selection_key(cx, &f, &mut rules));
+                let backend = routing
+                    .require(cx, "backend")
+                    .and_then(|f| read_backend(cx, &f, scope, notes, true));
+                routing.finish(cx, &["key", "backend"]);
+                ok &= key.is_some() && backend.is_some();
+            }
+            selector?;
+            ok.then_some(())?;
+            notes.unenforced(&field.path, true);
+            Some(Backend::Unsupported { kind })
+        }
+        "OAUTH2_LOGIN_BACKEND" => {
+            obj.finish(cx, &["type"]);
+            notes.unenforced(&field.path, true);
+            Some(Backend::Unsupported { kind })
+        }
+        _ => {
+            // OAUTH2_LOGOUT_BACKEND
+            let uris = obj.take("allowedPostLogoutUris").map(|f| {
+                let uris = f.strings(cx, 10)?;
+                let mut ok = true;
+                for (i, uri) in uris.iter().enumerate() {
+                    if !(uri.starts_with("https://") || uri.starts_with("http://")) {
+                        cx.error(
+                            &format!("{}[{i}]", f.path),
+                            format!("'{uri}' must be an https:// (or http://) URL"),
+                        );
+                        ok = false;
+                    }
+                }
+                ok.then_some(())
+            });
+            let state = obj.take("postLogoutState").map(|f| f.str(cx));
+            obj.finish(cx, &["type", "allowedPostLogoutUris", "postLogoutState"]);
+            if matches!(uris, Some(None)) || matches!(state, Some(None)) {
+                return None;
+            }
+            notes.unenforced(&field.path, true);
+            Some(Backend::Unsupported { kind })
+        }
+    }
+}
+
+/// An `HTTP_BACKEND` url: `http(s)://host/path`, with `${...}` context variables in the path but
+/// not in the query.
+fn check_backend_url(cx: &mut Cx, path: &str, url: &str, scope: &Scope<'_>) -> Option<String> {
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        cx.error(path, format!("'{url}' must start with http:// or https://"));
+        return None;
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    if authority.is_empty() {
+        cx.error(path, format!("'{url}' has no host"));
+        return None;
+    }
+    let bare_brace = url
+        .char_indices()
+        .any(|(i, c)| c == '{' && !url[..i].ends_with('$'));
+    if bare_brace {
+        cx.error(
+            path,
+            format!("'{url}': write a path parameter as ${{request.path[name]}}, not {{name}}"),
+        );
+        return None;
+    }
+    parse_template(cx, path, url, scope)?;
+    let after_path = &rest[authority_end..];
+    if let Some(query_start) = after_path.find('?') {
+        if after_path[query_start..].contains("${") {
+            cx.error(
+                path,
+                "context variables cannot be used in the query of url; set query parameters \
+                 with queryParameterTransformations",
+            );
+            return None;
+        }
+    }
+    if authority.contains("${") {
+        cx.warn(
+            path,
+            format!("'{url}': OCI documents context variables in url path segments only, not in the host"),
+        );
+    }
+    Some(url.to_owned())
+}
+
+fn read_stock_headers(cx: &mut Cx, field: &Field<'_>) -> Option<Vec<(String, String)>> {
+    let items = field.array_max(cx, 50)?;
+    let mut headers = Vec::new();
+    let mut ok = true;
+    for item in items {
+        let Some(mut obj) = item.object(cx) else {
+            ok = false;
+            continue;
+        };
+        let name = obj.require(cx, "name").and_then(|f| {
+            let name = f.non_empty_str(cx)?;
+            if name.len() > 1024 {
+                cx.error(
+                    &f.path,
+                    format!("{} bytes is above the maximum 1024", name.len()),
+                );
+                return None;
+            }
+            if !is_token(name) {
+                cx.error(&f.path, format!("'{name}' is not a valid header name"));
+                return None;
+            }
+            Some(name.to_owned())
+        });
+        let value = obj.require(cx, "value").and_then(|f| {
+            let value = f.str(cx)?;
+            if value.len() > 4096 {
+                cx.error(
+                    &f.path,
+                    format!("{} bytes is above the maximum 4096", value.len()),
+                );
+                return None;
+            }
+            if value.contains(['\r', '\n', '\0']) {
+                cx.error(&f.path, "a header value cannot contain CR, LF or NUL");
+                return None;
+            }
+            Some(value.to_owned())
+        });
+        obj.finish(cx, &["name", "value"]);
+        match (name, value) {
+            (Some(name), Some(value)) => headers.push((name, value)),
+            _ => ok = false,
+        }
+    }
+    ok.then_some(headers)
+}

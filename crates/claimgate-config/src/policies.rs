@@ -1,0 +1,696 @@
+//! Request and response policies other than authentication: rate limiting, CORS, mutual TLS,
+//! usage plans (deployment-wide), and per route the transformations, validations and the
+//! response cache.
+
+use crate::auth::{read_authentication, read_dynamic_authentication};
+use crate::context::{parse_template, read_expression, read_template, Scope};
+use crate::load::{optional, read_enum, read_kind, AuthRead, Notes};
+use crate::model::*;
+use crate::reader::{Cx, Field};
+
+const REQUEST_POLICY_MEMBERS: &[&str] = &[
+    "authentication",
+    "rateLimiting",
+    "cors",
+    "mutualTls",
+    "usagePlans",
+    "dynamicAuthentication",
+];
+
+/// The deployment-wide `requestPolicies`.
+pub(crate) fn read_request_policies(
+    cx: &mut Cx,
+    field: &Field<'_>,
+    notes: &mut Notes,
+) -> Option<AuthRead> {
+    let mut obj = field.object(cx)?;
+    let authentication = obj
+        .take("authentication")
+        .map(|f| read_authentication(cx, &f, notes));
+    let dynamic = obj
+        .take("dynamicAuthentication")
+        .map(|f| (read_dynamic_authentication(cx, &f, notes), f.path));
+    if let Some(f) = obj.take("rateLimiting") {
+        if let Some(in_effect) = read_rate_limiting(cx, &f) {
+            notes.unenforced(&f.path, in_effect);
+        }
+    }
+    if let Some(f) = obj.take("cors") {
+        if let Some(in_effect) = read_cors(cx, &f) {
+            notes.unenforced(&f.path, in_effect);
+        }
+    }
+    if let Some(f) = obj.take("mutualTls") {
+        if let Some(in_effect) = read_mutual_tls(cx, &f) {
+            notes.unenforced(&f.path, in_effect);
+        }
+    }
+    if let Some(f) = obj.take("usagePlans") {
+        if let Some(in_effect) = read_usage_plans(cx, &f) {
+            notes.unenforced(&f.path, in_effect);
+        }
+    }
+    obj.finish(cx, REQUEST_POLICY_MEMBERS);
+    match (authentication, dynamic) {
+        (Some(_), Some((_, at))) => {
+            cx.error(
+                &at,
+                "authentication and dynamicAuthentication cannot both be set (put the policy in \
+                 dynamicAuthentication.authenticationServers)",
+            );
+            None
+        }
+        (None, Some((read, at))) => {
+            read?;
+            notes.unenforced(&at, true);
+            Some(AuthRead {
+                authentication: Authentication::Unsupported {
+                    kind: "dynamicAuthentication".into(),
+                    reason: "selecting an authentication server per request is not supported by \
+                             claimgate yet"
+                        .into(),
+                },
+                anonymous_allowed: None,
+            })
+        }
+        (Some(read), None) => read.map(|p| AuthRead {
+            authentication: p.authentication,
+            anonymous_allowed: p.anonymous_allowed,
+        }),
+        (None, None) => Some(AuthRead {
+            authentication: Authentication::None,
+            anonymous_allowed: None,
+        }),
+    }
+}
+
+/// `rateLimiting`; always in effect when valid.
+fn read_rate_limiting(cx: &mut Cx, field: &Field<'_>) -> Option<bool> {
+    let mut obj = field.object(cx)?;
+    let rate = obj
+        .require(cx, "rateInRequestsPerSecond")
+        .and_then(|f| f.integer_in(cx, 1, i64::MAX));
+    let key = obj
+        .require(cx, "rateKey")
+        .and_then(|f| read_enum(cx, &f, &["CLIENT_IP", "TOTAL"], "a rate key"));
+    obj.finish(cx, &["rateInRequestsPerSecond", "rateKey"]);
+    rate?;
+    key?;
+    Some(true)
+}
+
+const CORS_MEMBERS: &[&str] = &[
+    "allowedOrigins",
+    "allowedMethods",
+    "allowedHeaders",
+    "exposedHeaders",
+    "isAllowCredentialsEnabled",
+    "maxAgeInSeconds",
+];
+
+/// `cors` (deployment-wide or per route); in effect when it allows an origin.
+pub(crate) fn read_cors(cx: &mut Cx, field: &Field<'_>) -> Option<bool> {
+    let mut obj = field.object(cx)?;
+    let origins = obj.require(cx, "allowedOrigins").and_then(|f| {
+        let origins = f.strings(cx, usize::MAX)?;
+        let mut ok = true;
+        for (i, origin) in origins.iter().enumerate() {
+            let at = format!("{}[{i}]", f.path);
+            if origin.is_empty() {
+                cx.error(&at, "must not be empty");
+                ok = false;
+            } else if origin != "*" && origin != "null" {
+                match origin.split_once("://") {
+                    Some((_, rest)) if rest.contains('/') => cx.warn(
+                        &at,
+                        format!(
+                            "'{origin}' has a path: browsers send origins without one, so it \
+                             never matches"
+                        ),
+                    ),
+                    Some((_, rest)) if !rest.is_empty() => {}
+                    _ => {
+                        cx.error(
+                            &at,
+                            format!(
+                                "'{origin}' is not an origin (scheme://host[:port], '*' or 'null')"
+                            ),
+                        );
+                        ok = false;
+                    }
+                }
+            }
+        }
+        ok.then_some(origins)
+    });
+    let mut ok = true;
+    for (member, what) in [
+        ("allowedMethods", "method"),
+        ("allowedHeaders", "header name"),
+        ("exposedHeaders", "header name"),
+    ] {
+        let Some(f) = obj.take(member) else { continue };
+        let Some(list) = f.strings(cx, 50) else {
+            ok = false;
+            continue;
+        };
+        for (i, item) in list.iter().enumerate() {
+            if item != "*" && !is_token(item) {
+                cx.error(
+                    &format!("{}[{i}]", f.path),
+                    format!("'{item}' is not a valid {what}"),
+                );
+                ok = false;
+            }
+        }
+    }
+    if let Some(f) = obj.take("isAllowCredentialsEnabled") {
+        ok &= f.bool(cx).is_some();
+    }
+    if let Some(f) = obj.take("maxAgeInSeconds") {
+        ok &= f.integer_in(cx, 0, i64::MAX).is_some();
+    }
+    obj.finish(cx, CORS_MEMBERS);
+    let origins = origins?;
+    ok.then_some(!origins.is_empty())
+}
+
+/// `mutualTls`; in effect when it requires a certificate or names SANs.
+fn read_mutual_tls(cx: &mut Cx, field: &Field<'_>) -> Option<bool> {
+    let mut obj = field.object(cx)?;
+    let required = obj
+        .take("isVerifiedCertificateRequired")
+        .map(|f| f.bool(cx))
+        .unwrap_or(Some(false));
+    let sans = obj
+        .take("allowedSans")
+        .map(|f| {
+            let sans = f.strings(cx, 10)?;
+            for (i, san) in sans.iter().enumerate() {
+                if san.is_empty() {
+                    cx.error(&format!("{}[{i}]", f.path), "must not be empty");
+                }
+            }
+            Some(sans)
+        })
+        .unwrap_or(Some(Vec::new()));
+    obj.finish(cx, &["isVerifiedCertificateRequired", "allowedSans"]);
+    let (required, sans) = (required?, sans?);
+    Some(required || !sans.is_empty())
+}
+
+/// `usagePlans`; in effect when it names a token location.
+fn read_usage_plans(cx: &mut Cx, field: &Field<'_>) -> Option<bool> {
+    let mut obj = field.object(cx)?;
+    let locations = obj.require(cx, "tokenLocations").and_then(|f| {
+        let items = f.array(cx)?;
+        let mut ok = true;
+        for item in &items {
+            ok &= read_expression(cx, item, &Scope::deployment()).is_some();
+        }
+        ok.then_some(items.len())
+    });
+    obj.finish(cx, &["tokenLocations"]);
+    locations.map(|n| n > 0)
+}
+
+/// Which transformations a policy holds: their member names, limits on names, protected names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// Route `requestPolicies.headerTransformations`.
+    RequestHeaders,
+    /// Route `requestPolicies.queryParameterTransformations`.
+    QueryParameters,
+    /// Route `responsePolicies.headerTransformations` and `responseHeaderTransformations`.
+    ResponseHeaders,
+}
+
+impl Target {
+    fn members(self) -> [&'static str; 3] {
+        match self {
+            Self::QueryParameters => [
+                "setQueryParameters",
+                "renameQueryParameters",
+                "filterQueryParameters",
+            ],
+            _ => ["setHeaders", "renameHeaders", "filterHeaders"],
+        }
+    }
+
+    fn headers(self) -> bool {
+        self != Self::QueryParameters
+    }
+
+    fn fold(self, name: &str) -> String {
+        if self.headers() {
+            name.to_ascii_lowercase()
+        } else {
+            name.to_owned()
+        }
+    }
+
+    /// Whether OCI refuses to transform this header in this direction.
+    fn protected(self, name: &str) -> bool {
+        const BOTH: &[&str] = &[
+            "connection",
+            "content-length",
+            "except",
+            "keep-alive",
+            "opc-request-id",
+            "te",
+            "transfer-encoding",
+            "upgrade",
+        ];
+        const REQUEST: &[&str] = &[
+            "cdn-loop",
+            "cookie",
+            "origin",
+            "proxy-authorization",
+            "x-forwarded-for",
+            "x-real-ip",
+        ];
+        const RESPONSE: &[&str] = &[
+            "access-control-allow-credentials",
+            "access-control-allow-headers",
+            "access-control-allow-methods",
+            "access-control-allow-origin",
+            "access-control-expose-headers",
+            "access-control-max-age",
+            "proxy-authenticate",
+            "public-key-pins",
+            "retry-after",
+            "strict-transport-security",
+            "trailers",
+            "x-content-type-options",
+            "x-frame-options",
+        ];
+        let name = name.to_ascii_lowercase();
+        let name = name.as_str();
+        match self {
+            Self::QueryParameters => false,
+            Self::RequestHeaders => BOTH.contains(&name) || REQUEST.contains(&name),
+            Self::ResponseHeaders => BOTH.contains(&name) || RESPONSE.contains(&name),
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        if self.headers() {
+            "header"
+        } else {
+            "query parameter"
+        }
+    }
+}
+
+/// A name used by a transformation, for the one-transformation-per-name rule.
+struct Use {
+    folded: String,
+    path: String,
+}
+
+/// Header or query parameter transformations, with OCI's limits and name rules.
+pub(crate) fn read_transformations(
+    cx: &mut Cx,
+    field: &Field<'_>,
+    target: Target,
+    scope: &Scope<'_>,
+) -> Option<Transformations> {
+    let mut obj = field.object(cx)?;
+    let [set_member, rename_member, filter_member] = target.members();
+    let mut ok = true;
+    let mut uses: Vec<Use> = Vec::new();
+    let mut result = Transformations::default();
+
+    if let Some(f) = obj.take(set_member) {
+        match read_items(cx, &f, 20) {
+            Some(items) => {
+                for item in items {
+                    let Some(mut item) = item.object(cx) else {
+                        ok = false;
+                        continue;
+                    };
+                    let name = item
+                        .require(cx, "name")
+                        .and_then(|n| read_name(cx, &n, target, &mut uses));
+                    let values = item.require(cx, "values").and_then(|v| {
+                        let values = v.array_max(cx, 10)?;
+                        if values.is_empty() {
+                            cx.error(&v.path, "at least one value is required");
+                            return None;
+                        }
+                        let mut out = Vec::new();
+                        for value in &values {
+                            out.push(read_template(cx, value, scope));
+                        }
+                        out.into_iter().collect::<Option<Vec<_>>>()
+                    });
+                    let if_exists = match item.take("ifExists") {
+                        None => Some(IfExists::Overwrite),
+                        Some(f) => read_enum(
+                            cx,
+                            &f,
+                            &["OVERWRITE", "APPEND", "SKIP"],
+                            "an ifExists behaviour",
+                        )
+                        .map(|v| match v {
+                            "APPEND" => IfExists::Append,
+                            "SKIP" => IfExists::Skip,
+                            _ => IfExists::Overwrite,
+                        }),
+                    };
+                    item.finish(cx, &["name", "values", "ifExists"]);
+                    match (name, values, if_exists) {
+                        (Some(name), Some(values), Some(if_exists)) => result.set.push(SetItem {
+                            name,
+                            values,
+                            if_exists,
+                        }),
+                        _ => ok = false,
+                    }
+                }
+            }
+            None => ok = false,
+        }
+    }
+
+    if let Some(f) = obj.take(rename_member) {
+        match read_items(cx, &f, 20) {
+            Some(items) => {
+                for item in items {
+                    let Some(mut item) = item.object(cx) else {
+                        ok = false;
+                        continue;
+                    };
+                    let from = item
+                        .require(cx, "from")
+                        .and_then(|n| read_name(cx, &n, target, &mut uses));
+                    let to = item
+                        .require(cx, "to")
+                        .and_then(|n| read_name(cx, &n, target, &mut uses));
+                    item.finish(cx, &["from", "to"]);
+                    match (from, to) {
+                        (Some(from), Some(to)) => result.rename.push(RenameItem { from, to }),
+                        _ => ok = false,
+                    }
+                }
+            }
+            None => ok = false,
+        }
+    }
+
+    if let Some(f) = obj.take(filter_member) {
+        match f.object(cx) {
+            Some(mut filter) => {
+                let kind = filter
+                    .require(cx, "type")
+                    .and_then(|t| read_enum(cx, &t, &["ALLOW", "BLOCK"], "a filter type"));
+                let items = filter.require(cx, "items");
+                filter.finish(cx, &["type", "items"]);
+                let allow = kind == Some("ALLOW");
+                let names = items.and_then(|items| {
+                    let items = items.array_max(cx, 50)?;
+                    let mut names = Vec::new();
+                    let mut listed: Vec<Use> = Vec::new();
+                    for item in items {
+                        let mut item = item.object(cx)?;
+                        // ALLOW lists may repeat names used by other transformations.
+                        let name = item.require(cx, "name").and_then(|n| {
+                            read_name(cx, &n, target, if allow { &mut listed } else { &mut uses })
+                        });
+                        item.finish(cx, &["name"]);
+                        names.push(name?);
+                    }
+                    Some(names)
+                });
+                match (kind, names) {
+                    (Some(kind), Some(names)) => {
+                        let kind = if kind == "ALLOW" {
+                            FilterKind::Allow
+                        } else {
+                            FilterKind::Block
+                        };
+                        if kind == FilterKind::Allow {
+                            let kept: Vec<String> = names.iter().map(|n| target.fold(n)).collect();
+                            let produced = result
+                                .set
+                                .iter()
+                                .map(|s| &s.name)
+                                .chain(result.rename.iter().map(|r| &r.to));
+                            for name in produced {
+                                if !kept.contains(&target.fold(name)) {
+                                    cx.warn(
+                                        &f.path,
+                                        format!(
+                                            "'{name}' is set or renamed, but this ALLOW filter \
+                                             runs last and removes it (list it here to keep it)"
+                                        ),
+                                    );
+                                }
+                            }
+                        }
+                        result.filter = Some(Filter { kind, names });
+                    }
+                    _ => ok = false,
+                }
+            }
+            None => ok = false,
+        }
+    }
+    obj.finish(cx, &target.members());
+    ok.then_some(result)
+}
+
+/// `{"items": [...]}` with at most `max` items.
+fn read_items<'v>(cx: &mut Cx, field: &Field<'v>, max: usize) -> Option<Vec<Field<'v>>> {
+    let mut obj = field.object(cx)?;
+    let items = obj.require(cx, "items");
+    obj.finish(cx, &["items"]);
+    items?.array_max(cx, max)
+}
+
+/// A transformed name: valid, not protected, and used by no other transformation of the route.
+fn read_name(
+    cx: &mut Cx,
+    field: &Field<'_>,
+    target: Target,
+    uses: &mut Vec<Use>,
+) -> Option<String> {
+    let name = field.non_empty_str(cx)?;
+    if target.headers() && !is_token(name) {
+        cx.error(&field.path, format!("'{name}' is not a valid header name"));
+        return None;
+    }
+    if target.protected(name) {
+        cx.error(
+            &field.path,
+            format!("'{name}' is a protected header: OCI does not let policies change it"),
+        );
+        return None;
+    }
+    let folded = target.fold(name);
+    if let Some(other) = uses.iter().find(|u| u.folded == folded) {
+        cx.error(
+            &field.path,
+            format!(
+                "{} '{name}' is already used at {}; a name may appear in only one \
+                 transformation (ALLOW filters excepted)",
+                target.noun(),
+                other.path
+            ),
+        );
+        return None;
+    }
+    uses.push(Use {
+        folded,
+        path: field.path.clone(),
+    });
+    Some(name.to_owned())
+}
+
+/// An RFC 9110 token (header names, method names).
+pub(crate) fn is_token(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+const VALIDATION_MODES: &[&str] = &["ENFORCING", "PERMISSIVE", "DISABLED"];
+
+/// `headerValidations` (`items_member` `headers`) or `queryParameterValidations`
+/// (`parameters`); in effect unless disabled or empty.
+pub(crate) fn read_item_validations(
+    cx: &mut Cx,
+    field: &Field<'_>,
+    items_member: &str,
+    target: Target,
+) -> Option<bool> {
+    let mut obj = field.object(cx)?;
+    let mut ok = true;
+    let mut count = 0;
+    if let Some(f) = obj.take(items_member) {
+        match f.array(cx) {
+            Some(items) => {
+                let mut seen: Vec<String> = Vec::new();
+                count = items.len();
+                for item in items {
+                    let Some(mut item) = item.object(cx) else {
+                        ok = false;
+                        continue;
+                    };
+                    let name = item.require(cx, "name").and_then(|n| {
+                        let name = n.non_empty_str(cx)?;
+                        if target.headers() && !is_token(name) {
+                            cx.error(&n.path, format!("'{name}' is not a valid header name"));
+                            return None;
+                        }
+                        let folded = target.fold(name);
+                        if seen.contains(&folded) {
+                            cx.error(&n.path, format!("'{name}' is listed twice"));
+                            return None;
+                        }
+                        seen.push(folded);
+                        Some(())
+                    });
+                    let required = item.take("required").map(|r| r.bool(cx));
+                    item.finish(cx, &["name", "required"]);
+                    ok &= name.is_some() && !matches!(required, Some(None));
+                }
+            }
+            None => ok = false,
+        }
+    }
+    let mode = optional(
+        obj.take("validationMode")
+            .map(|f| read_enum(cx, &f, VALIDATION_MODES, "a validation mode")),
+    );
+    obj.finish(cx, &[items_member, "validationMode"]);
+    let mode = mode?;
+    ok.then_some(mode != Some("DISABLED") && count > 0)
+}
+
+/// `bodyValidation`; in effect unless disabled.
+pub(crate) fn read_body_validation(cx: &mut Cx, field: &Field<'_>) -> Option<bool> {
+    let mut obj = field.object(cx)?;
+    let required = optional(obj.take("required").map(|f| f.bool(cx)));
+    let content = obj.require(cx, "content").and_then(|f| {
+        let entries = f.entries(cx)?;
+        let mut ok = true;
+        for (media, value) in entries {
+            if !is_media_range(media) {
+                cx.error(
+                    &value.path,
+                    format!("'{media}' is not a media type range (type/subtype, type/* or */*)"),
+                );
+                ok = false;
+            }
+            if value.value.is_null() {
+                cx.error(&value.path, "expected an object, found null");
+                ok = false;
+                continue;
+            }
+            let Some(mut validation) = value.object(cx) else {
+                ok = false;
+                continue;
+            };
+            let kind = validation
+                .require(cx, "validationType")
+                .and_then(|t| read_enum(cx, &t, &["NONE"], "a content validation type"));
+            validation.finish(cx, &["validationType"]);
+            ok &= kind.is_some();
+        }
+        ok.then_some(())
+    });
+    let mode = optional(
+        obj.take("validationMode")
+            .map(|f| read_enum(cx, &f, VALIDATION_MODES, "a validation mode")),
+    );
+    obj.finish(cx, &["required", "content", "validationMode"]);
+    required?;
+    content?;
+    Some(mode? != Some("DISABLED"))
+}
+
+fn is_media_range(text: &str) -> bool {
+    match text.split_once('/') {
+        Some(("*", "*")) => true,
+        Some((kind, "*")) => is_token(kind) && kind != "*",
+        Some((kind, sub)) => is_token(kind) && is_token(sub) && kind != "*" && sub != "*",
+        None => false,
+    }
+}
+
+/// `responseCacheLookup`; in effect unless `isEnabled` is false.
+pub(crate) fn read_cache_lookup(cx: &mut Cx, field: &Field<'_>, scope: &Scope<'_>) -> Option<bool> {
+    let mut obj = field.object(cx)?;
+    let kind = read_kind(
+        cx,
+        &mut obj,
+        &["SIMPLE_LOOKUP_POLICY"],
+        "a cache lookup policy type",
+    );
+    let enabled = optional(obj.take("isEnabled").map(|f| f.bool(cx)));
+    let private = optional(obj.take("isPrivateCachingEnabled").map(|f| f.bool(cx)));
+    let additions = optional(obj.take("cacheKeyAdditions").map(|f| {
+        let items = f.array(cx)?;
+        if items.len() > 10 {
+            cx.warn(
+                &f.path,
+                format!(
+                    "{} entries: OCI's limits allow 10 cache-key values",
+                    items.len()
+                ),
+            );
+        }
+        let mut ok = true;
+        for item in &items {
+            let Some(text) = item.str(cx) else {
+                ok = false;
+                continue;
+            };
+            match parse_template(cx, &item.path, text, scope) {
+                Some(t) if t.variables().next().is_none() => {
+                    cx.error(
+                        &item.path,
+                        format!("'{text}' has no ${{...}} context variable"),
+                    );
+                    ok = false;
+                }
+                Some(_) => {}
+                None => ok = false,
+            }
+        }
+        ok.then_some(())
+    }));
+    obj.finish(
+        cx,
+        &[
+            "type",
+            "isEnabled",
+            "isPrivateCachingEnabled",
+            "cacheKeyAdditions",
+        ],
+    );
+    kind?;
+    private?;
+    additions?;
+    Some(enabled? != Some(false))
+}
+
+/// `responsePolicies.responseCacheStore`; always in effect when valid.
+pub(crate) fn read_cache_store(cx: &mut Cx, field: &Field<'_>) -> Option<bool> {
+    let mut obj = field.object(cx)?;
+    let kind = read_kind(
+        cx,
+        &mut obj,
+        &["FIXED_TTL_STORE_POLICY"],
+        "a cache store policy type",
+    );
+    let ttl = obj
+        .require(cx, "timeToLiveInSeconds")
+        .and_then(|f| f.integer_in(cx, 1, i64::MAX));
+    obj.finish(cx, &["type", "timeToLiveInSeconds"]);
+    kind?;
+    ttl?;
+    Some(true)
+}

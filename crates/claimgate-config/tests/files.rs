@@ -1,0 +1,807 @@
+//! Real deployment files as they are: the public examples in `shared/oci-examples/`, a CLI
+//! read-back with `etag` and nulls, a bare kebab-case specification, files using every member,
+//! what the loader models, what it warns about, and a file with several errors at once.
+
+mod common;
+
+use claimgate_config::*;
+use common::*;
+use serde_json::{json, Value};
+
+const NOT_ENFORCED: &str = "is not enforced by claimgate yet ('serve' refuses this file)";
+
+fn example(name: &str) -> String {
+    let path = format!(
+        "{}/../../../shared/oci-examples/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn fixture(name: &str) -> String {
+    let path = format!("{}/tests/files/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn load_text(text: &str, prefix: Option<&str>) -> Result<Loaded, Rejected> {
+    load_str(
+        text,
+        &LoadOptions {
+            path_prefix: prefix.map(str::to_owned),
+            name: "file".into(),
+        },
+    )
+}
+
+fn loads(text: &str, prefix: Option<&str>) -> Loaded {
+    match load_text(text, prefix) {
+        Ok(loaded) => loaded,
+        Err(rejected) => panic!("refused: {:#?}", rejected.errors),
+    }
+}
+
+fn strings(list: &[Diagnostic]) -> Vec<String> {
+    list.iter().map(ToString::to_string).collect()
+}
+
+fn not_enforced(path: &str) -> String {
+    format!("{path}: {NOT_ENFORCED}")
+}
+
+#[test]
+fn every_public_example_loads_with_exactly_the_expected_warnings() {
+    let functions = |i: usize| {
+        format!(
+            "routes[{i}].backend: ORACLE_FUNCTIONS_BACKEND is never served by claimgate (routes \
+             to it answer 502)"
+        )
+    };
+    let expected: Vec<(&str, Vec<String>)> = vec![
+        (
+            "cli-get-output-jwt-remote-jwks-request-auth-url.kebab.json",
+            vec![not_enforced("request-policies.cors")],
+        ),
+        (
+            "cli-get-output-jwt-remote-jwks-verify-claims.kebab.json",
+            vec![not_enforced("request-policies.cors")],
+        ),
+        (
+            "custom-auth-modify-response-request-auth-headers.json",
+            vec![
+                "requestPolicies.authentication: CUSTOM_AUTHENTICATION calls an OCI Functions \
+                 authorizer: claimgate cannot evaluate it"
+                    .to_owned(),
+                functions(1),
+                functions(2),
+                functions(3),
+                functions(4),
+                not_enforced("routes[3].requestPolicies.headerTransformations"),
+                not_enforced("routes[5].requestPolicies.headerTransformations"),
+                not_enforced("routes[7].requestPolicies.headerTransformations"),
+            ],
+        ),
+        (
+            "mutual-tls-stock-response.json",
+            vec![
+                not_enforced("requestPolicies.rateLimiting"),
+                not_enforced("requestPolicies.mutualTls"),
+            ],
+        ),
+        (
+            "stock-response-and-http-path-param-rate-limit.json",
+            vec![not_enforced("requestPolicies.rateLimiting")],
+        ),
+        (
+            "three-backend-types-functions-stock-http.json",
+            vec![functions(0)],
+        ),
+    ];
+    let dir = format!(
+        "{}/../../../shared/oci-examples",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    on_disk.sort();
+    let names: Vec<&str> = expected.iter().map(|(n, _)| *n).collect();
+    assert_eq!(on_disk, names, "every example is covered");
+    for (name, warnings) in expected {
+        let loaded = loads(&example(name), None);
+        assert_eq!(strings(&loaded.warnings), warnings, "{name}");
+    }
+}
+
+#[test]
+fn the_public_examples_become_the_expected_deployments() {
+    let kebab = loads(
+        &example("cli-get-output-jwt-remote-jwks-verify-claims.kebab.json"),
+        Some("/admin"),
+    )
+    .deployment;
+    assert_eq!(kebab.path_prefix, "/admin");
+    let Authentication::Jwt(policy) = &kebab.authentication else {
+        panic!("{:?}", kebab.authentication)
+    };
+    assert_eq!(policy.flavor, AuthFlavor::JwtAuthentication);
+    assert_eq!(
+        policy.max_clock_skew_seconds, 0.0,
+        "null skew is the default 0"
+    );
+    assert_eq!(
+        policy.verify_claims,
+        [ClaimRule {
+            key: "preferred_username".into(),
+            values: vec!["Lucas.Jellema@amis.nl".into()],
+            required: true
+        }]
+    );
+    let KeySource::RemoteJwks(jwks) = &policy.keys else {
+        panic!()
+    };
+    assert!(!jwks.ssl_verify_disabled, "null is false");
+    assert_eq!(kebab.routes[0].methods, Methods::Any);
+    assert_eq!(kebab.routes[0].execution_log_level, None);
+    assert_eq!(kebab.execution_log_level, Some(LogLevel::Info));
+    assert_eq!(kebab.unenforced, ["request-policies.cors"]);
+
+    let custom = loads(
+        &example("custom-auth-modify-response-request-auth-headers.json"),
+        None,
+    )
+    .deployment;
+    assert!(matches!(
+        custom.authentication,
+        Authentication::Unsupported { ref kind, .. } if kind == "CUSTOM_AUTHENTICATION"
+    ));
+    let set = &custom.routes[3]
+        .header_transformations
+        .as_ref()
+        .unwrap()
+        .set;
+    assert_eq!(set.len(), 3);
+    assert_eq!(set[0].name, "X-Query-Code");
+    assert_eq!(set[0].if_exists, IfExists::Overwrite);
+    assert_eq!(
+        set[0].values[0].parts(),
+        [TemplatePart::Variable(ContextVariable {
+            table: ContextTable::Query,
+            key: Some("code".into()),
+            sub_key: None
+        })]
+    );
+
+    let rate = loads(
+        &example("stock-response-and-http-path-param-rate-limit.json"),
+        None,
+    )
+    .deployment;
+    let Backend::Http(http) = &rate.routes[1].backend else {
+        panic!()
+    };
+    assert_eq!(
+        http.url,
+        "https://www.anapioficeandfire.com/api/characters/${request.path[characterId]}"
+    );
+    assert_eq!(
+        (
+            http.connect_timeout_seconds,
+            http.read_timeout_seconds,
+            http.send_timeout_seconds
+        ),
+        (60.0, 10.0, 10.0),
+        "OCI's defaults"
+    );
+}
+
+#[test]
+fn a_cli_read_back_with_etag_nulls_and_server_defaults_loads_without_warnings() {
+    let loaded = loads(&fixture("read-back.kebab.json"), None);
+    assert_eq!(
+        strings(&loaded.warnings),
+        Vec::<String>::new(),
+        "inert read-back defaults are not in effect"
+    );
+    let d = loaded.deployment;
+    assert_eq!(d.id, "ocid1.apideployment.oc1.eu-frankfurt-1.aaaaexample");
+    assert_eq!(d.display_name.as_deref(), Some("orders-v1"));
+    assert_eq!(d.path_prefix, "/v1");
+    assert_eq!(d.execution_log_level, Some(LogLevel::Warn));
+    assert!(d.unenforced.is_empty(), "{:?}", d.unenforced);
+    let Authentication::Jwt(policy) = &d.authentication else {
+        panic!("{:?}", d.authentication)
+    };
+    assert_eq!(policy.flavor, AuthFlavor::TokenAuthentication);
+    assert_eq!(policy.max_clock_skew_seconds, 30.0);
+    assert_eq!(
+        policy.issuers.as_deref(),
+        Some(&["https://idp.example.com/".to_owned()][..])
+    );
+    assert_eq!(policy.failure_response, None);
+    assert!(matches!(&policy.keys, KeySource::Static(keys) if keys.keys().len() == 1));
+    let route = &d.routes[0];
+    assert_eq!(
+        route.authorization,
+        Authorization::AnyOf(vec!["orders:read".into()])
+    );
+    assert_eq!(
+        route.header_transformations, None,
+        "empty set-headers is inert"
+    );
+    assert_eq!(route.query_parameter_transformations, None);
+    assert_eq!(route.response_header_transformations, None);
+}
+
+#[test]
+fn a_read_back_is_refused_with_kebab_paths() {
+    let text = fixture("read-back.kebab.json").replace(
+        "\"max-clock-skew-in-seconds\": 30.0",
+        "\"max-clock-skew-in-seconds\": 300.0",
+    );
+    let rejected = load_text(&text, None).unwrap_err();
+    assert_eq!(
+        strings(&rejected.errors),
+        [
+            "data.specification.request-policies.authentication.max-clock-skew-in-seconds: 300.0 \
+          is above the maximum 120"
+        ]
+    );
+}
+
+#[test]
+fn a_bare_kebab_specification_takes_the_given_prefix_and_models_transformations() {
+    let loaded = loads(&fixture("bare-specification.kebab.json"), Some("/shop/"));
+    assert_eq!(
+        strings(&loaded.warnings),
+        [
+            not_enforced("routes[0].request-policies.header-transformations"),
+            not_enforced("routes[0].request-policies.query-parameter-transformations"),
+        ]
+    );
+    let d = loaded.deployment;
+    assert_eq!(d.path_prefix, "/shop");
+    assert_eq!(d.id, "file", "no id: the file name");
+    let Authentication::Jwt(policy) = &d.authentication else {
+        panic!()
+    };
+    assert_eq!(
+        policy.location,
+        TokenLocation::Query {
+            name: "access_token".into()
+        }
+    );
+    assert!(policy.anonymous_allowed);
+    let route = &d.routes[0];
+    assert_eq!(route.authorization, Authorization::Anonymous);
+    let headers = route.header_transformations.as_ref().unwrap();
+    assert_eq!(headers.set.len(), 1);
+    let set = &headers.set[0];
+    assert_eq!(set.name, "X-Caller");
+    assert_eq!(set.if_exists, IfExists::Append);
+    assert_eq!(set.values.len(), 2);
+    assert_eq!(set.values[0].as_str(), "${request.auth[sub]}");
+    assert_eq!(
+        set.values[1].parts(),
+        [TemplatePart::Literal("gateway".into())]
+    );
+    assert_eq!(
+        headers.rename,
+        [RenameItem {
+            from: "X-Username".into(),
+            to: "X-User-ID".into()
+        }]
+    );
+    assert_eq!(
+        headers.filter,
+        Some(Filter {
+            kind: FilterKind::Block,
+            names: vec!["X-Debug".into()]
+        })
+    );
+    let query = route.query_parameter_transformations.as_ref().unwrap();
+    assert_eq!(query.set[0].name, "tenant");
+    assert_eq!(
+        query.set[0].if_exists,
+        IfExists::Overwrite,
+        "null is OVERWRITE"
+    );
+    assert_eq!(
+        d.unenforced,
+        [
+            "routes[0].request-policies.header-transformations",
+            "routes[0].request-policies.query-parameter-transformations"
+        ]
+    );
+}
+
+#[test]
+fn a_file_with_every_member_loads_and_names_what_is_not_enforced() {
+    let loaded = loads(&fixture("every-member.json"), None);
+    let s = "specification";
+    let expected_unenforced: Vec<String> = [
+        "requestPolicies.authentication.validationFailurePolicy",
+        "requestPolicies.rateLimiting",
+        "requestPolicies.cors",
+        "requestPolicies.mutualTls",
+        "requestPolicies.usagePlans",
+        "routes[0].requestPolicies.cors",
+        "routes[0].requestPolicies.queryParameterValidations",
+        "routes[0].requestPolicies.headerValidations",
+        "routes[0].requestPolicies.headerTransformations",
+        "routes[0].requestPolicies.queryParameterTransformations",
+        "routes[0].requestPolicies.responseCacheLookup",
+        "routes[0].responsePolicies.headerTransformations",
+        "routes[0].responsePolicies.responseCacheStore",
+        "routes[1].backend",
+        "routes[1].requestPolicies.bodyValidation",
+    ]
+    .iter()
+    .map(|p| format!("{s}.{p}"))
+    .collect();
+    assert_eq!(loaded.deployment.unenforced, expected_unenforced);
+    let mut warnings = vec![format!(
+        "{s}.routes[3].backend: ORACLE_FUNCTIONS_BACKEND is never served by claimgate (routes to \
+         it answer 502)"
+    )];
+    warnings.extend(expected_unenforced.iter().map(|p| not_enforced(p)));
+    assert_eq!(strings(&loaded.warnings), warnings);
+
+    let d = loaded.deployment;
+    assert_eq!(d.display_name.as_deref(), Some("orders-v2"));
+    assert_eq!(d.path_prefix, "/v2");
+    let Authentication::Jwt(policy) = &d.authentication else {
+        panic!()
+    };
+    assert_eq!(
+        policy.failure_response,
+        Some(ModifyResponse {
+            response_code: Some(ResponseCode::Status(302)),
+            response_message: Some(
+                Template::parse("Sign in first (request ${request.headers[opc-request-id]})")
+                    .unwrap()
+            ),
+            header_transformations: Some(Transformations {
+                set: vec![SetItem {
+                    name: "Location".into(),
+                    values: vec![Template::parse("https://app.example.com/login").unwrap()],
+                    if_exists: IfExists::Overwrite,
+                }],
+                rename: vec![],
+                filter: None,
+            }),
+        })
+    );
+    let route = &d.routes[0];
+    let query = route.query_parameter_transformations.as_ref().unwrap();
+    assert_eq!(query.set[0].if_exists, IfExists::Skip);
+    assert_eq!(
+        query.filter,
+        Some(Filter {
+            kind: FilterKind::Allow,
+            names: vec!["tenant".into(), "fields".into()]
+        })
+    );
+    assert_eq!(
+        route.response_header_transformations,
+        Some(Transformations {
+            set: vec![],
+            rename: vec![],
+            filter: Some(Filter {
+                kind: FilterKind::Block,
+                names: vec!["Server".into()]
+            })
+        })
+    );
+    assert!(
+        matches!(&d.routes[1].backend, Backend::Unsupported { kind } if kind == "DYNAMIC_ROUTING_BACKEND")
+    );
+}
+
+#[test]
+fn oidc_discovery_with_an_oauth2_failure_policy_is_checked_but_not_evaluated() {
+    let loaded = loads(&fixture("oidc-discovery.json"), None);
+    assert_eq!(
+        strings(&loaded.warnings),
+        [
+            "requestPolicies.authentication.validationPolicy: REMOTE_DISCOVERY (OIDC discovery and \
+             introspection) is not supported by claimgate yet: 'check' and 'serve' cannot \
+             evaluate this policy"
+                .to_owned(),
+            not_enforced("requestPolicies.authentication.validationFailurePolicy"),
+            not_enforced("routes[0].backend"),
+            not_enforced("routes[1].backend"),
+        ]
+    );
+    assert!(matches!(
+        loaded.deployment.authentication,
+        Authentication::Unsupported { ref kind, .. } if kind == "TOKEN_AUTHENTICATION with REMOTE_DISCOVERY"
+    ));
+    // The logout route must have the OAUTH2_LOGOUT_BACKEND the policy names.
+    let text =
+        fixture("oidc-discovery.json").replace("\"path\": \"/logout\"", "\"path\": \"/signout\"");
+    let rejected = load_text(&text, None).unwrap_err();
+    assert_eq!(
+        strings(&rejected.errors),
+        [
+            "requestPolicies.authentication.validationFailurePolicy.logoutPath: '/logout' must be \
+          the path of a route with an OAUTH2_LOGOUT_BACKEND, and no route is"
+        ]
+    );
+}
+
+#[test]
+fn dynamic_authentication_is_checked_and_named_as_not_enforced() {
+    let file = with(
+        without(jwt_spec(), "/requestPolicies/authentication"),
+        "/requestPolicies/dynamicAuthentication",
+        json!({
+            "selectionSource": {"type": "SINGLE", "selector": "request.subdomain[example.com]"},
+            "authenticationServers": [
+                {"key": {"type": "WILDCARD", "name": "any", "expression": "*", "isDefault": true},
+                 "authenticationServerDetail": jwt_spec()["requestPolicies"]["authentication"].clone()},
+                {"key": {"type": "ANY_OF", "name": "partners", "values": ["partner-a", "partner-b"]},
+                 "authenticationServerDetail": discovery_policy()}
+            ]
+        }),
+    );
+    let loaded = load(&file).unwrap();
+    assert_eq!(
+        loaded.deployment.unenforced,
+        ["requestPolicies.dynamicAuthentication"]
+    );
+    assert!(matches!(
+        loaded.deployment.authentication,
+        Authentication::Unsupported { ref kind, .. } if kind == "dynamicAuthentication"
+    ));
+    // The route's AUTHENTICATION_ONLY default is satisfied by the servers.
+    assert_eq!(
+        loaded.deployment.routes[0].authorization,
+        Authorization::AuthenticationOnly
+    );
+}
+
+#[test]
+fn inert_members_are_not_in_effect() {
+    let file = json!({
+        "requestPolicies": {
+            "authentication": token_policy(),
+            "cors": {"allowedOrigins": []},
+            "mutualTls": {"isVerifiedCertificateRequired": false, "allowedSans": []},
+            "usagePlans": {"tokenLocations": []},
+            "rateLimiting": null,
+            "dynamicAuthentication": null
+        },
+        "routes": [{
+            "path": "/a",
+            "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 204},
+            "requestPolicies": {
+                "headerTransformations": {"setHeaders": null, "renameHeaders": {"items": []}, "filterHeaders": {"type": "BLOCK", "items": []}},
+                "queryParameterTransformations": {"setQueryParameters": {"items": []}},
+                "headerValidations": {"headers": [{"name": "X-A", "required": true}], "validationMode": "DISABLED"},
+                "queryParameterValidations": {"parameters": []},
+                "bodyValidation": {"content": {"*/*": {"validationType": "NONE"}}, "validationMode": "DISABLED"},
+                "responseCacheLookup": {"type": "SIMPLE_LOOKUP_POLICY", "isEnabled": false}
+            },
+            "responsePolicies": {"headerTransformations": {"filterHeaders": null}}
+        }]
+    });
+    let file = with(
+        file,
+        "/requestPolicies/authentication/validationFailurePolicy",
+        json!({"type": "MODIFY_RESPONSE", "responseCode": null, "responseMessage": null, "responseHeaderTransformations": null}),
+    );
+    let loaded = load(&file).unwrap();
+    assert_eq!(loaded.deployment.unenforced, Vec::<String>::new());
+    assert_eq!(strings(&loaded.warnings), Vec::<String>::new());
+    // An empty ALLOW filter removes every header: that is in effect.
+    let allow = with(
+        file,
+        "/routes/0/requestPolicies/headerTransformations/filterHeaders/type",
+        json!("ALLOW"),
+    );
+    assert_eq!(
+        load(&allow).unwrap().deployment.unenforced,
+        ["routes[0].requestPolicies.headerTransformations"]
+    );
+}
+
+#[test]
+fn what_claimgate_accepts_but_oci_refuses_is_a_warning() {
+    let ec_key = json!({
+        "kid": "ec1", "format": "JSON_WEB_KEY", "kty": "EC", "crv": "P-256", "alg": "ES256",
+        "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+        "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"
+    });
+    let ps_key = json!({"kid": "ps1", "format": "JSON_WEB_KEY", "kty": "RSA", "alg": "PS256", "n": RSA_N, "e": "AQAB"});
+    let auth = "/requestPolicies/authentication";
+    let cases: Vec<(Value, &[&str])> = vec![
+        (
+            with(jwt_spec(), &format!("{auth}/publicKeys"), json!({"type": "STATIC_KEYS", "keys": [ec_key]})),
+            &[
+                "requestPolicies.authentication.publicKeys.keys[0].alg: 'ES256': OCI accepts only RS256, RS384, RS512",
+                "requestPolicies.authentication.publicKeys.keys[0]: an EC P-256 key: claimgate accepts it, OCI accepts only RSA",
+            ],
+        ),
+        (
+            with(jwt_spec(), &format!("{auth}/publicKeys"), json!({"type": "STATIC_KEYS", "keys": [ps_key]})),
+            &["requestPolicies.authentication.publicKeys.keys[0].alg: 'PS256': OCI accepts only RS256, RS384, RS512"],
+        ),
+        (
+            with(jwt_spec(), &format!("{auth}/publicKeys/uri"), json!("http://idp.example.com/jwks")),
+            &["requestPolicies.authentication.publicKeys.uri: plain http:// to a non-loopback host: keys can be tampered with in transit"],
+        ),
+        (
+            with(jwt_spec(), &format!("{auth}/tokenAuthScheme"), json!("Token")),
+            &["requestPolicies.authentication.tokenAuthScheme: 'Token': OCI supports only 'Bearer'"],
+        ),
+        (
+            with(jwt_spec(), "/routes/0/backend/body", json!("x".repeat(4097))),
+            &["routes[0].backend.body: 4097 bytes: OCI's limits page allows 4096"],
+        ),
+        (
+            with(
+                with(jwt_spec(), auth, discovery_policy()),
+                &format!("{auth}/validationPolicy/clientDetails/clientSecretVersionNumber"),
+                Value::Null,
+            ),
+            &["requestPolicies.authentication.validationPolicy.clientDetails.clientSecretVersionNumber: OCI requires it; claimgate uses the highest version in the secrets file"],
+        ),
+        (
+            with(
+                with(jwt_spec(), auth, discovery_policy()),
+                &format!("{auth}/validationPolicy/sourceUriDetails/uri"),
+                json!("http://idp.example.com/.well-known/openid-configuration"),
+            ),
+            &["requestPolicies.authentication.validationPolicy.sourceUriDetails.uri: plain http:// to a non-loopback host: the discovery document can be tampered with in transit"],
+        ),
+        (
+            with(jwt_spec(), "/routes/0/requestPolicies/responseCacheLookup", json!({
+                "type": "SIMPLE_LOOKUP_POLICY", "isEnabled": true,
+                "cacheKeyAdditions": many(11, |i| json!(format!("${{request.headers[X-K{i}]}}")))
+            })),
+            &["routes[0].requestPolicies.responseCacheLookup.cacheKeyAdditions: 11 entries: OCI's limits allow 10 cache-key values"],
+        ),
+        (
+            with(jwt_spec(), "/requestPolicies/cors", json!({"allowedOrigins": ["https://app.example.com/"]})),
+            &["requestPolicies.cors.allowedOrigins[0]: 'https://app.example.com/' has a path: browsers send origins without one, so it never matches"],
+        ),
+        (
+            with(jwt_spec(), "/routes/0/requestPolicies/headerTransformations", json!({
+                "setHeaders": {"items": [{"name": "X-Caller", "values": ["${request.auth[sub]}"]}]},
+                "filterHeaders": {"type": "ALLOW", "items": [{"name": "Accept"}]}
+            })),
+            &["routes[0].requestPolicies.headerTransformations.filterHeaders: 'X-Caller' is set or renamed, but this ALLOW filter runs last and removes it (list it here to keep it)"],
+        ),
+        (
+            with(jwt_spec(), "/routes/0/backend", json!({"type": "HTTP_BACKEND", "url": "https://orders.internal/${request.path[orderId]}"})),
+            &["routes[0].backend.url: request.path[orderId]: the route path has no parameter 'orderId', so it is always empty"],
+        ),
+        (
+            with(jwt_spec(), "/routes/0/backend", json!({"type": "HTTP_BACKEND", "url": "https://${request.headers[X-Region]}.orders.internal/"})),
+            &["routes[0].backend.url: 'https://${request.headers[X-Region]}.orders.internal/': OCI documents context variables in url path segments only, not in the host"],
+        ),
+    ];
+    for (file, expected) in cases {
+        let loaded = match load(&file) {
+            Ok(loaded) => loaded,
+            Err(rejected) => panic!("{expected:?}: refused {:#?}", rejected.errors),
+        };
+        let warnings = strings(&loaded.warnings);
+        let relevant: Vec<&String> = warnings
+            .iter()
+            .filter(|w| !w.ends_with(NOT_ENFORCED) && !w.contains("REMOTE_DISCOVERY"))
+            .collect();
+        assert_eq!(relevant, expected, "{expected:?}");
+    }
+}
+
+#[test]
+fn several_errors_are_reported_at_once() {
+    let file = json!({
+        "displayName": "orders",
+        "pathPrefix": "v1",
+        "compartmentId": "ocid1.compartment.oc1..aaaa",
+        "specification": {
+            "requestPolicies": {
+                "authentication": {
+                    "type": "JWT_AUTHENTICATION",
+                    "tokenHeader": "Authorization",
+                    "tokenAuthScheme": "Bearer",
+                    "maxClockSkewInSeconds": 300,
+                    "issuers": [ISSUER],
+                    "audience": ["orders-api"],
+                    "publicKeys": {"type": "REMOTE_JWKS", "uri": JWKS, "maxCacheDurationInHours": 48}
+                },
+                "rateLimiting": {"rateInRequestsPerSecond": 0, "rateKey": "PER_USER"},
+                "cors": {"allowedOrigins": ["*"], "allowedMethods": many(60, |_| json!("GET"))}
+            },
+            "routes": [
+                {
+                    "path": "/orders/{id}",
+                    "methods": ["GET"],
+                    "backend": {"type": "HTTP_BACKEND", "url": "https://orders.internal/orders/{id}", "connectTimeoutInSeconds": 90},
+                    "requestPolicies": {
+                        "headerTransformations": {"setHeaders": {"items": [{"name": "Cookie", "values": ["a=b"]}]}}
+                    }
+                },
+                {
+                    "path": "/orders/{orderId}",
+                    "methods": ["GET"],
+                    "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200, "headers": [{"name": "X-A", "value": "v".repeat(5000)}]}
+                }
+            ]
+        }
+    });
+    let auth = "specification.requestPolicies.authentication";
+    assert_eq!(
+        errors(&file),
+        [
+            "pathPrefix: 'v1' must start with '/'".to_owned(),
+            format!("{auth}.maxClockSkewInSeconds: 300 is above the maximum 120"),
+            format!("{auth}.audiences: is required"),
+            format!("{auth}.publicKeys.maxCacheDurationInHours: 48 is above the maximum 24"),
+            format!("{auth}.audience: unknown member (did you mean 'audiences'?)"),
+            "specification.requestPolicies.rateLimiting.rateInRequestsPerSecond: 0 is below the minimum 1".to_owned(),
+            "specification.requestPolicies.rateLimiting.rateKey: 'PER_USER' is not a rate key (CLIENT_IP, TOTAL)".to_owned(),
+            "specification.requestPolicies.cors.allowedMethods: 60 entries is above the maximum 50".to_owned(),
+            "specification.routes[0].backend.url: 'https://orders.internal/orders/{id}': write a path parameter as ${request.path[name]}, not {name}".to_owned(),
+            "specification.routes[0].backend.connectTimeoutInSeconds: 90 is above the maximum 75".to_owned(),
+            "specification.routes[0].requestPolicies.headerTransformations.setHeaders.items[0].name: 'Cookie' is a protected header: OCI does not let policies change it".to_owned(),
+            "specification.routes[1].path: '/orders/{orderId}' is already routed for GET by specification.routes[0] ('/orders/{id}')".to_owned(),
+            "specification.routes[1].backend.headers[0].value: 5000 bytes is above the maximum 4096".to_owned(),
+        ]
+    );
+}
+
+#[test]
+fn route_templates_that_differ_only_in_methods_or_literals_are_fine() {
+    let route = |path: &str, methods: Value| json!({"path": path, "methods": methods, "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200}});
+    let file = with(
+        jwt_spec(),
+        "/routes",
+        json!([
+            route("/orders/{id}", json!(["GET"])),
+            route("/orders/{id}", json!(["POST", "DELETE"])),
+            route("/orders/{id}/", json!(["GET"])),
+            route("/orders/latest", json!(["GET"])),
+            route("/orders/{id}/{rest*}", json!(["ANY"])),
+        ]),
+    );
+    assert_eq!(errors(&file), Vec::<String>::new());
+}
+
+#[test]
+fn templates_parse_into_literals_and_variables() {
+    let t = Template::parse("Bearer ${request.auth[id_token_claims][email]} via ${request.host}$")
+        .unwrap();
+    assert_eq!(
+        t.parts(),
+        [
+            TemplatePart::Literal("Bearer ".into()),
+            TemplatePart::Variable(ContextVariable {
+                table: ContextTable::Auth,
+                key: Some("id_token_claims".into()),
+                sub_key: Some("email".into())
+            }),
+            TemplatePart::Literal(" via ".into()),
+            TemplatePart::Variable(ContextVariable {
+                table: ContextTable::Host,
+                key: None,
+                sub_key: None
+            }),
+            TemplatePart::Literal("$".into()),
+        ]
+    );
+    assert_eq!(
+        t.variables().map(ToString::to_string).collect::<Vec<_>>(),
+        ["request.auth[id_token_claims][email]", "request.host"]
+    );
+    assert_eq!(
+        ContextVariable::parse("request.auth[a][b]").unwrap_err(),
+        "'request.auth[a][b]' has more than one key (only request.auth[id_token_claims][<claim>] \
+         and request.auth[access_token_claims][<claim>] have two)"
+    );
+    assert_eq!(
+        ContextVariable::parse("request.usage_plan[name]").unwrap_err(),
+        "request.usage_plan has only the key 'id', not 'name'"
+    );
+}
+
+/// The invalid file `docs/deployment-files.md` shows `claimgate validate` on.
+#[test]
+fn the_documented_invalid_file_has_exactly_the_documented_errors() {
+    let rejected = load_text(&fixture("invalid-orders.json"), None).unwrap_err();
+    let auth = "specification.requestPolicies.authentication";
+    let route = "specification.routes";
+    assert_eq!(
+        strings(&rejected.errors),
+        [
+            format!("{auth}.maxClockSkewInSeconds: 300 is above the maximum 120"),
+            format!("{auth}.audiences: is required"),
+            format!("{auth}.publicKeys.maxCacheDurationInHours: 48 is above the maximum 24"),
+            format!("{auth}.audience: unknown member (did you mean 'audiences'?)"),
+            "specification.requestPolicies.rateLimiting.rateInRequestsPerSecond: 0 is below the \
+             minimum 1"
+                .to_owned(),
+            "specification.requestPolicies.rateLimiting.rateKey: 'PER_USER' is not a rate key \
+             (CLIENT_IP, TOTAL)"
+                .to_owned(),
+            format!(
+                "{route}[0].backend.url: context variables cannot be used in the query of url; \
+                 set query parameters with queryParameterTransformations"
+            ),
+            format!("{route}[0].backend.connectTimeoutInSeconds: 90 is above the maximum 75"),
+            format!(
+                "{route}[0].requestPolicies.headerTransformations.setHeaders.items[0].name: \
+                 'Cookie' is a protected header: OCI does not let policies change it"
+            ),
+            format!(
+                "{route}[1].path: '/orders/{{orderId}}' is already routed for GET by \
+                 {route}[0] ('/orders/{{id}}')"
+            ),
+        ]
+    );
+    assert_eq!(strings(&rejected.warnings), Vec::<String>::new());
+}
+
+/// The file `docs/deployment-files.md` shows the OCI-would-refuse warnings on.
+#[test]
+fn the_documented_oci_would_refuse_file_has_exactly_the_documented_warnings() {
+    let loaded = loads(&fixture("oci-would-refuse.json"), None);
+    let auth = "requestPolicies.authentication";
+    assert_eq!(
+        strings(&loaded.warnings),
+        [
+            format!("{auth}.tokenAuthScheme: 'bearer': OCI supports only 'Bearer'"),
+            format!("{auth}.publicKeys.keys[0].alg: 'ES256': OCI accepts only RS256, RS384, RS512"),
+            format!(
+                "{auth}.publicKeys.keys[0]: an EC P-256 key: claimgate accepts it, OCI accepts \
+                 only RSA"
+            ),
+            format!("{auth}.publicKeys.keys[1].alg: 'PS256': OCI accepts only RS256, RS384, RS512"),
+            "routes[0].backend.url: request.path[orderId]: the route path has no parameter \
+             'orderId', so it is always empty"
+                .to_owned(),
+        ]
+    );
+}
+
+#[test]
+fn client_secrets_are_named_by_id_and_resolved_from_the_secrets_file() {
+    let d = loads(&fixture("oidc-discovery.json"), None).deployment;
+    let path = "requestPolicies.authentication.validationPolicy.clientDetails.clientSecretId";
+    assert_eq!(
+        d.secret_refs,
+        [SecretRef {
+            secret_id: "ocid1.vaultsecret.oc1..aaaaexample".into(),
+            version: Some(2),
+            path: path.into(),
+        }]
+    );
+    let good =
+        Secrets::parse(r#"{"ocid1.vaultsecret.oc1..aaaaexample": {"1": "a", "2": "b"}}"#).unwrap();
+    assert_eq!(good.check(&d), []);
+    let old = Secrets::parse(r#"{"ocid1.vaultsecret.oc1..aaaaexample": {"1": "a"}}"#).unwrap();
+    assert_eq!(
+        old.check(&d),
+        [Diagnostic {
+            path: path.into(),
+            message: "secret 'ocid1.vaultsecret.oc1..aaaaexample' has no version 2 in the \
+                      secrets file (it has 1)"
+                .into()
+        }]
+    );
+    assert_eq!(
+        Secrets::default().check(&d)[0].message,
+        "secret 'ocid1.vaultsecret.oc1..aaaaexample' is not in the secrets file"
+    );
+    // Files without client credentials name no secret.
+    assert_eq!(
+        loads(&fixture("every-member.json"), None)
+            .deployment
+            .secret_refs,
+        []
+    );
+}
