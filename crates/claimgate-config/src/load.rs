@@ -559,13 +559,14 @@ fn read_route(
                 note(notes, &f.path, read_body_validation(cx, &f));
             }
             if let Some(f) = policies.take("headerTransformations") {
+                // Enforced by the gateway: never reported as unenforced.
                 let read = read_transformations(cx, &f, Target::RequestHeaders, &scope);
-                note(notes, &f.path, read.as_ref().map(|t| !t.is_empty()));
+                note(notes, &f.path, read.as_ref().map(|_| false));
                 header_transformations = read.filter(|t| !t.is_empty());
             }
             if let Some(f) = policies.take("queryParameterTransformations") {
                 let read = read_transformations(cx, &f, Target::QueryParameters, &scope);
-                note(notes, &f.path, read.as_ref().map(|t| !t.is_empty()));
+                note(notes, &f.path, read.as_ref().map(|_| false));
                 query_parameter_transformations = read.filter(|t| !t.is_empty());
             }
             if let Some(f) = policies.take("responseCacheLookup") {
@@ -579,7 +580,6 @@ fn read_route(
             if let Some(f) = policies.take("headerTransformations") {
                 match read_transformations(cx, &f, Target::ResponseHeaders, &scope) {
                     Some(t) => {
-                        notes.unenforced(&f.path, !t.is_empty());
                         response_header_transformations = Some(t).filter(|t| !t.is_empty());
                     }
                     None => policies_ok = false,

@@ -65,10 +65,7 @@ impl TokenCache {
 
     /// (hits, misses) so far.
     pub fn counts(&self) -> (u64, u64) {
-        (
-            self.hits.get(),
-            self.misses.get(),
-        )
+        (self.hits.get(), self.misses.get())
     }
 
     /// The cache as seen by one evaluation: entries of one deployment (`scope`, which changes

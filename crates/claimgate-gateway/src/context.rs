@@ -1,6 +1,7 @@
 //! OCI context variables in strings (`${request.path[id]}`, `${request.auth[sub]}`, ...), as
 //! the gateway substitutes them into backend URLs.
 
+use claimgate_config::{ContextTable, ContextVariable, Template, TemplatePart};
 use serde_json::{Map, Value};
 
 /// What a request offers to `${...}` expressions.
@@ -58,6 +59,48 @@ impl RequestContext<'_> {
             "request.host" => (self.host.unwrap_or_default().to_owned(), false),
             _ => (String::new(), false),
         }
+    }
+
+    /// The value of a parsed variable, empty when missing (as OCI).
+    pub(crate) fn variable(&self, variable: &ContextVariable) -> String {
+        let key = variable.key.as_deref().unwrap_or("");
+        let lookup = match variable.table {
+            ContextTable::Path => format!("request.path[{key}]"),
+            ContextTable::Query => format!("request.query[{key}]"),
+            ContextTable::Headers => format!("request.headers[{key}]"),
+            ContextTable::Auth if variable.sub_key.is_none() => format!("request.auth[{key}]"),
+            ContextTable::Host => "request.host".to_owned(),
+            // OAuth2 session claims, client certificates, subdomains and usage plans are not
+            // available in claimgate: empty, as OCI renders a missing variable.
+            _ => return String::new(),
+        };
+        self.value(&lookup).0
+    }
+
+    /// Expands a template into a header or parameter value, as written (no encoding).
+    pub(crate) fn expand(&self, template: &Template) -> String {
+        let mut out = String::new();
+        for part in template.parts() {
+            match part {
+                TemplatePart::Literal(text) => out.push_str(text),
+                TemplatePart::Variable(variable) => out.push_str(&self.variable(variable)),
+            }
+        }
+        out
+    }
+
+    /// Expands a template into a query-parameter value: variable values are percent-encoded.
+    pub(crate) fn expand_query_value(&self, template: &Template) -> String {
+        let mut out = String::new();
+        for part in template.parts() {
+            match part {
+                TemplatePart::Literal(text) => out.push_str(text),
+                TemplatePart::Variable(variable) => {
+                    percent_encode_into(&self.variable(variable), &mut out)
+                }
+            }
+        }
+        out
     }
 
     /// Substitutes every `${...}` in a URL template. Values that did not come from the URL

@@ -17,6 +17,7 @@ pub mod metrics;
 mod proxy;
 mod respond;
 mod server;
+mod transform;
 
 pub use logs::{LogSink, Logs};
 pub use server::{Gateway, Options, MAX_BODY_BYTES};

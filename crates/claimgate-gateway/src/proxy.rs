@@ -165,6 +165,7 @@ pub(crate) fn backend_request(
     body: Body,
     peer: SocketAddr,
     request_id: &str,
+    transform: impl FnOnce(&mut http::HeaderMap),
 ) -> Result<Request<Body>, String> {
     let target = match query {
         Some(q) if !q.is_empty() => {
@@ -202,6 +203,9 @@ pub(crate) fn backend_request(
         }
         headers.append(name.clone(), value.clone());
     }
+    // The route's transformations see the client's headers; the gateway's own forwarding
+    // headers are added after them, so no transformation or client can forge those.
+    transform(headers);
     let ip = peer.ip().to_string();
     let forwarded_for = match parts
         .headers

@@ -580,7 +580,18 @@ impl Gateway {
         let Some(route) = deployment.routes.get(route_info.index) else {
             return respond::error(404);
         };
-        match &route.backend {
+        let request_context = RequestContext {
+            path_params: &route_info.params,
+            claims: verdict.claims.as_ref(),
+            headers: &parts.headers,
+            query: parts.uri.query(),
+            host: parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok()),
+        };
+        let mut problems = Vec::new();
+        let mut response = match &route.backend {
             Backend::Stock(stock) => respond::stock(stock, parts.method == http::Method::HEAD),
             Backend::Unsupported { kind } => {
                 self.logs.execution(
@@ -592,37 +603,45 @@ impl Gateway {
                         format!("{kind} is not served by claimgate."),
                     ),
                 );
-                respond::error(502)
+                return respond::error(502);
             }
             Backend::Http(backend) => {
-                let request_context = RequestContext {
-                    path_params: &route_info.params,
-                    claims: verdict.claims.as_ref(),
-                    headers: &parts.headers,
-                    query: parts.uri.query(),
-                    host: parts
-                        .headers
-                        .get(http::header::HOST)
-                        .and_then(|v| v.to_str().ok()),
-                };
                 let url = request_context.expand_url(&backend.url);
+                let query = match &route.query_parameter_transformations {
+                    Some(rules) => {
+                        crate::transform::query(rules, parts.uri.query(), &request_context)
+                    }
+                    None => parts.uri.query().map(str::to_owned),
+                };
                 let body: Body = http_body_util::Limited::new(body, MAX_BODY_BYTES).boxed();
-                let outbound =
-                    match backend_request(&url, parts.uri.query(), parts, body, peer, request_id) {
-                        Ok(r) => r,
-                        Err(reason) => {
-                            self.logs.execution(
-                                context,
-                                threshold,
-                                ExecutionRecord::new(
-                                    "httpBackend.urlInvalid",
-                                    Level::Error,
-                                    reason,
-                                ),
-                            );
-                            return respond::error(502);
+                let outbound = backend_request(
+                    &url,
+                    query.as_deref(),
+                    parts,
+                    body,
+                    peer,
+                    request_id,
+                    |headers| {
+                        if let Some(rules) = &route.header_transformations {
+                            problems.extend(crate::transform::headers(
+                                rules,
+                                headers,
+                                &request_context,
+                            ));
                         }
-                    };
+                    },
+                );
+                let outbound = match outbound {
+                    Ok(r) => r,
+                    Err(reason) => {
+                        self.logs.execution(
+                            context,
+                            threshold,
+                            ExecutionRecord::new("httpBackend.urlInvalid", Level::Error, reason),
+                        );
+                        return respond::error(502);
+                    }
+                };
                 let timeout = Duration::from_secs_f64(
                     backend.connect_timeout_seconds
                         + backend.send_timeout_seconds
@@ -650,11 +669,22 @@ impl Gateway {
                             .with("cause", json!(error.token()))
                             .with("backendUrl", json!(url)),
                         );
-                        respond::error(error.status())
+                        return respond::error(error.status());
                     }
                 }
             }
+        };
+        if let Some(rules) = &route.response_header_transformations {
+            problems.extend(crate::transform::headers(
+                rules,
+                response.headers_mut(),
+                &request_context,
+            ));
         }
+        for problem in problems {
+            self.logs.execution(context, threshold, problem);
+        }
+        response
     }
 
     fn access_log(

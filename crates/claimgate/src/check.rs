@@ -303,12 +303,12 @@ fn print_text(
         Decision::Allow => p.green(&format!("ALLOW  {status}")),
         Decision::Deny => p.red(&format!("DENY  {status}")),
     };
-    println!("{headline}");
+    outln!("{headline}");
     let target = match &request.query {
         Some(q) => format!("{}?{}", request.path, redact_query(q)),
         None => request.path.clone(),
     };
-    println!("  request     {} {target}", request.method);
+    outln!("  request     {} {target}", request.method);
     match (&verdict.route, &verdict.unrouted) {
         (Some(route), _) => {
             let backend = match deployment.routes.get(route.index).map(|r| &r.backend) {
@@ -317,7 +317,7 @@ fn print_text(
                 Some(Backend::Unsupported { kind }) => kind.clone(),
                 None => String::new(),
             };
-            println!(
+            outln!(
                 "  route       {} (routes[{}], prefix {}, methods {}) → {backend}",
                 route.path,
                 route.index,
@@ -326,13 +326,13 @@ fn print_text(
             );
         }
         (None, Some(Unrouted::MethodNotAllowed { allow })) => {
-            println!(
+            outln!(
                 "  route       a route matches the path but not {}; allowed: {}",
                 request.method,
                 allow.join(", ")
             )
         }
-        _ => println!(
+        _ => outln!(
             "  route       none matches (prefix {})",
             deployment.path_prefix
         ),
@@ -348,13 +348,13 @@ fn print_text(
             KeysFrom::Fetched(uri) => format!("keys fetched from {uri}"),
             KeysFrom::None => String::new(),
         };
-        println!(
+        outln!(
             "  policy      {flavor}, token in {}, {keys}",
             policy.location
         );
     }
-    println!("  evaluated   {now}");
-    println!();
+    outln!("  evaluated   {now}");
+    outln!();
     let width = verdict
         .checks
         .iter()
@@ -370,22 +370,22 @@ fn print_text(
             String::new()
         };
         match &check.outcome {
-            Outcome::Pass(note) => println!("  {} {id}  {note}{unverified}", p.green("pass")),
+            Outcome::Pass(note) => outln!("  {} {id}  {note}{unverified}", p.green("pass")),
             Outcome::Skip(why) => {
-                println!("  {} {}", p.dim("skip"), p.dim(&format!("{id}  {why}")))
+                outln!("  {} {}", p.dim("skip"), p.dim(&format!("{id}  {why}")))
             }
             Outcome::Fail(_) => {
-                println!(
+                outln!(
                     "  {} {id}  {}{unverified}",
                     p.red("FAIL"),
                     check.message().unwrap_or_default()
                 );
                 let pad = " ".repeat(width + 9);
                 if let Some(expected) = &check.expected {
-                    println!("{pad}expected  {}", compact(expected));
+                    outln!("{pad}expected  {}", compact(expected));
                 }
                 match (&check.actual, &check.id) {
-                    (Some(actual), _) => println!("{pad}actual    {}", compact(actual)),
+                    (Some(actual), _) => outln!("{pad}actual    {}", compact(actual)),
                     (
                         None,
                         CheckId::Exp
@@ -394,29 +394,29 @@ fn print_text(
                         | CheckId::Claim(_)
                         | CheckId::Scope,
                     ) => {
-                        println!("{pad}actual    (absent)")
+                        outln!("{pad}actual    (absent)")
                     }
                     _ => {}
                 }
                 if let Some(setting) = &check.setting {
-                    println!("{pad}policy    {setting}");
+                    outln!("{pad}policy    {setting}");
                 }
                 if let Some(fix) = check.fix() {
-                    println!("{pad}{}       {fix}", p.bold("fix"));
+                    outln!("{pad}{}       {fix}", p.bold("fix"));
                 }
             }
         }
     }
     if verdict.checks.iter().any(|c| c.unverified) {
-        println!();
-        println!("  (unverified) = judged on claims whose signature did not verify; shown so every mismatch is visible at once.");
+        outln!();
+        outln!("  (unverified) = judged on claims whose signature did not verify; shown so every mismatch is visible at once.");
     }
     let events = verdict.events();
     if !events.is_empty() {
-        println!();
-        println!("execution log (what the gateway would record):");
+        outln!();
+        outln!("execution log (what the gateway would record):");
         for event in events {
-            println!("  {:<5} {}  {}", event.level, event.code, event.message);
+            outln!("  {:<5} {}  {}", event.level, event.code, event.message);
         }
     }
     if !notes.is_empty() {

@@ -77,18 +77,18 @@ fn decode(args: &DecodeArgs) -> Result<(), InputError> {
         return Ok(());
     }
     let p = Paint(colour_enabled());
-    println!("{}", p.bold("header"));
-    println!(
+    outln!("{}", p.bold("header"));
+    outln!(
         "{}",
         serde_json::to_string_pretty(&header).unwrap_or_default()
     );
-    println!("{}", p.bold("payload"));
-    println!(
+    outln!("{}", p.bold("payload"));
+    outln!(
         "{}",
         serde_json::to_string_pretty(&payload).unwrap_or_default()
     );
     if !times.is_empty() {
-        println!("{}", p.bold("times (UTC)"));
+        outln!("{}", p.bold("times (UTC)"));
         for claim in TIME_CLAIMS {
             if let Some(t) = times.get(claim) {
                 let what = match claim {
@@ -99,7 +99,7 @@ fn decode(args: &DecodeArgs) -> Result<(), InputError> {
                     "nbf" => "not before",
                     _ => "issued",
                 };
-                println!(
+                outln!(
                     "  {claim}  {}  {what} {}",
                     t["utc"].as_str().unwrap_or(""),
                     t["relative"].as_str().unwrap_or("")
@@ -107,10 +107,10 @@ fn decode(args: &DecodeArgs) -> Result<(), InputError> {
             }
         }
     }
-    println!();
-    println!("{}", p.yellow("The signature was NOT verified: decode only shows what the token says. Use 'claimgate check' to judge it."));
+    outln!();
+    outln!("{}", p.yellow("The signature was NOT verified: decode only shows what the token says. Use 'claimgate check' to judge it."));
     if let Some(problem) = format_problem {
-        println!(
+        outln!(
             "{}",
             p.red(&format!(
                 "claimgate would refuse this token: JWT token is malformed: {problem}."

@@ -126,7 +126,7 @@ pub(crate) fn run(args: &LogsArgs) -> u8 {
         return exit::DENIED;
     }
     let p = Paint(colour_enabled());
-    println!(
+    outln!(
         "{} record{} for request {}:",
         mine.len(),
         if mine.len() == 1 { "" } else { "s" },
@@ -137,7 +137,7 @@ pub(crate) fn run(args: &LogsArgs) -> u8 {
         let time = record["time"].as_str().unwrap_or("");
         let kind = record["type"].as_str().unwrap_or("");
         if kind.ends_with(".access") {
-            println!(
+            outln!(
                 "  {time}  access     {} → {}",
                 data["message"].as_str().unwrap_or(""),
                 data["status"]
@@ -149,43 +149,43 @@ pub(crate) fn run(args: &LogsArgs) -> u8 {
                 "WARN" => p.yellow(level),
                 other => other.to_owned(),
             };
-            println!(
+            outln!(
                 "  {time}  {level:<5}  {}  {}",
                 data["code"].as_str().unwrap_or(""),
                 data["message"].as_str().unwrap_or("")
             );
         }
     }
-    println!();
+    outln!();
     if failures.is_empty() {
-        println!(
+        outln!(
             "{}",
             p.green("diagnosis: no failure recorded for this request")
         );
     } else {
-        println!("{}", p.bold("diagnosis:"));
+        outln!("{}", p.bold("diagnosis:"));
         for record in failures {
             let data = &record["data"];
             let check = data["check"]
                 .as_str()
                 .map(|c| format!("{c}: "))
                 .unwrap_or_default();
-            println!(
+            outln!(
                 "  {} {check}{}",
                 p.red("✗"),
                 data["message"].as_str().unwrap_or("")
             );
             if !data["expected"].is_null() {
-                println!("      expected  {}", data["expected"]);
+                outln!("      expected  {}", data["expected"]);
             }
             if !data["actual"].is_null() {
-                println!("      actual    {}", data["actual"]);
+                outln!("      actual    {}", data["actual"]);
             }
             if let Some(fix) = data["fix"].as_str() {
-                println!("      fix       {fix}");
+                outln!("      fix       {fix}");
             }
             if let Some(cause) = data["cause"].as_str() {
-                println!("      cause     {cause}");
+                outln!("      cause     {cause}");
             }
         }
     }

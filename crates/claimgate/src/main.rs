@@ -3,6 +3,14 @@
 
 #![forbid(unsafe_code)]
 
+/// `println!` that ignores a closed stdout (`claimgate ... | head` must not panic).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod check;
 mod decode;
 mod input;

@@ -53,7 +53,7 @@ pub(crate) fn print_json(mut document: Value) {
             }
         }
     }
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(&Value::Object(ordered)).unwrap_or_default()
     );

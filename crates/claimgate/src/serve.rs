@@ -211,35 +211,35 @@ fn print_demo(
     access_log: &str,
 ) {
     let base = format!("http://{local}{PREFIX}");
-    println!();
-    println!(
+    outln!();
+    outln!(
         "The demo deployment is {} (tokens below are valid for 1 hour).",
         file.display()
     );
-    println!();
-    println!("Accepted (200):");
-    println!(
+    outln!();
+    outln!("Accepted (200):");
+    outln!(
         "  curl -i {base}/hello -H 'Authorization: Bearer {}'",
         demo.good_token
     );
-    println!();
-    println!("Refused (401: the token was issued for another audience):");
-    println!(
+    outln!();
+    outln!("Refused (401: the token was issued for another audience):");
+    outln!(
         "  curl -i {base}/hello -H 'Authorization: Bearer {}'",
         demo.wrong_audience_token
     );
-    println!();
-    println!("Then ask why, with the opc-request-id the refusal answered:");
-    println!(
+    outln!();
+    outln!("Then ask why, with the opc-request-id the refusal answered:");
+    outln!(
         "  claimgate logs --file {execution_log} --file {access_log} --request-id <opc-request-id>"
     );
-    println!();
-    println!("Also: {base}/public needs no token; {base}/admin needs the demo:admin scope:");
-    println!(
+    outln!();
+    outln!("Also: {base}/public needs no token; {base}/admin needs the demo:admin scope:");
+    outln!(
         "  curl -i {base}/admin -H 'Authorization: Bearer {}'",
         demo.admin_token
     );
-    println!();
+    outln!();
 }
 
 /// Loads every `--deployment` argument; all must be valid for the set to be used.

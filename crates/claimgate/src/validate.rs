@@ -107,14 +107,14 @@ pub(crate) fn run(args: &ValidateArgs) -> u8 {
             } else {
                 format!(" ({warning_count})")
             };
-            println!("{} {file}{count}", p.green("ok"));
+            outln!("{} {file}{count}", p.green("ok"));
         } else {
             let count = if warning_count.is_empty() {
                 String::new()
             } else {
                 format!(", {warning_count}")
             };
-            println!(
+            outln!(
                 "{} {file}: {} error{}{count}",
                 p.red("invalid"),
                 errors.len(),
@@ -122,10 +122,10 @@ pub(crate) fn run(args: &ValidateArgs) -> u8 {
             );
         }
         for e in &errors {
-            println!("  {} {e}", p.red("error"));
+            outln!("  {} {e}", p.red("error"));
         }
         for w in &warnings {
-            println!("  {} {w}", p.yellow("warning"));
+            outln!("  {} {w}", p.yellow("warning"));
         }
     }
     if args.output == Format::Json {

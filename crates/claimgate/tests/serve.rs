@@ -1279,3 +1279,85 @@ fn a_missing_certificate_is_a_clear_configuration_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn transformations_shape_the_backend_request_and_identity_headers_cannot_be_spoofed() {
+    let rt = runtime();
+    let upstream = start_upstream(&rt);
+    let jwks = start_jwks(&rt, vec![signer().jwk()]);
+    let mut file = deployment(&format!("http://{}/jwks", jwks.server.addr), upstream.addr);
+    file["specification"]["routes"][0]["requestPolicies"] = json!({
+        "headerTransformations": {
+            "setHeaders": {"items": [
+                {"name": "X-User", "values": ["${request.auth[sub]}"], "ifExists": "APPEND"},
+                {"name": "X-Order", "values": ["order-${request.path[id]}"]},
+                {"name": "X-Keep", "values": ["gateway"], "ifExists": "SKIP"}
+            ]},
+            "renameHeaders": {"items": [{"from": "X-Old", "to": "X-New"}]},
+            "filterHeaders": {"type": "BLOCK", "items": [{"name": "X-Secret"}]}
+        },
+        "queryParameterTransformations": {
+            "setQueryParameters": {"items": [{"name": "tenant", "values": ["${request.auth[tenant]}"]}]},
+            "filterQueryParameters": {"type": "BLOCK", "items": [{"name": "debug"}]}
+        }
+    });
+    file["specification"]["routes"][0]["responsePolicies"] = json!({
+        "headerTransformations": {"setHeaders": {"items": [{"name": "X-Served-By", "values": ["claimgate"]}]}}
+    });
+    let gw = start_gateway(&file, &[]);
+    let token = signer().token(claims());
+    let answer = call(
+        &rt,
+        "GET",
+        &format!("{}/v1/orders/7?debug=1&page=2", gw.base),
+        Some(&token),
+        &[
+            ("X-User", "admin"),
+            ("X-Keep", "client"),
+            ("X-Old", "renamed"),
+            ("X-Secret", "s3cret"),
+        ],
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.headers["x-served-by"], "claimgate");
+    let echoed = answer.json();
+    let headers = &echoed["headers"];
+    assert_eq!(
+        headers["x-user"], "alice",
+        "the claim replaces the client's value even with APPEND"
+    );
+    assert_eq!(headers["x-order"], "order-7");
+    assert_eq!(
+        headers["x-keep"], "client",
+        "SKIP keeps what the client sent"
+    );
+    assert_eq!(headers["x-new"], "renamed");
+    assert!(
+        headers.get("x-old").is_none() && headers.get("x-secret").is_none(),
+        "{headers}"
+    );
+    assert_eq!(echoed["uri"], "/backend/orders/7?page=2&tenant=acme");
+
+    // A claim that is not a valid header value is never sent, and the log says why.
+    let mut evil = claims();
+    evil["sub"] = json!("alice\r\nX-Admin: true");
+    let answer = call(
+        &rt,
+        "GET",
+        &format!("{}/v1/orders/7", gw.base),
+        Some(&signer().token(evil)),
+        &[],
+    );
+    assert_eq!(answer.status, 200);
+    let headers = &answer.json()["headers"];
+    assert!(
+        headers.get("x-user").is_none() && headers.get("x-admin").is_none(),
+        "{headers}"
+    );
+    let exec = records(&gw.execution_log, &answer.request_id(), 2);
+    assert!(
+        exec.iter()
+            .any(|r| r["data"]["code"] == "headerTransformation.badHeaderValue"),
+        "{exec:?}"
+    );
+}
