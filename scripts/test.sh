@@ -10,6 +10,12 @@ if ! python3 -c 'import cryptography' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
 fi
 
+# The end-to-end TOKEN_AUTHENTICATION tests run a real identity provider (oidc-provider).
+if [ ! -d tests/idp/node_modules/oidc-provider ]; then
+  echo "==> installing the test identity provider (npm ci in tests/idp)"
+  (cd tests/idp && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"

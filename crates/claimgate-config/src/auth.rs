@@ -269,7 +269,7 @@ fn read_jwt_policy(
             obj.finish(cx, TOKEN_MEMBERS);
             let discovery = validation
                 .as_ref()
-                .map(|v| matches!(v, ValidationPolicy::Discovery));
+                .map(|v| matches!(v, ValidationPolicy::Discovery { .. }));
             if let Some(f) = &failure_field {
                 match read_failure_policy(cx, f, FailureHost::Token { discovery }, notes) {
                     Some(failure) => {
@@ -288,26 +288,19 @@ fn read_jwt_policy(
                     audiences,
                     claims,
                 } => (Some(issuers), Some(audiences), claims, Some(keys)),
-                ValidationPolicy::Discovery => {
-                    cx.warn(
-                        &validation_path,
-                        "REMOTE_DISCOVERY (OIDC discovery and introspection) is not supported \
-                             by claimgate yet: 'check' and 'serve' cannot evaluate this policy",
-                    );
-                    let location = location?;
-                    skew?;
-                    failure_ok.then_some(())?;
-                    return Some(PolicyRead {
-                        authentication: Authentication::Unsupported {
-                            kind: "TOKEN_AUTHENTICATION with REMOTE_DISCOVERY".into(),
-                            reason: "OIDC discovery and introspection are not supported \
-                                         by claimgate yet"
-                                .into(),
-                        },
-                        kind: "TOKEN_AUTHENTICATION",
-                        location: Some(location),
-                        anonymous_allowed: Some(anonymous_allowed),
-                    });
+                ValidationPolicy::Discovery {
+                    discovery,
+                    issuers,
+                    audiences,
+                    claims,
+                } => {
+                    let _ = &validation_path;
+                    (
+                        Some(issuers),
+                        Some(audiences),
+                        claims,
+                        Some(KeySource::Discovery(discovery)),
+                    )
                 }
             }
         }
@@ -344,7 +337,12 @@ enum ValidationPolicy {
         audiences: Option<Vec<String>>,
         claims: Option<Vec<ClaimRule>>,
     },
-    Discovery,
+    Discovery {
+        discovery: RemoteDiscovery,
+        issuers: Option<Vec<String>>,
+        audiences: Option<Vec<String>>,
+        claims: Option<Vec<ClaimRule>>,
+    },
 }
 
 fn read_validation_policy(
@@ -403,12 +401,21 @@ fn read_validation_policy(
                     "maxCacheDurationInHours",
                 ],
             );
-            client?;
-            source?;
-            ssl?;
-            hours?;
-            claims?;
-            Some(ValidationPolicy::Discovery)
+            // Outside OAUTH2, VALIDATION_BLOCK was refused above, so both are CUSTOM/URI here.
+            let (client_id, client_secret) = client??;
+            let uri = source??;
+            Some(ValidationPolicy::Discovery {
+                discovery: RemoteDiscovery {
+                    uri,
+                    ssl_verify_disabled: ssl?,
+                    max_cache_hours: hours? as u32,
+                    client_id,
+                    client_secret,
+                },
+                issuers,
+                audiences,
+                claims: Some(claims?),
+            })
         }
         other => {
             cx.error(
@@ -851,7 +858,7 @@ fn read_client_details(
     field: &Field<'_>,
     in_oauth2: bool,
     notes: &mut Notes,
-) -> Option<()> {
+) -> Option<Option<(String, SecretRef)>> {
     let mut obj = field.object(cx)?;
     let kind = read_kind(
         cx,
@@ -869,7 +876,7 @@ fn read_client_details(
             );
             return None;
         }
-        return Some(());
+        return Some(None);
     }
     let id = obj
         .require(cx, "clientId")
@@ -896,18 +903,19 @@ fn read_client_details(
             "clientSecretVersionNumber",
         ],
     );
-    id?;
+    let id = id?;
     let (secret_id, path) = secret?;
-    notes.secret_refs.push(SecretRef {
+    let secret = SecretRef {
         secret_id: secret_id.to_owned(),
         version: version?,
         path,
-    });
-    Some(())
+    };
+    notes.secret_refs.push(secret.clone());
+    Some(Some((id.to_owned(), secret)))
 }
 
 /// `sourceUriDetails`: a `DISCOVERY_URI`, or `VALIDATION_BLOCK` (inside OAUTH2).
-fn read_source_uri(cx: &mut Cx, field: &Field<'_>, in_oauth2: bool) -> Option<()> {
+fn read_source_uri(cx: &mut Cx, field: &Field<'_>, in_oauth2: bool) -> Option<Option<String>> {
     let mut obj = field.object(cx)?;
     let kind = read_kind(
         cx,
@@ -925,14 +933,14 @@ fn read_source_uri(cx: &mut Cx, field: &Field<'_>, in_oauth2: bool) -> Option<()
             );
             return None;
         }
-        return Some(());
+        return Some(None);
     }
     let uri = obj.require(cx, "uri").and_then(|f| {
         let uri = f.non_empty_str(cx)?;
         check_remote_uri(cx, &f.path, uri, "the discovery document")
     });
     obj.finish(cx, &["type", "uri"]);
-    uri.map(|_| ())
+    uri.map(Some)
 }
 
 /// Tables a `dynamicAuthentication` selector may read.

@@ -6,7 +6,7 @@ use crate::context::Scope;
 use crate::model::*;
 use crate::policies::{
     read_body_validation, read_cache_lookup, read_cache_store, read_cors, read_item_validations,
-    read_request_policies, read_transformations, Target,
+    read_request_policies, read_transformations, DeploymentPolicies, Target,
 };
 use crate::reader::{join, Cx, Diagnostic, Field, Obj};
 use claimgate_jose::json;
@@ -311,8 +311,9 @@ pub(crate) fn required_list(cx: &mut Cx, field: &Field<'_>, max: usize) -> Optio
 fn read_specification(cx: &mut Cx, field: &Field<'_>) -> Option<Deployment> {
     let mut obj = field.object(cx)?;
     let mut notes = Notes::default();
+    let mut policies = DeploymentPolicies::default();
     let auth = match obj.take("requestPolicies") {
-        Some(f) => read_request_policies(cx, &f, &mut notes),
+        Some(f) => read_request_policies(cx, &f, &mut notes, &mut policies),
         None => Some(AuthRead {
             authentication: Authentication::None,
             anonymous_allowed: None,
@@ -354,6 +355,9 @@ fn read_specification(cx: &mut Cx, field: &Field<'_>) -> Option<Deployment> {
         authentication: auth.authentication,
         routes: routes.into_iter().map(|(_, r)| r).collect(),
         execution_log_level,
+        rate_limiting: policies.rate_limiting,
+        cors: policies.cors,
+        mutual_tls: policies.mutual_tls,
         unenforced: notes.unenforced,
         secret_refs: notes.secret_refs,
     })
@@ -534,6 +538,7 @@ fn read_route(
     let mut header_transformations = None;
     let mut query_parameter_transformations = None;
     let mut response_header_transformations = None;
+    let mut cors = None;
     if let Some(policies) = obj.take("requestPolicies") {
         if let Some(mut policies) = policies.object(cx) {
             if let Some(f) = policies.take("authorization") {
@@ -545,7 +550,10 @@ fn read_route(
                 None => policies_ok = false,
             };
             if let Some(f) = policies.take("cors") {
-                note(notes, &f.path, read_cors(cx, &f));
+                // Enforced by the gateway: never reported as unenforced.
+                let read = read_cors(cx, &f);
+                note(notes, &f.path, read.as_ref().map(|_| false));
+                cors = read.flatten();
             }
             if let Some(f) = policies.take("queryParameterValidations") {
                 let read = read_item_validations(cx, &f, "parameters", Target::QueryParameters);
@@ -630,6 +638,7 @@ fn read_route(
         backend: backend?,
         authorization,
         execution_log_level,
+        cors,
         header_transformations,
         query_parameter_transformations,
         response_header_transformations,

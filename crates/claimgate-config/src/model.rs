@@ -15,6 +15,12 @@ pub struct Deployment {
     pub authentication: Authentication,
     pub routes: Vec<Route>,
     pub execution_log_level: Option<LogLevel>,
+    /// `requestPolicies.rateLimiting`.
+    pub rate_limiting: Option<RateLimiting>,
+    /// `requestPolicies.cors`: applies to every route that has no `cors` of its own.
+    pub cors: Option<Cors>,
+    /// `requestPolicies.mutualTls`, when it requires a certificate or names SANs.
+    pub mutual_tls: Option<MutualTls>,
     /// JSON paths of members that are valid but not enforced by claimgate yet.
     pub unenforced: Vec<String>,
     /// The Vault secrets the file names (`clientDetails.clientSecretId`), to be resolved from
@@ -147,6 +153,23 @@ pub struct ClaimRule {
 pub enum KeySource {
     Static(KeySet),
     RemoteJwks(RemoteJwks),
+    /// `REMOTE_DISCOVERY`: JWTs are verified with the keys at the discovery document's
+    /// `jwks_uri`; other tokens are introspected (RFC 7662).
+    Discovery(RemoteDiscovery),
+}
+
+/// A `TOKEN_AUTHENTICATION` `REMOTE_DISCOVERY` validation policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteDiscovery {
+    /// `sourceUriDetails.uri`: the OIDC or RFC 8414 discovery document.
+    pub uri: String,
+    pub ssl_verify_disabled: bool,
+    /// `maxCacheDurationInHours` (1–24, default 1): how long introspection answers are kept.
+    pub max_cache_hours: u32,
+    /// `clientDetails.clientId`.
+    pub client_id: String,
+    /// `clientDetails.clientSecretId` and version, resolved from the secrets file.
+    pub client_secret: SecretRef,
 }
 
 /// A `REMOTE_JWKS` key set.
@@ -185,6 +208,8 @@ pub struct Route {
     pub backend: Backend,
     pub authorization: Authorization,
     pub execution_log_level: Option<LogLevel>,
+    /// `requestPolicies.cors`: replaces the deployment's `cors` for this route.
+    pub cors: Option<Cors>,
     /// `requestPolicies.headerTransformations`: applied to the request sent to the backend.
     pub header_transformations: Option<Transformations>,
     /// `requestPolicies.queryParameterTransformations`: applied to the backend's query string.
@@ -685,6 +710,63 @@ pub enum Authorization {
     Anonymous,
     AuthenticationOnly,
     AnyOf(Vec<String>),
+}
+
+/// `requestPolicies.rateLimiting`: a token bucket per key whose capacity and refill rate are
+/// both `rateInRequestsPerSecond`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RateLimiting {
+    /// `rateInRequestsPerSecond`, at least 1.
+    pub requests_per_second: u64,
+    pub key: RateKey,
+}
+
+/// What a rate limit counts by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RateKey {
+    /// `CLIENT_IP`: one bucket per client address (IPv6 clients grouped by /64).
+    ClientIp,
+    /// `TOTAL`: one bucket for the whole deployment.
+    Total,
+}
+
+impl RateKey {
+    /// The name as OCI writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ClientIp => "CLIENT_IP",
+            Self::Total => "TOTAL",
+        }
+    }
+}
+
+/// A `cors` policy, deployment-wide or per route (a route's replaces the deployment's). Only
+/// policies that allow at least one origin are kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cors {
+    /// `allowedOrigins`: `scheme://host[:port]`, `*` (any) or `null` (`file:` and opaque origins).
+    pub allowed_origins: Vec<String>,
+    /// `allowedMethods` (`*`: any).
+    pub allowed_methods: Vec<String>,
+    /// `allowedHeaders` (`*`: any).
+    pub allowed_headers: Vec<String>,
+    /// `exposedHeaders`.
+    pub exposed_headers: Vec<String>,
+    /// `isAllowCredentialsEnabled`.
+    pub allow_credentials: bool,
+    /// `maxAgeInSeconds`; sent as `Access-Control-Max-Age` only when above 0.
+    pub max_age_seconds: u64,
+}
+
+/// `requestPolicies.mutualTls`, kept when it requires a certificate or names SANs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MutualTls {
+    /// `isVerifiedCertificateRequired`: a request without a verified client certificate is
+    /// refused.
+    pub verified_certificate_required: bool,
+    /// `allowedSans`: a presented certificate must carry one of these as its subject CN or as a
+    /// subject alternative name (at most 10).
+    pub allowed_sans: Vec<String>,
 }
 
 #[cfg(test)]

@@ -17,11 +17,21 @@ const REQUEST_POLICY_MEMBERS: &[&str] = &[
     "dynamicAuthentication",
 ];
 
-/// The deployment-wide `requestPolicies`.
+/// The deployment-wide policies enforced by the gateway besides authentication.
+#[derive(Debug, Default)]
+pub(crate) struct DeploymentPolicies {
+    pub(crate) rate_limiting: Option<RateLimiting>,
+    pub(crate) cors: Option<Cors>,
+    pub(crate) mutual_tls: Option<MutualTls>,
+}
+
+/// The deployment-wide `requestPolicies`; the policies other than authentication go to
+/// `policies`.
 pub(crate) fn read_request_policies(
     cx: &mut Cx,
     field: &Field<'_>,
     notes: &mut Notes,
+    policies: &mut DeploymentPolicies,
 ) -> Option<AuthRead> {
     let mut obj = field.object(cx)?;
     let authentication = obj
@@ -30,20 +40,16 @@ pub(crate) fn read_request_policies(
     let dynamic = obj
         .take("dynamicAuthentication")
         .map(|f| (read_dynamic_authentication(cx, &f, notes), f.path));
+    // Rate limiting, CORS and mutual TLS are enforced by the gateway: never reported as
+    // unenforced.
     if let Some(f) = obj.take("rateLimiting") {
-        if let Some(in_effect) = read_rate_limiting(cx, &f) {
-            notes.unenforced(&f.path, in_effect);
-        }
+        policies.rate_limiting = read_rate_limiting(cx, &f);
     }
     if let Some(f) = obj.take("cors") {
-        if let Some(in_effect) = read_cors(cx, &f) {
-            notes.unenforced(&f.path, in_effect);
-        }
+        policies.cors = read_cors(cx, &f).flatten();
     }
     if let Some(f) = obj.take("mutualTls") {
-        if let Some(in_effect) = read_mutual_tls(cx, &f) {
-            notes.unenforced(&f.path, in_effect);
-        }
+        policies.mutual_tls = read_mutual_tls(cx, &f).flatten();
     }
     if let Some(f) = obj.take("usagePlans") {
         if let Some(in_effect) = read_usage_plans(cx, &f) {
@@ -85,7 +91,7 @@ pub(crate) fn read_request_policies(
 }
 
 /// `rateLimiting`; always in effect when valid.
-fn read_rate_limiting(cx: &mut Cx, field: &Field<'_>) -> Option<bool> {
+fn read_rate_limiting(cx: &mut Cx, field: &Field<'_>) -> Option<RateLimiting> {
     let mut obj = field.object(cx)?;
     let rate = obj
         .require(cx, "rateInRequestsPerSecond")
@@ -94,9 +100,13 @@ fn read_rate_limiting(cx: &mut Cx, field: &Field<'_>) -> Option<bool> {
         .require(cx, "rateKey")
         .and_then(|f| read_enum(cx, &f, &["CLIENT_IP", "TOTAL"], "a rate key"));
     obj.finish(cx, &["rateInRequestsPerSecond", "rateKey"]);
-    rate?;
-    key?;
-    Some(true)
+    Some(RateLimiting {
+        requests_per_second: u64::try_from(rate?).ok()?,
+        key: match key? {
+            "TOTAL" => RateKey::Total,
+            _ => RateKey::ClientIp,
+        },
+    })
 }
 
 const CORS_MEMBERS: &[&str] = &[
@@ -108,8 +118,9 @@ const CORS_MEMBERS: &[&str] = &[
     "maxAgeInSeconds",
 ];
 
-/// `cors` (deployment-wide or per route); in effect when it allows an origin.
-pub(crate) fn read_cors(cx: &mut Cx, field: &Field<'_>) -> Option<bool> {
+/// `cors` (deployment-wide or per route): `None` when invalid, `Some(None)` when it allows no
+/// origin (inert, as read-backs print it).
+pub(crate) fn read_cors(cx: &mut Cx, field: &Field<'_>) -> Option<Option<Cors>> {
     let mut obj = field.object(cx)?;
     let origins = obj.require(cx, "allowedOrigins").and_then(|f| {
         let origins = f.strings(cx, usize::MAX)?;
@@ -144,17 +155,21 @@ pub(crate) fn read_cors(cx: &mut Cx, field: &Field<'_>) -> Option<bool> {
         ok.then_some(origins)
     });
     let mut ok = true;
-    for (member, what) in [
+    let mut lists: [Vec<String>; 3] = Default::default();
+    for ((member, what), list) in [
         ("allowedMethods", "method"),
         ("allowedHeaders", "header name"),
         ("exposedHeaders", "header name"),
-    ] {
+    ]
+    .into_iter()
+    .zip(&mut lists)
+    {
         let Some(f) = obj.take(member) else { continue };
-        let Some(list) = f.strings(cx, 50) else {
+        let Some(items) = f.strings(cx, 50) else {
             ok = false;
             continue;
         };
-        for (i, item) in list.iter().enumerate() {
+        for (i, item) in items.iter().enumerate() {
             if item != "*" && !is_token(item) {
                 cx.error(
                     &format!("{}[{i}]", f.path),
@@ -163,20 +178,42 @@ pub(crate) fn read_cors(cx: &mut Cx, field: &Field<'_>) -> Option<bool> {
                 ok = false;
             }
         }
+        *list = items;
     }
+    let mut allow_credentials = false;
     if let Some(f) = obj.take("isAllowCredentialsEnabled") {
-        ok &= f.bool(cx).is_some();
+        match f.bool(cx) {
+            Some(value) => allow_credentials = value,
+            None => ok = false,
+        }
     }
+    let mut max_age_seconds = 0;
     if let Some(f) = obj.take("maxAgeInSeconds") {
-        ok &= f.integer_in(cx, 0, i64::MAX).is_some();
+        match f.integer_in(cx, 0, i64::MAX) {
+            Some(value) => max_age_seconds = value.unsigned_abs(),
+            None => ok = false,
+        }
     }
     obj.finish(cx, CORS_MEMBERS);
     let origins = origins?;
-    ok.then_some(!origins.is_empty())
+    ok.then_some(())?;
+    if origins.is_empty() {
+        return Some(None);
+    }
+    let [allowed_methods, allowed_headers, exposed_headers] = lists;
+    Some(Some(Cors {
+        allowed_origins: origins,
+        allowed_methods,
+        allowed_headers,
+        exposed_headers,
+        allow_credentials,
+        max_age_seconds,
+    }))
 }
 
-/// `mutualTls`; in effect when it requires a certificate or names SANs.
-fn read_mutual_tls(cx: &mut Cx, field: &Field<'_>) -> Option<bool> {
+/// `mutualTls`: `None` when invalid, `Some(None)` when it neither requires a certificate nor
+/// names SANs (inert, as read-backs print it).
+fn read_mutual_tls(cx: &mut Cx, field: &Field<'_>) -> Option<Option<MutualTls>> {
     let mut obj = field.object(cx)?;
     let required = obj
         .take("isVerifiedCertificateRequired")
@@ -196,7 +233,10 @@ fn read_mutual_tls(cx: &mut Cx, field: &Field<'_>) -> Option<bool> {
         .unwrap_or(Some(Vec::new()));
     obj.finish(cx, &["isVerifiedCertificateRequired", "allowedSans"]);
     let (required, sans) = (required?, sans?);
-    Some(required || !sans.is_empty())
+    Some((required || !sans.is_empty()).then_some(MutualTls {
+        verified_certificate_required: required,
+        allowed_sans: sans,
+    }))
 }
 
 /// `usagePlans`; in effect when it names a token location.

@@ -57,13 +57,14 @@ fn every_public_example_loads_with_exactly_the_expected_warnings() {
         )
     };
     let expected: Vec<(&str, Vec<String>)> = vec![
+        // rateLimiting, cors and mutualTls are enforced by serve: no warning.
         (
             "cli-get-output-jwt-remote-jwks-request-auth-url.kebab.json",
-            vec![not_enforced("request-policies.cors")],
+            vec![],
         ),
         (
             "cli-get-output-jwt-remote-jwks-verify-claims.kebab.json",
-            vec![not_enforced("request-policies.cors")],
+            vec![],
         ),
         (
             "custom-auth-modify-response-request-auth-headers.json",
@@ -77,17 +78,8 @@ fn every_public_example_loads_with_exactly_the_expected_warnings() {
                 functions(4),
             ],
         ),
-        (
-            "mutual-tls-stock-response.json",
-            vec![
-                not_enforced("requestPolicies.rateLimiting"),
-                not_enforced("requestPolicies.mutualTls"),
-            ],
-        ),
-        (
-            "stock-response-and-http-path-param-rate-limit.json",
-            vec![not_enforced("requestPolicies.rateLimiting")],
-        ),
+        ("mutual-tls-stock-response.json", vec![]),
+        ("stock-response-and-http-path-param-rate-limit.json", vec![]),
         (
             "three-backend-types-functions-stock-http.json",
             vec![functions(0)],
@@ -142,7 +134,48 @@ fn the_public_examples_become_the_expected_deployments() {
     assert_eq!(kebab.routes[0].methods, Methods::Any);
     assert_eq!(kebab.routes[0].execution_log_level, None);
     assert_eq!(kebab.execution_log_level, Some(LogLevel::Info));
-    assert_eq!(kebab.unenforced, ["request-policies.cors"]);
+    assert!(kebab.unenforced.is_empty(), "{:?}", kebab.unenforced);
+    assert_eq!(
+        kebab.cors,
+        Some(Cors {
+            allowed_origins: vec![
+                "https://lucasjellema.github.io".into(),
+                "http://localhost:5501".into()
+            ],
+            allowed_methods: vec!["*".into()],
+            allowed_headers: vec![
+                "Authorization".into(),
+                "Content-Type".into(),
+                "Asset-Path".into()
+            ],
+            exposed_headers: vec![],
+            allow_credentials: true,
+            max_age_seconds: 0,
+        })
+    );
+    assert_eq!(kebab.mutual_tls, None, "an empty mutual-tls is inert");
+    assert_eq!(kebab.rate_limiting, None);
+
+    let mtls = loads(&example("mutual-tls-stock-response.json"), Some("/m")).deployment;
+    assert!(mtls.unenforced.is_empty(), "{:?}", mtls.unenforced);
+    assert_eq!(
+        mtls.rate_limiting,
+        Some(RateLimiting {
+            requests_per_second: 1,
+            key: RateKey::Total
+        })
+    );
+    assert_eq!(
+        mtls.mutual_tls,
+        Some(MutualTls {
+            verified_certificate_required: true,
+            allowed_sans: vec![
+                "client.a.apigw".into(),
+                "client.b.apigw".into(),
+                "client.c.apigw".into()
+            ],
+        })
+    );
 
     let custom = loads(
         &example("custom-auth-modify-response-request-auth-headers.json"),
@@ -314,11 +347,7 @@ fn a_file_with_every_member_loads_and_names_what_is_not_enforced() {
     let s = "specification";
     let expected_unenforced: Vec<String> = [
         "requestPolicies.authentication.validationFailurePolicy",
-        "requestPolicies.rateLimiting",
-        "requestPolicies.cors",
-        "requestPolicies.mutualTls",
         "requestPolicies.usagePlans",
-        "routes[0].requestPolicies.cors",
         "routes[0].requestPolicies.queryParameterValidations",
         "routes[0].requestPolicies.headerValidations",
         "routes[0].requestPolicies.responseCacheLookup",
@@ -340,6 +369,40 @@ fn a_file_with_every_member_loads_and_names_what_is_not_enforced() {
     let d = loaded.deployment;
     assert_eq!(d.display_name.as_deref(), Some("orders-v2"));
     assert_eq!(d.path_prefix, "/v2");
+    // Rate limiting, CORS (deployment and route) and mutual TLS are modelled for serve.
+    assert_eq!(
+        d.rate_limiting,
+        Some(RateLimiting {
+            requests_per_second: 50,
+            key: RateKey::ClientIp
+        })
+    );
+    assert_eq!(
+        d.cors,
+        Some(Cors {
+            allowed_origins: vec!["https://app.example.com".into()],
+            allowed_methods: vec!["GET".into(), "POST".into()],
+            allowed_headers: vec!["Authorization".into(), "Content-Type".into()],
+            exposed_headers: vec!["opc-request-id".into()],
+            allow_credentials: true,
+            max_age_seconds: 600,
+        })
+    );
+    assert_eq!(
+        d.routes[0].cors,
+        Some(Cors {
+            allowed_origins: vec!["*".into()],
+            ..Cors::default()
+        })
+    );
+    assert_eq!(d.routes[1].cors, None);
+    assert_eq!(
+        d.mutual_tls,
+        Some(MutualTls {
+            verified_certificate_required: true,
+            allowed_sans: vec!["client.example.com".into()],
+        })
+    );
     let Authentication::Jwt(policy) = &d.authentication else {
         panic!()
     };
@@ -389,24 +452,28 @@ fn a_file_with_every_member_loads_and_names_what_is_not_enforced() {
 }
 
 #[test]
-fn oidc_discovery_with_an_oauth2_failure_policy_is_checked_but_not_evaluated() {
+fn oidc_discovery_is_modelled_and_its_oauth2_failure_policy_is_checked_but_not_enforced() {
     let loaded = loads(&fixture("oidc-discovery.json"), None);
     assert_eq!(
         strings(&loaded.warnings),
         [
-            "requestPolicies.authentication.validationPolicy: REMOTE_DISCOVERY (OIDC discovery and \
-             introspection) is not supported by claimgate yet: 'check' and 'serve' cannot \
-             evaluate this policy"
-                .to_owned(),
             not_enforced("requestPolicies.authentication.validationFailurePolicy"),
             not_enforced("routes[0].backend"),
             not_enforced("routes[1].backend"),
         ]
     );
-    assert!(matches!(
-        loaded.deployment.authentication,
-        Authentication::Unsupported { ref kind, .. } if kind == "TOKEN_AUTHENTICATION with REMOTE_DISCOVERY"
-    ));
+    let Authentication::Jwt(policy) = &loaded.deployment.authentication else {
+        panic!("REMOTE_DISCOVERY is a token policy");
+    };
+    let KeySource::Discovery(discovery) = &policy.keys else {
+        panic!("keys come from discovery");
+    };
+    assert!(
+        discovery.uri.ends_with("/.well-known/openid-configuration"),
+        "{}",
+        discovery.uri
+    );
+    assert!(!discovery.client_id.is_empty());
     // The logout route must have the OAUTH2_LOGOUT_BACKEND the policy names.
     let text =
         fixture("oidc-discovery.json").replace("\"path\": \"/logout\"", "\"path\": \"/signout\"");
@@ -484,6 +551,10 @@ fn inert_members_are_not_in_effect() {
     let loaded = load(&file).unwrap();
     assert_eq!(loaded.deployment.unenforced, Vec::<String>::new());
     assert_eq!(strings(&loaded.warnings), Vec::<String>::new());
+    // Inert CORS and mutual TLS are not modelled: serve has nothing to enforce.
+    assert_eq!(loaded.deployment.cors, None);
+    assert_eq!(loaded.deployment.mutual_tls, None);
+    assert_eq!(loaded.deployment.rate_limiting, None);
     // An empty ALLOW filter removes every header: it is in effect, and modelled (the gateway
     // enforces transformations, so it is not reported as unenforced).
     let allow = with(

@@ -125,6 +125,18 @@ pub enum Failure {
     KeysUnavailable {
         reason: String,
     },
+    /// The discovery document could not be obtained (REMOTE_DISCOVERY).
+    DiscoveryUnavailable {
+        reason: String,
+    },
+    /// The introspection endpoint did not give a usable answer.
+    IntrospectionUnavailable {
+        reason: String,
+    },
+    /// Introspection answered, but not `"active": true`.
+    Inactive {
+        found: Option<Value>,
+    },
     BadSignature {
         kid: Option<String>,
         key: String,
@@ -259,6 +271,13 @@ impl Failure {
             Self::KeysUnavailable { reason } => {
                 format!("The JSON Web Key Set could not be loaded: {reason}.")
             }
+            Self::DiscoveryUnavailable { reason } => {
+                format!("The discovery document could not be loaded: {reason}.")
+            }
+            Self::IntrospectionUnavailable { reason } => {
+                format!("The introspection endpoint gave no usable answer: {reason}.")
+            }
+            Self::Inactive { .. } => "Token is not active.".into(),
             Self::KeyUnknownKid { kid, .. } => {
                 format!("No public key found for the JWT token (kid '{kid}').")
             }
@@ -330,6 +349,19 @@ impl Failure {
             Self::AlgNotAllowed { alg, allowed } => format!(
                 "The token is signed with {alg} but the configured keys allow only {}. Have the identity provider sign with one of those, or configure a key that allows {alg} in {setting}.",
                 allowed.join(", ")
+            ),
+            Self::DiscoveryUnavailable { reason } => format!(
+                "Make the identity provider's discovery document reachable from the gateway ({reason}); until it loads every token is refused with 500."
+            ),
+            Self::IntrospectionUnavailable { reason } => format!(
+                "The identity provider's introspection endpoint failed ({reason}); check its availability and the client credentials (clientId and the secret in the secrets file). Tokens already introspected keep working until their cached answer expires."
+            ),
+            Self::Inactive { found: Some(Value::Bool(false)) } => {
+                "The identity provider says this token is not active: it expired, was revoked, or was issued to someone else. Get a new token.".into()
+            }
+            Self::Inactive { found } => format!(
+                "Only a JSON boolean \"active\": true counts (RFC 7662); the answer had {}. Check the identity provider's introspection endpoint.",
+                found.as_ref().map_or("no 'active' member".to_owned(), |v| format!("{v} ({})", json_type(v)))
             ),
             Self::KeysUnavailable { reason } => format!(
                 "Make the key set reachable from the gateway ({reason}); until it loads every token is refused with 500."
@@ -450,8 +482,27 @@ impl Failure {
                 "authorization.unauthorizedRequest".into()
             }
             Self::KeysUnavailable { .. } => format!("{}.badJsonWebKeySet", flavor.log_prefix()),
+            Self::DiscoveryUnavailable { .. } => {
+                format!("{}.badDiscoveryEndpointResponse", flavor.log_prefix())
+            }
+            Self::IntrospectionUnavailable { .. } => {
+                format!("{}.badIntrospectionResponse", flavor.log_prefix())
+            }
             _ => format!("{}.authenticationFailed", flavor.log_prefix()),
         }
+    }
+}
+
+impl Failure {
+    /// Whether the failure means "could not evaluate" (keys, discovery or introspection
+    /// unavailable): 500, exit 3, an ERROR record.
+    pub fn is_outage(&self) -> bool {
+        matches!(
+            self,
+            Self::KeysUnavailable { .. }
+                | Self::DiscoveryUnavailable { .. }
+                | Self::IntrospectionUnavailable { .. }
+        )
     }
 }
 

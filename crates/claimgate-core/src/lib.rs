@@ -16,6 +16,7 @@ mod verdict;
 pub use check::{Check, CheckId, Failure, Outcome, TimeContext};
 pub use time::{human_duration, relative, skew_text, UnixTime};
 pub use verdict::{
-    evaluate, evaluate_cached, Decision, Event, HeaderValues, KeyMaterial, RequestView, RouteInfo,
-    TokenVerification, Unrouted, Verdict, VerificationCache,
+    evaluate, evaluate_cached, evaluate_with, token_to_introspect, Decision, Event, HeaderValues,
+    Introspection, KeyMaterial, RequestView, RouteInfo, TokenVerification, Unrouted, Verdict,
+    VerificationCache,
 };

@@ -36,7 +36,25 @@ pub enum HeaderValues<'a> {
 #[derive(Debug, Clone, Copy)]
 pub enum KeyMaterial<'a> {
     Keys(&'a KeySet),
-    Unavailable { reason: &'a str },
+    Unavailable {
+        reason: &'a str,
+    },
+    /// REMOTE_DISCOVERY: the discovery document itself could not be obtained.
+    DiscoveryUnavailable {
+        reason: &'a str,
+    },
+}
+
+/// What introspection said about an opaque token (REMOTE_DISCOVERY), as the caller obtained it.
+#[derive(Debug, Clone, Copy)]
+pub enum Introspection<'a> {
+    /// The caller did not introspect (no opaque token, or not asked).
+    NotDone,
+    /// The endpoint's JSON answer.
+    Answer(&'a Map<String, Value>),
+    Unavailable {
+        reason: &'a str,
+    },
 }
 
 impl<'a> KeyMaterial<'a> {
@@ -44,7 +62,7 @@ impl<'a> KeyMaterial<'a> {
     pub fn for_policy(policy: &'a JwtPolicy, remote: KeyMaterial<'a>) -> Self {
         match &policy.keys {
             KeySource::Static(keys) => KeyMaterial::Keys(keys),
-            KeySource::RemoteJwks(_) => remote,
+            KeySource::RemoteJwks(_) | KeySource::Discovery(_) => remote,
         }
     }
 }
@@ -175,6 +193,53 @@ pub fn evaluate_cached(
     now: UnixTime,
     cache: Option<&dyn VerificationCache>,
 ) -> Verdict {
+    evaluate_with(
+        deployment,
+        request,
+        keys,
+        Introspection::NotDone,
+        now,
+        cache,
+    )
+}
+
+/// Whether a token is judged by introspection: under REMOTE_DISCOVERY, anything that is not a
+/// well-formed compact JWS (SPEC "Settled details").
+fn is_opaque(policy: &JwtPolicy, raw: &str) -> bool {
+    matches!(policy.keys, KeySource::Discovery(_)) && ParsedToken::parse(raw).is_err()
+}
+
+/// The token the caller must introspect before [`evaluate_with`], if any: the request reaches a
+/// route of a REMOTE_DISCOVERY policy and carries an opaque token.
+pub fn token_to_introspect<'r>(
+    deployment: &Deployment,
+    request: &'r dyn RequestView,
+) -> Option<&'r str> {
+    let Authentication::Jwt(policy) = &deployment.authentication else {
+        return None;
+    };
+    if !matches!(policy.keys, KeySource::Discovery(_)) {
+        return None;
+    }
+    if !matches!(
+        route::find(deployment, request.method(), request.path()),
+        RouteMatch::Found { .. }
+    ) {
+        return None;
+    }
+    let raw = extract_token(&policy.location, request).ok()?;
+    is_opaque(policy, raw).then_some(raw)
+}
+
+/// [`evaluate_cached`] with an introspection answer for an opaque token.
+pub fn evaluate_with(
+    deployment: &Deployment,
+    request: &dyn RequestView,
+    keys: KeyMaterial<'_>,
+    introspection: Introspection<'_>,
+    now: UnixTime,
+    cache: Option<&dyn VerificationCache>,
+) -> Verdict {
     let (route, info) = match route::find(deployment, request.method(), request.path()) {
         RouteMatch::Found {
             route,
@@ -212,7 +277,16 @@ pub fn evaluate_cached(
         },
         Authentication::Jwt(policy) => {
             let keys = KeyMaterial::for_policy(policy, keys);
-            evaluate_jwt(policy, route, info, request, keys, now, cache)
+            evaluate_jwt(
+                policy,
+                route,
+                info,
+                request,
+                keys,
+                introspection,
+                now,
+                cache,
+            )
         }
     }
 }
@@ -287,10 +361,7 @@ fn finish(
 /// The one place a denial becomes a status: keys unavailable 500, authentication 401, scope 403.
 fn deny_status(checks: &[Check]) -> u16 {
     let failures: Vec<&Failure> = checks.iter().filter_map(Check::failure).collect();
-    if failures
-        .iter()
-        .any(|f| matches!(f, Failure::KeysUnavailable { .. }))
-    {
+    if failures.iter().any(|f| f.is_outage()) {
         500
     } else if failures.iter().all(|f| {
         matches!(
@@ -307,12 +378,14 @@ fn deny_status(checks: &[Check]) -> u16 {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn evaluate_jwt(
     policy: &JwtPolicy,
     route: &Route,
     info: RouteInfo,
     request: &dyn RequestView,
     keys: KeyMaterial<'_>,
+    introspection: Introspection<'_>,
     now: UnixTime,
     cache: Option<&dyn VerificationCache>,
 ) -> Verdict {
@@ -357,6 +430,10 @@ fn evaluate_jwt(
         Outcome::Pass(format!("found in {}", policy.location)),
     ));
 
+    if is_opaque(policy, raw) {
+        return evaluate_opaque(policy, route, info, checks, introspection, now, anonymous);
+    }
+
     // format, alg, key, signature: the part that depends only on the token and the keys
     let stage = match cache {
         Some(cache) => cache.get_or_verify(raw, &mut || Arc::new(verify_token(policy, raw, keys))),
@@ -375,9 +452,30 @@ fn evaluate_jwt(
     };
     let verified = stage.verified;
 
-    // claims, marked unverified unless the signature passed; they run on every request, so an
-    // expiry is honoured to the second even when the verification came from a cache
     let payload = &token.payload;
+    judge_claims(
+        policy, route, info, checks, payload, verified, None, now, anonymous,
+    )
+}
+
+/// The claim, `active` and `scope` checks, on a JWT's payload or an introspection answer
+/// (`active` is `Some` for the latter), and the decision.
+#[allow(clippy::too_many_arguments)]
+fn judge_claims(
+    policy: &JwtPolicy,
+    route: &Route,
+    info: RouteInfo,
+    mut checks: Vec<Check>,
+    payload: &Map<String, Value>,
+    verified: bool,
+    active: Option<Check>,
+    now: UnixTime,
+    anonymous: bool,
+) -> Verdict {
+    let flavor = Some(policy.flavor);
+    let setting = |member: &str| format!("{}.{member}", policy.path);
+    // Claims are marked unverified unless the signature passed; they run on every request, so
+    // an expiry is honoured to the second even when the verification came from a cache.
     let time = TimeContext {
         now,
         skew_seconds: policy.max_clock_skew_seconds,
@@ -404,10 +502,12 @@ fn evaluate_jwt(
             }
         }
     }
-    checks.push(Check::skip(
-        CheckId::Active,
-        "applies to opaque tokens checked by introspection",
-    ));
+    checks.push(active.unwrap_or_else(|| {
+        Check::skip(
+            CheckId::Active,
+            "applies to opaque tokens checked by introspection",
+        )
+    }));
     let authenticated = verified && checks.iter().all(|c| c.failure().is_none());
 
     // scope
@@ -426,8 +526,108 @@ fn evaluate_jwt(
     checks.push(scope_check);
 
     let allow = anonymous || (authenticated && scope_ok);
-    let claims = authenticated.then(|| token.payload.clone());
+    let claims = authenticated.then(|| payload.clone());
     finish(route, info, checks, flavor, claims, allow)
+}
+
+/// An opaque token under REMOTE_DISCOVERY: the JWS stages are skipped, `active` is judged,
+/// and the claim checks run on the introspection answer.
+#[allow(clippy::too_many_arguments)]
+fn evaluate_opaque(
+    policy: &JwtPolicy,
+    route: &Route,
+    info: RouteInfo,
+    mut checks: Vec<Check>,
+    introspection: Introspection<'_>,
+    now: UnixTime,
+    anonymous: bool,
+) -> Verdict {
+    const OPAQUE: &str = "an opaque token (not a compact JWS): introspection judges it";
+    for id in [
+        CheckId::Format,
+        CheckId::Alg,
+        CheckId::Key,
+        CheckId::Signature,
+    ] {
+        checks.push(Check::skip(id, OPAQUE));
+    }
+    let answer = match introspection {
+        Introspection::Answer(answer) => answer,
+        Introspection::Unavailable { reason } => {
+            return stop_at_active(
+                policy,
+                route,
+                info,
+                checks,
+                Failure::IntrospectionUnavailable {
+                    reason: reason.to_owned(),
+                },
+                None,
+                anonymous,
+            )
+        }
+        Introspection::NotDone => {
+            let failure = Failure::IntrospectionUnavailable {
+                reason: "the token was not introspected".into(),
+            };
+            return stop_at_active(policy, route, info, checks, failure, None, anonymous);
+        }
+    };
+    let found = answer.get("active");
+    if found != Some(&Value::Bool(true)) {
+        let failure = Failure::Inactive {
+            found: found.cloned(),
+        };
+        return stop_at_active(
+            policy,
+            route,
+            info,
+            checks,
+            failure,
+            found.cloned(),
+            anonymous,
+        );
+    }
+    let active = Check::new(
+        CheckId::Active,
+        Outcome::Pass("the identity provider says the token is active".into()),
+    )
+    .values(Some(json!(true)), Some(json!(true)));
+    judge_claims(
+        policy,
+        route,
+        info,
+        checks,
+        answer,
+        true,
+        Some(active),
+        now,
+        anonymous,
+    )
+}
+
+/// `active` failed or could not be judged: the claim checks are skipped, the decision is deny.
+fn stop_at_active(
+    policy: &JwtPolicy,
+    route: &Route,
+    info: RouteInfo,
+    mut checks: Vec<Check>,
+    failure: Failure,
+    found: Option<Value>,
+    anonymous: bool,
+) -> Verdict {
+    let why = if failure.is_outage() {
+        "introspection gave no usable answer"
+    } else {
+        "the token is not active"
+    };
+    let rest = all_skipped(why, &policy.verify_claims);
+    let claims_end = rest.len() - 2;
+    checks.extend(rest.into_iter().skip(checks.len()).take(claims_end - 5));
+    checks
+        .push(Check::new(CheckId::Active, Outcome::Fail(failure)).values(Some(json!(true)), found));
+    checks.push(Check::skip(CheckId::Scope, why));
+    finish(route, info, checks, Some(policy.flavor), None, anonymous)
 }
 
 /// The stages that depend only on the token and the keys (format, alg, key, signature), which
@@ -601,19 +801,22 @@ fn judge_alg_and_key<'k>(
     };
     let key_set = match keys {
         KeyMaterial::Keys(set) => set,
-        KeyMaterial::Unavailable { reason } => {
+        KeyMaterial::Unavailable { reason } | KeyMaterial::DiscoveryUnavailable { reason } => {
             let alg = match alg_failure {
                 Some(f) => Check::new(CheckId::Alg, Outcome::Fail(f)).values(None, actual_alg),
                 None => Check::skip(CheckId::Alg, "the key set is not available"),
             };
-            let key = Check::new(
-                CheckId::Key,
-                Outcome::Fail(Failure::KeysUnavailable {
+            let failure = match keys {
+                KeyMaterial::DiscoveryUnavailable { .. } => Failure::DiscoveryUnavailable {
                     reason: reason.to_owned(),
-                }),
-            )
-            .values(None, Some(json!(kid)))
-            .setting(setting);
+                },
+                _ => Failure::KeysUnavailable {
+                    reason: reason.to_owned(),
+                },
+            };
+            let key = Check::new(CheckId::Key, Outcome::Fail(failure))
+                .values(None, Some(json!(kid)))
+                .setting(setting);
             return (vec![alg, key], None);
         }
     };
@@ -954,10 +1157,7 @@ impl Verdict {
         let mut events = Vec::new();
         for (index, check) in self.checks.iter().enumerate() {
             if let Some(failure) = check.failure() {
-                let level = match failure {
-                    Failure::KeysUnavailable { .. } => "ERROR",
-                    _ => "WARN",
-                };
+                let level = if failure.is_outage() { "ERROR" } else { "WARN" };
                 events.push(Event {
                     code: failure.log_code(flavor),
                     level,
@@ -996,7 +1196,7 @@ impl Verdict {
     /// Whether the answer is unknown because key material was unavailable.
     pub fn keys_unavailable(&self) -> bool {
         self.failures()
-            .any(|c| matches!(c.failure(), Some(Failure::KeysUnavailable { .. })))
+            .any(|c| c.failure().is_some_and(Failure::is_outage))
     }
 
     /// The stable JSON form (`check --output json`), without the envelope's `version`.

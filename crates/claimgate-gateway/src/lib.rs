@@ -9,11 +9,15 @@
 
 pub mod cache;
 mod context;
+mod cors;
 pub mod demo;
+pub mod discovery;
 mod ids;
 pub mod keys;
+pub mod limit;
 pub mod logs;
 pub mod metrics;
+pub mod mtls;
 mod proxy;
 mod respond;
 mod server;

@@ -14,20 +14,27 @@ pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
         .boxed()
 }
 
-/// `{"message":"<reason phrase>","code":N}` with `Content-Type: application/json`, plus
-/// `WWW-Authenticate` for 401/403 (RFC 6750).
-pub(crate) fn error(status: u16) -> Response<Body> {
+/// `{"message":"<reason phrase>","code":N}` with `Content-Type: application/json` and nothing
+/// else.
+fn bare_error(status: u16) -> Response<Body> {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let reason = status.canonical_reason().unwrap_or("Error");
     let body = format!(r#"{{"message":"{reason}","code":{}}}"#, status.as_u16());
     let mut response = Response::new(full(body));
     *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
+    response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    match status.as_u16() {
+    response
+}
+
+/// `{"message":"<reason phrase>","code":N}` with `Content-Type: application/json`, plus
+/// `WWW-Authenticate` for 401/403 (RFC 6750).
+pub(crate) fn error(status: u16) -> Response<Body> {
+    let mut response = bare_error(status);
+    let headers = response.headers_mut();
+    match status {
         401 => {
             headers.insert(
                 header::WWW_AUTHENTICATE,
@@ -45,6 +52,35 @@ pub(crate) fn error(status: u16) -> Response<Body> {
         }
         _ => {}
     }
+    response
+}
+
+/// 429 `{"message":"Too Many Requests","code":429}` with `Retry-After` in seconds.
+pub(crate) fn too_many_requests(retry_after_seconds: u64) -> Response<Body> {
+    let mut response = bare_error(429);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds));
+    response
+}
+
+/// 401 for a client certificate `mutualTls` refuses: the body of every 401, but no Bearer
+/// challenge (no token was judged).
+pub(crate) fn client_certificate_refused() -> Response<Body> {
+    bare_error(401)
+}
+
+/// 403 for a CORS preflight outside the policy (no `Access-Control-*` headers, so the browser
+/// stops there).
+pub(crate) fn preflight_refused() -> Response<Body> {
+    bare_error(403)
+}
+
+/// 204 answering an allowed CORS preflight, with its `Access-Control-*` headers.
+pub(crate) fn preflight(headers: http::HeaderMap) -> Response<Body> {
+    let mut response = Response::new(full(Bytes::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    *response.headers_mut() = headers;
     response
 }
 

@@ -1,17 +1,20 @@
 //! The gateway: accepts connections (HTTP/1.1 and h2c), finds the deployment and route, asks
 //! the core for a verdict with the keys at hand, enforces it, and writes OCI's logs.
 
+mod edge;
+
 use crate::context::RequestContext;
+use crate::discovery::{DiscoveredKeys, DiscoveryPolicy, Reporter};
 use crate::keys::{Lookup, RemoteKeys, RemoteKeysConfig, REFETCH_COOLDOWN};
 use crate::logs::{Context, ExecutionRecord, Level, Logs};
 use crate::metrics::Metrics;
 use crate::proxy::{backend_request, relay_response, BackendClient};
 use crate::respond::{self, Body};
 use arc_swap::ArcSwap;
-use claimgate_config::{Authentication, Backend, Deployment, KeySource, LogLevel};
+use claimgate_config::{Authentication, Backend, Deployment, KeySource, LogLevel, Secrets};
 use claimgate_core::{
-    evaluate, evaluate_cached, route, Decision, Failure, HeaderValues, KeyMaterial, RequestView,
-    UnixTime, Unrouted, Verdict,
+    evaluate, evaluate_cached, evaluate_with, route, token_to_introspect, Decision, Failure,
+    HeaderValues, Introspection, KeyMaterial, RequestView, UnixTime, Unrouted, Verdict,
 };
 use http::{HeaderValue, Request, Response};
 use http_body_util::BodyExt as _;
@@ -36,6 +39,12 @@ pub struct Options {
     pub jwks_cooldown: Duration,
     /// Memory the verified-token cache may use, in bytes (0 disables it).
     pub token_cache_bytes: u64,
+    /// Keep introspection answers at most this long (below `maxCacheDurationInHours`).
+    pub introspection_cache_max: Option<Duration>,
+    /// `--trusted-proxy`: peers whose `X-Forwarded-For` names the client for rate limiting.
+    pub trusted_proxies: crate::limit::TrustedProxies,
+    /// Where `rateLimiting` buckets live (in this process unless a shared store is given).
+    pub rate_limits: Arc<dyn crate::limit::RateLimitStore>,
 }
 
 impl Default for Options {
@@ -45,6 +54,9 @@ impl Default for Options {
             shutdown_grace: Duration::from_secs(30),
             jwks_cooldown: REFETCH_COOLDOWN,
             token_cache_bytes: 32 * 1024 * 1024,
+            introspection_cache_max: None,
+            trusted_proxies: crate::limit::TrustedProxies::default(),
+            rate_limits: Arc::new(crate::limit::LocalStore::default()),
         }
     }
 }
@@ -57,7 +69,10 @@ struct Served {
     scope: u64,
     deployment: Deployment,
     keys: Option<Arc<RemoteKeys>>,
+    discovery: Option<Arc<DiscoveryPolicy>>,
     threshold: Level,
+    /// Rate limiting and CORS.
+    edge: edge::Edge,
 }
 
 /// The deployments being served: an immutable set, swapped whole on reload.
@@ -71,12 +86,13 @@ struct ServedSet {
 pub struct Gateway {
     state: ArcSwap<ServedSet>,
     /// HTTPS on the main listener when set; swapped when certificates are reloaded.
-    tls: arc_swap::ArcSwapOption<rustls::ServerConfig>,
+    tls: arc_swap::ArcSwapOption<crate::mtls::TlsServer>,
     generation: std::sync::atomic::AtomicU64,
     cache: crate::cache::TokenCache,
     metrics: Arc<Metrics>,
     logs: Logs,
     client: BackendClient,
+    provider: claimgate_keys::ProviderClient,
     options: Options,
 }
 
@@ -93,10 +109,13 @@ impl Gateway {
     /// then get 500 until a fetch succeeds).
     pub async fn start(
         deployments: Vec<Deployment>,
+        secrets: &Secrets,
         logs: Logs,
         options: Options,
     ) -> Result<Arc<Self>, String> {
         let client = BackendClient::new()?;
+        let provider = claimgate_keys::ProviderClient::new(Duration::from_secs(5))
+            .map_err(|e| e.to_string())?;
         let metrics = Arc::new(Metrics::new());
         let cache = crate::cache::TokenCache::new(
             options.token_cache_bytes,
@@ -111,15 +130,21 @@ impl Gateway {
             metrics,
             logs,
             client,
+            provider,
             options,
         };
-        let set = gateway.build(deployments).await;
+        let set = gateway.build(deployments, secrets).await?;
         gateway.state.store(Arc::new(set));
         Ok(Arc::new(gateway))
     }
 
-    /// Prepares a served set: remote key sets are fetched once before it is used.
-    async fn build(&self, deployments: Vec<Deployment>) -> ServedSet {
+    /// Prepares a served set: remote key sets and discovery documents are fetched once before
+    /// it is used. Fails only when a client secret cannot be resolved.
+    async fn build(
+        &self,
+        deployments: Vec<Deployment>,
+        secrets: &Secrets,
+    ) -> Result<ServedSet, String> {
         let generation = self
             .generation
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -142,14 +167,46 @@ impl Gateway {
                             deployment_id: deployment.id.clone(),
                         })))
                     }
-                    KeySource::Static(_) => None,
+                    KeySource::Static(_) | KeySource::Discovery(_) => None,
                 },
                 _ => None,
             };
+            let discovery = match &deployment.authentication {
+                Authentication::Jwt(policy) => match &policy.keys {
+                    KeySource::Discovery(config) => {
+                        let secret = secrets
+                            .resolve(
+                                &config.client_secret.secret_id,
+                                config.client_secret.version,
+                            )
+                            .map_err(|e| format!("{}: {e}", config.client_secret.path))?
+                            .to_owned();
+                        Some(Arc::new(DiscoveryPolicy::new(
+                            config.clone(),
+                            secret,
+                            self.provider.clone(),
+                            Reporter {
+                                logs: self.logs.clone(),
+                                metrics: self.metrics.clone(),
+                                source: deployment.label().to_owned(),
+                                deployment_id: deployment.id.clone(),
+                                threshold,
+                                cooldown: self.options.jwks_cooldown,
+                            },
+                            self.options.introspection_cache_max,
+                        )))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
+            let edge = edge::Edge::new(&deployment, self.options.rate_limits.as_ref());
             served.push(Served {
+                edge,
                 scope: generation << 16 | index as u64,
                 deployment,
                 keys,
+                discovery,
                 threshold,
             });
         }
@@ -157,15 +214,21 @@ impl Gateway {
             if let Some(keys) = &s.keys {
                 keys.refresh(None).await;
             }
+            if let Some(discovery) = &s.discovery {
+                let _ = discovery.keys().await;
+            }
         }
-        ServedSet { served }
+        Ok(ServedSet { served })
     }
 
     /// Swaps in a new, already validated set of deployments. Requests in flight finish on the
     /// set they started with.
-    pub async fn reload(&self, deployments: Vec<Deployment>) {
+    pub async fn reload(&self, deployments: Vec<Deployment>, secrets: &Secrets) {
         let labels: Vec<String> = deployments.iter().map(|d| d.path_prefix.clone()).collect();
-        let set = self.build(deployments).await;
+        let set = match self.build(deployments, secrets).await {
+            Ok(set) => set,
+            Err(error) => return self.reload_rejected(&[error]),
+        };
         self.state.store(Arc::new(set));
         self.metrics.reload(true);
         self.logs.execution(
@@ -179,9 +242,9 @@ impl Gateway {
         );
     }
 
-    /// Serves HTTPS with `config` from now on (new connections), or plain HTTP with `None`.
-    pub fn set_tls(&self, config: Option<Arc<rustls::ServerConfig>>) {
-        self.tls.store(config);
+    /// Serves HTTPS with `tls` from now on (new connections), or plain HTTP with `None`.
+    pub fn set_tls(&self, tls: Option<crate::mtls::TlsServer>) {
+        self.tls.store(tls.map(Arc::new));
     }
 
     /// Records a reload that was refused; the current set keeps serving.
@@ -215,6 +278,11 @@ impl Gateway {
                     keys.refresh(keys.generation()).await;
                 }
             }
+            for discovery in state.served.iter().filter_map(|s| s.discovery.as_ref()) {
+                if !discovery.is_loaded() {
+                    let _ = discovery.keys().await;
+                }
+            }
         }
     }
 
@@ -224,8 +292,18 @@ impl Gateway {
         let missing: Vec<String> = state
             .served
             .iter()
-            .filter(|s| s.keys.as_ref().is_some_and(|k| !k.is_loaded()))
-            .map(|s| format!("{}: key set not loaded", s.deployment.path_prefix))
+            .filter_map(|s| {
+                if s.keys.as_ref().is_some_and(|k| !k.is_loaded()) {
+                    Some(format!("{}: key set not loaded", s.deployment.path_prefix))
+                } else if s.discovery.as_ref().is_some_and(|d| !d.is_loaded()) {
+                    Some(format!(
+                        "{}: discovery document not loaded",
+                        s.deployment.path_prefix
+                    ))
+                } else {
+                    None
+                }
+            })
             .collect();
         (!missing.is_empty()).then(|| missing.join("; "))
     }
@@ -272,20 +350,24 @@ impl Gateway {
                     let Ok((stream, peer)) = accepted else { continue };
                     let _ = stream.set_nodelay(true);
                     let gateway = self.clone();
-                    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    // A connection's service, with the client certificate it presented (mTLS).
+                    let service = move |client: Option<Arc<crate::mtls::PeerCertificate>>| {
                         let gateway = gateway.clone();
-                        async move { Ok::<_, std::convert::Infallible>(gateway.handle(request, peer).await) }
-                    });
+                        hyper::service::service_fn(move |request: Request<Incoming>| {
+                            let (gateway, client) = (gateway.clone(), client.clone());
+                            async move { Ok::<_, std::convert::Infallible>(gateway.handle(request, peer, client.as_deref()).await) }
+                        })
+                    };
                     match self.tls.load_full() {
                         None => {
-                            let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service).into_owned();
+                            let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service(None)).into_owned();
                             let watched = graceful.watch(connection);
                             tokio::spawn(async move {
                                 let _ = watched.await;
                             });
                         }
-                        Some(config) => {
-                            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                        Some(tls_server) => {
+                            let acceptor = tokio_rustls::TlsAcceptor::from(tls_server.config.clone());
                             // The handshake runs in the connection's task, bounded like a header read.
                             let builder = builder.clone();
                             let watcher = graceful.watcher();
@@ -294,7 +376,9 @@ impl Gateway {
                                 let Ok(Ok(tls)) = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await else {
                                     return;
                                 };
-                                let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(tls), service).into_owned();
+                                // Verified once per connection, judged per request by the deployment.
+                                let client = tls_server.client_auth.as_ref().map(|auth| Arc::new(auth.inspect(tls.get_ref().1.peer_certificates())));
+                                let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(tls), service(client)).into_owned();
                                 let _ = watcher.watch(connection).await;
                             });
                         }
@@ -365,8 +449,14 @@ impl Gateway {
         }
     }
 
-    /// Answers one request.
-    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    /// Answers one request; `client` is the certificate its TLS connection presented when the
+    /// listener has client CAs.
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        client: Option<&crate::mtls::PeerCertificate>,
+    ) -> Response<Body> {
         let started = Instant::now();
         let request_id = crate::ids::request_id(
             request
@@ -386,6 +476,12 @@ impl Gateway {
             deployment_id: &deployment.id,
             request_id: Some(&request_id),
         };
+        if let Some(response) = self
+            .before_authentication(served, &parts, peer, client, context, started)
+            .await
+        {
+            return with_request_id(response, &request_id);
+        }
         let view = PartsView(&parts);
         let verdict = self.judge(served, &view).await;
         let threshold = verdict
@@ -433,6 +529,8 @@ impl Gateway {
                 .await
             }
         };
+        let route_index = verdict.route.as_ref().map(|r| r.index);
+        let response = served.edge.with_cors(&parts, route_index, response);
         let response = with_request_id(response, &request_id);
         self.record(
             &verdict,
@@ -483,6 +581,9 @@ impl Gateway {
     async fn judge(&self, served: &Served, view: &PartsView<'_>) -> Verdict {
         let now = wall_clock();
         let cache_enabled = self.options.token_cache_bytes > 0;
+        if let Some(discovery) = &served.discovery {
+            return self.judge_discovery(served, discovery, view, now).await;
+        }
         let Some(keys) = &served.keys else {
             // Static keys (or none): generation 0 of this deployment.
             let scoped = self.cache.scoped(served.scope, 0);
@@ -492,43 +593,99 @@ impl Gateway {
             };
             return evaluate_cached(&served.deployment, view, material, now, cache);
         };
-        match keys.lookup().await {
-            Lookup::Unavailable(reason) => evaluate(
-                &served.deployment,
+        self.judge_with_remote(served, keys, keys.lookup().await, view, now)
+            .await
+    }
+
+    /// Evaluates with a remote key set; on an unknown kid, refreshes it once (single-flight,
+    /// rate-limited) and evaluates again with the newer keys.
+    async fn judge_with_remote(
+        &self,
+        served: &Served,
+        keys: &RemoteKeys,
+        lookup: Lookup,
+        view: &PartsView<'_>,
+        now: UnixTime,
+    ) -> Verdict {
+        let deployment = &served.deployment;
+        let snapshot = match lookup {
+            Lookup::Unavailable(reason) => {
+                let material = KeyMaterial::Unavailable { reason: &reason };
+                return evaluate(deployment, view, material, now);
+            }
+            Lookup::Keys(snapshot) => snapshot,
+        };
+        let scoped = self.cache.scoped(served.scope, snapshot.generation);
+        let cache = (self.options.token_cache_bytes > 0)
+            .then_some(&scoped as &dyn claimgate_core::VerificationCache);
+        let verdict = evaluate_cached(
+            deployment,
+            view,
+            KeyMaterial::Keys(&snapshot.keys),
+            now,
+            cache,
+        );
+        let unknown_kid = verdict
+            .failures()
+            .any(|c| matches!(c.failure(), Some(Failure::KeyUnknownKid { .. })));
+        if !unknown_kid {
+            return verdict;
+        }
+        match keys
+            .refresh_for_unknown_kid(Some(snapshot.generation))
+            .await
+        {
+            Some(newer) => evaluate(
+                deployment,
                 view,
-                KeyMaterial::Unavailable { reason: &reason },
+                KeyMaterial::Keys(&newer.keys),
+                wall_clock(),
+            ),
+            None => verdict,
+        }
+    }
+
+    /// REMOTE_DISCOVERY: opaque tokens are introspected, JWTs verified with the `jwks_uri` keys.
+    async fn judge_discovery(
+        &self,
+        served: &Served,
+        discovery: &DiscoveryPolicy,
+        view: &PartsView<'_>,
+        now: UnixTime,
+    ) -> Verdict {
+        let deployment = &served.deployment;
+        if let Some(token) = token_to_introspect(deployment, view) {
+            let answer = discovery.introspect(token).await;
+            let introspection = match &answer {
+                Ok(answer) => Introspection::Answer(&answer.claims),
+                Err(reason) => Introspection::Unavailable { reason },
+            };
+            let material = KeyMaterial::Unavailable {
+                reason: "not needed for an opaque token",
+            };
+            return evaluate_with(deployment, view, material, introspection, now, None);
+        }
+        match discovery.keys().await {
+            DiscoveredKeys::DiscoveryUnavailable(reason) => evaluate(
+                deployment,
+                view,
+                KeyMaterial::DiscoveryUnavailable { reason: &reason },
                 now,
             ),
-            Lookup::Keys(snapshot) => {
-                let scoped = self.cache.scoped(served.scope, snapshot.generation);
-                let cache =
-                    cache_enabled.then_some(&scoped as &dyn claimgate_core::VerificationCache);
-                let verdict = evaluate_cached(
-                    &served.deployment,
+            DiscoveredKeys::Keys(lookup) => match discovery.remote_keys() {
+                Some(keys) => {
+                    self.judge_with_remote(served, &keys, lookup, view, now)
+                        .await
+                }
+                None => evaluate(
+                    deployment,
                     view,
-                    KeyMaterial::Keys(&snapshot.keys),
+                    KeyMaterial::Unavailable {
+                        reason: "no key set",
+                    },
                     now,
-                    cache,
-                );
-                let unknown_kid = verdict
-                    .failures()
-                    .any(|c| matches!(c.failure(), Some(Failure::KeyUnknownKid { .. })));
-                if !unknown_kid {
-                    return verdict;
-                }
-                match keys
-                    .refresh_for_unknown_kid(Some(snapshot.generation))
-                    .await
-                {
-                    Some(newer) => evaluate(
-                        &served.deployment,
-                        view,
-                        KeyMaterial::Keys(&newer.keys),
-                        wall_clock(),
-                    ),
-                    None => verdict,
-                }
-            }
+                ),
+            },
         }
     }
 

@@ -89,7 +89,11 @@ fn concurrent_requests_with_one_new_token_verify_it_once_and_generations_do_not_
     let request = Request(format!("Bearer {input}.{}", b64(&signature)));
 
     let metrics = claimgate_gateway::metrics::Metrics::new();
-    let cache = TokenCache::new(1024 * 1024, metrics.token_cache(true), metrics.token_cache(false));
+    let cache = TokenCache::new(
+        1024 * 1024,
+        metrics.token_cache(true),
+        metrics.token_cache(false),
+    );
     let verifications = AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for _ in 0..8 {

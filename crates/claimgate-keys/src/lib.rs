@@ -129,3 +129,262 @@ pub async fn fetch_jwks(uri: &str, options: &FetchOptions) -> Result<JwksParse, 
     }
     parse_jwks(&body).map_err(|e| FetchError::Parse(e.to_string()))
 }
+
+/// What claimgate reads of a discovery document (OIDC Discovery 1.0 / RFC 8414).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveryDocument {
+    pub issuer: String,
+    pub jwks_uri: Option<String>,
+    pub introspection_endpoint: Option<String>,
+    /// `introspection_endpoint_auth_methods_supported`, empty when absent.
+    pub introspection_auth_methods: Vec<String>,
+}
+
+impl DiscoveryDocument {
+    /// `client_secret_post` only when the provider lists it and not `client_secret_basic`.
+    pub fn introspection_uses_post(&self) -> bool {
+        let listed = |m: &str| self.introspection_auth_methods.iter().any(|x| x == m);
+        listed("client_secret_post") && !listed("client_secret_basic")
+    }
+}
+
+/// Whether `issuer` is the issuer a discovery document at `uri` must name: OIDC places the
+/// document at `issuer + /.well-known/openid-configuration`; RFC 8414 inserts
+/// `/.well-known/oauth-authorization-server` between the host and the issuer's path (the
+/// suffix form is accepted too, as many providers publish it).
+pub fn issuer_matches_uri(issuer: &str, uri: &str) -> bool {
+    let base = issuer.trim_end_matches('/');
+    if uri == format!("{base}/.well-known/openid-configuration")
+        || uri == format!("{base}/.well-known/oauth-authorization-server")
+    {
+        return true;
+    }
+    let Some(scheme_end) = base.find("://") else {
+        return false;
+    };
+    let after = &base[scheme_end + 3..];
+    let (host, path) = match after.find('/') {
+        Some(i) => (&after[..i], &after[i..]),
+        None => (after, ""),
+    };
+    uri == format!(
+        "{}{host}/.well-known/oauth-authorization-server{path}",
+        &base[..scheme_end + 3]
+    )
+}
+
+/// A small HTTP client for the identity-provider calls (discovery, JWKS, introspection): no
+/// redirects, bounded time, bodies capped, pooled connections. One for verified TLS, one for
+/// `isSslVerifyDisabled`.
+#[derive(Debug, Clone)]
+pub struct ProviderClient {
+    verified: reqwest::Client,
+    unverified: reqwest::Client,
+}
+
+/// The largest discovery or introspection answer read (64 KiB).
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+impl ProviderClient {
+    pub fn new(timeout: Duration) -> Result<Self, FetchError> {
+        let build = |insecure: bool| {
+            reqwest::Client::builder()
+                .timeout(timeout)
+                .connect_timeout(timeout)
+                .redirect(reqwest::redirect::Policy::none())
+                .tls_danger_accept_invalid_certs(insecure)
+                .no_proxy()
+                .build()
+                .map_err(|e| FetchError::Other(e.to_string()))
+        };
+        Ok(Self {
+            verified: build(false)?,
+            unverified: build(true)?,
+        })
+    }
+
+    fn client(&self, ssl_verify_disabled: bool) -> &reqwest::Client {
+        if ssl_verify_disabled {
+            &self.unverified
+        } else {
+            &self.verified
+        }
+    }
+
+    /// Fetches a discovery document and checks that its `issuer` belongs to `uri`.
+    pub async fn discovery(
+        &self,
+        uri: &str,
+        ssl_verify_disabled: bool,
+    ) -> Result<DiscoveryDocument, FetchError> {
+        let request = self
+            .client(ssl_verify_disabled)
+            .get(uri)
+            .header("accept", "application/json");
+        let body = read_json_body(request).await?;
+        let document = claimgate_jose::json::parse_object(&body, 16)
+            .map_err(|e| FetchError::Parse(format!("not a discovery document: {e}")))?;
+        let text = |name: &str| {
+            document
+                .get(name)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        let issuer = text("issuer")
+            .ok_or_else(|| FetchError::Parse("the discovery document has no 'issuer'".into()))?;
+        if !issuer_matches_uri(&issuer, uri) {
+            return Err(FetchError::Parse(format!(
+                "the discovery document's issuer '{issuer}' does not belong to '{uri}'"
+            )));
+        }
+        let introspection_auth_methods = document
+            .get("introspection_endpoint_auth_methods_supported")
+            .and_then(|v| v.as_array())
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| i.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(DiscoveryDocument {
+            issuer,
+            jwks_uri: text("jwks_uri"),
+            introspection_endpoint: text("introspection_endpoint"),
+            introspection_auth_methods,
+        })
+    }
+
+    /// Fetches and parses a JWKS with this client's pool.
+    pub async fn jwks(
+        &self,
+        uri: &str,
+        ssl_verify_disabled: bool,
+    ) -> Result<JwksParse, FetchError> {
+        let request = self
+            .client(ssl_verify_disabled)
+            .get(uri)
+            .header("accept", "application/json, application/jwk-set+json");
+        let body = read_json_body_capped(request, MAX_JWKS_BYTES).await?;
+        parse_jwks(&body).map_err(|e| FetchError::Parse(e.to_string()))
+    }
+
+    /// RFC 7662 introspection of `token`, authenticating as the client (`client_secret_basic`,
+    /// or `client_secret_post` when `post`). The answer must be a JSON object whose `active`
+    /// is a boolean; anything else is an error, never an answer.
+    pub async fn introspect(
+        &self,
+        endpoint: &str,
+        token: &str,
+        client_id: &str,
+        client_secret: &str,
+        post: bool,
+        ssl_verify_disabled: bool,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, FetchError> {
+        let mut form = vec![("token", token), ("token_type_hint", "access_token")];
+        let mut request = self
+            .client(ssl_verify_disabled)
+            .post(endpoint)
+            .header("accept", "application/json");
+        if post {
+            form.push(("client_id", client_id));
+            form.push(("client_secret", client_secret));
+        } else {
+            // RFC 6749 §2.3.1: the id and secret are form-urlencoded before Basic encoding.
+            request = request.basic_auth(form_encode(client_id), Some(form_encode(client_secret)));
+        }
+        let body: String = form
+            .iter()
+            .map(|(k, v)| format!("{k}={}", form_encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let request = request
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        let body = read_json_body(request).await?;
+        let answer = claimgate_jose::json::parse_object(&body, 16)
+            .map_err(|e| FetchError::Parse(format!("the introspection answer is {e}")))?;
+        match answer.get("active") {
+            Some(serde_json::Value::Bool(_)) => Ok(answer),
+            Some(other) => Err(FetchError::Parse(format!(
+                "'active' is {other}, not a boolean"
+            ))),
+            None => Err(FetchError::Parse(
+                "the introspection answer has no 'active'".into(),
+            )),
+        }
+    }
+}
+
+fn form_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+async fn read_json_body(request: reqwest::RequestBuilder) -> Result<Vec<u8>, FetchError> {
+    read_json_body_capped(request, MAX_ANSWER_BYTES).await
+}
+
+async fn read_json_body_capped(
+    request: reqwest::RequestBuilder,
+    limit: usize,
+) -> Result<Vec<u8>, FetchError> {
+    let mut response = request.send().await.map_err(|e| classify(&e))?;
+    if !response.status().is_success() {
+        return Err(FetchError::Status(response.status().as_u16()));
+    }
+    if let Some(ct) = response.headers().get("content-type") {
+        let ct = ct.to_str().unwrap_or_default().to_ascii_lowercase();
+        if !ct.contains("json") {
+            return Err(FetchError::ContentType(ct));
+        }
+    }
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(FetchError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| classify(&e))? {
+        if body.len() + chunk.len() > limit {
+            return Err(FetchError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_issuers_must_belong_to_their_uri() {
+        let oidc = "https://idp.example/.well-known/openid-configuration";
+        assert!(issuer_matches_uri("https://idp.example", oidc));
+        assert!(issuer_matches_uri("https://idp.example/", oidc));
+        assert!(!issuer_matches_uri("https://evil.example", oidc));
+        assert!(issuer_matches_uri(
+            "https://idp.example/tenant",
+            "https://idp.example/.well-known/oauth-authorization-server/tenant"
+        ));
+        assert!(issuer_matches_uri(
+            "https://idp.example/tenant",
+            "https://idp.example/tenant/.well-known/openid-configuration"
+        ));
+        assert!(!issuer_matches_uri(
+            "https://idp.example/other",
+            "https://idp.example/tenant/.well-known/openid-configuration"
+        ));
+    }
+
+    #[test]
+    fn form_encoding_escapes_reserved_characters() {
+        assert_eq!(form_encode("a b&c=d:é"), "a%20b%26c%3Dd%3A%C3%A9");
+    }
+}

@@ -5,8 +5,8 @@ use crate::output::{colour_enabled, print_json, report_error, Paint};
 use crate::{exit, Format};
 use claimgate_config::{Authentication, Backend, Deployment, KeySource, TokenLocation};
 use claimgate_core::{
-    evaluate, CheckId, Decision, HeaderValues, KeyMaterial, Outcome, RequestView, UnixTime,
-    Unrouted, Verdict,
+    evaluate_with, token_to_introspect, CheckId, Decision, HeaderValues, Introspection,
+    KeyMaterial, Outcome, RequestView, UnixTime, Unrouted, Verdict,
 };
 use claimgate_jose::{parse_jwks, JwksParse};
 use serde_json::{json, Value};
@@ -15,31 +15,37 @@ use serde_json::{json, Value};
 pub(crate) struct CheckArgs {
     /// The deployment file (CreateDeploymentDetails, bare specification, or `oci ... deployment get` output).
     #[arg(long, value_name = "FILE")]
-    deployment: String,
+    pub(crate) deployment: String,
     /// The request, as 'METHOD /full/path[?query]'.
     #[arg(long, value_name = "'METHOD /path'")]
-    request: String,
+    pub(crate) request: String,
     /// The token: the token itself, @FILE, or - for stdin. Without it, the request carries none.
     #[arg(long, value_name = "TOKEN|@FILE|-")]
-    token: Option<String>,
+    pub(crate) token: Option<String>,
     /// The moment to judge at: seconds since 1970 or RFC 3339 (default: now).
     #[arg(long, value_name = "UNIX|RFC3339")]
-    now: Option<String>,
-    /// A recorded JWKS to use instead of fetching REMOTE_JWKS.
+    pub(crate) now: Option<String>,
+    /// A recorded JWKS to use instead of fetching REMOTE_JWKS (or discovery's jwks_uri).
     #[arg(long, value_name = "FILE")]
-    jwks: Option<String>,
+    pub(crate) jwks: Option<String>,
+    /// A recorded RFC 7662 introspection answer (JSON) to use instead of calling the endpoint.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) introspection: Option<String>,
+    /// Secrets file resolving the introspection client's clientSecretId.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) secrets: Option<String>,
     /// An extra request header, 'Name: value' (repeatable).
     #[arg(long = "header", value_name = "'Name: value'")]
-    headers: Vec<String>,
+    pub(crate) headers: Vec<String>,
     /// The Host the request is sent to.
     #[arg(long, value_name = "NAME")]
-    host: Option<String>,
+    pub(crate) host: Option<String>,
     /// The path prefix of a bare specification (default /).
     #[arg(long, value_name = "PREFIX")]
-    path_prefix: Option<String>,
+    pub(crate) path_prefix: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
-    output: Format,
+    pub(crate) output: Format,
 }
 
 /// The request as the CLI describes it.
@@ -176,15 +182,24 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
     let request = parse_request(args, deployment)?;
     let mut notes: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
 
-    let (jwks, keys_from, unavailable) = obtain_keys(args, deployment, &mut notes)?;
-    let material = match (&jwks, &unavailable) {
+    let obtained = obtain(args, deployment, &request, &mut notes)?;
+    let keys_from = &obtained.keys_from;
+    let material = match (&obtained.jwks, &obtained.unavailable) {
         (Some(parse), _) => KeyMaterial::Keys(&parse.keys),
-        (None, Some(reason)) => KeyMaterial::Unavailable { reason },
+        (None, Some(Unavailable::Discovery(reason))) => {
+            KeyMaterial::DiscoveryUnavailable { reason }
+        }
+        (None, Some(Unavailable::Keys(reason))) => KeyMaterial::Unavailable { reason },
         (None, None) => KeyMaterial::Unavailable {
             reason: "no remote key set was loaded",
         },
     };
-    let verdict = evaluate(deployment, &request, material, now);
+    let introspection = match &obtained.introspection {
+        None => Introspection::NotDone,
+        Some(Ok(answer)) => Introspection::Answer(answer),
+        Some(Err(reason)) => Introspection::Unavailable { reason },
+    };
+    let verdict = evaluate_with(deployment, &request, material, introspection, now, None);
     let code = if verdict.keys_unavailable() {
         exit::UNKNOWN
     } else if verdict.decision == Decision::Allow {
@@ -202,45 +217,141 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
             KeysFrom::Fetched(u) => json!({"source": "fetched", "uri": u}),
             KeysFrom::None => Value::Null,
         });
+        if let Some(answer) = &obtained.introspection {
+            doc["introspection"] = match answer {
+                Ok(answer) => json!({"answer": answer}),
+                Err(reason) => json!({"error": reason}),
+            };
+        }
         doc["warnings"] = json!(notes);
         print_json(doc);
     } else {
-        print_text(&verdict, deployment, &request, now, &keys_from, &notes);
+        if let Some(answer) = &obtained.introspection {
+            match answer {
+                Ok(answer) => outln!(
+                    "introspection answer (RFC 7662):\n{}\n",
+                    serde_json::to_string_pretty(answer).unwrap_or_default()
+                ),
+                Err(reason) => outln!("introspection failed: {reason}\n"),
+            }
+        }
+        print_text(&verdict, deployment, &request, now, keys_from, &notes);
     }
     Ok(code)
 }
 
-fn obtain_keys(
+/// Why no key material could be had.
+enum Unavailable {
+    Keys(String),
+    Discovery(String),
+}
+
+/// Key material and the introspection answer a verdict needs, and where they came from.
+struct Obtained {
+    jwks: Option<JwksParse>,
+    keys_from: KeysFrom,
+    unavailable: Option<Unavailable>,
+    introspection: Option<Result<serde_json::Map<String, Value>, String>>,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, InputError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| InputError::new(format!("cannot start the HTTP client: {e}")))
+}
+
+fn read_recorded_jwks(path: &str) -> Result<JwksParse, InputError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| InputError::new(format!("cannot read --jwks '{path}': {e}")))?;
+    parse_jwks(&bytes).map_err(|e| InputError::new(format!("--jwks '{path}': {e}")))
+}
+
+fn obtain(
     args: &CheckArgs,
     deployment: &Deployment,
+    request: &CliRequest,
     notes: &mut Vec<String>,
-) -> Result<(Option<JwksParse>, KeysFrom, Option<String>), InputError> {
-    let remote = match &deployment.authentication {
-        Authentication::Jwt(policy) => match &policy.keys {
-            KeySource::Static(_) => return Ok((None, KeysFrom::Static, None)),
-            KeySource::RemoteJwks(remote) => remote.clone(),
-        },
-        _ => return Ok((None, KeysFrom::None, None)),
-    };
-    let (result, from) = match &args.jwks {
-        Some(path) => {
-            let bytes = std::fs::read(path)
-                .map_err(|e| InputError::new(format!("cannot read --jwks '{path}': {e}")))?;
-            let parsed =
-                parse_jwks(&bytes).map_err(|e| InputError::new(format!("--jwks '{path}': {e}")))?;
-            (Ok(parsed), KeysFrom::Recorded(path.clone()))
+) -> Result<Obtained, InputError> {
+    let keys = match &deployment.authentication {
+        Authentication::Jwt(policy) => &policy.keys,
+        _ => {
+            return Ok(Obtained {
+                jwks: None,
+                keys_from: KeysFrom::None,
+                unavailable: None,
+                introspection: None,
+            })
         }
-        None => {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| InputError::new(format!("cannot start the HTTP client: {e}")))?;
-            let options = claimgate_keys::FetchOptions {
-                ssl_verify_disabled: remote.ssl_verify_disabled,
-                ..Default::default()
-            };
-            let result = runtime.block_on(claimgate_keys::fetch_jwks(&remote.uri, &options));
-            (result, KeysFrom::Fetched(remote.uri.clone()))
+    };
+    let mut obtained = Obtained {
+        jwks: None,
+        keys_from: KeysFrom::Static,
+        unavailable: None,
+        introspection: None,
+    };
+    let result = match keys {
+        KeySource::Static(_) => return Ok(obtained),
+        KeySource::RemoteJwks(remote) => match &args.jwks {
+            Some(path) => {
+                obtained.keys_from = KeysFrom::Recorded(path.clone());
+                Ok(read_recorded_jwks(path)?)
+            }
+            None => {
+                let options = claimgate_keys::FetchOptions {
+                    ssl_verify_disabled: remote.ssl_verify_disabled,
+                    ..Default::default()
+                };
+                obtained.keys_from = KeysFrom::Fetched(remote.uri.clone());
+                runtime()?
+                    .block_on(claimgate_keys::fetch_jwks(&remote.uri, &options))
+                    .map_err(|e| Unavailable::Keys(format!("fetching {} failed: {e}", remote.uri)))
+            }
+        },
+        KeySource::Discovery(config) => {
+            if let Some(token) = token_to_introspect(deployment, request) {
+                obtained.keys_from = KeysFrom::None;
+                obtained.introspection = Some(match &args.introspection {
+                    Some(path) => read_recorded_answer(path)?,
+                    None => introspect_live(config, token, args.secrets.as_deref())?,
+                });
+                return Ok(obtained);
+            }
+            match &args.jwks {
+                Some(path) => {
+                    obtained.keys_from = KeysFrom::Recorded(path.clone());
+                    Ok(read_recorded_jwks(path)?)
+                }
+                None => {
+                    obtained.keys_from = KeysFrom::Fetched(config.uri.clone());
+                    let client =
+                        claimgate_keys::ProviderClient::new(std::time::Duration::from_secs(5))
+                            .map_err(|e| InputError::new(e.to_string()))?;
+                    runtime()?.block_on(async {
+                        let document = client
+                            .discovery(&config.uri, config.ssl_verify_disabled)
+                            .await
+                            .map_err(|e| {
+                                Unavailable::Discovery(format!(
+                                    "fetching {} failed: {e}",
+                                    config.uri
+                                ))
+                            })?;
+                        let jwks_uri = document.jwks_uri.ok_or_else(|| {
+                            Unavailable::Discovery(format!(
+                                "the discovery document at {} has no jwks_uri",
+                                config.uri
+                            ))
+                        })?;
+                        client
+                            .jwks(&jwks_uri, config.ssl_verify_disabled)
+                            .await
+                            .map_err(|e| {
+                                Unavailable::Keys(format!("fetching {jwks_uri} failed: {e}"))
+                            })
+                    })
+                }
+            }
         }
     };
     match result {
@@ -257,14 +368,72 @@ fn obtain_keys(
                     skipped.reason
                 ));
             }
-            Ok((Some(parsed), from, None))
+            obtained.jwks = Some(parsed);
         }
-        Err(error) => Ok((
-            None,
-            from,
-            Some(format!("fetching {} failed: {error}", remote.uri)),
-        )),
+        Err(unavailable) => obtained.unavailable = Some(unavailable),
     }
+    Ok(obtained)
+}
+
+/// A recorded introspection answer: a JSON object (strict), judged as the endpoint's would be.
+fn read_recorded_answer(
+    path: &str,
+) -> Result<Result<serde_json::Map<String, Value>, String>, InputError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| InputError::new(format!("cannot read --introspection '{path}': {e}")))?;
+    claimgate_jose::json::parse_object(&bytes, 16)
+        .map(Ok)
+        .map_err(|e| InputError::new(format!("--introspection '{path}' is {e}")))
+}
+
+/// Calls the policy's introspection endpoint (through its discovery document).
+pub(crate) fn introspect_live(
+    config: &claimgate_config::RemoteDiscovery,
+    token: &str,
+    secrets_file: Option<&str>,
+) -> Result<Result<serde_json::Map<String, Value>, String>, InputError> {
+    let Some(secrets_file) = secrets_file else {
+        return Err(InputError::new(format!(
+            "introspection needs the client secret '{}': pass --secrets FILE (or a recorded answer with --introspection FILE)",
+            config.client_secret.secret_id
+        )));
+    };
+    let text = std::fs::read_to_string(secrets_file)
+        .map_err(|e| InputError::new(format!("cannot read --secrets '{secrets_file}': {e}")))?;
+    let secrets = claimgate_config::Secrets::parse(&text)
+        .map_err(|e| InputError::new(format!("--secrets '{secrets_file}': {e}")))?;
+    let secret = secrets
+        .resolve(
+            &config.client_secret.secret_id,
+            config.client_secret.version,
+        )
+        .map_err(InputError::new)?
+        .to_owned();
+    let client = claimgate_keys::ProviderClient::new(std::time::Duration::from_secs(5))
+        .map_err(|e| InputError::new(e.to_string()))?;
+    Ok(runtime()?.block_on(async {
+        let document = client
+            .discovery(&config.uri, config.ssl_verify_disabled)
+            .await
+            .map_err(|e| format!("fetching {} failed: {e}", config.uri))?;
+        let endpoint = document.introspection_endpoint.clone().ok_or_else(|| {
+            format!(
+                "the discovery document at {} has no introspection_endpoint",
+                config.uri
+            )
+        })?;
+        client
+            .introspect(
+                &endpoint,
+                token,
+                &config.client_id,
+                &secret,
+                document.introspection_uses_post(),
+                config.ssl_verify_disabled,
+            )
+            .await
+            .map_err(|e| format!("introspection at {endpoint} failed: {e}"))
+    }))
 }
 
 fn reason_phrase(status: u16) -> &'static str {

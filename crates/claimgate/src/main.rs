@@ -14,6 +14,7 @@ macro_rules! outln {
 mod check;
 mod decode;
 mod input;
+mod introspect;
 mod logs;
 mod output;
 mod serve;
@@ -63,6 +64,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Show the log records of one request and what failed.
     Logs(logs::LogsArgs),
+    /// Introspect a token at the deployment's endpoint and judge the answer against the policy.
+    Introspect(introspect::IntrospectArgs),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Logs(args) => logs::run(&args),
+        Command::Introspect(args) => introspect::run(&args),
     };
     ExitCode::from(code)
 }

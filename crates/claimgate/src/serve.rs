@@ -3,8 +3,10 @@
 
 use crate::exit;
 use crate::input::{load_deployment, InputError};
-use claimgate_config::{Authentication, Deployment};
+use claimgate_config::{Authentication, Deployment, Secrets};
 use claimgate_gateway::demo::{Demo, PREFIX};
+use claimgate_gateway::limit::{Cidr, TrustedProxies};
+use claimgate_gateway::mtls::{ClientAuth, TlsServer};
 use claimgate_gateway::{Gateway, LogSink, Logs, Options};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -23,9 +25,12 @@ pub(crate) struct ServeArgs {
     /// Access log file (- for stdout).
     #[arg(long, value_name = "FILE")]
     access_log: Option<String>,
-    /// Secrets file for introspection clients (not used yet: no policy needs one).
+    /// Secrets file resolving clientSecretId of introspection clients (SPEC "Settled details").
     #[arg(long, value_name = "FILE")]
     secrets: Option<String>,
+    /// Keep introspection answers at most this many seconds (below maxCacheDurationInHours).
+    #[arg(long, value_name = "SECONDS")]
+    introspection_cache_max: Option<u64>,
     /// Seconds allowed to read a request's headers.
     #[arg(long, default_value_t = 15, value_name = "SECONDS")]
     read_timeout: u64,
@@ -41,6 +46,14 @@ pub(crate) struct ServeArgs {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<String>,
+    /// Trust client certificates issued by these CAs (PEM) for deployments with mutualTls;
+    /// needs --tls-cert; reloaded with the config.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    client_ca: Option<String>,
+    /// A proxy network (CIDR, repeatable) whose X-Forwarded-For names the client for rate
+    /// limiting; other peers' X-Forwarded-For is ignored.
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    trusted_proxies: Vec<Cidr>,
     /// Start the admin listener (/livez, /readyz, /metrics; plain HTTP) on this address.
     #[arg(long, value_name = "ADDR")]
     admin: Option<SocketAddr>,
@@ -60,7 +73,7 @@ pub(crate) fn run(args: &ServeArgs) -> u8 {
 }
 
 /// Loads one `--deployment` argument and refuses what the gateway cannot enforce.
-fn load_for_serving(arg: &str) -> Result<Deployment, InputError> {
+fn load_for_serving(arg: &str, secrets: &Secrets) -> Result<Deployment, InputError> {
     let (prefix, path) = match arg.split_once('=') {
         Some((prefix, path)) if prefix.starts_with('/') => (Some(prefix), path),
         _ => (None, arg),
@@ -71,6 +84,13 @@ fn load_for_serving(arg: &str) -> Result<Deployment, InputError> {
         return Err(InputError::new(format!(
             "{path}: {kind} cannot be served: {reason}"
         )));
+    }
+    let missing = secrets.check(&deployment);
+    if !missing.is_empty() {
+        return Err(InputError {
+            message: format!("{path}: secrets the deployment names cannot be resolved (--secrets)"),
+            details: missing.iter().map(ToString::to_string).collect(),
+        });
     }
     if !deployment.unenforced.is_empty() {
         return Err(InputError {
@@ -83,7 +103,20 @@ fn load_for_serving(arg: &str) -> Result<Deployment, InputError> {
     Ok(deployment)
 }
 
+/// Reads the secrets file, or none.
+fn read_secrets(path: Option<&str>) -> Result<Secrets, String> {
+    match path {
+        None => Ok(Secrets::default()),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read --secrets '{path}': {e}"))?;
+            Secrets::parse(&text).map_err(|e| format!("--secrets '{path}': {e}"))
+        }
+    }
+}
+
 fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
+    let secrets = read_secrets(args.secrets.as_deref()).map_err(InputError::new)?;
     let demo_mode = args.deployments.is_empty();
     let mut deployments = Vec::new();
     let mut demo = None;
@@ -101,13 +134,16 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
         let file = dir.join("demo-deployment.json");
         std::fs::write(&file, &generated.deployment)
             .map_err(|e| InputError::new(format!("cannot write {}: {e}", file.display())))?;
-        deployments.push(load_for_serving(&file.to_string_lossy())?);
+        deployments.push(load_for_serving(
+            &file.to_string_lossy(),
+            &Secrets::default(),
+        )?);
         execution_log
             .get_or_insert_with(|| dir.join("execution.log").to_string_lossy().into_owned());
         access_log.get_or_insert_with(|| dir.join("access.log").to_string_lossy().into_owned());
         demo = Some((generated, file));
     } else {
-        match load_all(&args.deployments) {
+        match load_all(&args.deployments, &secrets) {
             Ok(loaded) => deployments = loaded,
             Err(errors) => {
                 return Err(InputError {
@@ -116,6 +152,13 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
                 })
             }
         }
+    }
+    let missing_ca = needs_client_ca(&deployments, args.client_ca.is_some());
+    if !missing_ca.is_empty() {
+        return Err(InputError {
+            message: "cannot serve: mutualTls needs --client-ca (and --tls-cert/--tls-key)".into(),
+            details: missing_ca,
+        });
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -154,17 +197,20 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             shutdown_grace: Duration::from_secs(args.shutdown_grace),
             jwks_cooldown: Duration::from_secs(args.jwks_cooldown),
             token_cache_bytes: args.token_cache_mib * 1024 * 1024,
+            introspection_cache_max: args.introspection_cache_max.map(Duration::from_secs),
+            trusted_proxies: TrustedProxies::new(args.trusted_proxies.clone()),
+            ..Options::default()
         };
         let labels: Vec<String> = deployments
             .iter()
             .map(|d| format!("{} ({})", d.path_prefix, d.label()))
             .collect();
-        let tls_files = args.tls_cert.clone().zip(args.tls_key.clone());
+        let tls_files = TlsFiles::from_args(args);
         let tls = match &tls_files {
-            Some((cert, key)) => Some(tls_config(cert, key).map_err(InputError::new)?),
+            Some(files) => Some(tls_config(files).map_err(InputError::new)?),
             None => None,
         };
-        let gateway = Gateway::start(deployments, Logs { execution, access }, options)
+        let gateway = Gateway::start(deployments, &secrets, Logs { execution, access }, options)
             .await
             .map_err(|e| InputError::new(format!("cannot start the gateway: {e}")))?;
         if let Some(listener) = admin_listener {
@@ -184,7 +230,12 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             Some((_, file)) => vec![file.to_string_lossy().into_owned()],
             None => args.deployments.clone(),
         };
-        tokio::spawn(watch_and_reload(gateway.clone(), sources, tls_files));
+        tokio::spawn(watch_and_reload(
+            gateway.clone(),
+            sources,
+            tls_files,
+            args.secrets.clone(),
+        ));
         tokio::spawn(gateway.clone().maintain_keys());
         eprintln!(
             "claimgate listening on {scheme}://{local}, serving {}",
@@ -243,11 +294,11 @@ fn print_demo(
 }
 
 /// Loads every `--deployment` argument; all must be valid for the set to be used.
-fn load_all(sources: &[String]) -> Result<Vec<Deployment>, Vec<String>> {
+fn load_all(sources: &[String], secrets: &Secrets) -> Result<Vec<Deployment>, Vec<String>> {
     let mut deployments = Vec::new();
     let mut errors = Vec::new();
     for source in sources {
-        match load_for_serving(source) {
+        match load_for_serving(source, secrets) {
             Ok(d) => deployments.push(d),
             Err(e) => {
                 errors.push(e.message);
@@ -294,13 +345,17 @@ fn fingerprint(sources: &[String]) -> Vec<Result<Vec<u8>, String>> {
 async fn watch_and_reload(
     gateway: std::sync::Arc<Gateway>,
     sources: Vec<String>,
-    tls_files: Option<(String, String)>,
+    tls_files: Option<TlsFiles>,
+    secrets_file: Option<String>,
 ) {
     let mut hangup = hangup_signal();
     let watched = |sources: &[String]| {
         let mut all = fingerprint(sources);
-        if let Some((cert, key)) = &tls_files {
-            all.extend(fingerprint(&[cert.clone(), key.clone()]));
+        if let Some(files) = &tls_files {
+            all.extend(fingerprint(&files.paths()));
+        }
+        if let Some(secrets) = &secrets_file {
+            all.extend(fingerprint(std::slice::from_ref(secrets)));
         }
         all
     };
@@ -317,7 +372,7 @@ async fn watch_and_reload(
         }
         last = now;
         let tls = match &tls_files {
-            Some((cert, key)) => match tls_config(cert, key) {
+            Some(files) => match tls_config(files) {
                 Ok(config) => Some(config),
                 Err(error) => {
                     gateway.reload_rejected(&[error]);
@@ -326,14 +381,28 @@ async fn watch_and_reload(
             },
             None => None,
         };
+        let secrets = match read_secrets(secrets_file.as_deref()) {
+            Ok(secrets) => secrets,
+            Err(error) => {
+                gateway.reload_rejected(&[error]);
+                continue;
+            }
+        };
         let sources = sources.clone();
-        let loaded = tokio::task::spawn_blocking(move || load_all(&sources)).await;
+        let for_loading = secrets.clone();
+        let loaded = tokio::task::spawn_blocking(move || load_all(&sources, &for_loading)).await;
         match loaded {
             Ok(Ok(deployments)) => {
+                let client_ca = tls_files.as_ref().is_some_and(|f| f.client_ca.is_some());
+                let missing_ca = needs_client_ca(&deployments, client_ca);
+                if !missing_ca.is_empty() {
+                    gateway.reload_rejected(&missing_ca);
+                    continue;
+                }
                 if tls.is_some() {
                     gateway.set_tls(tls);
                 }
-                gateway.reload(deployments).await
+                gateway.reload(deployments, &secrets).await
             }
             Ok(Err(errors)) => gateway.reload_rejected(&errors),
             Err(panicked) => gateway.reload_rejected(&[format!("loading failed: {panicked}")]),
@@ -341,9 +410,54 @@ async fn watch_and_reload(
     }
 }
 
-/// A TLS server configuration from PEM files, offering h2 and HTTP/1.1.
-fn tls_config(cert: &str, key: &str) -> Result<std::sync::Arc<rustls::ServerConfig>, String> {
+/// The files of the TLS listener, watched and reloaded with the configuration.
+#[derive(Debug, Clone)]
+struct TlsFiles {
+    cert: String,
+    key: String,
+    client_ca: Option<String>,
+}
+
+impl TlsFiles {
+    fn from_args(args: &ServeArgs) -> Option<Self> {
+        Some(Self {
+            cert: args.tls_cert.clone()?,
+            key: args.tls_key.clone()?,
+            client_ca: args.client_ca.clone(),
+        })
+    }
+
+    fn paths(&self) -> Vec<String> {
+        let mut paths = vec![self.cert.clone(), self.key.clone()];
+        paths.extend(self.client_ca.clone());
+        paths
+    }
+}
+
+/// Deployments with `mutualTls` in effect when no client CA is configured: without one no
+/// certificate can be verified, so they would refuse every request.
+fn needs_client_ca(deployments: &[Deployment], client_ca: bool) -> Vec<String> {
+    if client_ca {
+        return Vec::new();
+    }
+    deployments
+        .iter()
+        .filter(|d| d.mutual_tls.is_some())
+        .map(|d| {
+            format!(
+                "{} ({}): requestPolicies.mutualTls is in effect but --client-ca is not set",
+                d.path_prefix,
+                d.label()
+            )
+        })
+        .collect()
+}
+
+/// The TLS listener from PEM files, offering h2 and HTTP/1.1; with a client CA, it asks
+/// clients for a certificate without requiring one (deployments decide).
+fn tls_config(files: &TlsFiles) -> Result<TlsServer, String> {
     use rustls::pki_types::pem::PemObject as _;
+    let (cert, key) = (files.cert.as_str(), files.key.as_str());
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
@@ -354,14 +468,25 @@ fn tls_config(cert: &str, key: &str) -> Result<std::sync::Arc<rustls::ServerConf
     let private_key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| format!("cannot read a private key from --tls-key '{key}': {e}"))?;
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let client_auth = match &files.client_ca {
+        Some(path) => Some(ClientAuth::from_pem_file(path)?),
+        None => None,
+    };
+    let builder = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
+        .map_err(|e| e.to_string())?;
+    let builder = match &client_auth {
+        Some(auth) => builder.with_client_cert_verifier(auth.clone()),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
         .with_single_cert(certs, private_key)
         .map_err(|e| format!("--tls-cert and --tls-key do not form a usable pair: {e}"))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(std::sync::Arc::new(config))
+    Ok(TlsServer {
+        config: std::sync::Arc::new(config),
+        client_auth,
+    })
 }
 
 /// SIGHUP as a stream (never fires where there are no signals).

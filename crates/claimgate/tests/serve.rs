@@ -735,7 +735,7 @@ fn jwks_down_at_start_means_500_with_the_cause_logged() {
 fn a_file_with_unenforced_members_is_refused_by_serve() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("rl.json");
-    std::fs::write(&file, r#"{"pathPrefix":"/v1","specification":{"requestPolicies":{"rateLimiting":{"rateInRequestsPerSecond":5,"rateKey":"CLIENT_IP"}},"routes":[{"path":"/x","backend":{"type":"STOCK_RESPONSE_BACKEND","status":200}}]}}"#).unwrap();
+    std::fs::write(&file, r#"{"pathPrefix":"/v1","specification":{"requestPolicies":{"usagePlans":{"tokenLocations":["request.headers[x-api-key]"]}},"routes":[{"path":"/x","backend":{"type":"STOCK_RESPONSE_BACKEND","status":200}}]}}"#).unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_claimgate"))
         .args([
             "serve",
@@ -748,7 +748,7 @@ fn a_file_with_unenforced_members_is_refused_by_serve() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("requestPolicies.rateLimiting"), "{stderr}");
+    assert!(stderr.contains("requestPolicies.usagePlans"), "{stderr}");
 }
 
 fn stock_deployment() -> Value {
@@ -942,7 +942,15 @@ fn sigterm_lets_the_in_flight_request_finish_then_exits_0() {
         let response = client.get(url).send().await.unwrap();
         (response.status().as_u16(), response.text().await.unwrap())
     });
-    std::thread::sleep(Duration::from_millis(400));
+    // SIGTERM only once the request is in flight: the upstream has it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while slow_upstream.hits.load(Ordering::SeqCst) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the request never reached the upstream"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let pid = gw.child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])

@@ -1,0 +1,219 @@
+//! TOKEN_AUTHENTICATION with REMOTE_DISCOVERY: opaque tokens judged by an introspection answer,
+//! JWTs by the discovery document's keys, and outages reported as "could not evaluate".
+
+mod support;
+
+use claimgate_core::{
+    evaluate_with, token_to_introspect, Decision, Introspection, KeyMaterial, Outcome,
+};
+use serde_json::{json, Map, Value};
+use support::*;
+
+fn discovery_file() -> Value {
+    let mut file = file();
+    *auth(&mut file) = json!({
+        "type": "TOKEN_AUTHENTICATION",
+        "isAnonymousAccessAllowed": true,
+        "tokenHeader": "Authorization",
+        "tokenAuthScheme": "Bearer",
+        "validationPolicy": {
+            "type": "REMOTE_DISCOVERY",
+            "clientDetails": {"type": "CUSTOM", "clientId": "gateway", "clientSecretId": "ocid1.vaultsecret.oc1..gw", "clientSecretVersionNumber": 1},
+            "sourceUriDetails": {"type": "DISCOVERY_URI", "uri": "http://127.0.0.1:9/.well-known/openid-configuration"},
+            "additionalValidationPolicy": {
+                "issuers": [ISSUER],
+                "audiences": [AUDIENCE],
+                "verifyClaims": [{"key": "tenant", "values": ["acme"], "isRequired": true}]
+            }
+        }
+    });
+    file
+}
+
+fn answer(value: Value) -> Map<String, Value> {
+    value.as_object().unwrap().clone()
+}
+
+fn active_answer() -> Map<String, Value> {
+    answer(
+        json!({"active": true, "iss": ISSUER, "aud": AUDIENCE, "tenant": "acme", "exp": NOW_SECS + 60, "scope": "orders:read"}),
+    )
+}
+
+fn judge_opaque(introspection: Introspection<'_>) -> claimgate_core::Verdict {
+    let deployment = load(&discovery_file());
+    let request = Req::get("/v1/orders").bearer("opaque-token-123");
+    evaluate_with(
+        &deployment,
+        &request,
+        KeyMaterial::Unavailable {
+            reason: "not needed",
+        },
+        introspection,
+        NOW,
+        None,
+    )
+}
+
+#[test]
+fn an_opaque_token_is_named_for_introspection_and_a_jwt_is_not() {
+    let deployment = load(&discovery_file());
+    let opaque = Req::get("/v1/orders").bearer("opaque-token-123");
+    assert_eq!(
+        token_to_introspect(&deployment, &opaque),
+        Some("opaque-token-123")
+    );
+    let jwt = Req::get("/v1/orders").bearer(&good_token());
+    assert_eq!(token_to_introspect(&deployment, &jwt), None);
+    let unrouted = Req::get("/v1/nowhere").bearer("opaque-token-123");
+    assert_eq!(token_to_introspect(&deployment, &unrouted), None);
+    assert_eq!(
+        token_to_introspect(&self::deployment(), &opaque),
+        None,
+        "not a discovery policy"
+    );
+}
+
+#[test]
+fn an_active_answer_that_satisfies_the_policy_allows_and_exposes_its_claims() {
+    let answer = active_answer();
+    let verdict = judge_opaque(Introspection::Answer(&answer));
+    assert_eq!(verdict.decision, Decision::Allow, "{}", summary(&verdict));
+    for id in ["format", "alg", "key", "signature"] {
+        assert_eq!(result(&verdict, id), "skip", "{id}");
+    }
+    assert_eq!(result(&verdict, "active"), "pass");
+    assert_eq!(verdict.claims.as_ref().unwrap()["tenant"], "acme");
+    assert!(
+        !check(&verdict, "aud").unverified,
+        "introspection answers are the provider's word"
+    );
+    let codes: Vec<String> = verdict.events().into_iter().map(|e| e.code).collect();
+    assert_eq!(codes, ["tokenAuthentication.successfulAuthentication"]);
+}
+
+#[test]
+fn an_inactive_answer_denies_with_token_is_not_active() {
+    let answer = answer(json!({"active": false}));
+    let verdict = judge_opaque(Introspection::Answer(&answer));
+    assert_eq!(verdict.decision, Decision::Deny);
+    assert_eq!(verdict.status, Some(401));
+    assert_eq!(
+        check(&verdict, "active").message().unwrap(),
+        "Token is not active."
+    );
+    assert_eq!(result(&verdict, "aud"), "skip");
+    assert_eq!(
+        ids(&verdict),
+        [
+            "token",
+            "format",
+            "alg",
+            "key",
+            "signature",
+            "exp",
+            "nbf",
+            "iss",
+            "aud",
+            "claim:tenant",
+            "active",
+            "scope"
+        ]
+    );
+}
+
+#[test]
+fn only_a_json_boolean_true_counts_as_active() {
+    for found in [json!("true"), json!(1), json!(null)] {
+        let mut answer = active_answer();
+        answer.insert("active".into(), found.clone());
+        let verdict = judge_opaque(Introspection::Answer(&answer));
+        assert_eq!(verdict.decision, Decision::Deny, "{found}");
+        assert!(matches!(
+            check(&verdict, "active").outcome,
+            Outcome::Fail(_)
+        ));
+    }
+    let mut missing = active_answer();
+    missing.remove("active");
+    assert_eq!(
+        judge_opaque(Introspection::Answer(&missing)).decision,
+        Decision::Deny
+    );
+}
+
+#[test]
+fn an_active_answer_is_still_judged_by_the_claim_checks() {
+    let mut answer = active_answer();
+    answer.insert("aud".into(), json!("api://billing"));
+    answer.insert("exp".into(), json!(NOW_SECS - 10));
+    let verdict = judge_opaque(Introspection::Answer(&answer));
+    assert_eq!(verdict.decision, Decision::Deny);
+    let failed: Vec<String> = verdict.failures().map(|c| c.id.to_string()).collect();
+    assert_eq!(failed, ["exp", "aud"]);
+    assert_eq!(
+        check(&verdict, "aud").message().unwrap(),
+        "JWT token not issued for the configured audience."
+    );
+    let codes: Vec<String> = verdict.events().into_iter().map(|e| e.code).collect();
+    assert_eq!(
+        codes,
+        [
+            "tokenAuthentication.authenticationFailed",
+            "tokenAuthentication.authenticationFailed"
+        ]
+    );
+}
+
+#[test]
+fn an_unavailable_introspection_endpoint_means_500_and_bad_introspection_response() {
+    let verdict = judge_opaque(Introspection::Unavailable {
+        reason: "connection failed",
+    });
+    assert_eq!(verdict.status, Some(500));
+    assert!(verdict.keys_unavailable());
+    let events = verdict.events();
+    assert_eq!(
+        events[0].code,
+        "tokenAuthentication.badIntrospectionResponse"
+    );
+    assert_eq!(events[0].level, "ERROR");
+    assert!(events[0].message.contains("connection failed"));
+}
+
+#[test]
+fn a_jwt_under_discovery_is_verified_with_the_jwks_keys_and_discovery_outages_are_named() {
+    let deployment = load(&discovery_file());
+    let keys = claimgate_jose::KeySet::new(vec![claimgate_jose::PublicKey::from_jwk(
+        rsa_jwk(&keys().rsa).as_object().unwrap(),
+    )
+    .unwrap()
+    .with_kid("k1".into())]);
+    let token = token(&claims_with(json!({"tenant": "acme"})));
+    let request = Req::get("/v1/orders").bearer(&token);
+    let verdict = evaluate_with(
+        &deployment,
+        &request,
+        KeyMaterial::Keys(&keys),
+        Introspection::NotDone,
+        NOW,
+        None,
+    );
+    assert_eq!(verdict.decision, Decision::Allow, "{}", summary(&verdict));
+    assert_eq!(result(&verdict, "active"), "skip");
+    let down = evaluate_with(
+        &deployment,
+        &request,
+        KeyMaterial::DiscoveryUnavailable {
+            reason: "HTTP status 503",
+        },
+        Introspection::NotDone,
+        NOW,
+        None,
+    );
+    assert_eq!(down.status, Some(500));
+    assert_eq!(
+        down.events()[0].code,
+        "tokenAuthentication.badDiscoveryEndpointResponse"
+    );
+}
