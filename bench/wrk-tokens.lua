@@ -1,0 +1,56 @@
+-- wrk script for bench/load.py: every request carries one token from a file, cycling through
+-- it (one token a line); or no Authorization header at all when the file is "none".
+-- Usage: wrk ... -s bench/wrk-tokens.lua URL -- TOKENS_FILE [START]
+-- START (default 0) is where in the file to begin: load.py passes the count of requests already
+-- sent to that target, so successive runs carry on through the file instead of starting over.
+-- Requests are formatted once, in init(), so wrk's own cost per request is the same for one
+-- token, 100k tokens and no token. done() prints one JSON line that load.py reads.
+
+local counter = 0
+local threads = {}
+
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+  table.insert(threads, thread)
+end
+
+local requests = {}
+local index = 1
+
+function init(args)
+  local file = args[1] or "none"
+  if file == "none" then
+    requests[1] = wrk.format("GET", nil, {})
+  else
+    for line in io.lines(file) do
+      if #line > 0 then
+        requests[#requests + 1] = wrk.format("GET", nil, {["Authorization"] = "Bearer " .. line})
+      end
+    end
+  end
+  -- Threads start at different places in the file, so they do not send the same token at once.
+  local start = tonumber(args[2] or "0") or 0
+  index = (start + id * 7919) % #requests + 1
+end
+
+function request()
+  local r = requests[index]
+  index = index + 1
+  if index > #requests then
+    index = 1
+  end
+  return r
+end
+
+function done(summary, latency, requests_)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_RESULT {"requests":%d,"duration_us":%d,"bytes":%d,' ..
+    '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
+    '"latency_us":{"p50":%d,"p90":%d,"p99":%d,"max":%d,"mean":%.1f}}\n',
+    summary.requests, summary.duration, summary.bytes,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency.max, latency.mean))
+end
