@@ -272,12 +272,15 @@ fn read_jwt_policy(
                 .map(|v| matches!(v, ValidationPolicy::Discovery { .. }));
             if let Some(f) = &failure_field {
                 match read_failure_policy(cx, f, FailureHost::Token { discovery }, notes) {
-                    Some(failure) => {
-                        notes.unenforced(&f.path, failure.in_effect());
-                        if let Failure::ModifyResponse(modify) = failure {
-                            failure_response = Some(modify);
+                    Some(failure) => match failure {
+                        // MODIFY_RESPONSE is enforced by the gateway; OAUTH2 (the browser
+                        // login flow) is not.
+                        Failure::ModifyResponse(modify) => {
+                            let in_effect = Failure::ModifyResponse(modify.clone()).in_effect();
+                            failure_response = Some(modify).filter(|_| in_effect);
                         }
-                    }
+                        other => notes.unenforced(&f.path, other.in_effect()),
+                    },
                     None => failure_ok = false,
                 }
             }
@@ -953,12 +956,13 @@ const DYNAMIC_AUTHENTICATION_TABLES: &[ContextTable] = &[
     ContextTable::Subdomain,
 ];
 
-/// `dynamicAuthentication`: checked in full; claimgate does not select servers yet.
+/// `dynamicAuthentication`: the selector and the servers. `Ok(None)` when every member is valid
+/// but a server cannot be evaluated (CUSTOM_AUTHENTICATION): the deployment stays unsupported.
 pub(crate) fn read_dynamic_authentication(
     cx: &mut Cx,
     field: &Field<'_>,
     notes: &mut Notes,
-) -> Option<()> {
+) -> Option<Option<DynamicAuthentication>> {
     let mut obj = field.object(cx)?;
     let selector = obj
         .require(cx, "selectionSource")
@@ -975,9 +979,11 @@ pub(crate) fn read_dynamic_authentication(
         return None;
     }
     let mut rules = KeyRules::default();
-    // Members inside the servers are covered by dynamicAuthentication's own warning.
+    // Unenforced members inside the servers are reported as themselves once the servers are
+    // evaluated; while a server is unsupported, the whole dynamicAuthentication is reported.
     let mut inner = Notes::default();
     let mut read = Vec::new();
+    let mut keys = Vec::new();
     let mut ok = true;
     for item in &items {
         let Some(mut server) = item.object(cx) else {
@@ -992,6 +998,7 @@ pub(crate) fn read_dynamic_authentication(
             .and_then(|f| read_authentication(cx, &f, &mut inner).map(|p| (f.path.clone(), p)));
         server.finish(cx, &["key", "authenticationServerDetail"]);
         ok &= key.is_some() && detail.is_some();
+        keys.extend(key);
         read.extend(detail);
     }
     notes.route_refs.append(&mut inner.route_refs);
@@ -1030,6 +1037,28 @@ pub(crate) fn read_dynamic_authentication(
             }
         }
     }
-    selector?;
-    ok.then_some(())
+    let selector = selector?;
+    if !ok {
+        return None;
+    }
+    let mut servers = Vec::with_capacity(read.len());
+    for (key, (_, policy)) in keys.into_iter().zip(read) {
+        match policy.authentication {
+            Authentication::Jwt(jwt) => {
+                // The gateway applies MODIFY_RESPONSE of the deployment's own policy only.
+                if jwt.failure_response.is_some() {
+                    inner.unenforced(&join(&jwt.path, "validationFailurePolicy"), true);
+                }
+                servers.push(AuthServer {
+                    name: key.name,
+                    key: key.key,
+                    is_default: key.is_default,
+                    policy: *jwt,
+                })
+            }
+            _ => return Some(None),
+        }
+    }
+    notes.unenforced.append(&mut inner.unenforced);
+    Some(Some(DynamicAuthentication { selector, servers }))
 }

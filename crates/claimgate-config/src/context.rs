@@ -3,7 +3,7 @@
 //! authentication.
 
 use crate::load::{read_kind, required_list};
-use crate::model::{ContextTable, ContextVariable, Template};
+use crate::model::{ContextTable, ContextVariable, SelectionKey, Template};
 use crate::reader::{Cx, Field};
 
 /// Where a context variable is read, which decides what it may refer to.
@@ -167,7 +167,7 @@ pub(crate) fn read_selection_key(
     cx: &mut Cx,
     field: &Field<'_>,
     rules: &mut KeyRules,
-) -> Option<()> {
+) -> Option<ReadKey> {
     let mut obj = field.object(cx)?;
     let kind = read_kind(
         cx,
@@ -183,7 +183,7 @@ pub(crate) fn read_selection_key(
             return None;
         }
         rules.names.push((name.to_owned(), f.path.clone()));
-        Some(())
+        Some(name.to_owned())
     });
     let matcher = if kind == "ANY_OF" {
         let values = obj.require(cx, "values");
@@ -207,7 +207,7 @@ pub(crate) fn read_selection_key(
                     rules.values.push((folded, at));
                 }
             }
-            ok.then_some(())
+            ok.then(|| SelectionKey::AnyOf(list.clone()))
         })
     } else {
         let expression = obj.require(cx, "expression");
@@ -235,10 +235,11 @@ pub(crate) fn read_selection_key(
                     cx.error(&f.path, problem);
                     None
                 }
-                None => Some(()),
+                None => Some(SelectionKey::Wildcard(text.to_owned())),
             }
         })
     };
+    let is_default = matches!(default, Some((Some(true), _)));
     let default_ok = match default {
         Some((Some(true), at)) => match &rules.default {
             Some(other) => {
@@ -256,7 +257,19 @@ pub(crate) fn read_selection_key(
         Some((None, _)) => false,
         _ => true,
     };
-    name?;
-    matcher?;
-    default_ok.then_some(())
+    let name = name?;
+    let key = matcher?;
+    default_ok.then_some(ReadKey {
+        name,
+        key,
+        is_default,
+    })
+}
+
+/// A selection key as read.
+#[derive(Debug)]
+pub(crate) struct ReadKey {
+    pub(crate) name: String,
+    pub(crate) key: SelectionKey,
+    pub(crate) is_default: bool,
 }

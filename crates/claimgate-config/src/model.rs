@@ -53,8 +53,39 @@ pub enum Authentication {
     None,
     /// JWT validation (`JWT_AUTHENTICATION`, or `TOKEN_AUTHENTICATION` with keys).
     Jwt(Box<JwtPolicy>),
+    /// `dynamicAuthentication`: one JWT policy per authentication server, chosen per request.
+    Dynamic(Box<DynamicAuthentication>),
     /// A policy claimgate cannot evaluate (named by its `type`, with the reason).
     Unsupported { kind: String, reason: String },
+}
+
+/// `dynamicAuthentication`: a selector and the authentication servers it chooses between.
+#[derive(Debug, Clone)]
+pub struct DynamicAuthentication {
+    /// `selectionSource.selector`.
+    pub selector: ContextVariable,
+    pub servers: Vec<AuthServer>,
+}
+
+/// One entry of `authenticationServers`.
+#[derive(Debug, Clone)]
+pub struct AuthServer {
+    /// `key.name`.
+    pub name: String,
+    pub key: SelectionKey,
+    /// `key.isDefault`.
+    pub is_default: bool,
+    pub policy: JwtPolicy,
+}
+
+/// How a selection key matches the selector's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SelectionKey {
+    /// `ANY_OF`: exact, case-insensitive.
+    AnyOf(Vec<String>),
+    /// `WILDCARD`: one `*` (zero or more) or `+` (one or more) at the start or the end;
+    /// case-sensitive.
+    Wildcard(String),
 }
 
 /// Which OCI policy type a JWT policy came from; it decides the log codes.

@@ -67,14 +67,20 @@ pub(crate) fn read_request_policies(
             None
         }
         (None, Some((read, at))) => {
-            read?;
+            if let Some(dynamic) = read? {
+                return Some(AuthRead {
+                    authentication: Authentication::Dynamic(Box::new(dynamic)),
+                    anonymous_allowed: None,
+                });
+            }
             notes.unenforced(&at, true);
             Some(AuthRead {
                 authentication: Authentication::Unsupported {
                     kind: "dynamicAuthentication".into(),
-                    reason: "selecting an authentication server per request is not supported by \
-                             claimgate yet"
-                        .into(),
+                    reason:
+                        "an authentication server is CUSTOM_AUTHENTICATION, which calls an OCI \
+                             Functions authorizer that only OCI can run"
+                            .into(),
                 },
                 anonymous_allowed: None,
             })

@@ -345,8 +345,8 @@ fn a_bare_kebab_specification_takes_the_given_prefix_and_models_transformations(
 fn a_file_with_every_member_loads_and_names_what_is_not_enforced() {
     let loaded = loads(&fixture("every-member.json"), None);
     let s = "specification";
+    // MODIFY_RESPONSE (validationFailurePolicy) is enforced by serve, so it is not listed.
     let expected_unenforced: Vec<String> = [
-        "requestPolicies.authentication.validationFailurePolicy",
         "requestPolicies.usagePlans",
         "routes[0].requestPolicies.queryParameterValidations",
         "routes[0].requestPolicies.headerValidations",
@@ -488,7 +488,7 @@ fn oidc_discovery_is_modelled_and_its_oauth2_failure_policy_is_checked_but_not_e
 }
 
 #[test]
-fn dynamic_authentication_is_checked_and_named_as_not_enforced() {
+fn dynamic_authentication_loads_its_servers() {
     let file = with(
         without(jwt_spec(), "/requestPolicies/authentication"),
         "/requestPolicies/dynamicAuthentication",
@@ -503,6 +503,52 @@ fn dynamic_authentication_is_checked_and_named_as_not_enforced() {
         }),
     );
     let loaded = load(&file).unwrap();
+    assert!(loaded.deployment.unenforced.is_empty());
+    let Authentication::Dynamic(dynamic) = &loaded.deployment.authentication else {
+        panic!("not dynamic: {:?}", loaded.deployment.authentication);
+    };
+    assert_eq!(
+        dynamic.selector.to_string(),
+        "request.subdomain[example.com]"
+    );
+    assert_eq!(dynamic.servers.len(), 2);
+    assert_eq!(dynamic.servers[0].name, "any");
+    assert_eq!(dynamic.servers[0].key, SelectionKey::Wildcard("*".into()));
+    assert!(dynamic.servers[0].is_default);
+    assert_eq!(dynamic.servers[1].name, "partners");
+    assert_eq!(
+        dynamic.servers[1].key,
+        SelectionKey::AnyOf(vec!["partner-a".into(), "partner-b".into()])
+    );
+    assert!(!dynamic.servers[1].is_default);
+    assert!(matches!(
+        dynamic.servers[1].policy.keys,
+        KeySource::Discovery(_)
+    ));
+    // The route's AUTHENTICATION_ONLY default is satisfied by the servers.
+    assert_eq!(
+        loaded.deployment.routes[0].authorization,
+        Authorization::AuthenticationOnly
+    );
+}
+
+#[test]
+fn dynamic_authentication_with_a_custom_server_is_not_enforced() {
+    let file = with(
+        without(jwt_spec(), "/requestPolicies/authentication"),
+        "/requestPolicies/dynamicAuthentication",
+        json!({
+            "selectionSource": {"type": "SINGLE", "selector": "request.headers[X-Tenant]"},
+            "authenticationServers": [
+                {"key": {"type": "ANY_OF", "name": "a", "values": ["a"]},
+                 "authenticationServerDetail": jwt_spec()["requestPolicies"]["authentication"].clone()},
+                {"key": {"type": "ANY_OF", "name": "fn", "values": ["b"]},
+                 "authenticationServerDetail": {"type": "CUSTOM_AUTHENTICATION",
+                     "functionId": "ocid1.fnfunc.oc1..x", "tokenHeader": "X-Token"}}
+            ]
+        }),
+    );
+    let loaded = load(&file).unwrap();
     assert_eq!(
         loaded.deployment.unenforced,
         ["requestPolicies.dynamicAuthentication"]
@@ -511,11 +557,6 @@ fn dynamic_authentication_is_checked_and_named_as_not_enforced() {
         loaded.deployment.authentication,
         Authentication::Unsupported { ref kind, .. } if kind == "dynamicAuthentication"
     ));
-    // The route's AUTHENTICATION_ONLY default is satisfied by the servers.
-    assert_eq!(
-        loaded.deployment.routes[0].authorization,
-        Authorization::AuthenticationOnly
-    );
 }
 
 #[test]
@@ -863,5 +904,31 @@ fn client_secrets_are_named_by_id_and_resolved_from_the_secrets_file() {
             .deployment
             .secret_refs,
         []
+    );
+}
+
+#[test]
+fn a_servers_failure_policy_is_named_as_not_enforced() {
+    let mut server = token_policy();
+    server["validationFailurePolicy"] = json!({"type": "MODIFY_RESPONSE", "responseCode": "403"});
+    let file = with(
+        without(jwt_spec(), "/requestPolicies/authentication"),
+        "/requestPolicies/dynamicAuthentication",
+        json!({
+            "selectionSource": {"type": "SINGLE", "selector": "request.headers[X-Tenant]"},
+            "authenticationServers": [
+                {"key": {"type": "ANY_OF", "name": "a", "values": ["a"]},
+                 "authenticationServerDetail": server}
+            ]
+        }),
+    );
+    let loaded = load(&file).unwrap();
+    assert!(matches!(
+        loaded.deployment.authentication,
+        Authentication::Dynamic(_)
+    ));
+    assert_eq!(
+        loaded.deployment.unenforced,
+        ["requestPolicies.dynamicAuthentication.authenticationServers[0].authenticationServerDetail.validationFailurePolicy"]
     );
 }

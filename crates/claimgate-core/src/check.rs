@@ -10,6 +10,8 @@ use std::fmt;
 /// Which check. The order of variants is the order of a verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum CheckId {
+    /// `dynamicAuthentication`: an authentication server was selected.
+    Server,
     Token,
     Format,
     Alg,
@@ -28,6 +30,7 @@ pub enum CheckId {
 impl fmt::Display for CheckId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::Server => f.write_str("server"),
             Self::Token => f.write_str("token"),
             Self::Format => f.write_str("format"),
             Self::Alg => f.write_str("alg"),
@@ -89,6 +92,13 @@ impl Outcome {
 /// Why a check failed, with what was expected and what was found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Failure {
+    /// `dynamicAuthentication`: no key matched the selector's value and no server is the
+    /// default.
+    NoServerMatched {
+        selector: String,
+        value: Option<String>,
+        tried: Vec<String>,
+    },
     TokenMissing {
         location: TokenLocation,
         found: Option<String>,
@@ -252,6 +262,7 @@ impl Failure {
     /// The execution-log message (OCI's own words where OCI documents them).
     pub fn message(&self, id: &CheckId) -> String {
         match self {
+            Self::NoServerMatched { .. } => "No authentication server matched the request.".into(),
             Self::TokenMissing {
                 location: TokenLocation::Header { name, .. },
                 ..
@@ -315,6 +326,14 @@ impl Failure {
     pub fn fix(&self, setting: Option<&str>) -> String {
         let setting = setting.unwrap_or("the authentication policy");
         match self {
+            Self::NoServerMatched { selector, value: Some(value), tried } => format!(
+                "The request's {selector} is '{value}', which matches none of the keys {} (ANY_OF values compare case-insensitively, WILDCARD expressions case-sensitively). Send a value one of the servers accepts, add it to a server's key, or make one server the default (isDefault) in {setting}.",
+                quoted_list(tried)
+            ),
+            Self::NoServerMatched { selector, value: None, tried } => format!(
+                "The request has no {selector}, so none of the keys {} can match. Send it, or make one server the default (isDefault) in {setting}.",
+                quoted_list(tried)
+            ),
             Self::TokenMissing { location, found } => {
                 let how = match location {
                     TokenLocation::Header { name, scheme: Some(scheme) } => {
@@ -478,6 +497,9 @@ impl Failure {
     /// The execution-log code of this failure.
     pub fn log_code(&self, flavor: AuthFlavor) -> String {
         match self {
+            Self::NoServerMatched { .. } => {
+                "dynamicAuthentication.noAuthenticationServerMatched".into()
+            }
             Self::ScopeMissing { .. } | Self::ScopeInvalid { .. } | Self::ScopeMismatch { .. } => {
                 "authorization.unauthorizedRequest".into()
             }

@@ -9,11 +9,15 @@
 #![forbid(unsafe_code)]
 
 mod check;
+mod dynamic;
 pub mod route;
 mod time;
 mod verdict;
 
 pub use check::{Check, CheckId, Failure, Outcome, TimeContext};
+pub use dynamic::{
+    select_for_request, select_server, wildcard_matches, Matched, Selection, SelectorToken,
+};
 pub use time::{human_duration, relative, skew_text, UnixTime};
 pub use verdict::{
     evaluate, evaluate_cached, evaluate_with, token_to_introspect, Decision, Event, HeaderValues,

@@ -2,6 +2,7 @@
 //! decision that lists every check.
 
 use crate::check::{json_type, Check, CheckId, Failure, Outcome, TimeContext};
+use crate::dynamic::{select_server, Matched, Selection};
 use crate::route::{self, RouteMatch};
 use crate::time::UnixTime;
 use claimgate_config::{
@@ -117,6 +118,8 @@ pub struct Verdict {
     pub claims: Option<Map<String, Value>>,
     /// Set when the policy cannot be evaluated at all.
     pub unsupported: Option<String>,
+    /// `dynamicAuthentication`: the server chosen for the request (set once a route matched).
+    pub selection: Option<Selection>,
 }
 
 /// One execution-log event the verdict implies.
@@ -215,8 +218,13 @@ pub fn token_to_introspect<'r>(
     deployment: &Deployment,
     request: &'r dyn RequestView,
 ) -> Option<&'r str> {
-    let Authentication::Jwt(policy) = &deployment.authentication else {
-        return None;
+    let policy = match &deployment.authentication {
+        Authentication::Jwt(policy) => policy,
+        Authentication::Dynamic(dynamic) => {
+            let selection = crate::dynamic::select_for_request(deployment, request)?;
+            &dynamic.servers[selection.server?].policy
+        }
+        _ => return None,
     };
     if !matches!(policy.keys, KeySource::Discovery(_)) {
         return None;
@@ -274,6 +282,7 @@ pub fn evaluate_with(
             flavor: None,
             claims: None,
             unsupported: Some(format!("{kind}: {reason}")),
+            selection: None,
         },
         Authentication::Jwt(policy) => {
             let keys = KeyMaterial::for_policy(policy, keys);
@@ -288,7 +297,71 @@ pub fn evaluate_with(
                 cache,
             )
         }
+        Authentication::Dynamic(dynamic) => {
+            let selection = select_server(dynamic, request, &info.params);
+            let Some(index) = selection.server else {
+                let mut checks = vec![Check::new(
+                    CheckId::Server,
+                    Outcome::Fail(Failure::NoServerMatched {
+                        selector: selection.selector.clone(),
+                        value: selection.value.clone(),
+                        tried: selection.keys_tried.clone(),
+                    }),
+                )
+                .values(
+                    Some(json!(selection.keys_tried)),
+                    Some(json!(selection.value)),
+                )
+                .setting(DYNAMIC_SETTING)];
+                checks.extend(all_skipped("no authentication server was selected", &[]));
+                // The first server's flavor, so the refusal counts as an authentication decision.
+                let flavor = dynamic.servers.first().map(|s| s.policy.flavor);
+                let mut verdict = finish(route, info, checks, flavor, None, false);
+                verdict.selection = Some(selection);
+                return verdict;
+            };
+            let policy = &dynamic.servers[index].policy;
+            let keys = KeyMaterial::for_policy(policy, keys);
+            let mut verdict = evaluate_jwt(
+                policy,
+                route,
+                info,
+                request,
+                keys,
+                introspection,
+                now,
+                cache,
+            );
+            verdict.checks.insert(0, server_check(&selection));
+            verdict.selection = Some(selection);
+            verdict
+        }
     }
+}
+
+const DYNAMIC_SETTING: &str = "dynamicAuthentication.authenticationServers";
+
+/// The passed `server` check: which server and why.
+fn server_check(selection: &Selection) -> Check {
+    let name = selection.server_name.as_deref().unwrap_or("");
+    let value = selection.value.as_deref();
+    let detail = match (selection.matched, value) {
+        (Matched::AnyOf | Matched::Wildcard, Some(value)) => {
+            format!(
+                "server '{name}' selected by {} = '{value}'",
+                selection.selector
+            )
+        }
+        (_, Some(value)) => format!(
+            "server '{name}' selected as the default: {} = '{value}' matched no key",
+            selection.selector
+        ),
+        (_, None) => format!(
+            "server '{name}' selected as the default: the request has no {}",
+            selection.selector
+        ),
+    };
+    Check::new(CheckId::Server, Outcome::Pass(detail)).values(Some(json!(name)), Some(json!(value)))
 }
 
 fn unrouted(deployment: &Deployment, why: Unrouted, status: u16) -> Verdict {
@@ -301,10 +374,17 @@ fn unrouted(deployment: &Deployment, why: Unrouted, status: u16) -> Verdict {
         status: Some(status),
         route: None,
         unrouted: Some(why),
-        checks: all_skipped(NO_ROUTE, rules),
+        checks: if matches!(deployment.authentication, Authentication::Dynamic(_)) {
+            let mut checks = vec![Check::skip(CheckId::Server, NO_ROUTE)];
+            checks.extend(all_skipped(NO_ROUTE, rules));
+            checks
+        } else {
+            all_skipped(NO_ROUTE, rules)
+        },
         flavor: None,
         claims: None,
         unsupported: None,
+        selection: None,
     }
 }
 
@@ -355,6 +435,7 @@ fn finish(
         flavor,
         claims,
         unsupported: None,
+        selection: None,
     }
 }
 
@@ -721,7 +802,7 @@ fn finish_after_stop(
 }
 
 /// Reads the token where the policy says. `Err(Some(what))` describes what was there instead.
-fn extract_token<'r>(
+pub(crate) fn extract_token<'r>(
     location: &TokenLocation,
     request: &'r dyn RequestView,
 ) -> Result<&'r str, Option<String>> {
@@ -1151,10 +1232,52 @@ impl Verdict {
     /// The execution-log events this verdict implies, in order: one per failed check, then the
     /// success record when authentication passed.
     pub fn events(&self) -> Vec<Event> {
-        let Some(flavor) = self.flavor else {
-            return Vec::new();
-        };
         let mut events = Vec::new();
+        if let Some(selection) = &self.selection {
+            if let Some(problem) = selection.token_problem {
+                events.push(Event {
+                    code: problem.log_code().into(),
+                    level: "WARN",
+                    message: problem.message(&selection.selector),
+                    check: None,
+                });
+            }
+            let name = selection.server_name.as_deref().unwrap_or("");
+            let matched = match selection.matched {
+                Matched::AnyOf | Matched::Wildcard => Some((
+                    "dynamicAuthentication.authenticationServerMatched",
+                    format!(
+                        "Authentication server '{name}' matched {} = '{}'.",
+                        selection.selector,
+                        selection.value.as_deref().unwrap_or("")
+                    ),
+                )),
+                Matched::Default => Some((
+                    "dynamicAuthentication.defaultAuthenticationServerMatched",
+                    format!(
+                        "No key matched {}; default authentication server '{name}' selected.",
+                        selection.selector
+                    ),
+                )),
+                Matched::None => None,
+            };
+            if let Some((code, message)) = matched {
+                events.push(Event {
+                    code: code.into(),
+                    level: "INFO",
+                    message,
+                    check: None,
+                });
+            }
+        }
+        // A request no server was selected for has no flavor; its one failure names its code.
+        let Some(flavor) = self.flavor.or(self
+            .selection
+            .as_ref()
+            .map(|_| AuthFlavor::JwtAuthentication))
+        else {
+            return events;
+        };
         for (index, check) in self.checks.iter().enumerate() {
             if let Some(failure) = check.failure() {
                 let level = if failure.is_outage() { "ERROR" } else { "WARN" };
@@ -1234,6 +1357,20 @@ impl Verdict {
         }
         if let Some(why) = &self.unsupported {
             out["unsupported"] = json!(why);
+        }
+        if let Some(selection) = &self.selection {
+            out["server"] = json!({
+                "selected": selection.server_name,
+                "matched": match selection.matched {
+                    Matched::AnyOf => "ANY_OF",
+                    Matched::Wildcard => "WILDCARD",
+                    Matched::Default => "DEFAULT",
+                    Matched::None => "NONE",
+                },
+                "selector": selection.selector,
+                "value": selection.value,
+                "keysTried": selection.keys_tried,
+            });
         }
         out
     }

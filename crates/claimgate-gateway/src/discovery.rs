@@ -118,6 +118,11 @@ impl DiscoveryPolicy {
         }
     }
 
+    /// Whether this policy authenticates with `secret` (a rotated secret means a new policy).
+    pub fn uses_secret(&self, secret: &str) -> bool {
+        self.secret == secret
+    }
+
     /// Whether the discovery document has been obtained.
     pub fn is_loaded(&self) -> bool {
         self.document.load().is_some()

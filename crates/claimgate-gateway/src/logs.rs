@@ -18,25 +18,48 @@ const QUEUE: usize = 16 * 1024;
 pub struct LogSink {
     sender: mpsc::Sender<String>,
     dropped: Arc<AtomicU64>,
+    reopen: Arc<tokio::sync::Notify>,
+}
+
+async fn open_target(
+    target: &str,
+) -> std::io::Result<Box<dyn tokio::io::AsyncWrite + Send + Unpin>> {
+    Ok(if target == "-" {
+        Box::new(tokio::io::stdout())
+    } else {
+        Box::new(
+            tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(target)
+                .await?,
+        )
+    })
 }
 
 impl LogSink {
     /// Opens the target and starts its writer task. Must run inside a tokio runtime.
     pub async fn open(target: &str) -> std::io::Result<Self> {
         let (sender, mut receiver) = mpsc::channel::<String>(QUEUE);
-        let mut out: Box<dyn tokio::io::AsyncWrite + Send + Unpin> = if target == "-" {
-            Box::new(tokio::io::stdout())
-        } else {
-            Box::new(
-                tokio::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(target)
-                    .await?,
-            )
-        };
+        let reopen = Arc::new(tokio::sync::Notify::new());
+        let mut out = open_target(target).await?;
+        let target = target.to_owned();
+        let reopen_signal = reopen.clone();
         tokio::spawn(async move {
-            while let Some(line) = receiver.recv().await {
+            loop {
+                let line = tokio::select! {
+                    line = receiver.recv() => line,
+                    () = reopen_signal.notified() => {
+                        // Log rotation: the old file was renamed; continue in a new one. If it
+                        // cannot be opened, keep writing to the old handle rather than lose records.
+                        let _ = out.flush().await;
+                        if let Ok(fresh) = open_target(&target).await {
+                            out = fresh;
+                        }
+                        continue;
+                    }
+                };
+                let Some(line) = line else { break };
                 let mut batch = line;
                 batch.push('\n');
                 while let Ok(more) = receiver.try_recv() {
@@ -51,7 +74,13 @@ impl LogSink {
         Ok(Self {
             sender,
             dropped: Arc::new(AtomicU64::new(0)),
+            reopen,
         })
+    }
+
+    /// Reopens the file (after rotation, on SIGUSR1); records queued meanwhile are kept.
+    pub fn reopen(&self) {
+        self.reopen.notify_one();
     }
 
     fn write(&self, record: &Value) {

@@ -13,8 +13,9 @@ use crate::respond::{self, Body};
 use arc_swap::ArcSwap;
 use claimgate_config::{Authentication, Backend, Deployment, KeySource, LogLevel, Secrets};
 use claimgate_core::{
-    evaluate, evaluate_cached, evaluate_with, route, token_to_introspect, Decision, Failure,
-    HeaderValues, Introspection, KeyMaterial, RequestView, UnixTime, Unrouted, Verdict,
+    evaluate, evaluate_cached, evaluate_with, route, select_for_request, token_to_introspect,
+    Decision, Failure, HeaderValues, Introspection, KeyMaterial, RequestView, UnixTime, Unrouted,
+    Verdict,
 };
 use http::{HeaderValue, Request, Response};
 use http_body_util::BodyExt as _;
@@ -45,6 +46,8 @@ pub struct Options {
     pub trusted_proxies: crate::limit::TrustedProxies,
     /// Where `rateLimiting` buckets live (in this process unless a shared store is given).
     pub rate_limits: Arc<dyn crate::limit::RateLimitStore>,
+    /// `--redact-claim-values`: log a short hash instead of claim values.
+    pub redact_claim_values: bool,
 }
 
 impl Default for Options {
@@ -57,6 +60,7 @@ impl Default for Options {
             introspection_cache_max: None,
             trusted_proxies: crate::limit::TrustedProxies::default(),
             rate_limits: Arc::new(crate::limit::LocalStore::default()),
+            redact_claim_values: false,
         }
     }
 }
@@ -70,9 +74,37 @@ struct Served {
     deployment: Deployment,
     keys: Option<Arc<RemoteKeys>>,
     discovery: Option<Arc<DiscoveryPolicy>>,
+    /// `dynamicAuthentication`: each authentication server's own remote material, in the
+    /// order of `authenticationServers`.
+    servers: Vec<ServerMaterial>,
     threshold: Level,
     /// Rate limiting and CORS.
     edge: edge::Edge,
+}
+
+/// The remote key material of one `dynamicAuthentication` server (static keys need none).
+#[derive(Debug)]
+struct ServerMaterial {
+    /// Cache scope of this server: verifications never cross servers.
+    scope: u64,
+    keys: Option<Arc<RemoteKeys>>,
+    discovery: Option<Arc<DiscoveryPolicy>>,
+}
+
+impl Served {
+    /// Every remote key set of the deployment (its policy's, or its servers').
+    fn all_keys(&self) -> impl Iterator<Item = &Arc<RemoteKeys>> {
+        self.keys
+            .iter()
+            .chain(self.servers.iter().filter_map(|m| m.keys.as_ref()))
+    }
+
+    /// Every discovery policy of the deployment.
+    fn all_discovery(&self) -> impl Iterator<Item = &Arc<DiscoveryPolicy>> {
+        self.discovery
+            .iter()
+            .chain(self.servers.iter().filter_map(|m| m.discovery.as_ref()))
+    }
 }
 
 /// The deployments being served: an immutable set, swapped whole on reload.
@@ -148,77 +180,118 @@ impl Gateway {
         let generation = self
             .generation
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Key sets and discovery state of unchanged sources carry over a reload, so a reload
+        // while the identity provider is unreachable never loses the last good keys.
+        let previous = self.state.load_full();
         let mut served = Vec::with_capacity(deployments.len());
         for (index, deployment) in deployments.into_iter().enumerate() {
             let threshold = level(deployment.execution_log_level);
-            let keys = match &deployment.authentication {
-                Authentication::Jwt(policy) => match &policy.keys {
-                    KeySource::RemoteJwks(remote) => {
-                        Some(Arc::new(RemoteKeys::new(RemoteKeysConfig {
-                            uri: remote.uri.clone(),
-                            ssl_verify_disabled: remote.ssl_verify_disabled,
-                            max_cache_hours: remote.max_cache_hours,
-                            cooldown: self.options.jwks_cooldown,
-                            log_prefix: policy.flavor.log_prefix(),
-                            threshold,
-                            logs: self.logs.clone(),
-                            metrics: self.metrics.clone(),
-                            source: deployment.label().to_owned(),
-                            deployment_id: deployment.id.clone(),
-                        })))
-                    }
-                    KeySource::Static(_) | KeySource::Discovery(_) => None,
-                },
-                _ => None,
+            let before = previous.served.iter().find(|s| {
+                s.deployment.path_prefix == deployment.path_prefix
+                    && s.deployment.label() == deployment.label()
+                    && s.deployment.id == deployment.id
+                    && s.threshold == threshold
+                    && same_key_source(&s.deployment, &deployment)
+            });
+            let scope = generation << 16 | index as u64;
+            let (keys, discovery) = match (&deployment.authentication, before) {
+                (Authentication::Jwt(policy), Some(before))
+                    if same_client_secret(policy, before, secrets) =>
+                {
+                    (before.keys.clone(), before.discovery.clone())
+                }
+                (Authentication::Jwt(policy), None) => {
+                    self.remote_material(policy, &deployment, threshold, secrets)?
+                }
+                _ => (None, None),
             };
-            let discovery = match &deployment.authentication {
-                Authentication::Jwt(policy) => match &policy.keys {
-                    KeySource::Discovery(config) => {
-                        let secret = secrets
-                            .resolve(
-                                &config.client_secret.secret_id,
-                                config.client_secret.version,
-                            )
-                            .map_err(|e| format!("{}: {e}", config.client_secret.path))?
-                            .to_owned();
-                        Some(Arc::new(DiscoveryPolicy::new(
-                            config.clone(),
-                            secret,
-                            self.provider.clone(),
-                            Reporter {
-                                logs: self.logs.clone(),
-                                metrics: self.metrics.clone(),
-                                source: deployment.label().to_owned(),
-                                deployment_id: deployment.id.clone(),
-                                threshold,
-                                cooldown: self.options.jwks_cooldown,
-                            },
-                            self.options.introspection_cache_max,
-                        )))
-                    }
-                    _ => None,
-                },
-                _ => None,
-            };
+            let mut servers = Vec::new();
+            if let Authentication::Dynamic(dynamic) = &deployment.authentication {
+                for (i, server) in dynamic.servers.iter().enumerate() {
+                    let (keys, discovery) =
+                        self.remote_material(&server.policy, &deployment, threshold, secrets)?;
+                    servers.push(ServerMaterial {
+                        scope: scope | ((i as u64 + 1) << 48),
+                        keys,
+                        discovery,
+                    });
+                }
+            }
             let edge = edge::Edge::new(&deployment, self.options.rate_limits.as_ref());
             served.push(Served {
                 edge,
-                scope: generation << 16 | index as u64,
+                scope,
                 deployment,
                 keys,
                 discovery,
+                servers,
                 threshold,
             });
         }
         for s in &served {
-            if let Some(keys) = &s.keys {
+            for keys in s.all_keys() {
                 keys.refresh(None).await;
             }
-            if let Some(discovery) = &s.discovery {
+            for discovery in s.all_discovery() {
                 let _ = discovery.keys().await;
             }
         }
         Ok(ServedSet { served })
+    }
+
+    /// The remote key set or discovery policy one JWT policy needs (none for static keys).
+    #[allow(clippy::type_complexity)]
+    fn remote_material(
+        &self,
+        policy: &claimgate_config::JwtPolicy,
+        deployment: &Deployment,
+        threshold: Level,
+        secrets: &Secrets,
+    ) -> Result<(Option<Arc<RemoteKeys>>, Option<Arc<DiscoveryPolicy>>), String> {
+        Ok(match &policy.keys {
+            KeySource::RemoteJwks(remote) => (
+                Some(Arc::new(RemoteKeys::new(RemoteKeysConfig {
+                    uri: remote.uri.clone(),
+                    ssl_verify_disabled: remote.ssl_verify_disabled,
+                    max_cache_hours: remote.max_cache_hours,
+                    cooldown: self.options.jwks_cooldown,
+                    log_prefix: policy.flavor.log_prefix(),
+                    threshold,
+                    logs: self.logs.clone(),
+                    metrics: self.metrics.clone(),
+                    source: deployment.label().to_owned(),
+                    deployment_id: deployment.id.clone(),
+                }))),
+                None,
+            ),
+            KeySource::Discovery(config) => {
+                let secret = secrets
+                    .resolve(
+                        &config.client_secret.secret_id,
+                        config.client_secret.version,
+                    )
+                    .map_err(|e| format!("{}: {e}", config.client_secret.path))?
+                    .to_owned();
+                (
+                    None,
+                    Some(Arc::new(DiscoveryPolicy::new(
+                        config.clone(),
+                        secret,
+                        self.provider.clone(),
+                        Reporter {
+                            logs: self.logs.clone(),
+                            metrics: self.metrics.clone(),
+                            source: deployment.label().to_owned(),
+                            deployment_id: deployment.id.clone(),
+                            threshold,
+                            cooldown: self.options.jwks_cooldown,
+                        },
+                        self.options.introspection_cache_max,
+                    ))),
+                )
+            }
+            KeySource::Static(_) => (None, None),
+        })
     }
 
     /// Swaps in a new, already validated set of deployments. Requests in flight finish on the
@@ -273,12 +346,12 @@ impl Gateway {
         loop {
             tick.tick().await;
             let state = self.state.load_full();
-            for keys in state.served.iter().filter_map(|s| s.keys.as_ref()) {
+            for keys in state.served.iter().flat_map(Served::all_keys) {
                 if keys.needs_refresh() {
                     keys.refresh(keys.generation()).await;
                 }
             }
-            for discovery in state.served.iter().filter_map(|s| s.discovery.as_ref()) {
+            for discovery in state.served.iter().flat_map(Served::all_discovery) {
                 if !discovery.is_loaded() {
                     let _ = discovery.keys().await;
                 }
@@ -293,9 +366,9 @@ impl Gateway {
             .served
             .iter()
             .filter_map(|s| {
-                if s.keys.as_ref().is_some_and(|k| !k.is_loaded()) {
+                if s.all_keys().any(|k| !k.is_loaded()) {
                     Some(format!("{}: key set not loaded", s.deployment.path_prefix))
-                } else if s.discovery.as_ref().is_some_and(|d| !d.is_loaded()) {
+                } else if s.all_discovery().any(|d| !d.is_loaded()) {
                     Some(format!(
                         "{}: discovery document not loaded",
                         s.deployment.path_prefix
@@ -502,7 +575,15 @@ impl Gateway {
             (Decision::Deny, Some(Unrouted::MethodNotAllowed { allow })) => {
                 respond::method_not_allowed(allow)
             }
-            (Decision::Deny, _) => respond::error(verdict.status.unwrap_or(401)),
+            (Decision::Deny, _) => {
+                let status = verdict.status.unwrap_or(401);
+                match failure_policy(deployment) {
+                    Some(modify) if status == 401 => {
+                        self.modified_failure(modify, verdict.route.as_ref(), &parts)
+                    }
+                    _ => respond::error(status),
+                }
+            }
             (Decision::Allow, _) if too_large => {
                 self.logs.execution(
                     context,
@@ -545,6 +626,51 @@ impl Gateway {
         response
     }
 
+    /// A `MODIFY_RESPONSE` validation failure policy's answer instead of the 401: its status
+    /// (a code, or a context variable holding one; 401 when it does not name a status), its
+    /// message with context variables, and its header transformations.
+    fn modified_failure(
+        &self,
+        modify: &claimgate_config::ModifyResponse,
+        route: Option<&claimgate_core::RouteInfo>,
+        parts: &http::request::Parts,
+    ) -> Response<Body> {
+        let no_params = Vec::new();
+        let context = RequestContext {
+            path_params: route.map_or(&no_params, |r| &r.params),
+            // Authentication failed: no claim is trusted, so request.auth is empty.
+            claims: None,
+            headers: &parts.headers,
+            query: parts.uri.query(),
+            host: parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok()),
+        };
+        let status = match &modify.response_code {
+            None => 401,
+            Some(claimgate_config::ResponseCode::Status(code)) => *code,
+            Some(claimgate_config::ResponseCode::Variable(variable)) => context
+                .variable(variable)
+                .parse::<u16>()
+                .ok()
+                .filter(|code| (100..=599).contains(code))
+                .unwrap_or(401),
+        };
+        let body = modify
+            .response_message
+            .as_ref()
+            .map(|message| context.expand(message))
+            .unwrap_or_default();
+        let mut response = Response::new(respond::full(body));
+        *response.status_mut() =
+            http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::UNAUTHORIZED);
+        if let Some(rules) = &modify.header_transformations {
+            let _ = crate::transform::headers(rules, response.headers_mut(), &context);
+        }
+        response
+    }
+
     /// Metrics for one request: duration by route, the decision, each failed check.
     fn record(
         &self,
@@ -580,20 +706,36 @@ impl Gateway {
     /// (single-flight, rate-limited) and evaluates again.
     async fn judge(&self, served: &Served, view: &PartsView<'_>) -> Verdict {
         let now = wall_clock();
-        let cache_enabled = self.options.token_cache_bytes > 0;
-        if let Some(discovery) = &served.discovery {
-            return self.judge_discovery(served, discovery, view, now).await;
+        let deployment = &served.deployment;
+        // dynamicAuthentication: the selected server's material (selection is pure, and the
+        // verdict makes the same choice again).
+        let (scope, keys, discovery) = match select_for_request(deployment, view) {
+            Some(selection) => match selection.server.and_then(|i| served.servers.get(i)) {
+                Some(m) => (m.scope, m.keys.as_ref(), m.discovery.as_ref()),
+                None => (served.scope, None, None),
+            },
+            None => (
+                served.scope,
+                served.keys.as_ref(),
+                served.discovery.as_ref(),
+            ),
+        };
+        if let Some(discovery) = discovery {
+            return self
+                .judge_discovery(deployment, scope, discovery, view, now)
+                .await;
         }
-        let Some(keys) = &served.keys else {
-            // Static keys (or none): generation 0 of this deployment.
-            let scoped = self.cache.scoped(served.scope, 0);
+        let Some(keys) = keys else {
+            // Static keys (or none): generation 0 of this key set.
+            let scoped = self.cache.scoped(scope, 0);
+            let cache_enabled = self.options.token_cache_bytes > 0;
             let cache = cache_enabled.then_some(&scoped as &dyn claimgate_core::VerificationCache);
             let material = KeyMaterial::Unavailable {
                 reason: "no remote key set",
             };
-            return evaluate_cached(&served.deployment, view, material, now, cache);
+            return evaluate_cached(deployment, view, material, now, cache);
         };
-        self.judge_with_remote(served, keys, keys.lookup().await, view, now)
+        self.judge_with_remote(deployment, scope, keys, keys.lookup().await, view, now)
             .await
     }
 
@@ -601,13 +743,13 @@ impl Gateway {
     /// rate-limited) and evaluates again with the newer keys.
     async fn judge_with_remote(
         &self,
-        served: &Served,
+        deployment: &Deployment,
+        scope: u64,
         keys: &RemoteKeys,
         lookup: Lookup,
         view: &PartsView<'_>,
         now: UnixTime,
     ) -> Verdict {
-        let deployment = &served.deployment;
         let snapshot = match lookup {
             Lookup::Unavailable(reason) => {
                 let material = KeyMaterial::Unavailable { reason: &reason };
@@ -615,7 +757,7 @@ impl Gateway {
             }
             Lookup::Keys(snapshot) => snapshot,
         };
-        let scoped = self.cache.scoped(served.scope, snapshot.generation);
+        let scoped = self.cache.scoped(scope, snapshot.generation);
         let cache = (self.options.token_cache_bytes > 0)
             .then_some(&scoped as &dyn claimgate_core::VerificationCache);
         let verdict = evaluate_cached(
@@ -648,12 +790,12 @@ impl Gateway {
     /// REMOTE_DISCOVERY: opaque tokens are introspected, JWTs verified with the `jwks_uri` keys.
     async fn judge_discovery(
         &self,
-        served: &Served,
+        deployment: &Deployment,
+        scope: u64,
         discovery: &DiscoveryPolicy,
         view: &PartsView<'_>,
         now: UnixTime,
     ) -> Verdict {
-        let deployment = &served.deployment;
         if let Some(token) = token_to_introspect(deployment, view) {
             let answer = discovery.introspect(token).await;
             let introspection = match &answer {
@@ -674,7 +816,7 @@ impl Gateway {
             ),
             DiscoveredKeys::Keys(lookup) => match discovery.remote_keys() {
                 Some(keys) => {
-                    self.judge_with_remote(served, &keys, lookup, view, now)
+                    self.judge_with_remote(deployment, scope, &keys, lookup, view, now)
                         .await
                 }
                 None => evaluate(
@@ -706,9 +848,20 @@ impl Gateway {
                     record = record.with("expected", expected.clone());
                 }
                 if let Some(actual) = &check.actual {
-                    record = record.with("actual", actual.clone());
+                    let actual = if self.options.redact_claim_values {
+                        redacted(actual)
+                    } else {
+                        actual.clone()
+                    };
+                    record = record.with("actual", actual);
                 }
                 if let Some(fix) = check.fix() {
+                    // A fix quotes the token's values; with redaction it is left out.
+                    let fix = if self.options.redact_claim_values {
+                        "(claim values are redacted in this log: run `claimgate check` with the token to see the fix)".to_owned()
+                    } else {
+                        fix
+                    };
                     record = record.with("fix", json!(fix));
                 }
                 if check.unverified {
@@ -887,6 +1040,59 @@ impl Gateway {
     }
 }
 
+/// A claim value as a short hash (`sha256:` and 12 hex digits): equal values stay recognisably
+/// equal across records without the value being logged.
+fn redacted(value: &serde_json::Value) -> serde_json::Value {
+    let text = value.to_string();
+    let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    let hex: String = hash.as_ref()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    json!(format!("sha256:{hex}"))
+}
+
+/// Whether a kept discovery policy still authenticates with the secret the secrets file now
+/// holds (a rotated secret needs a new policy); trivially true without discovery.
+fn same_client_secret(
+    policy: &claimgate_config::JwtPolicy,
+    before: &Served,
+    secrets: &Secrets,
+) -> bool {
+    match (&policy.keys, &before.discovery) {
+        (KeySource::Discovery(config), Some(kept)) => secrets
+            .resolve(
+                &config.client_secret.secret_id,
+                config.client_secret.version,
+            )
+            .is_ok_and(|secret| kept.uses_secret(secret)),
+        _ => true,
+    }
+}
+
+/// Whether two deployments fetch keys from the same place in the same way.
+fn same_key_source(a: &Deployment, b: &Deployment) -> bool {
+    match (&a.authentication, &b.authentication) {
+        (Authentication::Jwt(a), Authentication::Jwt(b)) => {
+            a.flavor == b.flavor
+                && match (&a.keys, &b.keys) {
+                    (KeySource::RemoteJwks(a), KeySource::RemoteJwks(b)) => a == b,
+                    (KeySource::Discovery(a), KeySource::Discovery(b)) => a == b,
+                    _ => false,
+                }
+        }
+        _ => false,
+    }
+}
+
+/// The deployment's `MODIFY_RESPONSE` validation failure policy, if any.
+fn failure_policy(deployment: &Deployment) -> Option<&claimgate_config::ModifyResponse> {
+    match &deployment.authentication {
+        Authentication::Jwt(policy) => policy.failure_response.as_ref(),
+        _ => None,
+    }
+}
+
 fn find<'s>(state: &'s ServedSet, path: &str) -> Option<&'s Served> {
     state
         .served
@@ -914,12 +1120,39 @@ fn redacted_uri(parts: &http::request::Parts, deployment: &Deployment) -> String
             claimgate_config::TokenLocation::Query { name } => Some(name.as_str()),
             _ => None,
         },
+        // Every server's token parameter is redacted, whichever was selected.
+        Authentication::Dynamic(dynamic) => {
+            return redacted_query(
+                path,
+                query,
+                &dynamic
+                    .servers
+                    .iter()
+                    .filter_map(|s| match &s.policy.location {
+                        claimgate_config::TokenLocation::Query { name } => Some(name.as_str()),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>(),
+            );
+        }
         _ => None,
     };
     let query: Vec<String> = query
         .split('&')
         .map(|pair| match pair.split_once('=') {
             Some((name, _)) if Some(name) == token_param => format!("{name}=[redacted]"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{path}?{}", query.join("&"))
+}
+
+/// `path?query` with the values of the `names` parameters replaced.
+fn redacted_query(path: &str, query: &str, names: &[&str]) -> String {
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if names.contains(&name) => format!("{name}=[redacted]"),
             _ => pair.to_owned(),
         })
         .collect();

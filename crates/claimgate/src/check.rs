@@ -125,6 +125,11 @@ fn parse_request(args: &CheckArgs, deployment: &Deployment) -> Result<CliRequest
 fn place_token(request: &mut CliRequest, deployment: &Deployment, token: String) {
     let location = match &deployment.authentication {
         Authentication::Jwt(policy) => policy.location.clone(),
+        // With dynamicAuthentication the first server's location (with a request.auth
+        // selector every server reads the same one).
+        Authentication::Dynamic(dynamic) if !dynamic.servers.is_empty() => {
+            dynamic.servers[0].policy.location.clone()
+        }
         _ => TokenLocation::Header {
             name: "Authorization".into(),
             scheme: Some("Bearer".into()),
@@ -273,9 +278,17 @@ fn obtain(
     request: &CliRequest,
     notes: &mut Vec<String>,
 ) -> Result<Obtained, InputError> {
-    let keys = match &deployment.authentication {
-        Authentication::Jwt(policy) => &policy.keys,
-        _ => {
+    // With dynamicAuthentication, --jwks / --introspection stand in for the selected server's.
+    let policy = match &deployment.authentication {
+        Authentication::Jwt(policy) => Some(&**policy),
+        Authentication::Dynamic(dynamic) => claimgate_core::select_for_request(deployment, request)
+            .and_then(|s| s.server)
+            .map(|i| &dynamic.servers[i].policy),
+        _ => None,
+    };
+    let keys = match policy {
+        Some(policy) => &policy.keys,
+        None => {
             return Ok(Obtained {
                 jwks: None,
                 keys_from: KeysFrom::None,
@@ -506,7 +519,36 @@ fn print_text(
             deployment.path_prefix
         ),
     }
-    if let Authentication::Jwt(policy) = &deployment.authentication {
+    if let Some(selection) = &verdict.selection {
+        let value = match &selection.value {
+            Some(value) => format!("'{value}'"),
+            None => "(absent)".to_owned(),
+        };
+        let why = match selection.matched {
+            claimgate_core::Matched::AnyOf => "matched its ANY_OF key".to_owned(),
+            claimgate_core::Matched::Wildcard => "matched its WILDCARD key".to_owned(),
+            claimgate_core::Matched::Default => "no key matched; the default server".to_owned(),
+            claimgate_core::Matched::None => format!(
+                "no key matched and no server is the default; keys tried: {}",
+                selection.keys_tried.join(", ")
+            ),
+        };
+        outln!(
+            "  server      {} ({} = {value}: {why})",
+            selection.server_name.as_deref().unwrap_or("none"),
+            selection.selector
+        );
+    }
+    let policy = match &deployment.authentication {
+        Authentication::Jwt(policy) => Some(&**policy),
+        Authentication::Dynamic(dynamic) => verdict
+            .selection
+            .as_ref()
+            .and_then(|s| s.server)
+            .map(|i| &dynamic.servers[i].policy),
+        _ => None,
+    };
+    if let Some(policy) = policy {
         let flavor = match policy.flavor {
             claimgate_config::AuthFlavor::JwtAuthentication => "JWT_AUTHENTICATION",
             claimgate_config::AuthFlavor::TokenAuthentication => "TOKEN_AUTHENTICATION",

@@ -47,8 +47,15 @@ pub(crate) fn run(args: &IntrospectArgs) -> u8 {
 fn to_check(args: &IntrospectArgs) -> Result<CheckArgs, InputError> {
     let loaded = load_deployment(&args.deployment, args.path_prefix.as_deref())?;
     let deployment = loaded.deployment;
-    let discovery = matches!(&deployment.authentication,
-        Authentication::Jwt(policy) if matches!(policy.keys, KeySource::Discovery(_)));
+    let discovery = match &deployment.authentication {
+        Authentication::Jwt(policy) => matches!(policy.keys, KeySource::Discovery(_)),
+        // The selected server's endpoint is used (check selects it for the request).
+        Authentication::Dynamic(dynamic) => dynamic
+            .servers
+            .iter()
+            .any(|s| matches!(s.policy.keys, KeySource::Discovery(_))),
+        _ => false,
+    };
     if !discovery {
         return Err(InputError::new(format!(
             "{}: the authentication policy has no introspection endpoint (it needs TOKEN_AUTHENTICATION with a REMOTE_DISCOVERY validationPolicy); use 'claimgate check'",

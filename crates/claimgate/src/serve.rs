@@ -54,6 +54,9 @@ pub(crate) struct ServeArgs {
     /// limiting; other peers' X-Forwarded-For is ignored.
     #[arg(long = "trusted-proxy", value_name = "CIDR")]
     trusted_proxies: Vec<Cidr>,
+    /// Write a short hash instead of claim values in log records.
+    #[arg(long)]
+    redact_claim_values: bool,
     /// Start the admin listener (/livez, /readyz, /metrics; plain HTTP) on this address.
     #[arg(long, value_name = "ADDR")]
     admin: Option<SocketAddr>,
@@ -198,6 +201,7 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             jwks_cooldown: Duration::from_secs(args.jwks_cooldown),
             token_cache_bytes: args.token_cache_mib * 1024 * 1024,
             introspection_cache_max: args.introspection_cache_max.map(Duration::from_secs),
+            redact_claim_values: args.redact_claim_values,
             trusted_proxies: TrustedProxies::new(args.trusted_proxies.clone()),
             ..Options::default()
         };
@@ -210,6 +214,7 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             Some(files) => Some(tls_config(files).map_err(InputError::new)?),
             None => None,
         };
+        tokio::spawn(reopen_logs_on_sigusr1(execution.clone(), access.clone()));
         let gateway = Gateway::start(deployments, &secrets, Logs { execution, access }, options)
             .await
             .map_err(|e| InputError::new(format!("cannot start the gateway: {e}")))?;
@@ -487,6 +492,23 @@ fn tls_config(files: &TlsFiles) -> Result<TlsServer, String> {
         config: std::sync::Arc::new(config),
         client_auth,
     })
+}
+
+/// SIGUSR1 reopens the log files, for rotation (rename the file, then send the signal).
+async fn reopen_logs_on_sigusr1(execution: LogSink, access: LogSink) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+            return;
+        };
+        while usr1.recv().await.is_some() {
+            execution.reopen();
+            access.reopen();
+        }
+    }
+    #[cfg(not(unix))]
+    drop((execution, access));
 }
 
 /// SIGHUP as a stream (never fires where there are no signals).

@@ -1369,3 +1369,150 @@ fn transformations_shape_the_backend_request_and_identity_headers_cannot_be_spoo
         "{exec:?}"
     );
 }
+
+#[test]
+fn a_modify_response_failure_policy_replaces_the_401() {
+    let rt = runtime();
+    let deployment = json!({"pathPrefix": "/v1", "specification": {
+        "requestPolicies": {"authentication": {
+            "type": "TOKEN_AUTHENTICATION", "tokenHeader": "Authorization", "tokenAuthScheme": "Bearer",
+            "validationPolicy": {"type": "STATIC_KEYS",
+                "keys": [{"kid": "k1", "format": "JSON_WEB_KEY", "kty": "RSA",
+                          "n": signer().jwk()["n"], "e": signer().jwk()["e"]}],
+                "additionalValidationPolicy": {"audiences": [AUD]}},
+            "validationFailurePolicy": {"type": "MODIFY_RESPONSE", "responseCode": "302",
+                "responseMessage": "Sign in first, ${request.headers[X-Who]}.",
+                "responseHeaderTransformations": {"setHeaders": {"items": [
+                    {"name": "Location", "values": ["https://login.example/?back=${request.path[id]}"]}]}}}
+        }},
+        "routes": [{"path": "/orders/{id}", "methods": ["GET"], "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200, "body": "ok"}}]
+    }});
+    let gw = start_gateway(&deployment, &[]);
+    let url = format!("{}/v1/orders/42", gw.base);
+    let refused = rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let response = client
+            .get(&url)
+            .header("X-Who", "alice")
+            .send()
+            .await
+            .unwrap();
+        (
+            response.status().as_u16(),
+            response.headers().clone(),
+            response.text().await.unwrap(),
+        )
+    });
+    assert_eq!(refused.0, 302);
+    assert_eq!(refused.1["location"], "https://login.example/?back=42");
+    assert_eq!(refused.2, "Sign in first, alice.");
+    assert!(
+        refused.1.get("www-authenticate").is_none(),
+        "the policy replaces the default answer"
+    );
+    let token = signer().token(claims());
+    assert_eq!(
+        call(&rt, "GET", &url, Some(&token), &[]).status,
+        200,
+        "a valid token is not affected"
+    );
+}
+
+#[test]
+fn claim_values_can_be_redacted_and_sigusr1_reopens_rotated_logs() {
+    let rt = runtime();
+    let upstream = start_upstream(&rt);
+    let jwks = start_jwks(&rt, vec![signer().jwk()]);
+    let gw = start_gateway(
+        &deployment(&format!("http://{}/jwks", jwks.server.addr), upstream.addr),
+        &["--redact-claim-values"],
+    );
+    let mut wrong = claims();
+    wrong["aud"] = json!("api://billing");
+    let answer = call(
+        &rt,
+        "GET",
+        &format!("{}/v1/stock", gw.base),
+        Some(&signer().token(wrong.clone())),
+        &[],
+    );
+    assert_eq!(answer.status, 401);
+    let exec = records(&gw.execution_log, &answer.request_id(), 1);
+    let aud = exec.iter().find(|r| r["data"]["check"] == "aud").unwrap();
+    assert!(
+        aud["data"]["actual"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:"),
+        "{aud}"
+    );
+    assert_eq!(
+        aud["data"]["expected"],
+        json!([AUD]),
+        "policy values are not claim values"
+    );
+    assert!(!std::fs::read_to_string(&gw.execution_log)
+        .unwrap()
+        .contains("api://billing"));
+
+    // Rotation: rename the file, send SIGUSR1, and new records go to a new file.
+    let rotated = gw.execution_log.with_extension("log.1");
+    std::fs::rename(&gw.execution_log, &rotated).unwrap();
+    assert!(Command::new("kill")
+        .args(["-USR1", &gw.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    std::thread::sleep(Duration::from_millis(300));
+    let answer = call(
+        &rt,
+        "GET",
+        &format!("{}/v1/stock", gw.base),
+        Some(&signer().token(wrong)),
+        &[],
+    );
+    assert_eq!(
+        records(&gw.execution_log, &answer.request_id(), 1).len(),
+        1,
+        "the new file has the new records"
+    );
+    assert!(records(&rotated, &answer.request_id(), 0).is_empty());
+}
+
+#[test]
+fn a_reload_while_the_key_server_is_down_keeps_the_last_good_keys() {
+    let rt = runtime();
+    let upstream = start_upstream(&rt);
+    let jwks = start_jwks(&rt, vec![signer().jwk()]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("orders.json");
+    let mut spec = deployment(&format!("http://{}/jwks", jwks.server.addr), upstream.addr);
+    std::fs::write(&file, spec.to_string()).unwrap();
+    let gw = start_gateway_with_file(dir, &file, &["--jwks-cooldown", "1"]);
+    let url = format!("{}/v1/stock", gw.base);
+    let token = signer().token(claims());
+    assert_eq!(call(&rt, "GET", &url, Some(&token), &[]).body, "stocked");
+
+    jwks.up.store(false, Ordering::SeqCst);
+    spec["specification"]["routes"][1]["backend"]["body"] = json!("restocked");
+    atomic_write(&file, &spec.to_string());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = call(&rt, "GET", &url, Some(&token), &[]);
+        assert_eq!(answer.status, 202, "{}", answer.body);
+        if answer.body == "restocked" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the reload never happened");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        jwks.server.hits.load(Ordering::SeqCst),
+        1,
+        "the reload reused the key set"
+    );
+}
