@@ -201,6 +201,7 @@ impl DiscoveryPolicy {
             Some(keys) => keys,
             None => {
                 let keys = Arc::new(RemoteKeys::new(RemoteKeysConfig {
+                    client: self.client.clone(),
                     uri: jwks_uri,
                     ssl_verify_disabled: self.config.ssl_verify_disabled,
                     max_cache_hours: self.config.max_cache_hours,

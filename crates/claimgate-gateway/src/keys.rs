@@ -10,7 +10,7 @@ use crate::logs::{Context, ExecutionRecord, Level, Logs};
 use crate::metrics::Metrics;
 use arc_swap::ArcSwapOption;
 use claimgate_jose::KeySet;
-use claimgate_keys::{fetch_jwks, FetchOptions};
+use claimgate_keys::ProviderClient;
 use serde_json::json;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -46,6 +46,8 @@ struct FetchState {
 #[derive(Debug)]
 pub struct RemoteKeysConfig {
     pub uri: String,
+    /// The pooled client for identity-provider calls (system roots plus `--ca`).
+    pub client: ProviderClient,
     pub ssl_verify_disabled: bool,
     /// `maxCacheDurationInHours`.
     pub max_cache_hours: u32,
@@ -64,7 +66,6 @@ pub struct RemoteKeysConfig {
 #[derive(Debug)]
 pub struct RemoteKeys {
     config: RemoteKeysConfig,
-    options: FetchOptions,
     max_age: Duration,
     snapshot: ArcSwapOption<KeySnapshot>,
     state: tokio::sync::Mutex<FetchState>,
@@ -74,10 +75,6 @@ pub struct RemoteKeys {
 impl RemoteKeys {
     pub fn new(config: RemoteKeysConfig) -> Self {
         Self {
-            options: FetchOptions {
-                ssl_verify_disabled: config.ssl_verify_disabled,
-                ..FetchOptions::default()
-            },
             max_age: Duration::from_secs(u64::from(config.max_cache_hours) * 3600),
             config,
             snapshot: ArcSwapOption::empty(),
@@ -179,7 +176,11 @@ impl RemoteKeys {
             )
             .with("uri", json!(self.config.uri)),
         );
-        let result = fetch_jwks(&self.config.uri, &self.options).await;
+        let result = self
+            .config
+            .client
+            .jwks(&self.config.uri, self.config.ssl_verify_disabled)
+            .await;
         self.config
             .metrics
             .key_fetch(&self.config.source, "jwks", result.is_ok());

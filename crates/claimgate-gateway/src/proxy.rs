@@ -76,12 +76,21 @@ fn client(tls: rustls::ClientConfig) -> HttpsClient {
 }
 
 impl BackendClient {
-    pub(crate) fn new() -> Result<Self, String> {
+    pub(crate) fn new(extra_roots: &[Vec<u8>]) -> Result<Self, String> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         // Certificates the system store cannot parse are skipped, as hyper-rustls does.
         for cert in rustls_native_certs::load_native_certs().certs {
             let _ = roots.add(cert);
+        }
+        for pem in extra_roots {
+            use rustls::pki_types::pem::PemObject as _;
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                let cert = cert.map_err(|e| format!("a --ca file is not PEM: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("a --ca certificate is not usable: {e}"))?;
+            }
         }
         let verified = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()

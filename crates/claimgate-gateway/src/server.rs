@@ -48,6 +48,9 @@ pub struct Options {
     pub rate_limits: Arc<dyn crate::limit::RateLimitStore>,
     /// `--redact-claim-values`: log a short hash instead of claim values.
     pub redact_claim_values: bool,
+    /// `--ca`: PEM files whose certificates are trusted for outbound HTTPS besides the system
+    /// roots (backends, JWKS, discovery, introspection).
+    pub extra_roots: Vec<Vec<u8>>,
 }
 
 impl Default for Options {
@@ -61,6 +64,7 @@ impl Default for Options {
             trusted_proxies: crate::limit::TrustedProxies::default(),
             rate_limits: Arc::new(crate::limit::LocalStore::default()),
             redact_claim_values: false,
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -145,9 +149,12 @@ impl Gateway {
         logs: Logs,
         options: Options,
     ) -> Result<Arc<Self>, String> {
-        let client = BackendClient::new()?;
-        let provider = claimgate_keys::ProviderClient::new(Duration::from_secs(5))
-            .map_err(|e| e.to_string())?;
+        let client = BackendClient::new(&options.extra_roots)?;
+        let provider = claimgate_keys::ProviderClient::with_roots(
+            Duration::from_secs(5),
+            &options.extra_roots,
+        )
+        .map_err(|e| e.to_string())?;
         let metrics = Arc::new(Metrics::new());
         let cache = crate::cache::TokenCache::new(
             options.token_cache_bytes,
@@ -251,6 +258,7 @@ impl Gateway {
         Ok(match &policy.keys {
             KeySource::RemoteJwks(remote) => (
                 Some(Arc::new(RemoteKeys::new(RemoteKeysConfig {
+                    client: self.provider.clone(),
                     uri: remote.uri.clone(),
                     ssl_verify_disabled: remote.ssl_verify_disabled,
                     max_cache_hours: remote.max_cache_hours,

@@ -187,8 +187,22 @@ pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 impl ProviderClient {
     pub fn new(timeout: Duration) -> Result<Self, FetchError> {
+        Self::with_roots(timeout, &[])
+    }
+
+    /// A client that also trusts the certificates in `extra_roots` (PEM bundles, from `--ca`)
+    /// besides the system roots.
+    pub fn with_roots(timeout: Duration, extra_roots: &[Vec<u8>]) -> Result<Self, FetchError> {
+        let mut roots = Vec::new();
+        for pem in extra_roots {
+            roots.extend(
+                reqwest::Certificate::from_pem_bundle(pem)
+                    .map_err(|e| FetchError::Other(format!("a --ca file is not PEM: {e}")))?,
+            );
+        }
         let build = |insecure: bool| {
             reqwest::Client::builder()
+                .tls_certs_merge(roots.clone())
                 .timeout(timeout)
                 .connect_timeout(timeout)
                 .redirect(reqwest::redirect::Policy::none())

@@ -54,6 +54,10 @@ pub(crate) struct ServeArgs {
     /// limiting; other peers' X-Forwarded-For is ignored.
     #[arg(long = "trusted-proxy", value_name = "CIDR")]
     trusted_proxies: Vec<Cidr>,
+    /// Trust the certificates in this PEM file for outbound HTTPS, besides the system roots
+    /// (repeatable).
+    #[arg(long = "ca", value_name = "FILE")]
+    ca: Vec<String>,
     /// Write a short hash instead of claim values in log records.
     #[arg(long)]
     redact_claim_values: bool,
@@ -104,6 +108,23 @@ fn load_for_serving(arg: &str, secrets: &Secrets) -> Result<Deployment, InputErr
         });
     }
     Ok(deployment)
+}
+
+/// Reads the `--ca` files; each must hold at least one PEM certificate.
+fn read_ca_files(paths: &[String]) -> Result<Vec<Vec<u8>>, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    let mut files = Vec::new();
+    for path in paths {
+        let pem = std::fs::read(path).map_err(|e| format!("cannot read --ca '{path}': {e}"))?;
+        let certs = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("--ca '{path}' is not PEM: {e}"))?;
+        if certs.is_empty() {
+            return Err(format!("--ca '{path}' holds no certificate"));
+        }
+        files.push(pem);
+    }
+    Ok(files)
 }
 
 /// Reads the secrets file, or none.
@@ -202,6 +223,7 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             token_cache_bytes: args.token_cache_mib * 1024 * 1024,
             introspection_cache_max: args.introspection_cache_max.map(Duration::from_secs),
             redact_claim_values: args.redact_claim_values,
+            extra_roots: read_ca_files(&args.ca).map_err(InputError::new)?,
             trusted_proxies: TrustedProxies::new(args.trusted_proxies.clone()),
             ..Options::default()
         };

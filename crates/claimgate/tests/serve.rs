@@ -1516,3 +1516,58 @@ fn a_reload_while_the_key_server_is_down_keeps_the_last_good_keys() {
         "the reload reused the key set"
     );
 }
+
+#[test]
+fn https_backends_are_trusted_through_the_system_roots_or_a_configured_ca() {
+    let rt = runtime();
+    // The HTTPS backend is a second gateway serving a stock response over TLS.
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed();
+    let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_file, &cert).unwrap();
+    std::fs::write(&key_file, &key).unwrap();
+    let backend_file = dir.path().join("open.json");
+    std::fs::write(&backend_file, stock_deployment().to_string()).unwrap();
+    let backend_dir = tempfile::tempdir().unwrap();
+    let backend = start_gateway_with_file(
+        backend_dir,
+        &backend_file,
+        &[
+            "--tls-cert",
+            cert_file.to_str().unwrap(),
+            "--tls-key",
+            key_file.to_str().unwrap(),
+        ],
+    );
+    let https = backend
+        .base
+        .replace("http://127.0.0.1", "https://localhost")
+        + "/v1/open";
+    let front = json!({"pathPrefix": "/v1", "specification": {"routes": [
+        {"path": "/x", "methods": ["GET"], "backend": {"type": "HTTP_BACKEND", "url": https}}
+    ]}});
+
+    let trusting = start_gateway(&front, &["--ca", cert_file.to_str().unwrap()]);
+    let answer = call(&rt, "GET", &format!("{}/v1/x", trusting.base), None, &[]);
+    assert_eq!((answer.status, answer.body.as_str()), (200, "open"));
+
+    let untrusting = start_gateway(&front, &[]);
+    let answer = call(&rt, "GET", &format!("{}/v1/x", untrusting.base), None, &[]);
+    assert_eq!(answer.status, 502);
+    let exec = records(&untrusting.execution_log, &answer.request_id(), 1);
+    assert_eq!(exec[0]["data"]["cause"], "HANDSHAKE_FAILED", "{exec:?}");
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_claimgate"))
+        .args([
+            "serve",
+            "--deployment",
+            backend_file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--ca", key_file.with_extension("missing").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("cannot read --ca"));
+}
