@@ -15,66 +15,40 @@ pub(crate) struct RequestContext<'a> {
 }
 
 impl RequestContext<'_> {
-    /// The value of one variable (`request.auth[sub]`), empty when missing (as OCI).
-    /// The second element says whether the value came from the URL already encoded.
-    fn value(&self, variable: &str) -> (String, bool) {
-        let (table, key) = match variable.split_once('[') {
-            Some((table, rest)) => (table, rest.strip_suffix(']').unwrap_or(rest)),
-            None => (variable, ""),
-        };
-        match table {
-            "request.path" => (
-                self.path_params
-                    .iter()
-                    .find(|(name, _)| name == key)
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default(),
-                true,
-            ),
-            "request.auth" => (
-                self.claims
-                    .and_then(|c| c.get(key))
-                    .map(claim_text)
-                    .unwrap_or_default(),
-                false,
-            ),
-            "request.headers" => (
-                self.headers
-                    .get(key)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned(),
-                false,
-            ),
-            "request.query" => (
-                self.query
-                    .unwrap_or("")
-                    .split('&')
-                    .filter_map(|pair| pair.split_once('='))
-                    .find(|(name, _)| *name == key)
-                    .map(|(_, v)| v.to_owned())
-                    .unwrap_or_default(),
-                true,
-            ),
-            "request.host" => (self.host.unwrap_or_default().to_owned(), false),
-            _ => (String::new(), false),
-        }
-    }
-
-    /// The value of a parsed variable, empty when missing (as OCI).
+    /// The value of a variable, empty when missing (as OCI renders a missing variable).
     pub(crate) fn variable(&self, variable: &ContextVariable) -> String {
         let key = variable.key.as_deref().unwrap_or("");
-        let lookup = match variable.table {
-            ContextTable::Path => format!("request.path[{key}]"),
-            ContextTable::Query => format!("request.query[{key}]"),
-            ContextTable::Headers => format!("request.headers[{key}]"),
-            ContextTable::Auth if variable.sub_key.is_none() => format!("request.auth[{key}]"),
-            ContextTable::Host => "request.host".to_owned(),
+        match variable.table {
+            ContextTable::Path => self
+                .path_params
+                .iter()
+                .find(|(name, _)| name == key)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default(),
+            ContextTable::Auth if variable.sub_key.is_none() => self
+                .claims
+                .and_then(|c| c.get(key))
+                .map(claim_text)
+                .unwrap_or_default(),
+            ContextTable::Headers => self
+                .headers
+                .get(key)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+            ContextTable::Query => self
+                .query
+                .unwrap_or("")
+                .split('&')
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(name, _)| *name == key)
+                .map(|(_, v)| v.to_owned())
+                .unwrap_or_default(),
+            ContextTable::Host => self.host.unwrap_or_default().to_owned(),
             // OAuth2 session claims, client certificates, subdomains and usage plans are not
-            // available in claimgate: empty, as OCI renders a missing variable.
-            _ => return String::new(),
-        };
-        self.value(&lookup).0
+            // available in claimgate.
+            _ => String::new(),
+        }
     }
 
     /// Expands a template into a header or parameter value, as written (no encoding).
@@ -104,26 +78,24 @@ impl RequestContext<'_> {
     }
 
     /// Substitutes every `${...}` in a URL template. Values that did not come from the URL
-    /// are percent-encoded, so a claim such as `../admin` cannot change the path.
+    /// (path parameters and query values are already encoded) are percent-encoded, so a claim
+    /// such as `../admin` cannot change the path. The loader has checked the template's syntax.
     pub(crate) fn expand_url(&self, template: &str) -> String {
+        let Ok(parsed) = Template::parse(template) else {
+            return template.to_owned();
+        };
         let mut out = String::with_capacity(template.len());
-        let mut rest = template;
-        while let Some(start) = rest.find("${") {
-            out.push_str(&rest[..start]);
-            let after = &rest[start + 2..];
-            let Some(end) = after.find('}') else {
-                out.push_str(&rest[start..]);
-                return out;
-            };
-            let (value, encoded) = self.value(&after[..end]);
-            if encoded {
-                out.push_str(&value);
-            } else {
-                percent_encode_into(&value, &mut out);
+        for part in parsed.parts() {
+            match part {
+                TemplatePart::Literal(text) => out.push_str(text),
+                TemplatePart::Variable(v)
+                    if matches!(v.table, ContextTable::Path | ContextTable::Query) =>
+                {
+                    out.push_str(&self.variable(v))
+                }
+                TemplatePart::Variable(v) => percent_encode_into(&self.variable(v), &mut out),
             }
-            rest = &after[end + 1..];
         }
-        out.push_str(rest);
         out
     }
 }

@@ -1,7 +1,8 @@
-//! Remote key material for claimgate: fetching a JWKS over HTTP(S) with bounded time and size.
+//! Identity-provider calls for claimgate: JWKS, discovery documents and RFC 7662 introspection
+//! over HTTP(S), with bounded time and size.
 //!
-//! This is the I/O edge in front of the pure verdict: it turns a URI into a [`JwksParse`] or a
-//! [`FetchError`] that names the cause (DNS, connect, TLS, timeout, HTTP status, content type,
+//! This is the I/O edge in front of the pure verdict: [`ProviderClient`] turns a URI into a
+//! [`JwksParse`], a discovery document or an introspection answer, or into a [`FetchError`] that names the cause (DNS, connect, TLS, timeout, HTTP status, content type,
 //! size, parse). Caching, refresh and single-flight belong to the gateway, not here.
 
 #![forbid(unsafe_code)]
@@ -13,22 +14,6 @@ use std::time::Duration;
 /// The largest JWKS body read (256 KiB); a bigger one is refused, not truncated.
 pub const MAX_JWKS_BYTES: usize = 256 * 1024;
 
-/// How a fetch is bounded.
-#[derive(Debug, Clone)]
-pub struct FetchOptions {
-    pub timeout: Duration,
-    pub ssl_verify_disabled: bool,
-}
-
-impl Default for FetchOptions {
-    fn default() -> Self {
-        Self {
-            timeout: Duration::from_secs(5),
-            ssl_verify_disabled: false,
-        }
-    }
-}
-
 /// Why a key set could not be obtained.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FetchError {
@@ -38,7 +23,8 @@ pub enum FetchError {
     Timeout,
     Status(u16),
     ContentType(String),
-    TooLarge,
+    /// The body exceeded this many bytes.
+    TooLarge(usize),
     Parse(String),
     Other(String),
 }
@@ -52,7 +38,7 @@ impl fmt::Display for FetchError {
             Self::Timeout => f.write_str("timed out"),
             Self::Status(code) => write!(f, "HTTP status {code}"),
             Self::ContentType(ct) => write!(f, "content type '{ct}' is not JSON"),
-            Self::TooLarge => write!(f, "the body is larger than {MAX_JWKS_BYTES} bytes"),
+            Self::TooLarge(limit) => write!(f, "the body is larger than {limit} bytes"),
             Self::Parse(d) => f.write_str(d),
             Self::Other(d) => f.write_str(d),
         }
@@ -86,48 +72,6 @@ fn classify(error: &reqwest::Error) -> FetchError {
     } else {
         FetchError::Other(detail)
     }
-}
-
-/// Fetches and parses a JWKS. Redirects are not followed (a key URL comes only from
-/// configuration); the body is capped at [`MAX_JWKS_BYTES`].
-pub async fn fetch_jwks(uri: &str, options: &FetchOptions) -> Result<JwksParse, FetchError> {
-    let client = reqwest::Client::builder()
-        .timeout(options.timeout)
-        .connect_timeout(options.timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .tls_danger_accept_invalid_certs(options.ssl_verify_disabled)
-        .no_proxy()
-        .build()
-        .map_err(|e| FetchError::Other(e.to_string()))?;
-    let mut response = client
-        .get(uri)
-        .header("accept", "application/json, application/jwk-set+json")
-        .send()
-        .await
-        .map_err(|e| classify(&e))?;
-    if !response.status().is_success() {
-        return Err(FetchError::Status(response.status().as_u16()));
-    }
-    if let Some(ct) = response.headers().get("content-type") {
-        let ct = ct.to_str().unwrap_or_default().to_ascii_lowercase();
-        if !ct.contains("json") {
-            return Err(FetchError::ContentType(ct));
-        }
-    }
-    if response
-        .content_length()
-        .is_some_and(|n| n > MAX_JWKS_BYTES as u64)
-    {
-        return Err(FetchError::TooLarge);
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| classify(&e))? {
-        if body.len() + chunk.len() > MAX_JWKS_BYTES {
-            return Err(FetchError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    parse_jwks(&body).map_err(|e| FetchError::Parse(e.to_string()))
 }
 
 /// What claimgate reads of a discovery document (OIDC Discovery 1.0 / RFC 8414).
@@ -361,12 +305,12 @@ async fn read_json_body_capped(
         }
     }
     if response.content_length().is_some_and(|n| n > limit as u64) {
-        return Err(FetchError::TooLarge);
+        return Err(FetchError::TooLarge(limit));
     }
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| classify(&e))? {
         if body.len() + chunk.len() > limit {
-            return Err(FetchError::TooLarge);
+            return Err(FetchError::TooLarge(limit));
         }
         body.extend_from_slice(&chunk);
     }

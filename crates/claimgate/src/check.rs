@@ -266,6 +266,12 @@ fn runtime() -> Result<tokio::runtime::Runtime, InputError> {
         .map_err(|e| InputError::new(format!("cannot start the HTTP client: {e}")))
 }
 
+/// The client for identity-provider calls: 5 s per call, no redirects, bounded bodies.
+fn provider_client() -> Result<claimgate_keys::ProviderClient, InputError> {
+    claimgate_keys::ProviderClient::new(std::time::Duration::from_secs(5))
+        .map_err(|e| InputError::new(e.to_string()))
+}
+
 fn read_recorded_jwks(path: &str) -> Result<JwksParse, InputError> {
     let bytes = std::fs::read(path)
         .map_err(|e| InputError::new(format!("cannot read --jwks '{path}': {e}")))?;
@@ -311,13 +317,10 @@ fn obtain(
                 Ok(read_recorded_jwks(path)?)
             }
             None => {
-                let options = claimgate_keys::FetchOptions {
-                    ssl_verify_disabled: remote.ssl_verify_disabled,
-                    ..Default::default()
-                };
                 obtained.keys_from = KeysFrom::Fetched(remote.uri.clone());
+                let client = provider_client()?;
                 runtime()?
-                    .block_on(claimgate_keys::fetch_jwks(&remote.uri, &options))
+                    .block_on(client.jwks(&remote.uri, remote.ssl_verify_disabled))
                     .map_err(|e| Unavailable::Keys(format!("fetching {} failed: {e}", remote.uri)))
             }
         },
@@ -337,9 +340,7 @@ fn obtain(
                 }
                 None => {
                     obtained.keys_from = KeysFrom::Fetched(config.uri.clone());
-                    let client =
-                        claimgate_keys::ProviderClient::new(std::time::Duration::from_secs(5))
-                            .map_err(|e| InputError::new(e.to_string()))?;
+                    let client = provider_client()?;
                     runtime()?.block_on(async {
                         let document = client
                             .discovery(&config.uri, config.ssl_verify_disabled)
@@ -422,8 +423,7 @@ pub(crate) fn introspect_live(
         )
         .map_err(InputError::new)?
         .to_owned();
-    let client = claimgate_keys::ProviderClient::new(std::time::Duration::from_secs(5))
-        .map_err(|e| InputError::new(e.to_string()))?;
+    let client = provider_client()?;
     Ok(runtime()?.block_on(async {
         let document = client
             .discovery(&config.uri, config.ssl_verify_disabled)
