@@ -313,6 +313,21 @@ fn token_from_file_and_stdin_is_trimmed_and_bearer_dropped() {
         check_minted("/v1/orders", &at, now, &[]).status.code(),
         Some(0)
     );
+    // `-` reads stdin, with the same trimming.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_claimgate"))
+        .args(["decode", "-", "--output", "json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        write!(stdin, "\n bearer {token} \n").unwrap();
+    }
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(stdout_json(&output)["header"]["alg"], "ES256");
 }
 
 #[test]
