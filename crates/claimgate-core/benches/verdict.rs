@@ -20,16 +20,21 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use claimgate_config::{load_str, Authentication, Deployment, KeySource, LoadOptions};
 use claimgate_core::{
-    evaluate, evaluate_cached, Decision, HeaderValues, KeyMaterial, RequestView, TokenVerification,
-    UnixTime, VerificationCache,
+    evaluate, evaluate_cached, Decision, Explain, HeaderValues, KeyMaterial, RequestView, UnixTime,
 };
+use claimgate_gateway::cache::{Scoped, TokenCache};
+use claimgate_gateway::metrics::Metrics;
 use claimgate_jose::{Algorithm, ParsedToken, PublicKey};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use siphasher::sip128::{Hasher128 as _, SipHasher24};
+use std::hash::Hasher as _;
 use std::hint::black_box;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::OnceLock;
 use std::time::Duration;
+
+/// The cached benches evaluate as the gateway does: passed checks are not explained.
+const GATEWAY: Explain = Explain::Failures;
 
 /// Distinct tokens held in the cache for the `hit_20k_tokens` bench.
 const DISTINCT: usize = 20_000;
@@ -216,34 +221,40 @@ impl RequestView for Req {
     }
 }
 
-/// A verification cache as the gateway keys its own: the SHA-256 of the token (never the token),
-/// here in a plain map behind a read-write lock. The gateway's bounded, expiring map (moka) costs
-/// more per lookup than this; the load benchmark measures it in place.
-#[derive(Default)]
-struct MapCache {
-    entries: RwLock<HashMap<[u8; 32], Arc<TokenVerification>>>,
+/// The gateway's verified-token cache (keyed SipHash-2-4 names, moka's bounded map with
+/// expiry), with room for every token a bench uses.
+struct GatewayCache {
+    cache: TokenCache,
+    _metrics: Metrics,
 }
 
-impl VerificationCache for MapCache {
-    fn get_or_verify(
-        &self,
-        token: &str,
-        verify: &mut dyn FnMut() -> Arc<TokenVerification>,
-    ) -> Arc<TokenVerification> {
-        let mut key = [0u8; 32];
-        key.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
-        if let Some(hit) = self.entries.read().expect("lock").get(&key) {
-            return hit.clone();
+impl GatewayCache {
+    fn new() -> Self {
+        let metrics = Metrics::new();
+        Self {
+            cache: TokenCache::new(
+                1 << 30,
+                metrics.token_cache(true),
+                metrics.token_cache(false),
+            ),
+            _metrics: metrics,
         }
-        let fresh = verify();
-        if fresh.is_verified() {
-            self.entries
-                .write()
-                .expect("lock")
-                .insert(key, fresh.clone());
-        }
-        fresh
     }
+
+    /// The view one deployment's evaluations get (scope 1, static keys: generation 0).
+    fn scoped(&self) -> Scoped<'_> {
+        self.cache.scoped(1, 0)
+    }
+}
+
+/// This process's resident memory (`VmRSS`), in bytes.
+fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
 }
 
 /// (bench name, alg, kid, algorithm)
@@ -270,6 +281,19 @@ fn benches(c: &mut Criterion) {
         assert_eq!(verdict.decision, Decision::Allow, "{name}: {verdict:?}");
         evaluate_group.bench_function(name, |b| {
             b.iter(|| evaluate(black_box(&deployment), black_box(&request), no_remote, NOW))
+        });
+        // As the gateway evaluates: passed checks are not explained.
+        evaluate_group.bench_function(format!("{name}_failures_only"), |b| {
+            b.iter(|| {
+                evaluate_cached(
+                    black_box(&deployment),
+                    black_box(&request),
+                    no_remote,
+                    NOW,
+                    None,
+                    Explain::Failures,
+                )
+            })
         });
     }
     // Signed by a key nobody trusts (with a trusted kid), expired, not yet valid, wrong issuer,
@@ -304,10 +328,12 @@ fn benches(c: &mut Criterion) {
     let mut cached_group = c.benchmark_group("evaluate_cached");
     let token = sign("RS256", "rs", &good_claims(), &keys, false);
     let request = Req::bearer(&token);
-    let warm = MapCache::default();
-    let verdict = evaluate_cached(&deployment, &request, no_remote, NOW, Some(&warm));
+    let warm = GatewayCache::new();
+    let warm = warm.scoped();
+    let verdict = evaluate_cached(&deployment, &request, no_remote, NOW, Some(&warm), GATEWAY);
     assert_eq!(verdict.decision, Decision::Allow, "{verdict:?}");
-    assert_eq!(warm.entries.read().expect("lock").len(), 1);
+    let again = evaluate_cached(&deployment, &request, no_remote, NOW, Some(&warm), GATEWAY);
+    assert_eq!(again, verdict);
     cached_group.bench_function("RS256_hit", |b| {
         b.iter(|| {
             evaluate_cached(
@@ -316,19 +342,21 @@ fn benches(c: &mut Criterion) {
                 no_remote,
                 NOW,
                 Some(&warm),
+                GATEWAY,
             )
         })
     });
     cached_group.bench_function("RS256_miss", |b| {
         b.iter_batched_ref(
-            MapCache::default,
+            GatewayCache::new,
             |empty| {
                 evaluate_cached(
                     black_box(&deployment),
                     black_box(&request),
                     no_remote,
                     NOW,
-                    Some(&*empty),
+                    Some(&empty.scoped()),
+                    GATEWAY,
                 )
             },
             BatchSize::SmallInput,
@@ -336,20 +364,38 @@ fn benches(c: &mut Criterion) {
     });
     // EdDSA tokens because they are quick to sign; on a hit the algorithm plays no part. Made
     // on first use, so a filtered run (`cargo bench -- RS256_hit`) does not pay for them.
-    let filled: OnceLock<(Vec<Req>, MapCache)> = OnceLock::new();
+    let filled: OnceLock<(Vec<Req>, GatewayCache)> = OnceLock::new();
     let fill = || {
         let many: Vec<Req> = (0..DISTINCT)
             .map(|i| {
                 let mut claims = good_claims();
                 claims["sub"] = json!(format!("user-{i}@example.com"));
+                claims["jti"] = json!(format!("{i:032x}"));
                 Req::bearer(&sign("EdDSA", "ed", &claims, &keys, false))
             })
             .collect();
-        let full = MapCache::default();
+        let full = GatewayCache::new();
+        let before = resident_bytes();
         for request in &many {
-            let verdict = evaluate_cached(&deployment, request, no_remote, NOW, Some(&full));
+            let verdict = evaluate_cached(
+                &deployment,
+                request,
+                no_remote,
+                NOW,
+                Some(&full.scoped()),
+                GATEWAY,
+            );
             assert_eq!(verdict.decision, Decision::Allow);
         }
+        full.cache.run_pending_tasks();
+        let grown = resident_bytes().saturating_sub(before);
+        println!(
+            "cache: {DISTINCT} verified tokens ({} bytes each) added {:.1} MiB of RSS: {} bytes per entry; the cache weighs one at {} bytes",
+            many[0].authorization.len() - "Bearer ".len(),
+            grown as f64 / (1024.0 * 1024.0),
+            grown / DISTINCT as u64,
+            full.cache.weighed_size() / full.cache.entry_count().max(1),
+        );
         (many, full)
     };
     let mut next = 0;
@@ -362,7 +408,8 @@ fn benches(c: &mut Criterion) {
                 black_box(&many[next]),
                 no_remote,
                 NOW,
-                Some(full),
+                Some(&full.scoped()),
+                GATEWAY,
             )
         })
     });
@@ -395,9 +442,18 @@ fn benches(c: &mut Criterion) {
     });
     parse_group.finish();
 
-    // The cache key alone: SHA-256 of the token.
-    let mut hash_group = c.benchmark_group("sha256");
-    hash_group.bench_function("token", |b| {
+    // Naming a token for the cache: the keyed SipHash-2-4 the cache uses, next to the SHA-256
+    // it used before.
+    let mut hash_group = c.benchmark_group("token_name");
+    hash_group.bench_function("siphash24_128", |b| {
+        let key = (0x0706_0504_0302_0100_u64, 0x0f0e_0d0c_0b0a_0908_u64);
+        b.iter(|| {
+            let mut hasher = SipHasher24::new_with_keys(key.0, key.1);
+            hasher.write(black_box(token.as_bytes()));
+            hasher.finish128()
+        })
+    });
+    hash_group.bench_function("sha256", |b| {
         b.iter(|| digest(&SHA256, black_box(token.as_bytes())))
     });
     hash_group.finish();

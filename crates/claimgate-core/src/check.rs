@@ -5,6 +5,7 @@ use crate::time::{relative, skew_text, UnixTime};
 use claimgate_config::{AuthFlavor, TokenLocation};
 use claimgate_jose::FormatError;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::fmt;
 
 /// Which check. The order of variants is the order of a verdict.
@@ -59,10 +60,11 @@ pub struct TimeContext {
 pub struct Check {
     pub id: CheckId,
     pub outcome: Outcome,
-    /// What the policy expects, as the policy holds it.
-    pub expected: Option<Value>,
+    /// What the policy expects, as the policy holds it. Boxed, like the failure, so that a
+    /// check that passed (most of them, on most requests) stays small.
+    pub expected: Option<Box<Value>>,
     /// What the token presented, as the token holds it.
-    pub actual: Option<Value>,
+    pub actual: Option<Box<Value>>,
     pub time: Option<TimeContext>,
     /// Evaluated on claims whose signature was not verified.
     pub unverified: bool,
@@ -70,15 +72,24 @@ pub struct Check {
     pub setting: Option<String>,
 }
 
-/// Pass, skip (with why) or fail (with the typed reason).
+/// Why a check passed or was skipped, in words. Mostly fixed text, so it is borrowed when it
+/// can be.
+pub type Note = Cow<'static, str>;
+
+/// Pass (with what made it pass), skip (with why) or fail (with the typed reason).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Pass(String),
-    Skip(String),
-    Fail(Failure),
+    /// The note is empty when the verdict explains failures only ([`crate::Explain`]).
+    Pass(Note),
+    Skip(Note),
+    Fail(Box<Failure>),
 }
 
 impl Outcome {
+    pub(crate) fn fail(failure: Failure) -> Self {
+        Self::Fail(Box::new(failure))
+    }
+
     /// `pass`, `skip` or `fail`.
     pub fn name(&self) -> &'static str {
         match self {
@@ -541,13 +552,22 @@ impl Check {
         }
     }
 
-    pub(crate) fn skip(id: CheckId, why: impl Into<String>) -> Self {
+    pub(crate) fn skip(id: CheckId, why: impl Into<Note>) -> Self {
         Self::new(id, Outcome::Skip(why.into()))
     }
 
+    /// A pass named but not explained: what a verdict that explains failures only holds.
+    pub(crate) fn passed(id: CheckId) -> Self {
+        Self::new(id, Outcome::Pass(Cow::Borrowed("")))
+    }
+
+    pub(crate) fn passes(&self) -> bool {
+        matches!(self.outcome, Outcome::Pass(_))
+    }
+
     pub(crate) fn values(mut self, expected: Option<Value>, actual: Option<Value>) -> Self {
-        self.expected = expected;
-        self.actual = actual;
+        self.expected = expected.map(Box::new);
+        self.actual = actual.map(Box::new);
         self
     }
 

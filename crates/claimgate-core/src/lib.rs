@@ -9,18 +9,20 @@
 #![forbid(unsafe_code)]
 
 mod check;
+mod claims;
 mod dynamic;
 pub mod route;
 mod time;
 mod verdict;
 
-pub use check::{Check, CheckId, Failure, Outcome, TimeContext};
+pub use check::{Check, CheckId, Failure, Note, Outcome, TimeContext};
+pub use claims::Claims;
 pub use dynamic::{
     select_for_request, select_server, wildcard_matches, Matched, Selection, SelectorToken,
 };
 pub use time::{human_duration, relative, skew_text, UnixTime};
 pub use verdict::{
-    evaluate, evaluate_cached, evaluate_with, token_to_introspect, Decision, Event, HeaderValues,
-    Introspection, KeyMaterial, RequestView, RouteInfo, TokenVerification, Unrouted, Verdict,
-    VerificationCache,
+    evaluate, evaluate_cached, evaluate_with, token_to_introspect, Decision, Event, Explain,
+    HeaderValues, Introspection, KeyMaterial, RequestView, RouteInfo, TokenVerification, Unrouted,
+    Verdict, VerificationCache,
 };

@@ -3,7 +3,7 @@
 mod support;
 
 use claimgate_core::{
-    evaluate, evaluate_cached, KeyMaterial, TokenVerification, UnixTime, VerificationCache,
+    evaluate, evaluate_cached, Explain, KeyMaterial, TokenVerification, UnixTime, VerificationCache,
 };
 use serde_json::json;
 use std::collections::HashMap;
@@ -38,7 +38,17 @@ impl VerificationCache for MapCache {
     }
 }
 
+/// The gateway's verdict (failures explained only), with `cache`.
 fn judge_cached(token: &str, now: UnixTime, cache: &MapCache) -> claimgate_core::Verdict {
+    judge_cached_explaining(token, now, cache, Explain::Failures)
+}
+
+fn judge_cached_explaining(
+    token: &str,
+    now: UnixTime,
+    cache: &MapCache,
+    explain: Explain,
+) -> claimgate_core::Verdict {
     let deployment = deployment();
     let request = Req::get("/v1/orders").bearer(token);
     evaluate_cached(
@@ -49,6 +59,7 @@ fn judge_cached(token: &str, now: UnixTime, cache: &MapCache) -> claimgate_core:
         },
         now,
         Some(cache),
+        explain,
     )
 }
 
@@ -58,6 +69,27 @@ fn a_cached_verdict_equals_the_uncached_one_and_verifies_once() {
     let token = good_token();
     let first = judge_cached(&token, NOW, &cache);
     let second = judge_cached(&token, NOW, &cache);
+    let uncached = evaluate_cached(
+        &deployment(),
+        &Req::get("/v1/orders").bearer(&token),
+        KeyMaterial::Unavailable {
+            reason: "static keys are in the policy",
+        },
+        NOW,
+        None,
+        Explain::Failures,
+    );
+    assert_eq!(first, uncached);
+    assert_eq!(second, uncached);
+    assert_eq!(*cache.verifications.lock().unwrap(), 1);
+}
+
+#[test]
+fn a_verification_kept_without_explanation_still_gives_the_full_explanation() {
+    let cache = MapCache::default();
+    let token = good_token();
+    let quiet = judge_cached(&token, NOW, &cache);
+    let full = judge_cached_explaining(&token, NOW, &cache, Explain::Everything);
     let uncached = evaluate(
         &deployment(),
         &Req::get("/v1/orders").bearer(&token),
@@ -66,9 +98,13 @@ fn a_cached_verdict_equals_the_uncached_one_and_verifies_once() {
         },
         NOW,
     );
-    assert_eq!(first, uncached);
-    assert_eq!(second, uncached);
-    assert_eq!(*cache.verifications.lock().unwrap(), 1);
+    assert_eq!(full, uncached);
+    assert_same_decision(&full, &quiet);
+    assert_eq!(result(&full, "signature"), "pass");
+    assert!(full.checks.iter().any(|c| matches!(
+        &c.outcome,
+        claimgate_core::Outcome::Pass(note) if note.starts_with("verified with key")
+    )));
 }
 
 #[test]

@@ -4,9 +4,11 @@
 mod support;
 
 use claimgate_core::{
-    evaluate_with, token_to_introspect, Decision, Introspection, KeyMaterial, Outcome,
+    evaluate_with, token_to_introspect, Claims, Decision, Explain, Introspection, KeyMaterial,
+    Outcome,
 };
 use serde_json::{json, Map, Value};
+use std::sync::Arc;
 use support::*;
 
 fn discovery_file() -> Value {
@@ -34,25 +36,39 @@ fn answer(value: Value) -> Map<String, Value> {
     value.as_object().unwrap().clone()
 }
 
+/// An answer as the gateway keeps it.
+fn shared(answer: &Map<String, Value>) -> Arc<Claims> {
+    Arc::new(Claims::from_map(answer).unwrap())
+}
+
 fn active_answer() -> Map<String, Value> {
     answer(
         json!({"active": true, "iss": ISSUER, "aud": AUDIENCE, "tenant": "acme", "exp": NOW_SECS + 60, "scope": "orders:read"}),
     )
 }
 
+/// The verdict on an opaque token with this introspection answer, checked to decide the same
+/// way when it explains failures only (as the gateway does).
 fn judge_opaque(introspection: Introspection<'_>) -> claimgate_core::Verdict {
     let deployment = load(&discovery_file());
     let request = Req::get("/v1/orders").bearer("opaque-token-123");
-    evaluate_with(
-        &deployment,
-        &request,
-        KeyMaterial::Unavailable {
-            reason: "not needed",
-        },
-        introspection,
-        NOW,
-        None,
-    )
+    let keys = KeyMaterial::Unavailable {
+        reason: "not needed",
+    };
+    let judge = |explain| {
+        evaluate_with(
+            &deployment,
+            &request,
+            keys,
+            introspection,
+            NOW,
+            None,
+            explain,
+        )
+    };
+    let verdict = judge(Explain::Everything);
+    assert_same_decision(&verdict, &judge(Explain::Failures));
+    verdict
 }
 
 #[test]
@@ -76,25 +92,32 @@ fn an_opaque_token_is_named_for_introspection_and_a_jwt_is_not() {
 
 #[test]
 fn an_active_answer_that_satisfies_the_policy_allows_and_exposes_its_claims() {
-    let answer = active_answer();
+    let answer = shared(&active_answer());
     let verdict = judge_opaque(Introspection::Answer(&answer));
     assert_eq!(verdict.decision, Decision::Allow, "{}", summary(&verdict));
     for id in ["format", "alg", "key", "signature"] {
         assert_eq!(result(&verdict, id), "skip", "{id}");
     }
     assert_eq!(result(&verdict, "active"), "pass");
-    assert_eq!(verdict.claims.as_ref().unwrap()["tenant"], "acme");
+    assert_eq!(
+        verdict.claims.as_ref().unwrap().get("tenant").unwrap(),
+        "acme"
+    );
     assert!(
         !check(&verdict, "aud").unverified,
         "introspection answers are the provider's word"
     );
-    let codes: Vec<String> = verdict.events().into_iter().map(|e| e.code).collect();
+    let codes: Vec<String> = verdict
+        .events()
+        .into_iter()
+        .map(|e| e.code.into_owned())
+        .collect();
     assert_eq!(codes, ["tokenAuthentication.successfulAuthentication"]);
 }
 
 #[test]
 fn an_inactive_answer_denies_with_token_is_not_active() {
-    let answer = answer(json!({"active": false}));
+    let answer = shared(&answer(json!({"active": false})));
     let verdict = judge_opaque(Introspection::Answer(&answer));
     assert_eq!(verdict.decision, Decision::Deny);
     assert_eq!(verdict.status, Some(401));
@@ -127,7 +150,7 @@ fn only_a_json_boolean_true_counts_as_active() {
     for found in [json!("true"), json!(1), json!(null)] {
         let mut answer = active_answer();
         answer.insert("active".into(), found.clone());
-        let verdict = judge_opaque(Introspection::Answer(&answer));
+        let verdict = judge_opaque(Introspection::Answer(&shared(&answer)));
         assert_eq!(verdict.decision, Decision::Deny, "{found}");
         assert!(matches!(
             check(&verdict, "active").outcome,
@@ -137,7 +160,7 @@ fn only_a_json_boolean_true_counts_as_active() {
     let mut missing = active_answer();
     missing.remove("active");
     assert_eq!(
-        judge_opaque(Introspection::Answer(&missing)).decision,
+        judge_opaque(Introspection::Answer(&shared(&missing))).decision,
         Decision::Deny
     );
 }
@@ -147,7 +170,7 @@ fn an_active_answer_is_still_judged_by_the_claim_checks() {
     let mut answer = active_answer();
     answer.insert("aud".into(), json!("api://billing"));
     answer.insert("exp".into(), json!(NOW_SECS - 10));
-    let verdict = judge_opaque(Introspection::Answer(&answer));
+    let verdict = judge_opaque(Introspection::Answer(&shared(&answer)));
     assert_eq!(verdict.decision, Decision::Deny);
     let failed: Vec<String> = verdict.failures().map(|c| c.id.to_string()).collect();
     assert_eq!(failed, ["exp", "aud"]);
@@ -155,7 +178,11 @@ fn an_active_answer_is_still_judged_by_the_claim_checks() {
         check(&verdict, "aud").message().unwrap(),
         "JWT token not issued for the configured audience."
     );
-    let codes: Vec<String> = verdict.events().into_iter().map(|e| e.code).collect();
+    let codes: Vec<String> = verdict
+        .events()
+        .into_iter()
+        .map(|e| e.code.into_owned())
+        .collect();
     assert_eq!(
         codes,
         [
@@ -198,6 +225,7 @@ fn a_jwt_under_discovery_is_verified_with_the_jwks_keys_and_discovery_outages_ar
         Introspection::NotDone,
         NOW,
         None,
+        Explain::Everything,
     );
     assert_eq!(verdict.decision, Decision::Allow, "{}", summary(&verdict));
     assert_eq!(result(&verdict, "active"), "skip");
@@ -210,6 +238,7 @@ fn a_jwt_under_discovery_is_verified_with_the_jwks_keys_and_discovery_outages_ar
         Introspection::NotDone,
         NOW,
         None,
+        Explain::Everything,
     );
     assert_eq!(down.status, Some(500));
     assert_eq!(

@@ -2,13 +2,14 @@
 //! the gateway substitutes them into backend URLs.
 
 use claimgate_config::{ContextTable, ContextVariable, Template, TemplatePart};
-use serde_json::{Map, Value};
+use claimgate_core::Claims;
+use serde_json::Value;
 
 /// What a request offers to `${...}` expressions.
 #[derive(Debug)]
 pub(crate) struct RequestContext<'a> {
     pub(crate) path_params: &'a [(String, String)],
-    pub(crate) claims: Option<&'a Map<String, Value>>,
+    pub(crate) claims: Option<&'a Claims>,
     pub(crate) headers: &'a http::HeaderMap,
     pub(crate) query: Option<&'a str>,
     pub(crate) host: Option<&'a str>,
@@ -28,7 +29,7 @@ impl RequestContext<'_> {
             ContextTable::Auth if variable.sub_key.is_none() => self
                 .claims
                 .and_then(|c| c.get(key))
-                .map(claim_text)
+                .map(|value| claim_text(&value))
                 .unwrap_or_default(),
             ContextTable::Headers => self
                 .headers
@@ -126,8 +127,9 @@ mod tests {
     fn expands_path_auth_and_headers() {
         let mut headers = http::HeaderMap::new();
         headers.insert("x-tenant", "acme corp".parse().unwrap());
-        let claims: Map<String, Value> =
+        let claims: serde_json::Map<String, Value> =
             serde_json::from_str(r#"{"sub":"../admin","n":3}"#).unwrap();
+        let claims = Claims::from_map(&claims).unwrap();
         let params = vec![("id".to_owned(), "42".to_owned())];
         let context = RequestContext {
             path_params: &params,

@@ -13,8 +13,9 @@ use crate::metrics::Metrics;
 use arc_swap::ArcSwapOption;
 use aws_lc_rs::digest::{digest, SHA256};
 use claimgate_config::RemoteDiscovery;
+use claimgate_core::Claims;
 use claimgate_keys::{DiscoveryDocument, ProviderClient};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -26,7 +27,8 @@ const MAX_ANSWERS: u64 = 100_000;
 /// A kept introspection answer and how long it may be kept.
 #[derive(Debug)]
 pub struct Answer {
-    pub claims: Map<String, Value>,
+    /// Shared with the verdicts that judge it (an allowed request's claims are this answer).
+    pub claims: Arc<Claims>,
     ttl: Duration,
 }
 
@@ -271,6 +273,11 @@ impl DiscoveryPolicy {
         } else {
             INACTIVE_TTL.min(self.cache_max)
         };
-        Ok(Arc::new(Answer { claims, ttl }))
+        let claims = Claims::from_map(&claims)
+            .ok_or_else(|| format!("introspection at {endpoint} answered an oversized object"))?;
+        Ok(Arc::new(Answer {
+            claims: Arc::new(claims),
+            ttl,
+        }))
     }
 }

@@ -13,18 +13,22 @@ use crate::respond::{self, Body};
 use arc_swap::ArcSwap;
 use claimgate_config::{Authentication, Backend, Deployment, KeySource, LogLevel, Secrets};
 use claimgate_core::{
-    evaluate, evaluate_cached, evaluate_with, route, select_for_request, token_to_introspect,
-    Decision, Failure, HeaderValues, Introspection, KeyMaterial, RequestView, UnixTime, Unrouted,
+    evaluate_cached, evaluate_with, route, select_for_request, token_to_introspect, Decision,
+    Explain, Failure, HeaderValues, Introspection, KeyMaterial, RequestView, UnixTime, Unrouted,
     Verdict,
 };
 use http::{HeaderValue, Request, Response};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
-use serde_json::{json, Map};
+use serde_json::{json, Map, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
+
+/// The gateway's logs record failed checks only (with what was expected and found), so its
+/// verdicts do not explain passed checks: an allowed request builds no explanation.
+const EXPLAIN: Explain = Explain::Failures;
 
 /// The largest request body accepted (OCI: 20 MB); larger bodies get 413.
 pub const MAX_BODY_BYTES: usize = 20 * 1024 * 1024;
@@ -59,7 +63,7 @@ impl Default for Options {
             read_timeout: Duration::from_secs(15),
             shutdown_grace: Duration::from_secs(30),
             jwks_cooldown: REFETCH_COOLDOWN,
-            token_cache_bytes: 32 * 1024 * 1024,
+            token_cache_bytes: 96 * 1024 * 1024,
             introspection_cache_max: None,
             trusted_proxies: crate::limit::TrustedProxies::default(),
             rate_limits: Arc::new(crate::limit::LocalStore::default()),
@@ -741,7 +745,7 @@ impl Gateway {
             let material = KeyMaterial::Unavailable {
                 reason: "no remote key set",
             };
-            return evaluate_cached(deployment, view, material, now, cache);
+            return evaluate_cached(deployment, view, material, now, cache, EXPLAIN);
         };
         self.judge_with_remote(deployment, scope, keys, keys.lookup().await, view, now)
             .await
@@ -761,7 +765,7 @@ impl Gateway {
         let snapshot = match lookup {
             Lookup::Unavailable(reason) => {
                 let material = KeyMaterial::Unavailable { reason: &reason };
-                return evaluate(deployment, view, material, now);
+                return evaluate_cached(deployment, view, material, now, None, EXPLAIN);
             }
             Lookup::Keys(snapshot) => snapshot,
         };
@@ -774,6 +778,7 @@ impl Gateway {
             KeyMaterial::Keys(&snapshot.keys),
             now,
             cache,
+            EXPLAIN,
         );
         let unknown_kid = verdict
             .failures()
@@ -785,11 +790,13 @@ impl Gateway {
             .refresh_for_unknown_kid(Some(snapshot.generation))
             .await
         {
-            Some(newer) => evaluate(
+            Some(newer) => evaluate_cached(
                 deployment,
                 view,
                 KeyMaterial::Keys(&newer.keys),
                 wall_clock(),
+                None,
+                EXPLAIN,
             ),
             None => verdict,
         }
@@ -813,27 +820,39 @@ impl Gateway {
             let material = KeyMaterial::Unavailable {
                 reason: "not needed for an opaque token",
             };
-            return evaluate_with(deployment, view, material, introspection, now, None);
+            return evaluate_with(
+                deployment,
+                view,
+                material,
+                introspection,
+                now,
+                None,
+                EXPLAIN,
+            );
         }
         match discovery.keys().await {
-            DiscoveredKeys::DiscoveryUnavailable(reason) => evaluate(
+            DiscoveredKeys::DiscoveryUnavailable(reason) => evaluate_cached(
                 deployment,
                 view,
                 KeyMaterial::DiscoveryUnavailable { reason: &reason },
                 now,
+                None,
+                EXPLAIN,
             ),
             DiscoveredKeys::Keys(lookup) => match discovery.remote_keys() {
                 Some(keys) => {
                     self.judge_with_remote(deployment, scope, &keys, lookup, view, now)
                         .await
                 }
-                None => evaluate(
+                None => evaluate_cached(
                     deployment,
                     view,
                     KeyMaterial::Unavailable {
                         reason: "no key set",
                     },
                     now,
+                    None,
+                    EXPLAIN,
                 ),
             },
         }
@@ -848,18 +867,23 @@ impl Gateway {
     /// token), then the success or authorization record.
     fn log_verdict(&self, verdict: &Verdict, context: Context<'_>, threshold: Level) {
         for event in verdict.events() {
-            let mut record =
-                ExecutionRecord::new(event.code, Level::from_name(event.level), event.message);
+            let level = Level::from_name(event.level);
+            // Checked before the record is built: most events are below the deployment's level
+            // (at WARN, every allowed request's), and their values would be cloned for nothing.
+            if level < threshold {
+                continue;
+            }
+            let mut record = ExecutionRecord::new(event.code, level, event.message);
             if let Some(check) = event.check.and_then(|i| verdict.checks.get(i)) {
                 record = record.with("check", json!(check.id.to_string()));
                 if let Some(expected) = &check.expected {
-                    record = record.with("expected", expected.clone());
+                    record = record.with("expected", Value::clone(expected));
                 }
                 if let Some(actual) = &check.actual {
                     let actual = if self.options.redact_claim_values {
                         redacted(actual)
                     } else {
-                        actual.clone()
+                        Value::clone(actual)
                     };
                     record = record.with("actual", actual);
                 }
@@ -900,7 +924,7 @@ impl Gateway {
         };
         let request_context = RequestContext {
             path_params: &route_info.params,
-            claims: verdict.claims.as_ref(),
+            claims: verdict.claims.as_deref(),
             headers: &parts.headers,
             query: parts.uri.query(),
             host: parts

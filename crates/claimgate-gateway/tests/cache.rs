@@ -7,8 +7,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use claimgate_config::{load_str, LoadOptions};
 use claimgate_core::{
-    evaluate_cached, Decision, HeaderValues, KeyMaterial, RequestView, TokenVerification, UnixTime,
-    VerificationCache,
+    evaluate_cached, Decision, Explain, HeaderValues, KeyMaterial, RequestView, TokenVerification,
+    UnixTime, VerificationCache,
 };
 use claimgate_gateway::cache::TokenCache;
 use serde_json::json;
@@ -110,6 +110,7 @@ fn concurrent_requests_with_one_new_token_verify_it_once_and_generations_do_not_
                         KeyMaterial::Unavailable { reason: "static" },
                         UnixTime(now),
                         Some(&counting),
+                        Explain::Failures,
                     );
                     assert_eq!(verdict.decision, Decision::Allow);
                 }
@@ -136,6 +137,7 @@ fn concurrent_requests_with_one_new_token_verify_it_once_and_generations_do_not_
         KeyMaterial::Unavailable { reason: "static" },
         UnixTime(now),
         Some(&counting),
+        Explain::Failures,
     );
     assert_eq!(verifications.load(Ordering::SeqCst), 2);
 }

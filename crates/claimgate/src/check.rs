@@ -5,8 +5,8 @@ use crate::output::{colour_enabled, print_json, report_error, Paint};
 use crate::{exit, Format};
 use claimgate_config::{Authentication, Backend, Deployment, KeySource, TokenLocation};
 use claimgate_core::{
-    evaluate_with, token_to_introspect, CheckId, Decision, HeaderValues, Introspection,
-    KeyMaterial, Outcome, RequestView, UnixTime, Unrouted, Verdict,
+    evaluate_with, token_to_introspect, CheckId, Claims, Decision, Explain, HeaderValues,
+    Introspection, KeyMaterial, Outcome, RequestView, UnixTime, Unrouted, Verdict,
 };
 use claimgate_jose::{parse_jwks, JwksParse};
 use serde_json::{json, Value};
@@ -204,7 +204,15 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
         Some(Ok(answer)) => Introspection::Answer(answer),
         Some(Err(reason)) => Introspection::Unavailable { reason },
     };
-    let verdict = evaluate_with(deployment, &request, material, introspection, now, None);
+    let verdict = evaluate_with(
+        deployment,
+        &request,
+        material,
+        introspection,
+        now,
+        None,
+        Explain::Everything,
+    );
     let code = if verdict.keys_unavailable() {
         exit::UNKNOWN
     } else if verdict.decision == Decision::Allow {
@@ -224,7 +232,7 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
         });
         if let Some(answer) = &obtained.introspection {
             doc["introspection"] = match answer {
-                Ok(answer) => json!({"answer": answer}),
+                Ok(answer) => json!({"answer": answer.to_map()}),
                 Err(reason) => json!({"error": reason}),
             };
         }
@@ -235,7 +243,7 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
             match answer {
                 Ok(answer) => outln!(
                     "introspection answer (RFC 7662):\n{}\n",
-                    serde_json::to_string_pretty(answer).unwrap_or_default()
+                    serde_json::to_string_pretty(&answer.to_map()).unwrap_or_default()
                 ),
                 Err(reason) => outln!("introspection failed: {reason}\n"),
             }
@@ -256,7 +264,7 @@ struct Obtained {
     jwks: Option<JwksParse>,
     keys_from: KeysFrom,
     unavailable: Option<Unavailable>,
-    introspection: Option<Result<serde_json::Map<String, Value>, String>>,
+    introspection: Option<Result<std::sync::Arc<Claims>, String>>,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, InputError> {
@@ -327,10 +335,15 @@ fn obtain(
         KeySource::Discovery(config) => {
             if let Some(token) = token_to_introspect(deployment, request) {
                 obtained.keys_from = KeysFrom::None;
-                obtained.introspection = Some(match &args.introspection {
+                let answer = match &args.introspection {
                     Some(path) => read_recorded_answer(path)?,
                     None => introspect_live(config, token, args.secrets.as_deref())?,
-                });
+                };
+                obtained.introspection = Some(answer.and_then(|answer| {
+                    Claims::from_map(&answer)
+                        .map(std::sync::Arc::new)
+                        .ok_or_else(|| "the introspection answer is too large".to_owned())
+                }));
                 return Ok(obtained);
             }
             match &args.jwks {

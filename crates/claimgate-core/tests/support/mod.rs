@@ -12,7 +12,8 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use claimgate_config::{load_str, Deployment, LoadOptions, Rejected};
 use claimgate_core::{
-    evaluate, Check, HeaderValues, KeyMaterial, Outcome, RequestView, UnixTime, Verdict,
+    evaluate, evaluate_cached, Check, Explain, HeaderValues, KeyMaterial, Outcome, RequestView,
+    UnixTime, Verdict,
 };
 use serde_json::{json, Value};
 use std::sync::OnceLock;
@@ -418,12 +419,49 @@ pub(crate) fn judge(deployment: &Deployment, request: &Req) -> Verdict {
     )
 }
 
+/// Every verdict a test sees is also made the gateway's way ([`Explain::Failures`]) and must
+/// decide the same: so each check's pass and fail test covers both.
 pub(crate) fn judge_with_keys(
     deployment: &Deployment,
     request: &Req,
     keys: KeyMaterial<'_>,
 ) -> Verdict {
-    evaluate(deployment, request, keys, NOW)
+    let verdict = evaluate(deployment, request, keys, NOW);
+    let quiet = evaluate_cached(deployment, request, keys, NOW, None, Explain::Failures);
+    assert_same_decision(&verdict, &quiet);
+    verdict
+}
+
+/// `quiet` (explaining failures only) says what `full` says, except the notes, values and
+/// settings of passed checks.
+pub(crate) fn assert_same_decision(full: &Verdict, quiet: &Verdict) {
+    assert_eq!(full.decision, quiet.decision, "{}", summary(full));
+    assert_eq!(full.status, quiet.status);
+    assert_eq!(full.route, quiet.route);
+    assert_eq!(full.unrouted, quiet.unrouted);
+    assert_eq!(full.flavor, quiet.flavor);
+    assert_eq!(full.claims, quiet.claims);
+    assert_eq!(full.unsupported, quiet.unsupported);
+    assert_eq!(full.selection, quiet.selection);
+    assert_eq!(full.events(), quiet.events());
+    assert_eq!(full.checks.len(), quiet.checks.len(), "{}", summary(full));
+    for (full, quiet) in full.checks.iter().zip(&quiet.checks) {
+        match &full.outcome {
+            Outcome::Pass(note) => {
+                assert!(!note.is_empty(), "{} passed without a note", full.id);
+                assert_eq!(quiet.id, full.id);
+                assert_eq!(quiet.outcome, Outcome::Pass("".into()), "{}", full.id);
+                assert_eq!(
+                    (&quiet.expected, &quiet.actual, &quiet.setting),
+                    (&None, &None, &None),
+                    "{}",
+                    full.id
+                );
+                assert_eq!(quiet.unverified, full.unverified, "{}", full.id);
+            }
+            Outcome::Skip(_) | Outcome::Fail(_) => assert_eq!(quiet, full),
+        }
+    }
 }
 
 /// `id=result` for every check, for assertion messages.
@@ -480,7 +518,7 @@ pub(crate) fn fix(verdict: &Verdict, id: &str) -> String {
 /// The skip reason of a skipped check.
 pub(crate) fn skip_reason(verdict: &Verdict, id: &str) -> String {
     match &check(verdict, id).outcome {
-        Outcome::Skip(why) => why.clone(),
+        Outcome::Skip(why) => why.to_string(),
         other => panic!("check '{id}' is {other:?}, not skipped"),
     }
 }
