@@ -1,12 +1,19 @@
 //! Prometheus metrics, with the names and labels SPEC.md "Operations" fixes. Label values are
 //! low-cardinality by construction: deployments and route templates come from configuration,
 //! never from the raw request path.
+//!
+//! The per-request metrics are updated through handles kept by their labels and found with
+//! borrowed label values, so a request builds no owned label set (three `String`s) to find its
+//! series; the owned set is made once, when the series is created.
 
+use indexmap::{Equivalent, IndexMap};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::hash::Hash;
+use std::sync::{PoisonError, RwLock};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -16,10 +23,79 @@ struct RequestLabels {
     status: u16,
 }
 
+/// `RequestLabels` borrowed. The derived `Hash` hashes the same values in the same order as
+/// `RequestLabels`' (a `String` hashes as its `str`), as `Equivalent` lookups need.
+#[derive(Hash)]
+struct RequestKey<'a> {
+    deployment: &'a str,
+    route: &'a str,
+    method: &'a str,
+    status: u16,
+}
+
+impl Equivalent<RequestLabels> for RequestKey<'_> {
+    fn equivalent(&self, key: &RequestLabels) -> bool {
+        self.status == key.status
+            && self.route == key.route
+            && self.method == key.method
+            && self.deployment == key.deployment
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DecisionLabels {
     deployment: String,
     decision: &'static str,
+}
+
+/// `DecisionLabels` borrowed (hashed alike, see `RequestKey`).
+#[derive(Hash)]
+struct DecisionKey<'a> {
+    deployment: &'a str,
+    decision: &'static str,
+}
+
+impl Equivalent<DecisionLabels> for DecisionKey<'_> {
+    fn equivalent(&self, key: &DecisionLabels) -> bool {
+        self.decision == key.decision && self.deployment == key.deployment
+    }
+}
+
+/// Handles of the series of one family already created (a histogram or counter handle shares
+/// its series' state), found by borrowed labels.
+#[derive(Debug)]
+struct Handles<S, M> {
+    series: RwLock<IndexMap<S, M>>,
+}
+
+impl<S, M> Default for Handles<S, M> {
+    fn default() -> Self {
+        Self {
+            series: RwLock::new(IndexMap::new()),
+        }
+    }
+}
+
+impl<S: Hash + Eq, M> Handles<S, M> {
+    /// Applies `update` to the series `key` names; the first time, `create` makes its owned
+    /// labels and its handle (from the family, so that the family exports it).
+    fn update<Q>(&self, key: &Q, create: impl FnOnce() -> (S, M), update: impl FnOnce(&M))
+    where
+        Q: Hash + Equivalent<S>,
+    {
+        // Handles are only ever added: a panic elsewhere cannot leave the map inconsistent.
+        if let Some(metric) = self
+            .series
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+        {
+            return update(metric);
+        }
+        let mut series = self.series.write().unwrap_or_else(PoisonError::into_inner);
+        let (labels, metric) = create();
+        update(series.entry(labels).or_insert(metric));
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -57,7 +133,9 @@ fn duration_histogram() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    request_handles: Handles<RequestLabels, Histogram>,
     decisions: Family<DecisionLabels, Counter>,
+    decision_handles: Handles<DecisionLabels, Counter>,
     failures: Family<CheckLabels, Counter>,
     key_fetches: Family<FetchLabels, Counter>,
     token_cache: Family<ResultLabels, Counter>,
@@ -121,7 +199,9 @@ impl Metrics {
         Self {
             registry,
             requests,
+            request_handles: Handles::default(),
             decisions,
+            decision_handles: Handles::default(),
             failures,
             key_fetches,
             token_cache,
@@ -131,23 +211,47 @@ impl Metrics {
     }
 
     pub fn request(&self, deployment: &str, route: &str, method: &str, status: u16, seconds: f64) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                deployment: deployment.to_owned(),
-                route: route.to_owned(),
-                method: method.to_owned(),
-                status,
-            })
-            .observe(seconds);
+        let key = RequestKey {
+            deployment,
+            route,
+            method,
+            status,
+        };
+        self.request_handles.update(
+            &key,
+            || {
+                let labels = RequestLabels {
+                    deployment: deployment.to_owned(),
+                    route: route.to_owned(),
+                    method: method.to_owned(),
+                    status,
+                };
+                let histogram = self.requests.get_or_create(&labels).clone();
+                (labels, histogram)
+            },
+            |histogram| histogram.observe(seconds),
+        );
     }
 
     pub fn decision(&self, deployment: &str, decision: &'static str) {
-        self.decisions
-            .get_or_create(&DecisionLabels {
-                deployment: deployment.to_owned(),
-                decision,
-            })
-            .inc();
+        let key = DecisionKey {
+            deployment,
+            decision,
+        };
+        self.decision_handles.update(
+            &key,
+            || {
+                let labels = DecisionLabels {
+                    deployment: deployment.to_owned(),
+                    decision,
+                };
+                let counter = self.decisions.get_or_create(&labels).clone();
+                (labels, counter)
+            },
+            |counter| {
+                counter.inc();
+            },
+        );
     }
 
     pub fn check_failure(&self, deployment: &str, check: String) {
@@ -200,5 +304,65 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::hash::BuildHasher as _;
+
+    #[test]
+    fn borrowed_keys_hash_like_the_labels() {
+        let state = std::collections::hash_map::RandomState::new();
+        let labels = RequestLabels {
+            deployment: "orders".into(),
+            route: "/items/{id}".into(),
+            method: "GET".into(),
+            status: 200,
+        };
+        let key = RequestKey {
+            deployment: "orders",
+            route: "/items/{id}",
+            method: "GET",
+            status: 200,
+        };
+        assert_eq!(state.hash_one(&labels), state.hash_one(&key));
+        assert!(key.equivalent(&labels));
+        assert!(!RequestKey { status: 404, ..key }.equivalent(&labels));
+        let labels = DecisionLabels {
+            deployment: "orders".into(),
+            decision: "allow",
+        };
+        let key = DecisionKey {
+            deployment: "orders",
+            decision: "allow",
+        };
+        assert_eq!(state.hash_one(&labels), state.hash_one(&key));
+        assert!(key.equivalent(&labels));
+    }
+
+    #[test]
+    fn requests_and_decisions_are_exported_per_label_set() {
+        let metrics = Metrics::new();
+        for _ in 0..3 {
+            metrics.request("orders", "/items", "GET", 200, 0.001);
+        }
+        metrics.request("orders", "/items", "GET", 404, 0.001);
+        metrics.request("orders", "", "POST", 405, 0.001);
+        metrics.decision("orders", "allow");
+        metrics.decision("orders", "allow");
+        metrics.decision("orders", "deny");
+        let text = metrics.encode();
+        for expected in [
+            r#"http_server_request_duration_seconds_count{deployment="orders",route="/items",method="GET",status="200"} 3"#,
+            r#"http_server_request_duration_seconds_count{deployment="orders",route="/items",method="GET",status="404"} 1"#,
+            r#"http_server_request_duration_seconds_count{deployment="orders",route="",method="POST",status="405"} 1"#,
+            r#"claimgate_auth_decisions_total{deployment="orders",decision="allow"} 2"#,
+            r#"claimgate_auth_decisions_total{deployment="orders",decision="deny"} 1"#,
+        ] {
+            assert!(text.contains(expected), "{expected} not in\n{text}");
+        }
+        assert_eq!(metrics.request_handles.series.read().unwrap().len(), 3);
     }
 }

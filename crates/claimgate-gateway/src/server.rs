@@ -20,7 +20,7 @@ use claimgate_core::{
 use http::{HeaderValue, Request, Response};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -1039,36 +1039,23 @@ impl Gateway {
         deployment: &Deployment,
     ) {
         let uri = redacted_uri(parts, deployment);
-        let protocol = format!("{:?}", parts.version);
-        let mut data = Map::new();
-        data.insert("httpMethod".into(), json!(parts.method.as_str()));
-        data.insert("requestUri".into(), json!(uri));
-        data.insert("serverProtocol".into(), json!(protocol));
-        data.insert("status".into(), json!(response.status().as_u16()));
-        data.insert(
-            "bodyBytesSent".into(),
-            json!(http_body::Body::size_hint(response.body())
+        let record = crate::logs::AccessRecord {
+            method: parts.method.as_str(),
+            uri: &uri,
+            version: parts.version,
+            status: response.status().as_u16(),
+            body_bytes_sent: http_body::Body::size_hint(response.body())
                 .exact()
-                .unwrap_or(0)),
-        );
-        data.insert(
-            "requestDuration".into(),
-            json!((started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0),
-        );
-        data.insert("remoteAddr".into(), json!(peer.ip().to_string()));
-        data.insert(
-            "httpUserAgent".into(),
-            json!(parts
+                .unwrap_or(0),
+            duration: started.elapsed(),
+            remote_addr: peer.ip(),
+            user_agent: parts
                 .headers
                 .get(http::header::USER_AGENT)
                 .and_then(|v| v.to_str().ok())
-                .unwrap_or("")),
-        );
-        data.insert(
-            "message".into(),
-            json!(format!("{} {} {}", parts.method, uri, protocol)),
-        );
-        self.logs.access(context, data);
+                .unwrap_or(""),
+        };
+        self.logs.access(context, &record);
     }
 }
 
@@ -1141,54 +1128,27 @@ const GATEWAY_CONTEXT: Context<'static> = Context {
 };
 
 /// The request URI for the access log, with a query-parameter token replaced: tokens are never
-/// logged.
-fn redacted_uri(parts: &http::request::Parts, deployment: &Deployment) -> String {
-    let path = parts.uri.path();
-    let Some(query) = parts.uri.query() else {
-        return path.to_owned();
-    };
-    let token_param = match &deployment.authentication {
+/// logged. Borrowed from the request unless a token is there to replace.
+fn redacted_uri<'a>(
+    parts: &'a http::request::Parts,
+    deployment: &Deployment,
+) -> std::borrow::Cow<'a, str> {
+    use claimgate_config::TokenLocation;
+    let uri = &parts.uri;
+    match &deployment.authentication {
         Authentication::Jwt(policy) => match &policy.location {
-            claimgate_config::TokenLocation::Query { name } => Some(name.as_str()),
-            _ => None,
+            TokenLocation::Query { name } => crate::logs::redacted_uri(uri, |n| n == name),
+            _ => crate::logs::redacted_uri(uri, |_| false),
         },
         // Every server's token parameter is redacted, whichever was selected.
-        Authentication::Dynamic(dynamic) => {
-            return redacted_query(
-                path,
-                query,
-                &dynamic
-                    .servers
-                    .iter()
-                    .filter_map(|s| match &s.policy.location {
-                        claimgate_config::TokenLocation::Query { name } => Some(name.as_str()),
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>(),
-            );
-        }
-        _ => None,
-    };
-    let query: Vec<String> = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((name, _)) if Some(name) == token_param => format!("{name}=[redacted]"),
-            _ => pair.to_owned(),
-        })
-        .collect();
-    format!("{path}?{}", query.join("&"))
-}
-
-/// `path?query` with the values of the `names` parameters replaced.
-fn redacted_query(path: &str, query: &str, names: &[&str]) -> String {
-    let query: Vec<String> = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((name, _)) if names.contains(&name) => format!("{name}=[redacted]"),
-            _ => pair.to_owned(),
-        })
-        .collect();
-    format!("{path}?{}", query.join("&"))
+        Authentication::Dynamic(dynamic) => crate::logs::redacted_uri(uri, |n| {
+            dynamic
+                .servers
+                .iter()
+                .any(|s| matches!(&s.policy.location, TokenLocation::Query { name } if name == n))
+        }),
+        _ => crate::logs::redacted_uri(uri, |_| false),
+    }
 }
 
 fn with_request_id(mut response: Response<Body>, request_id: &str) -> Response<Body> {

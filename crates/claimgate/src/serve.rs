@@ -238,7 +238,8 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             None => None,
         };
         tokio::spawn(reopen_logs_on_sigusr1(execution.clone(), access.clone()));
-        let gateway = Gateway::start(deployments, &secrets, Logs { execution, access }, options)
+        let logs = Logs { execution, access };
+        let gateway = Gateway::start(deployments, &secrets, logs.clone(), options)
             .await
             .map_err(|e| InputError::new(format!("cannot start the gateway: {e}")))?;
         if let Some(listener) = admin_listener {
@@ -277,6 +278,8 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             .serve(listener, shutdown_signal())
             .await
             .map_err(|e| InputError::new(format!("the server failed: {e}")))?;
+        // The writer tasks end with the runtime: write what the last requests logged first.
+        logs.flush().await;
         eprintln!("claimgate stopped");
         Ok(exit::OK)
     })

@@ -971,6 +971,17 @@ fn sigterm_lets_the_in_flight_request_finish_then_exits_0() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The request answered during the shutdown is in the access log: records still queued at
+    // the exit are written, not lost with the writer task.
+    let access = std::fs::read_to_string(&gw.access_log).unwrap_or_default();
+    assert!(
+        access.lines().any(|line| {
+            serde_json::from_str::<Value>(line).is_ok_and(|record| {
+                record["data"]["requestUri"] == "/v1/slow" && record["data"]["status"] == 200
+            })
+        }),
+        "no access record for the request answered during shutdown:\n{access}"
+    );
 }
 
 fn versioned(body: &str) -> Value {
