@@ -55,10 +55,26 @@ impl BackendError {
 type HttpsClient = Client<HttpsConnector<HttpConnector>, Body>;
 
 /// Pooled clients: one verifying TLS with the system roots, one for `isSslVerifyDisabled`.
+/// Each thread keeps pools of its own: a pooled connection is driven by a task of the runtime
+/// that opened it, so sharing pools across serving threads (one runtime each) would hand every
+/// request to another thread and back.
 #[derive(Debug, Clone)]
 pub(crate) struct BackendClient {
+    /// Tells this client's pools apart from another's in the thread's list.
+    id: u64,
+    verified: rustls::ClientConfig,
+    unverified: rustls::ClientConfig,
+}
+
+/// A thread's pools, by [`BackendClient::id`].
+struct ThreadPools {
+    id: u64,
     verified: HttpsClient,
     unverified: HttpsClient,
+}
+
+thread_local! {
+    static POOLS: std::cell::RefCell<Vec<ThreadPools>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 fn client(tls: rustls::ClientConfig) -> HttpsClient {
@@ -103,9 +119,34 @@ impl BackendClient {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(DangerAcceptAnyCertificate(provider)))
             .with_no_client_auth();
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Ok(Self {
-            verified: client(verified),
-            unverified: client(unverified),
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            verified,
+            unverified,
+        })
+    }
+
+    /// This thread's pool for the backend's TLS setting (a handle: cloning shares the pool).
+    fn pool(&self, ssl_verify_disabled: bool) -> HttpsClient {
+        POOLS.with_borrow_mut(|pools| {
+            let index = match pools.iter().position(|p| p.id == self.id) {
+                Some(index) => index,
+                None => {
+                    pools.push(ThreadPools {
+                        id: self.id,
+                        verified: client(self.verified.clone()),
+                        unverified: client(self.unverified.clone()),
+                    });
+                    pools.len() - 1
+                }
+            };
+            let pools = &pools[index];
+            if ssl_verify_disabled {
+                pools.unverified.clone()
+            } else {
+                pools.verified.clone()
+            }
         })
     }
 
@@ -117,11 +158,7 @@ impl BackendClient {
         ssl_verify_disabled: bool,
         timeout: Duration,
     ) -> Result<Response<Body>, BackendError> {
-        let client = if ssl_verify_disabled {
-            &self.unverified
-        } else {
-            &self.verified
-        };
+        let client = self.pool(ssl_verify_disabled);
         match tokio::time::timeout(timeout, client.request(request)).await {
             Err(_) => Err(BackendError::Timeout),
             Ok(Err(error)) => Err(classify(&error)),

@@ -790,6 +790,72 @@ fn oversized_headers_get_431_and_oversized_bodies_413_and_the_gateway_keeps_serv
     );
 }
 
+/// The serving threads' voluntary context switches, by thread id (Linux /proc; the name
+/// `claimgate-serve-N` shows truncated to 15 bytes).
+fn serving_threads(pid: u32) -> Vec<(String, u64)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let name = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        let status = std::fs::read_to_string(task.join("status")).unwrap_or_default();
+        let switches = status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
+        if name.starts_with("claimgate-serve") {
+            let tid = task.file_name().unwrap().to_string_lossy().into_owned();
+            threads.push((tid, switches));
+        }
+    }
+    threads.sort();
+    threads
+}
+
+#[test]
+fn serving_threads_share_the_port_and_every_one_answers() {
+    let rt = runtime();
+    let gw = start_gateway(&stock_deployment(), &["--threads", "3"]);
+    let url = format!("{}/v1/open", gw.base);
+    // The other threads start once the first listener is up.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut idle = serving_threads(gw.child.id());
+    while idle.len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        idle = serving_threads(gw.child.id());
+    }
+    assert_eq!(idle.len(), 2, "the main thread serves too: {idle:?}");
+    // Every call is a new connection; the kernel spreads them over the three listeners.
+    let mut ids = std::collections::HashSet::new();
+    for _ in 0..45 {
+        let answer = call(&rt, "GET", &url, None, &[]);
+        assert_eq!(answer.status, 200);
+        ids.insert(answer.request_id());
+    }
+    assert_eq!(ids.len(), 45, "request ids are unique across threads");
+    let busy = serving_threads(gw.child.id());
+    assert_eq!(busy.len(), 2);
+    for ((tid, before), (_, after)) in idle.iter().zip(&busy) {
+        assert!(
+            after - before >= 3,
+            "thread {tid} served (almost) nothing: {before} -> {after} switches"
+        );
+    }
+    let last = ids.iter().next().unwrap();
+    assert_eq!(records(&gw.access_log, last, 1).len(), 1);
+}
+
+#[test]
+fn zero_serving_threads_is_refused() {
+    let output = Command::new(env!("CARGO_BIN_EXE_claimgate"))
+        .args(["serve", "--threads", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--threads"), "{stderr}");
+}
+
 #[test]
 fn a_slow_client_is_cut_off_after_the_read_timeout_without_harming_others() {
     use std::io::{Read, Write};
