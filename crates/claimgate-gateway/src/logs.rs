@@ -1038,6 +1038,17 @@ mod tests {
         dir.join(name)
     }
 
+    /// Both logs in one new file.
+    async fn file_logs(name: &str) -> (std::path::PathBuf, LogSink, Logs) {
+        let path = temp_file(name);
+        let sink = LogSink::open(path.to_str().unwrap()).await.unwrap();
+        let logs = Logs {
+            execution: sink.clone(),
+            access: sink.clone(),
+        };
+        (path, sink, logs)
+    }
+
     async fn wait_for_lines(path: &std::path::Path, count: usize) -> Vec<String> {
         for _ in 0..200 {
             let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -1051,12 +1062,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn records_reach_the_file_promptly_and_survive_reopen() {
-        let path = temp_file("access.log");
-        let sink = LogSink::open(path.to_str().unwrap()).await.unwrap();
-        let logs = Logs {
-            execution: sink.clone(),
-            access: sink.clone(),
-        };
+        let (path, sink, logs) = file_logs("access.log").await;
         let context = Context {
             source: "s",
             deployment_id: "d",
@@ -1105,12 +1111,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn flush_writes_everything_queued() {
-        let path = temp_file("execution.log");
-        let sink = LogSink::open(path.to_str().unwrap()).await.unwrap();
-        let logs = Logs {
-            execution: sink.clone(),
-            access: sink.clone(),
-        };
+        let (path, sink, logs) = file_logs("execution.log").await;
         let context = Context {
             source: "s",
             deployment_id: "d",
