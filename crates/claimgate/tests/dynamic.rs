@@ -1,15 +1,18 @@
 //! `dynamicAuthentication` end to end: `claimgate serve` with two static-key authentication
 //! servers selected by a header, and `claimgate check` on the same deployment.
 
+mod support;
+
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair, KeySize};
 use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use support::{start_gateway_on, Gateway};
 
 const AUD: &str = "api://orders";
 
@@ -92,56 +95,11 @@ fn deployment(acme: &Signer, globex: &Signer) -> Value {
     })
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Gateway {
-    child: Child,
-    base: String,
-    execution_log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_gateway(deployment: &Value) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("orders.json");
     std::fs::write(&file, deployment.to_string()).unwrap();
-    let port = free_port();
-    let execution_log = dir.path().join("execution.log");
-    let access_log = dir.path().join("access.log");
-    let listen = format!("127.0.0.1:{port}");
-    let child = Command::new(env!("CARGO_BIN_EXE_claimgate"))
-        .args(["serve", "--deployment", file.to_str().unwrap()])
-        .args(["--listen", &listen])
-        .args(["--execution-log", execution_log.to_str().unwrap()])
-        .args(["--access-log", access_log.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(&listen).is_err() {
-        assert!(Instant::now() < deadline, "claimgate did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Gateway {
-        child,
-        base: format!("http://{listen}"),
-        execution_log,
-        _dir: dir,
-    }
+    start_gateway_on(dir, &[file], false, &[])
 }
 
 /// Status and request id of `GET /v1/orders` with this tenant header and token.

@@ -2,40 +2,19 @@
 //! `mutualTls`. The real binary on loopback ports, real HTTP(S) requests, certificates made in
 //! the test with rcgen, and the log files and metrics it writes.
 
+mod support;
+
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair, KeySize};
 use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A running `claimgate serve`, killed (by its pid) when dropped.
-struct Gateway {
-    child: Child,
-    base: String,
-    admin: String,
-    execution_log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::{records, start_gateway_on, Gateway};
 
 /// Starts the gateway on `deployments` (written into a temporary directory) with `extra` flags,
 /// an admin listener, and logs in files.
@@ -45,45 +24,16 @@ fn start(deployments: &[Value], extra: &[&str]) -> Gateway {
 }
 
 fn start_in(dir: tempfile::TempDir, deployments: &[Value], extra: &[&str]) -> Gateway {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let admin = format!("127.0.0.1:{}", free_port());
-    let execution_log = dir.path().join("execution.log");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_claimgate"));
-    command.args(["serve", "--listen", &listen, "--admin", &admin]);
-    for (i, deployment) in deployments.iter().enumerate() {
-        let file = dir.path().join(format!("deployment-{i}.json"));
-        std::fs::write(&file, deployment.to_string()).unwrap();
-        command.args(["--deployment", file.to_str().unwrap()]);
-    }
-    let child = command
-        .args(["--execution-log", execution_log.to_str().unwrap()])
-        .args([
-            "--access-log",
-            dir.path().join("access.log").to_str().unwrap(),
-        ])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(&admin).is_err()
-        || std::net::TcpStream::connect(&listen).is_err()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "claimgate did not start listening on {listen}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Gateway {
-        child,
-        base: format!("http://{listen}"),
-        admin: format!("http://{admin}"),
-        execution_log,
-        _dir: dir,
-    }
+    let files: Vec<PathBuf> = deployments
+        .iter()
+        .enumerate()
+        .map(|(i, deployment)| {
+            let file = dir.path().join(format!("deployment-{i}.json"));
+            std::fs::write(&file, deployment.to_string()).unwrap();
+            file
+        })
+        .collect();
+    start_gateway_on(dir, &files, true, extra)
 }
 
 struct Answer {
@@ -149,25 +99,9 @@ async fn send(
     })
 }
 
-/// Execution records of one request, waiting briefly for the writer to flush.
-fn records(path: &Path, request_id: &str, at_least: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let found: Vec<Value> = std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|r| r["data"]["opcRequestId"] == request_id)
-            .collect();
-        if found.len() >= at_least || Instant::now() > deadline {
-            return found;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn metrics(http: &Http, gw: &Gateway) -> String {
-    http.call("GET", &format!("{}/metrics", gw.admin), &[]).body
+    let admin = gw.admin.as_deref().expect("started with an admin listener");
+    http.call("GET", &format!("{admin}/metrics"), &[]).body
 }
 
 fn stock(prefix: &str, name: &str, policies: Value) -> Value {
@@ -776,7 +710,7 @@ fn a_reload_adding_mutual_tls_without_a_client_ca_is_rejected_and_the_old_set_se
     let gw = start(&[stock("/v1", "plain", json!({}))], &[]);
     let url = format!("{}/v1/hello", gw.base);
     assert_eq!(http.call("GET", &url, &[]).status, 200);
-    let file = gw._dir.path().join("deployment-0.json");
+    let file = gw.dir.path().join("deployment-0.json");
     let guarded = stock(
         "/v1",
         "plain",

@@ -1,6 +1,8 @@
 //! `claimgate serve` end to end: the real binary on loopback ports, a real upstream and a real
 //! JWKS server in the test process, real HTTP requests, and the log files it writes.
 
+mod support;
+
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair, KeySize};
 use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
@@ -11,11 +13,12 @@ use http_body_util::Full;
 use hyper::{Request, Response};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use support::{free_port, records, start_gateway_on, Gateway};
 
 const ISS: &str = "https://idp.test/";
 const AUD: &str = "api://orders";
@@ -195,30 +198,6 @@ fn deployment(jwks_uri: &str, upstream: SocketAddr) -> Value {
     })
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A running `claimgate serve`, killed (by its pid) when dropped.
-struct Gateway {
-    child: Child,
-    base: String,
-    execution_log: PathBuf,
-    access_log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_gateway(deployment: &Value, extra: &[&str]) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("orders.json");
@@ -227,44 +206,7 @@ fn start_gateway(deployment: &Value, extra: &[&str]) -> Gateway {
 }
 
 fn start_gateway_with_file(dir: tempfile::TempDir, file: &Path, extra: &[&str]) -> Gateway {
-    let port = free_port();
-    let execution_log = dir.path().join("execution.log");
-    let access_log = dir.path().join("access.log");
-    let listen = format!("127.0.0.1:{port}");
-    let child = Command::new(env!("CARGO_BIN_EXE_claimgate"))
-        .args([
-            "serve",
-            "--deployment",
-            file.to_str().unwrap(),
-            "--listen",
-            &listen,
-        ])
-        .args([
-            "--execution-log",
-            execution_log.to_str().unwrap(),
-            "--access-log",
-            access_log.to_str().unwrap(),
-        ])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(&listen).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "claimgate did not start listening on {listen}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Gateway {
-        child,
-        base: format!("http://{listen}"),
-        execution_log,
-        access_log,
-        _dir: dir,
-    }
+    start_gateway_on(dir, &[file.to_path_buf()], false, extra)
 }
 
 struct Answer {
@@ -321,21 +263,6 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Log records, waiting briefly for the writer to flush.
-fn records(path: &Path, request_id: &str, at_least: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let found: Vec<Value> = std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|r| r["data"]["opcRequestId"] == request_id)
-            .collect();
-        if found.len() >= at_least || Instant::now() > deadline {
-            return found;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 #[test]
 fn allowed_request_reaches_the_upstream_with_forwarding_headers() {

@@ -1,9 +1,10 @@
-//! Shared pieces of the end-to-end tests that run a real identity provider: free loopback
-//! ports, processes killed by their pid when dropped, and the provider itself.
+//! Shared pieces of the end-to-end tests: free loopback ports, processes killed by their pid
+//! when dropped, `claimgate serve` itself with its log files, and the identity provider.
 
 // Each test binary uses its own subset.
 #![allow(dead_code)]
 
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -63,4 +64,84 @@ pub(crate) fn client() -> reqwest::blocking::Client {
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap()
+}
+
+/// A running `claimgate serve` on a free loopback port, its logs in `dir`, killed by its pid
+/// when dropped.
+pub(crate) struct Gateway {
+    pub(crate) child: Child,
+    pub(crate) base: String,
+    /// The admin listener's base URL, when started with one.
+    pub(crate) admin: Option<String>,
+    pub(crate) execution_log: PathBuf,
+    pub(crate) access_log: PathBuf,
+    pub(crate) dir: tempfile::TempDir,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `claimgate serve` on the deployment `files`, with its logs in `dir`, an admin
+/// listener if `admin`, and `extra` flags; returns once it accepts connections.
+pub(crate) fn start_gateway_on(
+    dir: tempfile::TempDir,
+    files: &[PathBuf],
+    admin: bool,
+    extra: &[&str],
+) -> Gateway {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let admin = admin.then(|| format!("127.0.0.1:{}", free_port()));
+    let execution_log = dir.path().join("execution.log");
+    let access_log = dir.path().join("access.log");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_claimgate"));
+    command.args(["serve", "--listen", &listen]);
+    if let Some(admin) = &admin {
+        command.args(["--admin", admin]);
+    }
+    for file in files {
+        command.args(["--deployment", file.to_str().unwrap()]);
+    }
+    let child = command
+        .args(["--execution-log", execution_log.to_str().unwrap()])
+        .args(["--access-log", access_log.to_str().unwrap()])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let gateway = Gateway {
+        child,
+        base: format!("http://{listen}"),
+        admin: admin.as_ref().map(|a| format!("http://{a}")),
+        execution_log,
+        access_log,
+        dir,
+    };
+    wait_for(&listen);
+    if let Some(admin) = &admin {
+        wait_for(admin);
+    }
+    gateway
+}
+
+/// The log records of one request in `path`, waiting up to 5 s for at least `at_least` of them
+/// (the writer batches).
+pub(crate) fn records(path: &Path, request_id: &str, at_least: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let found: Vec<Value> = std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|r| r["data"]["opcRequestId"] == request_id)
+            .collect();
+        if found.len() >= at_least || Instant::now() > deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
