@@ -11,8 +11,8 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::{start_gateway_on, Gateway};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use support::{records, start_gateway_on, Gateway};
 
 const AUD: &str = "api://orders";
 
@@ -121,22 +121,6 @@ fn call(gw: &Gateway, tenant: Option<&str>, token: &str) -> (u16, String) {
         .unwrap()
         .to_owned();
     (response.status().as_u16(), id)
-}
-
-fn records(path: &Path, request_id: &str, at_least: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let found: Vec<Value> = std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|r| r["data"]["opcRequestId"] == request_id)
-            .collect();
-        if found.len() >= at_least || Instant::now() > deadline {
-            return found;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn codes(records: &[Value]) -> Vec<String> {

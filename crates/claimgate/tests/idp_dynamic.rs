@@ -7,7 +7,6 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 mod support;
 
@@ -59,20 +58,10 @@ fn get(url: &str, token: &str) -> (u16, String) {
 }
 
 fn codes(log: &Path, id: &str, at_least: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let found: Vec<String> = std::fs::read_to_string(log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|r| r["data"]["opcRequestId"] == id)
-            .map(|r| r["data"]["code"].as_str().unwrap_or("").to_owned())
-            .collect();
-        if found.len() >= at_least || Instant::now() > deadline {
-            return found;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    records(log, id, at_least)
+        .iter()
+        .map(|r| r["data"]["code"].as_str().unwrap_or("").to_owned())
+        .collect()
 }
 
 /// The token with its payload's `iss` replaced (the signature no longer matches).
