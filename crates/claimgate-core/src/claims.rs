@@ -204,8 +204,10 @@ mod tests {
         assert_eq!(claims.get("12"), Some(json!(12)));
     }
 
+    /// What `heap_size` reports for the benchmark's nine claims (the memory really taken per
+    /// cache entry is measured by the criterion bench, BENCHMARKS.md).
     #[test]
-    fn it_is_several_times_smaller_than_the_map() {
+    fn nine_typical_claims_are_counted_at_under_400_bytes() {
         let claims = claims(json!({
             "iss": "https://idp.example.com/", "aud": "api://orders",
             "sub": "user-1@example.com", "tenant": "acme", "scope": "orders:read orders:write",

@@ -15,7 +15,26 @@ pub(crate) struct RequestContext<'a> {
     pub(crate) host: Option<&'a str>,
 }
 
-impl RequestContext<'_> {
+impl<'a> RequestContext<'a> {
+    /// What `parts` offers, with the route's path parameters and the verified claims (none when
+    /// authentication failed: no claim is trusted then).
+    pub(crate) fn new(
+        parts: &'a http::request::Parts,
+        path_params: &'a [(String, String)],
+        claims: Option<&'a Claims>,
+    ) -> Self {
+        Self {
+            path_params,
+            claims,
+            headers: &parts.headers,
+            query: parts.uri.query(),
+            host: parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok()),
+        }
+    }
+
     /// The value of a variable, empty when missing (as OCI renders a missing variable).
     pub(crate) fn variable(&self, variable: &ContextVariable) -> String {
         let key = variable.key.as_deref().unwrap_or("");

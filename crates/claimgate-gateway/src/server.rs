@@ -648,17 +648,8 @@ impl Gateway {
         parts: &http::request::Parts,
     ) -> Response<Body> {
         let no_params = Vec::new();
-        let context = RequestContext {
-            path_params: route.map_or(&no_params, |r| &r.params),
-            // Authentication failed: no claim is trusted, so request.auth is empty.
-            claims: None,
-            headers: &parts.headers,
-            query: parts.uri.query(),
-            host: parts
-                .headers
-                .get(http::header::HOST)
-                .and_then(|v| v.to_str().ok()),
-        };
+        // Authentication failed: no claim is trusted, so request.auth is empty.
+        let context = RequestContext::new(parts, route.map_or(&no_params, |r| &r.params), None);
         let status = match &modify.response_code {
             None => 401,
             Some(claimgate_config::ResponseCode::Status(code)) => *code,
@@ -922,16 +913,8 @@ impl Gateway {
         let Some(route) = deployment.routes.get(route_info.index) else {
             return respond::error(404);
         };
-        let request_context = RequestContext {
-            path_params: &route_info.params,
-            claims: verdict.claims.as_deref(),
-            headers: &parts.headers,
-            query: parts.uri.query(),
-            host: parts
-                .headers
-                .get(http::header::HOST)
-                .and_then(|v| v.to_str().ok()),
-        };
+        let request_context =
+            RequestContext::new(parts, &route_info.params, verdict.claims.as_deref());
         let mut problems = Vec::new();
         let mut response = match &route.backend {
             Backend::Stock(stock) => respond::stock(stock, parts.method == http::Method::HEAD),

@@ -286,13 +286,14 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             print_demo(local, demo, file, &execution_target, &access_target);
         }
         let (stop, stopping) = tokio::sync::watch::channel(false);
-        let others: Vec<_> = listeners
+        let others = listeners
             .into_iter()
             .enumerate()
             .map(|(i, listener)| {
                 serve_on_thread(i + 1, gateway.clone(), listener, stopping.clone())
             })
-            .collect();
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|e| InputError::new(format!("cannot start a serving thread: {e}")))?;
         tokio::spawn(async move {
             shutdown_signal().await;
             let _ = stop.send(true);
@@ -300,8 +301,11 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
         let served = gateway.serve(listener, stopped(stopping)).await;
         let mut failures = Vec::new();
         for other in others {
-            if let Ok(Err(e)) | Err(e) = other.await.map_err(|e| e.to_string()) {
-                failures.push(e);
+            match other.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failures.push(e),
+                // The thread ended without saying how: it panicked.
+                Err(_) => failures.push("a serving thread stopped unexpectedly".to_owned()),
             }
         }
         // The writer tasks end with the runtime: write what the last requests logged first.
@@ -624,30 +628,25 @@ fn serve_on_thread(
     gateway: std::sync::Arc<Gateway>,
     listener: tokio::net::TcpListener,
     stopping: tokio::sync::watch::Receiver<bool>,
-) -> tokio::sync::oneshot::Receiver<Result<(), String>> {
+) -> std::io::Result<tokio::sync::oneshot::Receiver<Result<(), String>>> {
     let (done, ended) = tokio::sync::oneshot::channel();
     // The socket moves to the other runtime's reactor.
-    let listener = listener.into_std();
-    let spawned = std::thread::Builder::new()
+    let listener = listener.into_std()?;
+    std::thread::Builder::new()
         .name(format!("claimgate-serve-{index}"))
         .spawn(move || {
-            let result = listener.and_then(|listener| {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
-                runtime.block_on(async {
-                    let listener = tokio::net::TcpListener::from_std(listener)?;
-                    gateway.serve(listener, stopped(stopping)).await
-                })
-            });
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .and_then(|runtime| {
+                    runtime.block_on(async {
+                        let listener = tokio::net::TcpListener::from_std(listener)?;
+                        gateway.serve(listener, stopped(stopping)).await
+                    })
+                });
             let _ = done.send(result.map_err(|e| e.to_string()));
-        });
-    if let Err(e) = spawned {
-        let (done, ended) = tokio::sync::oneshot::channel();
-        let _ = done.send(Err(format!("cannot start serving thread {index}: {e}")));
-        return ended;
-    }
-    ended
+        })?;
+    Ok(ended)
 }
 
 /// Resolves once `stopping` turns true (or its sender is gone).
