@@ -1454,23 +1454,7 @@ fn every_check_is_listed_in_order_for_a_valid_token() {
 fn every_check_is_listed_in_order_when_the_token_is_missing() {
     let deployment = deployment_with_claims(json!([claim_rule("tenant", &["acme"], true)]));
     let verdict = judge(&deployment, &Req::get("/v1/orders"));
-    assert_eq!(
-        ids(&verdict),
-        [
-            "token",
-            "format",
-            "alg",
-            "key",
-            "signature",
-            "exp",
-            "nbf",
-            "iss",
-            "aud",
-            "claim:tenant",
-            "active",
-            "scope"
-        ]
-    );
+    assert_eq!(ids(&verdict), ids_with_claims(&["claim:tenant"]));
     assert_eq!(skip_reason(&verdict, "claim:tenant"), "there is no token");
 }
 
@@ -1478,23 +1462,7 @@ fn every_check_is_listed_in_order_when_the_token_is_missing() {
 fn every_check_is_listed_in_order_when_the_format_fails() {
     let deployment = deployment_with_claims(json!([claim_rule("tenant", &["acme"], true)]));
     let verdict = judge_token(&deployment, "a.b");
-    assert_eq!(
-        ids(&verdict),
-        [
-            "token",
-            "format",
-            "alg",
-            "key",
-            "signature",
-            "exp",
-            "nbf",
-            "iss",
-            "aud",
-            "claim:tenant",
-            "active",
-            "scope"
-        ]
-    );
+    assert_eq!(ids(&verdict), ids_with_claims(&["claim:tenant"]));
     assert_eq!(
         skip_reason(&verdict, "exp"),
         "the token could not be decoded"
@@ -1671,23 +1639,7 @@ fn a_path_outside_the_prefix_is_404() {
 fn no_matching_route_still_lists_the_claim_checks_as_skipped() {
     let deployment = deployment_with_claims(json!([claim_rule("tenant", &["acme"], true)]));
     let verdict = judge(&deployment, &Req::get("/v1/nowhere"));
-    assert_eq!(
-        ids(&verdict),
-        [
-            "token",
-            "format",
-            "alg",
-            "key",
-            "signature",
-            "exp",
-            "nbf",
-            "iss",
-            "aud",
-            "claim:tenant",
-            "active",
-            "scope"
-        ]
-    );
+    assert_eq!(ids(&verdict), ids_with_claims(&["claim:tenant"]));
 }
 
 #[test]
@@ -1809,23 +1761,7 @@ fn anonymous_route_without_token_allows_with_token_skipped() {
         "no token; the route allows anonymous access"
     );
     assert!(verdict.checks.iter().all(|c| c.outcome.name() == "skip"));
-    assert_eq!(
-        ids(&verdict),
-        [
-            "token",
-            "format",
-            "alg",
-            "key",
-            "signature",
-            "exp",
-            "nbf",
-            "iss",
-            "aud",
-            "claim:tenant",
-            "active",
-            "scope"
-        ]
-    );
+    assert_eq!(ids(&verdict), ids_with_claims(&["claim:tenant"]));
     assert!(verdict.claims.is_none());
     assert!(verdict.events().is_empty());
 }

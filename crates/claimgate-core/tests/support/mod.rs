@@ -41,6 +41,15 @@ pub(crate) const BASE_IDS: [&str; 11] = [
     "scope",
 ];
 
+/// [`BASE_IDS`] with one `claim:` check per `verifyClaims` entry, where a verdict puts them.
+pub(crate) fn ids_with_claims(claims: &[&'static str]) -> Vec<&'static str> {
+    let active = BASE_IDS.len() - 2;
+    let mut ids = BASE_IDS[..active].to_vec();
+    ids.extend_from_slice(claims);
+    ids.extend_from_slice(&BASE_IDS[active..]);
+    ids
+}
+
 /// The key pairs of one test binary.
 pub(crate) struct Keys {
     /// `k1`, the identity provider's RS256 key.
