@@ -3,77 +3,44 @@
 
 mod support;
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::rsa::{KeyPair, KeySize};
-use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use support::{records, start_gateway_on, Gateway};
+use std::time::Duration;
+use support::{now, records, start_gateway_on, Gateway, Signer};
 
 const AUD: &str = "api://orders";
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-struct Signer {
-    key: KeyPair,
-    kid: String,
+/// One authentication server's issuer and key.
+struct Issuer {
+    signer: Signer,
     iss: String,
 }
 
-impl Signer {
+impl Issuer {
     fn new(kid: &str, iss: &str) -> Self {
         Self {
-            key: KeyPair::generate(KeySize::Rsa2048).unwrap(),
-            kid: kid.into(),
+            signer: Signer::new(kid),
             iss: iss.into(),
         }
     }
 
-    fn static_key(&self) -> Value {
-        let public = self.key.public_key();
-        json!({
-            "format": "JSON_WEB_KEY", "kty": "RSA", "kid": self.kid, "alg": "RS256", "use": "sig",
-            "n": URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero()),
-            "e": URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero()),
-        })
-    }
-
     fn token(&self) -> String {
-        let claims = json!({"iss": self.iss, "aud": AUD, "sub": "alice", "exp": now() + 600});
-        let header = URL_SAFE_NO_PAD.encode(json!({"alg": "RS256", "kid": self.kid}).to_string());
-        let input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims.to_string()));
-        let mut signature = vec![0; self.key.public_modulus_len()];
-        self.key
-            .sign(
-                &RSA_PKCS1_SHA256,
-                &SystemRandom::new(),
-                input.as_bytes(),
-                &mut signature,
-            )
-            .unwrap();
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+        self.signer
+            .token(json!({"iss": self.iss, "aud": AUD, "sub": "alice", "exp": now() + 600}))
     }
 
     fn policy(&self) -> Value {
         json!({
             "type": "JWT_AUTHENTICATION", "tokenHeader": "Authorization", "tokenAuthScheme": "Bearer",
             "issuers": [self.iss], "audiences": [AUD],
-            "publicKeys": {"type": "STATIC_KEYS", "keys": [self.static_key()]}
+            "publicKeys": {"type": "STATIC_KEYS", "keys": [self.signer.static_key()]}
         })
     }
 }
 
 /// Servers `acme` (ANY_OF acme) and `globex` (WILDCARD `globex-*`), selected by `X-Tenant`.
-fn deployment(acme: &Signer, globex: &Signer) -> Value {
+fn deployment(acme: &Issuer, globex: &Issuer) -> Value {
     json!({
         "displayName": "orders",
         "pathPrefix": "/v1",
@@ -132,8 +99,8 @@ fn codes(records: &[Value]) -> Vec<String> {
 
 #[test]
 fn serve_selects_the_server_by_header_and_each_token_works_only_with_its_own() {
-    let acme = Signer::new("acme-key", "https://acme.idp/");
-    let globex = Signer::new("globex-key", "https://globex.idp/");
+    let acme = Issuer::new("acme-key", "https://acme.idp/");
+    let globex = Issuer::new("globex-key", "https://globex.idp/");
     let gw = start_gateway(&deployment(&acme, &globex));
     let (acme_token, globex_token) = (acme.token(), globex.token());
 
@@ -194,8 +161,8 @@ fn check(file: &Path, args: &[&str]) -> (i32, Value, String) {
 
 #[test]
 fn check_shows_the_selected_server_and_the_keys_tried() {
-    let acme = Signer::new("acme-key", "https://acme.idp/");
-    let globex = Signer::new("globex-key", "https://globex.idp/");
+    let acme = Issuer::new("acme-key", "https://acme.idp/");
+    let globex = Issuer::new("globex-key", "https://globex.idp/");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("orders.json");
     std::fs::write(&file, deployment(&acme, &globex).to_string()).unwrap();

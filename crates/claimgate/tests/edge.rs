@@ -4,17 +4,12 @@
 
 mod support;
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::rsa::{KeyPair, KeySize};
-use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::{records, start_gateway_on, Gateway};
+use std::time::{Duration, Instant};
+use support::{now, records, start_gateway_on, Gateway, Signer};
 
 /// Starts the gateway on `deployments` (written into a temporary directory) with `extra` flags,
 /// an admin listener, and logs in files.
@@ -239,48 +234,15 @@ fn trusted_proxy_must_be_a_network() {
     assert!(stderr.contains("prefix length"), "{stderr}");
 }
 
-/// An RSA key for static-key JWT authentication.
-struct Signer {
-    key: KeyPair,
-}
-
+/// The key of the static-key deployments here, made once.
 fn signer() -> &'static Signer {
     static S: OnceLock<Signer> = OnceLock::new();
-    S.get_or_init(|| Signer {
-        key: KeyPair::generate(KeySize::Rsa2048).unwrap(),
-    })
+    S.get_or_init(|| Signer::new("k1"))
 }
 
-impl Signer {
-    fn jwk(&self) -> Value {
-        let public = self.key.public_key();
-        json!({
-            "kid": "k1", "format": "JSON_WEB_KEY", "kty": "RSA", "alg": "RS256",
-            "n": URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero()),
-            "e": URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero()),
-        })
-    }
-
-    fn token(&self) -> String {
-        let exp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            + 600;
-        let header = URL_SAFE_NO_PAD.encode(json!({"alg": "RS256", "kid": "k1"}).to_string());
-        let claims = json!({"iss": "https://idp.test/", "aud": "api://shop", "exp": exp});
-        let input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims.to_string()));
-        let mut signature = vec![0; self.key.public_modulus_len()];
-        self.key
-            .sign(
-                &RSA_PKCS1_SHA256,
-                &SystemRandom::new(),
-                input.as_bytes(),
-                &mut signature,
-            )
-            .unwrap();
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
-    }
+/// A valid token for those deployments.
+fn token() -> String {
+    signer().token(json!({"iss": "https://idp.test/", "aud": "api://shop", "exp": now() + 600}))
 }
 
 const APP: &str = "https://app.example.com";
@@ -294,7 +256,7 @@ fn cors_deployment() -> Value {
                 "authentication": {
                     "type": "JWT_AUTHENTICATION", "tokenHeader": "Authorization", "tokenAuthScheme": "Bearer",
                     "issuers": ["https://idp.test/"], "audiences": ["api://shop"], "isAnonymousAccessAllowed": true,
-                    "publicKeys": {"type": "STATIC_KEYS", "keys": [signer().jwk()]}
+                    "publicKeys": {"type": "STATIC_KEYS", "keys": [signer().static_key()]}
                 },
                 "cors": {
                     "allowedOrigins": [APP],
@@ -419,7 +381,7 @@ fn cors_headers_go_on_actual_responses_for_allowed_origins_only() {
     let http = http();
     let gw = start(&[cors_deployment()], &[]);
     let orders = format!("{}/v1/orders", gw.base);
-    let bearer = format!("Bearer {}", signer().token());
+    let bearer = format!("Bearer {}", token());
 
     let allowed = http.call(
         "GET",
@@ -509,7 +471,7 @@ fn a_flood_of_preflights_is_answered_and_the_gateway_keeps_serving() {
     });
     assert_eq!(statuses.iter().filter(|s| **s == 204).count(), 1000);
     assert_eq!(statuses.iter().filter(|s| **s == 403).count(), 1000);
-    let bearer = format!("Bearer {}", signer().token());
+    let bearer = format!("Bearer {}", token());
     let after = http.call("GET", &orders, &[("authorization", &bearer)]);
     assert_eq!(after.status, 200);
 }

@@ -3,11 +3,6 @@
 
 mod support;
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::rsa::{KeyPair, KeySize};
-use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response};
@@ -17,57 +12,11 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::{free_port, records, start_gateway_on, Gateway};
+use std::time::{Duration, Instant};
+use support::{free_port, now, records, start_gateway_on, Gateway, Signer};
 
 const ISS: &str = "https://idp.test/";
 const AUD: &str = "api://orders";
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-/// An RSA signing key and its public JWK.
-struct Signer {
-    key: KeyPair,
-    kid: String,
-}
-
-impl Signer {
-    fn new(kid: &str) -> Self {
-        Self {
-            key: KeyPair::generate(KeySize::Rsa2048).unwrap(),
-            kid: kid.into(),
-        }
-    }
-
-    fn jwk(&self) -> Value {
-        let public = self.key.public_key();
-        json!({
-            "kty": "RSA", "kid": self.kid, "use": "sig", "alg": "RS256",
-            "n": URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero()),
-            "e": URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero()),
-        })
-    }
-
-    fn token(&self, claims: Value) -> String {
-        let header = URL_SAFE_NO_PAD.encode(json!({"alg": "RS256", "kid": self.kid}).to_string());
-        let input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims.to_string()));
-        let mut signature = vec![0; self.key.public_modulus_len()];
-        self.key
-            .sign(
-                &RSA_PKCS1_SHA256,
-                &SystemRandom::new(),
-                input.as_bytes(),
-                &mut signature,
-            )
-            .unwrap();
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
-    }
-}
 
 fn signer() -> &'static Signer {
     static S: OnceLock<Signer> = OnceLock::new();

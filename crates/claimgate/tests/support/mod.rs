@@ -145,3 +145,68 @@ pub(crate) fn records(path: &Path, request_id: &str, at_least: usize) -> Vec<Val
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Seconds since the Unix epoch.
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// An RSA-2048 signing key with its kid: tokens (RS256) and the public key as a JWK.
+pub(crate) struct Signer {
+    key: aws_lc_rs::rsa::KeyPair,
+    pub(crate) kid: String,
+}
+
+impl Signer {
+    pub(crate) fn new(kid: &str) -> Self {
+        Self {
+            key: aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap(),
+            kid: kid.into(),
+        }
+    }
+
+    /// The public key as a JWKS member.
+    pub(crate) fn jwk(&self) -> Value {
+        use aws_lc_rs::signature::KeyPair as _;
+        use base64::Engine as _;
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let public = self.key.public_key();
+        serde_json::json!({
+            "kty": "RSA", "kid": self.kid, "use": "sig", "alg": "RS256",
+            "n": b64(public.modulus().big_endian_without_leading_zero()),
+            "e": b64(public.exponent().big_endian_without_leading_zero()),
+        })
+    }
+
+    /// The public key as a deployment's `STATIC_KEYS` entry.
+    pub(crate) fn static_key(&self) -> Value {
+        let mut key = self.jwk();
+        key["format"] = "JSON_WEB_KEY".into();
+        key
+    }
+
+    /// A compact RS256 JWS of `claims`, with this key's kid.
+    pub(crate) fn token(&self, claims: Value) -> String {
+        use base64::Engine as _;
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let header = serde_json::json!({"alg": "RS256", "kid": self.kid});
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let mut signature = vec![0; self.key.public_modulus_len()];
+        self.key
+            .sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &aws_lc_rs::rand::SystemRandom::new(),
+                input.as_bytes(),
+                &mut signature,
+            )
+            .unwrap();
+        format!("{input}.{}", b64(&signature))
+    }
+}
