@@ -72,26 +72,6 @@ fn setup() -> Setup {
     }
 }
 
-/// A token from the provider, for `resource` (a resource containing "jwt" gets a JWT).
-fn token(port: u16, resource: &str, scope: &str) -> String {
-    let answer: Value = client()
-        .post(format!("http://127.0.0.1:{port}/token"))
-        .basic_auth("app", Some("app-secret"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("scope", scope),
-            ("resource", resource),
-        ])
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    answer["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{answer}"))
-        .to_owned()
-}
-
 fn introspections(port: u16) -> u64 {
     let stats: Value = client()
         .get(format!("http://127.0.0.1:{port}/__stats"))
@@ -149,10 +129,10 @@ fn opaque_and_jwt_access_tokens_from_a_real_provider_are_judged_by_introspection
     );
     let orders = format!("{base}/v1/orders");
 
-    let opaque = token(setup.idp_port, "api://orders", "orders:read");
+    let opaque = access_token(setup.idp_port, "api://orders", "orders:read");
     assert!(!opaque.contains('.'), "an opaque token: {opaque}");
     assert_eq!(get(&orders, &opaque).0, 200);
-    let jwt = token(setup.idp_port, "api://orders-jwt", "orders:read");
+    let jwt = access_token(setup.idp_port, "api://orders-jwt", "orders:read");
     assert_eq!(jwt.matches('.').count(), 2, "a JWT access token");
     let before = introspections(setup.idp_port);
     assert_eq!(
@@ -168,11 +148,11 @@ fn opaque_and_jwt_access_tokens_from_a_real_provider_are_judged_by_introspection
 
     // Scope from the introspection answer.
     assert_eq!(get(&format!("{base}/v1/admin"), &opaque).0, 403);
-    let admin = token(setup.idp_port, "api://orders", "orders:read orders:admin");
+    let admin = access_token(setup.idp_port, "api://orders", "orders:read orders:admin");
     assert_eq!(get(&format!("{base}/v1/admin"), &admin).0, 200);
 
     // Wrong audience: refused with the claim named in the log.
-    let other = token(setup.idp_port, "api://billing", "orders:read");
+    let other = access_token(setup.idp_port, "api://billing", "orders:read");
     let (status, id) = get(&orders, &other);
     assert_eq!(status, 401);
     let failed = records(&log, &id, 1);
@@ -187,7 +167,7 @@ fn opaque_and_jwt_access_tokens_from_a_real_provider_are_judged_by_introspection
     assert_eq!(aud["data"]["actual"], "api://billing");
 
     // Revocation is seen once the cache allows (here 1 s).
-    let revoked = token(setup.idp_port, "api://orders", "orders:read");
+    let revoked = access_token(setup.idp_port, "api://orders", "orders:read");
     assert_eq!(get(&orders, &revoked).0, 200);
     let revocation = client()
         .post(format!(
@@ -207,7 +187,7 @@ fn opaque_and_jwt_access_tokens_from_a_real_provider_are_judged_by_introspection
         .any(|r| r["data"]["message"] == "Token is not active."));
 
     // Many concurrent requests with one new token: one introspection.
-    let fresh = token(setup.idp_port, "api://orders", "orders:read");
+    let fresh = access_token(setup.idp_port, "api://orders", "orders:read");
     let before = introspections(setup.idp_port);
     let statuses: Vec<u16> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..20)
@@ -223,7 +203,7 @@ fn opaque_and_jwt_access_tokens_from_a_real_provider_are_judged_by_introspection
     );
 
     // The provider stops: a cached answer keeps serving, a new token gets 500 and the cause.
-    let cached = token(setup.idp_port, "api://orders", "orders:read");
+    let cached = access_token(setup.idp_port, "api://orders", "orders:read");
     drop(idp);
     // (This gateway keeps answers 1 s, so `cached` was never introspected: see the next test
     // for a cached answer outliving the provider.)
@@ -248,7 +228,7 @@ fn opaque_and_jwt_access_tokens_from_a_real_provider_are_judged_by_introspection
 
     // It returns: new tokens are accepted again.
     let _idp = start_idp(setup.idp_port);
-    let again = token(setup.idp_port, "api://orders", "orders:read");
+    let again = access_token(setup.idp_port, "api://orders", "orders:read");
     assert_eq!(get(&orders, &again).0, 200);
 }
 
@@ -258,7 +238,7 @@ fn a_cached_answer_keeps_serving_while_the_provider_is_down() {
     let idp = start_idp(setup.idp_port);
     let (_gw, base, _log) = start_gateway(&setup, &[]);
     let orders = format!("{base}/v1/orders");
-    let opaque = token(setup.idp_port, "api://orders", "orders:read");
+    let opaque = access_token(setup.idp_port, "api://orders", "orders:read");
     assert_eq!(get(&orders, &opaque).0, 200);
     drop(idp);
     assert_eq!(
@@ -272,7 +252,7 @@ fn a_cached_answer_keeps_serving_while_the_provider_is_down() {
 fn check_and_introspect_judge_provider_tokens_live_and_from_recordings() {
     let setup = setup();
     let _idp = start_idp(setup.idp_port);
-    let opaque = token(setup.idp_port, "api://orders", "orders:read");
+    let opaque = access_token(setup.idp_port, "api://orders", "orders:read");
     let deployment = setup.deployment.to_str().unwrap();
     let secrets = setup.secrets.to_str().unwrap();
     let run = |args: &[&str]| {

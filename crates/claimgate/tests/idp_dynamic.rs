@@ -14,38 +14,7 @@ use support::*;
 
 /// A JWT access token from the provider on `port`.
 fn jwt(port: u16) -> String {
-    let answer: Value = client()
-        .post(format!("http://127.0.0.1:{port}/token"))
-        .basic_auth("app", Some("app-secret"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("scope", "orders:read"),
-            ("resource", "api://orders-jwt"),
-        ])
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    answer["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{answer}"))
-        .to_owned()
-}
-
-fn opaque(port: u16) -> String {
-    let answer: Value = client()
-        .post(format!("http://127.0.0.1:{port}/token"))
-        .basic_auth("app", Some("app-secret"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("scope", "orders:read"),
-            ("resource", "api://orders"),
-        ])
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    answer["access_token"].as_str().unwrap().to_owned()
+    access_token(port, "api://orders-jwt", "orders:read")
 }
 
 fn get(url: &str, token: &str) -> (u16, String) {
@@ -167,7 +136,10 @@ fn two_providers_selected_by_the_unverified_issuer() {
     assert_eq!(get(&orders, &with_iss(&token_a, &iss_b)).0, 401);
 
     // An opaque token has no claims to select by: jwtTokenInvalid, no server, 401.
-    let (status, id) = get(&orders, &opaque(port_a));
+    let (status, id) = get(
+        &orders,
+        &access_token(port_a, "api://orders", "orders:read"),
+    );
     assert_eq!(status, 401);
     let found = codes(&log, &id, 2);
     assert!(

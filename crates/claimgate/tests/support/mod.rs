@@ -210,3 +210,24 @@ impl Signer {
         format!("{input}.{}", b64(&signature))
     }
 }
+
+/// An access token from the identity provider on `port` (client credentials of its client
+/// `app`), for `resource`: one whose name contains "jwt" gets a JWT, others an opaque token.
+pub(crate) fn access_token(port: u16, resource: &str, scope: &str) -> String {
+    let answer: Value = client()
+        .post(format!("http://127.0.0.1:{port}/token"))
+        .basic_auth("app", Some("app-secret"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", scope),
+            ("resource", resource),
+        ])
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    answer["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{answer}"))
+        .to_owned()
+}
