@@ -6,10 +6,9 @@ mod support;
 
 use serde_json::{json, Value};
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use support::{now, records, start_gateway_on, Gateway, Signer};
+use support::{now, records, refused_by_serve, start_gateway_on, Gateway, Signer};
 
 /// Starts the gateway on `deployments` (written into a temporary directory) with `extra` flags,
 /// an admin listener, and logs in files.
@@ -225,12 +224,7 @@ fn client_ip_rate_limit_honours_x_forwarded_for_from_a_trusted_proxy() {
 
 #[test]
 fn trusted_proxy_must_be_a_network() {
-    let output = Command::new(env!("CARGO_BIN_EXE_claimgate"))
-        .args(["serve", "--trusted-proxy", "10.0.0.0/40"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused_by_serve(&["--trusted-proxy", "10.0.0.0/40"]);
     assert!(stderr.contains("prefix length"), "{stderr}");
 }
 
@@ -641,28 +635,17 @@ fn mutual_tls_without_a_client_ca_is_a_configuration_error() {
         json!({"mutualTls": {"isVerifiedCertificateRequired": true}}),
     );
     std::fs::write(&file, deployment.to_string()).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_claimgate"))
-        .args([
-            "serve",
-            "--deployment",
-            file.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused_by_serve(&[
+        "--deployment",
+        file.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
     assert!(stderr.contains("--client-ca"), "{stderr}");
     assert!(stderr.contains("/guarded (guarded)"), "{stderr}");
 
     // --client-ca needs --tls-cert.
-    let output = Command::new(env!("CARGO_BIN_EXE_claimgate"))
-        .args(["serve", "--client-ca", file.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused_by_serve(&["--client-ca", file.to_str().unwrap()]);
     assert!(stderr.contains("--tls-cert"), "{stderr}");
 }
 

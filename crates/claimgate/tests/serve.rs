@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-use support::{free_port, now, records, start_gateway_on, Gateway, Signer};
+use support::{free_port, now, records, refused_by_serve, start_gateway_on, Gateway, Signer};
 
 const ISS: &str = "https://idp.test/";
 const AUD: &str = "api://orders";
@@ -612,18 +612,12 @@ fn a_file_with_unenforced_members_is_refused_by_serve() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("rl.json");
     std::fs::write(&file, r#"{"pathPrefix":"/v1","specification":{"requestPolicies":{"usagePlans":{"tokenLocations":["request.headers[x-api-key]"]}},"routes":[{"path":"/x","backend":{"type":"STOCK_RESPONSE_BACKEND","status":200}}]}}"#).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_claimgate"))
-        .args([
-            "serve",
-            "--deployment",
-            file.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused_by_serve(&[
+        "--deployment",
+        file.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
     assert!(stderr.contains("requestPolicies.usagePlans"), "{stderr}");
 }
 
@@ -723,12 +717,7 @@ fn serving_threads_share_the_port_and_every_one_answers() {
 
 #[test]
 fn zero_serving_threads_is_refused() {
-    let output = Command::new(env!("CARGO_BIN_EXE_claimgate"))
-        .args(["serve", "--threads", "0"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused_by_serve(&["--threads", "0"]);
     assert!(stderr.contains("--threads"), "{stderr}");
 }
 
@@ -1217,24 +1206,16 @@ fn a_missing_certificate_is_a_clear_configuration_error() {
     let file = dir.path().join("open.json");
     std::fs::write(&file, stock_deployment().to_string()).unwrap();
     let missing = dir.path().join("nope.pem");
-    let output = Command::new(env!("CARGO_BIN_EXE_claimgate"))
-        .args([
-            "serve",
-            "--deployment",
-            file.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--tls-cert",
-            missing.to_str().unwrap(),
-            "--tls-key",
-            missing.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused_by_serve(&[
+        "--deployment",
+        file.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        missing.to_str().unwrap(),
+        "--tls-key",
+        missing.to_str().unwrap(),
+    ]);
     assert!(
         stderr.contains("cannot read certificates from --tls-cert"),
         "{stderr}"

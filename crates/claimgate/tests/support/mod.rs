@@ -231,3 +231,15 @@ pub(crate) fn access_token(port: u16, resource: &str, scope: &str) -> String {
         .unwrap_or_else(|| panic!("{answer}"))
         .to_owned()
 }
+
+/// The standard error of `claimgate serve ARGS`, which must refuse to start (exit 2).
+pub(crate) fn refused_by_serve(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_claimgate"))
+        .arg("serve")
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    stderr
+}
