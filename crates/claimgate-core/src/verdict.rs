@@ -117,8 +117,12 @@ pub struct RouteInfo {
 /// Why a request was answered without reaching authentication.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unrouted {
+    /// The path breaks a rule of [`crate::path::normalize`]: 400 before any route is matched.
+    PathRejected(crate::path::PathRejection),
     NotFound,
-    MethodNotAllowed { allow: Vec<&'static str> },
+    MethodNotAllowed {
+        allow: Vec<&'static str>,
+    },
 }
 
 /// A decision with every check that led to it.
@@ -154,6 +158,7 @@ pub struct Event {
 }
 
 const NO_ROUTE: &str = "no route matched the request";
+const PATH_REJECTED: &str = "the request path was refused before routing";
 
 /// The result of the token-only stages (format, alg, key, signature) for one token and one key
 /// set. A gateway may keep the verified ones, keyed by a hash of the token and the key set's
@@ -261,8 +266,9 @@ pub fn token_to_introspect<'r>(
     if !matches!(policy.keys, KeySource::Discovery(_)) {
         return None;
     }
+    let path = crate::path::normalize(request.path()).ok()?;
     if !matches!(
-        route::find(deployment, request.method(), request.path()),
+        route::find(deployment, request.method(), &path),
         RouteMatch::Found { .. }
     ) {
         return None;
@@ -281,7 +287,12 @@ pub fn evaluate_with(
     cache: Option<&dyn VerificationCache>,
     explain: Explain,
 ) -> Verdict {
-    let (route, info) = match route::find(deployment, request.method(), request.path()) {
+    // The same normal form the gateway routes and forwards (idempotent: borrowed there).
+    let path = match crate::path::normalize(request.path()) {
+        Ok(path) => path,
+        Err(why) => return unrouted(deployment, Unrouted::PathRejected(why), 400),
+    };
+    let (route, info) = match route::find(deployment, request.method(), &path) {
         RouteMatch::Found {
             route,
             index,
@@ -406,6 +417,10 @@ fn server_check(selection: &Selection) -> Check {
 }
 
 fn unrouted(deployment: &Deployment, why: Unrouted, status: u16) -> Verdict {
+    let note = match why {
+        Unrouted::PathRejected(_) => PATH_REJECTED,
+        _ => NO_ROUTE,
+    };
     let rules = match &deployment.authentication {
         Authentication::Jwt(policy) => policy.verify_claims.as_slice(),
         _ => &[],
@@ -416,11 +431,11 @@ fn unrouted(deployment: &Deployment, why: Unrouted, status: u16) -> Verdict {
         route: None,
         unrouted: Some(why),
         checks: if matches!(deployment.authentication, Authentication::Dynamic(_)) {
-            let mut checks = vec![Check::skip(CheckId::Server, NO_ROUTE)];
-            checks.extend(all_skipped(NO_ROUTE, rules));
+            let mut checks = vec![Check::skip(CheckId::Server, note)];
+            checks.extend(all_skipped(note, rules));
             checks
         } else {
-            all_skipped(NO_ROUTE, rules)
+            all_skipped(note, rules)
         },
         flavor: None,
         claims: None,
@@ -1502,6 +1517,9 @@ impl Verdict {
         });
         if let Some(Unrouted::MethodNotAllowed { allow }) = &self.unrouted {
             out["allow"] = json!(allow);
+        }
+        if let Some(Unrouted::PathRejected(why)) = &self.unrouted {
+            out["pathRejected"] = json!(why.reason());
         }
         if let Some(why) = &self.unsupported {
             out["unsupported"] = json!(why);

@@ -21,6 +21,7 @@ pub mod mtls;
 mod proxy;
 mod respond;
 mod server;
+mod target;
 mod transform;
 
 pub use logs::{LogSink, Logs};

@@ -549,12 +549,15 @@ impl Gateway {
                 .get("opc-request-id")
                 .map(HeaderValue::as_bytes),
         );
-        let path = request.uri().path().to_owned();
+        let (mut parts, body) = request.into_parts();
         let state = self.state.load_full();
-        let Some(served) = find(&state, &path) else {
+        if let Err(rejection) = crate::target::settle(&mut parts) {
+            self.target_rejected(&state, &parts, rejection, &request_id);
+            return with_request_id(respond::error(400), &request_id);
+        }
+        let Some(served) = find(&state, parts.uri.path()) else {
             return with_request_id(respond::error(404), &request_id);
         };
-        let (parts, body) = request.into_parts();
         let deployment = &served.deployment;
         let context = Context {
             source: deployment.label(),
@@ -636,6 +639,44 @@ impl Gateway {
             self.access_log(context, &parts, &response, peer, started, deployment);
         }
         response
+    }
+
+    /// Records a request refused before routing (its path or host), under the deployment its
+    /// raw path names when there is one.
+    fn target_rejected(
+        &self,
+        state: &ServedSet,
+        parts: &http::request::Parts,
+        rejection: crate::target::TargetRejection,
+        request_id: &str,
+    ) {
+        let served = find(state, parts.uri.path());
+        let (context, threshold) = match served {
+            Some(served) => (
+                Context {
+                    source: served.deployment.label(),
+                    deployment_id: &served.deployment.id,
+                    request_id: Some(request_id),
+                },
+                served.threshold,
+            ),
+            None => (
+                Context {
+                    request_id: Some(request_id),
+                    ..GATEWAY_CONTEXT
+                },
+                Level::Info,
+            ),
+        };
+        self.logs.execution(
+            context,
+            threshold,
+            ExecutionRecord::new(
+                rejection.record_type(),
+                Level::Warn,
+                format!("The request was refused: {}.", rejection.reason()),
+            ),
+        );
     }
 
     /// A `MODIFY_RESPONSE` validation failure policy's answer instead of the 401: its status
@@ -931,7 +972,22 @@ impl Gateway {
                 return respond::error(502);
             }
             Backend::Http(backend) => {
-                let url = request_context.expand_url(&backend.url);
+                let url = match request_context.expand_url(&backend.url) {
+                    Ok(url) => url,
+                    Err(why) => {
+                        let rejection = crate::target::TargetRejection::Path(why);
+                        self.logs.execution(
+                            context,
+                            threshold,
+                            ExecutionRecord::new(
+                                rejection.record_type(),
+                                Level::Warn,
+                                format!("The request was refused: {}.", rejection.reason()),
+                            ),
+                        );
+                        return respond::error(400);
+                    }
+                };
                 let query = match &route.query_parameter_transformations {
                     Some(rules) => {
                         crate::transform::query(rules, parts.uri.query(), &request_context)

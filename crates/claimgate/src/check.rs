@@ -504,6 +504,11 @@ fn print_text(
         None => request.path.clone(),
     };
     outln!("  request     {} {target}", request.method);
+    if let Ok(normal) = claimgate_core::path::normalize(&request.path) {
+        if normal != request.path {
+            outln!("  path        {normal} (normalised, as the gateway routes and forwards it)");
+        }
+    }
     match (&verdict.route, &verdict.unrouted) {
         (Some(route), _) => {
             let backend = match deployment.routes.get(route.index).map(|r| &r.backend) {
@@ -519,6 +524,9 @@ fn print_text(
                 route.path_prefix,
                 route.methods.join(",")
             );
+        }
+        (None, Some(Unrouted::PathRejected(why))) => {
+            outln!("  route       none: the path is refused before routing ({why})")
         }
         (None, Some(Unrouted::MethodNotAllowed { allow })) => {
             outln!(
