@@ -223,6 +223,76 @@ pub fn deployment(data: &[u8]) {
     }
 }
 
+/// The deployment the `path` target routes against: a wildcard and a single-segment route
+/// under `/v1`, each forwarding its parameter.
+const PATH_DEPLOYMENT: &str = r#"{"pathPrefix": "/v1", "specification": {"routes": [
+  {"path": "/files/{p*}", "methods": ["GET"],
+   "backend": {"type": "HTTP_BACKEND", "url": "http://b/files/${request.path[p]}"}},
+  {"path": "/one/{name}/x", "methods": ["GET"],
+   "backend": {"type": "HTTP_BACKEND", "url": "http://b/one/${request.path[name]}/x"}}]}}"#;
+
+fn path_deployment() -> &'static Deployment {
+    static DEPLOYMENT: OnceLock<Deployment> = OnceLock::new();
+    DEPLOYMENT.get_or_init(|| {
+        load_str(PATH_DEPLOYMENT, &LoadOptions::default())
+            .expect("the path target's deployment loads")
+            .deployment
+    })
+}
+
+/// `claimgate_core::path::normalize` on any UTF-8 text (as a request path). Properties: the
+/// normal form is a fixed point (normalising it again borrows it unchanged); it starts with `/`,
+/// has no `//`, no `.` or `..` segment, no `.;`/`..;` segment, no escaped unreserved character,
+/// no lower-case escape, no backslash and no control character; and the router agrees with the
+/// URL builder: a path routed to `/files/{p*}` is `/v1/files/` followed by exactly the captured
+/// value, and one routed to `/one/{name}/x` captures one segment that is neither `.` nor `..`.
+pub fn path(data: &[u8]) {
+    use claimgate_core::path::normalize;
+    use claimgate_core::route::{find, RouteMatch};
+    use std::borrow::Cow;
+    let Ok(raw) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(normal) = normalize(raw) else {
+        return;
+    };
+    match normalize(&normal) {
+        Ok(Cow::Borrowed(again)) => assert_eq!(again, &*normal, "not a fixed point"),
+        other => panic!("{normal:?} normalises again to {other:?}"),
+    }
+    assert!(normal.starts_with('/'), "{normal:?}");
+    assert!(!normal.contains("//"), "{normal:?}");
+    assert!(!normal.contains('\\'), "{normal:?}");
+    assert!(!normal.bytes().any(|b| b < 0x20 || b == 0x7f), "{normal:?}");
+    for segment in normal[1..].split('/') {
+        assert!(
+            segment != "." && segment != ".." && !segment.starts_with(".;") && !segment.starts_with("..;"),
+            "{normal:?}"
+        );
+    }
+    let bytes = normal.as_bytes();
+    for (i, _) in normal.match_indices('%') {
+        let hex = &bytes[i + 1..i + 3];
+        assert!(hex.iter().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(b)), "{normal:?}");
+        let value = u8::from_str_radix(std::str::from_utf8(hex).unwrap(), 16).unwrap();
+        assert!(
+            !(value.is_ascii_alphanumeric() || b"-._~".contains(&value)),
+            "escaped unreserved in {normal:?}"
+        );
+        assert!(!matches!(value, b'/' | b'\\') && value >= 0x20 && value != 0x7f, "{normal:?}");
+    }
+    if let RouteMatch::Found { route, params, .. } = find(path_deployment(), "GET", &normal) {
+        let value = &params[0].1;
+        match route.path.as_str() {
+            "/files/{p*}" => assert_eq!(format!("/v1/files/{value}"), *normal),
+            _ => {
+                assert!(!value.contains('/') && value != "." && value != "..", "{value:?}");
+                assert_eq!(format!("/v1/one/{value}/x"), *normal);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod replay {
     //! Replays every checked-in seed and regression through its target, without libFuzzer.
@@ -257,6 +327,11 @@ mod replay {
     #[test]
     fn jwks_corpus() {
         replay("jwks", super::jwks);
+    }
+
+    #[test]
+    fn path_corpus() {
+        replay("path", super::path);
     }
 
     #[test]
