@@ -418,3 +418,93 @@ fn validate_and_serve_show_file_values_escaped() {
     assert_no_raw_controls("serve", &text);
     assert!(text.contains(r"\u{1b}[2J"), "{text}");
 }
+
+#[test]
+fn check_shows_an_introspection_answer_and_the_request_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let opaque = json!({
+        "type": "TOKEN_AUTHENTICATION", "tokenHeader": "Authorization", "tokenAuthScheme": "Bearer",
+        "validationPolicy": {
+            "type": "REMOTE_DISCOVERY",
+            "clientDetails": {"type": "CUSTOM", "clientId": "gateway",
+                              "clientSecretId": "ocid1.vaultsecret.oc1..gateway", "clientSecretVersionNumber": 1},
+            "sourceUriDetails": {"type": "DISCOVERY_URI", "uri": "https://idp.test/.well-known/openid-configuration"},
+            "additionalValidationPolicy": {
+                "issuers": [ISS], "audiences": [AUD],
+                "verifyClaims": [{"key": "tenant", "values": ["acme"], "isRequired": true}]
+            }
+        }
+    });
+    let mut file = deployment("/v1", header_located());
+    file["specification"]["requestPolicies"]["authentication"] = opaque;
+    let file = write(dir.path(), "opaque.json", &file);
+    // A recorded answer (no network call) whose claim attacks the terminal.
+    let answer = write(
+        dir.path(),
+        "answer.json",
+        &json!({"active": true, "iss": ISS, "aud": AUD, "exp": now() + 600, "tenant": EVIL}),
+    );
+    let args = |extra: &[&str]| {
+        let mut args = vec![
+            "check",
+            "--deployment",
+            file.to_str().unwrap(),
+            "--token",
+            "opaque-token",
+            "--introspection",
+            answer.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| {
+        Command::new(env!("CARGO_BIN_EXE_claimgate"))
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let output = run(args(&["--request", "GET /v1/hello"]));
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert_no_raw_controls("check (introspection)", &text);
+    assert!(text.contains("introspection answer (RFC 7662)"), "{text}");
+    for escaped in ESCAPED {
+        assert!(text.contains(escaped), "check lacks {escaped}:\n{text}");
+    }
+    let output = run(args(&["--request", "GET /v1/hello", "--output", "json"]));
+    let document: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(document["introspection"]["answer"]["tenant"], EVIL);
+
+    // The request as given is printed (or refused) escaped too.
+    let output = run(args(&[
+        "--request",
+        "GET /v1/hel\u{85}lo\u{1b}[2J?q=\u{202e}",
+    ]));
+    assert_no_raw_controls("check (request)", &String::from_utf8_lossy(&output.stdout));
+    assert_no_raw_controls("check (request)", &String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
+fn logs_shows_every_field_of_a_record_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = "R1";
+    let records = [
+        json!({"type": "com.oraclecloud.apigateway.apideployment.access", "time": format!("2026-01-01T00:00:00Z{EVIL}"),
+               "data": {"opcRequestId": id, "message": format!("GET /v1/{EVIL} HTTP/1.1"), "status": 401}}),
+        json!({"type": "com.oraclecloud.apigateway.apideployment.execution", "time": "2026-01-01T00:00:01Z",
+               "data": {"opcRequestId": id, "level": format!("WARN{EVIL}"), "code": "httpBackend.requestError",
+                        "message": EVIL, "check": EVIL, "expected": [EVIL], "actual": EVIL, "fix": EVIL, "cause": EVIL}}),
+    ];
+    let lines: Vec<String> = records.iter().map(Value::to_string).collect();
+    let file = dir.path().join("records.log");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let output = claimgate(&["logs", "--file", file.to_str().unwrap(), "--request-id", id]);
+    assert_eq!(output.status.code(), Some(0));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert_no_raw_controls("logs", &text);
+    // A heading, two records, a blank line, the diagnosis heading and one failure in five
+    // lines (message, expected, actual, fix, cause): nothing forged.
+    assert_eq!(text.lines().count(), 1 + 2 + 1 + 1 + 5, "{text}");
+    assert!(text.contains(r"GET /v1/\u{1b}[2J\n  diagnosis"), "{text}");
+}
