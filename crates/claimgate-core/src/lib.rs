@@ -11,6 +11,7 @@
 mod check;
 mod claims;
 mod dynamic;
+mod escape;
 pub mod path;
 pub mod route;
 mod time;
@@ -21,6 +22,7 @@ pub use claims::Claims;
 pub use dynamic::{
     select_for_request, select_server, wildcard_matches, Matched, Selection, SelectorToken,
 };
+pub use escape::{escape, is_escaped, Escaped};
 pub use path::PathRejection;
 pub use time::{human_duration, relative, skew_text, UnixTime};
 pub use verdict::{

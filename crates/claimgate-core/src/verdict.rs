@@ -956,6 +956,9 @@ pub(crate) fn extract_token<'r>(
                     if !found.eq_ignore_ascii_case(scheme) {
                         return Err(Some(if rest.is_empty() {
                             format!("header '{name}' without the '{scheme}' scheme")
+                        } else if looks_like_a_credential(found) {
+                            // Tokens never reach a log: the fix names what was sent, not the text.
+                            format!("header '{name}' with something other than the '{scheme}' scheme where the scheme should be (not shown: it looks like a credential)")
                         } else {
                             format!("header '{name}' with scheme '{found}' instead of '{scheme}'")
                         }));
@@ -986,6 +989,27 @@ pub(crate) fn extract_token<'r>(
             }
         }
     }
+}
+
+/// Whether the text found where a header's scheme should be may be a credential rather than a
+/// scheme name (`Authorization: <jwt> x` puts the token there), so that a verdict, which is
+/// logged, does not quote it: longer than 16 characters, two dots (a JWS or JWE), or a run of
+/// 8 or more letters and digits that is not a plain word (mixed case after the first letter,
+/// or digits: base64 and hex). Scheme names (`Basic`, `Bearer`, `DPoP`, `Negotiate`,
+/// `AWS4-HMAC-SHA256`) are still named, so the operator sees what was sent.
+fn looks_like_a_credential(found: &str) -> bool {
+    if found.len() > 16 || found.matches('.').count() >= 2 {
+        return true;
+    }
+    found
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|run| run.len() >= 8)
+        .any(|run| {
+            let plain = run.bytes().all(|b| b.is_ascii_uppercase())
+                || (run.as_bytes()[0].is_ascii_alphabetic()
+                    && run.bytes().skip(1).all(|b| b.is_ascii_lowercase()));
+            !plain
+        })
 }
 
 fn judge_alg_and_key<'k>(
@@ -1579,4 +1603,82 @@ fn check_json(check: &Check) -> Value {
         }
     }
     Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request with one `Authorization` header.
+    #[derive(Debug)]
+    struct Authorization(&'static str);
+
+    impl RequestView for Authorization {
+        fn method(&self) -> &str {
+            "GET"
+        }
+        fn path(&self) -> &str {
+            "/"
+        }
+        fn query(&self) -> Option<&str> {
+            None
+        }
+        fn header(&self, name: &str) -> HeaderValues<'_> {
+            if name.eq_ignore_ascii_case("authorization") {
+                HeaderValues::One(self.0)
+            } else {
+                HeaderValues::Absent
+            }
+        }
+    }
+
+    fn found(value: &'static str) -> String {
+        let bearer = TokenLocation::Header {
+            name: "Authorization".into(),
+            scheme: Some("Bearer".into()),
+        };
+        extract_token(&bearer, &Authorization(value))
+            .expect_err("refused")
+            .expect("described")
+    }
+
+    #[test]
+    fn a_token_where_the_scheme_should_be_is_not_quoted() {
+        for value in [
+            "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ x",
+            // Short, but shaped like a token or a password.
+            "a.b.c x",
+            "dXNlcjpwYXNz x",
+            "deadbeef42 x",
+            "s3cr3tpassword x",
+            // Long, whatever it looks like.
+            "averyveryverylongschemename x",
+        ] {
+            let text = found(value);
+            let sent = value.split(' ').next().unwrap();
+            assert!(!text.contains(sent), "{value}: {text}");
+            assert!(text.contains("not shown"), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_scheme_name_is_still_quoted() {
+        for (value, scheme) in [
+            ("Basic dXNlcjpwYXNz", "Basic"),
+            ("DPoP abc", "DPoP"),
+            ("Negotiate YIIB", "Negotiate"),
+            ("AWS4-HMAC-SHA256 Credential=x", "AWS4-HMAC-SHA256"),
+            ("TOKEN abc", "TOKEN"),
+        ] {
+            let text = found(value);
+            assert_eq!(
+                text,
+                format!("header 'Authorization' with scheme '{scheme}' instead of 'Bearer'"),
+            );
+        }
+        assert_eq!(
+            found("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln"),
+            "header 'Authorization' without the 'Bearer' scheme"
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! Prometheus metrics, with the names and labels SPEC.md "Operations" fixes. Label values are
 //! low-cardinality by construction: deployments and route templates come from configuration,
-//! never from the raw request path.
+//! never from the raw request path, and a method outside the standard ones is `_OTHER`.
 //!
 //! The per-request metrics are updated through handles kept by their labels and found with
 //! borrowed label values, so a request builds no owned label set (three `String`s) to find its
@@ -128,6 +128,22 @@ fn duration_histogram() -> Histogram {
     ])
 }
 
+/// The `method` label of a request: the method itself when it is a standard one (RFC 9110
+/// §9, and PATCH), else `_OTHER`, as OpenTelemetry's `http.request.method` does. The method is
+/// the client's to choose (any token, any length): taken as it is, distinct methods would make
+/// the series, and `/metrics`, grow without bound. Deployments can name only standard methods
+/// (the configuration refuses others), so every method a route answers keeps its label.
+fn method_label(method: &str) -> &str {
+    const STANDARD: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    if STANDARD.contains(&method) {
+        method
+    } else {
+        "_OTHER"
+    }
+}
+
 /// Every metric the gateway exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -211,6 +227,7 @@ impl Metrics {
     }
 
     pub fn request(&self, deployment: &str, route: &str, method: &str, status: u16, seconds: f64) {
+        let method = method_label(method);
         let key = RequestKey {
             deployment,
             route,
@@ -364,5 +381,29 @@ mod tests {
             assert!(text.contains(expected), "{expected} not in\n{text}");
         }
         assert_eq!(metrics.request_handles.series.read().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn methods_outside_the_standard_ones_share_one_label() {
+        let metrics = Metrics::new();
+        for i in 0..50 {
+            let method = format!("X{i}{}", "M".repeat(200));
+            metrics.request("orders", "/items", &method, 405, 0.001);
+        }
+        // Methods are case-sensitive: `get` is not `GET`.
+        metrics.request("orders", "/items", "get", 405, 0.001);
+        for method in [
+            "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+        ] {
+            metrics.request("orders", "/items", method, 200, 0.001);
+        }
+        let text = metrics.encode();
+        assert!(!text.contains("MMMM"), "a client's method is a label");
+        assert!(!text.contains(r#"method="get""#));
+        assert!(text.contains(
+            r#"http_server_request_duration_seconds_count{deployment="orders",route="/items",method="_OTHER",status="405"} 51"#
+        ));
+        assert!(text.contains(r#"method="TRACE",status="200"} 1"#));
+        assert_eq!(metrics.request_handles.series.read().unwrap().len(), 10);
     }
 }

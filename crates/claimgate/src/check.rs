@@ -1,12 +1,12 @@
 //! `claimgate check`: the verdict the gateway would give one request.
 
 use crate::input::{load_deployment, parse_now, plural, read_token, InputError};
-use crate::output::{colour_enabled, print_json, report_error, Paint};
+use crate::output::{colour_enabled, print_json, print_pretty_json, report_error, Paint};
 use crate::{exit, Format};
 use claimgate_config::{Authentication, Backend, Deployment, KeySource, TokenLocation};
 use claimgate_core::{
-    evaluate_with, token_to_introspect, CheckId, Claims, Decision, Explain, HeaderValues,
-    Introspection, KeyMaterial, Outcome, RequestView, UnixTime, Unrouted, Verdict,
+    escape, evaluate_with, token_to_introspect, CheckId, Claims, Decision, Escaped, Explain,
+    HeaderValues, Introspection, KeyMaterial, Outcome, RequestView, UnixTime, Unrouted, Verdict,
 };
 use claimgate_jose::{parse_jwks, JwksParse};
 use serde_json::{json, Value};
@@ -241,11 +241,12 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
     } else {
         if let Some(answer) = &obtained.introspection {
             match answer {
-                Ok(answer) => outln!(
-                    "introspection answer (RFC 7662):\n{}\n",
-                    serde_json::to_string_pretty(&answer.to_map()).unwrap_or_default()
-                ),
-                Err(reason) => outln!("introspection failed: {reason}\n"),
+                Ok(answer) => {
+                    outln!("introspection answer (RFC 7662):");
+                    print_pretty_json(&answer.to_map());
+                    outln!();
+                }
+                Err(reason) => outln!("introspection failed: {}\n", Escaped(reason)),
             }
         }
         print_text(&verdict, deployment, &request, now, keys_from, &notes);
@@ -477,8 +478,10 @@ fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
+/// A value as one line of JSON, escaped for the terminal (serde leaves DEL, C1 and the
+/// bidirectional controls raw).
 fn compact(value: &Value) -> String {
-    serde_json::to_string(value).unwrap_or_default()
+    escape(&serde_json::to_string(value).unwrap_or_default()).into_owned()
 }
 
 fn print_text(
@@ -503,25 +506,32 @@ fn print_text(
         Some(q) => format!("{}?{}", request.path, redact_query(q)),
         None => request.path.clone(),
     };
-    outln!("  request     {} {target}", request.method);
+    outln!(
+        "  request     {} {}",
+        Escaped(&request.method),
+        Escaped(&target)
+    );
     if let Ok(normal) = claimgate_core::path::normalize(&request.path) {
         if normal != request.path {
-            outln!("  path        {normal} (normalised, as the gateway routes and forwards it)");
+            outln!(
+                "  path        {} (normalised, as the gateway routes and forwards it)",
+                Escaped(&normal)
+            );
         }
     }
     match (&verdict.route, &verdict.unrouted) {
         (Some(route), _) => {
             let backend = match deployment.routes.get(route.index).map(|r| &r.backend) {
                 Some(Backend::Stock(s)) => format!("stock response {}", s.status),
-                Some(Backend::Http(h)) => format!("HTTP backend {}", h.url),
-                Some(Backend::Unsupported { kind }) => kind.clone(),
+                Some(Backend::Http(h)) => format!("HTTP backend {}", Escaped(&h.url)),
+                Some(Backend::Unsupported { kind }) => escape(kind).into_owned(),
                 None => String::new(),
             };
             outln!(
                 "  route       {} (routes[{}], prefix {}, methods {}) → {backend}",
-                route.path,
+                Escaped(&route.path),
                 route.index,
-                route.path_prefix,
+                Escaped(&route.path_prefix),
                 route.methods.join(",")
             );
         }
@@ -531,18 +541,18 @@ fn print_text(
         (None, Some(Unrouted::MethodNotAllowed { allow })) => {
             outln!(
                 "  route       a route matches the path but not {}; allowed: {}",
-                request.method,
+                Escaped(&request.method),
                 allow.join(", ")
             )
         }
         _ => outln!(
             "  route       none matches (prefix {})",
-            deployment.path_prefix
+            Escaped(&deployment.path_prefix)
         ),
     }
     if let Some(selection) = &verdict.selection {
         let value = match &selection.value {
-            Some(value) => format!("'{value}'"),
+            Some(value) => format!("'{}'", Escaped(value)),
             None => "(absent)".to_owned(),
         };
         let why = match selection.matched {
@@ -551,13 +561,13 @@ fn print_text(
             claimgate_core::Matched::Default => "no key matched; the default server".to_owned(),
             claimgate_core::Matched::None => format!(
                 "no key matched and no server is the default; keys tried: {}",
-                selection.keys_tried.join(", ")
+                Escaped(&selection.keys_tried.join(", "))
             ),
         };
         outln!(
             "  server      {} ({} = {value}: {why})",
-            selection.server_name.as_deref().unwrap_or("none"),
-            selection.selector
+            Escaped(selection.server_name.as_deref().unwrap_or("none")),
+            Escaped(&selection.selector)
         );
     }
     let policy = match &deployment.authentication {
@@ -576,13 +586,13 @@ fn print_text(
         };
         let keys = match keys_from {
             KeysFrom::Static => "static keys".to_owned(),
-            KeysFrom::Recorded(path) => format!("keys from {path}"),
-            KeysFrom::Fetched(uri) => format!("keys fetched from {uri}"),
+            KeysFrom::Recorded(path) => format!("keys from {}", Escaped(path)),
+            KeysFrom::Fetched(uri) => format!("keys fetched from {}", Escaped(uri)),
             KeysFrom::None => String::new(),
         };
         outln!(
             "  policy      {flavor}, token in {}, {keys}",
-            policy.location
+            Escaped(&policy.location.to_string())
         );
     }
     outln!("  evaluated   {now}");
@@ -590,27 +600,31 @@ fn print_text(
     let width = verdict
         .checks
         .iter()
-        .map(|c| c.id.to_string().len())
+        .map(|c| escape(&c.id.to_string()).chars().count())
         .max()
         .unwrap_or(6)
         .max(9);
     for check in &verdict.checks {
-        let id = format!("{:<width$}", check.id.to_string());
+        let id = format!("{:<width$}", escape(&check.id.to_string()));
         let unverified = if check.unverified {
             p.yellow(" (unverified)")
         } else {
             String::new()
         };
         match &check.outcome {
-            Outcome::Pass(note) => outln!("  {} {id}  {note}{unverified}", p.green("pass")),
-            Outcome::Skip(why) => {
-                outln!("  {} {}", p.dim("skip"), p.dim(&format!("{id}  {why}")))
+            Outcome::Pass(note) => {
+                outln!("  {} {id}  {}{unverified}", p.green("pass"), Escaped(note))
             }
+            Outcome::Skip(why) => outln!(
+                "  {} {}",
+                p.dim("skip"),
+                p.dim(&format!("{id}  {}", Escaped(why)))
+            ),
             Outcome::Fail(_) => {
                 outln!(
                     "  {} {id}  {}{unverified}",
                     p.red("FAIL"),
-                    check.message().unwrap_or_default()
+                    Escaped(&check.message().unwrap_or_default())
                 );
                 let pad = " ".repeat(width + 9);
                 if let Some(expected) = &check.expected {
@@ -631,10 +645,10 @@ fn print_text(
                     _ => {}
                 }
                 if let Some(setting) = &check.setting {
-                    outln!("{pad}policy    {setting}");
+                    outln!("{pad}policy    {}", Escaped(setting));
                 }
                 if let Some(fix) = check.fix() {
-                    outln!("{pad}{}       {fix}", p.bold("fix"));
+                    outln!("{pad}{}       {}", p.bold("fix"), Escaped(&fix));
                 }
             }
         }
@@ -648,14 +662,19 @@ fn print_text(
         outln!();
         outln!("execution log (what the gateway would record):");
         for event in events {
-            outln!("  {:<5} {}  {}", event.level, event.code, event.message);
+            outln!(
+                "  {:<5} {}  {}",
+                event.level,
+                Escaped(&event.code),
+                Escaped(&event.message)
+            );
         }
     }
     if !notes.is_empty() {
         eprintln!();
         eprintln!("{} warning{}:", notes.len(), plural(notes.len()));
         for note in notes {
-            eprintln!("  {note}");
+            eprintln!("  {}", Escaped(note));
         }
     }
 }

@@ -2,9 +2,9 @@
 //! It never verifies a signature and says so.
 
 use crate::input::{parse_now, read_token, InputError};
-use crate::output::{colour_enabled, print_json, report_error, Paint};
+use crate::output::{colour_enabled, print_json, print_pretty_json, report_error, Paint};
 use crate::{exit, Format};
-use claimgate_core::{relative, UnixTime};
+use claimgate_core::{relative, Escaped, UnixTime};
 use claimgate_jose::{decode_base64url, json, ParsedToken};
 use serde_json::{json, Map, Value};
 
@@ -77,16 +77,11 @@ fn decode(args: &DecodeArgs) -> Result<(), InputError> {
         return Ok(());
     }
     let p = Paint(colour_enabled());
+    // The claims are the token's to choose: printed escaped (the JSON output keeps them).
     outln!("{}", p.bold("header"));
-    outln!(
-        "{}",
-        serde_json::to_string_pretty(&header).unwrap_or_default()
-    );
+    print_pretty_json(&header);
     outln!("{}", p.bold("payload"));
-    outln!(
-        "{}",
-        serde_json::to_string_pretty(&payload).unwrap_or_default()
-    );
+    print_pretty_json(&payload);
     if !times.is_empty() {
         outln!("{}", p.bold("times (UTC)"));
         for claim in TIME_CLAIMS {
@@ -113,7 +108,8 @@ fn decode(args: &DecodeArgs) -> Result<(), InputError> {
         outln!(
             "{}",
             p.red(&format!(
-                "claimgate would refuse this token: JWT token is malformed: {problem}."
+                "claimgate would refuse this token: JWT token is malformed: {}.",
+                Escaped(&problem)
             ))
         );
     }

@@ -4,6 +4,7 @@
 use crate::input::InputError;
 use crate::output::{colour_enabled, print_json, report_error, Paint};
 use crate::{exit, Format};
+use claimgate_core::Escaped;
 use serde_json::{json, Value};
 
 #[derive(Debug, clap::Args)]
@@ -120,39 +121,43 @@ pub(crate) fn run(args: &LogsArgs) -> u8 {
     if mine.is_empty() {
         eprintln!(
             "no record has opcRequestId '{}' in {}",
-            args.request_id,
-            args.files.join(", ")
+            Escaped(&args.request_id),
+            Escaped(&args.files.join(", "))
         );
         return exit::DENIED;
     }
+    // Every value below comes from the log files, and so from requests and tokens: printed
+    // escaped, so a claim cannot clear the screen or forge a "diagnosis" line.
+    let text = |value: &Value| Escaped(value.as_str().unwrap_or("")).to_string();
+    let json = |value: &Value| Escaped(&value.to_string()).to_string();
     let p = Paint(colour_enabled());
     outln!(
         "{} record{} for request {}:",
         mine.len(),
         if mine.len() == 1 { "" } else { "s" },
-        args.request_id
+        Escaped(&args.request_id)
     );
     for record in &mine {
         let data = &record["data"];
-        let time = record["time"].as_str().unwrap_or("");
+        let time = text(&record["time"]);
         let kind = record["type"].as_str().unwrap_or("");
         if kind.ends_with(".access") {
             outln!(
                 "  {time}  access     {} → {}",
-                data["message"].as_str().unwrap_or(""),
-                data["status"]
+                text(&data["message"]),
+                json(&data["status"])
             );
         } else {
             let level = data["level"].as_str().unwrap_or("");
             let level = match level {
                 "ERROR" => p.red(level),
                 "WARN" => p.yellow(level),
-                other => other.to_owned(),
+                other => Escaped(other).to_string(),
             };
             outln!(
                 "  {time}  {level:<5}  {}  {}",
-                data["code"].as_str().unwrap_or(""),
-                data["message"].as_str().unwrap_or("")
+                text(&data["code"]),
+                text(&data["message"])
             );
         }
     }
@@ -168,24 +173,20 @@ pub(crate) fn run(args: &LogsArgs) -> u8 {
             let data = &record["data"];
             let check = data["check"]
                 .as_str()
-                .map(|c| format!("{c}: "))
+                .map(|c| format!("{}: ", Escaped(c)))
                 .unwrap_or_default();
-            outln!(
-                "  {} {check}{}",
-                p.red("✗"),
-                data["message"].as_str().unwrap_or("")
-            );
+            outln!("  {} {check}{}", p.red("✗"), text(&data["message"]));
             if !data["expected"].is_null() {
-                outln!("      expected  {}", data["expected"]);
+                outln!("      expected  {}", json(&data["expected"]));
             }
             if !data["actual"].is_null() {
-                outln!("      actual    {}", data["actual"]);
+                outln!("      actual    {}", json(&data["actual"]));
             }
             if let Some(fix) = data["fix"].as_str() {
-                outln!("      fix       {fix}");
+                outln!("      fix       {}", Escaped(fix));
             }
             if let Some(cause) = data["cause"].as_str() {
-                outln!("      cause     {cause}");
+                outln!("      cause     {}", Escaped(cause));
             }
         }
     }

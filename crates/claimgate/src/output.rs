@@ -1,7 +1,10 @@
 //! Printing for people (colour only on a terminal, never with `NO_COLOR`) and for scripts (one
-//! JSON document with `"version": 1`).
+//! JSON document with `"version": 1`). Values printed for people go through
+//! [`claimgate_core::escape`] (control characters shown escaped: a claim cannot clear the
+//! screen or forge a line); JSON escapes by itself and keeps the value.
 
 use crate::input::InputError;
+use claimgate_core::Escaped;
 use serde_json::{json, Value};
 use std::io::IsTerminal as _;
 
@@ -59,14 +62,25 @@ pub(crate) fn print_json(mut document: Value) {
     );
 }
 
+/// Prints a value as indented JSON for people. serde escapes C0 controls inside strings but not
+/// DEL, C1 or the bidirectional controls, so each line is escaped too; the only raw newlines of
+/// pretty JSON are its layout's.
+pub(crate) fn print_pretty_json(value: &impl serde::Serialize) {
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    for line in text.lines() {
+        outln!("{}", Escaped(line));
+    }
+}
+
 /// Reports an input error as text on stderr or as the JSON error document on stdout.
 pub(crate) fn report_error(error: &InputError, json_output: bool) {
     if json_output {
         print_json(json!({"error": {"message": error.message, "details": error.details}}));
     } else {
-        eprintln!("claimgate: {}", error.message);
+        // Messages quote file names, file contents and arguments.
+        eprintln!("claimgate: {}", Escaped(&error.message));
         for detail in &error.details {
-            eprintln!("  {detail}");
+            eprintln!("  {}", Escaped(detail));
         }
     }
 }

@@ -241,7 +241,14 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
         };
         let labels: Vec<String> = deployments
             .iter()
-            .map(|d| format!("{} ({})", d.path_prefix, d.label()))
+            // Escaped for the terminal: both come from the deployment file.
+            .map(|d| {
+                format!(
+                    "{} ({})",
+                    claimgate_core::escape(&d.path_prefix),
+                    claimgate_core::escape(d.label())
+                )
+            })
             .collect();
         let tls_files = TlsFiles::from_args(args);
         let tls = match &tls_files {
@@ -281,7 +288,11 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             "claimgate listening on {scheme}://{local}, serving {}",
             labels.join(", ")
         );
-        eprintln!("execution log: {execution_target}   access log: {access_target}");
+        eprintln!(
+            "execution log: {}   access log: {}",
+            claimgate_core::escape(&execution_target),
+            claimgate_core::escape(&access_target)
+        );
         if let Some((demo, file)) = &demo {
             print_demo(local, demo, file, &execution_target, &access_target);
         }

@@ -5,6 +5,7 @@ use crate::input::{plural, InputError};
 use crate::output::{colour_enabled, print_json, report_error, Paint};
 use crate::{exit, Format};
 use claimgate_config::{load_str, Diagnostic, LoadOptions, Secrets};
+use claimgate_core::Escaped;
 use serde_json::json;
 use std::path::Path;
 
@@ -107,7 +108,7 @@ pub(crate) fn run(args: &ValidateArgs) -> u8 {
             } else {
                 format!(" ({warning_count})")
             };
-            outln!("{} {file}{count}", p.green("ok"));
+            outln!("{} {}{count}", p.green("ok"), Escaped(file));
         } else {
             let count = if warning_count.is_empty() {
                 String::new()
@@ -115,17 +116,19 @@ pub(crate) fn run(args: &ValidateArgs) -> u8 {
                 format!(", {warning_count}")
             };
             outln!(
-                "{} {file}: {} error{}{count}",
+                "{} {}: {} error{}{count}",
                 p.red("invalid"),
+                Escaped(file),
                 errors.len(),
                 plural(errors.len())
             );
         }
         for e in &errors {
-            outln!("  {} {e}", p.red("error"));
+            // Messages quote the file's own values.
+            outln!("  {} {}", p.red("error"), Escaped(&e.to_string()));
         }
         for w in &warnings {
-            outln!("  {} {w}", p.yellow("warning"));
+            outln!("  {} {}", p.yellow("warning"), Escaped(&w.to_string()));
         }
     }
     if args.output == Format::Json {
