@@ -296,6 +296,19 @@ fn a_repeated_selector_header_selects_by_its_first_value() {
     assert_eq!(status(&globex_bearer, ["acme", "globex"]), 401);
     assert_eq!(status(&globex_bearer, ["globex", "acme"]), 200);
     assert_eq!(status(&acme_bearer, ["globex", "acme"]), 401);
+
+    // `check` selects alike.
+    let file = gw.dir.path().join("deployment-0.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_claimgate"))
+        .args(["check", "--deployment", file.to_str().unwrap()])
+        .args(["--output", "json", "--request", "GET /v1/orders"])
+        .args(["--header", "X-Tenant: acme", "--header", "X-Tenant: globex"])
+        .args(["--token", acme_bearer.trim_start_matches("Bearer ")])
+        .output()
+        .unwrap();
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(out.status.code(), Some(0), "{json:#}");
+    assert_eq!(json["server"]["selected"], "acme", "{json:#}");
 }
 
 fn cors_stock(prefix: &str, mutual_tls: bool) -> Value {
