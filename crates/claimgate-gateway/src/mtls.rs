@@ -226,19 +226,16 @@ impl CertName {
 /// What a request needs of a certificate verified at the handshake.
 fn verified(der: &CertificateDer<'_>) -> PeerCertificate {
     use base64::Engine as _;
-    let (names, not_before, not_after) = match x509_parser::parse_x509_certificate(der.as_ref()) {
-        Ok((_, cert)) => (
-            names(&cert),
-            cert.validity().not_before.timestamp(),
-            cert.validity().not_after.timestamp(),
-        ),
-        // The verifier parsed it; should this parser not, the certificate is never valid.
-        Err(_) => (Vec::new(), i64::MAX, i64::MIN),
+    // The verifier parsed it; should this parser not, it is refused like an unverified one.
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der.as_ref()) else {
+        return PeerCertificate::Invalid {
+            reason: "the certificate's names and validity cannot be read".to_owned(),
+        };
     };
     PeerCertificate::Verified(Box::new(VerifiedCertificate {
-        names,
-        not_before,
-        not_after,
+        names: names(&cert),
+        not_before: cert.validity().not_before.timestamp(),
+        not_after: cert.validity().not_after.timestamp(),
         client_base64: base64::engine::general_purpose::STANDARD
             .encode(der.as_ref())
             .into(),
