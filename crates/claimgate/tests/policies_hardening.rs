@@ -481,3 +481,79 @@ fn request_cert_is_the_verified_certificate_and_cannot_be_forged() {
     assert!(received(&body, "x-client-cert").is_empty(), "{body}");
     assert!(received(&body, "x_client_cert").is_empty(), "{body}");
 }
+
+/// SPEC: the client certificate is re-checked for expiry on every request: a certificate that
+/// expires while its connection stays open is refused from then on, on that same connection.
+#[test]
+fn a_client_certificate_that_expires_on_an_open_connection_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server_ca = ca("claimgate test server CA");
+    let (server_cert, server_key, _) = leaf(&server_ca, "localhost", false);
+    let client_ca = ca("claimgate test client CA");
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let cert_file = write("server.pem", &server_cert);
+    let key_file = write("server.key", &server_key);
+    let ca_file = write("clients.pem", &client_ca.pem);
+    let deployment = json!({"displayName": "m", "pathPrefix": "/m", "specification": {
+        "requestPolicies": {"mutualTls": {"isVerifiedCertificateRequired": true}},
+        "routes": [{"path": "/hello", "methods": ["GET"],
+                    "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200, "body": "hello"}}]
+    }});
+    let file = PathBuf::from(write("deployment.json", &deployment.to_string()));
+    let gw = start_gateway_on(
+        dir,
+        &[file],
+        false,
+        &[
+            "--tls-cert",
+            &cert_file,
+            "--tls-key",
+            &key_file,
+            "--client-ca",
+            &ca_file,
+        ],
+    );
+    // A client certificate valid for 3 more seconds.
+    let mut params = rcgen::CertificateParams::new(vec!["client.a.apigw".to_owned()]).unwrap();
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let not_after = now() + 3;
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = time::OffsetDateTime::from_unix_timestamp(not_after).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &client_ca.issuer).unwrap();
+    let identity = format!("{}{}", key.serialize_pem(), cert.pem());
+    let http = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(20))
+        .tls_certs_only([reqwest::Certificate::from_pem(server_ca.pem.as_bytes()).unwrap()])
+        .identity(reqwest::Identity::from_pem(identity.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let url = format!(
+        "{}/m/hello",
+        gw.base.replace("http://127.0.0.1", "https://localhost")
+    );
+    let (status, _, body) = get(&http, &url, &[]);
+    assert_eq!((status, body.as_str()), (200, "hello"));
+    while now() <= not_after {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The same client, so the same (kept-alive) connection: judged again, now expired.
+    let (status, headers, _) = get(&http, &url, &[]);
+    assert_eq!(status, 401);
+    let id = headers["opc-request-id"].to_str().unwrap();
+    let exec = support::records(&gw.execution_log, id, 1);
+    assert_eq!(
+        exec[0]["data"]["code"],
+        "mutualTls.clientCertificateInvalid"
+    );
+    let reason = exec[0]["data"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("after the connection was opened"),
+        "{reason}"
+    );
+}
