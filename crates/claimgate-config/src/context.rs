@@ -155,7 +155,7 @@ pub(crate) fn read_selection_source(
 /// repeat across them.
 #[derive(Debug, Default)]
 pub(crate) struct KeyRules {
-    /// Lower-cased `ANY_OF` values (matched case-insensitively) and where each is.
+    /// ASCII-lower-cased `ANY_OF` values (matched ASCII case-insensitively) and where each is.
     values: Vec<(String, String)>,
     names: Vec<(String, String)>,
     default: Option<String>,
@@ -193,7 +193,8 @@ pub(crate) fn read_selection_key(
             let mut ok = true;
             for (i, value) in list.iter().enumerate() {
                 let at = format!("{}[{i}]", f.path);
-                let folded = value.to_lowercase();
+                // As the gateway compares them: ASCII case only, no Unicode folding.
+                let folded = value.to_ascii_lowercase();
                 if let Some((_, other)) = rules.values.iter().find(|(v, _)| *v == folded) {
                     cx.error(
                         &at,

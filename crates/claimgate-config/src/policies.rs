@@ -192,6 +192,18 @@ pub(crate) fn read_cors(cx: &mut Cx, field: &Field<'_>) -> Option<Option<Cors>> 
             Some(value) => allow_credentials = value,
             None => ok = false,
         }
+        let any_origin = origins
+            .as_ref()
+            .is_some_and(|o| o.iter().any(|origin| origin == "*"));
+        if allow_credentials && any_origin {
+            cx.warn(
+                &f.path,
+                "with allowedOrigins '*' every origin is echoed with \
+                 Access-Control-Allow-Credentials: true, so any web page can read answers made \
+                 with the visitor's cookies or client certificate; list the origins instead \
+                 (serve refuses it on a deployment with mutualTls)",
+            );
+        }
     }
     let mut max_age_seconds = 0;
     if let Some(f) = obj.take("maxAgeInSeconds") {

@@ -988,3 +988,35 @@ fn the_base_files_of_the_table_are_valid() {
         assert_eq!(errors(&file), Vec::<String>::new(), "{file:#}");
     }
 }
+
+/// CORS `*` with credentials is valid (OCI accepts it) but lets every page read answers made
+/// with the browser's credentials: a warning, deployment-wide and per route; listed origins, or
+/// `*` without credentials, draw none.
+#[test]
+fn cors_any_origin_with_credentials_is_warned_about() {
+    let message = "isAllowCredentialsEnabled: with allowedOrigins '*' every origin is echoed with \
+                   Access-Control-Allow-Credentials: true, so any web page can read answers made \
+                   with the visitor's cookies or client certificate; list the origins instead \
+                   (serve refuses it on a deployment with mutualTls)";
+    let cors = |origins: Value, credentials: bool| json!({"allowedOrigins": origins, "isAllowCredentialsEnabled": credentials});
+    let deployment_wide = spec_with("/requestPolicies/cors", cors(json!(["*"]), true));
+    assert_eq!(
+        warnings(&deployment_wide),
+        [format!("requestPolicies.cors.{message}")]
+    );
+    let per_route = route_with(
+        "/requestPolicies/cors",
+        cors(json!(["https://a.example", "*"]), true),
+    );
+    assert_eq!(
+        warnings(&per_route),
+        [format!("routes[0].requestPolicies.cors.{message}")]
+    );
+    for quiet in [
+        cors(json!(["https://a.example"]), true),
+        cors(json!(["*"]), false),
+    ] {
+        let file = spec_with("/requestPolicies/cors", quiet);
+        assert_eq!(warnings(&file), Vec::<String>::new(), "{file:#}");
+    }
+}

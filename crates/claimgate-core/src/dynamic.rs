@@ -1,5 +1,5 @@
 //! `dynamicAuthentication`: choosing the authentication server for a request, as OCI documents
-//! it: exact `ANY_OF` matches first (case-insensitive), then the first `WILDCARD` match in
+//! it: exact `ANY_OF` matches first (ASCII case-insensitive), then the first `WILDCARD` match in
 //! order (case-sensitive), then the default server.
 
 use crate::route::{self, RouteMatch};
@@ -94,10 +94,11 @@ pub fn select_server(
             keys_tried.push(expression.clone());
         }
     }
+    // ASCII case-insensitively only: Unicode folding would let a look-alike (the Kelvin sign
+    // U+212A folds to `k`) select another tenant's server.
     let exact = value.as_deref().and_then(|v| {
-        let folded = v.to_lowercase();
         dynamic.servers.iter().position(|s| match &s.key {
-            SelectionKey::AnyOf(values) => values.iter().any(|x| x.to_lowercase() == folded),
+            SelectionKey::AnyOf(values) => values.iter().any(|x| x.eq_ignore_ascii_case(v)),
             SelectionKey::Wildcard(_) => false,
         })
     });
@@ -170,10 +171,9 @@ fn selector_value(
     let selector: &ContextVariable = &dynamic.selector;
     let key = selector.key.as_deref().unwrap_or("");
     let value = match selector.table {
-        ContextTable::Headers => match request.header(key) {
-            HeaderValues::One(v) => Some(v.trim().to_owned()),
-            _ => None,
-        },
+        // A repeated header or parameter counts by its first value, as OCI documents for
+        // dynamic routing (never as none: that would fall to the default server).
+        ContextTable::Headers => request.first_header(key).map(|v| v.trim().to_owned()),
         ContextTable::Query => request
             .query()
             .unwrap_or("")

@@ -25,6 +25,15 @@ pub trait RequestView {
     fn query(&self) -> Option<&str>;
     /// The header's values (names are case-insensitive).
     fn header(&self, name: &str) -> HeaderValues<'_>;
+    /// The header's first value, for selectors (OCI takes a repeated header's first value in
+    /// dynamic routing). Views that can hold repeated headers override this default, which
+    /// knows only a single value.
+    fn first_header(&self, name: &str) -> Option<&str> {
+        match self.header(name) {
+            HeaderValues::One(value) => Some(value),
+            _ => None,
+        }
+    }
 }
 
 /// How many values a header has.

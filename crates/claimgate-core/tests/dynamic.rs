@@ -114,6 +114,63 @@ fn any_of_matches_exactly_and_case_insensitively() {
 }
 
 #[test]
+fn any_of_folds_ascii_case_only() {
+    let file = dynamic_file(
+        "request.headers[X-Tenant]",
+        json!([server(
+            json!({"type": "ANY_OF", "name": "k", "values": ["kacme"]})
+        )]),
+    );
+    let d = load(&file);
+    assert_eq!(
+        selected(&d, &header_req("KACME")),
+        (Some("k".into()), Matched::AnyOf)
+    );
+    // The Kelvin sign (U+212A) lower-cases to `k` in Unicode; it is not a `K` here.
+    assert_eq!(
+        selected(&d, &header_req("\u{212A}acme")),
+        (None, Matched::None)
+    );
+    // Nor does a long s (U+017F) stand for `s`, or a dotted capital I (U+0130) for `i`.
+    let file = dynamic_file(
+        "request.headers[X-Tenant]",
+        json!([server(
+            json!({"type": "ANY_OF", "name": "s", "values": ["si"]})
+        )]),
+    );
+    let d = load(&file);
+    assert_eq!(selected(&d, &header_req("\u{17F}i")), (None, Matched::None));
+    assert_eq!(selected(&d, &header_req("s\u{130}")), (None, Matched::None));
+}
+
+#[test]
+fn a_repeated_selector_header_or_parameter_counts_by_its_first_value() {
+    let d = selection_deployment("request.headers[X-Tenant]", true);
+    let twice = Req::get("/v1/orders")
+        .header("X-Tenant", "acme")
+        .header("x-tenant", "nobody");
+    let s = select(&d, &twice);
+    assert_eq!(s.value.as_deref(), Some("acme"));
+    assert_eq!(
+        (s.server_name, s.matched),
+        (Some("acme".into()), Matched::AnyOf)
+    );
+    let reversed = Req::get("/v1/orders")
+        .header("X-Tenant", "nobody")
+        .header("X-Tenant", "acme");
+    assert_eq!(
+        selected(&d, &reversed),
+        (Some("fallback".into()), Matched::Default)
+    );
+
+    let d = selection_deployment("request.query[tenant]", true);
+    assert_eq!(
+        selected(&d, &Req::get("/v1/orders?tenant=acme&tenant=nobody")),
+        (Some("acme".into()), Matched::AnyOf)
+    );
+}
+
+#[test]
 fn exact_matches_come_before_wildcards_and_the_first_wildcard_wins() {
     let file = dynamic_file(
         "request.headers[X-Tenant]",

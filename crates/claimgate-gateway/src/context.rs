@@ -9,6 +9,8 @@ use serde_json::Value;
 /// What a request offers to `${...}` expressions.
 #[derive(Debug)]
 pub(crate) struct RequestContext<'a> {
+    /// `request.cert[client_base64]`: the client certificate `mutualTls` passed, if any.
+    pub(crate) client_cert: Option<&'a str>,
     pub(crate) path_params: &'a [(String, String)],
     pub(crate) claims: Option<&'a Claims>,
     pub(crate) headers: &'a http::HeaderMap,
@@ -25,6 +27,10 @@ impl<'a> RequestContext<'a> {
         claims: Option<&'a Claims>,
     ) -> Self {
         Self {
+            client_cert: parts
+                .extensions
+                .get::<crate::mtls::ClientCertificate>()
+                .map(|c| &*c.0),
             path_params,
             claims,
             headers: &parts.headers,
@@ -66,8 +72,8 @@ impl<'a> RequestContext<'a> {
                 .map(|(_, v)| v.to_owned())
                 .unwrap_or_default(),
             ContextTable::Host => self.host.unwrap_or_default().to_owned(),
-            // OAuth2 session claims, client certificates, subdomains and usage plans are not
-            // available in claimgate.
+            ContextTable::Cert => self.client_cert.unwrap_or_default().to_owned(),
+            // OAuth2 session claims, subdomains and usage plans are not available in claimgate.
             _ => String::new(),
         }
     }
@@ -221,6 +227,7 @@ mod tests {
         let claims = Claims::from_map(&claims).unwrap();
         let params = vec![("id".to_owned(), "42".to_owned())];
         let context = RequestContext {
+            client_cert: None,
             path_params: &params,
             claims: Some(&claims),
             headers: &headers,

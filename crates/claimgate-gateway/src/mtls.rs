@@ -4,10 +4,18 @@
 //! requires none, and accepts any chain the client can prove it holds the key of (the handshake
 //! signature is still checked). Right after the handshake the chain is verified once against
 //! the client CAs and the result kept with the connection; each request to a deployment with
-//! `mutualTls` is then judged on it: a missing or unverified certificate where one is required
-//! is `mutualTls.clientCertificateInvalid`, a verified one whose subject CN and alternative
-//! names are all outside `allowedSans` is `mutualTls.clientCertificateSanInvalid`. Deployments
-//! without `mutualTls` never look at it.
+//! `mutualTls` is then judged on it: a missing or unverified certificate where one is required,
+//! or one outside its validity period at the time of the request (a connection may outlive its
+//! certificate), is `mutualTls.clientCertificateInvalid`; a verified one whose names are all
+//! outside `allowedSans` is `mutualTls.clientCertificateSanInvalid`. Deployments without
+//! `mutualTls` never look at it.
+//!
+//! `allowedSans` entries match names of their own type only, so that a DNS-looking entry
+//! cannot be met by an e-mail or URI name the CA let the client choose: an IP literal matches
+//! an IP SAN, an entry with `://` a URI SAN (exactly), one with `@` an e-mail SAN, anything else
+//! a DNS SAN (ASCII case-insensitively). The subject CN counts, as a DNS name, only when the
+//! certificate has no SAN (RFC 6125: a CN is the legacy place for a name, ignored once SANs
+//! exist).
 
 use claimgate_config::MutualTls;
 use rustls::client::danger::HandshakeSignatureValid;
@@ -17,6 +25,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What the TLS listener serves: its configuration, and the client CAs when `--client-ca` is
 /// set.
@@ -69,9 +78,7 @@ impl ClientAuth {
             .inner
             .verify_client_cert(end_entity, intermediates, UnixTime::now())
         {
-            Ok(_) => PeerCertificate::Verified {
-                names: names(end_entity),
-            },
+            Ok(_) => verified(end_entity),
             Err(error) => PeerCertificate::Invalid {
                 reason: error.to_string(),
             },
@@ -135,8 +142,50 @@ pub enum PeerCertificate {
     /// One was presented but does not chain to the client CAs (or is expired, or not for
     /// client authentication).
     Invalid { reason: String },
-    /// Verified; its subject CNs and alternative names.
-    Verified { names: Vec<CertName> },
+    /// Verified at the handshake; what each request needs of it.
+    Verified(Box<VerifiedCertificate>),
+}
+
+impl PeerCertificate {
+    /// `request.cert[client_base64]`: the verified certificate as base64 DER.
+    pub(crate) fn client_base64(&self) -> Option<&Arc<str>> {
+        match self {
+            Self::Verified(cert) => Some(&cert.client_base64),
+            _ => None,
+        }
+    }
+}
+
+/// `request.cert[client_base64]` of one request, in its extensions: set only for a deployment
+/// with `mutualTls` whose judgement the certificate passed, so a backend never receives a
+/// certificate its deployment did not check.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientCertificate(pub(crate) Arc<str>);
+
+impl ClientCertificate {
+    /// Puts the certificate a request passed `mutualTls` with into its extensions.
+    pub(crate) fn attach(
+        policy: Option<&MutualTls>,
+        cert: Option<&PeerCertificate>,
+        extensions: &mut http::Extensions,
+    ) {
+        if let (Some(_), Some(base64)) = (policy, cert.and_then(PeerCertificate::client_base64)) {
+            extensions.insert(Self(base64.clone()));
+        }
+    }
+}
+
+/// A client certificate that chained to the client CAs at the handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedCertificate {
+    /// Its alternative names, or its subject CNs when it has none (see the module doc).
+    pub names: Vec<CertName>,
+    /// `notBefore` and `notAfter`, in seconds since the Unix epoch: every request is judged
+    /// against them, since a connection can stay open past the certificate's expiry.
+    pub not_before: i64,
+    pub not_after: i64,
+    /// The certificate's DER, base64 (standard alphabet, padded), made once per connection.
+    pub client_base64: Arc<str>,
 }
 
 /// A name a certificate carries.
@@ -157,30 +206,63 @@ impl CertName {
         }
     }
 
-    /// Whether an `allowedSans` entry names this: DNS names, CNs and e-mail addresses compare
-    /// case-insensitively, URIs exactly, IP addresses as addresses.
+    /// Whether an `allowedSans` entry names this, each entry matching names of its own type:
+    /// an IP literal an IP address, an entry with `://` a URI (exactly), one with `@` an
+    /// e-mail address, anything else a DNS name or CN (ASCII case-insensitively).
     fn matches(&self, allowed: &str) -> bool {
-        match self {
-            Self::CommonName(s) | Self::Dns(s) | Self::Email(s) => s.eq_ignore_ascii_case(allowed),
-            Self::Uri(s) => s == allowed,
-            Self::Ip(ip) => allowed.parse::<IpAddr>().is_ok_and(|a| a == *ip),
+        if let Ok(ip) = allowed.parse::<IpAddr>() {
+            return matches!(self, Self::Ip(own) if *own == ip);
         }
+        if allowed.contains("://") {
+            return matches!(self, Self::Uri(own) if own == allowed);
+        }
+        if allowed.contains('@') {
+            return matches!(self, Self::Email(own) if own.eq_ignore_ascii_case(allowed));
+        }
+        matches!(self, Self::Dns(own) | Self::CommonName(own) if own.eq_ignore_ascii_case(allowed))
     }
 }
 
-/// The subject CNs and subject alternative names of a (verified) certificate.
-fn names(der: &CertificateDer<'_>) -> Vec<CertName> {
-    use x509_parser::extensions::GeneralName;
+/// What a request needs of a certificate verified at the handshake.
+fn verified(der: &CertificateDer<'_>) -> PeerCertificate {
+    use base64::Engine as _;
+    // The verifier parsed it; should this parser not, it is refused like an unverified one.
     let Ok((_, cert)) = x509_parser::parse_x509_certificate(der.as_ref()) else {
-        return Vec::new();
+        return PeerCertificate::Invalid {
+            reason: "the certificate's names and validity cannot be read".to_owned(),
+        };
     };
-    let mut names: Vec<CertName> = cert
-        .subject()
-        .iter_common_name()
-        .filter_map(|cn| cn.as_str().ok())
-        .map(|cn| CertName::CommonName(cn.to_owned()))
-        .collect();
-    if let Ok(Some(san)) = cert.subject_alternative_name() {
+    PeerCertificate::Verified(Box::new(VerifiedCertificate {
+        names: names(&cert),
+        not_before: cert.validity().not_before.timestamp(),
+        not_after: cert.validity().not_after.timestamp(),
+        client_base64: base64::engine::general_purpose::STANDARD
+            .encode(der.as_ref())
+            .into(),
+    }))
+}
+
+/// The subject alternative names of a (verified) certificate, or its subject CNs when it has
+/// no SAN at all (a SAN of a type not listed here still hides the CN).
+fn names(cert: &x509_parser::certificate::X509Certificate<'_>) -> Vec<CertName> {
+    use x509_parser::extensions::GeneralName;
+    let mut names = Vec::new();
+    let san = cert.subject_alternative_name();
+    let has_san = match &san {
+        Ok(Some(san)) => !san.value.general_names.is_empty(),
+        Ok(None) => false,
+        // A SAN extension that does not parse (or is repeated): the CN does not stand in.
+        Err(_) => true,
+    };
+    if !has_san {
+        names.extend(
+            cert.subject()
+                .iter_common_name()
+                .filter_map(|cn| cn.as_str().ok())
+                .map(|cn| CertName::CommonName(cn.to_owned())),
+        );
+    }
+    if let Ok(Some(san)) = san {
         for name in &san.value.general_names {
             match name {
                 GeneralName::DNSName(s) => names.push(CertName::Dns((*s).to_owned())),
@@ -218,10 +300,22 @@ pub(crate) const CERTIFICATE_INVALID: &str = "mutualTls.clientCertificateInvalid
 pub(crate) const SAN_INVALID: &str = "mutualTls.clientCertificateSanInvalid";
 
 /// Judges a connection's certificate (`None` when the listener has no client CAs) against a
-/// deployment's `mutualTls`. `isVerifiedCertificateRequired: false` makes the certificate
-/// optional: a request without one passes, a presented one must still verify and match
-/// `allowedSans`.
+/// deployment's `mutualTls`, now. `isVerifiedCertificateRequired: false` makes the certificate
+/// optional: a request without one passes, a presented one must still verify, be within its
+/// validity period and match `allowedSans`.
 pub(crate) fn check(policy: &MutualTls, cert: Option<&PeerCertificate>) -> Result<(), Refusal> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    check_at(policy, cert, now)
+}
+
+/// [`check`] at `now` (seconds since the Unix epoch).
+pub(crate) fn check_at(
+    policy: &MutualTls,
+    cert: Option<&PeerCertificate>,
+    now: i64,
+) -> Result<(), Refusal> {
     let invalid = |detail: String| Refusal {
         code: CERTIFICATE_INVALID,
         message: "Client certificate is invalid for this gateway.",
@@ -236,7 +330,16 @@ pub(crate) fn check(policy: &MutualTls, cert: Option<&PeerCertificate>) -> Resul
         PeerCertificate::Invalid { reason } => Err(invalid(format!(
             "the client certificate does not verify against --client-ca: {reason}"
         ))),
-        PeerCertificate::Verified { names } => {
+        PeerCertificate::Verified(cert) if now > cert.not_after => Err(invalid(format!(
+            "the client certificate expired at {} (Unix time), after the connection was opened",
+            cert.not_after
+        ))),
+        PeerCertificate::Verified(cert) if now < cert.not_before => Err(invalid(format!(
+            "the client certificate is not valid before {} (Unix time)",
+            cert.not_before
+        ))),
+        PeerCertificate::Verified(cert) => {
+            let names = &cert.names;
             if policy.allowed_sans.is_empty()
                 || names
                     .iter()
@@ -271,6 +374,7 @@ pub(crate) fn check(policy: &MutualTls, cert: Option<&PeerCertificate>) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rcgen::{CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
 
     fn policy(required: bool, sans: &[&str]) -> MutualTls {
         MutualTls {
@@ -279,9 +383,17 @@ mod tests {
         }
     }
 
-    fn verified(names: Vec<CertName>) -> PeerCertificate {
-        PeerCertificate::Verified { names }
+    /// A verified certificate with these names, valid from 1000 to 2000 (Unix time).
+    fn with_names(names: Vec<CertName>) -> PeerCertificate {
+        PeerCertificate::Verified(Box::new(VerifiedCertificate {
+            names,
+            not_before: 1000,
+            not_after: 2000,
+            client_base64: "".into(),
+        }))
     }
+
+    const NOW: i64 = 1500;
 
     #[test]
     fn a_required_certificate_must_be_present_and_verified() {
@@ -303,7 +415,7 @@ mod tests {
             .unwrap_err()
             .detail
             .contains("UnknownIssuer"));
-        assert!(check(&required, Some(&verified(vec![]))).is_ok());
+        assert!(check_at(&required, Some(&with_names(vec![])), NOW).is_ok());
     }
 
     #[test]
@@ -315,15 +427,15 @@ mod tests {
             check(&optional, Some(&invalid)).unwrap_err().code,
             CERTIFICATE_INVALID
         );
-        let wrong = verified(vec![CertName::Dns("client.z.apigw".into())]);
+        let wrong = with_names(vec![CertName::Dns("client.z.apigw".into())]);
         assert_eq!(
-            check(&optional, Some(&wrong)).unwrap_err().code,
+            check_at(&optional, Some(&wrong), NOW).unwrap_err().code,
             SAN_INVALID
         );
     }
 
     #[test]
-    fn sans_match_the_cn_or_any_alternative_name() {
+    fn sans_match_names_of_their_own_type_only() {
         let p = policy(
             true,
             &[
@@ -333,20 +445,157 @@ mod tests {
                 "spiffe://x/y",
             ],
         );
-        let ok = |names: Vec<CertName>| check(&p, Some(&verified(names))).is_ok();
+        let ok = |names: Vec<CertName>| check_at(&p, Some(&with_names(names)), NOW).is_ok();
         assert!(ok(vec![CertName::CommonName("CLIENT.A.apigw".into())]));
-        assert!(ok(vec![
-            CertName::CommonName("someone".into()),
-            CertName::Dns("client.a.apigw".into())
-        ]));
+        assert!(ok(vec![CertName::Dns("client.A.apigw".into())]));
         assert!(ok(vec![CertName::Email("OPS@example.com".into())]));
         assert!(ok(vec![CertName::Ip("10.1.2.3".parse().unwrap())]));
         assert!(ok(vec![CertName::Uri("spiffe://x/y".into())]));
         assert!(!ok(vec![CertName::Uri("SPIFFE://x/y".into())]));
         assert!(!ok(vec![CertName::Dns("client.b.apigw".into())]));
-        let refusal = check(&p, Some(&verified(vec![CertName::Dns("b".into())]))).unwrap_err();
+        // The same text under another type is not the allowed name.
+        assert!(!ok(vec![CertName::Email("client.a.apigw".into())]));
+        assert!(!ok(vec![CertName::Uri("client.a.apigw".into())]));
+        assert!(!ok(vec![CertName::Dns("10.1.2.3".into())]));
+        assert!(!ok(vec![CertName::CommonName("10.1.2.3".into())]));
+        assert!(!ok(vec![CertName::Dns("ops@example.com".into())]));
+        assert!(!ok(vec![CertName::Dns("spiffe://x/y".into())]));
+        assert!(!ok(vec![CertName::Email("spiffe://x/y".into())]));
+        let refusal =
+            check_at(&p, Some(&with_names(vec![CertName::Dns("b".into())])), NOW).unwrap_err();
         assert_eq!(refusal.message, "SAN validation failure");
         assert_eq!(refusal.names, ["b"]);
         assert!(!ok(vec![]));
+    }
+
+    /// A CA made in the test, its PEM in a file the test removes.
+    struct TestCa {
+        issuer: Issuer<'static, KeyPair>,
+        file: std::path::PathBuf,
+    }
+
+    impl Drop for TestCa {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.file);
+        }
+    }
+
+    fn test_ca(tag: &str) -> TestCa {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "test CA");
+        params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let file =
+            std::env::temp_dir().join(format!("claimgate-mtls-{tag}-{}.pem", std::process::id()));
+        std::fs::write(&file, cert.pem()).unwrap();
+        TestCa {
+            issuer: Issuer::new(params, key),
+            file,
+        }
+    }
+
+    /// A client certificate from `ca`, with subject CN `cn` and these SANs, valid for an hour
+    /// from now; returns its DER.
+    fn client_cert(ca: &TestCa, cn: &str, sans: Vec<SanType>) -> CertificateDer<'static> {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.subject_alt_names = sans;
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::minutes(1);
+        params.not_after = now + time::Duration::hours(1);
+        let key = KeyPair::generate().unwrap();
+        params.signed_by(&key, &ca.issuer).unwrap().der().clone()
+    }
+
+    fn inspect(ca: &TestCa, der: &CertificateDer<'static>) -> PeerCertificate {
+        let auth = ClientAuth::from_pem_file(ca.file.to_str().unwrap()).unwrap();
+        auth.inspect(Some(std::slice::from_ref(der)))
+    }
+
+    fn now() -> i64 {
+        time::OffsetDateTime::now_utc().unix_timestamp()
+    }
+
+    #[test]
+    fn a_certificate_that_expires_on_an_open_connection_is_refused_from_then_on() {
+        let ca = test_ca("expiry");
+        let der = client_cert(&ca, "client.a.apigw", vec![]);
+        let peer = inspect(&ca, &der);
+        let PeerCertificate::Verified(cert) = &peer else {
+            panic!("{peer:?}")
+        };
+        let expected = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &der);
+        assert_eq!(&*cert.client_base64, expected);
+        assert!(cert.not_after - now() > 3500 && cert.not_after - now() <= 3600);
+        let p = policy(true, &["client.a.apigw"]);
+        assert!(check_at(&p, Some(&peer), now()).is_ok());
+        assert!(check_at(&p, Some(&peer), cert.not_after).is_ok());
+        let expired = check_at(&p, Some(&peer), cert.not_after + 1).unwrap_err();
+        assert_eq!(expired.code, CERTIFICATE_INVALID);
+        assert!(expired.detail.contains("expired"), "{}", expired.detail);
+        let early = check_at(&p, Some(&peer), cert.not_before - 1).unwrap_err();
+        assert_eq!(early.code, CERTIFICATE_INVALID);
+        // An optional certificate that expired is not an absent one.
+        let optional = policy(false, &["client.a.apigw"]);
+        assert!(check_at(&optional, Some(&peer), cert.not_after + 1).is_err());
+    }
+
+    #[test]
+    fn the_subject_cn_counts_only_without_sans_and_each_san_by_its_type() {
+        let ca = test_ca("sans");
+        let ia5 = |s: &str| s.to_owned().try_into().unwrap();
+        let by_cn = policy(true, &["client.a.apigw"]);
+        let judge = |p: &MutualTls, der: &CertificateDer<'static>| {
+            check_at(p, Some(&inspect(&ca, der)), now())
+        };
+        // CN alone: it counts.
+        let cn_only = client_cert(&ca, "client.a.apigw", vec![]);
+        assert!(judge(&by_cn, &cn_only).is_ok());
+        // The same CN next to another DNS SAN: only the SAN counts.
+        let cn_and_san = client_cert(
+            &ca,
+            "client.a.apigw",
+            vec![SanType::DnsName(ia5("other.apigw"))],
+        );
+        let refusal = judge(&by_cn, &cn_and_san).unwrap_err();
+        assert_eq!(refusal.code, SAN_INVALID);
+        assert_eq!(refusal.names, ["other.apigw"]);
+        // An e-mail SAN whose text is the allowed DNS name does not match it.
+        let as_email = client_cert(
+            &ca,
+            "someone",
+            vec![SanType::Rfc822Name(ia5("client.a.apigw"))],
+        );
+        assert_eq!(judge(&by_cn, &as_email).unwrap_err().code, SAN_INVALID);
+        // Each type by its own entries.
+        let typed = client_cert(
+            &ca,
+            "client.a.apigw",
+            vec![
+                SanType::IpAddress("10.1.2.3".parse().unwrap()),
+                SanType::Rfc822Name(ia5("ops@example.com")),
+                SanType::URI(ia5("spiffe://x/y")),
+                SanType::DnsName(ia5("API.example")),
+            ],
+        );
+        for entry in ["10.1.2.3", "OPS@example.com", "spiffe://x/y", "api.EXAMPLE"] {
+            assert!(judge(&policy(true, &[entry]), &typed).is_ok(), "{entry}");
+        }
+        for entry in [
+            "client.a.apigw",
+            "10.1.2.4",
+            "spiffe://x/Y",
+            "ops@example.org",
+        ] {
+            assert!(judge(&policy(true, &[entry]), &typed).is_err(), "{entry}");
+        }
     }
 }

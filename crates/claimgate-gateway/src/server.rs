@@ -570,6 +570,11 @@ impl Gateway {
         {
             return with_request_id(response, &request_id);
         }
+        crate::mtls::ClientCertificate::attach(
+            deployment.mutual_tls.as_ref(),
+            client,
+            &mut parts.extensions,
+        );
         let view = PartsView(&parts);
         let verdict = self.judge(served, &view).await;
         let threshold = verdict
@@ -680,8 +685,11 @@ impl Gateway {
     }
 
     /// A `MODIFY_RESPONSE` validation failure policy's answer instead of the 401: its status
-    /// (a code, or a context variable holding one; 401 when it does not name a status), its
-    /// message with context variables, and its header transformations.
+    /// (a code, or a context variable holding one; 401 when it does not name a final status,
+    /// 200-599: a client's `?code=101` must not switch protocols), its message with context
+    /// variables as `text/plain; charset=utf-8` with `nosniff` (the message may echo client
+    /// input, so no browser may read it as HTML) unless a header transformation sets
+    /// `Content-Type`, and its header transformations.
     fn modified_failure(
         &self,
         modify: &claimgate_config::ModifyResponse,
@@ -698,7 +706,7 @@ impl Gateway {
                 .variable(variable)
                 .parse::<u16>()
                 .ok()
-                .filter(|code| (100..=599).contains(code))
+                .filter(|code| (200..=599).contains(code))
                 .unwrap_or(401),
         };
         let body = modify
@@ -712,6 +720,13 @@ impl Gateway {
         if let Some(rules) = &modify.header_transformations {
             let _ = crate::transform::headers(rules, response.headers_mut(), &context);
         }
+        let headers = response.headers_mut();
+        headers
+            .entry(http::header::CONTENT_TYPE)
+            .or_insert(HeaderValue::from_static("text/plain; charset=utf-8"));
+        headers
+            .entry(http::header::X_CONTENT_TYPE_OPTIONS)
+            .or_insert(HeaderValue::from_static("nosniff"));
         response
     }
 
@@ -1280,5 +1295,8 @@ impl RequestView for PartsView<'_> {
             (Some(v), None) => v.to_str().map_or(HeaderValues::Many(1), HeaderValues::One),
             (Some(_), Some(_)) => HeaderValues::Many(2 + values.count()),
         }
+    }
+    fn first_header(&self, name: &str) -> Option<&str> {
+        self.0.headers.get(name).and_then(|v| v.to_str().ok())
     }
 }

@@ -2,9 +2,13 @@
 //! `queryParameterTransformations` and `responsePolicies.headerTransformations`): set, then
 //! rename, then filter, as OCI applies them.
 //!
-//! Identity from claims cannot be spoofed: a header set from `${request.auth[...]}` always
-//! replaces whatever the client sent under that name, whatever `ifExists` says. A value that
-//! is not a valid header value (a claim with CR/LF or NUL, say) is never sent.
+//! Identity cannot be spoofed: a header set from `${request.auth[...]}` (claims) or
+//! `${request.cert[...]}` (the client certificate) always replaces whatever the client sent
+//! under that name, whatever `ifExists` says, and also every client header whose name is the
+//! same once `_` and `-` are treated alike: CGI, WSGI, PHP and Rack backends read `X_User` and
+//! `X-User` both as `HTTP_X_USER`, so a client's `X_User: admin` next to the gateway's `X-User`
+//! would otherwise be read as the identity. A value that is not a valid header value (a claim
+//! with CR/LF or NUL, say) is never sent.
 
 use crate::context::RequestContext;
 use crate::logs::{ExecutionRecord, Level};
@@ -22,10 +26,10 @@ pub(crate) fn headers(
         let Ok(name) = HeaderName::from_bytes(item.name.as_bytes()) else {
             continue;
         };
-        let from_claims = item
-            .values
-            .iter()
-            .any(|v| v.variables().any(|var| var.table == ContextTable::Auth));
+        let from_claims = item.values.iter().any(|v| {
+            v.variables()
+                .any(|var| matches!(var.table, ContextTable::Auth | ContextTable::Cert))
+        });
         let present = headers.contains_key(&name);
         let if_exists = if from_claims {
             IfExists::Overwrite
@@ -37,6 +41,9 @@ pub(crate) fn headers(
         }
         if if_exists == IfExists::Overwrite {
             headers.remove(&name);
+        }
+        if from_claims {
+            remove_look_alikes(headers, &name);
         }
         for template in &item.values {
             let value = context.expand(template);
@@ -95,6 +102,23 @@ pub(crate) fn headers(
         }
     }
     problems
+}
+
+/// Removes every header whose name equals `name` once `_` and `-` are treated alike (names in
+/// a `HeaderMap` are lower-case already). Allocates only when there is one to remove.
+fn remove_look_alikes(headers: &mut HeaderMap, name: &HeaderName) {
+    let same = |other: &HeaderName| {
+        let (a, b) = (other.as_str().as_bytes(), name.as_str().as_bytes());
+        a.len() == b.len()
+            && a.iter().zip(b).all(|(x, y)| {
+                let dash = |c: &u8| if *c == b'_' { b'-' } else { *c };
+                dash(x) == dash(y)
+            })
+    };
+    let found: Vec<HeaderName> = headers.keys().filter(|k| same(k)).cloned().collect();
+    for other in found {
+        headers.remove(&other);
+    }
 }
 
 /// Applies query-parameter transformations to a raw query string (names are case-sensitive).
@@ -157,4 +181,31 @@ pub(crate) fn query(
             .collect::<Vec<_>>()
             .join("&"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn look_alikes_differ_only_in_underscores_and_dashes() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("x-user", "a"),
+            ("x_user", "b"),
+            ("x_user", "c"),
+            ("x-user-id", "d"),
+            ("xuser", "e"),
+            ("x__user", "f"),
+        ] {
+            headers.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        remove_look_alikes(&mut headers, &HeaderName::from_static("x-user"));
+        let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["x-user-id", "x__user", "xuser"]);
+    }
 }

@@ -78,6 +78,12 @@ impl RequestView for CliRequest {
             (Some(_), more) => HeaderValues::Many(more + 1),
         }
     }
+    fn first_header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 fn parse_request(args: &CheckArgs, deployment: &Deployment) -> Result<CliRequest, InputError> {

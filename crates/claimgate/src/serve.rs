@@ -111,7 +111,40 @@ fn load_for_serving(arg: &str, secrets: &Secrets) -> Result<Deployment, InputErr
             details: deployment.unenforced.clone(),
         });
     }
+    let credentialed = credentialed_any_origin(&deployment);
+    if !credentialed.is_empty() {
+        return Err(InputError {
+            message: format!(
+                "{path}: refusing CORS allowedOrigins '*' with isAllowCredentialsEnabled on a deployment with mutualTls: any web page could read answers made with the visitor's client certificate (list the allowed origins)"
+            ),
+            details: credentialed,
+        });
+    }
     Ok(deployment)
+}
+
+/// Where a deployment whose requests carry credentials the browser sends by itself answers
+/// any origin with `Access-Control-Allow-Credentials: true` (CORS `*` with credentials, which
+/// echoes the origin): a client certificate (`mutualTls`). OAUTH2 sessions and authorizers
+/// reading `Cookie` are the other such credentials; claimgate refuses to serve both already
+/// (unsupported), so they need no rule here until they are served.
+fn credentialed_any_origin(deployment: &Deployment) -> Vec<String> {
+    if deployment.mutual_tls.is_none() {
+        return Vec::new();
+    }
+    let risky = |cors: &claimgate_config::Cors| {
+        cors.allow_credentials && cors.allowed_origins.iter().any(|o| o == "*")
+    };
+    let mut found = Vec::new();
+    if deployment.cors.as_ref().is_some_and(risky) {
+        found.push("requestPolicies.cors".to_owned());
+    }
+    for (i, route) in deployment.routes.iter().enumerate() {
+        if route.cors.as_ref().is_some_and(risky) {
+            found.push(format!("routes[{i}].requestPolicies.cors"));
+        }
+    }
+    found
 }
 
 /// Reads the `--ca` files; each must hold at least one PEM certificate.

@@ -612,13 +612,20 @@ fn mutual_tls_refuses_missing_untrusted_and_wrongly_named_certificates() {
     );
     assert_eq!(data["certificateNames"], json!(["client.z.apigw"]));
 
-    // The allowed name as a SAN, or as the CN alone.
+    // The allowed name as a SAN, or as the CN of a certificate without SANs; a CN next to
+    // other SANs does not count.
     let good = leaf(&client_ca, "client.a.apigw", &["client.a.apigw"], true);
     let allowed = get(Some(&good));
     assert_eq!(allowed.status, 200, "{}", allowed.body);
     assert_eq!(allowed.body, "hello");
-    let by_cn = leaf(&client_ca, "client.a.apigw", &["other.apigw"], true);
+    let by_cn = leaf(&client_ca, "client.a.apigw", &[], true);
     assert_eq!(get(Some(&by_cn)).status, 200);
+    let cn_beside_sans = leaf(&client_ca, "client.a.apigw", &["other.apigw"], true);
+    expect_refusal(
+        &get(Some(&cn_beside_sans)),
+        "mutualTls.clientCertificateSanInvalid",
+        "SAN validation failure",
+    );
 
     // A deployment without mutualTls on the same listener needs no certificate.
     let open = https_get(&http, &format!("{base}/open/hello"), &server_ca.pem, None).unwrap();

@@ -409,6 +409,13 @@ impl RequestView for Req {
             (Some(_), more) => HeaderValues::Many(more + 1),
         }
     }
+
+    fn first_header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
 }
 
 /// The verdict on `GET /v1/orders` with this bearer token, against `deployment`.
