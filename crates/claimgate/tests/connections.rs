@@ -35,11 +35,8 @@ fn address(base: &str) -> String {
 }
 
 /// How long until the server closes `stream` (reading and discarding what it sends), or
-/// `None` if it is still open after `limit`.
-fn closed_after(stream: &mut TcpStream, started: Instant, limit: Duration) -> Option<Duration> {
-    stream
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
+/// `None` if it is still open after `limit`; its reads must time out (100 ms).
+fn closed_after(stream: &mut impl Read, started: Instant, limit: Duration) -> Option<Duration> {
     let mut buffer = [0u8; 4096];
     while started.elapsed() < limit {
         match stream.read(&mut buffer) {
@@ -67,6 +64,9 @@ fn assert_closed_between(
     what: &str,
 ) {
     for (i, stream) in streams.iter_mut().enumerate() {
+        stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         let closed = closed_after(stream, started, at_most);
         let Some(closed) = closed else {
             panic!("{what} #{i} was still open after {at_most:?}");
@@ -613,4 +613,135 @@ fn connections_are_closed_gracefully_after_max_connection_age() {
         Duration::from_secs(5),
         "an aged connection after its last answer",
     );
+}
+
+/// A certificate authority made in the test.
+struct Ca {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    pem: String,
+}
+
+fn ca(name: &str) -> Ca {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    Ca {
+        pem: cert.pem(),
+        issuer: rcgen::Issuer::new(params, key),
+    }
+}
+
+/// A leaf certificate from `ca` for `name`: (certificate PEM, key PEM).
+fn leaf(ca: &Ca, name: &str, client: bool) -> (String, String) {
+    let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+    params.extended_key_usages = vec![if client {
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth
+    } else {
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth
+    }];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca.issuer).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// An HTTP/1.1-over-TLS connection to `address` trusting `server_ca`, presenting `identity`.
+fn tls_connect(address: &str, server_ca: &Ca, identity: &(String, String)) -> TlsStream {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(server_ca.pem.as_bytes()).unwrap())
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            vec![CertificateDer::from_pem_slice(identity.0.as_bytes()).unwrap()],
+            PrivateKeyDer::from_pem_slice(identity.1.as_bytes()).unwrap(),
+        )
+        .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = "localhost".try_into().unwrap();
+    let connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let socket = TcpStream::connect(address).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    rustls::StreamOwned::new(connection, socket)
+}
+
+/// `GET /v1/open` on a TLS connection: the start of the answer.
+fn tls_get(stream: &mut TlsStream) -> String {
+    stream
+        .write_all(b"GET /v1/open HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut buffer = [0u8; 4096];
+    let n = stream.read(&mut buffer).unwrap();
+    String::from_utf8_lossy(&buffer[..n]).into_owned()
+}
+
+#[test]
+fn a_reload_that_changes_the_client_cas_closes_connections_judged_under_the_old_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let server_ca = ca("claimgate test server CA");
+    let (old_ca, new_ca) = (ca("old client CA"), ca("new client CA"));
+    let (cert, key) = leaf(&server_ca, "localhost", false);
+    let client = leaf(&old_ca, "client.test", true);
+    let paths = ["cert.pem", "key.pem", "client-ca.pem"].map(|f| dir.path().join(f));
+    std::fs::write(&paths[0], cert).unwrap();
+    std::fs::write(&paths[1], key).unwrap();
+    std::fs::write(&paths[2], &old_ca.pem).unwrap();
+    let file = dir.path().join("deployment.json");
+    std::fs::write(&file, stock_deployment().to_string()).unwrap();
+    let [cert, key, client_ca] = paths.each_ref().map(|p| p.to_str().unwrap().to_owned());
+    let gw = start_gateway_on(
+        dir,
+        &[file],
+        false,
+        &[
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--client-ca",
+            &client_ca,
+            "--read-timeout",
+            "30",
+        ],
+    );
+    let address = address(&gw.base);
+    let mut stream = tls_connect(&address, &server_ca, &client);
+    assert!(tls_get(&mut stream).starts_with("HTTP/1.1 200"));
+    stream
+        .sock
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    // Unchanged CAs: the connection stays open.
+    let started = Instant::now();
+    assert_eq!(
+        closed_after(&mut stream, started, Duration::from_millis(1500)),
+        None
+    );
+    // The client CAs change (the watcher looks every second): closed, gracefully.
+    std::fs::write(&client_ca, &new_ca.pem).unwrap();
+    let changed = Instant::now();
+    assert!(
+        closed_after(&mut stream, changed, Duration::from_secs(6)).is_some(),
+        "still open after the client CAs changed"
+    );
+    // New connections are served under the new CAs.
+    let mut fresh = tls_connect(&address, &server_ca, &leaf(&new_ca, "client.test", true));
+    assert!(tls_get(&mut fresh).starts_with("HTTP/1.1 200"));
 }
