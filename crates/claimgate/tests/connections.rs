@@ -538,6 +538,16 @@ fn a_bad_chunked_body_is_400_and_an_oversized_one_413_never_a_backend_502() {
             .any(|(code, _)| code.starts_with("httpBackend")),
         "{found:?}"
     );
+
+    // Declared larger than 20 MiB: refused from the head alone, with the same record.
+    let declared = format!(
+        "POST /v1/upload HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        21 * 1024 * 1024
+    );
+    let (answer, id) = post_raw(&address, &declared, &[]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    let found = codes(&records(&gw.execution_log, &id, 1));
+    assert_eq!(found, [("request.bodyInvalid".into(), "WARN".into())]);
 }
 
 /// An upstream answering `200` after `delay`.
