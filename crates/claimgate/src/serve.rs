@@ -625,7 +625,8 @@ fn bind_error(error: &std::io::Error) -> String {
 ///
 /// `SO_REUSEPORT` would also let a second process (another claimgate, an old instance with an
 /// old policy) share the port, the kernel splitting connections between them. So the port is
-/// first bound by a probe socket without it, which fails when anything listens there.
+/// first bound by a probe socket without it, which fails when anything listens there (two
+/// instances started in the same instant could both pass it; a running one is always found).
 fn serving_listeners(
     address: SocketAddr,
     threads: usize,
