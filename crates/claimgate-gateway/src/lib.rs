@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cache;
+mod connection;
 mod context;
 mod cors;
 pub mod demo;

@@ -39,6 +39,8 @@ pub struct TlsServer {
 #[derive(Debug)]
 pub struct ClientAuth {
     inner: Arc<dyn ClientCertVerifier>,
+    /// The CA certificates (DER), to tell whether a reload changed them.
+    cas: Vec<CertificateDer<'static>>,
 }
 
 impl ClientAuth {
@@ -52,6 +54,7 @@ impl ClientAuth {
             return Err(format!("--client-ca '{path}' holds no certificate"));
         }
         let mut roots = RootCertStore::empty();
+        let cas = certs.clone();
         for (i, cert) in certs.into_iter().enumerate() {
             roots.add(cert).map_err(|e| {
                 format!(
@@ -65,7 +68,12 @@ impl ClientAuth {
             .allow_unauthenticated()
             .build()
             .map_err(|e| format!("--client-ca '{path}': {e}"))?;
-        Ok(Arc::new(Self { inner }))
+        Ok(Arc::new(Self { inner, cas }))
+    }
+
+    /// Whether `other` trusts exactly the same CAs.
+    pub fn same_cas(&self, other: &Self) -> bool {
+        self.cas == other.cas
     }
 
     /// What a client presented on one connection (its chain, end entity first), verified

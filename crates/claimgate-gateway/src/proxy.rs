@@ -22,6 +22,11 @@ pub(crate) enum BackendError {
     Timeout,
     Tls(String),
     Other(String),
+    /// Not the backend's fault: the client's body failed while it was forwarded.
+    ClientBody {
+        too_large: bool,
+        detail: String,
+    },
 }
 
 impl BackendError {
@@ -33,13 +38,18 @@ impl BackendError {
             Self::Timeout => "TIMEOUT",
             Self::Tls(_) => "HANDSHAKE_FAILED",
             Self::Other(_) => "REQUEST_ERROR",
+            Self::ClientBody { .. } => "CLIENT_BODY_INVALID",
         }
     }
 
-    /// 504 for a timeout, 502 otherwise.
+    /// 504 for a timeout, 413/400 for the client's body, 502 otherwise.
     pub(crate) fn status(&self) -> u16 {
         match self {
             Self::Timeout => 504,
+            Self::ClientBody {
+                too_large: true, ..
+            } => 413,
+            Self::ClientBody { .. } => 400,
             _ => 502,
         }
     }
@@ -47,6 +57,7 @@ impl BackendError {
     pub(crate) fn detail(&self) -> String {
         match self {
             Self::Dns(d) | Self::Refused(d) | Self::Tls(d) | Self::Other(d) => d.clone(),
+            Self::ClientBody { detail, .. } => detail.clone(),
             Self::Timeout => "the backend did not answer within the route's timeouts".into(),
         }
     }
@@ -167,10 +178,49 @@ impl BackendClient {
     }
 }
 
+/// A client's request body that failed while it was forwarded: malformed (bad chunking, cut
+/// short) or larger than the limit. Found in the backend call's error, it makes the failure
+/// the client's (400/413), never a backend outage in the logs.
+#[derive(Debug)]
+pub(crate) struct ClientBodyError {
+    too_large: bool,
+    cause: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl std::fmt::Display for ClientBodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the client's request body: {}", self.cause)
+    }
+}
+
+impl std::error::Error for ClientBodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.cause)
+    }
+}
+
+/// The client's body as forwarded: at most `limit` bytes, its failures marked as the
+/// client's ([`ClientBodyError`]).
+pub(crate) fn client_body(body: hyper::body::Incoming, limit: usize) -> Body {
+    http_body_util::Limited::new(body, limit)
+        .map_err(|cause| {
+            let too_large = cause.is::<http_body_util::LengthLimitError>();
+            Box::new(ClientBodyError { too_large, cause })
+                as Box<dyn std::error::Error + Send + Sync>
+        })
+        .boxed()
+}
+
 fn classify(error: &hyper_util::client::legacy::Error) -> BackendError {
     let mut chain = String::new();
     let mut source: Option<&dyn std::error::Error> = Some(error);
     while let Some(e) = source {
+        if let Some(body) = e.downcast_ref::<ClientBodyError>() {
+            return BackendError::ClientBody {
+                too_large: body.too_large,
+                detail: body.cause.to_string(),
+            };
+        }
         chain.push_str(&e.to_string());
         chain.push_str(": ");
         source = e.source();

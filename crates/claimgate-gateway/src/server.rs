@@ -18,7 +18,6 @@ use claimgate_core::{
     Verdict,
 };
 use http::{HeaderValue, Request, Response};
-use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -55,6 +54,11 @@ pub struct Options {
     /// `--ca`: PEM files whose certificates are trusted for outbound HTTPS besides the system
     /// roots (backends, JWKS, discovery, introspection).
     pub extra_roots: Vec<Vec<u8>>,
+    /// Open client connections of one [`Gateway::serve`] (`serve` divides `--max-connections`
+    /// among its threads).
+    pub max_connections: usize,
+    /// `--max-connection-age`: connections are closed gracefully at this age.
+    pub max_connection_age: Duration,
 }
 
 impl Default for Options {
@@ -69,6 +73,8 @@ impl Default for Options {
             rate_limits: Arc::new(crate::limit::LocalStore::default()),
             redact_claim_values: false,
             extra_roots: Vec::new(),
+            max_connections: 10_000,
+            max_connection_age: Duration::from_secs(3600),
         }
     }
 }
@@ -133,6 +139,7 @@ pub struct Gateway {
     logs: Logs,
     client: BackendClient,
     provider: claimgate_keys::ProviderClient,
+    connections: crate::connection::Connections,
     options: Options,
 }
 
@@ -174,6 +181,7 @@ impl Gateway {
             logs,
             client,
             provider,
+            connections: crate::connection::Connections::default(),
             options,
         };
         let set = gateway.build(deployments, secrets).await?;
@@ -328,8 +336,19 @@ impl Gateway {
     }
 
     /// Serves HTTPS with `tls` from now on (new connections), or plain HTTP with `None`.
+    /// Connections whose client certificate was judged against client CAs that `tls` changes
+    /// are closed gracefully: their verdict was made under the old CAs.
     pub fn set_tls(&self, tls: Option<crate::mtls::TlsServer>) {
-        self.tls.store(tls.map(Arc::new));
+        let cas = |tls: Option<&crate::mtls::TlsServer>| tls.and_then(|t| t.client_auth.clone());
+        let before = self.tls.swap(tls.map(Arc::new));
+        let changed = match (cas(before.as_deref()), cas(self.tls.load().as_deref())) {
+            (None, None) => false,
+            (Some(before), Some(now)) => !before.same_cas(&now),
+            _ => true,
+        };
+        if changed {
+            self.connections.client_cas_changed();
+        }
     }
 
     /// Records a reload that was refused; the current set keeps serving.
@@ -413,13 +432,21 @@ impl Gateway {
     }
 
     /// Serves connections from `listener` until `shutdown` resolves, then lets in-flight
-    /// requests finish for at most the shutdown grace.
+    /// requests finish for at most the shutdown grace. Connections are bounded in number, idle
+    /// time and age (see [`crate::connection`]).
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> std::io::Result<()> {
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        use crate::connection::{drive, Activity, Limits, Tracked};
+        let (drain, draining) = tokio::sync::watch::channel(false);
+        let slots = crate::connection::Slots::new(self.options.max_connections);
+        let limits = Limits {
+            idle: self.options.read_timeout,
+            max_age: self.options.max_connection_age,
+            grace: self.options.shutdown_grace,
+        };
         let mut builder =
             hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
         builder
@@ -430,74 +457,119 @@ impl Gateway {
         builder.http2().max_header_list_size(8 * 1024);
         tokio::pin!(shutdown);
         loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let Ok((stream, peer)) = accepted else { continue };
-                    let _ = stream.set_nodelay(true);
-                    let gateway = self.clone();
-                    // A connection's service, with the client certificate it presented (mTLS).
-                    let service = move |client: Option<Arc<crate::mtls::PeerCertificate>>| {
-                        let gateway = gateway.clone();
-                        hyper::service::service_fn(move |request: Request<Incoming>| {
-                            let (gateway, client) = (gateway.clone(), client.clone());
-                            async move { Ok::<_, std::convert::Infallible>(gateway.handle(request, peer, client.as_deref()).await) }
-                        })
-                    };
-                    match self.tls.load_full() {
-                        None => {
-                            let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service(None)).into_owned();
-                            let watched = graceful.watch(connection);
-                            tokio::spawn(async move {
-                                let _ = watched.await;
-                            });
-                        }
-                        Some(tls_server) => {
-                            let acceptor = tokio_rustls::TlsAcceptor::from(tls_server.config.clone());
-                            // The handshake runs in the connection's task, bounded like a header read.
-                            let builder = builder.clone();
-                            let watcher = graceful.watcher();
-                            let handshake_timeout = self.options.read_timeout;
-                            tokio::spawn(async move {
-                                let Ok(Ok(tls)) = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await else {
-                                    return;
-                                };
-                                // Verified once per connection, judged per request by the deployment.
-                                let client = tls_server.client_auth.as_ref().map(|auth| Arc::new(auth.inspect(tls.get_ref().1.peer_certificates())));
-                                let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(tls), service(client)).into_owned();
-                                let _ = watcher.watch(connection).await;
-                            });
-                        }
-                    }
-                }
+            // A slot first: beyond --max-connections, new connections wait in the backlog.
+            let slot = tokio::select! {
+                slot = slots.take() => slot,
                 () = &mut shutdown => break,
+            };
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        crate::connection::back_off_after(&error).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let gateway = self.clone();
+            let activity = Activity::new();
+            // A connection's service, with the client certificate it presented (mTLS); each
+            // response body keeps its request counted in flight until it is sent.
+            let service = {
+                let activity = activity.clone();
+                move |client: Option<Arc<crate::mtls::PeerCertificate>>| {
+                    let (gateway, activity) = (gateway.clone(), activity.clone());
+                    hyper::service::service_fn(move |request: Request<Incoming>| {
+                        let (gateway, client) = (gateway.clone(), client.clone());
+                        let in_flight = activity.begin();
+                        async move {
+                            let response = gateway.handle(request, peer, client.as_deref()).await;
+                            Ok::<_, std::convert::Infallible>(
+                                response.map(|body| Tracked::new(body, in_flight)),
+                            )
+                        }
+                    })
+                }
+            };
+            let draining = draining.clone();
+            match self.tls.load_full() {
+                None => {
+                    let connection = builder
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service(None))
+                        .into_owned();
+                    tokio::spawn(async move {
+                        drive(connection, &activity, limits, draining, None).await;
+                        drop(slot);
+                    });
+                }
+                Some(tls_server) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(tls_server.config.clone());
+                    // The handshake runs in the connection's task, bounded like a header read.
+                    let builder = builder.clone();
+                    let handshake_timeout = self.options.read_timeout;
+                    let client_cas = tls_server
+                        .client_auth
+                        .is_some()
+                        .then(|| self.connections.client_ca_changes());
+                    tokio::spawn(async move {
+                        let Ok(Ok(tls)) =
+                            tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
+                        else {
+                            return;
+                        };
+                        // Verified once per connection, judged per request by the deployment.
+                        let client = tls_server.client_auth.as_ref().map(|auth| {
+                            Arc::new(auth.inspect(tls.get_ref().1.peer_certificates()))
+                        });
+                        let connection = builder
+                            .serve_connection(hyper_util::rt::TokioIo::new(tls), service(client));
+                        drive(connection, &activity, limits, draining, client_cas).await;
+                        drop(slot);
+                    });
+                }
             }
         }
         drop(listener);
-        let _ = tokio::time::timeout(self.options.shutdown_grace, graceful.shutdown()).await;
+        // Every connection closes gracefully; each holds a receiver until it is gone.
+        drop(draining);
+        let _ = drain.send(true);
+        let _ = tokio::time::timeout(self.options.shutdown_grace, drain.closed()).await;
         Ok(())
     }
 
     /// Serves the admin endpoints (`/livez`, `/readyz`, `/metrics`) on their own listener, in
-    /// plain HTTP, until `shutdown` resolves.
+    /// plain HTTP, until `shutdown` resolves. A connection gets the read timeout for each
+    /// request's headers, idle between requests included.
     pub async fn serve_admin(
         self: Arc<Self>,
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> std::io::Result<()> {
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(self.options.read_timeout);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
+                    let stream = match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(error) => {
+                            crate::connection::back_off_after(&error).await;
+                            continue;
+                        }
+                    };
                     let gateway = self.clone();
                     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                         let gateway = gateway.clone();
                         async move { Ok::<_, std::convert::Infallible>(gateway.admin(&request)) }
                     });
+                    let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
                     tokio::spawn(async move {
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                            .await;
+                        let _ = connection.await;
                     });
                 }
                 () = &mut shutdown => return Ok(()),
@@ -608,11 +680,9 @@ impl Gateway {
                 self.logs.execution(
                     context,
                     threshold,
-                    ExecutionRecord::new(
-                        "request.bodyTooLarge",
-                        Level::Error,
-                        format!("The request body is larger than {MAX_BODY_BYTES} bytes."),
-                    ),
+                    body_invalid(&format!(
+                        "The request body is larger than {MAX_BODY_BYTES} bytes."
+                    )),
                 );
                 respond::error(413)
             }
@@ -1009,7 +1079,7 @@ impl Gateway {
                     }
                     None => parts.uri.query().map(str::to_owned),
                 };
-                let body: Body = http_body_util::Limited::new(body, MAX_BODY_BYTES).boxed();
+                let body = crate::proxy::client_body(body, MAX_BODY_BYTES);
                 let outbound = backend_request(
                     &url,
                     query.as_deref(),
@@ -1049,6 +1119,17 @@ impl Gateway {
                     .await
                 {
                     Ok(response) => relay_response(response),
+                    Err(error @ crate::proxy::BackendError::ClientBody { .. }) => {
+                        self.logs.execution(
+                            context,
+                            threshold,
+                            body_invalid(&format!(
+                                "The request body is invalid: {}.",
+                                error.detail()
+                            )),
+                        );
+                        return respond::error(error.status());
+                    }
                     Err(error) => {
                         self.logs.execution(
                             context,
@@ -1111,6 +1192,12 @@ impl Gateway {
         };
         self.logs.access(context, &record);
     }
+}
+
+/// The record of a request refused for its body (malformed or over the limit): the client's
+/// doing, so a warning, never a backend error.
+fn body_invalid(message: &str) -> ExecutionRecord {
+    ExecutionRecord::new("request.bodyInvalid", Level::Warn, message.to_owned())
 }
 
 /// A claim value as a short hash (`sha256:` and 12 hex digits): equal values stay recognisably

@@ -31,9 +31,19 @@ pub(crate) struct ServeArgs {
     /// Keep introspection answers at most this many seconds (below maxCacheDurationInHours).
     #[arg(long, value_name = "SECONDS")]
     introspection_cache_max: Option<u64>,
-    /// Seconds allowed to read a request's headers.
+    /// Seconds allowed to read a request's headers; also how long a connection may stay open
+    /// with no request in flight (one that sends nothing, idle keep-alive and HTTP/2).
     #[arg(long, default_value_t = 15, value_name = "SECONDS")]
     read_timeout: u64,
+    /// Open client connections at most (each serving thread takes an equal share, at least
+    /// one); beyond it new connections wait in the backlog.
+    #[arg(long, default_value_t = 10_000, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Close connections gracefully after this many seconds (also on a client-CA change).
+    #[arg(long, default_value_t = 3600, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_connection_age: u64,
     /// Seconds in-flight requests may take to finish after SIGTERM/SIGINT.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     shutdown_grace: u64,
@@ -248,15 +258,24 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
                 InputError::new(format!("cannot open access log '{access_target}': {e}"))
             })?
         };
-        let admin_listener =
-            match args.admin {
-                Some(admin) => Some(tokio::net::TcpListener::bind(admin).await.map_err(|e| {
-                    InputError::new(format!("cannot listen on {admin} (admin): {e}"))
-                })?),
-                None => None,
-            };
-        let mut listeners = serving_listeners(args.listen, threads)
-            .map_err(|e| InputError::new(format!("cannot listen on {}: {e}", args.listen)))?;
+        let admin_listener = match args.admin {
+            Some(admin) => Some(tokio::net::TcpListener::bind(admin).await.map_err(|e| {
+                InputError::new(format!(
+                    "cannot listen on {admin} (admin): {}",
+                    bind_error(&e)
+                ))
+            })?),
+            None => None,
+        };
+        let mut listeners = serving_listeners(args.listen, threads).map_err(|e| {
+            InputError::new(format!(
+                "cannot listen on {}: {}",
+                args.listen,
+                bind_error(&e)
+            ))
+        })?;
+        // Each serving thread takes its share of --max-connections.
+        let max_connections = (args.max_connections as usize / listeners.len()).max(1);
         let listener = listeners.remove(0);
         let local = listener
             .local_addr()
@@ -270,6 +289,8 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             redact_claim_values: args.redact_claim_values,
             extra_roots: read_ca_files(&args.ca).map_err(InputError::new)?,
             trusted_proxies: TrustedProxies::new(args.trusted_proxies.clone()),
+            max_connections,
+            max_connection_age: Duration::from_secs(args.max_connection_age),
             ..Options::default()
         };
         let labels: Vec<String> = deployments
@@ -633,25 +654,51 @@ fn hangup_signal() -> tokio::sync::mpsc::Receiver<()> {
     receiver
 }
 
+/// A bind failure as the operator should read it: a port in use says so plainly.
+fn bind_error(error: &std::io::Error) -> String {
+    if error.kind() == std::io::ErrorKind::AddrInUse {
+        "address in use (another process listens on this port)".to_owned()
+    } else {
+        error.to_string()
+    }
+}
+
 /// Listening sockets on `address`, one per serving thread. With several, each has
 /// `SO_REUSEPORT`, so the kernel spreads new connections over the threads; the first binds the
 /// address as given (port 0 picks a port) and the others the port it got.
+///
+/// `SO_REUSEPORT` would also let a second process (another claimgate, an old instance with an
+/// old policy) share the port, the kernel splitting connections between them. So the port is
+/// first bound by a probe socket without it, which fails when anything listens there (two
+/// instances started in the same instant could both pass it; a running one is always found).
 fn serving_listeners(
     address: SocketAddr,
     threads: usize,
 ) -> std::io::Result<Vec<tokio::net::TcpListener>> {
-    let bind = |address: SocketAddr| -> std::io::Result<tokio::net::TcpListener> {
+    let socket = |address: SocketAddr| -> std::io::Result<tokio::net::TcpSocket> {
         let socket = match address {
             SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
             SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
         };
+        // Only so that connections of a previous run in TIME_WAIT do not block the port.
         socket.set_reuseaddr(true)?;
+        Ok(socket)
+    };
+    let bind = |address: SocketAddr| -> std::io::Result<tokio::net::TcpListener> {
+        let socket = socket(address)?;
         #[cfg(unix)]
         if threads > 1 {
             socket.set_reuseport(true)?;
         }
         socket.bind(address)?;
         socket.listen(1024)
+    };
+    let address = if threads > 1 && cfg!(unix) {
+        let probe = socket(address)?;
+        probe.bind(address)?;
+        probe.local_addr()?
+    } else {
+        address
     };
     let first = bind(address)?;
     let bound = first.local_addr()?;
