@@ -252,6 +252,7 @@ mod tests {
                 headers: &headers,
                 query: Some("p=..%2Fadmin"),
                 host: None,
+                client_cert: None,
             };
             assert_eq!(
                 context.expand_url(template),
@@ -271,6 +272,7 @@ mod tests {
             headers: &headers,
             query: Some(query),
             host: None,
+            client_cert: None,
         };
         assert_eq!(
             context("p=a%3Fc%3Dd%23x").expand_url("http://b/v/${request.query[p]}"),
