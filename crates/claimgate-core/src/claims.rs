@@ -116,6 +116,15 @@ impl fmt::Debug for Claims {
     }
 }
 
+/// A claim as text, as context variables render it: strings as they are, everything else as
+/// JSON.
+pub fn claim_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ mod time;
 mod verdict;
 
 pub use check::{Check, CheckId, Failure, Note, Outcome, TimeContext};
-pub use claims::Claims;
+pub use claims::{claim_text, Claims};
 pub use dynamic::{
     select_for_request, select_server, wildcard_matches, Matched, Selection, SelectorToken,
 };

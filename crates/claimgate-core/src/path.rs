@@ -22,6 +22,7 @@
 //! Values put into a backend URL are escaped by [`push_path_value`] and [`push_query_value`]
 //! so that no value can change the backend path's shape or add a query.
 
+use claimgate_config::{ContextTable, ContextVariable, Template, TemplatePart};
 use std::borrow::Cow;
 use std::fmt;
 
@@ -333,6 +334,93 @@ pub fn percent_decode(value: &str) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
+/// Substitutes every `${...}` in a backend URL template, escaping each value for the part of
+/// the URL it lands in, so that no value changes the backend path's shape, adds a query or names
+/// another host. `value` gives a variable's text as the request has it (query values still
+/// percent-encoded, `{param}`/`{param*}` values in normal form). One function for the gateway,
+/// which calls the result, and for `check`, which shows it:
+/// - path: a `{param}`/`{param*}` value is already a normalised path (its `/` kept); any other
+///   value is decoded if it came from the query, then percent-encoded whole, and refused when it
+///   holds `/` or `\` or is `.` or `..` (backends that decode `%2F` would read a new segment);
+/// - query: every value percent-encoded whole;
+/// - host: one DNS label, and the result never a link-local address.
+pub fn expand_backend_url(
+    template: &Template,
+    mut value: impl FnMut(&ContextVariable) -> String,
+) -> Result<String, PathRejection> {
+    let mut out = String::new();
+    let mut templated_host = false;
+    for part in template.parts() {
+        let variable = match part {
+            TemplatePart::Literal(text) => {
+                out.push_str(text);
+                continue;
+            }
+            TemplatePart::Variable(variable) => variable,
+        };
+        let text = value(variable);
+        let bytes: Cow<'_, [u8]> = match variable.table {
+            ContextTable::Query | ContextTable::Path => percent_decode(&text),
+            _ => Cow::Borrowed(text.as_bytes()),
+        };
+        match url_part(&out) {
+            // Normalised with the request path: valid path data as it stands.
+            UrlPart::Path if variable.table == ContextTable::Path => out.push_str(&text),
+            UrlPart::Path => push_path_value(&bytes, &mut out)?,
+            UrlPart::Query => push_query_value(&bytes, &mut out),
+            UrlPart::Authority => {
+                templated_host = true;
+                push_host_value(&bytes, &mut out)?
+            }
+        }
+    }
+    if templated_host && link_local_host(&out) {
+        return Err(PathRejection::ValueNotHostLabel);
+    }
+    Ok(out)
+}
+
+/// The part of a URL that text appended after `so_far` lands in. Values appended before are
+/// escaped, so they never add the `/`, `?` or `#` this reads (a `{param*}` value adds `/` only
+/// in the path, where it changes nothing). Before the scheme's `://` counts as the host: the
+/// strictest rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UrlPart {
+    Authority,
+    Path,
+    Query,
+}
+
+fn url_part(so_far: &str) -> UrlPart {
+    if so_far.contains(['?', '#']) {
+        return UrlPart::Query;
+    }
+    match so_far.find("://") {
+        Some(i) if so_far[i + 3..].contains('/') => UrlPart::Path,
+        _ => UrlPart::Authority,
+    }
+}
+
+/// Whether a URL's host is a link-local address (169.254.0.0/16, fe80::/10: where cloud
+/// metadata services answer).
+fn link_local_host(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = host.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => v4.is_link_local(),
+        Ok(std::net::IpAddr::V6(v6)) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+        Err(_) => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,6 +549,15 @@ mod tests {
                 Err(PathRejection::ValueNotHostLabel)
             );
         }
+    }
+
+    #[test]
+    fn link_local_hosts() {
+        assert!(link_local_host("http://169.254.169.254/latest"));
+        assert!(link_local_host("http://u@169.254.1.1:80/"));
+        assert!(link_local_host("http://[fe80::1]:8080/x"));
+        assert!(!link_local_host("http://169.253.1.1/"));
+        assert!(!link_local_host("http://tenant.svc/x"));
     }
 
     #[test]

@@ -1614,6 +1614,76 @@ fn check_json(check: &Check) -> Value {
     Value::Object(out)
 }
 
+impl Verdict {
+    /// The URL the gateway would call for an allowed request to an HTTP backend, built by
+    /// [`crate::path::expand_backend_url`] from the same values the gateway uses. When a value
+    /// would change the backend path's shape or host, the verdict becomes the gateway's answer:
+    /// deny, 400, [`Unrouted::PathRejected`]. `None` when no HTTP backend would be called.
+    pub fn judge_backend_url(
+        &mut self,
+        deployment: &Deployment,
+        request: &dyn RequestView,
+    ) -> Option<String> {
+        if self.decision != Decision::Allow {
+            return None;
+        }
+        let route = self.route.as_ref()?;
+        let claimgate_config::Backend::Http(backend) = &deployment.routes.get(route.index)?.backend
+        else {
+            return None;
+        };
+        let template = claimgate_config::Template::parse(&backend.url).ok()?;
+        let claims = self.claims.clone();
+        let result = crate::path::expand_backend_url(&template, |variable| {
+            request_variable(request, &route.params, claims.as_deref(), variable)
+        });
+        match result {
+            Ok(url) => Some(url),
+            Err(why) => {
+                self.decision = Decision::Deny;
+                self.status = Some(400);
+                self.unrouted = Some(Unrouted::PathRejected(why));
+                None
+            }
+        }
+    }
+}
+
+/// A context variable's text as a request view offers it: what the gateway substitutes
+/// (`request.path`, `request.auth`, `request.headers` (first value), `request.query`,
+/// `request.host`); empty when missing, as OCI renders a missing variable.
+fn request_variable(
+    request: &dyn RequestView,
+    params: &[(String, String)],
+    claims: Option<&Claims>,
+    variable: &claimgate_config::ContextVariable,
+) -> String {
+    use claimgate_config::ContextTable;
+    let key = variable.key.as_deref().unwrap_or("");
+    match variable.table {
+        ContextTable::Path => params
+            .iter()
+            .find(|(name, _)| name == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default(),
+        ContextTable::Auth if variable.sub_key.is_none() => claims
+            .and_then(|c| c.get(key))
+            .map(|value| crate::claims::claim_text(&value))
+            .unwrap_or_default(),
+        ContextTable::Headers => request.first_header(key).unwrap_or_default().to_owned(),
+        ContextTable::Query => request
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(name, _)| *name == key)
+            .map(|(_, v)| v.to_owned())
+            .unwrap_or_default(),
+        ContextTable::Host => request.first_header("host").unwrap_or_default().to_owned(),
+        _ => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,6 @@
 use claimgate_config::{ContextTable, ContextVariable, Template, TemplatePart};
 use claimgate_core::path::{self, PathRejection};
 use claimgate_core::Claims;
-use serde_json::Value;
 
 /// What a request offers to `${...}` expressions.
 #[derive(Debug)]
@@ -104,105 +103,17 @@ impl<'a> RequestContext<'a> {
         out
     }
 
-    /// Substitutes every `${...}` in a backend URL template, escaping each value for the part
-    /// of the URL it lands in (SPEC "Request paths, headers and connections"), so that no value
-    /// changes the backend path's shape, adds a query or names another host:
-    /// - path: a `{param}`/`{param*}` value is already a normalised path (its `/` kept); any
-    ///   other value is percent-encoded whole and refused when it holds `/` or `\` or is `.`
-    ///   or `..` (backends that decode `%2F` would read a new segment);
-    /// - query: every value percent-encoded whole;
-    /// - host: one DNS label, and the result never a link-local address.
-    ///
-    /// Query values arrive percent-encoded and are decoded first, so `?p=..%2Fadmin` is the
-    /// `../admin` it means. The loader has checked the template's syntax.
+    /// The backend URL for `template` ([`path::expand_backend_url`]: each value escaped for
+    /// the part of the URL it lands in, or the request refused).
     pub(crate) fn expand_url(&self, template: &str) -> Result<String, PathRejection> {
         let Ok(parsed) = Template::parse(template) else {
             return Ok(template.to_owned());
         };
-        let mut out = String::with_capacity(template.len());
-        let mut templated_host = false;
-        for part in parsed.parts() {
-            let variable = match part {
-                TemplatePart::Literal(text) => {
-                    out.push_str(text);
-                    continue;
-                }
-                TemplatePart::Variable(variable) => variable,
-            };
-            let text = self.variable(variable);
-            let value: std::borrow::Cow<'_, [u8]> = match variable.table {
-                ContextTable::Query => path::percent_decode(&text),
-                ContextTable::Path => path::percent_decode(&text),
-                _ => std::borrow::Cow::Borrowed(text.as_bytes()),
-            };
-            match url_part(&out) {
-                UrlPart::Path if variable.table == ContextTable::Path => {
-                    // Normalised with the request path: valid path data as it stands.
-                    out.push_str(&text)
-                }
-                UrlPart::Path => path::push_path_value(&value, &mut out)?,
-                UrlPart::Query => path::push_query_value(&value, &mut out),
-                UrlPart::Authority => {
-                    templated_host = true;
-                    path::push_host_value(&value, &mut out)?
-                }
-            }
-        }
-        if templated_host && link_local_host(&out) {
-            return Err(PathRejection::ValueNotHostLabel);
-        }
-        Ok(out)
+        path::expand_backend_url(&parsed, |variable| self.variable(variable))
     }
 }
 
-/// The part of a URL that text appended after `so_far` lands in. Values appended before are
-/// escaped, so they never add the `/`, `?` or `#` this reads (a `{param*}` value adds `/` only
-/// in the path, where it changes nothing). Before the scheme's `://` counts as the host: the
-/// strictest rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum UrlPart {
-    Authority,
-    Path,
-    Query,
-}
-
-fn url_part(so_far: &str) -> UrlPart {
-    if so_far.contains(['?', '#']) {
-        return UrlPart::Query;
-    }
-    match so_far.find("://") {
-        Some(i) if so_far[i + 3..].contains('/') => UrlPart::Path,
-        _ => UrlPart::Authority,
-    }
-}
-
-/// Whether a URL's host is a link-local address (169.254.0.0/16, fe80::/10: where cloud
-/// metadata services answer).
-fn link_local_host(url: &str) -> bool {
-    let Ok(uri) = url.parse::<http::Uri>() else {
-        return false;
-    };
-    let Some(host) = uri.host() else {
-        return false;
-    };
-    match host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<std::net::IpAddr>()
-    {
-        Ok(std::net::IpAddr::V4(v4)) => v4.is_link_local(),
-        Ok(std::net::IpAddr::V6(v6)) => (v6.segments()[0] & 0xffc0) == 0xfe80,
-        Err(_) => false,
-    }
-}
-
-/// A claim as text: strings as they are, everything else as JSON.
-pub(crate) fn claim_text(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
+pub(crate) use claimgate_core::claim_text;
 
 fn percent_encode_into(value: &str, out: &mut String) {
     for byte in value.bytes() {
@@ -217,6 +128,7 @@ fn percent_encode_into(value: &str, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn expands_path_auth_and_headers() {

@@ -210,7 +210,7 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
         Some(Ok(answer)) => Introspection::Answer(answer),
         Some(Err(reason)) => Introspection::Unavailable { reason },
     };
-    let verdict = evaluate_with(
+    let mut verdict = evaluate_with(
         deployment,
         &request,
         material,
@@ -219,6 +219,8 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
         None,
         Explain::Everything,
     );
+    // What the gateway would call, with the values it would put there (or its 400).
+    let backend_url = verdict.judge_backend_url(deployment, &request);
     let code = if verdict.keys_unavailable() {
         exit::UNKNOWN
     } else if verdict.decision == Decision::Allow {
@@ -242,6 +244,9 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
                 Err(reason) => json!({"error": reason}),
             };
         }
+        if let Some(url) = &backend_url {
+            doc["backendUrl"] = json!(url);
+        }
         doc["warnings"] = json!(notes);
         print_json(doc);
     } else {
@@ -256,6 +261,13 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
             }
         }
         print_text(&verdict, deployment, &request, now, keys_from, &notes);
+        if let Some(url) = &backend_url {
+            outln!("  backend URL {}", Escaped(url));
+        } else if let (Some(_), Some(Unrouted::PathRejected(why))) =
+            (&verdict.route, &verdict.unrouted)
+        {
+            outln!("  backend URL refused with 400: {why}");
+        }
     }
     Ok(code)
 }
