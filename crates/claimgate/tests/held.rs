@@ -886,3 +886,177 @@ fn bad_client_certificates_are_refused_and_one_never_opens_another_deployment() 
     assert_eq!(get(&none, "/b").0, 401);
     assert_eq!(get(&none, "/open").0, 200);
 }
+
+/// A key server on its own runtime (stopped, with every connection it holds, when dropped):
+/// `/hang` never answers, `/drip` sends its head and then a byte every 200 ms, `/redirect`
+/// answers 302 to `/real`, and `/real` serves the signer's key set, counting its hits.
+struct KeyServer {
+    _rt: tokio::runtime::Runtime,
+    addr: SocketAddr,
+    real_hits: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl KeyServer {
+    fn start() -> Self {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let real_hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let hits = real_hits.clone();
+        let jwks = json!({"keys": [signer().jwk()]}).to_string();
+        rt.spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let (hits, jwks) = (hits.clone(), jwks.clone());
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buffer = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buffer[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+                    match path.as_str() {
+                        "/hang" => tokio::time::sleep(Duration::from_secs(600)).await,
+                        "/drip" => {
+                            let _ = stream
+                                .write_all(
+                                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                                      content-length: 100000\r\n\r\n{\"keys\":[",
+                                )
+                                .await;
+                            for _ in 0..3000 {
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                                if stream.write_all(b" ").await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        "/redirect" => {
+                            let answer = format!(
+                                "HTTP/1.1 302 Found\r\nlocation: http://{addr}/real\r\n\
+                                 content-length: 0\r\nconnection: close\r\n\r\n"
+                            );
+                            let _ = stream.write_all(answer.as_bytes()).await;
+                        }
+                        _ => {
+                            hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            let answer = format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                                 content-length: {}\r\nconnection: close\r\n\r\n{jwks}",
+                                jwks.len()
+                            );
+                            let _ = stream.write_all(answer.as_bytes()).await;
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            _rt: rt,
+            addr,
+            real_hits,
+        }
+    }
+}
+
+fn remote_jwks_deployment(uri: &str) -> Value {
+    json!({"displayName": "remote", "pathPrefix": "/v1", "specification": {
+        "requestPolicies": {"authentication": {
+            "type": "JWT_AUTHENTICATION", "tokenHeader": "Authorization", "tokenAuthScheme": "Bearer",
+            "issuers": [ISS], "audiences": [AUD],
+            "publicKeys": {"type": "REMOTE_JWKS", "uri": uri, "maxCacheDurationInHours": 1}
+        }},
+        "routes": [{"path": "/stock", "methods": ["GET"],
+                    "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200, "body": "stocked"}}]
+    }})
+}
+
+/// SPEC: a key set fetch is bounded in time (5 s, a server that never answers or drips its
+/// body included) and follows no redirect: the request is answered 500 in bounded time with a
+/// `badJsonWebKeySet` record, and the redirect's target is never fetched. (The size cap is
+/// `serve.rs::a_jwks_endpoint_answering_garbage_or_megabytes_is_named_in_the_log`.)
+#[test]
+fn key_set_fetches_are_bounded_in_time_and_follow_no_redirect() {
+    let keys = KeyServer::start();
+    let http = support::client();
+    let token = signer().token(claims());
+    // The control: the same key set, served directly, lets the token in.
+    let gw = start(
+        &remote_jwks_deployment(&format!("http://{}/real", keys.addr)),
+        &[],
+    );
+    let answer = http
+        .get(format!("{}/v1/stock", gw.base))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    drop(gw);
+    let served = keys.real_hits.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(served >= 1);
+
+    for path in ["/hang", "/drip", "/redirect"] {
+        let gw = start(
+            &remote_jwks_deployment(&format!("http://{}{path}", keys.addr)),
+            &[],
+        );
+        let started = Instant::now();
+        let answer = http
+            .get(format!("{}/v1/stock", gw.base))
+            .bearer_auth(&token)
+            .send()
+            .unwrap();
+        let took = started.elapsed();
+        assert_eq!(answer.status().as_u16(), 500, "{path}");
+        // At most the fetch made at start (5 s), which the request may wait for.
+        assert!(took < Duration::from_secs(8), "{path}: {took:?}");
+        let deadline = Instant::now() + Duration::from_secs(12);
+        let mut log = String::new();
+        while !log.contains("badJsonWebKeySet") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            log = std::fs::read_to_string(&gw.execution_log).unwrap_or_default();
+        }
+        assert!(log.contains("badJsonWebKeySet"), "{path}: {log}");
+    }
+
+    // A cooldown shorter than a fetch's time limit: requests waiting for a hanging fetch do
+    // not each start another one after it, so none waits for more than about two fetches.
+    let gw = start(
+        &remote_jwks_deployment(&format!("http://{}/hang", keys.addr)),
+        &["--jwks-cooldown", "1"],
+    );
+    let waits: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, token) = (format!("{}/v1/stock", gw.base), token.clone());
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let status = support::client()
+                    .get(url)
+                    .bearer_auth(token)
+                    .send()
+                    .map(|r| r.status().as_u16());
+                (status.ok(), started.elapsed())
+            })
+        })
+        .collect();
+    for wait in waits {
+        let (status, took) = wait.join().unwrap();
+        assert_eq!(status, Some(500));
+        assert!(took < Duration::from_secs(12), "{took:?}");
+    }
+    assert_eq!(
+        keys.real_hits.load(std::sync::atomic::Ordering::SeqCst),
+        served,
+        "the redirect was followed"
+    );
+}
