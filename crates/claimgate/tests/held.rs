@@ -1060,3 +1060,116 @@ fn key_set_fetches_are_bounded_in_time_and_follow_no_redirect() {
         "the redirect was followed"
     );
 }
+
+/// SPEC: a file that is not what its flag expects (a shadow file, a truncated secrets file, a
+/// key or certificate that is not one) is refused naming the file and the problem, never
+/// quoting what it holds: an operator's typo must not print a secret to a terminal or a CI log.
+#[test]
+fn files_that_are_not_what_they_should_be_are_refused_without_their_contents() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let shadow = write("shadow", "root:SECRET-MARK-1:19000:0:99999:7:::\n");
+    let secrets = write(
+        "secrets.json",
+        r#"{"ocid1.vaultsecret.oc1..x": "SECRET-MARK-2", "#,
+    );
+    let wrong_secrets = write(
+        "wrong-secrets.json",
+        r#"{"ocid1.vaultsecret.oc1..x": ["SECRET-MARK-3"]}"#,
+    );
+    let key = write(
+        "key.pem",
+        "-----BEGIN PRIVATE KEY-----\nSECRETMARK4AAAA\n-----END PRIVATE KEY-----\n",
+    );
+    let deployment = write(
+        "deployment.json",
+        &remote_jwks_deployment("http://127.0.0.1:9/jwks").to_string(),
+    );
+    let server_ca = ca("held server CA");
+    let (cert, _) = leaf(&server_ca, "localhost", false, now() - DAY, now() + DAY);
+    let cert = write("cert.pem", &cert);
+    let listen = format!("127.0.0.1:{}", support::free_port());
+    let serve = |more: &[&str]| {
+        let mut args = vec!["serve", "--listen", &listen];
+        args.extend_from_slice(more);
+        args.iter()
+            .map(|s| (*s).to_owned())
+            .collect::<Vec<String>>()
+    };
+    let runs: Vec<Vec<String>> = vec![
+        serve(&["--deployment", &shadow]),
+        serve(&["--deployment", &deployment, "--secrets", &secrets]),
+        serve(&["--deployment", &deployment, "--secrets", &wrong_secrets]),
+        serve(&[
+            "--deployment",
+            &deployment,
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &shadow,
+        ]),
+        serve(&[
+            "--deployment",
+            &deployment,
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ]),
+        serve(&[
+            "--deployment",
+            &deployment,
+            "--tls-cert",
+            &shadow,
+            "--tls-key",
+            &key,
+        ]),
+        vec!["validate".into(), shadow.clone()],
+        vec![
+            "check".into(),
+            "--deployment".into(),
+            shadow.clone(),
+            "--request".into(),
+            "GET /v1/stock".into(),
+        ],
+        vec![
+            "check".into(),
+            "--deployment".into(),
+            deployment.clone(),
+            "--request".into(),
+            "GET /v1/stock".into(),
+            "--token".into(),
+            "a.b.c".into(),
+            "--jwks".into(),
+            shadow.clone(),
+        ],
+        vec![
+            "logs".into(),
+            "--file".into(),
+            shadow.clone(),
+            "--request-id".into(),
+            "x".into(),
+        ],
+    ];
+    for args in runs {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_claimgate"))
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {text}");
+        assert!(!text.is_empty(), "{args:?}: says nothing");
+        for mark in ["SECRET-MARK", "SECRETMARK"] {
+            assert!(!text.contains(mark), "{args:?} quoted the file: {text}");
+        }
+    }
+}
