@@ -1173,3 +1173,244 @@ fn files_that_are_not_what_they_should_be_are_refused_without_their_contents() {
         }
     }
 }
+
+/// An OpenID provider on its own runtime: discovery, an empty key set, and an introspection
+/// endpoint answering `active` with `aud` `api://orders` for `good-opaque-token` only; it keeps
+/// every `Authorization` header it was sent.
+struct Provider {
+    _rt: tokio::runtime::Runtime,
+    addr: SocketAddr,
+    authorizations: Arc<Mutex<Vec<String>>>,
+}
+
+impl Provider {
+    fn start() -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let authorizations = Arc::new(Mutex::new(Vec::new()));
+        let kept = authorizations.clone();
+        rt.spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let kept = kept.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |request: hyper::Request<hyper::body::Incoming>| {
+                            let kept = kept.clone();
+                            async move {
+                                if let Some(value) = request.headers().get("authorization") {
+                                    kept.lock()
+                                        .unwrap()
+                                        .push(value.to_str().unwrap_or("?").to_owned());
+                                }
+                                let issuer = format!("http://{addr}");
+                                let body = match request.uri().path() {
+                                    "/.well-known/openid-configuration" => json!({
+                                        "issuer": issuer,
+                                        "jwks_uri": format!("{issuer}/jwks"),
+                                        "introspection_endpoint": format!("{issuer}/introspect"),
+                                    }),
+                                    "/jwks" => json!({"keys": []}),
+                                    _ => {
+                                        let form = request
+                                            .into_body()
+                                            .collect()
+                                            .await
+                                            .map(|b| b.to_bytes())
+                                            .unwrap_or_default();
+                                        let form = String::from_utf8_lossy(&form);
+                                        if form.contains("token=good-opaque-token") {
+                                            json!({"active": true, "iss": issuer,
+                                                   "aud": "api://orders", "sub": "alice",
+                                                   "exp": now() + 600})
+                                        } else {
+                                            json!({"active": false})
+                                        }
+                                    }
+                                };
+                                let mut response =
+                                    hyper::Response::new(Full::new(Bytes::from(body.to_string())));
+                                response
+                                    .headers_mut()
+                                    .insert("content-type", "application/json".parse().unwrap());
+                                Ok::<_, std::convert::Infallible>(response)
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            _rt: rt,
+            addr,
+            authorizations,
+        }
+    }
+}
+
+/// A `TOKEN_AUTHENTICATION` deployment on `prefix` whose introspection answers must carry
+/// `audience`, with the client secret `ocid1.vaultsecret.oc1..gw`.
+fn introspected(prefix: &str, provider: SocketAddr, audience: &str) -> Value {
+    let issuer = format!("http://{provider}");
+    json!({"displayName": prefix.trim_start_matches('/'), "pathPrefix": prefix, "specification": {
+        "requestPolicies": {"authentication": {
+            "type": "TOKEN_AUTHENTICATION", "tokenHeader": "Authorization", "tokenAuthScheme": "Bearer",
+            "validationPolicy": {
+                "type": "REMOTE_DISCOVERY",
+                "clientDetails": {"type": "CUSTOM", "clientId": "gateway",
+                                  "clientSecretId": "ocid1.vaultsecret.oc1..gw", "clientSecretVersionNumber": 1},
+                "sourceUriDetails": {"type": "DISCOVERY_URI",
+                                     "uri": format!("{issuer}/.well-known/openid-configuration")},
+                "maxCacheDurationInHours": 1,
+                "additionalValidationPolicy": {"issuers": [issuer], "audiences": [audience]}
+            }
+        }},
+        "routes": [{"path": "/hello", "methods": ["GET"],
+                    "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200, "body": "hello"}}]
+    }})
+}
+
+/// SPEC: one provider's introspection answer is judged by each deployment's own policy (an
+/// answer kept in the cache for one deployment does not open another whose audience differs),
+/// and the client secret goes to the provider only: never to the client, the logs, the
+/// gateway's own output, nor `check`'s.
+#[test]
+fn introspection_answers_are_judged_per_deployment_and_the_client_secret_is_never_printed() {
+    const SECRET: &str = "gw-secret-MARK-5f2c";
+    let provider = Provider::start();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let secrets = write(
+        "secrets.json",
+        &json!({"ocid1.vaultsecret.oc1..gw": {"1": SECRET}}).to_string(),
+    );
+    let orders = write(
+        "orders.json",
+        &introspected("/orders", provider.addr, "api://orders").to_string(),
+    );
+    let billing = write(
+        "billing.json",
+        &introspected("/billing", provider.addr, "api://billing").to_string(),
+    );
+    let listen = format!("127.0.0.1:{}", support::free_port());
+    let (stdout, stderr) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let (execution_log, access_log) = (
+        dir.path().join("execution.log"),
+        dir.path().join("access.log"),
+    );
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_claimgate"))
+        .args(["serve", "--listen", &listen])
+        .arg("--deployment")
+        .arg(&orders)
+        .arg("--deployment")
+        .arg(&billing)
+        .arg("--secrets")
+        .arg(&secrets)
+        .arg("--execution-log")
+        .arg(&execution_log)
+        .arg("--access-log")
+        .arg(&access_log)
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let _gateway = support::Running(child);
+    support::wait_for(&listen);
+    let http = support::client();
+    let get = |prefix: &str, token: &str| {
+        let response = http
+            .get(format!("http://{listen}{prefix}/hello"))
+            .bearer_auth(token)
+            .send()
+            .unwrap();
+        let status = response.status().as_u16();
+        let head = format!("{:?}", response.headers());
+        (status, format!("{head}{}", response.text().unwrap()))
+    };
+    let mut answers = String::new();
+    for (prefix, token, want) in [
+        ("/orders", "good-opaque-token", 200),
+        ("/billing", "good-opaque-token", 401),
+        ("/orders", "good-opaque-token", 200),
+        ("/billing", "good-opaque-token", 401),
+        ("/orders", "revoked-opaque-token", 401),
+    ] {
+        let (status, answer) = get(prefix, token);
+        assert_eq!(status, want, "{prefix} {token}: {answer}");
+        answers.push_str(&answer);
+    }
+    // The secret did go to the provider (client_secret_basic), so its absence elsewhere means
+    // something.
+    let basic = {
+        use base64::Engine as _;
+        let pair = format!("gateway:{SECRET}");
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        )
+    };
+    assert!(
+        provider.authorizations.lock().unwrap().contains(&basic),
+        "{:?}",
+        provider.authorizations.lock().unwrap()
+    );
+    // `check` judges the same token live, with the same secret.
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_claimgate"))
+        .arg("check")
+        .arg("--deployment")
+        .arg(&billing)
+        .args([
+            "--request",
+            "GET /billing/hello",
+            "--token",
+            "good-opaque-token",
+        ])
+        .arg("--secrets")
+        .arg(&secrets)
+        .args(["--output", "json"])
+        .output()
+        .unwrap();
+    let check_text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert_eq!(check.status.code(), Some(1), "{check_text}");
+    assert!(check_text.contains("api://billing"), "{check_text}");
+    std::thread::sleep(Duration::from_millis(500));
+    let log = std::fs::read_to_string(&execution_log).unwrap();
+    assert!(log.contains("tokenAuthentication."), "{log}");
+    let encoded = basic.trim_start_matches("Basic ");
+    for (what, text) in [
+        ("the answers", answers),
+        (
+            "the execution log",
+            std::fs::read_to_string(&execution_log).unwrap(),
+        ),
+        (
+            "the access log",
+            std::fs::read_to_string(&access_log).unwrap(),
+        ),
+        ("serve's output", std::fs::read_to_string(&stdout).unwrap()),
+        ("serve's errors", std::fs::read_to_string(&stderr).unwrap()),
+        ("check", check_text),
+    ] {
+        assert!(
+            !text.contains(SECRET) && !text.contains(encoded),
+            "{what} shows the secret: {text}"
+        );
+    }
+}
