@@ -1414,3 +1414,91 @@ fn introspection_answers_are_judged_per_deployment_and_the_client_secret_is_neve
         );
     }
 }
+
+/// SPEC: CORS origins match exactly (scheme, host and port, byte for byte): a look-alike
+/// origin (a suffix, a prefix, another scheme or port, a trailing dot or slash, `null`) gets
+/// no `Access-Control-*` header on answers or preflights; and every answer whose CORS headers
+/// depend on the origin says `Vary: Origin`, the ones without an origin or with a refused one
+/// too, so a shared cache never hands one origin's answer to another.
+#[test]
+fn cors_origins_match_exactly_and_every_answer_varies_by_origin() {
+    const APP: &str = "https://app.example";
+    let upstream = Recorder::start();
+    let mut deployment = deployment(upstream.addr);
+    deployment["specification"]["requestPolicies"]["cors"] = json!({
+        "allowedOrigins": [APP, "https://other.example:8443"],
+        "allowedMethods": ["GET", "POST"],
+        "isAllowCredentialsEnabled": true
+    });
+    let gw = start(&deployment, &[]);
+    let http = support::client();
+    let call = |method: &str, path: &str, headers: &[(&str, &str)]| {
+        let mut request = http.request(method.parse().unwrap(), format!("{}/v1{path}", gw.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().unwrap();
+        let status = response.status().as_u16();
+        (status, response.headers().clone())
+    };
+    let cors_headers = |headers: &reqwest::header::HeaderMap| -> Vec<String> {
+        headers
+            .keys()
+            .filter(|n| n.as_str().starts_with("access-control-"))
+            .map(|n| n.to_string())
+            .collect()
+    };
+    let varies = |headers: &reqwest::header::HeaderMap| {
+        headers
+            .get_all("vary")
+            .iter()
+            .any(|v| v.to_str().unwrap().to_ascii_lowercase().contains("origin"))
+    };
+    for origin in [
+        "https://app.example.evil.test",
+        "https://evil-app.example",
+        "https://xapp.example",
+        "https://app.exampl",
+        "http://app.example",
+        "https://app.example:8443",
+        "https://app.example.",
+        "https://app.example/",
+        "https://other.example",
+        "null",
+        "https://app.example, https://evil.test",
+    ] {
+        for path in ["/open", "/private"] {
+            let (_, headers) = call("GET", path, &[("origin", origin)]);
+            assert_eq!(cors_headers(&headers), Vec::<String>::new(), "{origin}");
+            assert!(varies(&headers), "{origin} {path}: {headers:?}");
+        }
+        let (_, headers) = call(
+            "OPTIONS",
+            "/open",
+            &[("origin", origin), ("access-control-request-method", "GET")],
+        );
+        assert!(
+            headers.get("access-control-allow-origin").is_none()
+                && headers.get("access-control-allow-credentials").is_none(),
+            "{origin}: {headers:?}"
+        );
+    }
+    // The listed origins, exactly, and no origin at all.
+    for origin in [APP, "https://other.example:8443"] {
+        let (status, headers) = call("GET", "/open", &[("origin", origin)]);
+        assert_eq!(status, 200);
+        assert_eq!(headers["access-control-allow-origin"], origin);
+        assert_eq!(headers["access-control-allow-credentials"], "true");
+        assert!(varies(&headers));
+        let (_, headers) = call(
+            "OPTIONS",
+            "/open",
+            &[("origin", origin), ("access-control-request-method", "GET")],
+        );
+        assert_eq!(headers["access-control-allow-origin"], origin);
+    }
+    let (status, headers) = call("GET", "/open", &[]);
+    assert_eq!(status, 200);
+    assert_eq!(cors_headers(&headers), Vec::<String>::new());
+    assert!(varies(&headers), "{headers:?}");
+}
