@@ -1502,3 +1502,38 @@ fn cors_origins_match_exactly_and_every_answer_varies_by_origin() {
     assert_eq!(cors_headers(&headers), Vec::<String>::new());
     assert!(varies(&headers), "{headers:?}");
 }
+
+/// SPEC: the forwarding headers the backend reads name the real peer: `X-Real-IP` and
+/// `Forwarded` are the gateway's alone (a client's own are replaced, not kept beside them),
+/// and `X-Forwarded-For` ends with the peer, so its right-most entry cannot be forged. (Which
+/// entry names the client for rate limiting is `edge.rs::client_ip_rate_limit_*`.)
+#[test]
+fn forwarding_headers_name_the_real_peer_whatever_the_client_sends() {
+    let upstream = Recorder::start();
+    let gw = start(&deployment(upstream.addr), &[]);
+    let request = "GET /v1/open HTTP/1.1\r\nHost: x\r\n\
+                   X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-For: 7.7.7.7\r\n\
+                   X-Real-IP: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nX-Real-Ip: 8.8.8.8\r\n\
+                   Connection: close\r\n\r\n";
+    let answer = exchange(&address(&gw), request.as_bytes());
+    assert_eq!(statuses(&answer), [200], "{answer}");
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let head = seen[0].split_once(" [").unwrap().1;
+    let values = |name: &str| -> Vec<&str> {
+        head.trim_end_matches(|c| c != ']')
+            .trim_end_matches(']')
+            .split(", ")
+            .filter_map(|pair| pair.strip_prefix(&format!("{name}: ")[..]))
+            .collect()
+    };
+    assert_eq!(values("x-real-ip"), ["127.0.0.1"], "{head}");
+    assert_eq!(values("forwarded"), ["for=127.0.0.1"], "{head}");
+    let forwarded_for = head
+        .split("x-forwarded-for: ")
+        .nth(1)
+        .and_then(|rest| rest.split(", x-").next())
+        .unwrap_or_default();
+    assert!(forwarded_for.ends_with("127.0.0.1"), "{head}");
+    assert_eq!(head.matches("x-forwarded-for: ").count(), 1, "{head}");
+}
