@@ -1,9 +1,13 @@
 //! What held when issue 11's reviewers attacked the running gateway, kept so: request
 //! smuggling over raw HTTP/1.1 (Content-Length with Transfer-Encoding, two lengths, obs-fold,
 //! requests pipelined behind a 401), HTTP/2 rapid reset and CONTINUATION floods, one 401 for
-//! every cause of an authentication failure, and TLS 1.0/1.1 and weak cipher suites refused.
-//! The real binary on loopback ports, a recording upstream in the test process, hand-written
-//! HTTP/1.1 and HTTP/2 bytes on raw sockets, and `openssl s_client` for old TLS versions.
+//! every cause of an authentication failure, TLS 1.0/1.1 and weak cipher suites refused, bad
+//! client certificates refused and mutual TLS never leaking between deployments, key set
+//! fetches bounded in time and never redirected, files never quoted in errors, introspection
+//! answers judged per deployment with the client secret never printed, exact CORS origins
+//! with `Vary: Origin`, and forwarding headers that name the real peer. The real binary on
+//! loopback ports, recording servers in the test process, hand-written HTTP/1.1 and HTTP/2
+//! bytes on raw sockets, and `openssl s_client` for old TLS versions.
 
 mod support;
 
