@@ -181,6 +181,9 @@ impl RemoteKeys {
             .client
             .jwks(&self.config.uri, self.config.ssl_verify_disabled)
             .await;
+        // The cooldown runs from the end of the attempt too: with a cooldown shorter than the
+        // fetch's time limit, callers queued behind a hanging fetch would each start another.
+        state.last_attempt = Some(Instant::now());
         self.config
             .metrics
             .key_fetch(&self.config.source, "jwks", result.is_ok());
