@@ -1,6 +1,8 @@
 //! `claimgate check`: the verdict the gateway would give one request.
 
-use crate::input::{load_deployment, parse_now, plural, read_token, InputError};
+use crate::input::{
+    load_deployment, parse_now, plural, read_file, read_token, InputError, DATA_LIMIT,
+};
 use crate::output::{colour_enabled, print_json, report_error, Paint};
 use crate::{exit, Format};
 use claimgate_config::{Authentication, Backend, Deployment, KeySource, TokenLocation};
@@ -281,8 +283,7 @@ fn provider_client() -> Result<claimgate_keys::ProviderClient, InputError> {
 }
 
 fn read_recorded_jwks(path: &str) -> Result<JwksParse, InputError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| InputError::new(format!("cannot read --jwks '{path}': {e}")))?;
+    let bytes = read_file(path, "--jwks", DATA_LIMIT).map_err(InputError::new)?;
     parse_jwks(&bytes).map_err(|e| InputError::new(format!("--jwks '{path}': {e}")))
 }
 
@@ -406,8 +407,7 @@ fn obtain(
 fn read_recorded_answer(
     path: &str,
 ) -> Result<Result<serde_json::Map<String, Value>, String>, InputError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| InputError::new(format!("cannot read --introspection '{path}': {e}")))?;
+    let bytes = read_file(path, "--introspection", DATA_LIMIT).map_err(InputError::new)?;
     claimgate_jose::json::parse_object(&bytes, 16)
         .map(Ok)
         .map_err(|e| InputError::new(format!("--introspection '{path}' is {e}")))
@@ -425,8 +425,8 @@ pub(crate) fn introspect_live(
             config.client_secret.secret_id
         )));
     };
-    let text = std::fs::read_to_string(secrets_file)
-        .map_err(|e| InputError::new(format!("cannot read --secrets '{secrets_file}': {e}")))?;
+    let text = crate::input::read_text(secrets_file, "--secrets", DATA_LIMIT)
+        .map_err(InputError::new)?;
     let secrets = claimgate_config::Secrets::parse(&text)
         .map_err(|e| InputError::new(format!("--secrets '{secrets_file}': {e}")))?;
     let secret = secrets
