@@ -10,6 +10,7 @@ use claimgate_core::{
     evaluate_with, token_to_introspect, CheckId, Claims, Decision, Explain, HeaderValues,
     Introspection, KeyMaterial, Outcome, RequestView, UnixTime, Unrouted, Verdict,
 };
+use claimgate_gateway::discovery::IntrospectError;
 use claimgate_jose::{parse_jwks, JwksParse};
 use serde_json::{json, Value};
 
@@ -45,6 +46,10 @@ pub(crate) struct CheckArgs {
     /// The path prefix of a bare specification (default /).
     #[arg(long, value_name = "PREFIX")]
     pub(crate) path_prefix: Option<String>,
+    /// A host besides the discovery URL's own that may receive the client secret as an
+    /// introspection_endpoint (repeatable).
+    #[arg(long = "allow-endpoint", value_name = "HOST")]
+    pub(crate) allow_endpoints: Vec<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub(crate) output: Format,
@@ -204,7 +209,10 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
     let introspection = match &obtained.introspection {
         None => Introspection::NotDone,
         Some(Ok(answer)) => Introspection::Answer(answer),
-        Some(Err(reason)) => Introspection::Unavailable { reason },
+        Some(Err(IntrospectError::Discovery(reason))) => {
+            Introspection::DiscoveryUnavailable { reason }
+        }
+        Some(Err(IntrospectError::Introspection(reason))) => Introspection::Unavailable { reason },
     };
     let verdict = evaluate_with(
         deployment,
@@ -235,7 +243,7 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
         if let Some(answer) = &obtained.introspection {
             doc["introspection"] = match answer {
                 Ok(answer) => json!({"answer": answer.to_map()}),
-                Err(reason) => json!({"error": reason}),
+                Err(error) => json!({"error": error.reason()}),
             };
         }
         doc["warnings"] = json!(notes);
@@ -247,7 +255,7 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
                     "introspection answer (RFC 7662):\n{}\n",
                     serde_json::to_string_pretty(&answer.to_map()).unwrap_or_default()
                 ),
-                Err(reason) => outln!("introspection failed: {reason}\n"),
+                Err(error) => outln!("introspection failed: {}\n", error.reason()),
             }
         }
         print_text(&verdict, deployment, &request, now, keys_from, &notes);
@@ -266,7 +274,7 @@ struct Obtained {
     jwks: Option<JwksParse>,
     keys_from: KeysFrom,
     unavailable: Option<Unavailable>,
-    introspection: Option<Result<std::sync::Arc<Claims>, String>>,
+    introspection: Option<Result<std::sync::Arc<Claims>, IntrospectError>>,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, InputError> {
@@ -274,6 +282,11 @@ fn runtime() -> Result<tokio::runtime::Runtime, InputError> {
         .enable_all()
         .build()
         .map_err(|e| InputError::new(format!("cannot start the HTTP client: {e}")))
+}
+
+/// Says which URL is fetched, before it is: the deployment file decides whom `check` calls.
+fn announce(uri: &str) {
+    eprintln!("fetching {uri}");
 }
 
 /// The client for identity-provider calls: 5 s per call, no redirects, bounded bodies.
@@ -328,6 +341,7 @@ fn obtain(
             None => {
                 obtained.keys_from = KeysFrom::Fetched(remote.uri.clone());
                 let client = provider_client()?;
+                announce(&remote.uri);
                 runtime()?
                     .block_on(client.jwks(&remote.uri, remote.ssl_verify_disabled))
                     .map_err(|e| Unavailable::Keys(format!("fetching {} failed: {e}", remote.uri)))
@@ -338,12 +352,21 @@ fn obtain(
                 obtained.keys_from = KeysFrom::None;
                 let answer = match &args.introspection {
                     Some(path) => read_recorded_answer(path)?,
-                    None => introspect_live(config, token, args.secrets.as_deref())?,
+                    None => introspect_live(
+                        config,
+                        token,
+                        args.secrets.as_deref(),
+                        &args.allow_endpoints,
+                    )?,
                 };
                 obtained.introspection = Some(answer.and_then(|answer| {
                     Claims::from_map(&answer)
                         .map(std::sync::Arc::new)
-                        .ok_or_else(|| "the introspection answer is too large".to_owned())
+                        .ok_or_else(|| {
+                            IntrospectError::Introspection(
+                                "the introspection answer is too large".to_owned(),
+                            )
+                        })
                 }));
                 return Ok(obtained);
             }
@@ -356,6 +379,7 @@ fn obtain(
                     obtained.keys_from = KeysFrom::Fetched(config.uri.clone());
                     let client = provider_client()?;
                     runtime()?.block_on(async {
+                        announce(&config.uri);
                         let document = client
                             .discovery(&config.uri, config.ssl_verify_disabled)
                             .await
@@ -371,6 +395,7 @@ fn obtain(
                                 config.uri
                             ))
                         })?;
+                        announce(&jwks_uri);
                         client
                             .jwks(&jwks_uri, config.ssl_verify_disabled)
                             .await
@@ -406,19 +431,21 @@ fn obtain(
 /// A recorded introspection answer: a JSON object (strict), judged as the endpoint's would be.
 fn read_recorded_answer(
     path: &str,
-) -> Result<Result<serde_json::Map<String, Value>, String>, InputError> {
+) -> Result<Result<serde_json::Map<String, Value>, IntrospectError>, InputError> {
     let bytes = read_file(path, "--introspection", DATA_LIMIT).map_err(InputError::new)?;
     claimgate_jose::json::parse_object(&bytes, 16)
         .map(Ok)
         .map_err(|e| InputError::new(format!("--introspection '{path}' is {e}")))
 }
 
-/// Calls the policy's introspection endpoint (through its discovery document).
+/// Calls the policy's introspection endpoint (through its discovery document), if the client
+/// secret may go there (SPEC: the discovery URL's host, a scheme as strong, or `--allow-endpoint`).
 pub(crate) fn introspect_live(
     config: &claimgate_config::RemoteDiscovery,
     token: &str,
     secrets_file: Option<&str>,
-) -> Result<Result<serde_json::Map<String, Value>, String>, InputError> {
+    allowed_endpoints: &[String],
+) -> Result<Result<serde_json::Map<String, Value>, IntrospectError>, InputError> {
     let Some(secrets_file) = secrets_file else {
         return Err(InputError::new(format!(
             "introspection needs the client secret '{}': pass --secrets FILE (or a recorded answer with --introspection FILE)",
@@ -438,16 +465,20 @@ pub(crate) fn introspect_live(
         .to_owned();
     let client = provider_client()?;
     Ok(runtime()?.block_on(async {
+        announce(&config.uri);
         let document = client
             .discovery(&config.uri, config.ssl_verify_disabled)
             .await
-            .map_err(|e| format!("fetching {} failed: {e}", config.uri))?;
+            .map_err(|e| IntrospectError::Discovery(format!("fetching {} failed: {e}", config.uri)))?;
         let endpoint = document.introspection_endpoint.clone().ok_or_else(|| {
-            format!(
+            IntrospectError::Discovery(format!(
                 "the discovery document at {} has no introspection_endpoint",
                 config.uri
-            )
+            ))
         })?;
+        claimgate_keys::secret_endpoint_allowed(&config.uri, &endpoint, allowed_endpoints)
+            .map_err(IntrospectError::Discovery)?;
+        announce(&endpoint);
         client
             .introspect(
                 &endpoint,
@@ -458,7 +489,7 @@ pub(crate) fn introspect_live(
                 config.ssl_verify_disabled,
             )
             .await
-            .map_err(|e| format!("introspection at {endpoint} failed: {e}"))
+            .map_err(|e| IntrospectError::Introspection(format!("introspection at {endpoint} failed: {e}")))
     }))
 }
 

@@ -7,6 +7,7 @@ use claimgate_config::{Authentication, Deployment, Secrets};
 use claimgate_gateway::demo::{Demo, PREFIX};
 use claimgate_gateway::limit::{Cidr, TrustedProxies};
 use claimgate_gateway::mtls::{ClientAuth, TlsServer};
+use claimgate_gateway::discovery::IntrospectionOptions;
 use claimgate_gateway::{Gateway, LogSink, Logs, Options};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -31,6 +32,17 @@ pub(crate) struct ServeArgs {
     /// Keep introspection answers at most this many seconds (below maxCacheDurationInHours).
     #[arg(long, value_name = "SECONDS")]
     introspection_cache_max: Option<u64>,
+    /// Introspections in flight at most, per policy; others wait up to 1 s, then get 500.
+    #[arg(long, default_value_t = 16, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    introspection_concurrency: u16,
+    /// Memory for introspection answers (all deployments), in MiB.
+    #[arg(long, default_value_t = 32, value_name = "MIB")]
+    introspection_cache_mib: u64,
+    /// A host besides the discovery URL's own that may receive the client secret as an
+    /// introspection_endpoint (repeatable).
+    #[arg(long = "allow-endpoint", value_name = "HOST")]
+    allow_endpoints: Vec<String>,
     /// Seconds allowed to read a request's headers.
     #[arg(long, default_value_t = 15, value_name = "SECONDS")]
     read_timeout: u64,
@@ -232,7 +244,12 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             shutdown_grace: Duration::from_secs(args.shutdown_grace),
             jwks_cooldown: Duration::from_secs(args.jwks_cooldown),
             token_cache_bytes: args.token_cache_mib * 1024 * 1024,
-            introspection_cache_max: args.introspection_cache_max.map(Duration::from_secs),
+            introspection: IntrospectionOptions {
+                cache_max: args.introspection_cache_max.map(Duration::from_secs),
+                concurrency: usize::from(args.introspection_concurrency),
+                allowed_endpoints: args.allow_endpoints.clone().into(),
+            },
+            introspection_cache_bytes: args.introspection_cache_mib.saturating_mul(1024 * 1024),
             redact_claim_values: args.redact_claim_values,
             extra_roots: read_ca_files(&args.ca).map_err(InputError::new)?,
             trusted_proxies: TrustedProxies::new(args.trusted_proxies.clone()),
