@@ -155,9 +155,8 @@ struct Idp {
 }
 
 impl Idp {
-    fn start(script: Script) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
+    fn start_on(port: u16, script: Script) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         let idp = Self {
             port,
             seen: Arc::default(),
@@ -580,5 +579,366 @@ fn the_watcher_reads_no_unchanged_file_and_reloads_a_changed_one() {
     while body() != "two" {
         assert!(Instant::now() < deadline, "the changed file was not reloaded");
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outbound calls
+// ---------------------------------------------------------------------------------------------
+
+/// A discovery document naming the provider's own endpoints, or `introspection_endpoint`.
+fn script(idp_port: u16, introspection_endpoint: Option<String>, answer: Value) -> Script {
+    let base = format!("http://127.0.0.1:{idp_port}");
+    Script {
+        discovery: json!({
+            "jwks_uri": format!("{base}/jwks"),
+            "introspection_endpoint": introspection_endpoint.unwrap_or(format!("{base}/introspect")),
+        }),
+        introspection: answer,
+        delay: Duration::ZERO,
+    }
+}
+
+/// Starts a provider whose discovery document is `make(its own port)`.
+fn idp_with(make: impl FnOnce(u16) -> Script) -> Idp {
+    // The discovery document names the provider's own port: pick it first.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let script = make(port);
+    Idp::start_on(port, script)
+}
+
+fn active(issuer: &str) -> Value {
+    json!({"active": true, "iss": issuer, "exp": now() + 3600, "scope": "orders"})
+}
+
+#[test]
+fn check_announces_every_url_it_fetches_and_recordings_stay_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let idp = idp_with(|port| script(port, None, json!({"active": false})));
+    let jwks_uri = format!("{}/jwks", idp.issuer());
+    let deployment = write(
+        dir.path(),
+        "jwks.json",
+        jwks_deployment(&jwks_uri).to_string().as_bytes(),
+    );
+    let args = [
+        "check",
+        "--deployment",
+        deployment.to_str().unwrap(),
+        "--request",
+        "GET /v1/open",
+        "--token",
+        "eyJhbGciOiJSUzI1NiJ9.e30.c2ln",
+    ];
+    let (output, _) = run_within(&args, Duration::from_secs(20));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("fetching {jwks_uri}")),
+        "{stderr}"
+    );
+    assert_eq!(idp.seen().len(), 1);
+
+    let recorded = write(dir.path(), "keys.json", br#"{"keys": []}"#);
+    let mut offline = args.to_vec();
+    offline.extend(["--jwks", recorded.to_str().unwrap()]);
+    let (output, _) = run_within(&offline, Duration::from_secs(20));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("fetching"), "{stderr}");
+    assert_eq!(idp.seen().len(), 1, "a recording was not enough");
+
+    // Discovery: the document, then the key set it names, each announced.
+    let discovery = write(
+        dir.path(),
+        "discovery.json",
+        discovery_deployment(&idp.discovery_uri()).to_string().as_bytes(),
+    );
+    let (output, _) = run_within(
+        &[
+            "check",
+            "--deployment",
+            discovery.to_str().unwrap(),
+            "--request",
+            "GET /v1/open",
+            "--token",
+            "eyJhbGciOiJSUzI1NiJ9.e30.c2ln",
+        ],
+        Duration::from_secs(20),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("fetching {}", idp.discovery_uri()))
+            && stderr.contains(&format!("fetching {jwks_uri}")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_link_local_key_set_is_refused_without_a_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    for uri in [
+        "http://169.254.169.254/latest/meta-data/jwks",
+        "http://[fe80::1]:8080/jwks",
+    ] {
+        let deployment = write(
+            dir.path(),
+            "metadata.json",
+            jwks_deployment(uri).to_string().as_bytes(),
+        );
+        let (output, took) = run_within(
+            &[
+                "check",
+                "--deployment",
+                deployment.to_str().unwrap(),
+                "--request",
+                "GET /v1/open",
+                "--token",
+                "eyJhbGciOiJSUzI1NiJ9.e30.c2ln",
+            ],
+            Duration::from_secs(20),
+        );
+        let said = text(&output);
+        assert_eq!(output.status.code(), Some(3), "{said}");
+        assert!(said.contains("refused") && said.contains("link-local"), "{said}");
+        assert!(took < Duration::from_secs(3), "{uri}: {took:?}");
+    }
+    // The gateway alike: 500, with the reason in the record.
+    let deployment = write(
+        dir.path(),
+        "metadata.json",
+        jwks_deployment("http://169.254.169.254/latest/meta-data/jwks")
+            .to_string()
+            .as_bytes(),
+    );
+    let gw = start_gateway_on(tempfile::tempdir().unwrap(), &[deployment], false, &[]);
+    let answer = client()
+        .get(format!("{}/v1/open", gw.base))
+        .bearer_auth("eyJhbGciOiJSUzI1NiJ9.e30.c2ln")
+        .send()
+        .unwrap();
+    assert_eq!(answer.status(), 500);
+    let id = answer.headers()["opc-request-id"].to_str().unwrap().to_owned();
+    let records = records(&gw.execution_log, &id, 1);
+    assert!(
+        records.iter().any(|r| r["data"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("link-local"))),
+        "{records:?}"
+    );
+}
+
+#[test]
+fn the_client_secret_never_goes_to_another_host_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = secrets_file(dir.path());
+    // The capturing server: another host string (localhost) on another port.
+    let elsewhere = idp_with(|port| script(port, None, active("x")));
+    let idp = idp_with(|port| {
+        script(
+            port,
+            Some(format!("http://localhost:{}/introspect", elsewhere.port)),
+            json!({}),
+        )
+    });
+    let deployment = write(
+        dir.path(),
+        "discovery.json",
+        discovery_deployment(&idp.discovery_uri()).to_string().as_bytes(),
+    );
+    let introspect = |extra: &[&str]| {
+        let mut args = vec![
+            "introspect",
+            "--deployment",
+            deployment.to_str().unwrap(),
+            "--token",
+            "opaque-token-1",
+            "--secrets",
+            secrets.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        run_within(&args, Duration::from_secs(20)).0
+    };
+    let output = introspect(&[]);
+    let said = text(&output);
+    assert_eq!(output.status.code(), Some(3), "{said}");
+    assert!(
+        said.contains("badDiscoveryEndpointResponse")
+            && said.contains("--allow-endpoint localhost"),
+        "{said}"
+    );
+    assert!(elsewhere.seen().is_empty(), "{:?}", elsewhere.seen());
+    assert!(!idp.seen().iter().any(Seen::carries_the_secret));
+
+    // The gateway refuses it too: 500, badDiscoveryEndpointResponse, nothing sent.
+    let gw = start_gateway_on(
+        tempfile::tempdir().unwrap(),
+        &[deployment.clone()],
+        false,
+        &["--secrets", secrets.to_str().unwrap()],
+    );
+    let answer = client()
+        .get(format!("{}/v1/open", gw.base))
+        .bearer_auth("opaque-token-2")
+        .send()
+        .unwrap();
+    assert_eq!(answer.status(), 500);
+    let id = answer.headers()["opc-request-id"].to_str().unwrap().to_owned();
+    let records = records(&gw.execution_log, &id, 1);
+    assert!(
+        records
+            .iter()
+            .any(|r| r["data"]["code"] == "tokenAuthentication.badDiscoveryEndpointResponse"),
+        "{records:?}"
+    );
+    assert!(elsewhere.seen().is_empty(), "{:?}", elsewhere.seen());
+    drop(gw);
+
+    // Named by --allow-endpoint, the endpoint gets the call (and the secret).
+    let output = introspect(&["--allow-endpoint", "localhost"]);
+    assert_ne!(output.status.code(), Some(3), "{}", text(&output));
+    assert_eq!(elsewhere.introspections(), 1);
+    assert!(elsewhere.seen()[0].carries_the_secret());
+    assert!(text(&output).contains(&format!(
+        "fetching http://localhost:{}/introspect",
+        elsewhere.port
+    )));
+
+    // 127.0.0.2 is another host too, refused before any connection.
+    let idp2 = idp_with(|port| {
+        script(port, Some("http://127.0.0.2:9/introspect".into()), json!({}))
+    });
+    let deployment2 = write(
+        dir.path(),
+        "discovery2.json",
+        discovery_deployment(&idp2.discovery_uri()).to_string().as_bytes(),
+    );
+    let (output, _) = run_within(
+        &[
+            "check",
+            "--deployment",
+            deployment2.to_str().unwrap(),
+            "--request",
+            "GET /v1/open",
+            "--token",
+            "opaque-token-3",
+            "--secrets",
+            secrets.to_str().unwrap(),
+        ],
+        Duration::from_secs(20),
+    );
+    let said = text(&output);
+    assert_eq!(output.status.code(), Some(3), "{said}");
+    assert!(said.contains("--allow-endpoint 127.0.0.2"), "{said}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Introspection bounds and answers that cannot panic
+// ---------------------------------------------------------------------------------------------
+
+fn serve_discovery(idp: &Idp, extra: &[&str]) -> (Gateway, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = secrets_file(dir.path());
+    let deployment = write(
+        dir.path(),
+        "discovery.json",
+        discovery_deployment(&idp.discovery_uri()).to_string().as_bytes(),
+    );
+    let mut flags = vec!["--secrets", secrets.to_str().unwrap()];
+    flags.extend(extra);
+    let gw = start_gateway_on(tempfile::tempdir().unwrap(), &[deployment], false, &flags);
+    (gw, dir)
+}
+
+#[test]
+fn junk_bearer_values_are_refused_without_an_introspection() {
+    let idp = idp_with(|port| {
+        let issuer = format!("http://127.0.0.1:{port}");
+        script(port, None, active(&issuer))
+    });
+    let (gw, _dir) = serve_discovery(&idp, &[]);
+    let send = |authorization: &str| {
+        client()
+            .get(format!("{}/v1/open", gw.base))
+            .header("authorization", authorization)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let long = "a".repeat(5 * 1024);
+    for junk in [
+        "Bearer two words".to_owned(),
+        "Bearer \"quoted\"".to_owned(),
+        "Bearer a,b".to_owned(),
+        "Bearer a=b".to_owned(),
+        format!("Bearer {long}"),
+    ] {
+        assert_eq!(send(&junk), 401, "{junk:.40}");
+    }
+    assert_eq!(idp.introspections(), 0, "{:?}", idp.seen());
+    // A bearer token is still introspected (once) and let in.
+    assert_eq!(send("Bearer good-token_1.2~3+4/5=="), 200);
+    assert_eq!(idp.introspections(), 1);
+}
+
+#[test]
+fn at_most_n_introspections_are_in_flight_and_the_rest_wait_a_second() {
+    let idp = idp_with(|port| {
+        let issuer = format!("http://127.0.0.1:{port}");
+        let mut script = script(port, None, active(&issuer));
+        script.delay = Duration::from_millis(1300);
+        script
+    });
+    let (gw, _dir) = serve_discovery(&idp, &["--introspection-concurrency", "2"]);
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let calls: Vec<_> = (0..5)
+            .map(|i| {
+                let base = gw.base.clone();
+                scope.spawn(move || {
+                    client()
+                        .get(format!("{base}/v1/open"))
+                        .bearer_auth(format!("token-{i}"))
+                        .send()
+                        .unwrap()
+                        .status()
+                        .as_u16()
+                })
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    assert_eq!(idp.most_in_flight.load(Ordering::SeqCst), 2, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 2, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 500).count(), 3, "{statuses:?}");
+    assert_eq!(idp.introspections(), 2);
+}
+
+#[test]
+fn huge_or_negative_times_in_an_introspection_answer_do_not_panic() {
+    for (exp, iat, nbf) in [
+        (json!(1e300), json!(1e300), json!(1e300)),
+        (json!(2e19), json!(-1e300), json!(-5)),
+        (json!(-1e300), json!(2e19), json!(1e300)),
+    ] {
+        let idp = idp_with(|port| {
+            let issuer = format!("http://127.0.0.1:{port}");
+            script(
+                port,
+                None,
+                json!({"active": true, "iss": issuer, "exp": exp, "iat": iat, "nbf": nbf}),
+            )
+        });
+        let (gw, _dir) = serve_discovery(&idp, &[]);
+        for _ in 0..2 {
+            let status = client()
+                .get(format!("{}/v1/open", gw.base))
+                .bearer_auth("opaque-token")
+                .send()
+                .expect("an answer, not a dropped connection")
+                .status()
+                .as_u16();
+            assert!([200, 401].contains(&status), "{exp} {iat} {nbf}: {status}");
+        }
     }
 }
