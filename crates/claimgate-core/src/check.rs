@@ -122,7 +122,9 @@ pub(crate) fn bearer_value_failure(raw: &str, in_query: bool) -> Option<Failure>
             i += 1;
         } else if in_query
             && b == b'%'
-            && bytes.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+            && bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
         {
             i += 3;
         } else {

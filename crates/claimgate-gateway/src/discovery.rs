@@ -421,4 +421,22 @@ mod tests {
         assert!(soon > Duration::from_secs(55) && soon <= Duration::from_secs(60));
         assert_eq!(keep_until(None, max), Duration::ZERO);
     }
+
+    #[tokio::test]
+    async fn the_answer_cache_is_bounded_in_bytes_not_entries() {
+        let limit = 64 * 1024;
+        let cache = AnswerCache::new(limit);
+        let answer = json!({"active": true, "padding": "x".repeat(4000)});
+        let claims = Arc::new(Claims::from_map(answer.as_object().unwrap()).unwrap());
+        for i in 0..100u8 {
+            let answer = Arc::new(Answer {
+                claims: claims.clone(),
+                ttl: Duration::from_secs(60),
+            });
+            cache.answers.insert((0, [i; 32]), answer).await;
+        }
+        let held = cache.weighed_size().await;
+        assert!(held > 0 && held <= limit, "{held}");
+        assert!(cache.answers.entry_count() < 20);
+    }
 }

@@ -138,7 +138,9 @@ pub fn is_loopback_host(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || host.parse::<IpAddr>().is_ok_and(|ip| match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(v6.is_loopback(), |v4| v4.is_loopback()),
+            IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map_or(v6.is_loopback(), |v4| v4.is_loopback()),
             IpAddr::V4(v4) => v4.is_loopback(),
         })
 }
@@ -173,9 +175,8 @@ impl reqwest::dns::Resolve for NoLinkLocal {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let usable: Vec<SocketAddr> = found
                 .iter()
                 .copied()
@@ -464,7 +465,12 @@ mod tests {
 
     #[test]
     fn link_local_addresses_are_known_in_every_spelling() {
-        for address in ["169.254.169.254", "169.254.0.1", "fe80::1", "::ffff:169.254.169.254"] {
+        for address in [
+            "169.254.169.254",
+            "169.254.0.1",
+            "fe80::1",
+            "::ffff:169.254.169.254",
+        ] {
             assert!(is_link_local(address.parse().unwrap()), "{address}");
         }
         for address in ["127.0.0.1", "10.0.0.1", "::1", "fec0::1", "2001:db8::1"] {

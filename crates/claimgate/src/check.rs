@@ -452,8 +452,8 @@ pub(crate) fn introspect_live(
             config.client_secret.secret_id
         )));
     };
-    let text = crate::input::read_text(secrets_file, "--secrets", DATA_LIMIT)
-        .map_err(InputError::new)?;
+    let text =
+        crate::input::read_text(secrets_file, "--secrets", DATA_LIMIT).map_err(InputError::new)?;
     let secrets = claimgate_config::Secrets::parse(&text)
         .map_err(|e| InputError::new(format!("--secrets '{secrets_file}': {e}")))?;
     let secret = secrets
@@ -469,7 +469,9 @@ pub(crate) fn introspect_live(
         let document = client
             .discovery(&config.uri, config.ssl_verify_disabled)
             .await
-            .map_err(|e| IntrospectError::Discovery(format!("fetching {} failed: {e}", config.uri)))?;
+            .map_err(|e| {
+                IntrospectError::Discovery(format!("fetching {} failed: {e}", config.uri))
+            })?;
         let endpoint = document.introspection_endpoint.clone().ok_or_else(|| {
             IntrospectError::Discovery(format!(
                 "the discovery document at {} has no introspection_endpoint",
@@ -489,7 +491,9 @@ pub(crate) fn introspect_live(
                 config.ssl_verify_disabled,
             )
             .await
-            .map_err(|e| IntrospectError::Introspection(format!("introspection at {endpoint} failed: {e}")))
+            .map_err(|e| {
+                IntrospectError::Introspection(format!("introspection at {endpoint} failed: {e}"))
+            })
     }))
 }
 

@@ -51,7 +51,12 @@ pub(crate) fn read_text(path: &str, what: &str, limit: u64) -> Result<String, St
 pub(crate) fn open_regular(path: &str, what: &str) -> Result<std::fs::File, String> {
     use std::os::unix::fs::OpenOptionsExt as _;
     let cannot = |e: std::io::Error| format!("cannot read {what} '{path}': {e}");
-    check_metadata(path, what, u64::MAX, &std::fs::metadata(path).map_err(cannot)?)?;
+    check_metadata(
+        path,
+        what,
+        u64::MAX,
+        &std::fs::metadata(path).map_err(cannot)?,
+    )?;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)

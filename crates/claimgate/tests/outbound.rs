@@ -350,7 +350,9 @@ fn a_fifo_is_refused_without_hanging() {
     let jwks = write(
         dir.path(),
         "jwks.json",
-        jwks_deployment("https://127.0.0.1:9/jwks").to_string().as_bytes(),
+        jwks_deployment("https://127.0.0.1:9/jwks")
+            .to_string()
+            .as_bytes(),
     );
     let discovery = write(
         dir.path(),
@@ -381,7 +383,10 @@ fn a_fifo_is_refused_without_hanging() {
         let (output, _) = run_within(&args, Duration::from_secs(10));
         let said = text(&output);
         assert_eq!(output.status.code(), Some(2), "{args:?}: {said}");
-        assert!(said.contains("a FIFO, not a regular file"), "{args:?}: {said}");
+        assert!(
+            said.contains("a FIFO, not a regular file"),
+            "{args:?}: {said}"
+        );
     }
 }
 
@@ -392,7 +397,10 @@ fn oversized_files_are_refused_with_their_limit_and_symlinks_to_files_work() {
     let mut big = stock_deployment().to_string().into_bytes();
     big.resize(2 * 1024 * 1024 + 1, b' ');
     let big = write(dir.path(), "big.json", &big);
-    let (output, _) = run_within(&["validate", big.to_str().unwrap()], Duration::from_secs(20));
+    let (output, _) = run_within(
+        &["validate", big.to_str().unwrap()],
+        Duration::from_secs(20),
+    );
     let said = text(&output);
     assert_eq!(output.status.code(), Some(2), "{said}");
     assert!(said.contains("larger than the limit of 2 MiB"), "{said}");
@@ -523,11 +531,21 @@ fn logs_streams_its_files_and_finds_records_in_both_forms() {
     // One endless line is refused at its bound, not read whole.
     let long = write(dir.path(), "long.log", &vec![b'x'; 1024 * 1024 + 10]);
     let (output, _) = run_within(
-        &["logs", "--file", long.to_str().unwrap(), "--request-id", "x"],
+        &[
+            "logs",
+            "--file",
+            long.to_str().unwrap(),
+            "--request-id",
+            "x",
+        ],
         Duration::from_secs(20),
     );
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
-    assert!(text(&output).contains("longer than 1 MiB"), "{}", text(&output));
+    assert!(
+        text(&output).contains("longer than 1 MiB"),
+        "{}",
+        text(&output)
+    );
 }
 
 /// Bytes the process has read through read(2) and friends so far (`rchar`).
@@ -577,7 +595,10 @@ fn the_watcher_reads_no_unchanged_file_and_reloads_a_changed_one() {
     std::fs::write(&file, deployment("two")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while body() != "two" {
-        assert!(Instant::now() < deadline, "the changed file was not reloaded");
+        assert!(
+            Instant::now() < deadline,
+            "the changed file was not reloaded"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -634,10 +655,7 @@ fn check_announces_every_url_it_fetches_and_recordings_stay_offline() {
     ];
     let (output, _) = run_within(&args, Duration::from_secs(20));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains(&format!("fetching {jwks_uri}")),
-        "{stderr}"
-    );
+    assert!(stderr.contains(&format!("fetching {jwks_uri}")), "{stderr}");
     assert_eq!(idp.seen().len(), 1);
 
     let recorded = write(dir.path(), "keys.json", br#"{"keys": []}"#);
@@ -652,7 +670,9 @@ fn check_announces_every_url_it_fetches_and_recordings_stay_offline() {
     let discovery = write(
         dir.path(),
         "discovery.json",
-        discovery_deployment(&idp.discovery_uri()).to_string().as_bytes(),
+        discovery_deployment(&idp.discovery_uri())
+            .to_string()
+            .as_bytes(),
     );
     let (output, _) = run_within(
         &[
@@ -700,7 +720,10 @@ fn a_link_local_key_set_is_refused_without_a_connection() {
         );
         let said = text(&output);
         assert_eq!(output.status.code(), Some(3), "{said}");
-        assert!(said.contains("refused") && said.contains("link-local"), "{said}");
+        assert!(
+            said.contains("refused") && said.contains("link-local"),
+            "{said}"
+        );
         assert!(took < Duration::from_secs(3), "{uri}: {took:?}");
     }
     // The gateway alike: 500, with the reason in the record.
@@ -718,7 +741,10 @@ fn a_link_local_key_set_is_refused_without_a_connection() {
         .send()
         .unwrap();
     assert_eq!(answer.status(), 500);
-    let id = answer.headers()["opc-request-id"].to_str().unwrap().to_owned();
+    let id = answer.headers()["opc-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let records = records(&gw.execution_log, &id, 1);
     assert!(
         records.iter().any(|r| r["data"]["message"]
@@ -744,7 +770,9 @@ fn the_client_secret_never_goes_to_another_host_unless_allowed() {
     let deployment = write(
         dir.path(),
         "discovery.json",
-        discovery_deployment(&idp.discovery_uri()).to_string().as_bytes(),
+        discovery_deployment(&idp.discovery_uri())
+            .to_string()
+            .as_bytes(),
     );
     let introspect = |extra: &[&str]| {
         let mut args = vec![
@@ -783,7 +811,10 @@ fn the_client_secret_never_goes_to_another_host_unless_allowed() {
         .send()
         .unwrap();
     assert_eq!(answer.status(), 500);
-    let id = answer.headers()["opc-request-id"].to_str().unwrap().to_owned();
+    let id = answer.headers()["opc-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let records = records(&gw.execution_log, &id, 1);
     assert!(
         records
@@ -806,12 +837,18 @@ fn the_client_secret_never_goes_to_another_host_unless_allowed() {
 
     // 127.0.0.2 is another host too, refused before any connection.
     let idp2 = idp_with(|port| {
-        script(port, Some("http://127.0.0.2:9/introspect".into()), json!({}))
+        script(
+            port,
+            Some("http://127.0.0.2:9/introspect".into()),
+            json!({}),
+        )
     });
     let deployment2 = write(
         dir.path(),
         "discovery2.json",
-        discovery_deployment(&idp2.discovery_uri()).to_string().as_bytes(),
+        discovery_deployment(&idp2.discovery_uri())
+            .to_string()
+            .as_bytes(),
     );
     let (output, _) = run_within(
         &[
@@ -842,7 +879,9 @@ fn serve_discovery(idp: &Idp, extra: &[&str]) -> (Gateway, tempfile::TempDir) {
     let deployment = write(
         dir.path(),
         "discovery.json",
-        discovery_deployment(&idp.discovery_uri()).to_string().as_bytes(),
+        discovery_deployment(&idp.discovery_uri())
+            .to_string()
+            .as_bytes(),
     );
     let mut flags = vec!["--secrets", secrets.to_str().unwrap()];
     flags.extend(extra);
@@ -909,8 +948,16 @@ fn at_most_n_introspections_are_in_flight_and_the_rest_wait_a_second() {
         calls.into_iter().map(|c| c.join().unwrap()).collect()
     });
     assert_eq!(idp.most_in_flight.load(Ordering::SeqCst), 2, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 2, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 500).count(), 3, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        2,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 500).count(),
+        3,
+        "{statuses:?}"
+    );
     assert_eq!(idp.introspections(), 2);
 }
 
