@@ -97,7 +97,7 @@ fn check_metadata(
 }
 
 fn too_large(path: &str, what: &str, limit: u64) -> String {
-    let human = if limit % (1024 * 1024) == 0 {
+    let human = if limit.is_multiple_of(1024 * 1024) {
         format!("{} MiB", limit / (1024 * 1024))
     } else {
         format!("{} KiB", limit / 1024)

@@ -573,7 +573,12 @@ fn the_watcher_reads_no_unchanged_file_and_reloads_a_changed_one() {
         text
     };
     let file = write(dir.path(), "big.json", &deployment("one"));
-    let gw = start_gateway_on(tempfile::tempdir().unwrap(), &[file.clone()], false, &[]);
+    let gw = start_gateway_on(
+        tempfile::tempdir().unwrap(),
+        std::slice::from_ref(&file),
+        false,
+        &[],
+    );
     let body = || {
         client()
             .get(format!("{}/v1/open", gw.base))
@@ -801,7 +806,7 @@ fn the_client_secret_never_goes_to_another_host_unless_allowed() {
     // The gateway refuses it too: 500, badDiscoveryEndpointResponse, nothing sent.
     let gw = start_gateway_on(
         tempfile::tempdir().unwrap(),
-        &[deployment.clone()],
+        std::slice::from_ref(&deployment),
         false,
         &["--secrets", secrets.to_str().unwrap()],
     );
