@@ -100,6 +100,40 @@ impl Outcome {
     }
 }
 
+/// The longest opaque token introspected (4 KiB); a longer one is refused without a call.
+pub(crate) const MAX_OPAQUE_BYTES: usize = 4096;
+
+/// Whether `raw` may be sent to an introspection endpoint: an RFC 6750 `b64token`
+/// (`[A-Za-z0-9-._~+/]+=*`) of at most [`MAX_OPAQUE_BYTES`]. In a query parameter the value may
+/// be percent-encoded (RFC 6750 §2.3), so `%HH` counts as one character there. Anything else
+/// would cost the identity provider a call for a value no provider issues.
+pub(crate) fn bearer_value_failure(raw: &str, in_query: bool) -> Option<Failure> {
+    if raw.len() > MAX_OPAQUE_BYTES {
+        return Some(Failure::NotBearerToken {
+            too_long: Some(raw.len()),
+        });
+    }
+    let bytes = raw.as_bytes();
+    let body = bytes.len() - bytes.iter().rev().take_while(|b| **b == b'=').count();
+    let mut i = 0;
+    while i < body {
+        let b = bytes[i];
+        if b.is_ascii_alphanumeric() || b"-._~+/".contains(&b) {
+            i += 1;
+        } else if in_query
+            && b == b'%'
+            && bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+        {
+            i += 3;
+        } else {
+            return Some(Failure::NotBearerToken { too_long: None });
+        }
+    }
+    (body == 0).then_some(Failure::NotBearerToken { too_long: None })
+}
+
 /// Why a check failed, with what was expected and what was found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Failure {
@@ -115,6 +149,11 @@ pub enum Failure {
         found: Option<String>,
     },
     Malformed(FormatError),
+    /// An opaque token that is not an RFC 6750 `b64token` of at most [`MAX_OPAQUE_BYTES`]: refused
+    /// without asking the identity provider. `bytes` is its length when too long.
+    NotBearerToken {
+        too_long: Option<usize>,
+    },
     AlgNone {
         alg: String,
     },
@@ -287,6 +326,12 @@ impl Failure {
                 format!("JWT token not found in query parameter '{name}'.")
             }
             Self::Malformed(detail) => format!("JWT token is malformed: {detail}."),
+            Self::NotBearerToken { too_long: Some(bytes) } => format!(
+                "The token is {bytes} bytes, above the {MAX_OPAQUE_BYTES} an opaque token may have; it was not introspected."
+            ),
+            Self::NotBearerToken { too_long: None } => {
+                "The token is not an RFC 6750 bearer token (b64token); it was not introspected.".into()
+            }
             Self::AlgNone { alg } | Self::AlgUnknown { alg } | Self::AlgNotAllowed { alg, .. } => {
                 format!("JWT token algorithm '{alg}' is not allowed.")
             }
@@ -366,6 +411,9 @@ impl Failure {
             }
             Self::Malformed(detail) => format!(
                 "Send the token exactly as the identity provider issued it: three base64url segments separated by dots, nothing added or removed ({detail})."
+            ),
+            Self::NotBearerToken { .. } => format!(
+                "Send the access token exactly as the identity provider issued it: letters, digits and - . _ ~ + / with = only at the end (RFC 6750 b64token), at most {MAX_OPAQUE_BYTES} bytes."
             ),
             Self::AlgNone { alg } => format!(
                 "The token is unsigned (alg '{alg}'); such tokens are never accepted. Use a token signed by the identity provider."
@@ -592,5 +640,34 @@ impl Check {
     /// The fix, if the check failed.
     pub fn fix(&self) -> Option<String> {
         self.failure().map(|f| f.fix(self.setting.as_deref()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_rfc_6750_b64tokens_of_at_most_4_kib_are_introspected() {
+        for good in ["abc", "a-b.c_d~e+f/g==", "Zm9v", &"a".repeat(4096)] {
+            assert_eq!(bearer_value_failure(good, false), None, "{good}");
+        }
+        for bad in ["", "==", "a b", "\"abc\"", "a=b", "a,b", "é", "a%41"] {
+            assert_eq!(
+                bearer_value_failure(bad, false),
+                Some(Failure::NotBearerToken { too_long: None }),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            bearer_value_failure(&"a".repeat(5 * 1024), false),
+            Some(Failure::NotBearerToken {
+                too_long: Some(5 * 1024)
+            })
+        );
+        // A query parameter may carry the token percent-encoded.
+        assert_eq!(bearer_value_failure("a%2Bb%3D", true), None);
+        assert!(bearer_value_failure("a%2", true).is_some());
+        assert!(bearer_value_failure("a%20b%zz", true).is_some());
     }
 }

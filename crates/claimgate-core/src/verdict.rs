@@ -67,6 +67,11 @@ pub enum Introspection<'a> {
     Unavailable {
         reason: &'a str,
     },
+    /// The discovery document could not be had, or names an endpoint the client secret must
+    /// not go to: judged as `badDiscoveryEndpointResponse`.
+    DiscoveryUnavailable {
+        reason: &'a str,
+    },
 }
 
 impl<'a> KeyMaterial<'a> {
@@ -283,7 +288,9 @@ pub fn token_to_introspect<'r>(
         return None;
     }
     let raw = extract_token(&policy.location, request).ok()?;
-    is_opaque(policy, raw).then_some(raw)
+    let in_query = matches!(policy.location, TokenLocation::Query { .. });
+    (is_opaque(policy, raw) && crate::check::bearer_value_failure(raw, in_query).is_none())
+        .then_some(raw)
 }
 
 /// [`evaluate_cached`] with an introspection answer for an opaque token.
@@ -590,6 +597,7 @@ fn evaluate_jwt(
             route,
             info,
             checks,
+            raw,
             introspection,
             now,
             anonymous,
@@ -745,12 +753,25 @@ fn evaluate_opaque(
     route: &Route,
     info: RouteInfo,
     mut checks: Vec<Check>,
+    raw: &str,
     introspection: Introspection<'_>,
     now: UnixTime,
     anonymous: bool,
     explain: Explain,
 ) -> Verdict {
     const OPAQUE: &str = "an opaque token (not a compact JWS): introspection judges it";
+    let in_query = matches!(policy.location, TokenLocation::Query { .. });
+    if let Some(failure) = crate::check::bearer_value_failure(raw, in_query) {
+        checks.push(Check::new(CheckId::Format, Outcome::fail(failure)));
+        return finish_after_stop(
+            policy,
+            route,
+            info,
+            checks,
+            "the token is not a bearer token",
+            anonymous,
+        );
+    }
     for id in [
         CheckId::Format,
         CheckId::Alg,
@@ -773,6 +794,12 @@ fn evaluate_opaque(
                 None,
                 anonymous,
             )
+        }
+        Introspection::DiscoveryUnavailable { reason } => {
+            let failure = Failure::DiscoveryUnavailable {
+                reason: reason.to_owned(),
+            };
+            return stop_at_active(policy, route, info, checks, failure, None, anonymous);
         }
         Introspection::NotDone => {
             let failure = Failure::IntrospectionUnavailable {

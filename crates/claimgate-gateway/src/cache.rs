@@ -133,8 +133,12 @@ impl moka::Expiry<Key, Arc<TokenVerification>> for ExpireAtExp {
             .duration_since(UNIX_EPOCH)
             .ok()?
             .as_secs_f64();
-        let left = value.exp().map_or(0.0, |exp| exp - now).max(0.0);
-        Some(Duration::from_secs_f64(left.min(MAX_TTL.as_secs_f64())) + MAX_SKEW)
+        // Clamped before the conversion, which panics out of range (an `exp` of 1e300).
+        let left = value
+            .exp()
+            .map_or(0.0, |exp| exp - now)
+            .clamp(0.0, MAX_TTL.as_secs_f64());
+        Some(Duration::try_from_secs_f64(left).unwrap_or(Duration::ZERO) + MAX_SKEW)
     }
 }
 

@@ -6,6 +6,13 @@
 //! `exp`; inactive answers for at most 10 seconds. One introspection is in flight per token
 //! however many requests carry it, and a provider outage leaves cached answers serving until
 //! they expire. Failures are not cached.
+//!
+//! The provider cannot be turned against itself through the gateway: at most
+//! `--introspection-concurrency` calls are in flight per policy (others wait up to a second,
+//! then get 500), values that are not bearer tokens are refused before any call (core), and the
+//! answers of every policy share one cache bounded in bytes (`--introspection-cache-mib`). The
+//! client secret goes only to an endpoint on the discovery URL's host over a scheme as strong
+//! (or one `--allow-endpoint` names).
 
 use crate::keys::{Lookup, RemoteKeys, RemoteKeysConfig};
 use crate::logs::{Context, ExecutionRecord, Level, Logs};
@@ -21,8 +28,80 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How long an inactive answer is kept.
 const INACTIVE_TTL: Duration = Duration::from_secs(10);
-/// Introspection answers kept at most (about 1–2 KiB each).
-const MAX_ANSWERS: u64 = 100_000;
+/// How long an introspection waits for a free slot before it is refused (500).
+const SLOT_WAIT: Duration = Duration::from_secs(1);
+/// What the cache spends on an entry besides the claims: key, node, expiry bookkeeping.
+const ENTRY_OVERHEAD: u32 = 400;
+
+/// The bounds of introspection, from `serve`'s flags.
+#[derive(Debug, Clone)]
+pub struct IntrospectionOptions {
+    /// Keep answers at most this long (below `maxCacheDurationInHours`).
+    pub cache_max: Option<Duration>,
+    /// Calls in flight at most, per policy.
+    pub concurrency: usize,
+    /// `--allow-endpoint`: hosts besides the discovery URL's that may receive the secret.
+    pub allowed_endpoints: Arc<[String]>,
+}
+
+impl Default for IntrospectionOptions {
+    fn default() -> Self {
+        Self {
+            cache_max: None,
+            concurrency: 16,
+            allowed_endpoints: Arc::from(Vec::new()),
+        }
+    }
+}
+
+/// The introspection answers of every policy, bounded in bytes: a key is the policy's number
+/// and the SHA-256 of the token.
+#[derive(Debug, Clone)]
+pub struct AnswerCache {
+    answers: moka::future::Cache<(u64, [u8; 32]), Arc<Answer>>,
+    next_policy: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl AnswerCache {
+    pub fn new(max_bytes: u64) -> Self {
+        Self {
+            answers: moka::future::Cache::builder()
+                .max_capacity(max_bytes)
+                .weigher(|_, answer: &Arc<Answer>| {
+                    u32::try_from(answer.claims.heap_size())
+                        .unwrap_or(u32::MAX)
+                        .saturating_add(ENTRY_OVERHEAD)
+                })
+                .expire_after(KeepFor)
+                .build(),
+            next_policy: Arc::default(),
+        }
+    }
+
+    /// Bytes held, as the bound counts them (after pending work is applied).
+    pub async fn weighed_size(&self) -> u64 {
+        self.answers.run_pending_tasks().await;
+        self.answers.weighted_size()
+    }
+}
+
+/// Why an opaque token could not be judged.
+#[derive(Debug, Clone)]
+pub enum IntrospectError {
+    /// The discovery document, or the endpoint it names: `badDiscoveryEndpointResponse`.
+    Discovery(String),
+    /// The call itself: `badIntrospectionResponse`.
+    Introspection(String),
+}
+
+impl IntrospectError {
+    /// The reason, whichever kind.
+    pub fn reason(&self) -> &str {
+        match self {
+            Self::Discovery(reason) | Self::Introspection(reason) => reason,
+        }
+    }
+}
 
 /// A kept introspection answer and how long it may be kept.
 #[derive(Debug)]
@@ -34,10 +113,10 @@ pub struct Answer {
 
 struct KeepFor;
 
-impl moka::Expiry<[u8; 32], Arc<Answer>> for KeepFor {
+impl moka::Expiry<(u64, [u8; 32]), Arc<Answer>> for KeepFor {
     fn expire_after_create(
         &self,
-        _: &[u8; 32],
+        _: &(u64, [u8; 32]),
         value: &Arc<Answer>,
         _: Instant,
     ) -> Option<Duration> {
@@ -73,7 +152,12 @@ pub struct DiscoveryPolicy {
     document: ArcSwapOption<DiscoveryDocument>,
     document_state: tokio::sync::Mutex<Option<(Instant, String)>>,
     keys: ArcSwapOption<RemoteKeys>,
-    answers: moka::future::Cache<[u8; 32], Arc<Answer>>,
+    /// This policy's number in the shared answer cache.
+    number: u64,
+    answers: AnswerCache,
+    slots: tokio::sync::Semaphore,
+    concurrency: usize,
+    allowed_endpoints: Arc<[String]>,
 }
 
 impl std::fmt::Debug for DiscoveryPolicy {
@@ -92,10 +176,12 @@ impl DiscoveryPolicy {
         secret: String,
         client: ProviderClient,
         reporter: Reporter,
-        cache_max: Option<Duration>,
+        options: &IntrospectionOptions,
+        answers: AnswerCache,
     ) -> Self {
         let configured = Duration::from_secs(u64::from(config.max_cache_hours) * 3600);
-        let cache_max = cache_max.map_or(configured, |m| m.min(configured));
+        let cache_max = options.cache_max.map_or(configured, |m| m.min(configured));
+        let concurrency = options.concurrency.max(1);
         Self {
             config,
             secret,
@@ -105,10 +191,13 @@ impl DiscoveryPolicy {
             document: ArcSwapOption::empty(),
             document_state: tokio::sync::Mutex::new(None),
             keys: ArcSwapOption::empty(),
-            answers: moka::future::Cache::builder()
-                .max_capacity(MAX_ANSWERS)
-                .expire_after(KeepFor)
-                .build(),
+            number: answers
+                .next_policy
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            answers,
+            slots: tokio::sync::Semaphore::new(concurrency),
+            concurrency,
+            allowed_endpoints: options.allowed_endpoints.clone(),
         }
     }
 
@@ -229,22 +318,35 @@ impl DiscoveryPolicy {
 
     /// The introspection answer for `token`: kept, or asked for once however many requests
     /// carry it at the same time.
-    pub async fn introspect(&self, token: &str) -> Result<Arc<Answer>, String> {
+    pub async fn introspect(&self, token: &str) -> Result<Arc<Answer>, IntrospectError> {
         let mut key = [0u8; 32];
         key.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
         self.answers
-            .try_get_with(key, self.ask(token))
+            .answers
+            .try_get_with((self.number, key), self.ask(token))
             .await
             .map_err(|e| e.as_ref().clone())
     }
 
-    async fn ask(&self, token: &str) -> Result<Arc<Answer>, String> {
-        let document = self.document().await?;
+    async fn ask(&self, token: &str) -> Result<Arc<Answer>, IntrospectError> {
+        let document = self.document().await.map_err(IntrospectError::Discovery)?;
         let Some(endpoint) = document.introspection_endpoint.as_deref() else {
-            return Err(format!(
+            return Err(IntrospectError::Discovery(format!(
                 "the discovery document at {} has no introspection_endpoint",
                 self.config.uri
-            ));
+            )));
+        };
+        claimgate_keys::secret_endpoint_allowed(
+            &self.config.uri,
+            endpoint,
+            &self.allowed_endpoints,
+        )
+        .map_err(IntrospectError::Discovery)?;
+        let Ok(Ok(_slot)) = tokio::time::timeout(SLOT_WAIT, self.slots.acquire()).await else {
+            return Err(IntrospectError::Introspection(format!(
+                "{} introspections were already in flight (--introspection-concurrency) for a second",
+                self.concurrency
+            )));
         };
         let result = self
             .client
@@ -260,24 +362,81 @@ impl DiscoveryPolicy {
         self.reporter
             .metrics
             .key_fetch(&self.reporter.source, "introspection", result.is_ok());
-        let claims = result.map_err(|e| format!("introspection at {endpoint} failed: {e}"))?;
+        let claims = result.map_err(|e| {
+            IntrospectError::Introspection(format!("introspection at {endpoint} failed: {e}"))
+        })?;
         let ttl = if claims.get("active") == Some(&Value::Bool(true)) {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64());
-            let left = claims
-                .get("exp")
-                .and_then(Value::as_f64)
-                .map_or(0.0, |exp| (exp - now).max(0.0));
-            self.cache_max.min(Duration::from_secs_f64(left))
+            keep_until(claims.get("exp"), self.cache_max)
         } else {
             INACTIVE_TTL.min(self.cache_max)
         };
-        let claims = Claims::from_map(&claims)
-            .ok_or_else(|| format!("introspection at {endpoint} answered an oversized object"))?;
+        let claims = Claims::from_map(&claims).ok_or_else(|| {
+            IntrospectError::Introspection(format!(
+                "introspection at {endpoint} answered an oversized object"
+            ))
+        })?;
         Ok(Arc::new(Answer {
             claims: Arc::new(claims),
             ttl,
         }))
+    }
+}
+
+/// How long an active answer is kept: until its `exp`, at most `max`. Whatever `exp` holds
+/// (1e300, 2e19, negative, not a number) the result is a duration within `0..=max`: the
+/// seconds are clamped before they become a `Duration`, whose conversion panics out of range.
+fn keep_until(exp: Option<&Value>, max: Duration) -> Duration {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let left = exp
+        .and_then(Value::as_f64)
+        .map_or(0.0, |exp| (exp - now).clamp(0.0, max.as_secs_f64()));
+    Duration::try_from_secs_f64(left).map_or(Duration::ZERO, |left| left.min(max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_exp_keeps_an_answer_for_a_bounded_time_without_panicking() {
+        let max = Duration::from_secs(3600);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        for (exp, expected) in [
+            (json!(1e300), max),
+            (json!(2e19), max),
+            (json!(u64::MAX), max),
+            (json!(-1e300), Duration::ZERO),
+            (json!(-5), Duration::ZERO),
+            (json!("soon"), Duration::ZERO),
+            (json!(null), Duration::ZERO),
+        ] {
+            assert_eq!(keep_until(Some(&exp), max), expected, "{exp}");
+        }
+        let soon = keep_until(Some(&json!(now + 60.0)), max);
+        assert!(soon > Duration::from_secs(55) && soon <= Duration::from_secs(60));
+        assert_eq!(keep_until(None, max), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn the_answer_cache_is_bounded_in_bytes_not_entries() {
+        let limit = 64 * 1024;
+        let cache = AnswerCache::new(limit);
+        let answer = json!({"active": true, "padding": "x".repeat(4000)});
+        let claims = Arc::new(Claims::from_map(answer.as_object().unwrap()).unwrap());
+        for i in 0..100u8 {
+            let answer = Arc::new(Answer {
+                claims: claims.clone(),
+                ttl: Duration::from_secs(60),
+            });
+            cache.answers.insert((0, [i; 32]), answer).await;
+        }
+        let held = cache.weighed_size().await;
+        assert!(held > 0 && held <= limit, "{held}");
+        assert!(cache.answers.entry_count() < 20);
     }
 }

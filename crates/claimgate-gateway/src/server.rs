@@ -4,7 +4,9 @@
 mod edge;
 
 use crate::context::RequestContext;
-use crate::discovery::{DiscoveredKeys, DiscoveryPolicy, Reporter};
+use crate::discovery::{
+    AnswerCache, DiscoveredKeys, DiscoveryPolicy, IntrospectError, IntrospectionOptions, Reporter,
+};
 use crate::keys::{Lookup, RemoteKeys, RemoteKeysConfig, REFETCH_COOLDOWN};
 use crate::logs::{Context, ExecutionRecord, Level, Logs};
 use crate::metrics::Metrics;
@@ -43,8 +45,10 @@ pub struct Options {
     pub jwks_cooldown: Duration,
     /// Memory the verified-token cache may use, in bytes (0 disables it).
     pub token_cache_bytes: u64,
-    /// Keep introspection answers at most this long (below `maxCacheDurationInHours`).
-    pub introspection_cache_max: Option<Duration>,
+    /// Introspection: answer lifetime, calls in flight, endpoints allowed the client secret.
+    pub introspection: IntrospectionOptions,
+    /// Memory all introspection answers may use, in bytes (`--introspection-cache-mib`).
+    pub introspection_cache_bytes: u64,
     /// `--trusted-proxy`: peers whose `X-Forwarded-For` names the client for rate limiting.
     pub trusted_proxies: crate::limit::TrustedProxies,
     /// Where `rateLimiting` buckets live (in this process unless a shared store is given).
@@ -68,7 +72,8 @@ impl Default for Options {
             shutdown_grace: Duration::from_secs(30),
             jwks_cooldown: REFETCH_COOLDOWN,
             token_cache_bytes: 96 * 1024 * 1024,
-            introspection_cache_max: None,
+            introspection: IntrospectionOptions::default(),
+            introspection_cache_bytes: 32 * 1024 * 1024,
             trusted_proxies: crate::limit::TrustedProxies::default(),
             rate_limits: Arc::new(crate::limit::LocalStore::default()),
             redact_claim_values: false,
@@ -135,6 +140,8 @@ pub struct Gateway {
     tls: arc_swap::ArcSwapOption<crate::mtls::TlsServer>,
     generation: std::sync::atomic::AtomicU64,
     cache: crate::cache::TokenCache,
+    /// Introspection answers of every deployment, bounded in bytes.
+    answers: AnswerCache,
     metrics: Arc<Metrics>,
     logs: Logs,
     client: BackendClient,
@@ -177,6 +184,7 @@ impl Gateway {
             tls: arc_swap::ArcSwapOption::empty(),
             generation: std::sync::atomic::AtomicU64::new(0),
             cache,
+            answers: AnswerCache::new(options.introspection_cache_bytes),
             metrics,
             logs,
             client,
@@ -306,7 +314,8 @@ impl Gateway {
                             threshold,
                             cooldown: self.options.jwks_cooldown,
                         },
-                        self.options.introspection_cache_max,
+                        &self.options.introspection,
+                        self.answers.clone(),
                     ))),
                 )
             }
@@ -932,7 +941,12 @@ impl Gateway {
             let answer = discovery.introspect(token).await;
             let introspection = match &answer {
                 Ok(answer) => Introspection::Answer(&answer.claims),
-                Err(reason) => Introspection::Unavailable { reason },
+                Err(IntrospectError::Discovery(reason)) => {
+                    Introspection::DiscoveryUnavailable { reason }
+                }
+                Err(IntrospectError::Introspection(reason)) => {
+                    Introspection::Unavailable { reason }
+                }
             };
             let material = KeyMaterial::Unavailable {
                 reason: "not needed for an opaque token",

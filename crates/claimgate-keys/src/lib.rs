@@ -9,6 +9,7 @@
 
 use claimgate_jose::{parse_jwks, JwksParse};
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 /// The largest JWKS body read (256 KiB); a bigger one is refused, not truncated.
@@ -26,6 +27,8 @@ pub enum FetchError {
     /// The body exceeded this many bytes.
     TooLarge(usize),
     Parse(String),
+    /// Not attempted: the address or endpoint is one claimgate never calls.
+    Refused(String),
     Other(String),
 }
 
@@ -40,6 +43,7 @@ impl fmt::Display for FetchError {
             Self::ContentType(ct) => write!(f, "content type '{ct}' is not JSON"),
             Self::TooLarge(limit) => write!(f, "the body is larger than {limit} bytes"),
             Self::Parse(d) => f.write_str(d),
+            Self::Refused(d) => write!(f, "refused: {d}"),
             Self::Other(d) => f.write_str(d),
         }
     }
@@ -117,6 +121,120 @@ pub fn issuer_matches_uri(issuer: &str, uri: &str) -> bool {
     )
 }
 
+/// Link-local addresses (169.254.0.0/16, fe80::/10, and IPv4 ones mapped into IPv6): cloud
+/// metadata services live there, and a file that names one must not reach them.
+pub fn is_link_local(address: IpAddr) -> bool {
+    match address {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.is_link_local(),
+            None => (v6.segments()[0] & 0xffc0) == 0xfe80,
+        },
+    }
+}
+
+/// Whether `host` (as in a URL, IPv6 in brackets or not) is a loopback address or `localhost`.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| match ip {
+            IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map_or(v6.is_loopback(), |v4| v4.is_loopback()),
+            IpAddr::V4(v4) => v4.is_loopback(),
+        })
+}
+
+/// Refuses, before any connection, a URI whose host is a link-local address literal (names
+/// are checked where they resolve: [`NoLinkLocal`]).
+fn refuse_link_local(uri: &str) -> Result<(), FetchError> {
+    let url = reqwest::Url::parse(uri).map_err(|e| FetchError::Other(format!("'{uri}': {e}")))?;
+    // The URL parser normalises address literals (`http://2852039166/` is 169.254.169.254).
+    let host = url.host_str().unwrap_or_default();
+    let Ok(address) = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    else {
+        return Ok(());
+    };
+    if is_link_local(address) {
+        return Err(FetchError::Refused(format!(
+            "{address} is a link-local address (169.254.0.0/16, fe80::/10: cloud metadata services), never fetched from"
+        )));
+    }
+    Ok(())
+}
+
+/// The resolver of identity-provider calls: the system's, without link-local addresses; a name
+/// that resolves only to such addresses is an error, so nothing connects to them.
+#[derive(Debug, Clone, Copy)]
+struct NoLinkLocal;
+
+impl reqwest::dns::Resolve for NoLinkLocal {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let usable: Vec<SocketAddr> = found
+                .iter()
+                .copied()
+                .filter(|a| !is_link_local(a.ip()))
+                .collect();
+            if usable.is_empty() && !found.is_empty() {
+                return Err(format!(
+                    "refused: {host} resolves only to link-local addresses (169.254.0.0/16, fe80::/10: cloud metadata services), never fetched from"
+                )
+                .into());
+            }
+            Ok(Box::new(usable.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// Whether the client secret may be sent to `endpoint`, an `introspection_endpoint` named by
+/// the discovery document at `discovery_uri`: only over https (http on loopback only), never
+/// weaker in scheme than the discovery URL, and only on the discovery URL's own host unless
+/// `allowed` (`--allow-endpoint`) names the endpoint's host. The scheme rules hold whatever
+/// `allowed` says: a secret never crosses the network in clear.
+pub fn secret_endpoint_allowed(
+    discovery_uri: &str,
+    endpoint: &str,
+    allowed: &[String],
+) -> Result<(), String> {
+    let parse = |uri: &str| {
+        reqwest::Url::parse(uri)
+            .ok()
+            .filter(|u| u.host_str().is_some())
+            .ok_or_else(|| format!("'{uri}' is not an absolute URL with a host"))
+    };
+    let discovery = parse(discovery_uri)?;
+    let target = parse(endpoint)?;
+    let host = target.host_str().unwrap_or_default();
+    match (discovery.scheme(), target.scheme()) {
+        ("https", "https") | ("http", "https") => {}
+        ("https", _) => {
+            return Err(format!(
+                "the introspection_endpoint {endpoint} is weaker in scheme than the discovery URL {discovery_uri}; the client secret is not sent"
+            ))
+        }
+        ("http", "http") if is_loopback_host(host) => {}
+        _ => {
+            return Err(format!(
+                "the introspection_endpoint {endpoint} is not https (plain http only on loopback); the client secret is not sent"
+            ))
+        }
+    }
+    let home = discovery.host_str().unwrap_or_default();
+    if host.eq_ignore_ascii_case(home) || allowed.iter().any(|a| a.eq_ignore_ascii_case(host)) {
+        return Ok(());
+    }
+    Err(format!(
+        "the introspection_endpoint {endpoint} is not on the discovery URL's host '{home}'; the client secret is sent there only with --allow-endpoint {host}"
+    ))
+}
+
 /// A small HTTP client for the identity-provider calls (discovery, JWKS, introspection): no
 /// redirects, bounded time, bodies capped, pooled connections. One for verified TLS, one for
 /// `isSslVerifyDisabled`.
@@ -151,6 +269,7 @@ impl ProviderClient {
                 .connect_timeout(timeout)
                 .redirect(reqwest::redirect::Policy::none())
                 .tls_danger_accept_invalid_certs(insecure)
+                .dns_resolver(NoLinkLocal)
                 .no_proxy()
                 .build()
                 .map_err(|e| FetchError::Other(e.to_string()))
@@ -175,6 +294,7 @@ impl ProviderClient {
         uri: &str,
         ssl_verify_disabled: bool,
     ) -> Result<DiscoveryDocument, FetchError> {
+        refuse_link_local(uri)?;
         let request = self
             .client(ssl_verify_disabled)
             .get(uri)
@@ -219,6 +339,7 @@ impl ProviderClient {
         uri: &str,
         ssl_verify_disabled: bool,
     ) -> Result<JwksParse, FetchError> {
+        refuse_link_local(uri)?;
         let request = self
             .client(ssl_verify_disabled)
             .get(uri)
@@ -239,6 +360,7 @@ impl ProviderClient {
         post: bool,
         ssl_verify_disabled: bool,
     ) -> Result<serde_json::Map<String, serde_json::Value>, FetchError> {
+        refuse_link_local(endpoint)?;
         let mut form = vec![("token", token), ("token_type_hint", "access_token")];
         let mut request = self
             .client(ssl_verify_disabled)
@@ -339,6 +461,57 @@ mod tests {
             "https://idp.example/other",
             "https://idp.example/tenant/.well-known/openid-configuration"
         ));
+    }
+
+    #[test]
+    fn link_local_addresses_are_known_in_every_spelling() {
+        for address in [
+            "169.254.169.254",
+            "169.254.0.1",
+            "fe80::1",
+            "::ffff:169.254.169.254",
+        ] {
+            assert!(is_link_local(address.parse().unwrap()), "{address}");
+        }
+        for address in ["127.0.0.1", "10.0.0.1", "::1", "fec0::1", "2001:db8::1"] {
+            assert!(!is_link_local(address.parse().unwrap()), "{address}");
+        }
+        assert!(matches!(
+            refuse_link_local("http://169.254.169.254/latest/meta-data"),
+            Err(FetchError::Refused(_))
+        ));
+        assert!(matches!(
+            refuse_link_local("http://[fe80::1]:8080/jwks"),
+            Err(FetchError::Refused(_))
+        ));
+        assert!(matches!(
+            refuse_link_local("http://2852039166/"),
+            Err(FetchError::Refused(_))
+        ));
+        assert!(refuse_link_local("https://idp.example/jwks").is_ok());
+    }
+
+    #[test]
+    fn the_secret_goes_only_to_the_discovery_host_over_a_scheme_as_strong() {
+        let allowed = |d: &str, e: &str, a: &[&str]| {
+            let a: Vec<String> = a.iter().map(|s| s.to_string()).collect();
+            secret_endpoint_allowed(d, e, &a)
+        };
+        let https = "https://idp.example/.well-known/openid-configuration";
+        assert!(allowed(https, "https://idp.example/introspect", &[]).is_ok());
+        assert!(allowed(https, "https://IDP.example:8443/introspect", &[]).is_ok());
+        let other = allowed(https, "https://evil.example/introspect", &[]).unwrap_err();
+        assert!(other.contains("--allow-endpoint evil.example"), "{other}");
+        assert!(allowed(https, "https://evil.example/introspect", &["evil.example"]).is_ok());
+        let weaker = allowed(https, "http://idp.example/introspect", &["idp.example"]).unwrap_err();
+        assert!(weaker.contains("weaker in scheme"), "{weaker}");
+        let loopback = "http://127.0.0.1:8080/.well-known/openid-configuration";
+        assert!(allowed(loopback, "http://127.0.0.1:9090/introspect", &[]).is_ok());
+        assert!(allowed(loopback, "http://127.0.0.2/introspect", &[]).is_err());
+        assert!(allowed(loopback, "http://localhost:9/introspect", &["localhost"]).is_ok());
+        // Plain http off loopback never carries the secret, allowed or not.
+        assert!(allowed(loopback, "http://idp.example/introspect", &["idp.example"]).is_err());
+        assert!(allowed(https, "not a url", &[]).is_err());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! `claimgate check`: the verdict the gateway would give one request.
 
-use crate::input::{load_deployment, parse_now, plural, read_token, InputError};
+use crate::input::{
+    load_deployment, parse_now, plural, read_file, read_token, InputError, DATA_LIMIT,
+};
 use crate::output::{colour_enabled, print_json, print_pretty_json, report_error, Paint};
 use crate::{exit, Format};
 use claimgate_config::{Authentication, Backend, Deployment, KeySource, TokenLocation};
@@ -8,6 +10,7 @@ use claimgate_core::{
     escape, evaluate_with, token_to_introspect, CheckId, Claims, Decision, Escaped, Explain,
     HeaderValues, Introspection, KeyMaterial, Outcome, RequestView, UnixTime, Unrouted, Verdict,
 };
+use claimgate_gateway::discovery::IntrospectError;
 use claimgate_jose::{parse_jwks, JwksParse};
 use serde_json::{json, Value};
 
@@ -43,6 +46,10 @@ pub(crate) struct CheckArgs {
     /// The path prefix of a bare specification (default /).
     #[arg(long, value_name = "PREFIX")]
     pub(crate) path_prefix: Option<String>,
+    /// A host besides the discovery URL's own that may receive the client secret as an
+    /// introspection_endpoint (repeatable).
+    #[arg(long = "allow-endpoint", value_name = "HOST")]
+    pub(crate) allow_endpoints: Vec<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub(crate) output: Format,
@@ -208,7 +215,10 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
     let introspection = match &obtained.introspection {
         None => Introspection::NotDone,
         Some(Ok(answer)) => Introspection::Answer(answer),
-        Some(Err(reason)) => Introspection::Unavailable { reason },
+        Some(Err(IntrospectError::Discovery(reason))) => {
+            Introspection::DiscoveryUnavailable { reason }
+        }
+        Some(Err(IntrospectError::Introspection(reason))) => Introspection::Unavailable { reason },
     };
     let mut verdict = evaluate_with(
         deployment,
@@ -241,7 +251,7 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
         if let Some(answer) = &obtained.introspection {
             doc["introspection"] = match answer {
                 Ok(answer) => json!({"answer": answer.to_map()}),
-                Err(reason) => json!({"error": reason}),
+                Err(error) => json!({"error": error.reason()}),
             };
         }
         if let Some(url) = &backend_url {
@@ -257,7 +267,7 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
                     print_pretty_json(&answer.to_map());
                     outln!();
                 }
-                Err(reason) => outln!("introspection failed: {}\n", Escaped(reason)),
+                Err(error) => outln!("introspection failed: {}\n", Escaped(error.reason())),
             }
         }
         print_text(&verdict, deployment, &request, now, keys_from, &notes);
@@ -283,7 +293,7 @@ struct Obtained {
     jwks: Option<JwksParse>,
     keys_from: KeysFrom,
     unavailable: Option<Unavailable>,
-    introspection: Option<Result<std::sync::Arc<Claims>, String>>,
+    introspection: Option<Result<std::sync::Arc<Claims>, IntrospectError>>,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, InputError> {
@@ -293,6 +303,11 @@ fn runtime() -> Result<tokio::runtime::Runtime, InputError> {
         .map_err(|e| InputError::new(format!("cannot start the HTTP client: {e}")))
 }
 
+/// Says which URL is fetched, before it is: the deployment file decides whom `check` calls.
+fn announce(uri: &str) {
+    eprintln!("fetching {uri}");
+}
+
 /// The client for identity-provider calls: 5 s per call, no redirects, bounded bodies.
 fn provider_client() -> Result<claimgate_keys::ProviderClient, InputError> {
     claimgate_keys::ProviderClient::new(std::time::Duration::from_secs(5))
@@ -300,8 +315,7 @@ fn provider_client() -> Result<claimgate_keys::ProviderClient, InputError> {
 }
 
 fn read_recorded_jwks(path: &str) -> Result<JwksParse, InputError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| InputError::new(format!("cannot read --jwks '{path}': {e}")))?;
+    let bytes = read_file(path, "--jwks", DATA_LIMIT).map_err(InputError::new)?;
     parse_jwks(&bytes).map_err(|e| InputError::new(format!("--jwks '{path}': {e}")))
 }
 
@@ -346,6 +360,7 @@ fn obtain(
             None => {
                 obtained.keys_from = KeysFrom::Fetched(remote.uri.clone());
                 let client = provider_client()?;
+                announce(&remote.uri);
                 runtime()?
                     .block_on(client.jwks(&remote.uri, remote.ssl_verify_disabled))
                     .map_err(|e| Unavailable::Keys(format!("fetching {} failed: {e}", remote.uri)))
@@ -356,12 +371,21 @@ fn obtain(
                 obtained.keys_from = KeysFrom::None;
                 let answer = match &args.introspection {
                     Some(path) => read_recorded_answer(path)?,
-                    None => introspect_live(config, token, args.secrets.as_deref())?,
+                    None => introspect_live(
+                        config,
+                        token,
+                        args.secrets.as_deref(),
+                        &args.allow_endpoints,
+                    )?,
                 };
                 obtained.introspection = Some(answer.and_then(|answer| {
                     Claims::from_map(&answer)
                         .map(std::sync::Arc::new)
-                        .ok_or_else(|| "the introspection answer is too large".to_owned())
+                        .ok_or_else(|| {
+                            IntrospectError::Introspection(
+                                "the introspection answer is too large".to_owned(),
+                            )
+                        })
                 }));
                 return Ok(obtained);
             }
@@ -374,6 +398,7 @@ fn obtain(
                     obtained.keys_from = KeysFrom::Fetched(config.uri.clone());
                     let client = provider_client()?;
                     runtime()?.block_on(async {
+                        announce(&config.uri);
                         let document = client
                             .discovery(&config.uri, config.ssl_verify_disabled)
                             .await
@@ -389,6 +414,7 @@ fn obtain(
                                 config.uri
                             ))
                         })?;
+                        announce(&jwks_uri);
                         client
                             .jwks(&jwks_uri, config.ssl_verify_disabled)
                             .await
@@ -424,28 +450,29 @@ fn obtain(
 /// A recorded introspection answer: a JSON object (strict), judged as the endpoint's would be.
 fn read_recorded_answer(
     path: &str,
-) -> Result<Result<serde_json::Map<String, Value>, String>, InputError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| InputError::new(format!("cannot read --introspection '{path}': {e}")))?;
+) -> Result<Result<serde_json::Map<String, Value>, IntrospectError>, InputError> {
+    let bytes = read_file(path, "--introspection", DATA_LIMIT).map_err(InputError::new)?;
     claimgate_jose::json::parse_object(&bytes, 16)
         .map(Ok)
         .map_err(|e| InputError::new(format!("--introspection '{path}' is {e}")))
 }
 
-/// Calls the policy's introspection endpoint (through its discovery document).
+/// Calls the policy's introspection endpoint (through its discovery document), if the client
+/// secret may go there (SPEC: the discovery URL's host, a scheme as strong, or `--allow-endpoint`).
 pub(crate) fn introspect_live(
     config: &claimgate_config::RemoteDiscovery,
     token: &str,
     secrets_file: Option<&str>,
-) -> Result<Result<serde_json::Map<String, Value>, String>, InputError> {
+    allowed_endpoints: &[String],
+) -> Result<Result<serde_json::Map<String, Value>, IntrospectError>, InputError> {
     let Some(secrets_file) = secrets_file else {
         return Err(InputError::new(format!(
             "introspection needs the client secret '{}': pass --secrets FILE (or a recorded answer with --introspection FILE)",
             config.client_secret.secret_id
         )));
     };
-    let text = std::fs::read_to_string(secrets_file)
-        .map_err(|e| InputError::new(format!("cannot read --secrets '{secrets_file}': {e}")))?;
+    let text =
+        crate::input::read_text(secrets_file, "--secrets", DATA_LIMIT).map_err(InputError::new)?;
     let secrets = claimgate_config::Secrets::parse(&text)
         .map_err(|e| InputError::new(format!("--secrets '{secrets_file}': {e}")))?;
     let secret = secrets
@@ -457,16 +484,22 @@ pub(crate) fn introspect_live(
         .to_owned();
     let client = provider_client()?;
     Ok(runtime()?.block_on(async {
+        announce(&config.uri);
         let document = client
             .discovery(&config.uri, config.ssl_verify_disabled)
             .await
-            .map_err(|e| format!("fetching {} failed: {e}", config.uri))?;
+            .map_err(|e| {
+                IntrospectError::Discovery(format!("fetching {} failed: {e}", config.uri))
+            })?;
         let endpoint = document.introspection_endpoint.clone().ok_or_else(|| {
-            format!(
+            IntrospectError::Discovery(format!(
                 "the discovery document at {} has no introspection_endpoint",
                 config.uri
-            )
+            ))
         })?;
+        claimgate_keys::secret_endpoint_allowed(&config.uri, &endpoint, allowed_endpoints)
+            .map_err(IntrospectError::Discovery)?;
+        announce(&endpoint);
         client
             .introspect(
                 &endpoint,
@@ -477,7 +510,9 @@ pub(crate) fn introspect_live(
                 config.ssl_verify_disabled,
             )
             .await
-            .map_err(|e| format!("introspection at {endpoint} failed: {e}"))
+            .map_err(|e| {
+                IntrospectError::Introspection(format!("introspection at {endpoint} failed: {e}"))
+            })
     }))
 }
 

@@ -1,10 +1,109 @@
 //! Reading what the user gives: tokens (`TOKEN`, `@FILE`, `-`), times, requests and
 //! deployment files.
 
-use claimgate_config::{load_str, Diagnostic, LoadOptions, Loaded};
+use claimgate_config::{load_str, Diagnostic, LoadOptions, Loaded, MAX_FILE_BYTES};
 use claimgate_core::UnixTime;
 use std::io::Read as _;
 use std::path::Path;
+
+/// Deployment files: OCI's own limit for a specification (2 MiB).
+pub(crate) const DEPLOYMENT_LIMIT: u64 = MAX_FILE_BYTES as u64;
+/// A token file (`--token @FILE`): far above any real token.
+pub(crate) const TOKEN_LIMIT: u64 = 64 * 1024;
+/// Key sets, certificates and keys, secrets files and recorded introspection answers.
+pub(crate) const DATA_LIMIT: u64 = 1024 * 1024;
+
+/// Reads a file the user named, whole, if it is a regular file once symlinks are followed
+/// (Kubernetes volumes are symlinks) of at most `limit` bytes; else an error naming the file and
+/// the limit. A FIFO would block the open and `/dev/zero` never ends: both are refused by their
+/// metadata before opening, the open does not block (a file swapped meanwhile is checked again
+/// on the handle), and at most `limit + 1` bytes are ever read. `what` names the file as the
+/// user gave it (`deployment file`, `--jwks`, ...).
+pub(crate) fn read_file(path: &str, what: &str, limit: u64) -> Result<Vec<u8>, String> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let cannot = |e: std::io::Error| format!("cannot read {what} '{path}': {e}");
+    let metadata = std::fs::metadata(path).map_err(cannot)?;
+    check_metadata(path, what, limit, &metadata)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(cannot)?;
+    check_metadata(path, what, limit, &file.metadata().map_err(cannot)?)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large(path, what, limit));
+    }
+    Ok(bytes)
+}
+
+/// [`read_file`] for text (UTF-8).
+pub(crate) fn read_text(path: &str, what: &str, limit: u64) -> Result<String, String> {
+    String::from_utf8(read_file(path, what, limit)?)
+        .map_err(|_| format!("cannot read {what} '{path}': it is not UTF-8 text"))
+}
+
+/// Opens a file the user named for streaming (`logs --file`): a regular file once symlinks are
+/// followed, opened without blocking; it is read line by line, never whole.
+pub(crate) fn open_regular(path: &str, what: &str) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let cannot = |e: std::io::Error| format!("cannot read {what} '{path}': {e}");
+    check_metadata(
+        path,
+        what,
+        u64::MAX,
+        &std::fs::metadata(path).map_err(cannot)?,
+    )?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(cannot)?;
+    check_metadata(path, what, u64::MAX, &file.metadata().map_err(cannot)?)?;
+    Ok(file)
+}
+
+fn check_metadata(
+    path: &str,
+    what: &str,
+    limit: u64,
+    metadata: &std::fs::Metadata,
+) -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let kind = metadata.file_type();
+    if !kind.is_file() {
+        let found = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a file"
+        };
+        return Err(format!(
+            "cannot read {what} '{path}': it is {found}, not a regular file"
+        ));
+    }
+    if metadata.len() > limit {
+        return Err(too_large(path, what, limit));
+    }
+    Ok(())
+}
+
+fn too_large(path: &str, what: &str, limit: u64) -> String {
+    let human = if limit.is_multiple_of(1024 * 1024) {
+        format!("{} MiB", limit / (1024 * 1024))
+    } else {
+        format!("{} KiB", limit / 1024)
+    };
+    format!("cannot read {what} '{path}': it is larger than the limit of {human} ({limit} bytes)")
+}
 
 /// A problem with the user's input, with details (one per line).
 #[derive(Debug)]
@@ -28,12 +127,17 @@ pub(crate) fn read_token(arg: &str) -> Result<String, InputError> {
     let raw = if arg == "-" {
         let mut text = String::new();
         std::io::stdin()
+            .take(TOKEN_LIMIT + 1)
             .read_to_string(&mut text)
             .map_err(|e| InputError::new(format!("cannot read the token from stdin: {e}")))?;
+        if text.len() as u64 > TOKEN_LIMIT {
+            return Err(InputError::new(
+                "cannot read the token from stdin: it is larger than the limit of 64 KiB",
+            ));
+        }
         text
     } else if let Some(path) = arg.strip_prefix('@') {
-        std::fs::read_to_string(path)
-            .map_err(|e| InputError::new(format!("cannot read token file '{path}': {e}")))?
+        read_text(path, "token file", TOKEN_LIMIT).map_err(InputError::new)?
     } else {
         arg.to_owned()
     };
@@ -71,8 +175,7 @@ pub(crate) fn parse_now(arg: Option<&str>) -> Result<UnixTime, InputError> {
 
 /// Loads a deployment file, or every error it has.
 pub(crate) fn load_deployment(path: &str, path_prefix: Option<&str>) -> Result<Loaded, InputError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| InputError::new(format!("cannot read deployment file '{path}': {e}")))?;
+    let text = read_text(path, "deployment file", DEPLOYMENT_LIMIT).map_err(InputError::new)?;
     let name = Path::new(path)
         .file_stem()
         .map(|s| s.to_string_lossy().trim_end_matches(".kebab").to_owned())

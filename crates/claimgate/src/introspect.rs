@@ -29,6 +29,10 @@ pub(crate) struct IntrospectArgs {
     /// The moment to judge at (default: now).
     #[arg(long, value_name = "UNIX|RFC3339")]
     now: Option<String>,
+    /// A host besides the discovery URL's own that may receive the client secret as an
+    /// introspection_endpoint (repeatable).
+    #[arg(long = "allow-endpoint", value_name = "HOST")]
+    allow_endpoints: Vec<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     output: Format,
@@ -94,6 +98,7 @@ fn to_check(args: &IntrospectArgs) -> Result<CheckArgs, InputError> {
         headers: Vec::new(),
         host: None,
         path_prefix: args.path_prefix.clone(),
+        allow_endpoints: args.allow_endpoints.clone(),
         output: args.output,
     })
 }

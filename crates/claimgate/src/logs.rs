@@ -20,44 +20,106 @@ pub(crate) struct LogsArgs {
     output: Format,
 }
 
-/// Reads records from one file: a JSON array, or one JSON object a line. OCI Logging exports
-/// wrap each record as `{"datetime": ..., "logContent": {...}}`; the wrapper is removed.
-fn read_records(path: &str) -> Result<Vec<Value>, InputError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| InputError::new(format!("cannot read log file '{path}': {e}")))?;
-    let trimmed = text.trim_start();
-    let raw: Vec<Value> = if trimmed.starts_with('[') {
-        match serde_json::from_str::<Value>(trimmed) {
-            Ok(Value::Array(items)) => items,
-            _ => {
-                return Err(InputError::new(format!(
-                    "'{path}' starts with '[' but is not a JSON array"
-                )))
+/// The records of one request in one file: a JSON array, or one JSON object a line. OCI
+/// Logging exports wrap each record as `{"datetime": ..., "logContent": {...}}`; the wrapper is
+/// removed. The file is streamed (log files grow without bound): only the request's records are
+/// kept, and a line may hold at most 1 MiB.
+fn read_records(path: &str, wanted: &str) -> Result<Vec<Value>, InputError> {
+    use std::io::BufRead as _;
+    let file = crate::input::open_regular(path, "log file").map_err(InputError::new)?;
+    let mut reader = std::io::BufReader::new(file);
+    let cannot = |e: std::io::Error| InputError::new(format!("cannot read log file '{path}': {e}"));
+    // The first byte that is not white space tells the two forms apart.
+    let first = loop {
+        let buffer = reader.fill_buf().map_err(cannot)?;
+        match buffer.iter().position(|b| !b.is_ascii_whitespace()) {
+            Some(at) => {
+                let first = buffer[at];
+                reader.consume(at);
+                break Some(first);
+            }
+            None if buffer.is_empty() => break None,
+            None => {
+                let all = buffer.len();
+                reader.consume(all);
             }
         }
-    } else {
-        let mut records = Vec::new();
-        for (number, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let value: Value = serde_json::from_str(line).map_err(|e| {
-                InputError::new(format!(
-                    "{path}:{}: not a JSON log record ({e})",
-                    number + 1
-                ))
-            })?;
-            records.push(value);
-        }
-        records
     };
-    Ok(raw
-        .into_iter()
-        .map(|r| match r.get("logContent") {
-            Some(inner) => inner.clone(),
-            None => r,
-        })
-        .collect())
+    let unwrap = |r: Value| match r.get("logContent") {
+        Some(inner) => inner.clone(),
+        None => r,
+    };
+    let mine = |r: &Value| {
+        r["data"]["opcRequestId"]
+            .as_str()
+            .is_some_and(|id| matches(id, wanted))
+    };
+    let mut records = Vec::new();
+    if first == Some(b'[') {
+        let mut stream = serde_json::Deserializer::from_reader(reader);
+        serde::Deserializer::deserialize_seq(
+            &mut stream,
+            Matching {
+                keep: &mut |record: Value| {
+                    let record = unwrap(record);
+                    if mine(&record) {
+                        records.push(record);
+                    }
+                },
+            },
+        )
+        .map_err(|_| {
+            InputError::new(format!("'{path}' starts with '[' but is not a JSON array"))
+        })?;
+        return Ok(records);
+    }
+    const MAX_LINE: u64 = crate::input::DATA_LIMIT;
+    let mut line = Vec::new();
+    for number in 1.. {
+        line.clear();
+        let read = std::io::Read::take(&mut reader, MAX_LINE + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(cannot)?;
+        if read == 0 {
+            break;
+        }
+        if line.len() as u64 > MAX_LINE {
+            return Err(InputError::new(format!(
+                "{path}:{number}: the line is longer than 1 MiB; not a log record"
+            )));
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let value: Value = serde_json::from_slice(&line).map_err(|e| {
+            InputError::new(format!("{path}:{number}: not a JSON log record ({e})"))
+        })?;
+        let record = unwrap(value);
+        if mine(&record) {
+            records.push(record);
+        }
+    }
+    Ok(records)
+}
+
+/// Visits a JSON array element by element, handing each to `keep` (nothing else is held).
+struct Matching<'k> {
+    keep: &'k mut dyn FnMut(Value),
+}
+
+impl<'de> serde::de::Visitor<'de> for Matching<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON array of log records")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(record) = seq.next_element::<Value>()? {
+            (self.keep)(record);
+        }
+        Ok(())
+    }
 }
 
 /// OCI ids may be composite (`/A.../B...`); a request matches on the whole id or any segment.
@@ -73,7 +135,7 @@ pub(crate) fn run(args: &LogsArgs) -> u8 {
     let json_output = args.output == Format::Json;
     let mut records = Vec::new();
     for file in &args.files {
-        match read_records(file) {
+        match read_records(file, &args.request_id) {
             Ok(found) => records.extend(found),
             Err(error) => {
                 report_error(&error, json_output);

@@ -2,9 +2,10 @@
 //! SIGINT. Without `--deployment` it serves the bundled demo.
 
 use crate::exit;
-use crate::input::{load_deployment, InputError};
+use crate::input::{load_deployment, read_file, read_text, InputError, DATA_LIMIT};
 use claimgate_config::{Authentication, Deployment, Secrets};
 use claimgate_gateway::demo::{Demo, PREFIX};
+use claimgate_gateway::discovery::IntrospectionOptions;
 use claimgate_gateway::limit::{Cidr, TrustedProxies};
 use claimgate_gateway::mtls::{ClientAuth, TlsServer};
 use claimgate_gateway::{Gateway, LogSink, Logs, Options};
@@ -31,6 +32,17 @@ pub(crate) struct ServeArgs {
     /// Keep introspection answers at most this many seconds (below maxCacheDurationInHours).
     #[arg(long, value_name = "SECONDS")]
     introspection_cache_max: Option<u64>,
+    /// Introspections in flight at most, per policy; others wait up to 1 s, then get 500.
+    #[arg(long, default_value_t = 16, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    introspection_concurrency: u16,
+    /// Memory for introspection answers (all deployments), in MiB.
+    #[arg(long, default_value_t = 32, value_name = "MIB")]
+    introspection_cache_mib: u64,
+    /// A host besides the discovery URL's own that may receive the client secret as an
+    /// introspection_endpoint (repeatable).
+    #[arg(long = "allow-endpoint", value_name = "HOST")]
+    allow_endpoints: Vec<String>,
     /// Seconds allowed to read a request's headers; also how long a connection may stay open
     /// with no request in flight (one that sends nothing, idle keep-alive and HTTP/2).
     #[arg(long, default_value_t = 15, value_name = "SECONDS")]
@@ -162,7 +174,7 @@ fn read_ca_files(paths: &[String]) -> Result<Vec<Vec<u8>>, String> {
     use rustls::pki_types::pem::PemObject as _;
     let mut files = Vec::new();
     for path in paths {
-        let pem = std::fs::read(path).map_err(|e| format!("cannot read --ca '{path}': {e}"))?;
+        let pem = read_file(path, "--ca", DATA_LIMIT)?;
         let certs = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("--ca '{path}' is not PEM: {e}"))?;
@@ -179,8 +191,7 @@ fn read_secrets(path: Option<&str>) -> Result<Secrets, String> {
     match path {
         None => Ok(Secrets::default()),
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read --secrets '{path}': {e}"))?;
+            let text = read_text(path, "--secrets", DATA_LIMIT)?;
             Secrets::parse(&text).map_err(|e| format!("--secrets '{path}': {e}"))
         }
     }
@@ -285,7 +296,12 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             shutdown_grace: Duration::from_secs(args.shutdown_grace),
             jwks_cooldown: Duration::from_secs(args.jwks_cooldown),
             token_cache_bytes: args.token_cache_mib * 1024 * 1024,
-            introspection_cache_max: args.introspection_cache_max.map(Duration::from_secs),
+            introspection: IntrospectionOptions {
+                cache_max: args.introspection_cache_max.map(Duration::from_secs),
+                concurrency: usize::from(args.introspection_concurrency),
+                allowed_endpoints: args.allow_endpoints.clone().into(),
+            },
+            introspection_cache_bytes: args.introspection_cache_mib.saturating_mul(1024 * 1024),
             redact_claim_values: args.redact_claim_values,
             extra_roots: read_ca_files(&args.ca).map_err(InputError::new)?,
             trusted_proxies: TrustedProxies::new(args.trusted_proxies.clone()),
@@ -454,10 +470,23 @@ fn load_all(sources: &[String], secrets: &Secrets) -> Result<Vec<Deployment>, Ve
     }
 }
 
-/// What a deployment file is now: its bytes (following symlinks), or why it cannot be read.
-/// Comparing contents, not modification times, sees atomic renames and Kubernetes ConfigMap
-/// symlink swaps alike.
-fn fingerprint(sources: &[String]) -> Vec<Result<Vec<u8>, String>> {
+/// What a watched file is now, without reading it: its size, modification and change times,
+/// device and inode once symlinks are followed, and the target of the name itself when it is a
+/// symlink. An edit changes the times (and usually the size), an atomic rename or a Kubernetes
+/// ConfigMap symlink swap changes the inode; a file is read only when one of them changed, never
+/// every second.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+    device: u64,
+    inode: u64,
+    link: Option<std::path::PathBuf>,
+}
+
+fn stamps(sources: &[String]) -> Vec<Result<Stamp, String>> {
+    use std::os::unix::fs::MetadataExt as _;
     sources
         .iter()
         .map(|source| {
@@ -465,13 +494,21 @@ fn fingerprint(sources: &[String]) -> Vec<Result<Vec<u8>, String>> {
                 Some((prefix, path)) if prefix.starts_with('/') => path,
                 _ => source.as_str(),
             };
-            std::fs::read(path).map_err(|e| e.to_string())
+            let metadata = std::fs::metadata(path).map_err(|e| e.to_string())?;
+            Ok(Stamp {
+                len: metadata.len(),
+                modified: (metadata.mtime(), metadata.mtime_nsec()),
+                changed: (metadata.ctime(), metadata.ctime_nsec()),
+                device: metadata.dev(),
+                inode: metadata.ino(),
+                link: std::fs::read_link(path).ok(),
+            })
         })
         .collect()
 }
 
-/// Reloads the whole set on SIGHUP (always) and when a file's contents change (checked every
-/// second); an invalid set is rejected, logged, and the current one keeps serving.
+/// Reloads the whole set on SIGHUP (always) and when a file changes (its [`Stamp`], checked
+/// every second); an invalid set is rejected, logged, and the current one keeps serving.
 async fn watch_and_reload(
     gateway: std::sync::Arc<Gateway>,
     sources: Vec<String>,
@@ -480,12 +517,12 @@ async fn watch_and_reload(
 ) {
     let mut hangup = hangup_signal();
     let watched = |sources: &[String]| {
-        let mut all = fingerprint(sources);
+        let mut all = stamps(sources);
         if let Some(files) = &tls_files {
-            all.extend(fingerprint(&files.paths()));
+            all.extend(stamps(&files.paths()));
         }
         if let Some(secrets) = &secrets_file {
-            all.extend(fingerprint(std::slice::from_ref(secrets)));
+            all.extend(stamps(std::slice::from_ref(secrets)));
         }
         all
     };
@@ -589,17 +626,23 @@ fn tls_config(files: &TlsFiles) -> Result<TlsServer, String> {
     use rustls::pki_types::pem::PemObject as _;
     let (cert, key) = (files.cert.as_str(), files.key.as_str());
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = CertificateDer::pem_file_iter(cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+    let cert_pem = read_file(cert, "certificates from --tls-cert", DATA_LIMIT)?;
+    let certs = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("cannot read certificates from --tls-cert '{cert}': {e}"))?;
     if certs.is_empty() {
         return Err(format!("--tls-cert '{cert}' holds no certificate"));
     }
-    let private_key = PrivateKeyDer::from_pem_file(key)
+    let key_pem = read_file(key, "a private key from --tls-key", DATA_LIMIT)?;
+    let private_key = PrivateKeyDer::from_pem_slice(&key_pem)
         .map_err(|e| format!("cannot read a private key from --tls-key '{key}': {e}"))?;
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let client_auth = match &files.client_ca {
-        Some(path) => Some(ClientAuth::from_pem_file(path)?),
+        Some(path) => {
+            // Checked here (regular file, within the limit): the reader below opens it by path.
+            read_file(path, "--client-ca", DATA_LIMIT)?;
+            Some(ClientAuth::from_pem_file(path)?)
+        }
         None => None,
     };
     let builder = rustls::ServerConfig::builder_with_provider(provider)

@@ -41,8 +41,7 @@ fn diagnostics_json(list: &[Diagnostic]) -> serde_json::Value {
 
 /// Reads the `--secrets` file, or reports why it cannot be used.
 fn read_secrets(path: &str, json_output: bool) -> Option<Secrets> {
-    let parsed = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read secrets file '{path}': {e}"))
+    let parsed = crate::input::read_text(path, "secrets file", crate::input::DATA_LIMIT)
         .and_then(|text| Secrets::parse(&text).map_err(|e| format!("{path}: {e}")));
     match parsed {
         Ok(secrets) => Some(secrets),
@@ -73,11 +72,12 @@ pub(crate) fn run(args: &ValidateArgs) -> u8 {
             path_prefix: args.path_prefix.clone(),
             name,
         };
-        let (errors, warnings) = match std::fs::read_to_string(file) {
-            Err(e) => (
+        let text = crate::input::read_text(file, "the file", crate::input::DEPLOYMENT_LIMIT);
+        let (errors, warnings) = match text {
+            Err(message) => (
                 vec![Diagnostic {
                     path: String::new(),
-                    message: format!("cannot read the file: {e}"),
+                    message,
                 }],
                 Vec::new(),
             ),
