@@ -444,6 +444,31 @@ mod tests {
     }
 
     #[test]
+    fn a_file_is_kebab_when_most_multi_word_names_are() {
+        let read_back = serde_json::json!({"data": {"path-prefix": "/v1", "display-name": "x",
+            "freeform-tags": {"CostCenter": "1", "TeamName": "2", "OwnerId": "3"},
+            "specification": {"routes": []}}});
+        assert!(
+            spelled_kebab(&read_back),
+            "tag names are data, not spelling"
+        );
+        let camel = serde_json::json!({"pathPrefix": "/v1", "specification": {"routes": [
+            {"requestPolicies": {"bodyValidation": {"content": {"application/x-www-form-urlencoded": {}}}}}]}});
+        assert!(!spelled_kebab(&camel), "media types are data, not spelling");
+    }
+
+    #[test]
+    fn the_clis_dash_from_is_from() {
+        let value: Value = serde_json::json!({"-from": "X-A", "to": "X-B"});
+        let mut cx = Cx::default();
+        let mut obj = Field::root(&value, "item").object(&mut cx).unwrap();
+        assert_eq!(obj.take("from").unwrap().path, "item.-from");
+        obj.ignore(&["to"]);
+        obj.finish(&mut cx, &["from", "to"]);
+        assert!(cx.errors.is_empty(), "{:?}", cx.errors);
+    }
+
+    #[test]
     fn unknown_members_get_a_suggestion() {
         let value: Value = serde_json::json!({"audience": ["a"]});
         let mut cx = Cx::default();
