@@ -214,6 +214,19 @@ def camel_path(path):
     return ".".join(segment(s) for s in path.split("."))
 
 
+def resolves(doc, path):
+    """Whether a finding's path names a member of the document as it is spelled there."""
+    if "data" in doc and not path.startswith("data"):
+        return False
+    for name, indexes in re.findall(r"([^.\[\]]+)((?:\[\d+\])*)", path):
+        if not isinstance(doc, dict) or name not in doc:
+            return False
+        doc = doc[name]
+        for i in re.findall(r"\d+", indexes):
+            doc = doc[int(i)]
+    return True
+
+
 def findings(result):
     norm = lambda items: sorted(
         (camel_path(i["path"]), re.sub(r"\b[a-z]+(-[a-z]+)+\b", lambda x: camel_path(x.group(0)), i["message"]))
@@ -690,6 +703,10 @@ def _generated_test(name):
             # claimgate itself does not run, never "OCI would refuse" or "this is wrong".
             self.assertTrue(any(w in warning["message"] for w in NOT_RUN_BY_CLAIMGATE),
                             f"{name}: unexpected warning {warning}")
+        for shape, result in per_shape.items():
+            for warning in result["warnings"]:
+                self.assertTrue(resolves(results["docs"][name][shape], warning["path"]),
+                                f"{name} [{shape}]: {warning['path']} is not spelled as the file is")
         base = findings(per_shape["details"])
         for shape in SHAPES[1:]:
             self.assertEqual(findings(per_shape[shape]), base, f"{name}: {shape} differs from details")
