@@ -22,12 +22,14 @@ Run: `.venv-sdk/bin/python tests/sdk/test_sdk_shapes.py` after `cargo build -p c
 (CLAIMGATE=path overrides target/debug/claimgate). The last line is cargo's
 `test result: ... N passed; M failed; ...`, so scripts/test.sh counts it with the rest.
 """
+import atexit
 import contextlib
 import copy
 import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -168,6 +170,7 @@ def four_shapes(details):
 # ---------------------------------------------------------------------------------------------
 
 WORK = Path(tempfile.mkdtemp(prefix="claimgate-sdk-"))
+atexit.register(shutil.rmtree, WORK, ignore_errors=True)
 _counter = [0]
 
 
