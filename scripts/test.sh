@@ -27,6 +27,17 @@ set +e
 cargo test --workspace 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+
+# OCI's own Python SDK and CLI as oracles for deployment files (issue 13). It runs the binary
+# cargo test built, in its own virtual environment, and prints cargo's `test result:` line,
+# so its counts go into the closing line below.
+echo "==> SDK and CLI shapes (tests/sdk)"
+[ -x .venv-sdk/bin/python ] || python3 -m venv .venv-sdk
+.venv-sdk/bin/python -m pip install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
+set +e
+.venv-sdk/bin/python tests/sdk/test_sdk_shapes.py -q 2>&1 | tee -a "$log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+set -e
 # One closing line for the whole suite (cargo prints one per test binary, the last being the
 # doc tests, which are empty here).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }

@@ -19,7 +19,7 @@ pub(crate) struct PolicyRead {
     pub(crate) kind: &'static str,
     /// Where the token is read from (`None` for a multi-argument authorizer).
     pub(crate) location: Option<TokenLocation>,
-    /// `isAnonymousAccessAllowed` of a JWT or TOKEN policy: `ANONYMOUS` routes need it.
+    /// `isAnonymousAccessAllowed` of the policy: `ANONYMOUS` routes need it.
     pub(crate) anonymous_allowed: Option<bool>,
 }
 
@@ -85,7 +85,11 @@ fn read_custom_policy(cx: &mut Cx, mut obj: Obj<'_>, notes: &mut Notes) -> Optio
     let function = obj
         .require(cx, "functionId")
         .and_then(|f| f.non_empty_str(cx));
-    let _ = obj.take("isAnonymousAccessAllowed").map(|f| f.bool(cx));
+    // OCI's AuthenticationPolicy requires it for ANONYMOUS routes whatever the type.
+    let anonymous_allowed = obj
+        .take("isAnonymousAccessAllowed")
+        .and_then(|f| f.bool(cx))
+        .unwrap_or(false);
     let header = obj.take("tokenHeader");
     let query = obj.take("tokenQueryParam");
     let header_name = header.as_ref().and_then(|f| f.non_empty_str(cx));
@@ -127,7 +131,7 @@ fn read_custom_policy(cx: &mut Cx, mut obj: Obj<'_>, notes: &mut Notes) -> Optio
     }
     if header.is_none() && query.is_none() && parameters.is_none() {
         cx.error(
-            &join(&policy_path, "tokenHeader"),
+            &obj.member_path(cx, "tokenHeader"),
             "is required (or tokenQueryParam, or parameters): what should the authorizer \
              function receive?",
         );
@@ -169,7 +173,7 @@ fn read_custom_policy(cx: &mut Cx, mut obj: Obj<'_>, notes: &mut Notes) -> Optio
         },
         kind: "CUSTOM_AUTHENTICATION",
         location,
-        anonymous_allowed: None,
+        anonymous_allowed: Some(anonymous_allowed),
     })
 }
 
@@ -194,7 +198,7 @@ fn read_jwt_policy(
                 Some(s) => s.non_empty_str(cx).map(str::to_owned),
                 None if flavor == AuthFlavor::JwtAuthentication => {
                     cx.error(
-                        &join(&policy_path, "tokenAuthScheme"),
+                        &obj.member_path(cx, "tokenAuthScheme"),
                         "is required with tokenHeader (OCI supports 'Bearer')",
                     );
                     None
@@ -204,7 +208,7 @@ fn read_jwt_policy(
             if let Some(s) = &scheme {
                 if s != "Bearer" {
                     cx.warn(
-                        &join(&policy_path, "tokenAuthScheme"),
+                        &obj.member_path(cx, "tokenAuthScheme"),
                         format!("'{s}': OCI supports only 'Bearer'"),
                     );
                 }
@@ -231,7 +235,7 @@ fn read_jwt_policy(
         }
         (None, None) => {
             cx.error(
-                &join(&policy_path, "tokenHeader"),
+                &obj.member_path(cx, "tokenHeader"),
                 "is required (or tokenQueryParam): where should the token be read from?",
             );
             None
@@ -891,7 +895,7 @@ fn read_client_details(
         Some(f) => f.integer_in(cx, 1, i64::MAX).map(|v| Some(v as u64)),
         None => {
             cx.warn(
-                &join(&field.path, "clientSecretVersionNumber"),
+                &obj.member_path(cx, "clientSecretVersionNumber"),
                 "OCI requires it; claimgate uses the highest version in the secrets file",
             );
             Some(None)
@@ -1047,7 +1051,7 @@ pub(crate) fn read_dynamic_authentication(
             Authentication::Jwt(jwt) => {
                 // The gateway applies MODIFY_RESPONSE of the deployment's own policy only.
                 if jwt.failure_response.is_some() {
-                    inner.unenforced(&join(&jwt.path, "validationFailurePolicy"), true);
+                    inner.unenforced(&cx.member(&jwt.path, "validationFailurePolicy"), true);
                 }
                 servers.push(AuthServer {
                     name: key.name,

@@ -81,7 +81,7 @@ pub(crate) fn read_backend(
         "HTTP_BACKEND" => {
             let url = obj.require(cx, "url").and_then(|f| {
                 let url = f.non_empty_str(cx)?;
-                check_backend_url(cx, &f.path, url, scope)
+                check_backend_url(cx, &f.path, url, scope, nested)
             });
             let mut timeout = |name: &str, default: f64, max: f64| {
                 obj.take(name)
@@ -195,8 +195,15 @@ pub(crate) fn read_backend(
 }
 
 /// An `HTTP_BACKEND` url: `http(s)://host/path`, with `${...}` context variables in the path but
-/// not in the query.
-fn check_backend_url(cx: &mut Cx, path: &str, url: &str, scope: &Scope<'_>) -> Option<String> {
+/// not in the query. `routed` is a backend of a `DYNAMIC_ROUTING_BACKEND`, whose OCI
+/// documentation puts a variable in the host (`https://${request.subdomain[example.com]}-api...`).
+fn check_backend_url(
+    cx: &mut Cx,
+    path: &str,
+    url: &str,
+    scope: &Scope<'_>,
+    routed: bool,
+) -> Option<String> {
     let Some(rest) = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
@@ -232,7 +239,7 @@ fn check_backend_url(cx: &mut Cx, path: &str, url: &str, scope: &Scope<'_>) -> O
             return None;
         }
     }
-    if authority.contains("${") {
+    if authority.contains("${") && !routed {
         cx.warn(
             path,
             format!("'{url}': OCI documents context variables in url path segments only, not in the host"),

@@ -64,6 +64,7 @@ pub fn load_str(text: &str, options: &LoadOptions) -> Result<Loaded, Rejected> {
             });
         }
     };
+    cx.kebab = crate::reader::spelled_kebab(&value);
     let deployment = read_file(&mut cx, &value, options);
     match deployment {
         Some(deployment) if cx.errors.is_empty() => Ok(Loaded {
@@ -164,7 +165,8 @@ fn read_deployment(
         (Some(f), _) => f.str(cx).and_then(|p| check_prefix(cx, &f.path, p)),
         (None, Some(p)) => check_prefix(cx, "--path-prefix", p),
         (None, None) => {
-            cx.error(&join(&obj.path, "pathPrefix"), "is required");
+            let path = obj.member_path(cx, "pathPrefix");
+            cx.error(&path, "is required");
             None
         }
     };
@@ -250,7 +252,7 @@ pub(crate) struct RouteRef {
 #[derive(Debug)]
 pub(crate) struct AuthRead {
     pub(crate) authentication: Authentication,
-    /// `isAnonymousAccessAllowed` of a JWT or TOKEN policy (`ANONYMOUS` routes need it).
+    /// `isAnonymousAccessAllowed` of the authentication policy (`ANONYMOUS` routes need it).
     pub(crate) anonymous_allowed: Option<bool>,
 }
 

@@ -706,6 +706,12 @@ pub(crate) fn read_cache_lookup(cx: &mut Cx, field: &Field<'_>, scope: &Scope<'_
                 ok = false;
                 continue;
             };
+            // OCI's cache page writes the variable bare (`request.headers[Accept]`), the SDK's
+            // docstring as `${request.headers[Accept]}`: both are accepted.
+            if !text.contains("${") {
+                ok &= read_expression(cx, item, scope).is_some();
+                continue;
+            }
             match parse_template(cx, &item.path, text, scope) {
                 Some(t) if t.variables().next().is_none() => {
                     cx.error(

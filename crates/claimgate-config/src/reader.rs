@@ -29,6 +29,9 @@ impl std::fmt::Display for Diagnostic {
 pub(crate) struct Cx {
     pub(crate) errors: Vec<Diagnostic>,
     pub(crate) warnings: Vec<Diagnostic>,
+    /// The file spells members in kebab-case (a CLI read-back): paths of members that are
+    /// missing are named that way too, since every path uses the file's spelling.
+    pub(crate) kebab: bool,
 }
 
 impl Cx {
@@ -44,6 +47,65 @@ impl Cx {
             path: path.to_owned(),
             message: message.into(),
         });
+    }
+
+    /// The path of member `camel` of the object at `parent`, in the file's spelling (for a
+    /// member that is not there to take its spelling from).
+    pub(crate) fn member(&self, parent: &str, camel: &str) -> String {
+        if self.kebab {
+            join(parent, &kebab(camel))
+        } else {
+            join(parent, camel)
+        }
+    }
+}
+
+/// Whether a parsed file spells its members in kebab-case, as the OCI CLI prints them: decided
+/// by its member names that have more than one word (`path-prefix` against `pathPrefix`), not
+/// counting maps whose names are data (tags, media types).
+pub(crate) fn spelled_kebab(value: &Value) -> bool {
+    const DATA_MAPS: &[&str] = &[
+        "freeformTags",
+        "freeform-tags",
+        "definedTags",
+        "defined-tags",
+        "systemTags",
+        "system-tags",
+        "content",
+        "parameters",
+    ];
+    let (mut kebab_names, mut camel_names) = (0usize, 0usize);
+    let mut pending = vec![value];
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::Object(map) => {
+                for (name, child) in map {
+                    match name_style(name) {
+                        Some(true) => kebab_names += 1,
+                        Some(false) => camel_names += 1,
+                        None => {}
+                    }
+                    if !DATA_MAPS.contains(&name.as_str()) {
+                        pending.push(child);
+                    }
+                }
+            }
+            Value::Array(items) => pending.extend(items),
+            _ => {}
+        }
+    }
+    kebab_names > camel_names
+}
+
+/// `Some(true)` for a kebab-case member name, `Some(false)` for camelCase, `None` for a single
+/// lowercase word, which reads the same in both.
+fn name_style(name: &str) -> Option<bool> {
+    if name.contains('-') && !name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Some(true)
+    } else if !name.contains('-') && name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Some(false)
+    } else {
+        None
     }
 }
 
@@ -255,6 +317,9 @@ fn fmt_num(n: f64) -> String {
     }
 }
 
+/// SDK member names that are Python keywords, which the Python SDK prefixes with `_`.
+const PYTHON_KEYWORDS: &[&str] = &["from"];
+
 /// An object being read member by member; [`Obj::finish`] reports the members nobody asked for.
 #[derive(Debug)]
 pub(crate) struct Obj<'v> {
@@ -265,12 +330,11 @@ pub(crate) struct Obj<'v> {
 
 impl<'v> Obj<'v> {
     /// The member with SDK name `camel` (or its kebab-case spelling), if present and not null.
+    ///
+    /// A member whose name is a Python keyword (`from`) is `_from` in the SDK's Python model, so
+    /// the CLI, which turns `_` into `-`, prints it as `-from`: that spelling is the kebab one.
     pub(crate) fn take(&mut self, camel: &str) -> Option<Field<'v>> {
-        let kebab = kebab(camel);
-        let (name, value) = self
-            .map
-            .get_key_value(camel)
-            .or_else(|| self.map.get_key_value(kebab.as_str()))?;
+        let (name, value) = self.find(camel)?;
         self.seen.push(name.as_str());
         if value.is_null() {
             return None;
@@ -281,13 +345,47 @@ impl<'v> Obj<'v> {
         })
     }
 
+    /// The member with SDK name `camel` in any of its spellings, null or not.
+    fn find(&self, camel: &str) -> Option<(&'v String, &'v Value)> {
+        let map = self.map;
+        map.get_key_value(camel)
+            .or_else(|| map.get_key_value(kebab(camel).as_str()))
+            .or_else(|| {
+                PYTHON_KEYWORDS
+                    .contains(&camel)
+                    .then(|| map.get_key_value(format!("-{camel}").as_str()))
+                    .flatten()
+            })
+    }
+
     /// Like [`Obj::take`], but a missing member is an error named by the path it should have had.
     pub(crate) fn require(&mut self, cx: &mut Cx, camel: &str) -> Option<Field<'v>> {
         let field = self.take(camel);
         if field.is_none() {
-            cx.error(&join(&self.path, camel), "is required");
+            let path = self.member_path(cx, camel);
+            cx.error(&path, "is required");
         }
         field
+    }
+
+    /// The path member `camel` has (or would have) here: as written when present (even null),
+    /// else in the spelling of this object's other members, else in the file's.
+    pub(crate) fn member_path(&self, cx: &Cx, camel: &str) -> String {
+        if let Some((name, _)) = self.find(camel) {
+            return join(&self.path, name);
+        }
+        let kebab_name = kebab(camel);
+        let styles: Vec<bool> = self.map.keys().filter_map(|k| name_style(k)).collect();
+        let spelled_kebab = match (styles.contains(&true), styles.contains(&false)) {
+            (true, false) => true,
+            (false, true) => false,
+            _ => cx.kebab,
+        };
+        if spelled_kebab {
+            join(&self.path, &kebab_name)
+        } else {
+            join(&self.path, camel)
+        }
     }
 
     /// Marks members as known without reading them.
@@ -343,6 +441,31 @@ mod tests {
         assert_eq!(kebab("maxClockSkewInSeconds"), "max-clock-skew-in-seconds");
         assert_eq!(kebab("isSslVerifyDisabled"), "is-ssl-verify-disabled");
         assert_eq!(kebab("key_ops"), "key-ops");
+    }
+
+    #[test]
+    fn a_file_is_kebab_when_most_multi_word_names_are() {
+        let read_back = serde_json::json!({"data": {"path-prefix": "/v1", "display-name": "x",
+            "freeform-tags": {"CostCenter": "1", "TeamName": "2", "OwnerId": "3"},
+            "specification": {"routes": []}}});
+        assert!(
+            spelled_kebab(&read_back),
+            "tag names are data, not spelling"
+        );
+        let camel = serde_json::json!({"pathPrefix": "/v1", "specification": {"routes": [
+            {"requestPolicies": {"bodyValidation": {"content": {"application/x-www-form-urlencoded": {}}}}}]}});
+        assert!(!spelled_kebab(&camel), "media types are data, not spelling");
+    }
+
+    #[test]
+    fn the_clis_dash_from_is_from() {
+        let value: Value = serde_json::json!({"-from": "X-A", "to": "X-B"});
+        let mut cx = Cx::default();
+        let mut obj = Field::root(&value, "item").object(&mut cx).unwrap();
+        assert_eq!(obj.take("from").unwrap().path, "item.-from");
+        obj.ignore(&["to"]);
+        obj.finish(&mut cx, &["from", "to"]);
+        assert!(cx.errors.is_empty(), "{:?}", cx.errors);
     }
 
     #[test]

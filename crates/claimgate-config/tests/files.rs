@@ -44,6 +44,34 @@ fn strings(list: &[Diagnostic]) -> Vec<String> {
     list.iter().map(ToString::to_string).collect()
 }
 
+const CUSTOM_EXAMPLE: &str = "custom-auth-modify-response-request-auth-headers.json";
+
+/// The CUSTOM_AUTHENTICATION example with `isAnonymousAccessAllowed: true`, as its README entry,
+/// the reference's excerpt and the repository's later version have it: the copy kept here says
+/// `false` with six ANONYMOUS routes, which OCI's AuthenticationPolicy refuses.
+fn custom_example() -> String {
+    let text = example(CUSTOM_EXAMPLE);
+    let flag = "\"isAnonymousAccessAllowed\": false";
+    assert!(text.contains(flag));
+    text.replace(flag, "\"isAnonymousAccessAllowed\": true")
+}
+
+/// As kept, the example's ANONYMOUS routes lack `isAnonymousAccessAllowed: true`: each is named.
+#[test]
+fn the_custom_example_as_kept_is_refused_for_its_anonymous_routes() {
+    let rejected = load_text(&example(CUSTOM_EXAMPLE), None).unwrap_err();
+    let expected: Vec<String> = [0, 1, 2, 3, 4, 6]
+        .iter()
+        .map(|i| {
+            format!(
+                "routes[{i}].requestPolicies.authorization: ANONYMOUS needs \
+                 isAnonymousAccessAllowed: true in the authentication policy"
+            )
+        })
+        .collect();
+    assert_eq!(strings(&rejected.errors), expected);
+}
+
 fn not_enforced(path: &str) -> String {
     format!("{path}: {NOT_ENFORCED}")
 }
@@ -98,7 +126,12 @@ fn every_public_example_loads_with_exactly_the_expected_warnings() {
     let names: Vec<&str> = expected.iter().map(|(n, _)| *n).collect();
     assert_eq!(on_disk, names, "every example is covered");
     for (name, warnings) in expected {
-        let loaded = loads(&example(name), None);
+        let text = if name == CUSTOM_EXAMPLE {
+            custom_example()
+        } else {
+            example(name)
+        };
+        let loaded = loads(&text, None);
         assert_eq!(strings(&loaded.warnings), warnings, "{name}");
     }
 }
@@ -177,11 +210,7 @@ fn the_public_examples_become_the_expected_deployments() {
         })
     );
 
-    let custom = loads(
-        &example("custom-auth-modify-response-request-auth-headers.json"),
-        None,
-    )
-    .deployment;
+    let custom = loads(&custom_example(), None).deployment;
     assert!(matches!(
         custom.authentication,
         Authentication::Unsupported { ref kind, .. } if kind == "CUSTOM_AUTHENTICATION"
@@ -930,5 +959,181 @@ fn a_servers_failure_policy_is_named_as_not_enforced() {
     assert_eq!(
         loaded.deployment.unenforced,
         ["requestPolicies.dynamicAuthentication.authenticationServers[0].authenticationServerDetail.validationFailurePolicy"]
+    );
+}
+
+/// What `oci api-gateway deployment get` prints for a deployment whose route renames a header
+/// and a query parameter: the SDK's Python member `_from` comes out as `"-from"`.
+fn read_back_with_renames() -> Value {
+    json!({"data": {
+        "display-name": "renames", "path-prefix": "/v1", "lifecycle-state": "ACTIVE",
+        "specification": {
+            "request-policies": {"authentication": null, "cors": null, "rate-limiting": null},
+            "logging-policies": null,
+            "routes": [{
+                "path": "/orders", "methods": ["GET"],
+                "backend": {"type": "HTTP_BACKEND", "url": "https://orders.internal/",
+                            "connect-timeout-in-seconds": 60.0, "read-timeout-in-seconds": 10.0,
+                            "send-timeout-in-seconds": 10.0, "is-ssl-verify-disabled": false},
+                "request-policies": {
+                    "header-transformations": {
+                        "set-headers": null, "filter-headers": null,
+                        "rename-headers": {"items": [{"-from": "X-Old", "to": "X-New"}]}
+                    },
+                    "query-parameter-transformations": {
+                        "set-query-parameters": null, "filter-query-parameters": null,
+                        "rename-query-parameters": {"items": [{"-from": "old", "to": "new"}]}
+                    }
+                }
+            }]
+        }
+    }, "etag": "\"1\""})
+}
+
+/// The CLI's `"-from"` is the rename source in a read-back, for headers and query parameters.
+#[test]
+fn a_read_back_renames_from_the_clis_dash_from() {
+    let loaded = loads(&read_back_with_renames().to_string(), None);
+    let route = &loaded.deployment.routes[0];
+    let headers = route.header_transformations.as_ref().expect("renames");
+    assert_eq!(
+        headers.rename,
+        vec![RenameItem {
+            from: "X-Old".into(),
+            to: "X-New".into()
+        }]
+    );
+    let query = route
+        .query_parameter_transformations
+        .as_ref()
+        .expect("renames");
+    assert_eq!(
+        query.rename,
+        vec![RenameItem {
+            from: "old".into(),
+            to: "new".into()
+        }]
+    );
+    // Without a source at all, the path is the one the item has.
+    let file = with(
+        read_back_with_renames(),
+        "/data/specification/routes/0/request-policies/header-transformations/rename-headers/items/0",
+        json!({"to": "X-New"}),
+    );
+    assert_eq!(
+        strings(&load_text(&file.to_string(), None).unwrap_err().errors),
+        ["data.specification.routes[0].request-policies.header-transformations.rename-headers.items[0].from: is required"]
+    );
+}
+
+/// A kebab-case file names a missing required member in kebab-case, whether the key is absent
+/// or printed as null, like every other path of the file.
+#[test]
+fn a_kebab_file_names_missing_required_members_in_kebab_case() {
+    let client =
+        "/data/specification/request-policies/authentication/validation-policy/client-details";
+    let base = json!({"data": {
+        "display-name": "discovery", "path-prefix": "/v1",
+        "specification": {
+            "request-policies": {"authentication": {
+                "type": "TOKEN_AUTHENTICATION", "token-header": "Authorization",
+                "token-auth-scheme": "Bearer", "is-anonymous-access-allowed": false,
+                "validation-policy": {
+                    "type": "REMOTE_DISCOVERY", "max-cache-duration-in-hours": 2,
+                    "client-details": {"type": "CUSTOM", "client-id": "gw",
+                                       "client-secret-id": "ocid1.vaultsecret.oc1..aaaaexample",
+                                       "client-secret-version-number": 1},
+                    "source-uri-details": {"type": "DISCOVERY_URI",
+                                           "uri": "https://idp.example.com/.well-known/openid-configuration"}
+                }
+            }},
+            "routes": [{"path": "/x", "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200}}]
+        }
+    }});
+    assert_eq!(errors(&base), Vec::<String>::new());
+    let expected = "data.specification.request-policies.authentication.validation-policy.\
+                    client-details.client-secret-id: is required";
+    let null = with(
+        base.clone(),
+        &format!("{client}/client-secret-id"),
+        Value::Null,
+    );
+    assert_eq!(errors(&null), [expected]);
+    let absent = without(base.clone(), &format!("{client}/client-secret-id"));
+    assert_eq!(errors(&absent), [expected]);
+    // An object with no multi-word member takes the file's spelling.
+    let bare = with(base.clone(), client, json!({"type": "CUSTOM"}));
+    assert_eq!(
+        errors(&bare),
+        [
+            "data.specification.request-policies.authentication.validation-policy.client-details.client-id: is required",
+            expected
+        ]
+    );
+    assert_eq!(
+        errors(&without(base.clone(), "/data/path-prefix")),
+        ["data.path-prefix: is required"]
+    );
+    assert_eq!(
+        errors(&with(base.clone(), "/data/path-prefix", Value::Null)),
+        ["data.path-prefix: is required"]
+    );
+    // The same file in camelCase keeps camelCase paths.
+    let camel = with(
+        jwt_spec(),
+        "/requestPolicies/authentication",
+        discovery_policy(),
+    );
+    let camel = without(
+        camel,
+        "/requestPolicies/authentication/validationPolicy/clientDetails/clientSecretId",
+    );
+    assert_eq!(
+        errors(&camel),
+        ["requestPolicies.authentication.validationPolicy.clientDetails.clientSecretId: is required"]
+    );
+}
+
+/// `cacheKeyAdditions` as OCI's response-cache page writes them (bare) and as the SDK's docstring
+/// does (`${...}`).
+#[test]
+fn cache_key_additions_take_the_documented_bare_form_and_the_sdk_form() {
+    for additions in [
+        json!(["request.headers[Accept]", "request.auth[sub]"]),
+        json!(["${request.headers[Accept]}", "${request.auth[sub]}"]),
+    ] {
+        let file = with(
+            jwt_spec(),
+            "/routes/0/requestPolicies/responseCacheLookup",
+            json!({"type": "SIMPLE_LOOKUP_POLICY", "isEnabled": true, "cacheKeyAdditions": additions}),
+        );
+        assert_eq!(errors(&file), Vec::<String>::new(), "{additions}");
+    }
+}
+
+/// OCI documents a context variable in the host of a dynamic routing backend's URL
+/// (`https://${request.subdomain[example.com]}-api.example.com`): no warning there, while a
+/// route's own HTTP_BACKEND still gets one.
+#[test]
+fn a_dynamic_routing_backend_url_may_have_a_variable_in_its_host() {
+    let file = with(
+        jwt_spec(),
+        "/routes/0/backend",
+        json!({
+            "type": "DYNAMIC_ROUTING_BACKEND",
+            "selectionSource": {"type": "SINGLE", "selector": "request.subdomain[example.com]"},
+            "routingBackends": [{
+                "key": {"type": "WILDCARD", "name": "any", "expression": "*", "isDefault": true},
+                "backend": {"type": "HTTP_BACKEND", "url": "https://${request.subdomain[example.com]}-api.example.com"}
+            }]
+        }),
+    );
+    let loaded = match load(&file) {
+        Ok(loaded) => loaded,
+        Err(rejected) => panic!("{:#?}", rejected.errors),
+    };
+    assert_eq!(
+        strings(&loaded.warnings),
+        [format!("routes[0].backend: {NOT_ENFORCED}")]
     );
 }

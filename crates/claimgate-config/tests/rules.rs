@@ -183,6 +183,24 @@ fn cases() -> Vec<Case> {
             "routes[0].requestPolicies.authorization: ANONYMOUS needs isAnonymousAccessAllowed: true in the authentication policy",
         ),
         case(
+            "authorization: ANONYMOUS needs isAnonymousAccessAllowed (CUSTOM_AUTHENTICATION, absent)",
+            with(
+                spec_with(AUTH, custom_policy()),
+                "/routes/0/requestPolicies/authorization",
+                json!({"type": "ANONYMOUS"}),
+            ),
+            "routes[0].requestPolicies.authorization: ANONYMOUS needs isAnonymousAccessAllowed: true in the authentication policy",
+        ),
+        case(
+            "authorization: ANONYMOUS needs isAnonymousAccessAllowed (CUSTOM_AUTHENTICATION, false)",
+            with(
+                custom_with("/isAnonymousAccessAllowed", json!(false)),
+                "/routes/0/requestPolicies/authorization",
+                json!({"type": "ANONYMOUS"}),
+            ),
+            "routes[0].requestPolicies.authorization: ANONYMOUS needs isAnonymousAccessAllowed: true in the authentication policy",
+        ),
+        case(
             "authorization: ANONYMOUS needs isAnonymousAccessAllowed (REMOTE_DISCOVERY too)",
             with(
                 spec_with(AUTH, discovery_policy()),
@@ -835,7 +853,12 @@ fn cases() -> Vec<Case> {
         case(
             "responseCacheLookup: cache key additions are expressions",
             route_with("/requestPolicies/responseCacheLookup", json!({"type": "SIMPLE_LOOKUP_POLICY", "isEnabled": true, "cacheKeyAdditions": ["tenant"]})),
-            "routes[0].requestPolicies.responseCacheLookup.cacheKeyAdditions[0]: 'tenant' has no ${...} context variable",
+            "routes[0].requestPolicies.responseCacheLookup.cacheKeyAdditions[0]: 'tenant' is not a context variable (request.<table>[<key>])",
+        ),
+        case(
+            "cacheKeyAdditions: a ${...} value must be well formed",
+            route_with("/requestPolicies/responseCacheLookup", json!({"type": "SIMPLE_LOOKUP_POLICY", "isEnabled": true, "cacheKeyAdditions": ["${request.headers[Accept]}", "tenant-${x"]})),
+            "routes[0].requestPolicies.responseCacheLookup.cacheKeyAdditions[1]: '${' at '${x' is not closed by '}'",
         ),
         case(
             "responseCacheStore: timeToLiveInSeconds at least 1",
@@ -982,6 +1005,11 @@ fn the_base_files_of_the_table_are_valid() {
         spec_with(AUTH, token_policy()),
         spec_with(AUTH, discovery_policy()),
         spec_with(AUTH, custom_policy()),
+        with(
+            custom_with("/isAnonymousAccessAllowed", json!(true)),
+            "/routes/0/requestPolicies/authorization",
+            json!({"type": "ANONYMOUS"}),
+        ),
         dynamic(),
         discovery_with("/validationFailurePolicy", oauth2_policy()),
     ] {
