@@ -376,9 +376,9 @@ fn invalid_deployment_reports_every_error_with_its_path() {
 
 #[test]
 fn every_oci_example_loads_with_the_expected_warnings() {
-    let examples = repo_root().join("../shared/oci-examples");
+    let examples = repo_root().join("tests/data/oci-examples");
     let mut seen = 0;
-    for entry in std::fs::read_dir(&examples).expect("shared/oci-examples beside the repository") {
+    for entry in std::fs::read_dir(&examples).expect("tests/data/oci-examples") {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "json") {
             let output = claimgate(&["validate", "--output", "json", path.to_str().unwrap()]);
@@ -399,7 +399,7 @@ fn every_oci_example_loads_with_the_expected_warnings() {
 #[test]
 fn a_kebab_read_back_is_judged_with_recorded_keys() {
     let deployment = repo_root()
-        .join("../shared/oci-examples/cli-get-output-jwt-remote-jwks-verify-claims.kebab.json");
+        .join("tests/data/oci-examples/cli-get-output-jwt-remote-jwks-verify-claims.kebab.json");
     let output = claimgate(&[
         "check",
         "--deployment",
