@@ -2,6 +2,8 @@
 //! Tokens come from `tests/interop/mint.py` (Python `cryptography`), an implementation
 //! independent of claimgate's own.
 
+mod support;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -34,11 +36,11 @@ fn minted() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let status = Command::new("python3")
+        let status = Command::new(support::python())
             .arg(repo_root().join("tests/interop/mint.py"))
             .arg(dir.path())
             .status()
-            .expect("python3 runs (scripts/test.sh installs its requirements)");
+            .expect("python runs (scripts/test.sh makes .venv with its requirements)");
         assert!(
             status.success(),
             "mint.py failed: is `cryptography` installed?"
