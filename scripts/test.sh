@@ -96,7 +96,7 @@ fi
 awk -v status="$status" -v clean_copy="$clean_copy" '
   /^test result:/ { results++; for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
   /^ *(Running|Doc-tests) / { started++ }
-  /^error: could not compile .*\((lib test|test|bin test|example|bench)/ { unbuilt++ }
+  /^error: could not compile `[^`]*` \([^)]*test/ { unbuilt++ }
   END {
     line = sprintf("tests: %d passed, %d failed", p, f)
     missing = unbuilt + (started > results ? started - results : 0)
