@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Proves the test suite's data is all in the repository: copies the tracked files (as they are
 # in the work tree) into a directory with nothing beside it and runs the tests that read data
-# files there. A test reading a path outside the repository (as `../shared/...` once did)
+# files there. A test reading a path outside the repository (a folder beside the checkout)
 # fails here, even on a machine where that path exists beside the real checkout.
 #
 # The copy lives at a fixed place under the target directory with the files' times kept, and

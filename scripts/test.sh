@@ -55,11 +55,11 @@ CLAIMGATE_TEST_PYTHON="$PWD/.venv/bin/python"
 export CLAIMGATE_TEST_PYTHON
 
 # The end-to-end TOKEN_AUTHENTICATION tests run a real identity provider (oidc-provider), which
-# needs Node.js 20.19 or later.
+# needs a current Node.js: 20 or later (oidc-provider 9 supports only recent LTS releases).
 command -v npm >/dev/null || install_packages "the test identity provider (Node.js, npm)" nodejs npm
 node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
 if [ "$node_major" -lt 20 ]; then
-  echo "error: the test identity provider (oidc-provider) needs Node.js 20.19 or later;" \
+  echo "error: the test identity provider (oidc-provider) needs Node.js 20 or later;" \
     "found $(node --version 2>/dev/null || echo none): install a newer Node.js and run again" >&2
   exit 2
 fi

@@ -469,7 +469,7 @@ fn logs_reads_an_oci_logging_export_and_diagnoses_the_request() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("oci-export.json");
     // Shaped as OCI Logging exports records: the viewer's wrapper around the CloudEvents
-    // envelope, with OCI's own fields (reference/oci-api-gateway.md §4).
+    // envelope, with OCI's own fields.
     let id = "/2A9486DD7E373F886B0E7099C1604D94/0889F2867669123D151CCD2B05D297A7";
     let export = serde_json::json!([
         {"datetime": 1_764_345_600_000_i64, "regionId": "us-ashburn-1", "logContent": {
