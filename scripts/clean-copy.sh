@@ -14,6 +14,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+if ! git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  # An unpacked archive has no list of tracked files to copy.
+  if [ -n "${CI:-}" ]; then
+    echo "error: not a git checkout: cannot list the tracked files to copy" >&2
+    exit 1
+  fi
+  echo "clean copy skipped: not a git checkout"
+  exit 0
+fi
 target=${CARGO_TARGET_DIR:-$root/target}
 case $target in /*) ;; *) target=$root/$target ;; esac
 # target/clean-copy/ holds only the copy: the copy's parent has nothing else in it.
