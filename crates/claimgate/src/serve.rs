@@ -27,7 +27,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     access_log: Option<String>,
     /// Secrets file resolving clientSecretId of introspection clients: a JSON object mapping
-    /// each clientSecretId (a Vault secret OCID) to the client secret.
+    /// each clientSecretId (a Vault secret OCID) to the secret, or to {"VERSION": "secret"}.
     #[arg(long, value_name = "FILE")]
     secrets: Option<String>,
     /// Keep introspection answers at most this many seconds (below maxCacheDurationInHours).
