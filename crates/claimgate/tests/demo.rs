@@ -175,7 +175,8 @@ fn curl_exists(path: &str) -> bool {
 /// `logs` line (with the refusal's request id put in place of ID) explains the refusal. The
 /// program is named by its full path when `PATH` has no `claimgate`, by its name when it has.
 /// The requests go through curl when the machine has it, and in the second pass (and without
-/// curl) as the same requests parsed from the printed lines.
+/// curl) as the same requests parsed from the printed lines. The second pass's log files are in
+/// a directory whose name has spaces and a quote, which the printed line must quote.
 #[test]
 fn every_printed_command_runs_as_printed() {
     let bin = Path::new(env!("CARGO_BIN_EXE_claimgate"));
@@ -188,8 +189,15 @@ fn every_printed_command_runs_as_printed() {
     .into_string()
     .unwrap();
     for (pass, path) in [system_path(), with_claimgate].into_iter().enumerate() {
+        // The second pass's directory needs quoting in a shell: the lines must quote it.
         let runtime = tempfile::tempdir().unwrap();
-        let demo = start_demo(&[("XDG_RUNTIME_DIR", runtime.path())], &path);
+        let runtime = runtime.path().join(if pass == 0 {
+            "run"
+        } else {
+            "the user's run dir"
+        });
+        std::fs::create_dir(&runtime).unwrap();
+        let demo = start_demo(&[("XDG_RUNTIME_DIR", &runtime)], &path);
         let commands = demo.commands();
         let requests: Vec<&str> = commands
             .iter()
