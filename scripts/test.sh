@@ -1,16 +1,68 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what the tests need, then checks
 # formatting, lints and runs every test. Used by CI (.ci/run) and by developers.
+#
+# Needs Rust (cargo) and a C compiler. Installs itself what is missing of the rest: Python's
+# venv module and Node.js/npm with apt-get (as root on Debian/Ubuntu; otherwise it stops and
+# says what to install), Python `cryptography` pinned by tests/interop/requirements.txt into
+# .venv, and the test identity provider into tests/idp/node_modules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Tokens in the interop tests are minted by Python `cryptography`, independently of claimgate.
-if ! python3 -c 'import cryptography' 2>/dev/null; then
-  echo "==> installing Python test requirements"
-  python3 -m pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
-fi
+# Installs Debian packages when we may (root with apt-get); otherwise stops, naming them.
+apt_updated=0
+install_packages() {
+  local why=$1
+  shift
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "==> apt-get install $* ($why)"
+    if [ "$apt_updated" = 0 ]; then
+      apt-get update -q >/dev/null
+      apt_updated=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null
+  else
+    echo "error: $why needs: $* (install them, e.g. 'sudo apt-get install $*', and run again)" >&2
+    exit 2
+  fi
+}
 
-# The end-to-end TOKEN_AUTHENTICATION tests run a real identity provider (oidc-provider).
+for tool in cargo cc; do
+  if ! command -v "$tool" >/dev/null; then
+    case $tool in
+      cargo) echo "error: Rust is needed (cargo not found): see https://rustup.rs" >&2; exit 2 ;;
+      cc) install_packages "building aws-lc (a C compiler)" gcc libc6-dev ;;
+    esac
+  fi
+done
+
+# Tokens in the interop tests are minted by Python `cryptography`, independently of claimgate,
+# at the version pinned in tests/interop/requirements.txt, in a virtual environment of our own
+# (a Debian/Ubuntu system Python refuses `pip install`: PEP 668).
+command -v python3 >/dev/null || install_packages "the Python test tools" python3 python3-venv
+requirements=tests/interop/requirements.txt
+if ! cmp -s "$requirements" .venv/.requirements 2>/dev/null; then
+  if [ ! -x .venv/bin/python ] && ! python3 -m venv .venv >/dev/null 2>&1; then
+    rm -rf .venv
+    install_packages "Python virtual environments" python3-venv
+    python3 -m venv .venv
+  fi
+  echo "==> installing the Python test requirements into .venv ($requirements)"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements"
+  cp "$requirements" .venv/.requirements
+fi
+CLAIMGATE_TEST_PYTHON="$PWD/.venv/bin/python"
+export CLAIMGATE_TEST_PYTHON
+
+# The end-to-end TOKEN_AUTHENTICATION tests run a real identity provider (oidc-provider), which
+# needs a current Node.js: 20 or later (oidc-provider 9 supports only recent LTS releases).
+command -v npm >/dev/null || install_packages "the test identity provider (Node.js, npm)" nodejs npm
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 20 ]; then
+  echo "error: the test identity provider (oidc-provider) needs Node.js 20 or later;" \
+    "found $(node --version 2>/dev/null || echo none): install a newer Node.js and run again" >&2
+  exit 2
+fi
 if [ ! -d tests/idp/node_modules/oidc-provider ]; then
   echo "==> installing the test identity provider (npm ci in tests/idp)"
   (cd tests/idp && npm ci --no-audit --no-fund --loglevel=error)
@@ -24,7 +76,8 @@ echo "==> cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --workspace 2>&1 | tee "$log"
+# --no-fail-fast: one failing test binary must not hide the results of the others.
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 
@@ -38,8 +91,29 @@ set +e
 .venv-sdk/bin/python tests/sdk/test_sdk_shapes.py -q 2>&1 | tee -a "$log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 set -e
-# One closing line for the whole suite (cargo prints one per test binary, the last being the
-# doc tests, which are empty here).
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+
+# The suite's data must all be in the repository: run the tests that read it from a copy of
+# the tracked files with nothing beside it.
+echo "==> the data tests in a copy of the repository (scripts/clean-copy.sh)"
+clean_copy=ok
+if ! scripts/clean-copy.sh; then
+  clean_copy=failed
+  status=1
+fi
+
+# One closing line for the whole suite (cargo prints one per test binary). A binary that did
+# not build, or did not finish (a crash, a signal), prints no `test result:`: count them from
+# the `Running`/`Doc-tests` lines and cargo's "could not compile ... (test ...)" errors.
+awk -v status="$status" -v clean_copy="$clean_copy" '
+  /^test result:/ { results++; for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+  /^ *(Running|Doc-tests) / { started++ }
+  /^error: could not compile `[^`]*` \([^)]*test/ { unbuilt++ }
+  END {
+    line = sprintf("tests: %d passed, %d failed", p, f)
+    missing = unbuilt + (started > results ? started - results : 0)
+    if (missing > 0) line = line sprintf(", %d test binaries did not build or run", missing)
+    else if (status != 0 && started == 0) line = line ", the test binaries did not build"
+    if (clean_copy != "ok") line = line ", the clean-copy data tests failed"
+    print line
+  }' "$log"
 exit "$status"

@@ -760,7 +760,7 @@ class RepositoryExamples(unittest.TestCase):
 
 
 EXAMPLE_DIRS = [ROOT / "examples", ROOT / "docs", ROOT / "crates" / "claimgate-config" / "tests" / "files",
-                ROOT.parent / "shared" / "oci-examples"]
+                ROOT / "tests" / "data" / "oci-examples"]
 DEPLOYMENT_KEYS = {"specification", "routes", "data", "requestPolicies", "request-policies"}
 # Files that are meant to be refused, each with the error every one of its findings carries.
 NOT_VALID = {

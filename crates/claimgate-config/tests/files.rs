@@ -1,4 +1,4 @@
-//! Real deployment files as they are: the public examples in `shared/oci-examples/`, a CLI
+//! Real deployment files as they are: the public examples in `tests/data/oci-examples/`, a CLI
 //! read-back with `etag` and nulls, a bare kebab-case specification, files using every member,
 //! what the loader models, what it warns about, and a file with several errors at once.
 
@@ -12,7 +12,7 @@ const NOT_ENFORCED: &str = "is not enforced by claimgate yet ('serve' refuses th
 
 fn example(name: &str) -> String {
     let path = format!(
-        "{}/../../../shared/oci-examples/{name}",
+        "{}/../../tests/data/oci-examples/{name}",
         env!("CARGO_MANIFEST_DIR")
     );
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
@@ -114,7 +114,7 @@ fn every_public_example_loads_with_exactly_the_expected_warnings() {
         ),
     ];
     let dir = format!(
-        "{}/../../../shared/oci-examples",
+        "{}/../../tests/data/oci-examples",
         env!("CARGO_MANIFEST_DIR")
     );
     let mut on_disk: Vec<String> = std::fs::read_dir(&dir)

@@ -1,6 +1,6 @@
 //! The verdict, check by check: for every check id a pass and a fail, the messages SPEC fixes,
 //! the fixes that name the values involved, statuses, anonymous routes, events, and the attack
-//! catalogue items the validator decides (reference/security-and-crates.md §1 K).
+//! catalogue items the validator decides (the known JWT attacks, one test each).
 //!
 //! Tokens are signed here with aws-lc-rs keys generated once per test binary; deployments are
 //! JSON text loaded with `claimgate_config::load_str`; `now` is pinned.
@@ -1991,7 +1991,7 @@ fn evaluation_is_pure_the_same_inputs_give_the_same_verdict() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Attack catalogue (reference/security-and-crates.md §1 K)
+// Attack catalogue: the known JWT attacks the validator decides
 // ---------------------------------------------------------------------------------------------
 
 /// An unsigned token with this `alg`, an empty signature segment.

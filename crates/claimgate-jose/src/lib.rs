@@ -4,8 +4,8 @@
 //! This crate decides only what the bytes say: whether a token is a well-formed compact JWS,
 //! which keys a JWK or PEM document yields, and whether a signature verifies. It does not judge
 //! claims, read clocks, fetch key sets or know anything about deployments; that is
-//! `claimgate-core`'s job. Every parser here is strict by design (see
-//! `reference/security-and-crates.md`): base64url without padding or stray bits, JSON objects
+//! `claimgate-core`'s job. Every parser here is strict by design (the public vectors in
+//! `tests/data/vectors/` hold it to that): base64url without padding or stray bits, JSON objects
 //! without duplicate members at any depth, bounded sizes, and no key ever taken from a token.
 //!
 //! Crypto is aws-lc-rs; no JWT crate is used because none verifies ES512 and all of them are

@@ -1,13 +1,14 @@
-//! Runs the public JOSE test vectors in `shared/vectors/` against claimgate-jose.
+//! Runs the public JOSE test vectors in `tests/data/vectors/` against claimgate-jose.
 //!
-//! The vector files sit beside the repository (`<checkout>/../shared/vectors/`) and are found
-//! from `CARGO_MANIFEST_DIR`, never by an absolute path. `shared/vectors/README.md` explains the
-//! Wycheproof `testvectors_v1` schema and the divergences recorded here.
+//! The vector files are vendored in the repository (`tests/data/vectors/`, with their sources
+//! and licences) and are found from `CARGO_MANIFEST_DIR`, never by an absolute path, so a clone
+//! anywhere runs them. `tests/data/vectors/README.md` explains the Wycheproof
+//! `testvectors_v1` schema and the divergences recorded here.
 //!
 //! Every JWS is judged at two layers:
-//! - the *signature layer* (`reference/security-and-crates.md` §2.3: `(alg, key set, compact
-//!   JWS)` with claim checks off): claimgate's header rules, the `alg`, the choice of key and the
-//!   signature, with the payload taken as the opaque bytes that were signed;
+//! - the *signature layer* (`(alg, key set, compact JWS)` with claim checks off): claimgate's
+//!   header rules, the `alg`, the choice of key and the signature, with the payload taken as the
+//!   opaque bytes that were signed;
 //! - the *token layer*: `ParsedToken::parse` as the gateway calls it, which also requires the
 //!   payload to be a JSON object (a JWT claims set).
 //!
@@ -69,14 +70,14 @@ fn check_failures(file: &str, failures: &[(u32, String)]) {
 // ---------------------------------------------------------------------------------------------
 
 fn vectors_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/vectors")
 }
 
 fn load(name: &str) -> Value {
     let path = vectors_dir().join(name);
     let bytes = std::fs::read(&path).unwrap_or_else(|e| {
         panic!(
-            "cannot read {}: {e} (the shared/ folder must sit beside the repository checkout)",
+            "cannot read {}: {e} (the vectors are vendored in tests/data/vectors)",
             path.display()
         )
     });
@@ -848,7 +849,7 @@ const JWK_DIVERGENCES: &[Expectation] = &[
         outcome: None,
         reason: "ROCA-affected RSA key (2049 bits, e=65537): claimgate has no ROCA fingerprint \
                  check, so the key is usable and the signature verifies. Rejecting ROCA keys \
-                 is optional (reference/security-and-crates.md §1 B5); upstream expects it. \
+                 is optional (a fingerprint test, not a signature rule); upstream expects it. \
                  The token layer still refuses this token (payload 'foo' is no claims set).",
     },
 ];

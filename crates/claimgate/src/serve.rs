@@ -10,6 +10,7 @@ use claimgate_gateway::limit::{Cidr, TrustedProxies};
 use claimgate_gateway::mtls::{ClientAuth, TlsServer};
 use claimgate_gateway::{Gateway, LogSink, Logs, Options};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
@@ -26,7 +27,8 @@ pub(crate) struct ServeArgs {
     /// Access log file (- for stdout).
     #[arg(long, value_name = "FILE")]
     access_log: Option<String>,
-    /// Secrets file resolving clientSecretId of introspection clients (SPEC "Settled details").
+    /// Secrets file resolving clientSecretId of introspection clients: a JSON object mapping
+    /// each clientSecretId (a Vault secret OCID) to the secret, or to {"VERSION": "secret"}.
     #[arg(long, value_name = "FILE")]
     secrets: Option<String>,
     /// Keep introspection answers at most this many seconds (below maxCacheDurationInHours).
@@ -210,9 +212,7 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             .map_or(0, |d| d.as_secs() as i64);
         let generated = Demo::generate(now, 3600)
             .map_err(|e| InputError::new(format!("cannot make the demo key: {e}")))?;
-        let dir = std::env::temp_dir().join("claimgate-demo");
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| InputError::new(format!("cannot create {}: {e}", dir.display())))?;
+        let dir = demo_dir().map_err(InputError::new)?;
         let file = dir.join("demo-deployment.json");
         std::fs::write(&file, &generated.deployment)
             .map_err(|e| InputError::new(format!("cannot write {}: {e}", file.display())))?;
@@ -400,6 +400,69 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
     })
 }
 
+/// Where the demo writes its deployment file and logs: `$XDG_RUNTIME_DIR/claimgate-demo` when
+/// the user has a runtime directory (private to the user, and the same one after a restart),
+/// else a fresh private directory under the system's temporary directory. A fixed name there
+/// would be shared by every user, and could be made beforehand by another one.
+fn demo_dir() -> Result<PathBuf, String> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute() && dir.is_dir())
+    {
+        let dir = runtime.join("claimgate-demo");
+        return match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => Ok(dir),
+            // Ours from an earlier run: nobody else can write in the runtime directory.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(dir),
+            Err(e) => Err(format!("cannot create {}: {e}", dir.display())),
+        };
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    tempfile::Builder::new()
+        .prefix("claimgate-demo-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .map(tempfile::TempDir::keep)
+        .map_err(|e| {
+            format!(
+                "cannot create a directory in {}: {e}",
+                std::env::temp_dir().display()
+            )
+        })
+}
+
+/// How the printed commands name this program: `claimgate` when that is what `PATH` finds,
+/// else this executable's full path (after `cargo run`, nothing may be on `PATH`, or an
+/// older install), so that the lines run as printed.
+fn own_command() -> String {
+    let Ok(exe) = std::env::current_exe().and_then(std::fs::canonicalize) else {
+        return "claimgate".to_owned();
+    };
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("claimgate"))
+            .find(|candidate| candidate.is_file())
+    });
+    match on_path.and_then(|found| std::fs::canonicalize(found).ok()) {
+        Some(found) if found == exe => "claimgate".to_owned(),
+        _ => shell_quoted(&exe.to_string_lossy()),
+    }
+}
+
+/// `text` as one shell word: as it is when plain, else in single quotes.
+fn shell_quoted(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+:@%,=".contains(&b));
+    if plain {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
 fn print_demo(
     local: SocketAddr,
     demo: &Demo,
@@ -408,6 +471,9 @@ fn print_demo(
     access_log: &str,
 ) {
     let base = format!("http://{local}{PREFIX}");
+    let claimgate = own_command();
+    let execution_log = shell_quoted(execution_log);
+    let access_log = shell_quoted(access_log);
     outln!();
     outln!(
         "The demo deployment is {} (tokens below are valid for 1 hour).",
@@ -426,10 +492,8 @@ fn print_demo(
         demo.wrong_audience_token
     );
     outln!();
-    outln!("Then ask why, with the opc-request-id the refusal answered:");
-    outln!(
-        "  claimgate logs --file {execution_log} --file {access_log} --request-id <opc-request-id>"
-    );
+    outln!("Then ask why, with the opc-request-id header the refusal answered in place of ID:");
+    outln!("  {claimgate} logs --file {execution_log} --file {access_log} --request-id ID");
     outln!();
     outln!("Also: {base}/public needs no token; {base}/admin needs the demo:admin scope:");
     outln!(

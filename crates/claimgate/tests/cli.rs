@@ -2,6 +2,8 @@
 //! Tokens come from `tests/interop/mint.py` (Python `cryptography`), an implementation
 //! independent of claimgate's own.
 
+mod support;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -34,11 +36,11 @@ fn minted() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let status = Command::new("python3")
+        let status = Command::new(support::python())
             .arg(repo_root().join("tests/interop/mint.py"))
             .arg(dir.path())
             .status()
-            .expect("python3 runs (scripts/test.sh installs its requirements)");
+            .expect("python runs (scripts/test.sh makes .venv with its requirements)");
         assert!(
             status.success(),
             "mint.py failed: is `cryptography` installed?"
@@ -376,9 +378,9 @@ fn invalid_deployment_reports_every_error_with_its_path() {
 
 #[test]
 fn every_oci_example_loads_with_the_expected_warnings() {
-    let examples = repo_root().join("../shared/oci-examples");
+    let examples = repo_root().join("tests/data/oci-examples");
     let mut seen = 0;
-    for entry in std::fs::read_dir(&examples).expect("shared/oci-examples beside the repository") {
+    for entry in std::fs::read_dir(&examples).expect("tests/data/oci-examples") {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "json") {
             let output = claimgate(&["validate", "--output", "json", path.to_str().unwrap()]);
@@ -410,7 +412,7 @@ fn every_oci_example_loads_with_the_expected_warnings() {
 #[test]
 fn a_kebab_read_back_is_judged_with_recorded_keys() {
     let deployment = repo_root()
-        .join("../shared/oci-examples/cli-get-output-jwt-remote-jwks-verify-claims.kebab.json");
+        .join("tests/data/oci-examples/cli-get-output-jwt-remote-jwks-verify-claims.kebab.json");
     let output = claimgate(&[
         "check",
         "--deployment",
@@ -478,7 +480,7 @@ fn logs_reads_an_oci_logging_export_and_diagnoses_the_request() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("oci-export.json");
     // Shaped as OCI Logging exports records: the viewer's wrapper around the CloudEvents
-    // envelope, with OCI's own fields (reference/oci-api-gateway.md §4).
+    // envelope, with OCI's own fields.
     let id = "/2A9486DD7E373F886B0E7099C1604D94/0889F2867669123D151CCD2B05D297A7";
     let export = serde_json::json!([
         {"datetime": 1_764_345_600_000_i64, "regionId": "us-ashburn-1", "logContent": {

@@ -63,7 +63,7 @@ fn start_file_server(root: &Path) -> (Running, u16) {
     std::fs::write(root.join("public/hello.txt"), "hello").unwrap();
     std::fs::write(root.join("admin/secret.txt"), SECRET).unwrap();
     let port = free_port();
-    let child = Command::new("python3")
+    let child = Command::new(support::python())
         .args([
             "-m",
             "http.server",
@@ -76,7 +76,7 @@ fn start_file_server(root: &Path) -> (Running, u16) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("python3 runs");
+        .expect("python runs (scripts/test.sh makes .venv)");
     wait_for(&format!("127.0.0.1:{port}"));
     (Running(child), port)
 }

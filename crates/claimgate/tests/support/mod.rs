@@ -13,6 +13,20 @@ pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The Python the tests run: `CLAIMGATE_TEST_PYTHON` (set by `scripts/test.sh` to its virtual
+/// environment's), else the repository's `.venv` when one exists, else `python3` from `PATH`.
+/// A system Python may lack the pinned `cryptography` and refuse `pip install` (PEP 668).
+pub(crate) fn python() -> PathBuf {
+    if let Some(python) = std::env::var_os("CLAIMGATE_TEST_PYTHON").filter(|p| !p.is_empty()) {
+        return PathBuf::from(python);
+    }
+    let venv = repo().join(".venv/bin/python");
+    if venv.exists() {
+        return venv;
+    }
+    PathBuf::from("python3")
+}
+
 pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
