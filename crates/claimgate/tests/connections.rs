@@ -7,6 +7,8 @@
 
 mod support;
 
+use support::{ca, Ca};
+
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -625,41 +627,9 @@ fn connections_are_closed_gracefully_after_max_connection_age() {
     );
 }
 
-/// A certificate authority made in the test.
-struct Ca {
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-    pem: String,
-}
-
-fn ca(name: &str) -> Ca {
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    Ca {
-        pem: cert.pem(),
-        issuer: rcgen::Issuer::new(params, key),
-    }
-}
-
 /// A leaf certificate from `ca` for `name`: (certificate PEM, key PEM).
 fn leaf(ca: &Ca, name: &str, client: bool) -> (String, String) {
-    let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
-    params.extended_key_usages = vec![if client {
-        rcgen::ExtendedKeyUsagePurpose::ClientAuth
-    } else {
-        rcgen::ExtendedKeyUsagePurpose::ServerAuth
-    }];
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &ca.issuer).unwrap();
-    (cert.pem(), key.serialize_pem())
+    support::leaf(ca, None, &[name], client, None).pair()
 }
 
 type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;

@@ -4,6 +4,8 @@
 
 mod support;
 
+use support::{ca, Ca};
+
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -470,47 +472,10 @@ fn a_flood_of_preflights_is_answered_and_the_gateway_keeps_serving() {
     assert_eq!(after.status, 200);
 }
 
-/// A certificate authority made in the test.
-struct Ca {
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-    pem: String,
-}
-
-fn ca(name: &str) -> Ca {
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::CrlSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    Ca {
-        pem: cert.pem(),
-        issuer: rcgen::Issuer::new(params, key),
-    }
-}
-
 /// A leaf certificate from `ca` with `cn` and DNS `sans`, as a PEM identity (key and
 /// certificate) for reqwest, or (certificate, key) for a server.
 fn leaf(ca: &Ca, cn: &str, sans: &[&str], client: bool) -> (String, String) {
-    let sans: Vec<String> = sans.iter().map(|s| (*s).to_owned()).collect();
-    let mut params = rcgen::CertificateParams::new(sans).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, cn);
-    params.extended_key_usages = vec![if client {
-        rcgen::ExtendedKeyUsagePurpose::ClientAuth
-    } else {
-        rcgen::ExtendedKeyUsagePurpose::ServerAuth
-    }];
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &ca.issuer).unwrap();
-    (cert.pem(), key.serialize_pem())
+    support::leaf(ca, Some(cn), sans, client, None).pair()
 }
 
 /// HTTPS GET trusting `server_ca`, presenting `identity` (certificate and key PEM) if given.

@@ -11,6 +11,8 @@
 
 mod support;
 
+use support::{ca, Ca};
+
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use serde_json::{json, Value};
@@ -637,44 +639,10 @@ fn every_authentication_failure_is_the_same_401() {
     assert_eq!(response.status().as_u16(), 200);
 }
 
-struct Ca {
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-    pem: String,
-}
-
-fn ca(name: &str) -> Ca {
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::CrlSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    Ca {
-        pem: cert.pem(),
-        issuer: rcgen::Issuer::new(params, key),
-    }
-}
-
 /// A leaf (ECDSA P-256) from `ca` for the DNS name `name`, valid from `from` to `until` (Unix
 /// seconds): (certificate PEM, key PEM).
 fn leaf(ca: &Ca, name: &str, client: bool, from: i64, until: i64) -> (String, String) {
-    let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
-    params.extended_key_usages = vec![if client {
-        rcgen::ExtendedKeyUsagePurpose::ClientAuth
-    } else {
-        rcgen::ExtendedKeyUsagePurpose::ServerAuth
-    }];
-    params.not_before = time::OffsetDateTime::from_unix_timestamp(from).unwrap();
-    params.not_after = time::OffsetDateTime::from_unix_timestamp(until).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &ca.issuer).unwrap();
-    (cert.pem(), key.serialize_pem())
+    support::leaf(ca, None, &[name], client, Some((from, until))).pair()
 }
 
 const DAY: i64 = 86_400;

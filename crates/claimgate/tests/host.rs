@@ -8,8 +8,8 @@
 mod support;
 
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 use support::{now, records, start_gateway_on, Gateway, Signer};
 
@@ -33,34 +33,6 @@ impl Issuer {
             "publicKeys": {"type": "STATIC_KEYS", "keys": [self.signer.static_key()]}
         })
     }
-}
-
-/// A raw HTTP/1.1 backend answering with the request target it received.
-fn start_echo() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { break };
-            std::thread::spawn(move || {
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                let _ = reader.read_line(&mut line);
-                let mut header = String::new();
-                while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
-                    header.clear();
-                }
-                let body = line.split(' ').nth(1).unwrap_or("").to_owned();
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            });
-        }
-    });
-    addr
 }
 
 /// `acme.example` selects the `acme` server; any other host falls to the default `other`.
@@ -112,7 +84,7 @@ fn setup(tls: bool) -> Setup {
         signer: Signer::new("other"),
         iss: "https://other.example/",
     };
-    let echo = start_echo();
+    let echo = support::start_target_echo();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("hosts.json");
     std::fs::write(&file, deployment(&acme, &other, echo).to_string()).unwrap();

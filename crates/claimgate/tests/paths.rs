@@ -7,8 +7,8 @@
 mod support;
 
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -22,38 +22,6 @@ const SECRET: &str = "the admin secret";
 fn signer() -> &'static Signer {
     static S: OnceLock<Signer> = OnceLock::new();
     S.get_or_init(|| Signer::new("k1"))
-}
-
-/// A raw HTTP/1.1 backend answering every request with the request target it received.
-fn start_echo() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { break };
-            std::thread::spawn(move || {
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                if reader.read_line(&mut line).is_err() {
-                    return;
-                }
-                // Skip the headers.
-                let mut header = String::new();
-                while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
-                    header.clear();
-                }
-                let target = line.split(' ').nth(1).unwrap_or("").to_owned();
-                let body = format!("echo {target}");
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            });
-        }
-    });
-    addr
 }
 
 /// Python's file server over a root with `public/hello.txt` and `admin/secret.txt`.
@@ -219,7 +187,7 @@ struct Setup {
 fn setup() -> Setup {
     let root = tempfile::tempdir().unwrap();
     let (files, port) = start_file_server(root.path());
-    let echo = start_echo();
+    let echo = support::start_target_echo();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("files.json");
     std::fs::write(&file, deployment(port, echo).to_string()).unwrap();
@@ -265,7 +233,7 @@ fn every_path_attack_is_refused_or_reaches_exactly_the_normalised_path() {
             }
             Want::Status(code) => status == *code,
             Want::Public => status == 200 && body == "hello",
-            Want::Echo(path) => status == 200 && body == format!("echo {path}"),
+            Want::Echo(path) => status == 200 && body == *path,
         };
         if !ok || body.contains(SECRET) {
             failures.push(format!("{target:?}: want {want:?}, got {status} {body:?}"));

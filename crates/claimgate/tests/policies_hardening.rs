@@ -5,6 +5,8 @@
 
 mod support;
 
+use support::{ca, Ca};
+
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response};
@@ -358,44 +360,10 @@ fn cors_any_origin_with_credentials_is_refused_with_mutual_tls_and_echoed_elsewh
     assert_eq!(headers["access-control-allow-credentials"], "true");
 }
 
-/// A certificate authority made in the test.
-struct Ca {
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-    pem: String,
-}
-
-fn ca(name: &str) -> Ca {
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    Ca {
-        pem: cert.pem(),
-        issuer: rcgen::Issuer::new(params, key),
-    }
-}
-
 /// A leaf from `ca` named `name` (CN and DNS SAN): (certificate PEM, key PEM, DER).
 fn leaf(ca: &Ca, name: &str, client: bool) -> (String, String, Vec<u8>) {
-    let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    params.extended_key_usages = vec![if client {
-        rcgen::ExtendedKeyUsagePurpose::ClientAuth
-    } else {
-        rcgen::ExtendedKeyUsagePurpose::ServerAuth
-    }];
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &ca.issuer).unwrap();
-    (cert.pem(), key.serialize_pem(), cert.der().to_vec())
+    let leaf = support::leaf(ca, Some(name), &[name], client, None);
+    (leaf.cert, leaf.key, leaf.der)
 }
 
 /// SPEC: `request.cert[client_base64]` is the verified client certificate (base64 DER); a

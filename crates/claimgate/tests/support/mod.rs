@@ -257,3 +257,110 @@ pub(crate) fn refused_by_serve(args: &[&str]) -> String {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     stderr
 }
+
+/// A certificate authority made in the test.
+pub(crate) struct Ca {
+    pub(crate) issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    pub(crate) pem: String,
+}
+
+/// A CA certificate named `name`, allowed to sign certificates and CRLs.
+pub(crate) fn ca(name: &str) -> Ca {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    Ca {
+        pem: cert.pem(),
+        issuer: rcgen::Issuer::new(params, key),
+    }
+}
+
+/// A leaf certificate: PEM, its key's PEM, and DER.
+pub(crate) struct Leaf {
+    pub(crate) cert: String,
+    pub(crate) key: String,
+    pub(crate) der: Vec<u8>,
+}
+
+impl Leaf {
+    /// (certificate PEM, key PEM).
+    pub(crate) fn pair(self) -> (String, String) {
+        (self.cert, self.key)
+    }
+}
+
+/// A leaf (ECDSA P-256) from `ca` with DNS `sans`, subject CN `cn` when given, for client or
+/// server authentication, valid from/until the given Unix seconds when given.
+pub(crate) fn leaf(
+    ca: &Ca,
+    cn: Option<&str>,
+    sans: &[&str],
+    client: bool,
+    validity: Option<(i64, i64)>,
+) -> Leaf {
+    let sans: Vec<String> = sans.iter().map(|s| (*s).to_owned()).collect();
+    let mut params = rcgen::CertificateParams::new(sans).unwrap();
+    if let Some(cn) = cn {
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+    }
+    params.extended_key_usages = vec![if client {
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth
+    } else {
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth
+    }];
+    if let Some((from, until)) = validity {
+        params.not_before = time::OffsetDateTime::from_unix_timestamp(from).unwrap();
+        params.not_after = time::OffsetDateTime::from_unix_timestamp(until).unwrap();
+    }
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca.issuer).unwrap();
+    Leaf {
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+        der: cert.der().to_vec(),
+    }
+}
+
+/// A raw HTTP/1.1 backend on a loopback port that answers every request with the request
+/// target it received (as its body), then closes: what a path-sensitive backend sees.
+pub(crate) fn start_target_echo() -> std::net::SocketAddr {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            std::thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    return;
+                }
+                // Skip the headers.
+                let mut header = String::new();
+                while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                    header.clear();
+                }
+                let body = line.split(' ').nth(1).unwrap_or("").to_owned();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    addr
+}
