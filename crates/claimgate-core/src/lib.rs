@@ -26,7 +26,7 @@ pub use escape::{escape, is_escaped, Escaped};
 pub use path::PathRejection;
 pub use time::{human_duration, relative, skew_text, UnixTime};
 pub use verdict::{
-    evaluate, evaluate_cached, evaluate_with, token_to_introspect, Decision, Event, Explain,
-    HeaderValues, Introspection, KeyMaterial, RequestView, RouteInfo, TokenVerification, Unrouted,
-    Verdict, VerificationCache,
+    context_value, evaluate, evaluate_cached, evaluate_with, token_to_introspect, Decision, Event,
+    Explain, HeaderValues, Introspection, KeyMaterial, RequestView, RouteInfo, TokenVerification,
+    Unrouted, Verdict, VerificationCache,
 };

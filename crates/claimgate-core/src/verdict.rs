@@ -1676,14 +1676,29 @@ impl Verdict {
     }
 }
 
-/// A context variable's text as a request view offers it: what the gateway substitutes
-/// (`request.path`, `request.auth`, `request.headers` (first value), `request.query`,
-/// `request.host`); empty when missing, as OCI renders a missing variable.
+/// A context variable's text as a request view offers it (see [`context_value`]).
 fn request_variable(
     request: &dyn RequestView,
     params: &[(String, String)],
     claims: Option<&Claims>,
     variable: &claimgate_config::ContextVariable,
+) -> String {
+    context_value(variable, params, claims, request.query(), |name| {
+        request.first_header(name)
+    })
+}
+
+/// A context variable's text, as the gateway substitutes it and `check` explains it:
+/// `request.path` (the route's parameters), `request.auth` (verified claims: strings as they
+/// are, other values as JSON), `request.headers` (a repeated header's first value),
+/// `request.query` (as sent, still percent-encoded) and `request.host`; empty when missing, as
+/// OCI renders a missing variable, and for tables the caller supplies itself (`request.cert`).
+pub fn context_value<'h>(
+    variable: &claimgate_config::ContextVariable,
+    params: &[(String, String)],
+    claims: Option<&Claims>,
+    query: Option<&str>,
+    header: impl FnOnce(&str) -> Option<&'h str>,
 ) -> String {
     use claimgate_config::ContextTable;
     let key = variable.key.as_deref().unwrap_or("");
@@ -1697,16 +1712,15 @@ fn request_variable(
             .and_then(|c| c.get(key))
             .map(|value| crate::claims::claim_text(&value))
             .unwrap_or_default(),
-        ContextTable::Headers => request.first_header(key).unwrap_or_default().to_owned(),
-        ContextTable::Query => request
-            .query()
+        ContextTable::Headers => header(key).unwrap_or_default().to_owned(),
+        ContextTable::Query => query
             .unwrap_or("")
             .split('&')
             .filter_map(|pair| pair.split_once('='))
             .find(|(name, _)| *name == key)
             .map(|(_, v)| v.to_owned())
             .unwrap_or_default(),
-        ContextTable::Host => request.first_header("host").unwrap_or_default().to_owned(),
+        ContextTable::Host => header("host").unwrap_or_default().to_owned(),
         _ => String::new(),
     }
 }

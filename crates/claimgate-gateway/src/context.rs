@@ -43,38 +43,21 @@ impl<'a> RequestContext<'a> {
 
     /// The value of a variable, empty when missing (as OCI renders a missing variable).
     pub(crate) fn variable(&self, variable: &ContextVariable) -> String {
-        let key = variable.key.as_deref().unwrap_or("");
-        match variable.table {
-            ContextTable::Path => self
-                .path_params
-                .iter()
-                .find(|(name, _)| name == key)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default(),
-            ContextTable::Auth if variable.sub_key.is_none() => self
-                .claims
-                .and_then(|c| c.get(key))
-                .map(|value| claim_text(&value))
-                .unwrap_or_default(),
-            ContextTable::Headers => self
-                .headers
-                .get(key)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned(),
-            ContextTable::Query => self
-                .query
-                .unwrap_or("")
-                .split('&')
-                .filter_map(|pair| pair.split_once('='))
-                .find(|(name, _)| *name == key)
-                .map(|(_, v)| v.to_owned())
-                .unwrap_or_default(),
-            ContextTable::Host => self.host.unwrap_or_default().to_owned(),
-            ContextTable::Cert => self.client_cert.unwrap_or_default().to_owned(),
-            // OAuth2 session claims, subdomains and usage plans are not available in claimgate.
-            _ => String::new(),
+        if variable.table == ContextTable::Cert {
+            return self.client_cert.unwrap_or_default().to_owned();
         }
+        claimgate_core::context_value(
+            variable,
+            self.path_params,
+            self.claims,
+            self.query,
+            |name| {
+                if name == "host" {
+                    return self.host;
+                }
+                self.headers.get(name).and_then(|v| v.to_str().ok())
+            },
+        )
     }
 
     /// Expands a template into a header or parameter value, as written (no encoding).
@@ -113,7 +96,6 @@ impl<'a> RequestContext<'a> {
     }
 }
 
-pub(crate) use claimgate_core::claim_text;
 
 fn percent_encode_into(value: &str, out: &mut String) {
     for byte in value.bytes() {

@@ -752,15 +752,7 @@ impl Gateway {
                 Level::Info,
             ),
         };
-        self.logs.execution(
-            context,
-            threshold,
-            ExecutionRecord::new(
-                rejection.record_type(),
-                Level::Warn,
-                format!("The request was refused: {}.", rejection.reason()),
-            ),
-        );
+        self.logs.execution(context, threshold, rejection.record());
     }
 
     /// A `MODIFY_RESPONSE` validation failure policy's answer instead of the 401: its status
@@ -1075,15 +1067,7 @@ impl Gateway {
                     Ok(url) => url,
                     Err(why) => {
                         let rejection = crate::target::TargetRejection::Path(why);
-                        self.logs.execution(
-                            context,
-                            threshold,
-                            ExecutionRecord::new(
-                                rejection.record_type(),
-                                Level::Warn,
-                                format!("The request was refused: {}.", rejection.reason()),
-                            ),
-                        );
+                        self.logs.execution(context, threshold, rejection.record());
                         return respond::error(400);
                     }
                 };

@@ -11,6 +11,7 @@
 //! copied into `Host`, and a request whose two disagree is refused, as is an HTTP/1.1 request
 //! with no `Host` or with two (RFC 9112 §3.2).
 
+use crate::logs::{ExecutionRecord, Level};
 use claimgate_core::path::{normalize, PathRejection};
 use http::header::HOST;
 use http::uri::{PathAndQuery, Uri};
@@ -38,6 +39,15 @@ impl TargetRejection {
             Self::Path(why) => why.reason(),
             Self::Host(why) => why,
         }
+    }
+
+    /// The execution-log record (WARN): the client's request, not the gateway, was at fault.
+    pub(crate) fn record(self) -> ExecutionRecord {
+        ExecutionRecord::new(
+            self.record_type(),
+            Level::Warn,
+            format!("The request was refused: {}.", self.reason()),
+        )
     }
 }
 
