@@ -714,7 +714,10 @@ fn tls_1_0_and_1_1_and_weak_cipher_suites_are_refused() {
         .output()
         .is_err()
     {
-        eprintln!("SKIPPED: no openssl on this machine to offer TLS 1.0/1.1");
+        support::skip(
+            "held::tls_1_0_and_1_1_and_weak_cipher_suites_are_refused",
+            "no openssl on this machine to offer TLS 1.0/1.1",
+        );
         return;
     }
     let server_ca = ca("held server CA");

@@ -364,3 +364,23 @@ pub(crate) fn start_target_echo() -> std::net::SocketAddr {
     });
     addr
 }
+
+/// Skips a test that needs a tool the machine lacks: says so, and records its name and reason
+/// in `$CLAIMGATE_SKIP_LOG` (set by scripts/test.sh, which names every skip in the suite's
+/// summary). Under `CI=true` a skip is a failure: CI's machine must have every tool.
+pub(crate) fn skip(test: &str, why: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test} cannot run under CI: {why}");
+    }
+    eprintln!("SKIPPED {test}: {why}");
+    if let Some(path) = std::env::var_os("CLAIMGATE_SKIP_LOG") {
+        use std::io::Write as _;
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(file, "{test}: {why}");
+        }
+    }
+}
