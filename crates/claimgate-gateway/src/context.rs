@@ -96,7 +96,6 @@ impl<'a> RequestContext<'a> {
     }
 }
 
-
 fn percent_encode_into(value: &str, out: &mut String) {
     for byte in value.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
