@@ -17,9 +17,10 @@ use serde_json::{json, Value};
 #[derive(Debug, clap::Args)]
 pub(crate) struct CheckArgs {
     /// The deployment file (CreateDeploymentDetails, bare specification, or `oci ... deployment get` output).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = crate::input::file_arg)]
     pub(crate) deployment: String,
-    /// The request, as 'METHOD /full/path[?query]'.
+    /// The request, as 'METHOD /full/path[?query]' or 'METHOD https://host/full/path[?query]'
+    /// (the URL's host is the request's Host unless --host is given).
     #[arg(long, value_name = "'METHOD /path'")]
     pub(crate) request: String,
     /// The token: the token itself, @FILE, or - for stdin. Without it, the request carries none.
@@ -29,13 +30,13 @@ pub(crate) struct CheckArgs {
     #[arg(long, value_name = "UNIX|RFC3339")]
     pub(crate) now: Option<String>,
     /// A recorded JWKS to use instead of fetching REMOTE_JWKS (or discovery's jwks_uri).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = crate::input::file_arg)]
     pub(crate) jwks: Option<String>,
     /// A recorded RFC 7662 introspection answer (JSON) to use instead of calling the endpoint.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = crate::input::file_arg)]
     pub(crate) introspection: Option<String>,
     /// Secrets file resolving the introspection client's clientSecretId.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = crate::input::file_arg)]
     pub(crate) secrets: Option<String>,
     /// An extra request header, 'Name: value' (repeatable).
     #[arg(long = "header", value_name = "'Name: value'")]
@@ -51,7 +52,7 @@ pub(crate) struct CheckArgs {
     #[arg(long = "allow-endpoint", value_name = "HOST")]
     pub(crate) allow_endpoints: Vec<String>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub(crate) output: Format,
 }
 
@@ -100,7 +101,8 @@ fn parse_request(args: &CheckArgs, deployment: &Deployment) -> Result<CliRequest
             args.request
         ))
     })?;
-    let target = target.trim();
+    let (url_host, target) = split_url(target.trim());
+    let target = target.as_ref();
     if !target.starts_with('/') {
         return Err(InputError::new(format!(
             "--request path '{target}' must start with '/'"
@@ -124,14 +126,40 @@ fn parse_request(args: &CheckArgs, deployment: &Deployment) -> Result<CliRequest
             .headers
             .push((name.trim().to_owned(), value.trim().to_owned()));
     }
-    if let Some(host) = &args.host {
-        request.headers.push(("host".into(), host.clone()));
+    // --host wins over the URL's host: one Host header, as a client sends.
+    if let Some(host) = args.host.as_deref().or(url_host) {
+        request.headers.push(("host".into(), host.to_owned()));
     }
     if let Some(arg) = &args.token {
         let token = read_token(arg)?;
         place_token(&mut request, deployment, token);
     }
     Ok(request)
+}
+
+/// A full URL as `--request` target (`https://host/path?q`, as copied from a browser or curl):
+/// its host (user information dropped) and its path and query (`/` when it has no path); any
+/// other target is returned as it is, with no host.
+fn split_url(target: &str) -> (Option<&str>, std::borrow::Cow<'_, str>) {
+    let scheme = ["https://", "http://"].into_iter().find(|scheme| {
+        target
+            .get(..scheme.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(scheme))
+    });
+    let Some(scheme) = scheme else {
+        return (None, target.into());
+    };
+    let rest = &target[scheme.len()..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let path = rest[end..].split('#').next().unwrap_or("");
+    if path.starts_with('/') {
+        (Some(host), path.into())
+    } else {
+        // Only a query (or nothing) after the host: the path is `/`.
+        (Some(host), format!("/{path}").into())
+    }
 }
 
 /// Puts the token where the deployment's policy reads it.
@@ -684,7 +712,9 @@ fn print_text(
                     outln!("{pad}expected  {}", compact(expected));
                 }
                 match (&check.actual, &check.id) {
-                    (Some(actual), _) => outln!("{pad}actual    {}", compact(actual)),
+                    (Some(actual), id) => {
+                        outln!("{pad}actual    {}{}", compact(actual), as_utc(id, actual))
+                    }
                     (
                         None,
                         CheckId::Exp
@@ -729,6 +759,20 @@ fn print_text(
         for note in notes {
             eprintln!("  {}", Escaped(note));
         }
+    }
+}
+
+/// ` (2026-11-28T16:27:04Z)` after a time claim's seconds (`exp`, `nbf`, `iat`), so a reader
+/// need not convert the epoch; empty for any other value.
+fn as_utc(id: &CheckId, value: &Value) -> String {
+    let time_claim = match id {
+        CheckId::Exp | CheckId::Nbf => true,
+        CheckId::Claim(name) => matches!(name.as_str(), "exp" | "nbf" | "iat"),
+        _ => false,
+    };
+    match value.as_i64() {
+        Some(seconds) if time_claim => format!(" ({})", UnixTime(seconds)),
+        _ => String::new(),
     }
 }
 

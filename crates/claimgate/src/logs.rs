@@ -10,13 +10,13 @@ use serde_json::{json, Value};
 #[derive(Debug, clap::Args)]
 pub(crate) struct LogsArgs {
     /// A log file (repeatable): JSON lines, or a JSON array as OCI Logging exports it.
-    #[arg(long = "file", required = true, value_name = "FILE")]
+    #[arg(long = "file", required = true, value_name = "FILE", value_parser = crate::input::file_arg)]
     files: Vec<String>,
     /// The opc-request-id of the request.
     #[arg(long, value_name = "ID")]
     request_id: String,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
     output: Format,
 }
 
@@ -122,13 +122,15 @@ impl<'de> serde::de::Visitor<'de> for Matching<'_> {
     }
 }
 
-/// OCI ids may be composite (`/A.../B...`); a request matches on the whole id or any segment.
+/// OCI ids may be composite (`/A.../B...`); a request matches on the whole id or any segment,
+/// in any letter case (ids are hexadecimal, and get retyped or copied from upper-cased views).
 fn matches(record_id: &str, wanted: &str) -> bool {
     let wanted = wanted.trim_matches('/');
     let record_id = record_id.trim_matches('/');
-    record_id == wanted
-        || record_id.split('/').any(|part| part == wanted)
-        || wanted.split('/').any(|part| part == record_id)
+    let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+    same(record_id, wanted)
+        || record_id.split('/').any(|part| same(part, wanted))
+        || wanted.split('/').any(|part| same(part, record_id))
 }
 
 pub(crate) fn run(args: &LogsArgs) -> u8 {

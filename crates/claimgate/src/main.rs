@@ -31,6 +31,9 @@ pub(crate) mod exit {
     pub(crate) const UNKNOWN: u8 = 3;
 }
 
+/// The end of `check --help`: what scripts test, and a command to start from.
+const CHECK_HELP: &str = "Exit codes:\n  0  allowed\n  1  denied\n  2  usage or configuration error\n  3  could not evaluate (keys or introspection endpoint unreachable)\n\nExample:\n  claimgate check --deployment deployment.json --request 'GET /v1/orders' \\\n      --token @token.txt --jwks jwks.json -o json";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "claimgate",
@@ -55,6 +58,7 @@ pub(crate) enum Format {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Show the verdict the gateway would give a request, check by check.
+    #[command(after_help = CHECK_HELP)]
     Check(check::CheckArgs),
     /// Show a token's header and claims, with times in UTC (never verifies).
     Decode(decode::DecodeArgs),

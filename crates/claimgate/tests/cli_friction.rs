@@ -1,0 +1,334 @@
+//! The command line as a newcomer types it (issue 12): the forms other tools accept (`-o`,
+//! `file://`, full URLs, bare ports, pasted header lines) and the help a first failure needs.
+//! Real binary, real files, real sockets on 127.0.0.1.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::io::BufRead as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use support::{free_port, wait_for, Signer};
+
+fn claimgate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_claimgate"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("claimgate runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stdout_json(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {}",
+            stdout(output),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+fn write(dir: &Path, name: &str, value: &Value) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, serde_json::to_vec_pretty(value).unwrap()).unwrap();
+    path
+}
+
+/// A deployment with a stock route and an HTTP route whose URL carries `${request.host}`,
+/// behind a JWT policy with `signer`'s static key.
+fn deployment(signer: &Signer) -> Value {
+    json!({"pathPrefix": "/v1", "specification": {
+        "requestPolicies": {"authentication": {
+            "type": "JWT_AUTHENTICATION", "tokenHeader": "Authorization", "tokenAuthScheme": "Bearer",
+            "issuers": ["https://issuer.example"], "audiences": ["api"],
+            "publicKeys": {"type": "STATIC_KEYS", "keys": [signer.static_key()]}
+        }},
+        "routes": [
+            {"path": "/open", "methods": ["GET"],
+             "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200, "body": "open"}},
+            {"path": "/echo", "methods": ["GET"],
+             "backend": {"type": "HTTP_BACKEND", "url": "http://backend.internal/${request.host}"}}
+        ]
+    }})
+}
+
+fn claims(exp: i64) -> Value {
+    json!({"iss": "https://issuer.example", "aud": "api", "sub": "alice", "exp": exp, "iat": exp - 600})
+}
+
+/// `serve` on `listen` (and `admin`): the address it says it listens on, once it does.
+struct Served {
+    child: std::process::Child,
+    said: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(dir: &Path, file: &Path, listen: &str, admin: &str) -> Served {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_claimgate"))
+        .args([
+            "serve",
+            "--threads",
+            "1",
+            "--listen",
+            listen,
+            "--admin",
+            admin,
+        ])
+        .args(["--deployment", file.to_str().unwrap()])
+        .args(["--execution-log", dir.join("e.log").to_str().unwrap()])
+        .args(["--access-log", dir.join("a.log").to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let said = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("claimgate listening on"))
+        .expect("serve says where it listens");
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Served { child, said }
+}
+
+#[test]
+fn listen_takes_a_bare_port_a_colon_port_and_a_host_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "d.json", &deployment(&Signer::new("k")));
+    let client = support::client();
+
+    let (port, admin) = (free_port(), free_port());
+    let served = serve(dir.path(), &file, &port.to_string(), &admin.to_string());
+    assert!(
+        served.said.contains(&format!("http://127.0.0.1:{port},")),
+        "a bare port is loopback: {}",
+        served.said
+    );
+    wait_for(&format!("127.0.0.1:{admin}"));
+    let answer = client
+        .get(format!("http://127.0.0.1:{admin}/livez"))
+        .send()
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    drop(served);
+
+    let port = free_port();
+    let served = serve(
+        dir.path(),
+        &file,
+        &format!(":{port}"),
+        &format!(":{}", free_port()),
+    );
+    assert!(
+        served.said.contains(&format!("http://0.0.0.0:{port},")),
+        ":PORT is every interface: {}",
+        served.said
+    );
+    drop(served);
+
+    let port = free_port();
+    let served = serve(
+        dir.path(),
+        &file,
+        &format!("localhost:{port}"),
+        &format!("localhost:{}", free_port()),
+    );
+    assert!(
+        served.said.contains(&format!("://127.0.0.1:{port},"))
+            || served.said.contains(&format!("://[::1]:{port},")),
+        "a host name is resolved: {}",
+        served.said
+    );
+    drop(served);
+
+    let refused = support::refused_by_serve(&["--listen", "nowhere"]);
+    assert!(refused.contains("PORT, :PORT or HOST:PORT"), "{refused}");
+    let refused = support::refused_by_serve(&["--listen", "70000"]);
+    assert!(refused.contains("not a port"), "{refused}");
+}
+
+#[test]
+fn short_output_flag_and_file_urls_on_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = Signer::new("k");
+    let file = write(dir.path(), "d.json", &deployment(&signer));
+    let url = format!("file://{}", file.display());
+    let token = dir.path().join("token.txt");
+    std::fs::write(&token, signer.token(claims(support::now() + 600))).unwrap();
+    let token_arg = format!("@file://{}", token.display());
+
+    let validated = claimgate(&["validate", "-o", "json", &url]);
+    assert_eq!(validated.status.code(), Some(0), "{}", stdout(&validated));
+    assert_eq!(stdout_json(&validated)["version"], 1);
+
+    let checked = claimgate(&[
+        "check",
+        "--deployment",
+        &url,
+        "--request",
+        "GET /v1/open",
+        "--token",
+        &token_arg,
+        "-o",
+        "json",
+    ]);
+    assert_eq!(stdout_json(&checked)["decision"], "allow");
+    assert_eq!(checked.status.code(), Some(0));
+
+    let decoded = claimgate(&["decode", "-o", "json", &token_arg]);
+    assert_eq!(stdout_json(&decoded)["payload"]["sub"], "alice");
+
+    let log = dir.path().join("x.log");
+    std::fs::write(
+        &log,
+        r#"{"time":"2026-01-01T00:00:00Z","type":"com.oraclecloud.apigateway.apideployment.execution","data":{"opcRequestId":"abc","level":"INFO","code":"x","message":"m"}}"#,
+    )
+    .unwrap();
+    let logs = claimgate(&[
+        "logs",
+        "-o",
+        "json",
+        "--file",
+        &format!("file://{}", log.display()),
+        "--request-id",
+        "abc",
+    ]);
+    assert_eq!(stdout_json(&logs)["records"].as_array().unwrap().len(), 1);
+
+    // Without the prefix the path is the file's; a missing file is still an error naming it.
+    let missing = claimgate(&["validate", "-o", "json", "file:///nonexistent/d.json"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stdout(&missing).contains("/nonexistent/d.json"));
+}
+
+#[test]
+fn a_full_url_request_uses_its_path_query_and_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = Signer::new("k");
+    let file = write(dir.path(), "d.json", &deployment(&signer));
+    let token = signer.token(claims(support::now() + 600));
+    let check = |request: &str, extra: &[&str]| {
+        let mut args = vec![
+            "check",
+            "--deployment",
+            file.to_str().unwrap(),
+            "--request",
+            request,
+            "--token",
+            &token,
+            "-o",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        stdout_json(&claimgate(&args))
+    };
+    let answer = check("GET https://api.example.com:8443/v1/echo?q=1#frag", &[]);
+    assert_eq!(answer["decision"], "allow", "{answer}");
+    assert_eq!(answer["route"]["path"], "/echo");
+    assert_eq!(
+        answer["backendUrl"], "http://backend.internal/api.example.com%3A8443",
+        "{answer}"
+    );
+    // --host is the Host when both are given.
+    let answer = check("GET https://api.example.com/v1/echo", &["--host", "h.test"]);
+    assert_eq!(answer["backendUrl"], "http://backend.internal/h.test");
+    // A URL with no path is `/` (no route there).
+    let answer = check("GET HTTPS://api.example.com?x", &[]);
+    assert_eq!(answer["route"], Value::Null, "{answer}");
+    // A path-only request has no Host, as before.
+    let answer = check("GET /v1/echo", &[]);
+    assert_eq!(answer["backendUrl"], "http://backend.internal/");
+}
+
+#[test]
+fn a_pasted_authorization_line_is_a_token_and_times_show_utc() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = Signer::new("k");
+    let file = write(dir.path(), "d.json", &deployment(&signer));
+    let token = signer.token(claims(support::now() + 600));
+    for pasted in [
+        format!("Authorization: Bearer {token}"),
+        format!("authorization:bearer {token}"),
+        format!("Bearer {token}"),
+    ] {
+        let output = claimgate(&[
+            "check",
+            "--deployment",
+            file.to_str().unwrap(),
+            "--request",
+            "GET /v1/open",
+            "--token",
+            &pasted,
+        ]);
+        assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    }
+    // An expired token: its exp with the UTC time beside the seconds.
+    let expired = signer.token(claims(1_700_000_000));
+    let output = claimgate(&[
+        "check",
+        "--deployment",
+        file.to_str().unwrap(),
+        "--request",
+        "GET /v1/open",
+        "--token",
+        &expired,
+        "--now",
+        "1700000600",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    assert!(
+        text.contains("actual    1700000000 (2023-11-14T22:13:20Z)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn logs_request_ids_match_in_any_letter_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("x.log");
+    std::fs::write(
+        &log,
+        r#"{"time":"2026-01-01T00:00:00Z","type":"com.oraclecloud.apigateway.apideployment.execution","data":{"opcRequestId":"/ABCDEF12/99AA","level":"INFO","code":"x","message":"m"}}"#,
+    )
+    .unwrap();
+    for id in ["abcdef12", "ABCDEF12", "/abcdef12/99aa"] {
+        let output = claimgate(&["logs", "--file", log.to_str().unwrap(), "--request-id", id]);
+        assert_eq!(output.status.code(), Some(0), "{id}: {}", stdout(&output));
+    }
+    let output = claimgate(&[
+        "logs",
+        "--file",
+        log.to_str().unwrap(),
+        "--request-id",
+        "abcdef",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+}
+
+#[test]
+fn check_help_lists_the_exit_codes_and_an_example() {
+    let help = stdout(&claimgate(&["check", "--help"]));
+    for needed in [
+        "Exit codes:",
+        "0  allowed",
+        "1  denied",
+        "2  usage",
+        "3  could not evaluate",
+        "Example:",
+        "claimgate check --deployment",
+    ] {
+        assert!(help.contains(needed), "{needed}: {help}");
+    }
+}
