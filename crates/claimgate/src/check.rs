@@ -285,6 +285,18 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
         if let Some(url) = &backend_url {
             doc["backendUrl"] = json!(url);
         }
+        if verdict.route.is_none() && matches!(verdict.unrouted, None | Some(Unrouted::NotFound)) {
+            doc["routes"] = json!(deployment
+                .routes
+                .iter()
+                .map(|r| json!({"methods": r.methods.names(), "path": full_path(deployment, r)}))
+                .collect::<Vec<_>>());
+            doc["hint"] = json!(prefix_hint(
+                deployment,
+                &request,
+                args.path_prefix.is_some()
+            ));
+        }
         doc["warnings"] = json!(notes);
         print_json(doc);
     } else {
@@ -299,6 +311,9 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
             }
         }
         print_text(&verdict, deployment, &request, now, keys_from, &notes);
+        if verdict.route.is_none() && matches!(verdict.unrouted, None | Some(Unrouted::NotFound)) {
+            print_routes(deployment, &request, args.path_prefix.is_some());
+        }
         if let Some(url) = &backend_url {
             outln!("  backend URL {}", Escaped(url));
         } else if let (Some(_), Some(Unrouted::PathRejected(why))) =
@@ -759,6 +774,90 @@ fn print_text(
         for note in notes {
             eprintln!("  {}", Escaped(note));
         }
+    }
+}
+
+/// A route's path as requests reach it: the deployment's prefix, then the route's template.
+fn full_path(deployment: &Deployment, route: &claimgate_config::Route) -> String {
+    format!(
+        "{}{}",
+        deployment.path_prefix.trim_end_matches('/'),
+        route.path.as_str()
+    )
+}
+
+/// The prefix under which the request's path would reach a route: the request's segments
+/// before the last ones a route (without `{name*}`) matches.
+fn prefix_that_matches<'d>(
+    deployment: &'d Deployment,
+    path: &str,
+) -> Option<(String, &'d claimgate_config::Route)> {
+    use claimgate_config::PathSegment;
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    deployment.routes.iter().find_map(|route| {
+        let template = route.path.segments();
+        if template.is_empty()
+            || segments.len() <= template.len()
+            || template
+                .iter()
+                .any(|s| matches!(s, PathSegment::Wildcard(_)))
+        {
+            return None;
+        }
+        let split = segments.len() - template.len();
+        let tail_matches = template
+            .iter()
+            .zip(&segments[split..])
+            .all(|(t, s)| match t {
+                PathSegment::Literal(l) => l == s,
+                _ => !s.is_empty(),
+            });
+        tail_matches.then(|| (format!("/{}", segments[..split].join("/")), route))
+    })
+}
+
+/// Why a path reaches no route, when the usual cause shows: a bare specification checked
+/// without the prefix it is deployed under, or a request under another prefix.
+fn prefix_hint(
+    deployment: &Deployment,
+    request: &CliRequest,
+    prefix_given: bool,
+) -> Option<String> {
+    let bare = deployment.path_prefix == "/" && !prefix_given;
+    match prefix_that_matches(deployment, &request.path) {
+        Some((prefix, route)) if bare || prefix_given => Some(format!(
+            "with --path-prefix {prefix} the path matches {} (a bare specification has no prefix of its own)",
+            route.path.as_str()
+        )),
+        Some((prefix, route)) => Some(format!(
+            "the path would match {} under the prefix {prefix}, but the deployment's pathPrefix is {}",
+            route.path.as_str(),
+            deployment.path_prefix
+        )),
+        None if bare => Some(
+            "a bare specification is checked under / : if it is deployed under a prefix, give it with --path-prefix PREFIX".to_owned(),
+        ),
+        None => None,
+    }
+}
+
+/// After the skipped checks of a request no route matches: the routes there are, and a hint.
+fn print_routes(deployment: &Deployment, request: &CliRequest, prefix_given: bool) {
+    let p = Paint(colour_enabled());
+    outln!();
+    outln!(
+        "no route matches {}; the deployment's routes:",
+        Escaped(&request.path)
+    );
+    for route in &deployment.routes {
+        outln!(
+            "  {:<7} {}",
+            route.methods.names().join(","),
+            Escaped(&full_path(deployment, route))
+        );
+    }
+    if let Some(hint) = prefix_hint(deployment, request, prefix_given) {
+        outln!("{}   {}", p.bold("hint"), Escaped(&hint));
     }
 }
 

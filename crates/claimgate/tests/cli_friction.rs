@@ -332,3 +332,75 @@ fn check_help_lists_the_exit_codes_and_an_example() {
         assert!(help.contains(needed), "{needed}: {help}");
     }
 }
+
+#[test]
+fn a_path_no_route_matches_lists_the_routes_and_suggests_the_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let bare = write(
+        dir.path(),
+        "spec.json",
+        &json!({"routes": [
+            {"path": "/orders/{id}", "methods": ["GET", "PUT"],
+             "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200}},
+            {"path": "/health", "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 204}}
+        ]}),
+    );
+    let output = claimgate(&[
+        "check",
+        "--deployment",
+        bare.to_str().unwrap(),
+        "--request",
+        "GET /v1/orders/7",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    let listed = text
+        .split_once("no route matches /v1/orders/7; the deployment's routes:")
+        .unwrap_or_else(|| panic!("{text}"))
+        .1;
+    assert!(listed.contains("GET,PUT /orders/{id}"), "{text}");
+    assert!(listed.contains("ANY     /health"), "{text}");
+    assert!(
+        listed.contains("hint   with --path-prefix /v1 the path matches /orders/{id}"),
+        "{text}"
+    );
+    // The listing comes after the skipped checks.
+    assert!(text.find("skip").unwrap() < text.find("no route matches").unwrap());
+
+    // Following the hint routes it.
+    let output = claimgate(&[
+        "check",
+        "--deployment",
+        bare.to_str().unwrap(),
+        "--request",
+        "GET /v1/orders/7",
+        "--path-prefix",
+        "/v1",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    assert!(!stdout(&output).contains("no route matches"));
+
+    // A full deployment under another prefix: the routes with their full paths, in JSON too.
+    let full = write(dir.path(), "d.json", &deployment(&Signer::new("k")));
+    let answer = stdout_json(&claimgate(&[
+        "check",
+        "--deployment",
+        full.to_str().unwrap(),
+        "--request",
+        "GET /v2/open",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(answer["route"], Value::Null);
+    assert_eq!(
+        answer["routes"],
+        json!([{"methods": ["GET"], "path": "/v1/open"}, {"methods": ["GET"], "path": "/v1/echo"}])
+    );
+    assert!(
+        answer["hint"]
+            .as_str()
+            .unwrap()
+            .contains("under the prefix /v2, but the deployment's pathPrefix is /v1"),
+        "{answer}"
+    );
+}
