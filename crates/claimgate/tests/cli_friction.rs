@@ -404,3 +404,60 @@ fn a_path_no_route_matches_lists_the_routes_and_suggests_the_prefix() {
         "{answer}"
     );
 }
+
+#[test]
+fn one_enum_typo_is_one_error_with_the_value_meant() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "typo.json",
+        &json!({"pathPrefix": "/v1", "specification": {
+            "requestPolicies": {"authentication": {
+                "type": "JWT_AUTHENTICATION", "tokenHeader": "Authorization", "tokenAuthScheme": "Bearer",
+                "issuers": ["https://issuer.example"], "audiences": ["api"],
+                "publicKeys": {"type": "REMOTE_JWKs", "uri": "https://issuer.example/jwks",
+                               "isSslVerifyDisabled": false, "maxCacheDurationInHours": 1}
+            }},
+            "routes": [{"path": "/open", "methods": ["get"],
+                        "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200}}]
+        }}),
+    );
+    let output = claimgate(&["validate", "-o", "json", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    let errors = stdout_json(&output)["files"][0]["errors"].clone();
+    let messages: Vec<String> = errors
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e["path"].as_str().unwrap(),
+                e["message"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "specification.requestPolicies.authentication.publicKeys.type: 'REMOTE_JWKs' is not a key set type (REMOTE_JWKS, STATIC_KEYS); did you mean 'REMOTE_JWKS'?",
+            "specification.routes[0].methods[0]: 'get' is not a method (ANY, HEAD, GET, POST, PUT, PATCH, DELETE, OPTIONS); did you mean 'GET'?",
+        ],
+        "{messages:?}"
+    );
+    // A value near nothing allowed gets the list alone.
+    std::fs::write(
+        &file,
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .replace("REMOTE_JWKs", "SOMETHING_ELSE"),
+    )
+    .unwrap();
+    let output = claimgate(&["validate", file.to_str().unwrap()]);
+    let text = stdout(&output);
+    assert!(
+        text.contains("'SOMETHING_ELSE' is not a key set type (REMOTE_JWKS, STATIC_KEYS)\n"),
+        "{text}"
+    );
+    assert!(!text.contains("unknown member"), "{text}");
+}
