@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct LogsArgs {
-    /// A log file (repeatable): JSON lines, or a JSON array as OCI Logging exports it.
+    /// A log file (repeatable; - for stdin): JSON lines, a JSON array as OCI Logging exports it,
+    /// or `oci logging-search search-logs` output.
     #[arg(long = "file", required = true, value_name = "FILE", value_parser = crate::input::file_arg)]
     files: Vec<String>,
     /// The opc-request-id of the request.
@@ -20,16 +21,56 @@ pub(crate) struct LogsArgs {
     output: Format,
 }
 
-/// The records of one request in one file: a JSON array, or one JSON object a line. OCI
-/// Logging exports wrap each record as `{"datetime": ..., "logContent": {...}}`; the wrapper is
-/// removed. The file is streamed (log files grow without bound): only the request's records are
-/// kept, and a line may hold at most 1 MiB.
+/// The records of one request in one file (`-` is stdin): a JSON array, one JSON object a line,
+/// or the output of `oci logging-search search-logs` (`{"data": {"results": [{"data":
+/// {"logContent": {...}}}]}}`, pretty or on one line). OCI Logging wraps each record as
+/// `{"datetime": ..., "logContent": {...}}`; the wrapper is removed. The input is streamed (log
+/// files grow without bound): only the request's records are kept, and a line may hold at most
+/// 1 MiB (a JSON array or a search-logs document is read record by record).
 fn read_records(path: &str, wanted: &str) -> Result<Vec<Value>, InputError> {
+    let source: Box<dyn std::io::Read> = if path == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(crate::input::open_regular(path, "log file").map_err(InputError::new)?)
+    };
+    let mut records = Vec::new();
+    read_from(
+        path,
+        std::io::BufReader::new(source),
+        &mut |record: Value| {
+            let record = unwrap(record);
+            let mine = record["data"]["opcRequestId"]
+                .as_str()
+                .is_some_and(|id| matches(id, wanted));
+            if mine {
+                records.push(record);
+            }
+        },
+    )?;
+    Ok(records)
+}
+
+/// A record without OCI's wrappers: a search-logs result (`{"data": {"logContent": ...}}`) or
+/// an exported line (`{"logContent": ...}`).
+fn unwrap(record: Value) -> Value {
+    if record["data"].get("logContent").is_some() {
+        return record["data"]["logContent"].clone();
+    }
+    match record.get("logContent") {
+        Some(inner) => inner.clone(),
+        None => record,
+    }
+}
+
+/// Hands every record of `reader` to `keep`, in whichever of the forms it is.
+fn read_from(
+    path: &str,
+    mut reader: impl std::io::BufRead,
+    keep: &mut dyn FnMut(Value),
+) -> Result<(), InputError> {
     use std::io::BufRead as _;
-    let file = crate::input::open_regular(path, "log file").map_err(InputError::new)?;
-    let mut reader = std::io::BufReader::new(file);
     let cannot = |e: std::io::Error| InputError::new(format!("cannot read log file '{path}': {e}"));
-    // The first byte that is not white space tells the two forms apart.
+    // The first byte that is not white space tells the forms apart.
     let first = loop {
         let buffer = reader.fill_buf().map_err(cannot)?;
         match buffer.iter().position(|b| !b.is_ascii_whitespace()) {
@@ -45,33 +86,11 @@ fn read_records(path: &str, wanted: &str) -> Result<Vec<Value>, InputError> {
             }
         }
     };
-    let unwrap = |r: Value| match r.get("logContent") {
-        Some(inner) => inner.clone(),
-        None => r,
-    };
-    let mine = |r: &Value| {
-        r["data"]["opcRequestId"]
-            .as_str()
-            .is_some_and(|id| matches(id, wanted))
-    };
-    let mut records = Vec::new();
     if first == Some(b'[') {
         let mut stream = serde_json::Deserializer::from_reader(reader);
-        serde::Deserializer::deserialize_seq(
-            &mut stream,
-            Matching {
-                keep: &mut |record: Value| {
-                    let record = unwrap(record);
-                    if mine(&record) {
-                        records.push(record);
-                    }
-                },
-            },
-        )
-        .map_err(|_| {
-            InputError::new(format!("'{path}' starts with '[' but is not a JSON array"))
-        })?;
-        return Ok(records);
+        return serde::Deserializer::deserialize_seq(&mut stream, Matching { keep }).map_err(
+            |_| InputError::new(format!("'{path}' starts with '[' but is not a JSON array")),
+        );
     }
     const MAX_LINE: u64 = crate::input::DATA_LIMIT;
     let mut line = Vec::new();
@@ -91,15 +110,28 @@ fn read_records(path: &str, wanted: &str) -> Result<Vec<Value>, InputError> {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
+        if number == 1 && line.trim_ascii() == b"{" {
+            // A pretty-printed document: `oci logging-search search-logs` output.
+            let rest = std::io::Read::chain(&line[..], reader);
+            let mut stream = serde_json::Deserializer::from_reader(rest);
+            return serde::Deserializer::deserialize_map(&mut stream, SearchLogs { keep }).map_err(
+                |e| {
+                    InputError::new(format!(
+                        "'{path}' is not the output of `oci logging-search search-logs` ({e})"
+                    ))
+                },
+            );
+        }
         let value: Value = serde_json::from_slice(&line).map_err(|e| {
             InputError::new(format!("{path}:{number}: not a JSON log record ({e})"))
         })?;
-        let record = unwrap(value);
-        if mine(&record) {
-            records.push(record);
+        match value["data"]["results"].as_array() {
+            // search-logs output on one line.
+            Some(results) => results.iter().cloned().for_each(&mut *keep),
+            None => keep(value),
         }
     }
-    Ok(records)
+    Ok(())
 }
 
 /// Visits a JSON array element by element, handing each to `keep` (nothing else is held).
@@ -117,6 +149,73 @@ impl<'de> serde::de::Visitor<'de> for Matching<'_> {
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while let Some(record) = seq.next_element::<Value>()? {
             (self.keep)(record);
+        }
+        Ok(())
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Matching<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+/// `{"data": {"results": [...]}}` (search-logs output), read result by result: members other
+/// than `data.results` (`summary`, `opc-next-page`) are skipped unread.
+struct SearchLogs<'k> {
+    keep: &'k mut dyn FnMut(Value),
+}
+
+impl<'de> serde::de::Visitor<'de> for SearchLogs<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a search-logs document {\"data\": {\"results\": [...]}}")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "data" {
+                map.next_value_seed(Results { keep: self.keep })?;
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `data` member of search-logs output: its `results` array.
+struct Results<'k> {
+    keep: &'k mut dyn FnMut(Value),
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Results<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Results<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object with \"results\"")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "results" {
+                map.next_value_seed(Matching {
+                    keep: &mut *self.keep,
+                })?;
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
         }
         Ok(())
     }

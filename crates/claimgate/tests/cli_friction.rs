@@ -461,3 +461,93 @@ fn one_enum_typo_is_one_error_with_the_value_meant() {
     );
     assert!(!text.contains("unknown member"), "{text}");
 }
+
+/// What `oci logging-search search-logs` prints for two records of request `r1` and one of
+/// another request.
+fn search_logs_output() -> Value {
+    let record = |id: &str, time: &str, code: &str, level: &str, message: &str| {
+        json!({"data": {"datetime": 1_764_000_000_000_i64, "logContent": {
+            "id": format!("{id}-{time}"), "source": "deployment", "time": time,
+            "type": "com.oraclecloud.apigateway.apideployment.execution",
+            "data": {"opcRequestId": id, "code": code, "level": level, "message": message,
+                     "check": "aud", "expected": ["api"], "actual": "other", "fix": "add 'other' to audiences"}
+        }}})
+    };
+    json!({"data": {"fields": null, "results": [
+        record("r1", "2026-01-01T00:00:02Z", "jwtAuthentication.authenticationFailed", "ERROR", "aud mismatch"),
+        record("r2", "2026-01-01T00:00:01Z", "jwtAuthentication.authenticationFailed", "ERROR", "other request"),
+        record("r1", "2026-01-01T00:00:01Z", "jwtAuthentication.received", "INFO", "token received"),
+    ], "summary": {"result-count": 3}}, "opc-next-page": null})
+}
+
+#[test]
+fn logs_reads_search_logs_output_from_a_file_and_from_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let pretty = write(dir.path(), "search.json", &search_logs_output());
+    let one_line = dir.path().join("search-line.json");
+    std::fs::write(&one_line, search_logs_output().to_string()).unwrap();
+    for file in [&pretty, &one_line] {
+        let output = claimgate(&[
+            "logs",
+            "--file",
+            file.to_str().unwrap(),
+            "--request-id",
+            "r1",
+            "-o",
+            "json",
+        ]);
+        assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+        let answer = stdout_json(&output);
+        let codes: Vec<&str> = answer["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["data"]["code"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                "jwtAuthentication.received",
+                "jwtAuthentication.authenticationFailed"
+            ],
+            "in time order, only r1's"
+        );
+        assert_eq!(answer["diagnosis"][0]["fix"], "add 'other' to audiences");
+    }
+
+    // `--file -`: the same document piped in.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_claimgate"))
+        .args(["logs", "--file", "-", "--request-id", "R1"])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(&serde_json::to_vec_pretty(&search_logs_output()).unwrap())
+            .unwrap();
+    }
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let text = stdout(&output);
+    assert!(text.starts_with("2 records for request R1:"), "{text}");
+    assert!(
+        text.contains("fix       add 'other' to audiences"),
+        "{text}"
+    );
+
+    // A document that is not search-logs output is refused with exit 2.
+    let broken = dir.path().join("broken.json");
+    std::fs::write(&broken, "{\n  \"data\": {\"results\": [1, \n").unwrap();
+    let output = claimgate(&[
+        "logs",
+        "--file",
+        broken.to_str().unwrap(),
+        "--request-id",
+        "r1",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+}
