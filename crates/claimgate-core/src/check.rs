@@ -53,6 +53,8 @@ impl fmt::Display for CheckId {
 pub struct TimeContext {
     pub now: UnixTime,
     pub skew_seconds: f64,
+    /// The policy is spelled in kebab-case: fixes name `max-clock-skew-in-seconds`.
+    pub kebab: bool,
 }
 
 /// One check's result.
@@ -276,23 +278,24 @@ fn quoted_list(items: &[String]) -> String {
         .join(", ")
 }
 
-/// How two identifiers that should be equal differ, when the difference is a classic one.
+/// How two identifiers that should be equal differ, when the difference is a classic one: the
+/// predicate of "`a` and `b` ...".
 pub(crate) fn near_miss(actual: &str, expected: &str) -> Option<&'static str> {
     if actual == expected {
         return None;
     }
     if actual.trim_end_matches('/') == expected.trim_end_matches('/') {
-        return Some("they differ by a trailing slash");
+        return Some("differ by a trailing slash");
     }
     if actual.trim() == expected.trim() {
-        return Some("they differ by surrounding white space");
+        return Some("differ by surrounding white space");
     }
     if actual.eq_ignore_ascii_case(expected) {
-        return Some("they differ only in letter case, and the comparison is exact");
+        return Some("differ only in letter case, and the comparison is exact");
     }
     let strip = |s: &str| s.replacen("https://", "", 1).replacen("http://", "", 1);
     if strip(actual) == strip(expected) {
-        return Some("they differ in scheme (http vs https)");
+        return Some("differ in scheme (http vs https)");
     }
     None
 }
@@ -307,6 +310,13 @@ fn near_miss_note(actual: &[String], expected: &[String]) -> String {
     }
     String::new()
 }
+
+/// Member names fixes mention besides their setting, with their kebab-case spelling.
+const KEBAB_MEMBERS: &[(&str, &str)] = &[
+    ("maxClockSkewInSeconds", "max-clock-skew-in-seconds"),
+    ("verifyClaims", "verify-claims"),
+    ("isDefault", "is-default"),
+];
 
 impl Failure {
     /// The execution-log message (OCI's own words where OCI documents them).
@@ -639,7 +649,20 @@ impl Check {
 
     /// The fix, if the check failed.
     pub fn fix(&self) -> Option<String> {
-        self.failure().map(|f| f.fix(self.setting.as_deref()))
+        let fix = self.failure()?.fix(self.setting.as_deref());
+        // A kebab-case file (as `oci ... get` writes them) is told its own spelling.
+        let kebab = self
+            .setting
+            .as_deref()
+            .is_some_and(|s| s.contains("request-policies"))
+            || self.time.is_some_and(|t| t.kebab);
+        Some(if kebab {
+            KEBAB_MEMBERS
+                .iter()
+                .fold(fix, |fix, (camel, kebab)| fix.replace(camel, kebab))
+        } else {
+            fix
+        })
     }
 }
 

@@ -551,3 +551,57 @@ fn logs_reads_search_logs_output_from_a_file_and_from_stdin() {
     ]);
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn a_kebab_file_is_told_its_own_member_names_and_hints_read_as_sentences() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = Signer::new("k");
+    let file = write(
+        dir.path(),
+        "spec.kebab.json",
+        &json!({"request-policies": {"authentication": {
+            "type": "JWT_AUTHENTICATION", "token-header": "Authorization", "token-auth-scheme": "Bearer",
+            "issuers": ["https://issuer.example"], "audiences": ["api"],
+            "public-keys": {"type": "STATIC_KEYS", "keys": [signer.static_key()]}
+        }},
+        "routes": [{"path": "/open", "methods": ["GET"],
+                    "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200}}]}),
+    );
+    let check = |token: &str| {
+        let output = claimgate(&[
+            "check",
+            "--deployment",
+            file.to_str().unwrap(),
+            "--request",
+            "GET /open",
+            "--token",
+            token,
+            "--now",
+            "1700000600",
+        ]);
+        assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+        stdout(&output)
+    };
+    // Another key under the same kid: the keys setting in kebab-case.
+    let text = check(&Signer::new("k").token(claims(1_700_001_000)));
+    assert!(
+        text.contains("policy    request-policies.authentication.public-keys"),
+        "{text}"
+    );
+    assert!(!text.contains("publicKeys"), "{text}");
+    // Expired: the skew member in kebab-case.
+    let text = check(&signer.token(claims(1_700_000_000)));
+    assert!(text.contains("raise max-clock-skew-in-seconds"), "{text}");
+    assert!(!text.contains("maxClockSkewInSeconds"), "{text}");
+    // A trailing slash: "`a` and `b` differ by a trailing slash".
+    let mut slashed = claims(1_700_001_000);
+    slashed["iss"] = json!("https://issuer.example/");
+    let text = check(&signer.token(slashed));
+    assert!(
+        text.contains(
+            "`https://issuer.example/` and `https://issuer.example` differ by a trailing slash"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("they differ"), "{text}");
+}
