@@ -438,9 +438,7 @@ impl Failure {
                 "The token is signed with {alg} but the configured keys allow only {}. Have the identity provider sign with one of those, or configure a key that allows {alg} in {setting}.",
                 allowed.join(", ")
             ),
-            Self::DiscoveryUnavailable { reason } => format!(
-                "Make the identity provider's discovery document reachable from the gateway ({reason}); until it loads every token is refused with 500."
-            ),
+            Self::DiscoveryUnavailable { .. } => "Make the identity provider's discovery document reachable from the gateway; until it loads every token is refused with 500.".into(),
             Self::IntrospectionUnavailable { reason } => format!(
                 "The identity provider's introspection endpoint failed ({reason}); check its availability and the client credentials (clientId and the secret in the secrets file). Tokens already introspected keep working until their cached answer expires."
             ),
@@ -451,9 +449,8 @@ impl Failure {
                 "Only a JSON boolean \"active\": true counts (RFC 7662); the answer had {}. Check the identity provider's introspection endpoint.",
                 found.as_ref().map_or("no 'active' member".to_owned(), |v| format!("{v} ({})", json_type(v)))
             ),
-            Self::KeysUnavailable { reason } => format!(
-                "Make the key set reachable from the gateway ({reason}); until it loads every token is refused with 500."
-            ),
+            // The reason is the message's already; the fix says what to do.
+            Self::KeysUnavailable { .. } => "Make the key set reachable from the gateway; until it loads every token is refused with 500.".into(),
             Self::KeyUnknownKid { kid, keys: 0, .. } => format!(
                 "The token names kid '{kid}' but no key is configured. Add the identity provider's signing key to {setting}."
             ),

@@ -268,6 +268,17 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
     };
     if args.output == Format::Json {
         let mut doc = verdict.to_json();
+        for (check, json) in verdict.checks.iter().zip(
+            doc["checks"]
+                .as_array_mut()
+                .map(|a| a.iter_mut())
+                .into_iter()
+                .flatten(),
+        ) {
+            if let Some(fix) = check.fix() {
+                json["fix"] = json!(with_offline_hint(fix, check, keys_from));
+            }
+        }
         doc["now"] = json!(now.0);
         doc["deployment"] = json!({"id": deployment.id, "displayName": deployment.display_name, "pathPrefix": deployment.path_prefix});
         doc["keys"] = json!(match &keys_from {
@@ -746,6 +757,7 @@ fn print_text(
                     outln!("{pad}policy    {}", Escaped(setting));
                 }
                 if let Some(fix) = check.fix() {
+                    let fix = with_offline_hint(fix, check, keys_from);
                     outln!("{pad}{}       {}", p.bold("fix"), Escaped(&fix));
                 }
             }
@@ -774,6 +786,22 @@ fn print_text(
         for note in notes {
             eprintln!("  {}", Escaped(note));
         }
+    }
+}
+
+/// A key set `check` could not fetch: the fix also says how to judge without the network.
+fn with_offline_hint(fix: String, check: &claimgate_core::Check, keys_from: &KeysFrom) -> String {
+    let unreachable = matches!(
+        check.failure(),
+        Some(
+            claimgate_core::Failure::KeysUnavailable { .. }
+                | claimgate_core::Failure::DiscoveryUnavailable { .. }
+        )
+    );
+    if unreachable && matches!(keys_from, KeysFrom::Fetched(_)) {
+        format!("{fix} To check offline, give the key set as a file: --jwks FILE.")
+    } else {
+        fix
     }
 }
 

@@ -99,6 +99,24 @@ pub(crate) struct ServeArgs {
     token_cache_mib: u64,
 }
 
+/// Says on the terminal when a remote key set cannot be loaded at start: every request that
+/// needs it gets 500, and the cause would otherwise be only in the execution log and /readyz.
+/// Waits for each set's first attempt, at most 15 s (a fetch's time limit is 5 s).
+async fn report_key_failures(gateway: std::sync::Arc<Gateway>) {
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if let Some(failures) = gateway.key_set_failures() {
+            for failure in failures {
+                eprintln!(
+                    "claimgate: cannot load the key set of {}; requests that need it get 500 until it loads (retried in the background; see /readyz)",
+                    claimgate_core::escape(&failure)
+                );
+            }
+            return;
+        }
+    }
+}
+
 /// `--deployment`: `FILE` or `/prefix=FILE`, with `file://` dropped before the file.
 fn deployment_arg(arg: &str) -> Result<String, String> {
     use crate::input::strip_file_url;
@@ -398,6 +416,7 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             args.secrets.clone(),
         ));
         tokio::spawn(gateway.clone().maintain_keys());
+        tokio::spawn(report_key_failures(gateway.clone()));
         eprintln!(
             "claimgate listening on {scheme}://{local}, serving {}",
             labels.join(", ")

@@ -605,3 +605,121 @@ fn a_kebab_file_is_told_its_own_member_names_and_hints_read_as_sentences() {
     );
     assert!(!text.contains("they differ"), "{text}");
 }
+
+/// A deployment whose key set is at `uri`.
+fn remote_deployment(uri: &str) -> Value {
+    json!({"pathPrefix": "/v1", "specification": {
+        "requestPolicies": {"authentication": {
+            "type": "JWT_AUTHENTICATION", "tokenHeader": "Authorization", "tokenAuthScheme": "Bearer",
+            "issuers": ["https://issuer.example"], "audiences": ["api"],
+            "publicKeys": {"type": "REMOTE_JWKS", "uri": uri}
+        }},
+        "routes": [{"path": "/open", "methods": ["GET"],
+                    "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200}}]
+    }})
+}
+
+#[test]
+fn an_unreachable_key_set_is_said_once_briefly_with_the_offline_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = Signer::new("k");
+    // Nothing listens on this port: the connection is refused.
+    let uri = format!("http://127.0.0.1:{}/jwks", free_port());
+    let file = write(dir.path(), "d.json", &remote_deployment(&uri));
+    let token = signer.token(claims(support::now() + 600));
+    let args = [
+        "check",
+        "--deployment",
+        file.to_str().unwrap(),
+        "--request",
+        "GET /v1/open",
+        "--token",
+        &token,
+        "-o",
+        "json",
+    ];
+    let output = claimgate(&args);
+    assert_eq!(output.status.code(), Some(3));
+    let answer = stdout_json(&output);
+    let key = &answer["checks"][3];
+    assert_eq!(key["check"], "key", "{answer}");
+    let message = key["message"].as_str().unwrap();
+    let fix = key["fix"].as_str().unwrap();
+    assert!(
+        message.contains("connection failed (connection refused)"),
+        "{message}"
+    );
+    assert!(!message.contains("error sending request"), "{message}");
+    assert!(message.len() < 160, "short: {message}");
+    assert!(!fix.contains("connection"), "the cause is not repeated: {fix}");
+    assert!(fix.contains("--jwks FILE"), "{fix}");
+
+    // With --jwks there is no network call and no offline hint.
+    let jwks = write(dir.path(), "jwks.json", &json!({"keys": [signer.jwk()]}));
+    let mut offline = args.to_vec();
+    offline.extend(["--jwks", jwks.to_str().unwrap()]);
+    assert_eq!(stdout_json(&claimgate(&offline))["decision"], "allow");
+}
+
+#[test]
+fn serve_says_on_the_terminal_when_a_key_set_cannot_be_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = format!("http://127.0.0.1:{}/jwks", free_port());
+    let file = write(dir.path(), "d.json", &remote_deployment(&uri));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_claimgate"))
+        .args([
+            "serve",
+            "--threads",
+            "1",
+            "--listen",
+            &free_port().to_string(),
+        ])
+        .args(["--deployment", file.to_str().unwrap()])
+        .args([
+            "--execution-log",
+            dir.path().join("e.log").to_str().unwrap(),
+        ])
+        .args(["--access-log", dir.path().join("a.log").to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let said = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match receiver.recv_timeout(left) {
+            Ok(line) if line.contains("cannot load the key set") => break line,
+            Ok(_) => continue,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("serve said nothing about the key set");
+            }
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(said.contains(&uri), "{said}");
+    assert!(
+        said.contains("connection failed (connection refused)"),
+        "{said}"
+    );
+    let log = std::fs::read_to_string(dir.path().join("e.log")).unwrap();
+    assert!(
+        log.contains("The JSON Web Key Set could not be loaded from"),
+        "{log}"
+    );
+    assert!(!log.contains("JSON Web Key Set is not valid"), "{log}");
+}
