@@ -651,7 +651,10 @@ fn an_unreachable_key_set_is_said_once_briefly_with_the_offline_way() {
     );
     assert!(!message.contains("error sending request"), "{message}");
     assert!(message.len() < 160, "short: {message}");
-    assert!(!fix.contains("connection"), "the cause is not repeated: {fix}");
+    assert!(
+        !fix.contains("connection"),
+        "the cause is not repeated: {fix}"
+    );
     assert!(fix.contains("--jwks FILE"), "{fix}");
 
     // With --jwks there is no network call and no offline hint.
@@ -722,4 +725,96 @@ fn serve_says_on_the_terminal_when_a_key_set_cannot_be_loaded() {
         "{log}"
     );
     assert!(!log.contains("JSON Web Key Set is not valid"), "{log}");
+}
+
+/// A backend that speaks HTTP/1.0: answers each connection once, then closes it.
+fn start_http10_backend() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopping = stop.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            if stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+            let mut request = Vec::new();
+            let mut buffer = [0; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buffer) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buffer[..n]),
+                }
+            }
+            let _ = stream.write_all(
+                b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello",
+            );
+        }
+    });
+    (address, stop)
+}
+
+#[test]
+fn an_http10_backend_does_not_downgrade_the_clients_http11_connection() {
+    use std::io::{Read as _, Write as _};
+    let (backend, stop) = start_http10_backend();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "d.json",
+        &json!({"pathPrefix": "/v1", "specification": {"routes": [
+            {"path": "/old", "methods": ["GET"],
+             "backend": {"type": "HTTP_BACKEND", "url": format!("http://{backend}/old")}}
+        ]}}),
+    );
+    let gateway = support::start_gateway_on(tempfile::tempdir().unwrap(), &[file], false, &[]);
+    let address = gateway.base.trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    // Two requests on one connection: the first answer keeps HTTP/1.1 and the connection open.
+    for round in 0..2 {
+        stream
+            .write_all(format!("GET /v1/old HTTP/1.1\r\nHost: {address}\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut answer = Vec::new();
+        let mut buffer = [0; 4096];
+        while !(answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.ends_with(b"hello")) {
+            let n = stream.read(&mut buffer).unwrap();
+            assert!(
+                n > 0,
+                "round {round}: the gateway closed the connection: {}",
+                String::from_utf8_lossy(&answer)
+            );
+            answer.extend_from_slice(&buffer[..n]);
+        }
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            text.starts_with("HTTP/1.1 200 OK\r\n"),
+            "round {round}: {text}"
+        );
+        assert!(
+            !text.to_ascii_lowercase().contains("connection: close"),
+            "{text}"
+        );
+    }
+    // An HTTP/1.0 client still gets an HTTP/1.0-compatible answer.
+    let mut old = std::net::TcpStream::connect(&address).unwrap();
+    old.write_all(b"GET /v1/old HTTP/1.0\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    old.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.0 200 OK\r\n") || answer.starts_with("HTTP/1.1 200 OK\r\n"),
+        "{answer}"
+    );
+    assert!(answer.ends_with("hello"), "{answer}");
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = std::net::TcpStream::connect(backend);
 }
