@@ -70,6 +70,12 @@ enum Command {
     Logs(logs::LogsArgs),
     /// Introspect a token at the deployment's endpoint and judge the answer against the policy.
     Introspect(introspect::IntrospectArgs),
+    /// Print a shell completion script (e.g. `claimgate completions bash > ~/.local/share/bash-completion/completions/claimgate`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
@@ -81,6 +87,15 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(&args),
         Command::Logs(args) => logs::run(&args),
         Command::Introspect(args) => introspect::run(&args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            use std::io::Write as _;
+            // Into memory first: a closed stdout (`| head`) must not panic.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "claimgate", &mut script);
+            let _ = std::io::stdout().write_all(&script);
+            exit::OK
+        }
     };
     ExitCode::from(code)
 }

@@ -818,3 +818,38 @@ fn an_http10_backend_does_not_downgrade_the_clients_http11_connection() {
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = std::net::TcpStream::connect(backend);
 }
+
+#[test]
+fn completions_are_generated_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "complete -F _claimgate"),
+        ("zsh", "#compdef claimgate"),
+        ("fish", "complete -c claimgate"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        let output = claimgate(&["completions", shell]);
+        assert_eq!(output.status.code(), Some(0), "{shell}");
+        let script = stdout(&output);
+        assert!(script.contains(marker), "{shell}: {script}");
+        for word in ["check", "deployment", "request-id", "completions"] {
+            assert!(script.contains(word), "{shell} lacks {word}");
+        }
+    }
+    // The bash script is valid bash and registers the completion when sourced.
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("claimgate.bash");
+    std::fs::write(&script, claimgate(&["completions", "bash"]).stdout).unwrap();
+    let sourced = Command::new("bash")
+        .arg("-c")
+        .arg(format!(". '{}' && complete -p claimgate", script.display()))
+        .output()
+        .expect("bash runs");
+    assert!(
+        sourced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sourced.stderr)
+    );
+    assert!(stdout(&sourced).contains("_claimgate"));
+    let refused = claimgate(&["completions", "tcsh"]);
+    assert_eq!(refused.status.code(), Some(2));
+}
