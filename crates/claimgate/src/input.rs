@@ -193,6 +193,38 @@ pub(crate) fn parse_now(arg: Option<&str>) -> Result<UnixTime, InputError> {
     }
 }
 
+/// A duration as people write it: `90`, `90s`, `15m`, `1h`, `2d`, or combined (`1h30m`).
+pub(crate) fn parse_duration(text: &str) -> Option<u64> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Some(seconds);
+    }
+    let (mut total, mut number) = (0u64, None::<u64>);
+    for c in text.chars() {
+        if let Some(digit) = c.to_digit(10) {
+            number = Some(
+                number
+                    .unwrap_or(0)
+                    .checked_mul(10)?
+                    .checked_add(u64::from(digit))?,
+            );
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return None,
+        };
+        total = total.checked_add(number.take()?.checked_mul(unit)?)?;
+    }
+    number
+        .is_none()
+        .then_some(total)
+        .filter(|_| !text.is_empty())
+}
+
 /// Loads a deployment file, or every error it has.
 pub(crate) fn load_deployment(path: &str, path_prefix: Option<&str>) -> Result<Loaded, InputError> {
     let path = strip_file_url(path);

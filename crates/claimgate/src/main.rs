@@ -18,6 +18,7 @@ mod introspect;
 mod logs;
 mod output;
 mod serve;
+mod token;
 mod validate;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -70,6 +71,8 @@ enum Command {
     Logs(logs::LogsArgs),
     /// Introspect a token at the deployment's endpoint and judge the answer against the policy.
     Introspect(introspect::IntrospectArgs),
+    /// Print a signed JWT for testing a deployment locally (with a key made for the test).
+    Token(token::TokenArgs),
     /// Print a shell completion script (e.g. `claimgate completions bash > ~/.local/share/bash-completion/completions/claimgate`).
     Completions {
         /// The shell.
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(&args),
         Command::Logs(args) => logs::run(&args),
         Command::Introspect(args) => introspect::run(&args),
+        Command::Token(args) => token::run(&args),
         Command::Completions { shell } => {
             use clap::CommandFactory as _;
             use std::io::Write as _;

@@ -853,3 +853,141 @@ fn completions_are_generated_for_each_shell() {
     let refused = claimgate(&["completions", "tcsh"]);
     assert_eq!(refused.status.code(), Some(2));
 }
+
+/// `openssl ARGS` (keys made by an implementation independent of claimgate's).
+fn openssl(args: &[&str]) -> Vec<u8> {
+    let output = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+#[test]
+fn token_signs_with_each_kind_of_key_and_check_accepts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    // (private key file, how openssl makes it, the --alg asked, the alg expected)
+    let rsa = path("rsa.pem");
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        &rsa,
+    ]);
+    let rsa1 = path("rsa1.pem");
+    openssl(&["pkey", "-in", &rsa, "-traditional", "-out", &rsa1]);
+    let ec = path("ec.pem");
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        &ec,
+    ]);
+    let sec1 = path("sec1.pem");
+    openssl(&[
+        "ecparam",
+        "-name",
+        "secp384r1",
+        "-genkey",
+        "-noout",
+        "-out",
+        &sec1,
+    ]);
+    let ed = path("ed.pem");
+    openssl(&["genpkey", "-algorithm", "ED25519", "-out", &ed]);
+    let cases = [
+        (&rsa, None, "RS256"),
+        (&rsa, Some("PS256"), "PS256"),
+        (&rsa1, Some("RS512"), "RS512"),
+        (&ec, None, "ES256"),
+        (&sec1, None, "ES384"),
+        (&ed, None, "EdDSA"),
+    ];
+    let claims_file = path("claims.json");
+    std::fs::write(
+        &claims_file,
+        r#"{"iss": "https://issuer.example", "aud": "api", "sub": "alice"}"#,
+    )
+    .unwrap();
+    for (i, (key, asked, expected_alg)) in cases.into_iter().enumerate() {
+        let public = String::from_utf8(openssl(&["pkey", "-in", key, "-pubout"])).unwrap();
+        let kid = format!("key-{i}");
+        let mut deployment = deployment(&Signer::new("unused"));
+        deployment["specification"]["requestPolicies"]["authentication"]["publicKeys"]["keys"] =
+            json!([{"format": "PEM", "kid": kid, "key": public}]);
+        let file = write(dir.path(), &format!("d{i}.json"), &deployment);
+        let mut args = vec!["token", "--key", key, "--kid", &kid, "--ttl", "10m"];
+        if let Some(alg) = asked {
+            args.extend(["--alg", alg]);
+        }
+        let claims_arg = format!("@file://{claims_file}");
+        args.extend(["--claims", &claims_arg]);
+        let made = claimgate(&args);
+        assert_eq!(
+            made.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let token = stdout(&made).trim().to_owned();
+
+        let decoded = stdout_json(&claimgate(&["decode", "-o", "json", &token]));
+        assert_eq!(decoded["header"]["alg"], expected_alg, "{decoded}");
+        assert_eq!(decoded["header"]["kid"], kid.as_str());
+        let exp = decoded["payload"]["exp"].as_i64().unwrap();
+        let iat = decoded["payload"]["iat"].as_i64().unwrap();
+        assert_eq!(exp - iat, 600, "--ttl 10m");
+
+        let checked = claimgate(&[
+            "check",
+            "--deployment",
+            file.to_str().unwrap(),
+            "--request",
+            "GET /v1/open",
+            "--token",
+            &token,
+            "-o",
+            "json",
+        ]);
+        let answer = stdout_json(&checked);
+        assert_eq!(answer["decision"], "allow", "{expected_alg}: {answer}");
+        assert_eq!(checked.status.code(), Some(0));
+    }
+
+    // Claims inline, the default lifetime (1h), and refusals: an alg the key cannot make, claims
+    // that are not an object, a file that is no key.
+    let made = claimgate(&[
+        "token",
+        "--key",
+        &ec,
+        "--claims",
+        r#"{"sub":"bob"}"#,
+        "--now",
+        "1700000000",
+    ]);
+    let token = stdout(&made).trim().to_owned();
+    let decoded = stdout_json(&claimgate(&["decode", "-o", "json", &token]));
+    assert_eq!(decoded["payload"]["exp"], 1_700_003_600);
+    assert_eq!(decoded["payload"]["iat"], 1_700_000_000);
+    assert_eq!(decoded["header"].get("kid"), None);
+    let refused = claimgate(&["token", "--key", &ec, "--alg", "RS256", "--claims", "{}"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("it makes ES256"));
+    let refused = claimgate(&["token", "--key", &ec, "--claims", "[1]"]);
+    assert_eq!(refused.status.code(), Some(2));
+    let refused = claimgate(&["token", "--key", &claims_file, "--claims", "{}"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no PEM private key"));
+}
