@@ -14,8 +14,17 @@ pub(crate) struct LogsArgs {
     #[arg(long = "file", required = true, value_name = "FILE", value_parser = crate::input::file_arg)]
     files: Vec<String>,
     /// The opc-request-id of the request.
-    #[arg(long, value_name = "ID")]
-    request_id: String,
+    #[arg(long, value_name = "ID", required_unless_present_any = ["since", "follow"],
+          conflicts_with_all = ["since", "follow"])]
+    request_id: Option<String>,
+    /// Without --request-id: list the failures recorded since then, a duration back from now
+    /// (15m, 2h, 1d) or an RFC 3339 time.
+    #[arg(long, value_name = "DURATION|RFC3339")]
+    since: Option<String>,
+    /// Without --request-id: keep reading the files and print each failure as it is written
+    /// (JSON Lines with -o json), after those since --since if given; stop with Ctrl-C.
+    #[arg(long)]
+    follow: bool,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     output: Format,
@@ -28,26 +37,245 @@ pub(crate) struct LogsArgs {
 /// files grow without bound): only the request's records are kept, and a line may hold at most
 /// 1 MiB (a JSON array or a search-logs document is read record by record).
 fn read_records(path: &str, wanted: &str) -> Result<Vec<Value>, InputError> {
+    let mut records = Vec::new();
+    each_record(path, &mut |record| {
+        let mine = record["data"]["opcRequestId"]
+            .as_str()
+            .is_some_and(|id| matches(id, wanted));
+        if mine {
+            records.push(record);
+        }
+    })?;
+    Ok(records)
+}
+
+/// Every record of one input (`-` is stdin), unwrapped, handed to `keep`.
+fn each_record(path: &str, keep: &mut dyn FnMut(Value)) -> Result<(), InputError> {
     let source: Box<dyn std::io::Read> = if path == "-" {
         Box::new(std::io::stdin().lock())
     } else {
         Box::new(crate::input::open_regular(path, "log file").map_err(InputError::new)?)
     };
-    let mut records = Vec::new();
     read_from(
         path,
         std::io::BufReader::new(source),
-        &mut |record: Value| {
-            let record = unwrap(record);
-            let mine = record["data"]["opcRequestId"]
-                .as_str()
-                .is_some_and(|id| matches(id, wanted));
-            if mine {
-                records.push(record);
+        &mut |record: Value| keep(unwrap(record)),
+    )
+}
+
+/// Whether a record is a failure worth a diagnosis.
+fn is_failure(record: &Value) -> bool {
+    record["data"]["code"].as_str().is_some_and(|c| {
+        c.ends_with("authenticationFailed")
+            || c == "authorization.unauthorizedRequest"
+            || c.ends_with("badJsonWebKeySet")
+            || c.starts_with("httpBackend.")
+    })
+}
+
+/// A record's `time` in seconds since 1970, if it has a readable one.
+fn record_time(record: &Value) -> Option<i64> {
+    let text = record["time"].as_str()?;
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
+}
+
+/// `--since`: a duration back from now, or an RFC 3339 time.
+fn parse_since(text: &str) -> Result<i64, InputError> {
+    if let Some(seconds) = crate::input::parse_duration(text) {
+        let now = crate::input::parse_now(None)?.0;
+        return Ok(now.saturating_sub_unsigned(seconds));
+    }
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map(|t| t.unix_timestamp())
+        .map_err(|_| {
+            InputError::new(format!(
+                "--since '{text}' is neither a duration (15m, 2h, 1d) nor RFC 3339 (e.g. 2026-11-28T16:00:00Z)"
+            ))
+        })
+}
+
+/// The failures listed at most (the most recent are kept; a log holds without bound).
+const MAX_LISTED: usize = 1000;
+
+/// One failure on one line for people: when, which request, what failed, and the fix.
+fn print_failure(record: &Value, json_output: bool) {
+    if json_output {
+        outln!("{}", serde_json::to_string(record).unwrap_or_default());
+        return;
+    }
+    let text = |value: &Value| Escaped(value.as_str().unwrap_or("")).to_string();
+    let data = &record["data"];
+    let check = data["check"]
+        .as_str()
+        .map(|c| format!("{}: ", Escaped(c)))
+        .unwrap_or_default();
+    outln!(
+        "{}  {}  {}  {check}{}",
+        text(&record["time"]),
+        text(&data["opcRequestId"]),
+        text(&data["code"]),
+        text(&data["message"])
+    );
+    if let Some(fix) = data["fix"].as_str() {
+        outln!("    fix  {}", Escaped(fix));
+    }
+}
+
+/// `--since` without `--follow`: the recent failures of every file, oldest first.
+fn list_failures(args: &LogsArgs, since: i64) -> u8 {
+    let json_output = args.output == Format::Json;
+    let mut kept = std::collections::VecDeque::new();
+    let mut omitted = 0usize;
+    for file in &args.files {
+        let read = each_record(file, &mut |record| {
+            if is_failure(&record) && record_time(&record).is_some_and(|t| t >= since) {
+                if kept.len() == MAX_LISTED {
+                    kept.pop_front();
+                    omitted += 1;
+                }
+                kept.push_back(record);
             }
-        },
-    )?;
-    Ok(records)
+        });
+        if let Err(error) = read {
+            report_error(&error, json_output);
+            return exit::USAGE;
+        }
+    }
+    let mut failures: Vec<Value> = kept.into();
+    failures.sort_by_key(|r| record_time(r).unwrap_or(0));
+    let since_text = claimgate_core::UnixTime(since).to_string();
+    if json_output {
+        print_json(json!({"since": since_text, "failures": failures, "omitted": omitted}));
+    } else if failures.is_empty() {
+        eprintln!(
+            "no failure recorded since {since_text} in {}",
+            Escaped(&args.files.join(", "))
+        );
+    } else {
+        outln!(
+            "{} failure{} since {since_text}{}:",
+            failures.len(),
+            crate::input::plural(failures.len()),
+            if omitted > 0 {
+                format!(" (the {omitted} earlier not shown)")
+            } else {
+                String::new()
+            }
+        );
+        for record in &failures {
+            print_failure(record, false);
+        }
+    }
+    if failures.is_empty() {
+        exit::DENIED
+    } else {
+        exit::OK
+    }
+}
+
+/// One followed file: where reading resumes, and whether the rest of an overlong line is
+/// being skipped.
+struct Followed {
+    path: String,
+    offset: u64,
+    skipping: bool,
+}
+
+/// Reads the complete lines `file` gained since the last call, handing failures to `keep`. A
+/// file that shrank was truncated or replaced: it is read again from its start. A partial
+/// last line waits for its end; a line over 1 MiB is skipped.
+fn read_new_lines(file: &mut Followed, keep: &mut dyn FnMut(Value)) -> Result<(), InputError> {
+    use std::io::{BufRead as _, Read as _, Seek as _};
+    const MAX_LINE: u64 = crate::input::DATA_LIMIT;
+    let path = file.path.as_str();
+    let cannot = |e: std::io::Error| InputError::new(format!("cannot read log file '{path}': {e}"));
+    let mut handle = crate::input::open_regular(path, "log file").map_err(InputError::new)?;
+    let length = handle.metadata().map_err(cannot)?.len();
+    if length < file.offset {
+        file.offset = 0;
+        file.skipping = false;
+    }
+    handle
+        .seek(std::io::SeekFrom::Start(file.offset))
+        .map_err(cannot)?;
+    let mut reader = std::io::BufReader::new(handle.take(length - file.offset));
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read = (&mut reader)
+            .take(MAX_LINE + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(cannot)?;
+        if read == 0 {
+            return Ok(());
+        }
+        let complete = line.ends_with(b"\n");
+        if !complete && (line.len() as u64) <= MAX_LINE {
+            return Ok(()); // the writer has not finished the line yet
+        }
+        file.offset += read as u64;
+        if !complete {
+            file.skipping = true;
+            continue;
+        }
+        if std::mem::take(&mut file.skipping) {
+            continue;
+        }
+        if let Ok(record) = serde_json::from_slice::<Value>(&line) {
+            let record = unwrap(record);
+            if is_failure(&record) {
+                keep(record);
+            }
+        }
+    }
+}
+
+/// `--follow`: failures as they are written (those since `since` first), until interrupted.
+fn follow(args: &LogsArgs, since: Option<i64>) -> u8 {
+    let json_output = args.output == Format::Json;
+    let mut files = Vec::new();
+    for path in &args.files {
+        if path == "-" {
+            report_error(
+                &InputError::new("--follow reads files; pipe into --file - without --follow"),
+                json_output,
+            );
+            return exit::USAGE;
+        }
+        let offset = match since {
+            Some(_) => 0,
+            None => match crate::input::open_regular(path, "log file")
+                .and_then(|f| f.metadata().map_err(|e| e.to_string()))
+            {
+                Ok(metadata) => metadata.len(),
+                Err(message) => {
+                    report_error(&InputError::new(message), json_output);
+                    return exit::USAGE;
+                }
+            },
+        };
+        files.push(Followed {
+            path: path.clone(),
+            offset,
+            skipping: false,
+        });
+    }
+    loop {
+        for file in &mut files {
+            let read = read_new_lines(file, &mut |record| {
+                if since.is_none_or(|since| record_time(&record).is_some_and(|t| t >= since)) {
+                    print_failure(&record, json_output);
+                }
+            });
+            if let Err(error) = read {
+                report_error(&error, json_output);
+                return exit::USAGE;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
 }
 
 /// A record without OCI's wrappers: a search-logs result (`{"data": {"logContent": ...}}`) or
@@ -234,9 +462,23 @@ fn matches(record_id: &str, wanted: &str) -> bool {
 
 pub(crate) fn run(args: &LogsArgs) -> u8 {
     let json_output = args.output == Format::Json;
+    let since = match args.since.as_deref().map(parse_since).transpose() {
+        Ok(since) => since,
+        Err(error) => {
+            report_error(&error, json_output);
+            return exit::USAGE;
+        }
+    };
+    let request_id = match (&args.request_id, since) {
+        (Some(id), _) => id.as_str(),
+        (None, _) if args.follow => return follow(args, since),
+        (None, Some(since)) => return list_failures(args, since),
+        // clap requires one of --request-id, --since, --follow.
+        (None, None) => return exit::USAGE,
+    };
     let mut records = Vec::new();
     for file in &args.files {
-        match read_records(file, &args.request_id) {
+        match read_records(file, request_id) {
             Ok(found) => records.extend(found),
             Err(error) => {
                 report_error(&error, json_output);
@@ -249,7 +491,7 @@ pub(crate) fn run(args: &LogsArgs) -> u8 {
         .filter(|r| {
             r["data"]["opcRequestId"]
                 .as_str()
-                .is_some_and(|id| matches(id, &args.request_id))
+                .is_some_and(|id| matches(id, request_id))
         })
         .collect();
     mine.sort_by(|a, b| {
@@ -258,23 +500,13 @@ pub(crate) fn run(args: &LogsArgs) -> u8 {
             .unwrap_or("")
             .cmp(b["time"].as_str().unwrap_or(""))
     });
-    let failures: Vec<&Value> = mine
-        .iter()
-        .filter(|r| {
-            r["data"]["code"].as_str().is_some_and(|c| {
-                c.ends_with("authenticationFailed")
-                    || c == "authorization.unauthorizedRequest"
-                    || c.ends_with("badJsonWebKeySet")
-                    || c.starts_with("httpBackend.")
-            })
-        })
-        .collect();
+    let failures: Vec<&Value> = mine.iter().filter(|r| is_failure(r)).collect();
     if json_output {
         let diagnosis: Vec<Value> = failures
             .iter()
             .map(|r| json!({"code": r["data"]["code"], "check": r["data"]["check"], "message": r["data"]["message"], "expected": r["data"]["expected"], "actual": r["data"]["actual"], "fix": r["data"]["fix"]}))
             .collect();
-        print_json(json!({"requestId": args.request_id, "records": mine, "diagnosis": diagnosis}));
+        print_json(json!({"requestId": request_id, "records": mine, "diagnosis": diagnosis}));
         return if mine.is_empty() {
             exit::DENIED
         } else {
@@ -284,7 +516,7 @@ pub(crate) fn run(args: &LogsArgs) -> u8 {
     if mine.is_empty() {
         eprintln!(
             "no record has opcRequestId '{}' in {}",
-            Escaped(&args.request_id),
+            Escaped(request_id),
             Escaped(&args.files.join(", "))
         );
         return exit::DENIED;
@@ -298,7 +530,7 @@ pub(crate) fn run(args: &LogsArgs) -> u8 {
         "{} record{} for request {}:",
         mine.len(),
         if mine.len() == 1 { "" } else { "s" },
-        Escaped(&args.request_id)
+        Escaped(request_id)
     );
     for record in &mine {
         let data = &record["data"];

@@ -991,3 +991,159 @@ fn token_signs_with_each_kind_of_key_and_check_accepts_it() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("no PEM private key"));
 }
+
+/// One execution record of claimgate's own log, as a line.
+fn log_line(time: &str, id: &str, code: &str, message: &str) -> String {
+    json!({"time": time, "type": "com.oraclecloud.apigateway.apideployment.execution",
+           "data": {"opcRequestId": id, "level": "WARN", "code": code, "message": message,
+                    "check": "aud", "fix": format!("fix for {id}")}})
+    .to_string()
+        + "\n"
+}
+
+fn rfc3339(seconds: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(seconds)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+#[test]
+fn logs_since_lists_recent_failures_without_a_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("execution.log");
+    let now = support::now();
+    let failed = "jwtAuthentication.authenticationFailed";
+    std::fs::write(
+        &log,
+        [
+            log_line(&rfc3339(now - 7200), "old", failed, "two hours ago"),
+            log_line(&rfc3339(now - 60), "recent", failed, "a minute ago"),
+            log_line(
+                &rfc3339(now - 30),
+                "fine",
+                "jwtAuthentication.successfulAuthentication",
+                "ok",
+            ),
+            log_line(
+                &rfc3339(now - 10),
+                "latest",
+                "authorization.unauthorizedRequest",
+                "scope",
+            ),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let file = log.to_str().unwrap();
+    let output = claimgate(&["logs", "--file", file, "--since", "15m"]);
+    assert_eq!(output.status.code(), Some(0));
+    let text = stdout(&output);
+    assert!(text.starts_with("2 failures since "), "{text}");
+    let (recent, latest) = (text.find("recent").unwrap(), text.find("latest").unwrap());
+    assert!(recent < latest, "oldest first: {text}");
+    assert!(text.contains("fix  fix for recent"), "{text}");
+    assert!(!text.contains("old  ") && !text.contains("fine"), "{text}");
+
+    let answer = stdout_json(&claimgate(&[
+        "logs",
+        "--file",
+        file,
+        "--since",
+        &rfc3339(now - 3 * 3600),
+        "-o",
+        "json",
+    ]));
+    let ids: Vec<&str> = answer["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["data"]["opcRequestId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["old", "recent", "latest"]);
+
+    // Nothing since then: exit 1. Neither --request-id nor --since: a usage error; both: too.
+    let nothing = claimgate(&["logs", "--file", file, "--since", "5s"]);
+    assert_eq!(nothing.status.code(), Some(1));
+    assert_eq!(claimgate(&["logs", "--file", file]).status.code(), Some(2));
+    assert_eq!(
+        claimgate(&["logs", "--file", file, "--since", "1h", "--request-id", "x"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        claimgate(&["logs", "--file", file, "--since", "yesterday"])
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn logs_follow_streams_failures_as_they_are_written() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("execution.log");
+    let failed = "jwtAuthentication.authenticationFailed";
+    let now = support::now();
+    std::fs::write(
+        &log,
+        log_line(&rfc3339(now - 5), "before", failed, "already there"),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_claimgate"))
+        .args([
+            "logs",
+            "--file",
+            log.to_str().unwrap(),
+            "--follow",
+            "-o",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mut file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    file.write_all(
+        log_line(
+            &rfc3339(now),
+            "ok",
+            "jwtAuthentication.successfulAuthentication",
+            "ok",
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    // A line written in two parts is read once whole.
+    let line = log_line(&rfc3339(now), "new", failed, "written while following");
+    let (first, second) = line.split_at(40);
+    file.write_all(first.as_bytes()).unwrap();
+    file.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    file.write_all(second.as_bytes()).unwrap();
+    let got = receiver.recv_timeout(std::time::Duration::from_secs(10));
+    let _ = child.kill();
+    let _ = child.wait();
+    let got: Value = serde_json::from_str(&got.expect("a failure was streamed")).unwrap();
+    assert_eq!(
+        got["data"]["opcRequestId"], "new",
+        "only failures written after the start: {got}"
+    );
+    assert!(receiver
+        .recv_timeout(std::time::Duration::from_millis(300))
+        .is_err());
+}
