@@ -5,7 +5,7 @@
 use crate::context::{
     read_expression, read_selection_key, read_selection_source, read_template, KeyRules, Scope,
 };
-use crate::load::{optional, read_enum, read_kind, required_list, Notes, RouteRef};
+use crate::load::{not_one_of, optional, read_enum, read_kind, required_list, Notes, RouteRef};
 use crate::model::*;
 use crate::policies::{read_transformations, Target};
 use crate::reader::{join, Cx, Field, Obj};
@@ -427,7 +427,11 @@ fn read_validation_policy(
         other => {
             cx.error(
                 &join(&obj.path, "type"),
-                format!("'{other}' is not a validation policy type (STATIC_KEYS, REMOTE_JWKS, REMOTE_DISCOVERY)"),
+                not_one_of(
+                    other,
+                    &["STATIC_KEYS", "REMOTE_JWKS", "REMOTE_DISCOVERY"],
+                    "a validation policy type",
+                ),
             );
             None
         }
@@ -524,9 +528,11 @@ fn read_key_source(cx: &mut Cx, field: &Field<'_>, open: Option<Obj<'_>>) -> Opt
         other => {
             cx.error(
                 &join(&obj.path, "type"),
-                format!("'{other}' is not a key set type (REMOTE_JWKS, STATIC_KEYS)"),
+                not_one_of(other, &["REMOTE_JWKS", "STATIC_KEYS"], "a key set type"),
             );
-            None
+            // The other members belong to the type meant: one error for one typo, not
+            // "unknown member" for each of them.
+            return None;
         }
     };
     obj.finish(cx, &known);
@@ -654,7 +660,7 @@ fn read_static_key(cx: &mut Cx, item: &Field<'_>) -> Option<PublicKey> {
             obj.finish(cx, STATIC_KEY_MEMBERS);
             cx.error(
                 &join(&item.path, "format"),
-                format!("'{other}' is not a key format (JSON_WEB_KEY, PEM)"),
+                not_one_of(other, &["JSON_WEB_KEY", "PEM"], "a key format"),
             );
             return None;
         }

@@ -278,12 +278,34 @@ pub(crate) fn read_enum<'v>(
     if allowed.contains(&value) {
         Some(value)
     } else {
-        cx.error(
-            &field.path,
-            format!("'{value}' is not {what} ({})", allowed.join(", ")),
-        );
+        cx.error(&field.path, not_one_of(value, allowed, what));
         None
     }
+}
+
+/// `'REMOTE_JWKs' is not a key set type (REMOTE_JWKS, STATIC_KEYS); did you mean 'REMOTE_JWKS'?`:
+/// the valid values, and the one the writer most likely meant when one is close.
+pub(crate) fn not_one_of(value: &str, allowed: &[&str], what: &str) -> String {
+    let hint = closest(value, allowed)
+        .map(|near| format!("; did you mean '{near}'?"))
+        .unwrap_or_default();
+    format!("'{value}' is not {what} ({}){hint}", allowed.join(", "))
+}
+
+/// The allowed value `value` most likely misspells: the same letters in another case, else the
+/// nearest within an edit distance of a quarter of its length, 1 or 2: `FETCH` is not taken
+/// for `PATCH`, nor `OIDC_AUTHENTICATION` for `JWT_AUTHENTICATION`.
+pub(crate) fn closest<'a>(value: &str, allowed: &[&'a str]) -> Option<&'a str> {
+    if let Some(same) = allowed.iter().find(|a| a.eq_ignore_ascii_case(value)) {
+        return Some(same);
+    }
+    let limit = (value.chars().count() / 4).clamp(1, 2);
+    allowed
+        .iter()
+        .map(|a| (crate::reader::edit_distance(value, a), *a))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, a)| a)
 }
 
 /// An optional member that was read: absent is fine (`Some(None)`), present but invalid is not
@@ -463,7 +485,7 @@ fn read_logging(cx: &mut Cx, field: &Field<'_>) -> Option<Option<LogLevel>> {
                 other => {
                     cx.error(
                         &f.path,
-                        format!("'{other}' is not a log level (INFO, WARN, ERROR)"),
+                        not_one_of(other, &["INFO", "WARN", "ERROR"], "a log level"),
                     );
                     None
                 }
@@ -663,7 +685,13 @@ fn read_methods(cx: &mut Cx, field: &Field<'_>) -> Option<Methods> {
                 Some(_) => cx.error(&item.path, format!("'{name}' is listed twice")),
                 None => cx.error(
                     &item.path,
-                    format!("'{name}' is not a method (ANY, HEAD, GET, POST, PUT, PATCH, DELETE, OPTIONS)"),
+                    not_one_of(
+                        name,
+                        &[
+                            "ANY", "HEAD", "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS",
+                        ],
+                        "a method",
+                    ),
                 ),
             },
         }
@@ -688,7 +716,11 @@ fn read_authorization(cx: &mut Cx, field: &Field<'_>) -> Option<Authorization> {
         other => {
             cx.error(
                 &join(&obj.path, "type"),
-                format!("'{other}' is not an authorization type (ANONYMOUS, AUTHENTICATION_ONLY, ANY_OF)"),
+                not_one_of(
+                    other,
+                    &["ANONYMOUS", "AUTHENTICATION_ONLY", "ANY_OF"],
+                    "an authorization type",
+                ),
             );
             None
         }

@@ -444,7 +444,7 @@ fn cases() -> Vec<Case> {
                 "/validationFailurePolicy",
                 with(oauth2_policy(), "/responseType", json!("code")),
             ),
-            "requestPolicies.authentication.validationFailurePolicy.responseType: 'code' is not a response type (CODE)",
+            "requestPolicies.authentication.validationFailurePolicy.responseType: 'code' is not a response type (CODE); did you mean 'CODE'?",
         ),
         case(
             "OAUTH2: scopes required",

@@ -53,6 +53,8 @@ impl fmt::Display for CheckId {
 pub struct TimeContext {
     pub now: UnixTime,
     pub skew_seconds: f64,
+    /// The policy is spelled in kebab-case: fixes name `max-clock-skew-in-seconds`.
+    pub kebab: bool,
 }
 
 /// One check's result.
@@ -276,23 +278,24 @@ fn quoted_list(items: &[String]) -> String {
         .join(", ")
 }
 
-/// How two identifiers that should be equal differ, when the difference is a classic one.
+/// How two identifiers that should be equal differ, when the difference is a classic one: the
+/// predicate of "`a` and `b` ...".
 pub(crate) fn near_miss(actual: &str, expected: &str) -> Option<&'static str> {
     if actual == expected {
         return None;
     }
     if actual.trim_end_matches('/') == expected.trim_end_matches('/') {
-        return Some("they differ by a trailing slash");
+        return Some("differ by a trailing slash");
     }
     if actual.trim() == expected.trim() {
-        return Some("they differ by surrounding white space");
+        return Some("differ by surrounding white space");
     }
     if actual.eq_ignore_ascii_case(expected) {
-        return Some("they differ only in letter case, and the comparison is exact");
+        return Some("differ only in letter case, and the comparison is exact");
     }
     let strip = |s: &str| s.replacen("https://", "", 1).replacen("http://", "", 1);
     if strip(actual) == strip(expected) {
-        return Some("they differ in scheme (http vs https)");
+        return Some("differ in scheme (http vs https)");
     }
     None
 }
@@ -307,6 +310,13 @@ fn near_miss_note(actual: &[String], expected: &[String]) -> String {
     }
     String::new()
 }
+
+/// Member names fixes mention besides their setting, with their kebab-case spelling.
+const KEBAB_MEMBERS: &[(&str, &str)] = &[
+    ("maxClockSkewInSeconds", "max-clock-skew-in-seconds"),
+    ("verifyClaims", "verify-claims"),
+    ("isDefault", "is-default"),
+];
 
 impl Failure {
     /// The execution-log message (OCI's own words where OCI documents them).
@@ -428,9 +438,7 @@ impl Failure {
                 "The token is signed with {alg} but the configured keys allow only {}. Have the identity provider sign with one of those, or configure a key that allows {alg} in {setting}.",
                 allowed.join(", ")
             ),
-            Self::DiscoveryUnavailable { reason } => format!(
-                "Make the identity provider's discovery document reachable from the gateway ({reason}); until it loads every token is refused with 500."
-            ),
+            Self::DiscoveryUnavailable { .. } => "Make the identity provider's discovery document reachable from the gateway; until it loads every token is refused with 500.".into(),
             Self::IntrospectionUnavailable { reason } => format!(
                 "The identity provider's introspection endpoint failed ({reason}); check its availability and the client credentials (clientId and the secret in the secrets file). Tokens already introspected keep working until their cached answer expires."
             ),
@@ -441,9 +449,8 @@ impl Failure {
                 "Only a JSON boolean \"active\": true counts (RFC 7662); the answer had {}. Check the identity provider's introspection endpoint.",
                 found.as_ref().map_or("no 'active' member".to_owned(), |v| format!("{v} ({})", json_type(v)))
             ),
-            Self::KeysUnavailable { reason } => format!(
-                "Make the key set reachable from the gateway ({reason}); until it loads every token is refused with 500."
-            ),
+            // The reason is the message's already; the fix says what to do.
+            Self::KeysUnavailable { .. } => "Make the key set reachable from the gateway; until it loads every token is refused with 500.".into(),
             Self::KeyUnknownKid { kid, keys: 0, .. } => format!(
                 "The token names kid '{kid}' but no key is configured. Add the identity provider's signing key to {setting}."
             ),
@@ -639,7 +646,20 @@ impl Check {
 
     /// The fix, if the check failed.
     pub fn fix(&self) -> Option<String> {
-        self.failure().map(|f| f.fix(self.setting.as_deref()))
+        let fix = self.failure()?.fix(self.setting.as_deref());
+        // A kebab-case file (as `oci ... get` writes them) is told its own spelling.
+        let kebab = self
+            .setting
+            .as_deref()
+            .is_some_and(|s| s.contains("request-policies"))
+            || self.time.is_some_and(|t| t.kebab);
+        Some(if kebab {
+            KEBAB_MEMBERS
+                .iter()
+                .fold(fix, |fix, (camel, kebab)| fix.replace(camel, kebab))
+        } else {
+            fix
+        })
     }
 }
 

@@ -549,7 +549,7 @@ fn evaluate_jwt(
     let anonymous = route.authorization == Authorization::Anonymous;
     let flavor = Some(policy.flavor);
     let mut checks = Vec::with_capacity(12 + policy.verify_claims.len());
-    let setting = |member: &str| format!("{}.{member}", policy.path);
+    let setting = |member: &str| format!("{}.{}", policy.path, spelled(policy, member));
 
     // token
     let raw = match extract_token(&policy.location, request) {
@@ -688,6 +688,7 @@ fn judge_claims(
     let time = TimeContext {
         now,
         skew_seconds: policy.max_clock_skew_seconds,
+        kebab: policy.path.contains("request-policies"),
     };
     let first_claim = checks.len();
     checks.push(judge_exp(payload, time, quiet));
@@ -729,8 +730,9 @@ fn judge_claims(
                 check
             } else {
                 check.setting(format!(
-                    "routes[{}].requestPolicies.authorization.allowedScope",
-                    info.index
+                    "routes[{}].{}",
+                    info.index,
+                    spelled(policy, "requestPolicies.authorization.allowedScope")
                 ))
             }
         }
@@ -940,19 +942,39 @@ fn verify_token(
 }
 
 fn iss_member(policy: &JwtPolicy, member: &'static str) -> String {
-    match policy.flavor {
+    let member = match policy.flavor {
         AuthFlavor::JwtAuthentication => member.to_owned(),
         AuthFlavor::TokenAuthentication => {
             format!("validationPolicy.additionalValidationPolicy.{member}")
         }
-    }
+    };
+    spelled(policy, &member)
 }
 
 fn keys_setting(policy: &JwtPolicy) -> String {
-    match policy.flavor {
-        AuthFlavor::JwtAuthentication => format!("{}.publicKeys", policy.path),
-        AuthFlavor::TokenAuthentication => format!("{}.validationPolicy", policy.path),
+    let member = match policy.flavor {
+        AuthFlavor::JwtAuthentication => "publicKeys",
+        AuthFlavor::TokenAuthentication => "validationPolicy",
+    };
+    format!("{}.{}", policy.path, spelled(policy, member))
+}
+
+/// Member names after the policy's path, in the file's spelling: the path is as the file
+/// writes it, and a kebab-case file (`request-policies...`) is told `public-keys`.
+fn spelled(policy: &JwtPolicy, members: &str) -> String {
+    if !policy.path.contains("request-policies") {
+        return members.to_owned();
     }
+    let mut out = String::with_capacity(members.len() + 8);
+    for c in members.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('-');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// After `token` or `format` fails, every later check is skipped.

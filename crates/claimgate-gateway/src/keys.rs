@@ -10,7 +10,7 @@ use crate::logs::{Context, ExecutionRecord, Level, Logs};
 use crate::metrics::Metrics;
 use arc_swap::ArcSwapOption;
 use claimgate_jose::KeySet;
-use claimgate_keys::ProviderClient;
+use claimgate_keys::{FetchError, ProviderClient};
 use serde_json::json;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -91,6 +91,20 @@ impl RemoteKeys {
     /// Whether a key set has ever been obtained.
     pub fn is_loaded(&self) -> bool {
         self.snapshot.load().is_some()
+    }
+
+    /// The key set's URI.
+    pub fn uri(&self) -> &str {
+        &self.config.uri
+    }
+
+    /// Why the key set is not loaded: `Some(cause)` once a fetch failed and none succeeded;
+    /// `None` when it is loaded, before the first attempt, and while a fetch runs.
+    pub fn load_failure(&self) -> Option<String> {
+        if self.is_loaded() {
+            return None;
+        }
+        self.state.try_lock().ok()?.last_error.clone()
     }
 
     /// Whether the set never loaded or is older than `maxCacheDurationInHours`.
@@ -221,7 +235,19 @@ impl RemoteKeys {
                     ExecutionRecord::new(
                         format!("{}.badJsonWebKeySet", self.config.log_prefix),
                         Level::Error,
-                        format!("JSON Web Key Set is not valid: {error}."),
+                        // A set that arrived but is unusable is "not valid"; one that never
+                        // arrived says why (a refused connection is no verdict on the set).
+                        match error {
+                            FetchError::Parse(_)
+                            | FetchError::ContentType(_)
+                            | FetchError::TooLarge(_) => {
+                                format!("JSON Web Key Set is not valid: {error}.")
+                            }
+                            _ => format!(
+                                "The JSON Web Key Set could not be loaded from {}: {error}.",
+                                self.config.uri
+                            ),
+                        },
                     )
                     .with("uri", json!(self.config.uri))
                     .with("cause", json!(error.to_string())),

@@ -334,11 +334,15 @@ pub(crate) fn backend_request(
     Ok(request)
 }
 
-/// Removes hop-by-hop headers from a backend response before it is relayed.
+/// Removes hop-by-hop headers from a backend response before it is relayed, and drops the
+/// backend's protocol version: the version is hop-by-hop too. An HTTP/1.0 backend would
+/// otherwise make the server answer an HTTP/1.1 client `HTTP/1.0` and close its connection;
+/// with the default version the server speaks the client's protocol, as for its own answers.
 pub(crate) fn relay_response(mut response: Response<Body>) -> Response<Body> {
     for name in HOP_BY_HOP.iter().filter(|n| **n != "host") {
         response.headers_mut().remove(*name);
     }
+    *response.version_mut() = http::Version::default();
     response
 }
 

@@ -399,6 +399,24 @@ impl Gateway {
         }
     }
 
+    /// The remote key sets that failed to load, as `prefix: uri: cause`, once each has been
+    /// tried; `None` while one has not been (its first fetch is still to come or running).
+    pub fn key_set_failures(&self) -> Option<Vec<String>> {
+        let state = self.state.load();
+        let mut failures = Vec::new();
+        for served in state.served.iter() {
+            for keys in served.all_keys().filter(|k| !k.is_loaded()) {
+                failures.push(format!(
+                    "{}: {}: {}",
+                    served.deployment.path_prefix,
+                    keys.uri(),
+                    keys.load_failure()?
+                ));
+            }
+        }
+        Some(failures)
+    }
+
     /// Why the gateway is not ready (a remote key set never loaded), or `None` when it is.
     pub fn not_ready(&self) -> Option<String> {
         let state = self.state.load();

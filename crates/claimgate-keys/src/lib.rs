@@ -56,13 +56,20 @@ fn classify(error: &reqwest::Error) -> FetchError {
         return FetchError::Timeout;
     }
     let mut chain = String::new();
+    let mut innermost = String::new();
     let mut source: Option<&dyn std::error::Error> = Some(error);
     while let Some(e) = source {
-        chain.push_str(&e.to_string().to_lowercase());
+        innermost = e.to_string().to_lowercase();
+        chain.push_str(&innermost);
         chain.push(' ');
         source = e.source();
     }
-    let detail = chain.trim().to_owned();
+    // The cause itself ("connection refused"), not the chain of wrappers that repeat the URL
+    // ("error sending request for url (...) client error (connect) tcp connect error ...").
+    let detail = match innermost.rsplit_once(" (os error ") {
+        Some((cause, _)) => cause.to_owned(),
+        None => innermost,
+    };
     if chain.contains("dns")
         || chain.contains("failed to lookup")
         || chain.contains("name or service")

@@ -17,9 +17,10 @@ use serde_json::{json, Value};
 #[derive(Debug, clap::Args)]
 pub(crate) struct CheckArgs {
     /// The deployment file (CreateDeploymentDetails, bare specification, or `oci ... deployment get` output).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = crate::input::file_arg)]
     pub(crate) deployment: String,
-    /// The request, as 'METHOD /full/path[?query]'.
+    /// The request, as 'METHOD /full/path[?query]' or 'METHOD https://host/full/path[?query]'
+    /// (the URL's host is the request's Host unless --host is given).
     #[arg(long, value_name = "'METHOD /path'")]
     pub(crate) request: String,
     /// The token: the token itself, @FILE, or - for stdin. Without it, the request carries none.
@@ -29,13 +30,13 @@ pub(crate) struct CheckArgs {
     #[arg(long, value_name = "UNIX|RFC3339")]
     pub(crate) now: Option<String>,
     /// A recorded JWKS to use instead of fetching REMOTE_JWKS (or discovery's jwks_uri).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = crate::input::file_arg)]
     pub(crate) jwks: Option<String>,
     /// A recorded RFC 7662 introspection answer (JSON) to use instead of calling the endpoint.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = crate::input::file_arg)]
     pub(crate) introspection: Option<String>,
     /// Secrets file resolving the introspection client's clientSecretId.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = crate::input::file_arg)]
     pub(crate) secrets: Option<String>,
     /// An extra request header, 'Name: value' (repeatable).
     #[arg(long = "header", value_name = "'Name: value'")]
@@ -51,7 +52,7 @@ pub(crate) struct CheckArgs {
     #[arg(long = "allow-endpoint", value_name = "HOST")]
     pub(crate) allow_endpoints: Vec<String>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub(crate) output: Format,
 }
 
@@ -100,7 +101,8 @@ fn parse_request(args: &CheckArgs, deployment: &Deployment) -> Result<CliRequest
             args.request
         ))
     })?;
-    let target = target.trim();
+    let (url_host, target) = split_url(target.trim());
+    let target = target.as_ref();
     if !target.starts_with('/') {
         return Err(InputError::new(format!(
             "--request path '{target}' must start with '/'"
@@ -124,14 +126,40 @@ fn parse_request(args: &CheckArgs, deployment: &Deployment) -> Result<CliRequest
             .headers
             .push((name.trim().to_owned(), value.trim().to_owned()));
     }
-    if let Some(host) = &args.host {
-        request.headers.push(("host".into(), host.clone()));
+    // --host wins over the URL's host: one Host header, as a client sends.
+    if let Some(host) = args.host.as_deref().or(url_host) {
+        request.headers.push(("host".into(), host.to_owned()));
     }
     if let Some(arg) = &args.token {
         let token = read_token(arg)?;
         place_token(&mut request, deployment, token);
     }
     Ok(request)
+}
+
+/// A full URL as `--request` target (`https://host/path?q`, as copied from a browser or curl):
+/// its host (user information dropped) and its path and query (`/` when it has no path); any
+/// other target is returned as it is, with no host.
+fn split_url(target: &str) -> (Option<&str>, std::borrow::Cow<'_, str>) {
+    let scheme = ["https://", "http://"].into_iter().find(|scheme| {
+        target
+            .get(..scheme.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(scheme))
+    });
+    let Some(scheme) = scheme else {
+        return (None, target.into());
+    };
+    let rest = &target[scheme.len()..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let path = rest[end..].split('#').next().unwrap_or("");
+    if path.starts_with('/') {
+        (Some(host), path.into())
+    } else {
+        // Only a query (or nothing) after the host: the path is `/`.
+        (Some(host), format!("/{path}").into())
+    }
 }
 
 /// Puts the token where the deployment's policy reads it.
@@ -240,6 +268,17 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
     };
     if args.output == Format::Json {
         let mut doc = verdict.to_json();
+        for (check, json) in verdict.checks.iter().zip(
+            doc["checks"]
+                .as_array_mut()
+                .map(|a| a.iter_mut())
+                .into_iter()
+                .flatten(),
+        ) {
+            if let Some(fix) = check.fix() {
+                json["fix"] = json!(with_offline_hint(fix, check, keys_from));
+            }
+        }
         doc["now"] = json!(now.0);
         doc["deployment"] = json!({"id": deployment.id, "displayName": deployment.display_name, "pathPrefix": deployment.path_prefix});
         doc["keys"] = json!(match &keys_from {
@@ -257,6 +296,18 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
         if let Some(url) = &backend_url {
             doc["backendUrl"] = json!(url);
         }
+        if verdict.route.is_none() && matches!(verdict.unrouted, None | Some(Unrouted::NotFound)) {
+            doc["routes"] = json!(deployment
+                .routes
+                .iter()
+                .map(|r| json!({"methods": r.methods.names(), "path": full_path(deployment, r)}))
+                .collect::<Vec<_>>());
+            doc["hint"] = json!(prefix_hint(
+                deployment,
+                &request,
+                args.path_prefix.is_some()
+            ));
+        }
         doc["warnings"] = json!(notes);
         print_json(doc);
     } else {
@@ -271,6 +322,9 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
             }
         }
         print_text(&verdict, deployment, &request, now, keys_from, &notes);
+        if verdict.route.is_none() && matches!(verdict.unrouted, None | Some(Unrouted::NotFound)) {
+            print_routes(deployment, &request, args.path_prefix.is_some());
+        }
         if let Some(url) = &backend_url {
             outln!("  backend URL {}", Escaped(url));
         } else if let (Some(_), Some(Unrouted::PathRejected(why))) =
@@ -684,7 +738,9 @@ fn print_text(
                     outln!("{pad}expected  {}", compact(expected));
                 }
                 match (&check.actual, &check.id) {
-                    (Some(actual), _) => outln!("{pad}actual    {}", compact(actual)),
+                    (Some(actual), id) => {
+                        outln!("{pad}actual    {}{}", compact(actual), as_utc(id, actual))
+                    }
                     (
                         None,
                         CheckId::Exp
@@ -701,6 +757,7 @@ fn print_text(
                     outln!("{pad}policy    {}", Escaped(setting));
                 }
                 if let Some(fix) = check.fix() {
+                    let fix = with_offline_hint(fix, check, keys_from);
                     outln!("{pad}{}       {}", p.bold("fix"), Escaped(&fix));
                 }
             }
@@ -729,6 +786,120 @@ fn print_text(
         for note in notes {
             eprintln!("  {}", Escaped(note));
         }
+    }
+}
+
+/// A key set `check` could not fetch: the fix also says how to judge without the network.
+fn with_offline_hint(fix: String, check: &claimgate_core::Check, keys_from: &KeysFrom) -> String {
+    let unreachable = matches!(
+        check.failure(),
+        Some(
+            claimgate_core::Failure::KeysUnavailable { .. }
+                | claimgate_core::Failure::DiscoveryUnavailable { .. }
+        )
+    );
+    if unreachable && matches!(keys_from, KeysFrom::Fetched(_)) {
+        format!("{fix} To check offline, give the key set as a file: --jwks FILE.")
+    } else {
+        fix
+    }
+}
+
+/// A route's path as requests reach it: the deployment's prefix, then the route's template.
+fn full_path(deployment: &Deployment, route: &claimgate_config::Route) -> String {
+    format!(
+        "{}{}",
+        deployment.path_prefix.trim_end_matches('/'),
+        route.path.as_str()
+    )
+}
+
+/// The prefix under which the request's path would reach a route: the request's segments
+/// before the last ones a route (without `{name*}`) matches.
+fn prefix_that_matches<'d>(
+    deployment: &'d Deployment,
+    path: &str,
+) -> Option<(String, &'d claimgate_config::Route)> {
+    use claimgate_config::PathSegment;
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    deployment.routes.iter().find_map(|route| {
+        let template = route.path.segments();
+        if template.is_empty()
+            || segments.len() <= template.len()
+            || template
+                .iter()
+                .any(|s| matches!(s, PathSegment::Wildcard(_)))
+        {
+            return None;
+        }
+        let split = segments.len() - template.len();
+        let tail_matches = template
+            .iter()
+            .zip(&segments[split..])
+            .all(|(t, s)| match t {
+                PathSegment::Literal(l) => l == s,
+                _ => !s.is_empty(),
+            });
+        tail_matches.then(|| (format!("/{}", segments[..split].join("/")), route))
+    })
+}
+
+/// Why a path reaches no route, when the usual cause shows: a bare specification checked
+/// without the prefix it is deployed under, or a request under another prefix.
+fn prefix_hint(
+    deployment: &Deployment,
+    request: &CliRequest,
+    prefix_given: bool,
+) -> Option<String> {
+    let bare = deployment.path_prefix == "/" && !prefix_given;
+    match prefix_that_matches(deployment, &request.path) {
+        Some((prefix, route)) if bare || prefix_given => Some(format!(
+            "with --path-prefix {prefix} the path matches {} (a bare specification has no prefix of its own)",
+            route.path.as_str()
+        )),
+        Some((prefix, route)) => Some(format!(
+            "the path would match {} under the prefix {prefix}, but the deployment's pathPrefix is {}",
+            route.path.as_str(),
+            deployment.path_prefix
+        )),
+        None if bare => Some(
+            "a bare specification is checked under / : if it is deployed under a prefix, give it with --path-prefix PREFIX".to_owned(),
+        ),
+        None => None,
+    }
+}
+
+/// After the skipped checks of a request no route matches: the routes there are, and a hint.
+fn print_routes(deployment: &Deployment, request: &CliRequest, prefix_given: bool) {
+    let p = Paint(colour_enabled());
+    outln!();
+    outln!(
+        "no route matches {}; the deployment's routes:",
+        Escaped(&request.path)
+    );
+    for route in &deployment.routes {
+        outln!(
+            "  {:<7} {}",
+            route.methods.names().join(","),
+            Escaped(&full_path(deployment, route))
+        );
+    }
+    if let Some(hint) = prefix_hint(deployment, request, prefix_given) {
+        outln!("{}   {}", p.bold("hint"), Escaped(&hint));
+    }
+}
+
+/// ` (2026-11-28T16:27:04Z)` after a time claim's seconds (`exp`, `nbf`, `iat`), so a reader
+/// need not convert the epoch; empty for any other value.
+fn as_utc(id: &CheckId, value: &Value) -> String {
+    let time_claim = match id {
+        CheckId::Exp | CheckId::Nbf => true,
+        CheckId::Claim(name) => matches!(name.as_str(), "exp" | "nbf" | "iat"),
+        _ => false,
+    };
+    match value.as_i64() {
+        Some(seconds) if time_claim => format!(" ({})", UnixTime(seconds)),
+        _ => String::new(),
     }
 }
 

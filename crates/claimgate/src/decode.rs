@@ -17,7 +17,7 @@ pub(crate) struct DecodeArgs {
     #[arg(long, value_name = "UNIX|RFC3339")]
     now: Option<String>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
     output: Format,
 }
 

@@ -21,6 +21,7 @@ pub(crate) const DATA_LIMIT: u64 = 1024 * 1024;
 /// user gave it (`deployment file`, `--jwks`, ...).
 pub(crate) fn read_file(path: &str, what: &str, limit: u64) -> Result<Vec<u8>, String> {
     use std::os::unix::fs::OpenOptionsExt as _;
+    let path = strip_file_url(path);
     let cannot = |e: std::io::Error| format!("cannot read {what} '{path}': {e}");
     let metadata = std::fs::metadata(path).map_err(cannot)?;
     check_metadata(path, what, limit, &metadata)?;
@@ -40,6 +41,18 @@ pub(crate) fn read_file(path: &str, what: &str, limit: u64) -> Result<Vec<u8>, S
     Ok(bytes)
 }
 
+/// OCI CLI users write file arguments as `file://PATH`; the prefix is dropped (the rest is the
+/// path as given, relative or absolute: `file:///etc/x` is `/etc/x`).
+pub(crate) fn strip_file_url(arg: &str) -> &str {
+    arg.strip_prefix("file://").unwrap_or(arg)
+}
+
+/// Clap's parser for file arguments: [`strip_file_url`] at parse time, so every later use of
+/// the path (reading, watching for reloads, messages) sees the path itself.
+pub(crate) fn file_arg(arg: &str) -> Result<String, String> {
+    Ok(strip_file_url(arg).to_owned())
+}
+
 /// [`read_file`] for text (UTF-8).
 pub(crate) fn read_text(path: &str, what: &str, limit: u64) -> Result<String, String> {
     String::from_utf8(read_file(path, what, limit)?)
@@ -50,6 +63,7 @@ pub(crate) fn read_text(path: &str, what: &str, limit: u64) -> Result<String, St
 /// followed, opened without blocking; it is read line by line, never whole.
 pub(crate) fn open_regular(path: &str, what: &str) -> Result<std::fs::File, String> {
     use std::os::unix::fs::OpenOptionsExt as _;
+    let path = strip_file_url(path);
     let cannot = |e: std::io::Error| format!("cannot read {what} '{path}': {e}");
     check_metadata(
         path,
@@ -122,7 +136,7 @@ impl InputError {
 }
 
 /// Reads a token argument: the token itself, `@FILE`, or `-` for stdin. Surrounding white
-/// space and a leading `Bearer ` are dropped.
+/// space, a leading `Authorization:` and a leading `Bearer ` are dropped.
 pub(crate) fn read_token(arg: &str) -> Result<String, InputError> {
     let raw = if arg == "-" {
         let mut text = String::new();
@@ -141,7 +155,13 @@ pub(crate) fn read_token(arg: &str) -> Result<String, InputError> {
     } else {
         arg.to_owned()
     };
-    let trimmed = raw.trim();
+    let mut trimmed = raw.trim();
+    // A header line pasted whole from curl or a browser: `Authorization: Bearer ...`.
+    if let Some((name, rest)) = trimmed.split_once(':') {
+        if name.trim().eq_ignore_ascii_case("authorization") {
+            trimmed = rest.trim();
+        }
+    }
     let token = match trimmed.split_once(' ') {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
         _ => trimmed,
@@ -173,8 +193,41 @@ pub(crate) fn parse_now(arg: Option<&str>) -> Result<UnixTime, InputError> {
     }
 }
 
+/// A duration as people write it: `90`, `90s`, `15m`, `1h`, `2d`, or combined (`1h30m`).
+pub(crate) fn parse_duration(text: &str) -> Option<u64> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Some(seconds);
+    }
+    let (mut total, mut number) = (0u64, None::<u64>);
+    for c in text.chars() {
+        if let Some(digit) = c.to_digit(10) {
+            number = Some(
+                number
+                    .unwrap_or(0)
+                    .checked_mul(10)?
+                    .checked_add(u64::from(digit))?,
+            );
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return None,
+        };
+        total = total.checked_add(number.take()?.checked_mul(unit)?)?;
+    }
+    number
+        .is_none()
+        .then_some(total)
+        .filter(|_| !text.is_empty())
+}
+
 /// Loads a deployment file, or every error it has.
 pub(crate) fn load_deployment(path: &str, path_prefix: Option<&str>) -> Result<Loaded, InputError> {
+    let path = strip_file_url(path);
     let text = read_text(path, "deployment file", DEPLOYMENT_LIMIT).map_err(InputError::new)?;
     let name = Path::new(path)
         .file_stem()

@@ -12,13 +12,13 @@ use claimgate_config::{Authentication, KeySource, PathSegment};
 #[derive(Debug, clap::Args)]
 pub(crate) struct IntrospectArgs {
     /// The deployment file (its policy must be TOKEN_AUTHENTICATION with REMOTE_DISCOVERY).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = crate::input::file_arg)]
     deployment: String,
     /// The token: the token itself, @FILE, or - for stdin.
     #[arg(long, value_name = "TOKEN|@FILE|-")]
     token: String,
     /// Secrets file resolving the introspection client's clientSecretId.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = crate::input::file_arg)]
     secrets: Option<String>,
     /// The request to judge, 'METHOD /full/path' (default: GET on the first route without parameters).
     #[arg(long, value_name = "'METHOD /path'")]
@@ -34,7 +34,7 @@ pub(crate) struct IntrospectArgs {
     #[arg(long = "allow-endpoint", value_name = "HOST")]
     allow_endpoints: Vec<String>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
     output: Format,
 }
 

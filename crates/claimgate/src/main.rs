@@ -18,6 +18,7 @@ mod introspect;
 mod logs;
 mod output;
 mod serve;
+mod token;
 mod validate;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -30,6 +31,9 @@ pub(crate) mod exit {
     pub(crate) const USAGE: u8 = 2;
     pub(crate) const UNKNOWN: u8 = 3;
 }
+
+/// The end of `check --help`: what scripts test, and a command to start from.
+const CHECK_HELP: &str = "Exit codes:\n  0  allowed\n  1  denied\n  2  usage or configuration error\n  3  could not evaluate (keys or introspection endpoint unreachable)\n\nExample:\n  claimgate check --deployment deployment.json --request 'GET /v1/orders' \\\n      --token @token.txt --jwks jwks.json -o json";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -55,6 +59,7 @@ pub(crate) enum Format {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Show the verdict the gateway would give a request, check by check.
+    #[command(after_help = CHECK_HELP)]
     Check(check::CheckArgs),
     /// Show a token's header and claims, with times in UTC (never verifies).
     Decode(decode::DecodeArgs),
@@ -66,6 +71,14 @@ enum Command {
     Logs(logs::LogsArgs),
     /// Introspect a token at the deployment's endpoint and judge the answer against the policy.
     Introspect(introspect::IntrospectArgs),
+    /// Print a signed JWT for testing a deployment locally (with a key made for the test).
+    Token(token::TokenArgs),
+    /// Print a shell completion script (e.g. `claimgate completions bash > ~/.local/share/bash-completion/completions/claimgate`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
@@ -77,6 +90,16 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(&args),
         Command::Logs(args) => logs::run(&args),
         Command::Introspect(args) => introspect::run(&args),
+        Command::Token(args) => token::run(&args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            use std::io::Write as _;
+            // Into memory first: a closed stdout (`| head`) must not panic.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "claimgate", &mut script);
+            let _ = std::io::stdout().write_all(&script);
+            exit::OK
+        }
     };
     ExitCode::from(code)
 }

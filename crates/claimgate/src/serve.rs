@@ -16,20 +16,21 @@ use std::time::Duration;
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
     /// A deployment file (repeatable); write /prefix=FILE for a bare specification.
-    #[arg(long = "deployment", value_name = "FILE|/prefix=FILE")]
+    #[arg(long = "deployment", value_name = "FILE|/prefix=FILE", value_parser = deployment_arg)]
     deployments: Vec<String>,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    /// Address to listen on: HOST:PORT, PORT (127.0.0.1), :PORT (all interfaces); host names
+    /// are resolved.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR", value_parser = listen_addr)]
     listen: SocketAddr,
     /// Execution log file (- for stdout).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = crate::input::file_arg)]
     execution_log: Option<String>,
     /// Access log file (- for stdout).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = crate::input::file_arg)]
     access_log: Option<String>,
     /// Secrets file resolving clientSecretId of introspection clients: a JSON object mapping
     /// each clientSecretId (a Vault secret OCID) to the secret, or to {"VERSION": "secret"}.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = crate::input::file_arg)]
     secrets: Option<String>,
     /// Keep introspection answers at most this many seconds (below maxCacheDurationInHours).
     #[arg(long, value_name = "SECONDS")]
@@ -65,14 +66,14 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value_t = 30, value_name = "SECONDS", hide = true)]
     jwks_cooldown: u64,
     /// Serve HTTPS on --listen with this certificate chain (PEM); reloaded with the config.
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    #[arg(long, value_name = "FILE", value_parser = crate::input::file_arg, requires = "tls_key")]
     tls_cert: Option<String>,
     /// The private key (PEM) of --tls-cert.
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    #[arg(long, value_name = "FILE", value_parser = crate::input::file_arg, requires = "tls_cert")]
     tls_key: Option<String>,
     /// Trust client certificates issued by these CAs (PEM) for deployments with mutualTls;
     /// needs --tls-cert; reloaded with the config.
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    #[arg(long, value_name = "FILE", value_parser = crate::input::file_arg, requires = "tls_cert")]
     client_ca: Option<String>,
     /// A proxy network (CIDR, repeatable) whose X-Forwarded-For names the client for rate
     /// limiting; other peers' X-Forwarded-For is ignored.
@@ -80,13 +81,14 @@ pub(crate) struct ServeArgs {
     trusted_proxies: Vec<Cidr>,
     /// Trust the certificates in this PEM file for outbound HTTPS, besides the system roots
     /// (repeatable).
-    #[arg(long = "ca", value_name = "FILE")]
+    #[arg(long = "ca", value_name = "FILE", value_parser = crate::input::file_arg)]
     ca: Vec<String>,
     /// Write a short hash instead of claim values in log records.
     #[arg(long)]
     redact_claim_values: bool,
-    /// Start the admin listener (/livez, /readyz, /metrics; plain HTTP) on this address.
-    #[arg(long, value_name = "ADDR")]
+    /// Start the admin listener (/livez, /readyz, /metrics; plain HTTP) on this address (the
+    /// forms of --listen).
+    #[arg(long, value_name = "ADDR", value_parser = listen_addr)]
     admin: Option<SocketAddr>,
     /// Serving threads, each with its own connections (default: one per CPU).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -95,6 +97,66 @@ pub(crate) struct ServeArgs {
     /// the default holds ~120k tokens of nine claims.
     #[arg(long, default_value_t = 96, value_name = "MIB")]
     token_cache_mib: u64,
+}
+
+/// Says on the terminal when a remote key set cannot be loaded at start: every request that
+/// needs it gets 500, and the cause would otherwise be only in the execution log and /readyz.
+/// Waits for each set's first attempt, at most 15 s (a fetch's time limit is 5 s).
+async fn report_key_failures(gateway: std::sync::Arc<Gateway>) {
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if let Some(failures) = gateway.key_set_failures() {
+            for failure in failures {
+                eprintln!(
+                    "claimgate: cannot load the key set of {}; requests that need it get 500 until it loads (retried in the background; see /readyz)",
+                    claimgate_core::escape(&failure)
+                );
+            }
+            return;
+        }
+    }
+}
+
+/// `--deployment`: `FILE` or `/prefix=FILE`, with `file://` dropped before the file.
+fn deployment_arg(arg: &str) -> Result<String, String> {
+    use crate::input::strip_file_url;
+    Ok(match arg.split_once('=') {
+        Some((prefix, path)) if prefix.starts_with('/') => {
+            format!("{prefix}={}", strip_file_url(path))
+        }
+        _ => strip_file_url(arg).to_owned(),
+    })
+}
+
+/// `--listen` and `--admin` as other servers take them: `PORT` is loopback only (the safe
+/// default), `:PORT` every interface, `HOST:PORT` with HOST an address or a name resolved now
+/// (its first address).
+fn listen_addr(arg: &str) -> Result<SocketAddr, String> {
+    use std::net::{Ipv4Addr, ToSocketAddrs as _};
+    let port = |text: &str| {
+        text.parse::<u16>()
+            .map_err(|_| format!("'{text}' is not a port (0-65535)"))
+    };
+    if arg.bytes().all(|b| b.is_ascii_digit()) && !arg.is_empty() {
+        return Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port(arg)?)));
+    }
+    if let Some(rest) = arg.strip_prefix(':') {
+        return Ok(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port(rest)?)));
+    }
+    if let Ok(address) = arg.parse::<SocketAddr>() {
+        return Ok(address);
+    }
+    let Some((host, text)) = arg.rsplit_once(':') else {
+        return Err(format!(
+            "'{arg}' is not an address: write PORT, :PORT or HOST:PORT (e.g. 8080, :8080, localhost:8080)"
+        ));
+    };
+    let port = port(text)?;
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve '{host}': {e}"))?
+        .next()
+        .ok_or_else(|| format!("'{host}' has no address"))
 }
 
 pub(crate) fn run(args: &ServeArgs) -> u8 {
@@ -354,6 +416,7 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             args.secrets.clone(),
         ));
         tokio::spawn(gateway.clone().maintain_keys());
+        tokio::spawn(report_key_failures(gateway.clone()));
         eprintln!(
             "claimgate listening on {scheme}://{local}, serving {}",
             labels.join(", ")

@@ -18,17 +18,17 @@ written in the file (camelCase or kebab-case) and the reason. Exit codes: 0 ever
 pub(crate) struct ValidateArgs {
     /// Deployment files: CreateDeploymentDetails JSON, a bare specification (camelCase or
     /// kebab-case), or the output of `oci api-gateway deployment get`.
-    #[arg(required = true, value_name = "FILE")]
+    #[arg(required = true, value_name = "FILE", value_parser = crate::input::file_arg)]
     files: Vec<String>,
     /// The path prefix of bare specifications (default /).
     #[arg(long, value_name = "PREFIX")]
     path_prefix: Option<String>,
     /// A secrets file: check that every clientSecretId the files name resolves (values are
     /// never printed).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = crate::input::file_arg)]
     secrets: Option<String>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
     output: Format,
 }
 
