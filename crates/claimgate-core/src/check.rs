@@ -152,7 +152,7 @@ pub enum Failure {
     },
     Malformed(FormatError),
     /// An opaque token that is not an RFC 6750 `b64token` of at most [`MAX_OPAQUE_BYTES`]: refused
-    /// without asking the identity provider. `bytes` is its length when too long.
+    /// without asking the identity provider. `too_long` is its length when that is the reason.
     NotBearerToken {
         too_long: Option<usize>,
     },

@@ -688,7 +688,7 @@ fn judge_claims(
     let time = TimeContext {
         now,
         skew_seconds: policy.max_clock_skew_seconds,
-        kebab: policy.path.contains("request-policies"),
+        kebab: is_kebab(policy),
     };
     let first_claim = checks.len();
     checks.push(judge_exp(payload, time, quiet));
@@ -959,10 +959,16 @@ fn keys_setting(policy: &JwtPolicy) -> String {
     format!("{}.{}", policy.path, spelled(policy, member))
 }
 
+/// Whether the policy's file is spelled in kebab-case (as `oci ... get` prints deployments): its
+/// path, as the file writes it, says so.
+fn is_kebab(policy: &JwtPolicy) -> bool {
+    policy.path.contains("request-policies")
+}
+
 /// Member names after the policy's path, in the file's spelling: the path is as the file
 /// writes it, and a kebab-case file (`request-policies...`) is told `public-keys`.
 fn spelled(policy: &JwtPolicy, members: &str) -> String {
-    if !policy.path.contains("request-policies") {
+    if !is_kebab(policy) {
         return members.to_owned();
     }
     let mut out = String::with_capacity(members.len() + 8);
@@ -1684,7 +1690,13 @@ impl Verdict {
         let template = claimgate_config::Template::parse(&backend.url).ok()?;
         let claims = self.claims.clone();
         let result = crate::path::expand_backend_url(&template, |variable| {
-            request_variable(request, &route.params, claims.as_deref(), variable)
+            context_value(
+                variable,
+                &route.params,
+                claims.as_deref(),
+                request.query(),
+                |name| request.first_header(name),
+            )
         });
         match result {
             Ok(url) => Some(url),
@@ -1696,18 +1708,6 @@ impl Verdict {
             }
         }
     }
-}
-
-/// A context variable's text as a request view offers it (see [`context_value`]).
-fn request_variable(
-    request: &dyn RequestView,
-    params: &[(String, String)],
-    claims: Option<&Claims>,
-    variable: &claimgate_config::ContextVariable,
-) -> String {
-    context_value(variable, params, claims, request.query(), |name| {
-        request.first_header(name)
-    })
 }
 
 /// A context variable's text, as the gateway substitutes it and `check` explains it:
