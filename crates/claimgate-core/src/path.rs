@@ -414,9 +414,14 @@ fn link_local_host(url: &str) -> bool {
     } else {
         host.rsplit_once(':').map_or(host, |(h, _)| h)
     };
+    // The same rule as claimgate-keys' `is_link_local` for outbound calls (this crate does no
+    // I/O and does not depend on that one), IPv4 mapped into IPv6 included.
     match host.parse::<std::net::IpAddr>() {
         Ok(std::net::IpAddr::V4(v4)) => v4.is_link_local(),
-        Ok(std::net::IpAddr::V6(v6)) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+        Ok(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.is_link_local(),
+            None => (v6.segments()[0] & 0xffc0) == 0xfe80,
+        },
         Err(_) => false,
     }
 }
@@ -556,6 +561,7 @@ mod tests {
         assert!(link_local_host("http://169.254.169.254/latest"));
         assert!(link_local_host("http://u@169.254.1.1:80/"));
         assert!(link_local_host("http://[fe80::1]:8080/x"));
+        assert!(link_local_host("http://[::ffff:169.254.169.254]/latest"));
         assert!(!link_local_host("http://169.253.1.1/"));
         assert!(!link_local_host("http://tenant.svc/x"));
     }
