@@ -835,13 +835,29 @@ def without_nulls(value):
     return value
 
 
+def without_non_rsa_keys(value):
+    """`value` without the JSON web keys whose `kty` is not RSA, at any depth: the SDK's models
+    know RSA keys only (an EC or OKP key's `kty` reads back as UNKNOWN_ENUM_VALUE, its
+    crv/x/y are dropped)."""
+    if isinstance(value, dict):
+        return {k: without_non_rsa_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_non_rsa_keys(v) for v in value
+                if not (isinstance(v, dict) and "kty" in v and v["kty"] != "RSA")]
+    return value
+
+
 def _example_shapes_test(name, doc):
     def test(self):
         spec, prefix, camel = sdk_specification(doc)
         if sdk_json(spec) != camel:
-            # A member the SDK cannot express (an EC or OKP key's crv/x/y): its round trip would
-            # drop it, so there is nothing to compare.
-            self.skipTest("the SDK's models cannot express every member of this file")
+            # A key the SDK cannot express (EC or OKP): its round trip would mangle it, so there
+            # is nothing to compare. Skipped only for that reason: any other difference is a
+            # failure, not a silent skip.
+            self.maxDiff = None
+            self.assertEqual(without_non_rsa_keys(sdk_json(spec)), without_non_rsa_keys(camel),
+                             f"{name}: the SDK's round trip differs beyond its non-RSA keys")
+            self.skipTest("the SDK's models cannot express this file's EC or OKP keys")
         shapes = four_shapes(m.CreateDeploymentDetails(
             display_name="example", compartment_id="ocid1.compartment.oc1..aaaaexample",
             gateway_id="ocid1.apigateway.oc1.phx.aaaaexample", path_prefix=prefix, specification=spec))

@@ -4,18 +4,12 @@
 
 mod support;
 
+use support::claimgate;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
-
-fn claimgate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_claimgate"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("claimgate runs")
-}
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

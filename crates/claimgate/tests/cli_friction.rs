@@ -4,19 +4,13 @@
 
 mod support;
 
+use support::claimgate;
+
 use serde_json::{json, Value};
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use support::{free_port, wait_for, Signer};
-
-fn claimgate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_claimgate"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("claimgate runs")
-}
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -687,18 +681,7 @@ fn serve_says_on_the_terminal_when_a_key_set_cannot_be_loaded() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let receiver = support::lines_of(child.stderr.take().unwrap());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let said = loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -872,12 +855,10 @@ fn openssl(args: &[&str]) -> Vec<u8> {
 fn token_signs_with_each_kind_of_key_and_check_accepts_it() {
     // The keys come from openssl; without it the test is skipped by name (never in CI).
     if Command::new("openssl").arg("version").output().is_err() {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "openssl is needed"
+        support::skip(
+            "cli_friction::token_signs_with_each_kind_of_key_and_check_accepts_it",
+            "no openssl",
         );
-        eprintln!("SKIPPED token_signs_with_each_kind_of_key_and_check_accepts_it: no openssl");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -1114,18 +1095,7 @@ fn logs_follow_streams_failures_as_they_are_written() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let receiver = support::lines_of(child.stdout.take().unwrap());
     std::thread::sleep(std::time::Duration::from_millis(500));
     let mut file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
     file.write_all(

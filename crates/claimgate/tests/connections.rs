@@ -26,10 +26,7 @@ fn stock_deployment() -> Value {
 }
 
 fn start(deployment: &Value, admin: bool, extra: &[&str]) -> Gateway {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("deployment.json");
-    std::fs::write(&file, deployment.to_string()).unwrap();
-    start_gateway_on(dir, &[file], admin, extra)
+    support::start_gateway(std::slice::from_ref(deployment), admin, extra)
 }
 
 fn address(base: &str) -> String {
@@ -418,34 +415,13 @@ fn a_port_another_socket_listens_on_is_refused_whatever_threads_says() {
 /// on its own runtime, which the caller keeps.
 fn start_reading_upstream() -> (tokio::runtime::Runtime, SocketAddr) {
     use http_body_util::BodyExt as _;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    rt.spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    |request: hyper::Request<hyper::body::Incoming>| async move {
-                        let length = match request.into_body().collect().await {
-                            Ok(body) => body.to_bytes().len().to_string(),
-                            Err(e) => format!("body error: {e}"),
-                        };
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                            http_body_util::Full::new(bytes::Bytes::from(length)),
-                        ))
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
+    let rt = support::runtime();
+    let addr = support::serve_http(&rt, |request| async move {
+        let length = match request.into_body().collect().await {
+            Ok(body) => body.to_bytes().len().to_string(),
+            Err(e) => format!("body error: {e}"),
+        };
+        hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(length)))
     });
     (rt, addr)
 }
@@ -554,31 +530,12 @@ fn a_bad_chunked_body_is_400_and_an_oversized_one_413_never_a_backend_502() {
 
 /// An upstream answering `200` after `delay`.
 fn start_slow_upstream(delay: Duration) -> (tokio::runtime::Runtime, SocketAddr) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    rt.spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    move |_: hyper::Request<hyper::body::Incoming>| async move {
-                        tokio::time::sleep(delay).await;
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                            http_body_util::Full::new(bytes::Bytes::from_static(b"slow")),
-                        ))
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
+    let rt = support::runtime();
+    let addr = support::serve_http(&rt, move |_| async move {
+        tokio::time::sleep(delay).await;
+        hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(
+            b"slow",
+        )))
     });
     (rt, addr)
 }

@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::io::{BufRead as _, BufReader};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -39,14 +38,7 @@ fn start_demo(env: &[(&str, &Path)], path: &str) -> Demo {
     let process = Running(child);
     // The lines end with the admin token's command; a thread reads them so that a demo that
     // prints less fails the wait below instead of blocking the test.
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let receiver = support::lines_of(stdout);
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut lines: Vec<String> = Vec::new();
     while !lines.iter().any(|l| l.contains("/demo/admin -H")) {

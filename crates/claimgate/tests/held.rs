@@ -45,53 +45,29 @@ struct Recorder {
 
 impl Recorder {
     fn start() -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
+        let rt = support::runtime();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let record = seen.clone();
-        rt.spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let record = record.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(
-                        move |request: hyper::Request<hyper::body::Incoming>| {
-                            let record = record.clone();
-                            async move {
-                                let head = format!(
-                                    "{} {} [{}]",
-                                    request.method(),
-                                    request.uri(),
-                                    request
-                                        .headers()
-                                        .iter()
-                                        .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap_or("?")))
-                                        .collect::<Vec<_>>()
-                                        .join(", ")
-                                );
-                                let body = match request.into_body().collect().await {
-                                    Ok(body) => {
-                                        String::from_utf8_lossy(&body.to_bytes()).into_owned()
-                                    }
-                                    Err(e) => format!("<body error: {e}>"),
-                                };
-                                record.lock().unwrap().push(format!("{head} {body}"));
-                                Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                                    Bytes::from_static(b"seen"),
-                                )))
-                            }
-                        },
-                    );
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                });
+        let addr = support::serve_http(&rt, move |request| {
+            let record = record.clone();
+            async move {
+                let head = format!(
+                    "{} {} [{}]",
+                    request.method(),
+                    request.uri(),
+                    request
+                        .headers()
+                        .iter()
+                        .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap_or("?")))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                let body = match request.into_body().collect().await {
+                    Ok(body) => String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+                    Err(e) => format!("<body error: {e}>"),
+                };
+                record.lock().unwrap().push(format!("{head} {body}"));
+                hyper::Response::new(Full::new(Bytes::from_static(b"seen")))
             }
         });
         Self {
@@ -135,10 +111,7 @@ fn deployment(upstream: SocketAddr) -> Value {
 }
 
 fn start(deployment: &Value, extra: &[&str]) -> Gateway {
-    let dir = tempfile::tempdir().unwrap();
-    let file: PathBuf = dir.path().join("deployment.json");
-    std::fs::write(&file, deployment.to_string()).unwrap();
-    start_gateway_on(dir, &[file], false, extra)
+    support::start_gateway(std::slice::from_ref(deployment), false, extra)
 }
 
 fn address(gw: &Gateway) -> String {
@@ -1160,68 +1133,51 @@ struct Provider {
 
 impl Provider {
     fn start() -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = support::runtime();
         let listener = rt
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
         let addr = listener.local_addr().unwrap();
         let authorizations = Arc::new(Mutex::new(Vec::new()));
         let kept = authorizations.clone();
-        rt.spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let kept = kept.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(
-                        move |request: hyper::Request<hyper::body::Incoming>| {
-                            let kept = kept.clone();
-                            async move {
-                                if let Some(value) = request.headers().get("authorization") {
-                                    kept.lock()
-                                        .unwrap()
-                                        .push(value.to_str().unwrap_or("?").to_owned());
-                                }
-                                let issuer = format!("http://{addr}");
-                                let body = match request.uri().path() {
-                                    "/.well-known/openid-configuration" => json!({
-                                        "issuer": issuer,
-                                        "jwks_uri": format!("{issuer}/jwks"),
-                                        "introspection_endpoint": format!("{issuer}/introspect"),
-                                    }),
-                                    "/jwks" => json!({"keys": []}),
-                                    _ => {
-                                        let form = request
-                                            .into_body()
-                                            .collect()
-                                            .await
-                                            .map(|b| b.to_bytes())
-                                            .unwrap_or_default();
-                                        let form = String::from_utf8_lossy(&form);
-                                        if form.contains("token=good-opaque-token") {
-                                            json!({"active": true, "iss": issuer,
-                                                   "aud": "api://orders", "sub": "alice",
-                                                   "exp": now() + 600})
-                                        } else {
-                                            json!({"active": false})
-                                        }
-                                    }
-                                };
-                                let mut response =
-                                    hyper::Response::new(Full::new(Bytes::from(body.to_string())));
-                                response
-                                    .headers_mut()
-                                    .insert("content-type", "application/json".parse().unwrap());
-                                Ok::<_, std::convert::Infallible>(response)
-                            }
-                        },
-                    );
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                });
+        support::serve_http_on(&rt, listener, move |request| {
+            let kept = kept.clone();
+            async move {
+                if let Some(value) = request.headers().get("authorization") {
+                    kept.lock()
+                        .unwrap()
+                        .push(value.to_str().unwrap_or("?").to_owned());
+                }
+                let issuer = format!("http://{addr}");
+                let body = match request.uri().path() {
+                    "/.well-known/openid-configuration" => json!({
+                        "issuer": issuer,
+                        "jwks_uri": format!("{issuer}/jwks"),
+                        "introspection_endpoint": format!("{issuer}/introspect"),
+                    }),
+                    "/jwks" => json!({"keys": []}),
+                    _ => {
+                        let form = request
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let form = String::from_utf8_lossy(&form);
+                        if form.contains("token=good-opaque-token") {
+                            json!({"active": true, "iss": issuer,
+                                   "aud": "api://orders", "sub": "alice",
+                                   "exp": now() + 600})
+                        } else {
+                            json!({"active": false})
+                        }
+                    }
+                };
+                let mut response = hyper::Response::new(Full::new(Bytes::from(body.to_string())));
+                response
+                    .headers_mut()
+                    .insert("content-type", "application/json".parse().unwrap());
+                response
             }
         });
         Self {

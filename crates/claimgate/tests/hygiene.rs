@@ -6,13 +6,15 @@
 
 mod support;
 
+use support::claimgate;
+
 use serde_json::{json, Value};
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
-use support::{now, records, start_gateway_on, Gateway, Signer};
+use support::{now, records, Gateway, Signer};
 
 const ISS: &str = "https://idp.test/";
 const AUD: &str = "api://shop";
@@ -60,27 +62,13 @@ fn write(dir: &Path, name: &str, document: &Value) -> PathBuf {
 }
 
 fn start(deployments: &[Value]) -> Gateway {
-    let dir = tempfile::tempdir().unwrap();
-    let files: Vec<PathBuf> = deployments
-        .iter()
-        .enumerate()
-        .map(|(i, d)| write(dir.path(), &format!("deployment-{i}.json"), d))
-        .collect();
-    start_gateway_on(dir, &files, true, &[])
+    support::start_gateway(deployments, true, &[])
 }
 
 fn token(tenant: &str) -> String {
     signer().token(
         json!({"iss": ISS, "aud": AUD, "sub": "alice", "tenant": tenant, "exp": now() + 600}),
     )
-}
-
-fn claimgate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_claimgate"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
 }
 
 fn client() -> reqwest::blocking::Client {

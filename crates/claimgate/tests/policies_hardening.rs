@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
-use support::{now, refused_by_serve, start_gateway_on, Gateway, Signer};
+use support::{now, refused_by_serve, runtime, start_gateway_on, Gateway, Signer};
 
 const ISS: &str = "https://idp.test/";
 const AUD: &str = "api://orders";
@@ -29,48 +29,24 @@ fn token(sub: &str) -> String {
     signer().token(json!({"iss": ISS, "aud": AUD, "sub": sub, "exp": now() + 600}))
 }
 
-/// A runtime for the echo upstream (two threads, stopped when dropped).
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// An upstream that answers with every header it received, in order and repeated ones kept:
 /// `{"headers": [[name, value], ...]}`.
 fn start_echo(runtime: &tokio::runtime::Runtime) -> SocketAddr {
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    runtime.spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let service =
-                    hyper::service::service_fn(|request: Request<hyper::body::Incoming>| {
-                        let headers: Vec<Value> = request
-                            .headers()
-                            .iter()
-                            .map(|(n, v)| json!([n.as_str(), v.to_str().unwrap_or("?")]))
-                            .collect();
-                        let body = json!({"headers": headers}).to_string();
-                        async move {
-                            let mut response = Response::new(Full::new(Bytes::from(body)));
-                            response
-                                .headers_mut()
-                                .insert("content-type", "application/json".parse().unwrap());
-                            Ok::<_, std::convert::Infallible>(response)
-                        }
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
+    support::serve_http(runtime, |request: Request<hyper::body::Incoming>| {
+        let headers: Vec<Value> = request
+            .headers()
+            .iter()
+            .map(|(n, v)| json!([n.as_str(), v.to_str().unwrap_or("?")]))
+            .collect();
+        let body = json!({"headers": headers}).to_string();
+        async move {
+            let mut response = Response::new(Full::new(Bytes::from(body)));
+            response
+                .headers_mut()
+                .insert("content-type", "application/json".parse().unwrap());
+            response
         }
-    });
-    addr
+    })
 }
 
 /// The values the echo upstream received under exactly `name` (lower case).
@@ -87,17 +63,7 @@ fn received(body: &str, name: &str) -> Vec<String> {
 
 /// Starts the gateway on `deployments`, written to a temporary directory, with `extra` flags.
 fn start(deployments: &[Value], extra: &[&str]) -> Gateway {
-    let dir = tempfile::tempdir().unwrap();
-    let files: Vec<PathBuf> = deployments
-        .iter()
-        .enumerate()
-        .map(|(i, deployment)| {
-            let file = dir.path().join(format!("deployment-{i}.json"));
-            std::fs::write(&file, deployment.to_string()).unwrap();
-            file
-        })
-        .collect();
-    start_gateway_on(dir, &files, false, extra)
+    support::start_gateway(deployments, false, extra)
 }
 
 fn client() -> reqwest::blocking::Client {

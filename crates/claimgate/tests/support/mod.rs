@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub(crate) fn repo() -> PathBuf {
@@ -25,6 +25,88 @@ pub(crate) fn python() -> PathBuf {
         return venv;
     }
     PathBuf::from("python3")
+}
+
+/// `claimgate ARGS` run to its end, colours off.
+pub(crate) fn claimgate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_claimgate"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("claimgate runs")
+}
+
+/// The lines of `reader` (a child's piped output), read by a thread so that a wait on them can
+/// time out (`recv_timeout`) instead of blocking the test.
+pub(crate) fn lines_of(
+    reader: impl std::io::Read + Send + 'static,
+) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead as _;
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(reader)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    receiver
+}
+
+/// A one-thread runtime for a test's upstreams: what it serves stops when it is dropped.
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// An HTTP/1.1 upstream on a new loopback port of `rt`, answering every request with `answer`;
+/// its address.
+pub(crate) fn serve_http<F, Fut>(rt: &tokio::runtime::Runtime, answer: F) -> std::net::SocketAddr
+where
+    F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = hyper::Response<http_body_util::Full<bytes::Bytes>>>
+        + Send
+        + 'static,
+{
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    serve_http_on(rt, listener, answer);
+    addr
+}
+
+/// [`serve_http`] on a listener the caller bound (an upstream that must know its own address).
+pub(crate) fn serve_http_on<F, Fut>(
+    rt: &tokio::runtime::Runtime,
+    listener: tokio::net::TcpListener,
+    answer: F,
+) where
+    F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = hyper::Response<http_body_util::Full<bytes::Bytes>>>
+        + Send
+        + 'static,
+{
+    rt.spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request| {
+                    let answer = answer.clone();
+                    async move { Ok::<_, std::convert::Infallible>(answer(request).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
 }
 
 pub(crate) fn free_port() -> u16 {
@@ -140,6 +222,22 @@ pub(crate) fn start_gateway_on(
         wait_for(admin);
     }
     gateway
+}
+
+/// Starts `claimgate serve` on `deployments`, written as `deployment-{i}.json` to a new
+/// temporary directory (the gateway's `dir`), with an admin listener if `admin`, and `extra`.
+pub(crate) fn start_gateway(deployments: &[Value], admin: bool, extra: &[&str]) -> Gateway {
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<PathBuf> = deployments
+        .iter()
+        .enumerate()
+        .map(|(i, deployment)| {
+            let file = dir.path().join(format!("deployment-{i}.json"));
+            std::fs::write(&file, deployment.to_string()).unwrap();
+            file
+        })
+        .collect();
+    start_gateway_on(dir, &files, admin, extra)
 }
 
 /// The log records of one request in `path`, waiting up to 5 s for at least `at_least` of them
