@@ -158,7 +158,7 @@ impl PeerCertificate {
     /// `request.cert[client_base64]`: the verified certificate as base64 DER.
     pub(crate) fn client_base64(&self) -> Option<&Arc<str>> {
         match self {
-            Self::Verified(cert) => Some(&cert.client_base64),
+            Self::Verified(cert) => Some(cert.client_base64()),
             _ => None,
         }
     }
@@ -192,8 +192,23 @@ pub struct VerifiedCertificate {
     /// against them, since a connection can stay open past the certificate's expiry.
     pub not_before: i64,
     pub not_after: i64,
-    /// The certificate's DER, base64 (standard alphabet, padded), made once per connection.
-    pub client_base64: Arc<str>,
+    /// The certificate's DER.
+    der: Box<[u8]>,
+    /// `der` in base64 (standard alphabet, padded), made on the first request that needs it:
+    /// a connection to deployments without `mutualTls` never pays for it.
+    client_base64: std::sync::OnceLock<Arc<str>>,
+}
+
+impl VerifiedCertificate {
+    /// The certificate's DER in base64 (standard alphabet, padded), made once per connection.
+    pub fn client_base64(&self) -> &Arc<str> {
+        use base64::Engine as _;
+        self.client_base64.get_or_init(|| {
+            base64::engine::general_purpose::STANDARD
+                .encode(&self.der)
+                .into()
+        })
+    }
 }
 
 /// A name a certificate carries.
@@ -233,7 +248,6 @@ impl CertName {
 
 /// What a request needs of a certificate verified at the handshake.
 fn verified(der: &CertificateDer<'_>) -> PeerCertificate {
-    use base64::Engine as _;
     // The verifier parsed it; should this parser not, it is refused like an unverified one.
     let Ok((_, cert)) = x509_parser::parse_x509_certificate(der.as_ref()) else {
         return PeerCertificate::Invalid {
@@ -244,9 +258,8 @@ fn verified(der: &CertificateDer<'_>) -> PeerCertificate {
         names: names(&cert),
         not_before: cert.validity().not_before.timestamp(),
         not_after: cert.validity().not_after.timestamp(),
-        client_base64: base64::engine::general_purpose::STANDARD
-            .encode(der.as_ref())
-            .into(),
+        der: der.as_ref().into(),
+        client_base64: std::sync::OnceLock::new(),
     }))
 }
 
@@ -397,7 +410,8 @@ mod tests {
             names,
             not_before: 1000,
             not_after: 2000,
-            client_base64: "".into(),
+            der: Box::default(),
+            client_base64: std::sync::OnceLock::new(),
         }))
     }
 
@@ -541,7 +555,7 @@ mod tests {
             panic!("{peer:?}")
         };
         let expected = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &der);
-        assert_eq!(&*cert.client_base64, expected);
+        assert_eq!(&**cert.client_base64(), expected);
         assert!(cert.not_after - now() > 3500 && cert.not_after - now() <= 3600);
         let p = policy(true, &["client.a.apigw"]);
         assert!(check_at(&p, Some(&peer), now()).is_ok());

@@ -140,11 +140,18 @@ pub fn is_link_local(address: IpAddr) -> bool {
     }
 }
 
+/// The address `host` (as in a URL, IPv6 in brackets or not) is a literal of, if any.
+fn address_literal(host: &str) -> Option<IpAddr> {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
+}
+
 /// Whether `host` (as in a URL, IPv6 in brackets or not) is a loopback address or `localhost`.
 pub fn is_loopback_host(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| match ip {
+        || address_literal(host).is_some_and(|ip| match ip {
             IpAddr::V6(v6) => v6
                 .to_ipv4_mapped()
                 .map_or(v6.is_loopback(), |v4| v4.is_loopback()),
@@ -157,12 +164,7 @@ pub fn is_loopback_host(host: &str) -> bool {
 fn refuse_link_local(uri: &str) -> Result<(), FetchError> {
     let url = reqwest::Url::parse(uri).map_err(|e| FetchError::Other(format!("'{uri}': {e}")))?;
     // The URL parser normalises address literals (`http://2852039166/` is 169.254.169.254).
-    let host = url.host_str().unwrap_or_default();
-    let Ok(address) = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
-    else {
+    let Some(address) = address_literal(url.host_str().unwrap_or_default()) else {
         return Ok(());
     };
     if is_link_local(address) {
