@@ -259,6 +259,9 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
     );
     // What the gateway would call, with the values it would put there (or its 400).
     let backend_url = verdict.judge_backend_url(deployment, &request);
+    // No route has the path: both outputs list the routes there are, with a hint.
+    let no_route =
+        verdict.route.is_none() && matches!(verdict.unrouted, None | Some(Unrouted::NotFound));
     let code = if verdict.keys_unavailable() {
         exit::UNKNOWN
     } else if verdict.decision == Decision::Allow {
@@ -296,7 +299,7 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
         if let Some(url) = &backend_url {
             doc["backendUrl"] = json!(url);
         }
-        if verdict.route.is_none() && matches!(verdict.unrouted, None | Some(Unrouted::NotFound)) {
+        if no_route {
             doc["routes"] = json!(deployment
                 .routes
                 .iter()
@@ -322,7 +325,7 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
             }
         }
         print_text(&verdict, deployment, &request, now, keys_from, &notes);
-        if verdict.route.is_none() && matches!(verdict.unrouted, None | Some(Unrouted::NotFound)) {
+        if no_route {
             print_routes(deployment, &request, args.path_prefix.is_some());
         }
         if let Some(url) = &backend_url {

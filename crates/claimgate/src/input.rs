@@ -20,21 +20,12 @@ pub(crate) const DATA_LIMIT: u64 = 1024 * 1024;
 /// on the handle), and at most `limit + 1` bytes are ever read. `what` names the file as the
 /// user gave it (`deployment file`, `--jwks`, ...).
 pub(crate) fn read_file(path: &str, what: &str, limit: u64) -> Result<Vec<u8>, String> {
-    use std::os::unix::fs::OpenOptionsExt as _;
     let path = strip_file_url(path);
-    let cannot = |e: std::io::Error| format!("cannot read {what} '{path}': {e}");
-    let metadata = std::fs::metadata(path).map_err(cannot)?;
-    check_metadata(path, what, limit, &metadata)?;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(cannot)?;
-    check_metadata(path, what, limit, &file.metadata().map_err(cannot)?)?;
-    let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
+    let (file, length) = open_checked(path, what, limit)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(length).unwrap_or(0));
     file.take(limit + 1)
         .read_to_end(&mut bytes)
-        .map_err(cannot)?;
+        .map_err(|e| format!("cannot read {what} '{path}': {e}"))?;
     if bytes.len() as u64 > limit {
         return Err(too_large(path, what, limit));
     }
@@ -62,22 +53,23 @@ pub(crate) fn read_text(path: &str, what: &str, limit: u64) -> Result<String, St
 /// Opens a file the user named for streaming (`logs --file`): a regular file once symlinks are
 /// followed, opened without blocking; it is read line by line, never whole.
 pub(crate) fn open_regular(path: &str, what: &str) -> Result<std::fs::File, String> {
+    open_checked(strip_file_url(path), what, u64::MAX).map(|(file, _)| file)
+}
+
+/// Opens `path` without blocking if it is a regular file (symlinks followed) of at most `limit`
+/// bytes, checked by its metadata before the open and again on the handle; with its length.
+fn open_checked(path: &str, what: &str, limit: u64) -> Result<(std::fs::File, u64), String> {
     use std::os::unix::fs::OpenOptionsExt as _;
-    let path = strip_file_url(path);
     let cannot = |e: std::io::Error| format!("cannot read {what} '{path}': {e}");
-    check_metadata(
-        path,
-        what,
-        u64::MAX,
-        &std::fs::metadata(path).map_err(cannot)?,
-    )?;
+    check_metadata(path, what, limit, &std::fs::metadata(path).map_err(cannot)?)?;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
         .map_err(cannot)?;
-    check_metadata(path, what, u64::MAX, &file.metadata().map_err(cannot)?)?;
-    Ok(file)
+    let metadata = file.metadata().map_err(cannot)?;
+    check_metadata(path, what, limit, &metadata)?;
+    Ok((file, metadata.len()))
 }
 
 fn check_metadata(

@@ -280,14 +280,15 @@ fn follow(args: &LogsArgs, since: Option<i64>) -> u8 {
 
 /// A record without OCI's wrappers: a search-logs result (`{"data": {"logContent": ...}}`) or
 /// an exported line (`{"logContent": ...}`).
-fn unwrap(record: Value) -> Value {
-    if record["data"].get("logContent").is_some() {
-        return record["data"]["logContent"].clone();
+fn unwrap(mut record: Value) -> Value {
+    // Taken out of the wrapper, not cloned: the wrapper is dropped.
+    if let Some(inner) = record.get_mut("data").and_then(|d| d.get_mut("logContent")) {
+        return inner.take();
     }
-    match record.get("logContent") {
-        Some(inner) => inner.clone(),
-        None => record,
+    if let Some(inner) = record.get_mut("logContent") {
+        return inner.take();
     }
+    record
 }
 
 /// Hands every record of `reader` to `keep`, in whichever of the forms it is.
@@ -486,14 +487,8 @@ pub(crate) fn run(args: &LogsArgs) -> u8 {
             }
         }
     }
-    let mut mine: Vec<Value> = records
-        .into_iter()
-        .filter(|r| {
-            r["data"]["opcRequestId"]
-                .as_str()
-                .is_some_and(|id| matches(id, request_id))
-        })
-        .collect();
+    // read_records kept only this request's records.
+    let mut mine = records;
     mine.sort_by(|a, b| {
         a["time"]
             .as_str()

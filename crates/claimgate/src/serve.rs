@@ -120,12 +120,18 @@ async fn report_key_failures(gateway: std::sync::Arc<Gateway>) {
 /// `--deployment`: `FILE` or `/prefix=FILE`, with `file://` dropped before the file.
 fn deployment_arg(arg: &str) -> Result<String, String> {
     use crate::input::strip_file_url;
-    Ok(match arg.split_once('=') {
-        Some((prefix, path)) if prefix.starts_with('/') => {
-            format!("{prefix}={}", strip_file_url(path))
-        }
-        _ => strip_file_url(arg).to_owned(),
+    Ok(match split_source(arg) {
+        (Some(prefix), path) => format!("{prefix}={}", strip_file_url(path)),
+        (None, path) => strip_file_url(path).to_owned(),
     })
+}
+
+/// A `--deployment` argument's path prefix (`/prefix=FILE`), if it has one, and its file.
+fn split_source(arg: &str) -> (Option<&str>, &str) {
+    match arg.split_once('=') {
+        Some((prefix, path)) if prefix.starts_with('/') => (Some(prefix), path),
+        _ => (None, arg),
+    }
 }
 
 /// `--listen` and `--admin` as other servers take them: `PORT` is loopback only (the safe
@@ -171,10 +177,7 @@ pub(crate) fn run(args: &ServeArgs) -> u8 {
 
 /// Loads one `--deployment` argument and refuses what the gateway cannot enforce.
 fn load_for_serving(arg: &str, secrets: &Secrets) -> Result<Deployment, InputError> {
-    let (prefix, path) = match arg.split_once('=') {
-        Some((prefix, path)) if prefix.starts_with('/') => (Some(prefix), path),
-        _ => (None, arg),
-    };
+    let (prefix, path) = split_source(arg);
     let loaded = load_deployment(path, prefix)?;
     let deployment = loaded.deployment;
     if let Authentication::Unsupported { kind, reason } = &deployment.authentication {
@@ -612,15 +615,11 @@ struct Stamp {
     link: Option<std::path::PathBuf>,
 }
 
-fn stamps(sources: &[String]) -> Vec<Result<Stamp, String>> {
+fn stamps(paths: &[String]) -> Vec<Result<Stamp, String>> {
     use std::os::unix::fs::MetadataExt as _;
-    sources
+    paths
         .iter()
-        .map(|source| {
-            let path = match source.split_once('=') {
-                Some((prefix, path)) if prefix.starts_with('/') => path,
-                _ => source.as_str(),
-            };
+        .map(|path| {
             let metadata = std::fs::metadata(path).map_err(|e| e.to_string())?;
             Ok(Stamp {
                 len: metadata.len(),
@@ -643,24 +642,24 @@ async fn watch_and_reload(
     secrets_file: Option<String>,
 ) {
     let mut hangup = hangup_signal();
-    let watched = |sources: &[String]| {
-        let mut all = stamps(sources);
-        if let Some(files) = &tls_files {
-            all.extend(stamps(&files.paths()));
-        }
-        if let Some(secrets) = &secrets_file {
-            all.extend(stamps(std::slice::from_ref(secrets)));
-        }
-        all
-    };
-    let mut last = watched(&sources);
+    // The files themselves: only deployment arguments have a `/prefix=` (a TLS or secrets
+    // path with `=` in it is a path).
+    let mut paths: Vec<String> = sources
+        .iter()
+        .map(|source| split_source(source).1.to_owned())
+        .collect();
+    if let Some(files) = &tls_files {
+        paths.extend(files.paths());
+    }
+    paths.extend(secrets_file.clone());
+    let mut last = stamps(&paths);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let forced = tokio::select! {
             _ = tick.tick() => false,
             _ = hangup.recv() => true,
         };
-        let now = watched(&sources);
+        let now = stamps(&paths);
         if !forced && now == last {
             continue;
         }
