@@ -17,6 +17,7 @@
 use crate::keys::{Lookup, RemoteKeys, RemoteKeysConfig};
 use crate::logs::{Context, ExecutionRecord, Level, Logs};
 use crate::metrics::Metrics;
+use crate::shared::{Operation, SharedState};
 use arc_swap::ArcSwapOption;
 use aws_lc_rs::digest::{digest, SHA256};
 use claimgate_config::RemoteDiscovery;
@@ -55,15 +56,16 @@ impl Default for IntrospectionOptions {
 }
 
 /// The introspection answers of every policy, bounded in bytes: a key is the policy's number
-/// and the SHA-256 of the token.
+/// and the SHA-256 of the token. With `--redis`, a second level shared by the replicas.
 #[derive(Debug, Clone)]
 pub struct AnswerCache {
     answers: moka::future::Cache<(u64, [u8; 32]), Arc<Answer>>,
     next_policy: Arc<std::sync::atomic::AtomicU64>,
+    shared: Option<Arc<SharedState>>,
 }
 
 impl AnswerCache {
-    pub fn new(max_bytes: u64) -> Self {
+    pub fn new(max_bytes: u64, shared: Option<Arc<SharedState>>) -> Self {
         Self {
             answers: moka::future::Cache::builder()
                 .max_capacity(max_bytes)
@@ -75,6 +77,7 @@ impl AnswerCache {
                 .expire_after(KeepFor)
                 .build(),
             next_policy: Arc::default(),
+            shared,
         }
     }
 
@@ -342,6 +345,20 @@ impl DiscoveryPolicy {
             &self.allowed_endpoints,
         )
         .map_err(IntrospectError::Discovery)?;
+        let shared = self.answers.shared.as_deref().map(|shared| {
+            let key = shared.key(
+                Operation::Introspection,
+                &shared_answer_name(endpoint, &self.config.client_id, token),
+            );
+            (shared, key)
+        });
+        if let Some((shared, key)) = &shared {
+            if let Some(stored) = shared.get(Operation::Introspection, key).await {
+                if let Some(answer) = self.stored_answer(&stored) {
+                    return Ok(answer);
+                }
+            }
+        }
         let Ok(Ok(_slot)) = tokio::time::timeout(SLOT_WAIT, self.slots.acquire()).await else {
             return Err(IntrospectError::Introspection(format!(
                 "{} introspections were already in flight (--introspection-concurrency) for a second",
@@ -370,16 +387,83 @@ impl DiscoveryPolicy {
         } else {
             INACTIVE_TTL.min(self.cache_max)
         };
-        let claims = Claims::from_map(&claims).ok_or_else(|| {
+        let judged = Claims::from_map(&claims).ok_or_else(|| {
             IntrospectError::Introspection(format!(
                 "introspection at {endpoint} answered an oversized object"
             ))
         })?;
+        if let Some((shared, key)) = &shared {
+            if !ttl.is_zero() {
+                // Awaited (bounded by --redis-timeout-ms) so that the next request, on any
+                // replica, finds the answer.
+                let stored = json!({"v": 1, "storedAt": unix_now(), "answer": claims});
+                shared
+                    .set(
+                        Operation::Introspection,
+                        key,
+                        stored.to_string().as_bytes(),
+                        ttl,
+                    )
+                    .await;
+            }
+        }
         Ok(Arc::new(Answer {
-            claims: Arc::new(claims),
+            claims: Arc::new(judged),
             ttl,
         }))
     }
+
+    /// An answer another replica stored, judged by this policy's own lifetimes: it is no older
+    /// than this policy's maximum age, and kept here only for what is left of it. `None` when
+    /// it is unreadable or too old (then the provider is asked).
+    fn stored_answer(&self, stored: &[u8]) -> Option<Arc<Answer>> {
+        let stored: Value = serde_json::from_slice(stored).ok()?;
+        if stored.get("v")?.as_u64()? != 1 {
+            return None;
+        }
+        let age = (unix_now() - stored.get("storedAt")?.as_f64()?).max(0.0);
+        let left = self
+            .cache_max
+            .checked_sub(Duration::try_from_secs_f64(age).ok()?)?;
+        let answer = stored.get("answer")?.as_object()?;
+        let ttl = if answer.get("active") == Some(&Value::Bool(true)) {
+            keep_until(answer.get("exp"), left)
+        } else {
+            INACTIVE_TTL
+                .saturating_sub(Duration::try_from_secs_f64(age).ok()?)
+                .min(left)
+        };
+        if ttl.is_zero() {
+            return None;
+        }
+        Some(Arc::new(Answer {
+            claims: Arc::new(Claims::from_map(answer)?),
+            ttl,
+        }))
+    }
+}
+
+/// The shared cache's name of an answer: hex SHA-256 over the endpoint, the client id and the
+/// token (never the token itself; the endpoint and client keep two providers' answers apart).
+fn shared_answer_name(endpoint: &str, client_id: &str, token: &str) -> String {
+    let mut context = aws_lc_rs::digest::Context::new(&SHA256);
+    for part in [endpoint, client_id, token] {
+        context.update(&(part.len() as u64).to_be_bytes());
+        context.update(part.as_bytes());
+    }
+    let digest = context.finish();
+    let mut name = String::with_capacity(64);
+    for byte in digest.as_ref() {
+        use std::fmt::Write as _;
+        let _ = write!(name, "{byte:02x}");
+    }
+    name
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// How long an active answer is kept: until its `exp`, at most `max`. Whatever `exp` holds
@@ -425,7 +509,7 @@ mod tests {
     #[tokio::test]
     async fn the_answer_cache_is_bounded_in_bytes_not_entries() {
         let limit = 64 * 1024;
-        let cache = AnswerCache::new(limit);
+        let cache = AnswerCache::new(limit, None);
         let answer = json!({"active": true, "padding": "x".repeat(4000)});
         let claims = Arc::new(Claims::from_map(answer.as_object().unwrap()).unwrap());
         for i in 0..100u8 {

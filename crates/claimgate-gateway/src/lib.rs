@@ -22,6 +22,8 @@ pub mod mtls;
 mod proxy;
 mod respond;
 mod server;
+pub mod shared;
+mod shared_limit;
 mod target;
 mod transform;
 

@@ -329,6 +329,13 @@ impl ExecutionRecord {
 /// The `data` members every execution record has.
 const RESERVED: [&str; 5] = ["code", "level", "message", "opcRequestId", "deploymentId"];
 
+/// Records about the gateway itself (reloads, the shared state store), not a deployment.
+pub const GATEWAY_CONTEXT: Context<'static> = Context {
+    source: "claimgate",
+    deployment_id: "-",
+    request_id: None,
+};
+
 /// Who a record is about.
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {

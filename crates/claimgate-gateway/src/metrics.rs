@@ -117,6 +117,11 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DeploymentLabels {
     deployment: String,
 }
@@ -157,6 +162,8 @@ pub struct Metrics {
     token_cache: Family<ResultLabels, Counter>,
     reloads: Family<ResultLabels, Counter>,
     rate_limited: Family<DeploymentLabels, Counter>,
+    shared_state_errors: Family<OperationLabels, Counter>,
+    shared_state_up: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Default for Metrics {
@@ -177,6 +184,8 @@ impl Metrics {
         let token_cache = Family::default();
         let reloads = Family::default();
         let rate_limited = Family::default();
+        let shared_state_errors = Family::default();
+        let shared_state_up = prometheus_client::metrics::gauge::Gauge::default();
         registry.register(
             "http_server_request_duration_seconds",
             "Duration of HTTP server requests",
@@ -212,6 +221,16 @@ impl Metrics {
             "Requests refused by rate limiting",
             rate_limited.clone(),
         );
+        registry.register(
+            "claimgate_shared_state_errors",
+            "Shared state (Redis) operations that failed, by operation",
+            shared_state_errors.clone(),
+        );
+        registry.register(
+            "claimgate_shared_state_up",
+            "1 while the shared state store (Redis) is used, 0 while this replica falls back",
+            shared_state_up.clone(),
+        );
         Self {
             registry,
             requests,
@@ -223,6 +242,8 @@ impl Metrics {
             token_cache,
             reloads,
             rate_limited,
+            shared_state_errors,
+            shared_state_up,
         }
     }
 
@@ -313,6 +334,19 @@ impl Metrics {
                 deployment: deployment.to_owned(),
             })
             .inc();
+    }
+
+    /// A shared-state operation that failed (`operation`: `rate_limit`, `usage_plan`,
+    /// `introspection`, `response_cache`).
+    pub fn shared_state_error(&self, operation: &'static str) {
+        self.shared_state_errors
+            .get_or_create(&OperationLabels { operation })
+            .inc();
+    }
+
+    /// Whether the shared state store is in use.
+    pub fn shared_state_up(&self, up: bool) {
+        self.shared_state_up.set(i64::from(up));
     }
 
     /// The Prometheus text exposition.

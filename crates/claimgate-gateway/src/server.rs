@@ -8,7 +8,7 @@ use crate::discovery::{
     AnswerCache, DiscoveredKeys, DiscoveryPolicy, IntrospectError, IntrospectionOptions, Reporter,
 };
 use crate::keys::{Lookup, RemoteKeys, RemoteKeysConfig, REFETCH_COOLDOWN};
-use crate::logs::{Context, ExecutionRecord, Level, Logs};
+use crate::logs::{Context, ExecutionRecord, Level, Logs, GATEWAY_CONTEXT};
 use crate::metrics::Metrics;
 use crate::proxy::{backend_request, relay_response, BackendClient};
 use crate::respond::{self, Body};
@@ -63,6 +63,8 @@ pub struct Options {
     pub max_connections: usize,
     /// `--max-connection-age`: connections are closed gracefully at this age.
     pub max_connection_age: Duration,
+    /// `--redis`: rate limits and introspection answers shared with other replicas.
+    pub shared_state: Option<crate::shared::SharedStateOptions>,
 }
 
 impl Default for Options {
@@ -80,6 +82,7 @@ impl Default for Options {
             extra_roots: Vec::new(),
             max_connections: 10_000,
             max_connection_age: Duration::from_secs(3600),
+            shared_state: None,
         }
     }
 }
@@ -165,7 +168,7 @@ impl Gateway {
         deployments: Vec<Deployment>,
         secrets: &Secrets,
         logs: Logs,
-        options: Options,
+        mut options: Options,
     ) -> Result<Arc<Self>, String> {
         let client = BackendClient::new(&options.extra_roots)?;
         let provider = claimgate_keys::ProviderClient::with_roots(
@@ -179,12 +182,29 @@ impl Gateway {
             metrics.token_cache(true),
             metrics.token_cache(false),
         );
+        let shared = match &options.shared_state {
+            Some(shared_options) => {
+                let shared = crate::shared::SharedState::new(
+                    shared_options,
+                    &options.extra_roots,
+                    metrics.clone(),
+                    logs.clone(),
+                )?;
+                // Connecting happens in the background: until Redis answers, requests use the
+                // process's own limiters and caches.
+                tokio::spawn(shared.clone().keep_connected());
+                options.rate_limits =
+                    Arc::new(crate::shared_limit::RedisLimitStore::new(shared.clone()));
+                Some(shared)
+            }
+            None => None,
+        };
         let gateway = Self {
             state: ArcSwap::from_pointee(ServedSet { served: Vec::new() }),
             tls: arc_swap::ArcSwapOption::empty(),
             generation: std::sync::atomic::AtomicU64::new(0),
             cache,
-            answers: AnswerCache::new(options.introspection_cache_bytes),
+            answers: AnswerCache::new(options.introspection_cache_bytes, shared.clone()),
             metrics,
             logs,
             client,
@@ -1276,13 +1296,6 @@ fn find<'s>(state: &'s ServedSet, path: &str) -> Option<&'s Served> {
         .filter(|s| route::strip_prefix(&s.deployment.path_prefix, path).is_some())
         .max_by_key(|s| s.deployment.path_prefix.len())
 }
-
-/// Records about the gateway itself rather than one deployment.
-const GATEWAY_CONTEXT: Context<'static> = Context {
-    source: "claimgate",
-    deployment_id: "-",
-    request_id: None,
-};
 
 /// The request URI for the access log, with every credential parameter replaced: tokens are
 /// never logged. Credentials are RFC 6750's `access_token` (which a backend may read whatever

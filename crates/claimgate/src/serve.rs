@@ -97,6 +97,74 @@ pub(crate) struct ServeArgs {
     /// the default holds ~120k tokens of nine claims.
     #[arg(long, default_value_t = 96, value_name = "MIB")]
     token_cache_mib: u64,
+    /// Share rate limits and introspection answers with other replicas through this Redis
+    /// server: redis://[[user]:password@]host:port[/db], or rediss:// for TLS. Prefer the
+    /// environment variable CLAIMGATE_REDIS_URL (used when this flag is absent) for a password.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
+    /// Milliseconds every Redis operation on the request path may take; beyond it the replica
+    /// uses its own state.
+    #[arg(long, default_value_t = 50, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    redis_timeout_ms: u64,
+    /// The start of every key claimgate writes in Redis.
+    #[arg(long, default_value = "claimgate:", value_name = "PREFIX")]
+    redis_key_prefix: String,
+    /// Seal shared values (introspection answers) with AES-256-GCM under the 32 random bytes,
+    /// base64, in this file (head -c 32 /dev/urandom | base64), so that whoever can write to
+    /// Redis cannot forge them.
+    #[arg(long, value_name = "FILE", value_parser = crate::input::file_arg)]
+    shared_state_key: Option<String>,
+}
+
+/// `--redis` or `CLAIMGATE_REDIS_URL`, checked (exit 2 without echoing the URL, which may hold
+/// a password), with `--redis-timeout-ms`, `--redis-key-prefix` and `--shared-state-key`.
+fn shared_state_options(
+    args: &ServeArgs,
+) -> Result<Option<claimgate_gateway::shared::SharedStateOptions>, InputError> {
+    use claimgate_gateway::shared::{RedisUrl, SealKey, SharedStateOptions};
+    let (url, from_flag) = match (&args.redis, std::env::var("CLAIMGATE_REDIS_URL")) {
+        (Some(url), _) => (url.clone(), true),
+        (None, Ok(url)) if !url.is_empty() => (url, false),
+        _ => {
+            if args.shared_state_key.is_some() {
+                return Err(InputError::new(
+                    "--shared-state-key needs --redis (or CLAIMGATE_REDIS_URL)",
+                ));
+            }
+            return Ok(None);
+        }
+    };
+    let source = if from_flag {
+        "--redis"
+    } else {
+        "CLAIMGATE_REDIS_URL"
+    };
+    let url =
+        RedisUrl::parse(&url).map_err(|e| InputError::new(format!("cannot use {source}: {e}")))?;
+    if from_flag && url.has_password() {
+        eprintln!(
+            "claimgate: warning: --redis carries a password, which other users of this machine can read in the process list; set CLAIMGATE_REDIS_URL instead"
+        );
+    }
+    let seal_key = match &args.shared_state_key {
+        Some(path) => {
+            let text = read_text(path, "--shared-state-key", 4096).map_err(InputError::new)?;
+            Some(SealKey::from_base64(&text).map_err(|e| {
+                InputError::new(format!("cannot use --shared-state-key '{path}': it {e}"))
+            })?)
+        }
+        None => None,
+    };
+    if args.redis_key_prefix.is_empty() {
+        return Err(InputError::new("--redis-key-prefix must not be empty"));
+    }
+    Ok(Some(SharedStateOptions {
+        url,
+        timeout: Duration::from_millis(args.redis_timeout_ms),
+        key_prefix: args.redis_key_prefix.clone(),
+        seal_key,
+    }))
 }
 
 /// Says on the terminal when a remote key set cannot be loaded at start: every request that
@@ -266,6 +334,7 @@ fn read_secrets(path: Option<&str>) -> Result<Secrets, String> {
 
 fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
     let secrets = read_secrets(args.secrets.as_deref()).map_err(InputError::new)?;
+    let shared_state = shared_state_options(args)?;
     let demo_mode = args.deployments.is_empty();
     let mut deployments = Vec::new();
     let mut demo = None;
@@ -372,6 +441,7 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             trusted_proxies: TrustedProxies::new(args.trusted_proxies.clone()),
             max_connections,
             max_connection_age: Duration::from_secs(args.max_connection_age),
+            shared_state,
             ..Options::default()
         };
         let labels: Vec<String> = deployments

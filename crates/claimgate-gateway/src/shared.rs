@@ -1,0 +1,609 @@
+//! State shared by replicas, in Redis (or any server speaking RESP): SPEC.md "Replicas and
+//! shared state".
+//!
+//! One [`SharedState`] per process holds one multiplexed connection (the `redis` crate's
+//! connection manager, which reconnects by itself) and decides, per operation, whether Redis is
+//! worth asking. The rule is that no request fails because of Redis:
+//!
+//! - every operation is bounded by `--redis-timeout-ms`; a timeout or a broken connection marks
+//!   Redis down, and callers fall back to what the process has of its own;
+//! - while Redis is down no request asks it at all: a background probe sends `PING` once a
+//!   second (with its own 2 s bound) and marks it up again when it answers, so a dead or hung
+//!   Redis costs at most one timeout per second per replica, paid by the request that found it
+//!   out (the SPEC's one-second circuit);
+//! - an error answer about one key (`WRONGTYPE`, a script error) is an outage for that key: the
+//!   caller falls back, the error is counted, the connection stays up;
+//! - `sharedState.unavailable` (ERROR, at most once per 10 s) and `sharedState.restored` (INFO)
+//!   say so in the execution log; `claimgate_shared_state_errors_total{operation}` counts.
+//!
+//! Values that would let a writer to Redis forge an answer (introspection answers, cached
+//! responses) are sealed with AES-256-GCM under `--shared-state-key` when one is given, bound to
+//! their key, so a value copied to another key does not open either.
+
+use crate::logs::{ExecutionRecord, Level, Logs, GATEWAY_CONTEXT};
+use crate::metrics::Metrics;
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
+use redis::aio::ConnectionManager;
+use serde_json::json;
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long connecting (and the background probe) may take: the per-operation timeout applies
+/// to operations on the request path only.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a down Redis is probed.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// `sharedState.unavailable` is written at most this often per replica.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+/// The prefix of a sealed value: format version 1.
+const SEALED: &[u8] = b"cg1";
+
+/// What a Redis operation was for: the `operation` label of the error counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    RateLimit,
+    UsagePlan,
+    Introspection,
+    ResponseCache,
+}
+
+impl Operation {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::RateLimit => "rate_limit",
+            Self::UsagePlan => "usage_plan",
+            Self::Introspection => "introspection",
+            Self::ResponseCache => "response_cache",
+        }
+    }
+
+    /// The key segment after `--redis-key-prefix` (SPEC "Settled details, second round").
+    pub fn key_segment(self) -> &'static str {
+        match self {
+            Self::RateLimit => "rl:",
+            Self::UsagePlan => "up:",
+            Self::Introspection => "ia:",
+            Self::ResponseCache => "rc:",
+        }
+    }
+}
+
+/// How to reach the shared store, from `serve`'s flags.
+#[derive(Clone)]
+pub struct SharedStateOptions {
+    /// `--redis` / `CLAIMGATE_REDIS_URL`, already checked by [`RedisUrl::parse`].
+    pub url: RedisUrl,
+    /// `--redis-timeout-ms`.
+    pub timeout: Duration,
+    /// `--redis-key-prefix`.
+    pub key_prefix: String,
+    /// `--shared-state-key`: seals values that could forge an answer.
+    pub seal_key: Option<SealKey>,
+}
+
+impl fmt::Debug for SharedStateOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedStateOptions")
+            .field("url", &self.url)
+            .field("timeout", &self.timeout)
+            .field("key_prefix", &self.key_prefix)
+            .field("seal_key", &self.seal_key)
+            .finish()
+    }
+}
+
+/// A Redis URL that parsed: `redis://` or `rediss://`. Shown without its password.
+#[derive(Clone)]
+pub struct RedisUrl {
+    info: redis::ConnectionInfo,
+    shown: String,
+    has_password: bool,
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl RedisUrl {
+    /// Checks `url`; the error never repeats the URL, which may hold a password.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        const FORM: &str = "redis://[[user]:password@]host:port[/db] or rediss://...";
+        let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+        let tls = match scheme {
+            Some(s) if s.eq_ignore_ascii_case("redis") => false,
+            Some(s) if s.eq_ignore_ascii_case("rediss") => true,
+            Some(_) => return Err(format!("the URL's scheme is not redis or rediss ({FORM})")),
+            None => return Err(format!("not a URL ({FORM})")),
+        };
+        let parsed = url::Url::parse(url).map_err(|e| format!("not a valid URL: {e} ({FORM})"))?;
+        let host = parsed
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| format!("the URL names no host ({FORM})"))?;
+        let info: redis::ConnectionInfo = redis::IntoConnectionInfo::into_connection_info(url)
+            .map_err(|e| format!("not a usable Redis URL: {} ({FORM})", e.category()))?;
+        let has_password = parsed.password().is_some();
+        let port = parsed.port().unwrap_or(6379);
+        let db = parsed.path().trim_start_matches('/');
+        let user = match parsed.username() {
+            "" if has_password => ":[redacted]@".to_owned(),
+            "" => String::new(),
+            user if has_password => format!("{user}:[redacted]@"),
+            user => format!("{user}@"),
+        };
+        let shown = format!(
+            "{}://{user}{host}:{port}{}",
+            if tls { "rediss" } else { "redis" },
+            if db.is_empty() {
+                String::new()
+            } else {
+                format!("/{db}")
+            }
+        );
+        Ok(Self {
+            info,
+            shown,
+            has_password,
+        })
+    }
+
+    /// Whether the URL carries a password (worth a warning when it came on the command line).
+    pub fn has_password(&self) -> bool {
+        self.has_password
+    }
+
+    fn is_tls(&self) -> bool {
+        matches!(self.info.addr(), redis::ConnectionAddr::TcpTls { .. })
+    }
+}
+
+/// The 32-byte AES-256-GCM key of `--shared-state-key`.
+#[derive(Clone)]
+pub struct SealKey([u8; 32]);
+
+impl fmt::Debug for SealKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SealKey([redacted])")
+    }
+}
+
+impl SealKey {
+    /// From the file's text: 32 bytes in standard base64 (surrounding whitespace ignored).
+    pub fn from_base64(text: &str) -> Result<Self, String> {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map_err(|_| "is not base64 (make one with: head -c 32 /dev/urandom | base64)")?;
+        let key: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
+            format!(
+                "holds {} bytes, not 32 (make one with: head -c 32 /dev/urandom | base64)",
+                b.len()
+            )
+        })?;
+        Ok(Self(key))
+    }
+}
+
+/// AES-256-GCM over shared values, bound to their Redis key.
+struct Sealer {
+    key: LessSafeKey,
+    random: SystemRandom,
+}
+
+impl Sealer {
+    fn new(key: &SealKey) -> Self {
+        Self {
+            key: LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key.0).expect("a 32-byte key")),
+            random: SystemRandom::new(),
+        }
+    }
+
+    fn seal(&self, redis_key: &str, plain: &[u8]) -> Option<Vec<u8>> {
+        let mut nonce = [0u8; NONCE_LEN];
+        self.random.fill(&mut nonce).ok()?;
+        let mut out = Vec::with_capacity(SEALED.len() + NONCE_LEN + plain.len() + 16);
+        out.extend_from_slice(SEALED);
+        out.extend_from_slice(&nonce);
+        let mut body = plain.to_vec();
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(redis_key.as_bytes()),
+                &mut body,
+            )
+            .ok()?;
+        out.extend_from_slice(&body);
+        Some(out)
+    }
+
+    fn open(&self, redis_key: &str, sealed: &[u8]) -> Option<Vec<u8>> {
+        let rest = sealed.strip_prefix(SEALED)?;
+        if rest.len() < NONCE_LEN {
+            return None;
+        }
+        let (nonce, body) = rest.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut body = body.to_vec();
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::from(redis_key.as_bytes()), &mut body)
+            .ok()?;
+        let len = plain.len();
+        body.truncate(len);
+        Some(body)
+    }
+}
+
+/// Why an operation got no answer.
+#[derive(Debug)]
+enum Trouble {
+    /// No answer in time, or no connection: Redis is down.
+    Unreachable(String),
+    /// Redis answered with an error about this operation: it stays up.
+    Refused(String),
+}
+
+/// The process's connection to the shared store and what it knows of its health.
+pub struct SharedState {
+    connection: ConnectionManager,
+    timeout: Duration,
+    prefix: String,
+    sealer: Option<Sealer>,
+    shown_url: String,
+    /// Whether requests may ask Redis now.
+    up: AtomicBool,
+    /// Whether it has ever answered (`sharedState.connected` is written once).
+    connected_once: AtomicBool,
+    /// Milliseconds since `epoch` of the last `sharedState.unavailable`, plus one (0: never).
+    last_logged: AtomicU64,
+    epoch: Instant,
+    metrics: Arc<Metrics>,
+    logs: Logs,
+}
+
+impl fmt::Debug for SharedState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedState")
+            .field("url", &self.shown_url)
+            .field("up", &self.up.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedState {
+    /// The store at `options.url`, not yet connected: call [`SharedState::keep_connected`] on a
+    /// runtime that lives as long as the process. Until Redis first answers, requests use the
+    /// process's own state.
+    pub fn new(
+        options: &SharedStateOptions,
+        extra_roots: &[Vec<u8>],
+        metrics: Arc<Metrics>,
+        logs: Logs,
+    ) -> Result<Arc<Self>, String> {
+        // rediss:// builds its rustls configuration with the process-wide provider.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let client = if options.url.is_tls() {
+            redis::Client::build_with_tls(
+                options.url.info.clone(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_bundle(extra_roots)?),
+                },
+            )
+        } else {
+            redis::Client::open(options.url.info.clone())
+        }
+        .map_err(|e| format!("cannot use --redis: {}", e.category()))?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(CONNECT_TIMEOUT))
+            // One attempt per reconnection: the probe tries again every second.
+            .set_number_of_retries(0);
+        let connection = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| format!("cannot use --redis: {}", e.category()))?;
+        Ok(Arc::new(Self {
+            connection,
+            timeout: options.timeout,
+            prefix: options.key_prefix.clone(),
+            sealer: options.seal_key.as_ref().map(Sealer::new),
+            shown_url: options.url.to_string(),
+            up: AtomicBool::new(false),
+            connected_once: AtomicBool::new(false),
+            last_logged: AtomicU64::new(0),
+            epoch: Instant::now(),
+            metrics,
+            logs,
+        }))
+    }
+
+    /// Connects, and probes Redis once a second while it is down; runs until dropped. The
+    /// connection's own tasks run on the runtime that polls this.
+    pub async fn keep_connected(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(PROBE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if self.up.load(Ordering::Relaxed) {
+                continue;
+            }
+            let mut connection = self.connection.clone();
+            let ping = async move {
+                redis::cmd("PING")
+                    .query_async::<String>(&mut connection)
+                    .await
+            };
+            match tokio::time::timeout(CONNECT_TIMEOUT, ping).await {
+                Ok(Ok(_)) => self.mark_up(),
+                Ok(Err(e)) => self.report_unavailable(&describe(&e)),
+                Err(_) => self.report_unavailable("no answer to PING within 2 s"),
+            }
+        }
+    }
+
+    /// Whether requests ask Redis now (false while it is down or not yet connected).
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// The Redis key of `purpose` for `rest`: `--redis-key-prefix`, the purpose's segment, then
+    /// `rest`.
+    pub fn key(&self, purpose: Operation, rest: &str) -> String {
+        let mut key =
+            String::with_capacity(self.prefix.len() + purpose.key_segment().len() + rest.len());
+        key.push_str(&self.prefix);
+        key.push_str(purpose.key_segment());
+        key.push_str(rest);
+        key
+    }
+
+    /// Runs one operation when Redis is up, bounded by `--redis-timeout-ms`; `None` when it
+    /// is down, or the operation failed (counted and logged): the caller falls back.
+    pub async fn run<T, F, Fut>(&self, operation: Operation, call: F) -> Option<T>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        if !self.is_up() {
+            return None;
+        }
+        let trouble = match tokio::time::timeout(self.timeout, call(self.connection.clone())).await
+        {
+            Ok(Ok(value)) => return Some(value),
+            Ok(Err(e)) if is_answer_error(&e) => Trouble::Refused(describe(&e)),
+            Ok(Err(e)) => Trouble::Unreachable(describe(&e)),
+            Err(_) => Trouble::Unreachable(format!(
+                "no answer within {} ms (--redis-timeout-ms)",
+                self.timeout.as_millis()
+            )),
+        };
+        self.metrics.shared_state_error(operation.label());
+        match trouble {
+            Trouble::Unreachable(cause) => {
+                self.up.store(false, Ordering::Relaxed);
+                self.metrics.shared_state_up(false);
+                self.report_unavailable(&format!("{}: {cause}", operation.label()));
+            }
+            Trouble::Refused(cause) => {
+                self.report_unavailable(&format!("{} (this key only): {cause}", operation.label()))
+            }
+        }
+        None
+    }
+
+    /// The value at `key`, opened when values are sealed; `None` when absent, unreadable or
+    /// Redis is unavailable.
+    pub async fn get(&self, operation: Operation, key: &str) -> Option<Vec<u8>> {
+        let value: Option<Vec<u8>> = self
+            .run(operation, |mut c| async move {
+                redis::cmd("GET").arg(key).query_async(&mut c).await
+            })
+            .await?;
+        let value = value?;
+        match &self.sealer {
+            Some(sealer) => sealer.open(key, &value),
+            None => Some(value),
+        }
+    }
+
+    /// Stores `value` at `key` for `ttl` (at least a millisecond), sealed when a key is set.
+    pub async fn set(&self, operation: Operation, key: &str, value: &[u8], ttl: Duration) {
+        let sealed;
+        let value = match &self.sealer {
+            Some(sealer) => match sealer.seal(key, value) {
+                Some(v) => {
+                    sealed = v;
+                    &sealed[..]
+                }
+                None => return,
+            },
+            None => value,
+        };
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let _: Option<()> = self
+            .run(operation, |mut c| async move {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .arg("PX")
+                    .arg(millis)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await;
+    }
+
+    fn mark_up(&self) {
+        if self.up.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        self.metrics.shared_state_up(true);
+        let first = !self.connected_once.swap(true, Ordering::Relaxed);
+        let (code, message) = if first {
+            (
+                "sharedState.connected",
+                "Connected to the shared state store.",
+            )
+        } else {
+            (
+                "sharedState.restored",
+                "The shared state store answers again; shared limits and caches are used again.",
+            )
+        };
+        self.logs.execution(
+            GATEWAY_CONTEXT,
+            Level::Info,
+            ExecutionRecord::new(code, Level::Info, message).with("redis", json!(self.shown_url)),
+        );
+    }
+
+    /// `sharedState.unavailable`, at most once per [`LOG_EVERY`].
+    fn report_unavailable(&self, cause: &str) {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.last_logged.load(Ordering::Relaxed);
+        let every = LOG_EVERY.as_millis() as u64;
+        if last != 0 && now.saturating_add(1).saturating_sub(last) < every {
+            return;
+        }
+        if self
+            .last_logged
+            .compare_exchange(
+                last,
+                now.saturating_add(1),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return;
+        }
+        self.logs.execution(
+            GATEWAY_CONTEXT,
+            Level::Info,
+            ExecutionRecord::new(
+                "sharedState.unavailable",
+                Level::Error,
+                "The shared state store is unavailable; this replica uses its own limits and caches until it answers again.",
+            )
+            .with("redis", json!(self.shown_url))
+            .with("cause", json!(cause)),
+        );
+    }
+}
+
+/// Whether Redis itself answered with an error (about this command or key), as opposed to not
+/// answering.
+fn is_answer_error(error: &redis::RedisError) -> bool {
+    !(error.is_io_error()
+        || error.is_timeout()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || error.is_unrecoverable_error())
+}
+
+/// An error as a cause for the log: the kind and detail, never the URL (it may hold a password).
+fn describe(error: &redis::RedisError) -> String {
+    error.to_string()
+}
+
+/// The trust roots of `rediss://` as one PEM bundle: the system's, then `--ca`'s (the redis
+/// crate takes one bundle and then uses nothing else).
+fn root_bundle(extra_roots: &[Vec<u8>]) -> Result<Vec<u8>, String> {
+    use base64::Engine as _;
+    let mut pem = Vec::new();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        pem.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
+        let encoded = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+        for line in encoded.as_bytes().chunks(64) {
+            pem.extend_from_slice(line);
+            pem.push(b'\n');
+        }
+        pem.extend_from_slice(b"-----END CERTIFICATE-----\n");
+    }
+    for extra in extra_roots {
+        pem.extend_from_slice(extra);
+        pem.push(b'\n');
+    }
+    if pem.is_empty() {
+        return Err(
+            "rediss:// needs trusted roots: the system has none and no --ca is given".into(),
+        );
+    }
+    Ok(pem)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked_and_never_shown_with_their_password() {
+        let url = RedisUrl::parse("redis://:s3cret@127.0.0.1:6380/2").unwrap();
+        assert!(url.has_password());
+        assert_eq!(url.to_string(), "redis://:[redacted]@127.0.0.1:6380/2");
+        assert!(!format!("{url:?}").contains("s3cret"));
+        let url = RedisUrl::parse("rediss://app:pw@cache.internal:6379").unwrap();
+        assert_eq!(
+            url.to_string(),
+            "rediss://app:[redacted]@cache.internal:6379"
+        );
+        assert!(url.is_tls());
+        let url = RedisUrl::parse("redis://127.0.0.1:7000").unwrap();
+        assert!(!url.has_password());
+        assert_eq!(url.to_string(), "redis://127.0.0.1:7000");
+        for bad in [
+            "http://:s3cret@127.0.0.1:6379",
+            "127.0.0.1:6379",
+            "redis://:s3cret@",
+            "redis://:s3cret@[::1:6379",
+            "",
+        ] {
+            let error = RedisUrl::parse(bad).unwrap_err();
+            assert!(!error.contains("s3cret"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn sealed_values_open_only_under_their_key_and_redis_key() {
+        let key = SealKey::from_base64("AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=").unwrap();
+        let sealer = Sealer::new(&key);
+        let sealed = sealer
+            .seal("claimgate:ia:ab", b"{\"active\":true}")
+            .unwrap();
+        assert!(!sealed.windows(6).any(|w| w == b"active"));
+        assert_eq!(
+            sealer.open("claimgate:ia:ab", &sealed).unwrap(),
+            b"{\"active\":true}"
+        );
+        // Moved to another key, tampered with, or written in clear by someone else: ignored.
+        assert!(sealer.open("claimgate:ia:cd", &sealed).is_none());
+        let mut tampered = sealed.clone();
+        *tampered.last_mut().unwrap() ^= 1;
+        assert!(sealer.open("claimgate:ia:ab", &tampered).is_none());
+        assert!(sealer
+            .open("claimgate:ia:ab", b"{\"active\":true}")
+            .is_none());
+        let other = Sealer::new(&SealKey([7; 32]));
+        assert!(other.open("claimgate:ia:ab", &sealed).is_none());
+    }
+
+    #[test]
+    fn seal_keys_must_be_32_bytes_of_base64() {
+        assert!(SealKey::from_base64("  AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n").is_ok());
+        assert!(SealKey::from_base64("AAAA")
+            .unwrap_err()
+            .contains("holds 3 bytes"));
+        assert!(SealKey::from_base64("not base64!").is_err());
+    }
+}
