@@ -173,6 +173,8 @@ fn load_paces_at_its_rate_and_reports_answers() {
         report.elapsed
     );
     assert!(report.percentile(50.0) <= report.percentile(99.0));
+    // Two keep-alive connections carried all 20.
+    assert_eq!(report.connects, 2);
     assert_eq!(replicas.requests_served(0), 20);
     // The request id the load sent reaches the replica's access log.
     let logged = support::records(&replicas.gateway(0).access_log, "paced", 20);
@@ -215,6 +217,60 @@ fn load_reports_a_connection_closed_without_answer_as_eof() {
     assert_eq!(
         report.errors_of(TransportError::Eof) + report.errors_of(TransportError::Reset),
         5,
+        "{}",
+        report.summary()
+    );
+}
+
+#[test]
+fn haproxy_without_checks_forwards_the_client_address() {
+    // A plain upstream that answers with the X-Forwarded-For it got.
+    let rt = support::runtime();
+    let upstream = support::serve_http(&rt, |request| async move {
+        let forwarded = request
+            .headers()
+            .get("x-forwarded-for")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(forwarded)))
+    });
+    let Some(haproxy) = Haproxy::start("cluster_smoke::haproxy_no_checks", &[upstream], &[], true)
+    else {
+        return;
+    };
+    assert_eq!(haproxy.statuses(), ["no check"]);
+    assert_eq!(haproxy.servers_up(), [0]);
+    let answer = support::client()
+        .get(format!("{}/anything", haproxy.base()))
+        .send()
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    assert_eq!(answer.text().unwrap(), "127.0.0.1");
+}
+
+#[test]
+fn replicas_take_their_own_flags_and_stop_on_sigterm() {
+    let mut replicas = Replicas::start_each(2, &[stock()], |i| {
+        vec!["--threads".into(), (i + 1).to_string()]
+    });
+    // Each replica's standard error is readable (it names its admin listener, soon after the
+    // listener is bound).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !replicas.stderr(1).contains("admin listener on") {
+        assert!(Instant::now() < deadline, "{}", replicas.stderr(1));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    replicas.term(0);
+    let exit = replicas.wait_exit(0, Duration::from_secs(10));
+    assert_eq!(exit.and_then(|s| s.code()), Some(0), "{exit:?}");
+    // The other one still serves.
+    let report = load(replicas.addrs()[1], &LoadPlan::new("/v1/stock", 1, 3));
+    report.assert_clean(Duration::from_secs(1));
+    replicas.kill(1);
+    let report = load(replicas.addrs()[1], &LoadPlan::new("/v1/stock", 1, 1));
+    assert_eq!(
+        report.errors_of(TransportError::Connect),
+        1,
         "{}",
         report.summary()
     );

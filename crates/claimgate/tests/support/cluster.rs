@@ -618,6 +618,17 @@ impl Replicas {
     /// same files for all), each with `--admin` and the `extra` flags (e.g. `--redis URL`);
     /// returns once every one accepts connections on both ports.
     pub(crate) fn start(n: usize, deployments: &[Value], extra: &[&str]) -> Replicas {
+        let extra: Vec<String> = extra.iter().map(|&a| a.to_owned()).collect();
+        Replicas::start_each(n, deployments, |_| extra.clone())
+    }
+
+    /// [`Replicas::start`] with each replica's own extra flags: `extra(i)` for replica `i`
+    /// (e.g. a different `--drain-delay`, or `--redis` for some only).
+    pub(crate) fn start_each(
+        n: usize,
+        deployments: &[Value],
+        extra: impl Fn(usize) -> Vec<String>,
+    ) -> Replicas {
         let dir = tempfile::tempdir().unwrap();
         let files: Vec<PathBuf> = deployments
             .iter()
@@ -629,12 +640,14 @@ impl Replicas {
             })
             .collect();
         let gateways: Vec<Option<Gateway>> = (0..n)
-            .map(|_| {
+            .map(|i| {
+                let extra = extra(i);
+                let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
                 Some(start_gateway_on(
                     tempfile::tempdir().unwrap(),
                     &files,
                     true,
-                    extra,
+                    &extra,
                 ))
             })
             .collect();
@@ -648,13 +661,46 @@ impl Replicas {
             .flatten()
             .map(|g| address_of(g.admin.as_deref().unwrap()))
             .collect();
-        Replicas {
+        let replicas = Replicas {
             gateways,
             files,
             listen,
             admin,
             dir,
+        };
+        for i in 0..n {
+            replicas.wait_serving(i);
         }
+        replicas
+    }
+
+    /// Waits (at most ~5 s) until replica `i` answers `/livez` and has said it listens: its
+    /// SIGTERM handler is set up right then, so a [`Replicas::term`] sent earlier would kill
+    /// it instead of draining it.
+    fn wait_serving(&self, i: usize) {
+        let admin = self.admin[i];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let live = client()
+                .get(format!("http://{admin}/livez"))
+                .send()
+                .is_ok_and(|r| r.status().as_u16() == 200);
+            if live && self.stderr(i).contains("listening on") {
+                break;
+            }
+            if Instant::now() > deadline {
+                // Not fatal: the wording may change; /livez is what matters.
+                assert!(
+                    live,
+                    "replica {i} does not answer /livez: {}",
+                    self.stderr(i)
+                );
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The handler is installed by a task spawned just after that line.
+        std::thread::sleep(Duration::from_millis(50));
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -683,6 +729,7 @@ impl Replicas {
     }
 
     /// Sends SIGTERM to replica `i` (a graceful stop: draining); see [`Replicas::wait_exit`].
+    /// [`Replicas::start`] waited until each replica handles it.
     pub(crate) fn term(&self, i: usize) {
         signal(self.gateway(i).child.id(), "TERM");
     }
@@ -856,6 +903,8 @@ pub(crate) struct LoadReport {
     pub(crate) errors: Vec<(TransportError, String)>,
     /// The time the whole load took.
     pub(crate) elapsed: Duration,
+    /// Connections opened (one per connection thread, plus one after each close or failure).
+    pub(crate) connects: usize,
 }
 
 impl LoadReport {
@@ -1037,6 +1086,7 @@ pub(crate) fn load(target: SocketAddr, plan: &LoadPlan) -> LoadReport {
             let (request, tickets, plan) = (request.clone(), tickets.clone(), plan.clone());
             std::thread::spawn(move || {
                 let mut seen: Vec<(Outcome, Duration)> = Vec::new();
+                let mut connects = 0;
                 let mut connection: Option<BufReader<TcpStream>> = None;
                 loop {
                     let ticket = tickets.fetch_add(1, Ordering::SeqCst);
@@ -1053,6 +1103,7 @@ pub(crate) fn load(target: SocketAddr, plan: &LoadPlan) -> LoadReport {
                     if connection.is_none() {
                         match TcpStream::connect_timeout(&target, plan.timeout) {
                             Ok(stream) => {
+                                connects += 1;
                                 let _ = stream.set_read_timeout(Some(plan.timeout));
                                 let _ = stream.set_write_timeout(Some(plan.timeout));
                                 let _ = stream.set_nodelay(true);
@@ -1073,13 +1124,15 @@ pub(crate) fn load(target: SocketAddr, plan: &LoadPlan) -> LoadReport {
                     }
                     seen.push((outcome, sent.elapsed()));
                 }
-                seen
+                (seen, connects)
             })
         })
         .collect();
     let mut report = LoadReport::default();
     for thread in threads {
-        for (outcome, took) in thread.join().expect("a load thread panicked") {
+        let (seen, connects) = thread.join().expect("a load thread panicked");
+        report.connects += connects;
+        for (outcome, took) in seen {
             match outcome {
                 Ok((status, _)) => {
                     *report.statuses.entry(status).or_default() += 1;
