@@ -70,6 +70,9 @@ fi
 
 # `openssl s_client` is the only client at hand that still offers TLS 1.0/1.1 (held.rs).
 command -v openssl >/dev/null || install_packages "the old-TLS refusal test (openssl s_client)" openssl
+# The multi-replica tests (cluster_smoke.rs and on) run a real Redis and a real load balancer.
+command -v redis-server >/dev/null || install_packages "the shared-state tests (redis-server, redis-cli)" redis-server
+command -v haproxy >/dev/null || install_packages "the multi-replica tests (a load balancer)" haproxy
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

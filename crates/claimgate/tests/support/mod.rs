@@ -4,6 +4,8 @@
 // Each test binary uses its own subset.
 #![allow(dead_code)]
 
+pub(crate) mod cluster;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -206,7 +208,8 @@ pub(crate) fn start_gateway_on(
         .args(["--access-log", access_log.to_str().unwrap()])
         .args(extra)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        // In `dir`, so that a gateway that would not start (or died) says why.
+        .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
         .spawn()
         .unwrap();
     let gateway = Gateway {
