@@ -359,6 +359,8 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             })?),
             None => None,
         };
+        // Before listening: from then on a signal drains instead of killing the process.
+        let signalled = shutdown_signal();
         let mut listeners = serving_listeners(args.listen, threads).map_err(|e| {
             InputError::new(format!(
                 "cannot listen on {}: {}",
@@ -458,6 +460,7 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             .collect::<std::io::Result<Vec<_>>>()
             .map_err(|e| InputError::new(format!("cannot start a serving thread: {e}")))?;
         tokio::spawn(drain_then_stop(
+            signalled,
             gateway.clone(),
             Duration::from_secs(args.drain_delay),
             stop,
@@ -984,11 +987,12 @@ fn serve_on_thread(
 /// answer), keeps accepting for `delay` (a second signal cuts it short), then stops every
 /// serving thread's accepting.
 async fn drain_then_stop(
+    signalled: impl std::future::Future<Output = ()>,
     gateway: std::sync::Arc<Gateway>,
     delay: Duration,
     stop: tokio::sync::watch::Sender<bool>,
 ) {
-    shutdown_signal().await;
+    signalled.await;
     gateway.begin_draining();
     eprintln!(
         "claimgate draining: /readyz answers 503; accepting for {} more second(s)",
@@ -1006,21 +1010,32 @@ async fn stopped(mut stopping: tokio::sync::watch::Receiver<bool>) {
     let _ = stopping.wait_for(|stop| *stop).await;
 }
 
-async fn shutdown_signal() {
+/// SIGTERM or SIGINT. The handlers are installed by this call, not when the future is first
+/// polled: a signal arriving between the start of listening and that poll would otherwise kill
+/// the process at once, resetting the connections it had accepted.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
+        use tokio::signal::unix::{signal, Signal, SignalKind};
+        let term = signal(SignalKind::terminate()).ok();
+        let interrupt = signal(SignalKind::interrupt()).ok();
+        let received = |signal: Option<Signal>| async move {
+            match signal {
+                Some(mut signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            }
         };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+        async move {
+            tokio::select! {
+                () = received(term) => {}
+                () = received(interrupt) => {}
+            }
         }
     }
     #[cfg(not(unix))]
-    {
+    async {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
