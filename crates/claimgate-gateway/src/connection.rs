@@ -67,7 +67,8 @@ impl Connections {
     /// Starts draining every connection of every listener; true the first time only.
     pub(crate) fn begin_draining(&self) -> bool {
         self.draining_now.store(true, Ordering::Release);
-        self.draining.send_if_modified(|draining| !std::mem::replace(draining, true))
+        self.draining
+            .send_if_modified(|draining| !std::mem::replace(draining, true))
     }
 
     /// Whether the gateway is draining: answers then close their HTTP/1.1 connection.
