@@ -290,7 +290,7 @@ fn a_configmap_data_swap_is_a_reload() {
     for name in ["orders.json", "users.json"] {
         std::os::unix::fs::symlink(format!("..data/{name}"), conf.join(name)).unwrap();
     }
-    let gw = start_gateway_on(dir, &[conf.clone()], false, &[]);
+    let gw = start_gateway_on(dir, std::slice::from_ref(&conf), false, &[]);
     let orders = format!("{}/orders/hello", gw.base);
     let users = format!("{}/users/hello", gw.base);
     assert_eq!(get(&orders), (200, "v1".into()));
