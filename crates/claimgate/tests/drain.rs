@@ -229,6 +229,24 @@ fn without_a_drain_delay_the_port_is_closed_at_once_after_sigterm() {
 }
 
 #[test]
+fn a_second_signal_cuts_the_drain_delay_short() {
+    let (_rt, upstream) = start_slow_upstream(Duration::from_millis(100));
+    let mut gw = support::start_gateway(&[deployment(upstream)], false, &["--drain-delay", "30"]);
+    let address = address(&gw.base);
+    let signalled = Instant::now();
+    signal(&gw, "-TERM");
+    std::thread::sleep(Duration::from_millis(500));
+    // Still accepting: the delay runs.
+    let answer = get_on(&mut TcpStream::connect(&address).unwrap(), "/v1/open").unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    signal(&gw, "-INT");
+    let (code, at) = wait_exit(&mut gw, signalled, Duration::from_secs(10))
+        .expect("claimgate did not exit after the second signal");
+    assert_eq!(code, Some(0));
+    assert!(at < Duration::from_secs(3), "exited {at:?} after SIGTERM");
+}
+
+#[test]
 fn keep_alive_connections_get_connection_close_and_idle_ones_are_closed() {
     let (_rt, upstream) = start_slow_upstream(Duration::from_millis(1500));
     let gw = support::start_gateway(
@@ -440,7 +458,7 @@ fn fifty_connections_made_during_the_delay_are_all_answered() {
     let mut gw = support::start_gateway(
         &[deployment(upstream)],
         false,
-        &["--drain-delay", "2", "--shutdown-grace", "10"],
+        &["--drain-delay", "3", "--shutdown-grace", "10"],
     );
     let address = address(&gw.base);
     let signalled = Instant::now();
@@ -468,7 +486,10 @@ fn fifty_connections_made_during_the_delay_are_all_answered() {
         "{} failed: {failures:?}",
         failures.len()
     );
-    assert!(signalled.elapsed() < Duration::from_secs(2));
+    assert!(
+        signalled.elapsed() < Duration::from_secs(3),
+        "the clients must run within the delay"
+    );
     let (code, _) =
         wait_exit(&mut gw, signalled, Duration::from_secs(10)).expect("claimgate did not exit");
     assert_eq!(code, Some(0));
