@@ -17,7 +17,7 @@
 use crate::respond::Body;
 use hyper_util::server::graceful::GracefulConnection;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -54,13 +54,33 @@ impl Slots {
     }
 }
 
-/// Shared by every listener of a gateway: the client-CA generation.
+/// Shared by every listener of a gateway: the client-CA generation, and whether the gateway
+/// is draining (a flag read on every HTTP/1.1 answer, and a signal every connection awaits).
 #[derive(Debug, Default)]
 pub(crate) struct Connections {
     client_cas: watch::Sender<u64>,
+    draining: watch::Sender<bool>,
+    draining_now: AtomicBool,
 }
 
 impl Connections {
+    /// Starts draining every connection of every listener; true the first time only.
+    pub(crate) fn begin_draining(&self) -> bool {
+        self.draining_now.store(true, Ordering::Release);
+        self.draining
+            .send_if_modified(|draining| !std::mem::replace(draining, true))
+    }
+
+    /// Whether the gateway is draining: answers then close their HTTP/1.1 connection.
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining_now.load(Ordering::Relaxed)
+    }
+
+    /// Turns true when the gateway starts draining (at once if it already has).
+    pub(crate) fn draining(&self) -> watch::Receiver<bool> {
+        self.draining.subscribe()
+    }
+
     /// Closes (gracefully) every connection that was judged against the client CAs.
     pub(crate) fn client_cas_changed(&self) {
         self.client_cas.send_modify(|generation| *generation += 1);
@@ -91,6 +111,9 @@ pub(crate) struct Activity {
     in_flight: AtomicUsize,
     /// Milliseconds after `born` when the last request in flight ended.
     idle_since: AtomicU64,
+    /// Whether a request has begun on the connection; `first` is notified when one does.
+    begun: AtomicBool,
+    first: tokio::sync::Notify,
 }
 
 impl Activity {
@@ -99,6 +122,8 @@ impl Activity {
             born: Instant::now(),
             in_flight: AtomicUsize::new(0),
             idle_since: AtomicU64::new(0),
+            begun: AtomicBool::new(false),
+            first: tokio::sync::Notify::new(),
         })
     }
 
@@ -106,7 +131,18 @@ impl Activity {
     /// dropped.
     pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        if !self.begun.load(Ordering::Relaxed) && !self.begun.swap(true, Ordering::AcqRel) {
+            // Stored as a permit when nobody waits yet.
+            self.first.notify_one();
+        }
         InFlight(self.clone())
+    }
+
+    /// Resolves once a request has begun on the connection (at once if one has).
+    async fn first_request(&self) {
+        if !self.begun.load(Ordering::Acquire) {
+            self.first.notified().await;
+        }
     }
 
     /// When the connection, idle now, will have been idle for `limit`; `None` while busy.
@@ -201,6 +237,13 @@ pub(crate) struct Limits {
 /// Drives `connection` to its end, closing it gracefully when idle, aged, draining or (with
 /// `client_cas`) when the client CAs change; a graceful close that takes longer than allowed
 /// is cut short.
+///
+/// Draining closes a connection gracefully (an idle HTTP/1.1 one at once, a busy one after its
+/// answer, HTTP/2 with GOAWAY) only once a request has begun on it: before that, hyper would
+/// drop it unread while it still detects the protocol, and a client whose request is already
+/// on the way (one a load balancer sent just before the replica left) would see the
+/// connection closed without an answer. Until then the read timeout bounds it, and its first
+/// HTTP/1.1 answer carries `Connection: close`.
 pub(crate) async fn drive<C: GracefulConnection>(
     connection: C,
     activity: &Activity,
@@ -224,6 +267,11 @@ pub(crate) async fn drive<C: GracefulConnection>(
         }
     };
     tokio::pin!(ca_change);
+    let drain = async {
+        let _ = draining.wait_for(|draining| *draining).await;
+        activity.first_request().await;
+    };
+    tokio::pin!(drain);
     let allowed = loop {
         tokio::select! {
             _ = connection.as_mut() => return,
@@ -235,7 +283,7 @@ pub(crate) async fn drive<C: GracefulConnection>(
                 None => idle.as_mut().reset(Instant::now() + limits.idle),
             },
             () = &mut aged => break limits.grace,
-            _ = draining.wait_for(|draining| *draining) => break limits.grace,
+            () = &mut drain => break limits.grace,
             () = &mut ca_change => break limits.grace,
         }
     };

@@ -478,16 +478,43 @@ impl Gateway {
             .collect()
     }
 
-    /// Serves connections from `listener` until `shutdown` resolves, then lets in-flight
-    /// requests finish for at most the shutdown grace. Connections are bounded in number, idle
-    /// time and age (see [`crate::connection`]).
+    /// Starts draining (SIGTERM): `/readyz` answers 503, HTTP/1.1 answers carry
+    /// `Connection: close`, HTTP/2 connections get GOAWAY and idle connections are closed, on
+    /// every listener; accepting goes on until each [`Gateway::serve`]'s `shutdown` resolves.
+    /// Logs `server.draining` the first time.
+    pub fn begin_draining(&self) {
+        if self.connections.begin_draining() {
+            self.logs.execution(
+                GATEWAY_CONTEXT,
+                Level::Info,
+                ExecutionRecord::new(
+                    "server.draining",
+                    Level::Info,
+                    "Draining: /readyz answers 503, connections close after their answer; new connections are accepted until the drain delay ends, then in-flight requests get the shutdown grace.",
+                ),
+            );
+        }
+    }
+
+    /// Whether the gateway is draining ([`Gateway::begin_draining`]).
+    pub fn is_draining(&self) -> bool {
+        self.connections.is_draining()
+    }
+
+    /// Serves connections from `listener` until `shutdown` resolves, then accepts what is
+    /// already queued in the listen backlog (closing the listener over queued connections
+    /// would reset them: requests a load balancer already sent), and lets in-flight requests
+    /// finish for at most the shutdown grace. Connections are bounded in number, idle time and
+    /// age (see [`crate::connection`]); they close gracefully once the gateway drains
+    /// ([`Gateway::begin_draining`], implied by `shutdown`).
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> std::io::Result<()> {
         use crate::connection::{drive, Activity, Limits, Tracked};
-        let (drain, draining) = tokio::sync::watch::channel(false);
+        // Each connection task holds a receiver until it is gone: the end waits for them.
+        let (all_closed, open) = tokio::sync::watch::channel(());
         let slots = crate::connection::Slots::new(self.options.max_connections);
         let limits = Limits {
             idle: self.options.read_timeout,
@@ -503,21 +530,68 @@ impl Gateway {
             .max_buf_size(8 * 1024);
         builder.http2().max_header_list_size(8 * 1024);
         tokio::pin!(shutdown);
+        let mut listener = Some(listener);
+        // After `shutdown`: the listener, out of the reactor, for non-blocking accepts of what
+        // is queued, until none is left.
+        let mut backlog: Option<std::net::TcpListener> = None;
+        let mut stopped_at = Instant::now();
         loop {
             // A slot first: beyond --max-connections, new connections wait in the backlog.
-            let slot = tokio::select! {
-                slot = slots.take() => slot,
-                () = &mut shutdown => break,
-            };
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        crate::connection::back_off_after(&error).await;
+            let slot = match (&listener, &backlog) {
+                (Some(_), _) => tokio::select! {
+                    slot = slots.take() => slot,
+                    () = &mut shutdown => {
+                        backlog = listener.take().map(TcpListener::into_std).transpose()?;
+                        stopped_at = Instant::now();
                         continue;
                     }
                 },
-                () = &mut shutdown => break,
+                // Queued connections wait for a slot while others finish, within the grace.
+                _ => match tokio::time::timeout_at(
+                    (stopped_at + self.options.shutdown_grace).into(),
+                    slots.take(),
+                )
+                .await
+                {
+                    Ok(slot) => slot,
+                    Err(_) => break,
+                },
+            };
+            let (stream, peer) = match (&listener, &backlog) {
+                (Some(accepting), _) => tokio::select! {
+                    accepted = accepting.accept() => match accepted {
+                        Ok(accepted) => accepted,
+                        Err(error) => {
+                            crate::connection::back_off_after(&error).await;
+                            continue;
+                        }
+                    },
+                    () = &mut shutdown => {
+                        backlog = listener.take().map(TcpListener::into_std).transpose()?;
+                        stopped_at = Instant::now();
+                        continue;
+                    }
+                },
+                (None, Some(queued)) => match queued.accept() {
+                    Ok((stream, peer)) => {
+                        stream.set_nonblocking(true)?;
+                        (tokio::net::TcpStream::from_std(stream)?, peer)
+                    }
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+                    // One connection that failed on its own: the next may be fine.
+                    Err(error)
+                        if matches!(
+                            error.kind(),
+                            std::io::ErrorKind::ConnectionAborted
+                                | std::io::ErrorKind::ConnectionReset
+                                | std::io::ErrorKind::Interrupted
+                        ) =>
+                    {
+                        continue
+                    }
+                    Err(_) => break,
+                },
+                (None, None) => break,
             };
             let _ = stream.set_nodelay(true);
             let gateway = self.clone();
@@ -531,8 +605,17 @@ impl Gateway {
                     hyper::service::service_fn(move |request: Request<Incoming>| {
                         let (gateway, client) = (gateway.clone(), client.clone());
                         let in_flight = activity.begin();
+                        let http1 = request.version() < http::Version::HTTP_2;
                         async move {
-                            let response = gateway.handle(request, peer, client.as_deref()).await;
+                            let mut response =
+                                gateway.handle(request, peer, client.as_deref()).await;
+                            // Draining: the client opens its next connection elsewhere.
+                            if http1 && gateway.is_draining() {
+                                response.headers_mut().insert(
+                                    http::header::CONNECTION,
+                                    HeaderValue::from_static("close"),
+                                );
+                            }
                             Ok::<_, std::convert::Infallible>(
                                 response.map(|body| Tracked::new(body, in_flight)),
                             )
@@ -540,7 +623,8 @@ impl Gateway {
                     })
                 }
             };
-            let draining = draining.clone();
+            let draining = self.connections.draining();
+            let open = open.clone();
             match self.tls.load_full() {
                 None => {
                     let connection = builder
@@ -548,7 +632,7 @@ impl Gateway {
                         .into_owned();
                     tokio::spawn(async move {
                         drive(connection, &activity, limits, draining, None).await;
-                        drop(slot);
+                        drop((slot, open));
                     });
                 }
                 Some(tls_server) => {
@@ -573,16 +657,21 @@ impl Gateway {
                         let connection = builder
                             .serve_connection(hyper_util::rt::TokioIo::new(tls), service(client));
                         drive(connection, &activity, limits, draining, client_cas).await;
-                        drop(slot);
+                        drop((slot, open));
                     });
                 }
             }
         }
-        drop(listener);
-        // Every connection closes gracefully; each holds a receiver until it is gone.
-        drop(draining);
-        let _ = drain.send(true);
-        let _ = tokio::time::timeout(self.options.shutdown_grace, drain.closed()).await;
+        // Nothing is queued any more (or the grace ran out waiting for a slot).
+        drop((listener, backlog));
+        // Every connection closes gracefully (draining started at SIGTERM, or here).
+        self.begin_draining();
+        drop(open);
+        let _ = tokio::time::timeout_at(
+            (stopped_at + self.options.shutdown_grace).into(),
+            all_closed.closed(),
+        )
+        .await;
         Ok(())
     }
 
@@ -640,6 +729,11 @@ impl Gateway {
         }
         match request.uri().path() {
             "/livez" => text(200, "text/plain", "ok\n".into()),
+            "/readyz" if self.is_draining() => text(
+                503,
+                "text/plain",
+                "not ready: draining (shutting down)\n".into(),
+            ),
             "/readyz" => match self.not_ready() {
                 None => text(200, "text/plain", "ready\n".into()),
                 Some(reason) => text(503, "text/plain", format!("not ready: {reason}\n")),

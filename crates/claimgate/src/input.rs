@@ -217,10 +217,64 @@ pub(crate) fn parse_duration(text: &str) -> Option<u64> {
         .filter(|_| !text.is_empty())
 }
 
+/// The deployment files of a `--deployment DIR`: every `*.json` entry directly in `dir`,
+/// sorted by name, symlinks followed (a Kubernetes ConfigMap volume's `orders.json ->
+/// ..data/orders.json`); hidden names are skipped (the volume's own `..data` and
+/// `..2026_...` entries, editors' temporary files). `None` when `dir` is not a directory
+/// (symlinks followed); an error when it cannot be listed or holds no such file.
+pub(crate) fn deployment_files_in(dir: &str) -> Result<Option<Vec<String>>, String> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let dir = strip_file_url(dir);
+    if !std::fs::metadata(dir).is_ok_and(|m| m.is_dir()) {
+        return Ok(None);
+    }
+    let cannot = |e: std::io::Error| format!("cannot list the deployment directory '{dir}': {e}");
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(cannot)? {
+        let name = entry.map_err(cannot)?.file_name();
+        let bytes = name.as_bytes();
+        if bytes.starts_with(b".") || !bytes.ends_with(b".json") {
+            continue;
+        }
+        let Some(name) = name.to_str() else {
+            return Err(format!(
+                "the deployment directory '{dir}' holds a file name that is not UTF-8: {}",
+                name.to_string_lossy()
+            ));
+        };
+        files.push(Path::new(dir).join(name).to_string_lossy().into_owned());
+    }
+    if files.is_empty() {
+        return Err(format!(
+            "the deployment directory '{dir}' holds no *.json file (hidden files are skipped)"
+        ));
+    }
+    files.sort_unstable();
+    Ok(Some(files))
+}
+
 /// Loads a deployment file, or every error it has.
 pub(crate) fn load_deployment(path: &str, path_prefix: Option<&str>) -> Result<Loaded, InputError> {
+    load_deployment_in(path, path_prefix, None)
+}
+
+/// [`load_deployment`] for a file found in the directory `dir` (`--deployment DIR`): there a
+/// bare specification needs the directory's prefix (`/prefix=DIR`), since `/` for every bare
+/// file of a directory would be an accident.
+pub(crate) fn load_deployment_in(
+    path: &str,
+    path_prefix: Option<&str>,
+    dir: Option<&str>,
+) -> Result<Loaded, InputError> {
     let path = strip_file_url(path);
     let text = read_text(path, "deployment file", DEPLOYMENT_LIMIT).map_err(InputError::new)?;
+    if let (Some(dir), None) = (dir, path_prefix) {
+        if is_bare_specification(&text) {
+            return Err(InputError::new(format!(
+                "{path}: a bare specification (no pathPrefix) in a deployment directory needs a prefix: write --deployment /prefix={dir}"
+            )));
+        }
+    }
     let name = Path::new(path)
         .file_stem()
         .map(|s| s.to_string_lossy().trim_end_matches(".kebab").to_owned())
@@ -236,6 +290,16 @@ pub(crate) fn load_deployment(path: &str, path_prefix: Option<&str>) -> Result<L
             plural(rejected.errors.len())
         ),
         details: rejected.errors.iter().map(Diagnostic::to_string).collect(),
+    })
+}
+
+/// Whether `text` is a bare specification: a JSON object that is neither a deployment (with
+/// `specification`) nor `oci api-gateway deployment get` output (with `data`).
+fn is_bare_specification(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(text).is_ok_and(|value| {
+        value
+            .as_object()
+            .is_some_and(|top| !top.contains_key("specification") && !top.contains_key("data"))
     })
 }
 

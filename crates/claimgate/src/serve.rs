@@ -2,7 +2,7 @@
 //! SIGINT. Without `--deployment` it serves the bundled demo.
 
 use crate::exit;
-use crate::input::{load_deployment, read_file, read_text, InputError, DATA_LIMIT};
+use crate::input::{read_file, read_text, InputError, DATA_LIMIT};
 use claimgate_config::{Authentication, Deployment, Secrets};
 use claimgate_gateway::demo::{Demo, PREFIX};
 use claimgate_gateway::discovery::IntrospectionOptions;
@@ -15,8 +15,9 @@ use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
-    /// A deployment file (repeatable); write /prefix=FILE for a bare specification.
-    #[arg(long = "deployment", value_name = "FILE|/prefix=FILE", value_parser = deployment_arg)]
+    /// A deployment file, or a directory: every *.json file directly in it, hidden files
+    /// skipped (repeatable); write /prefix=FILE or /prefix=DIR for a bare specification.
+    #[arg(long = "deployment", value_name = "FILE|DIR|/prefix=FILE|/prefix=DIR", value_parser = deployment_arg)]
     deployments: Vec<String>,
     /// Address to listen on: HOST:PORT, PORT (127.0.0.1), :PORT (all interfaces); host names
     /// are resolved.
@@ -62,6 +63,10 @@ pub(crate) struct ServeArgs {
     /// Seconds in-flight requests may take to finish after SIGTERM/SIGINT.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     shutdown_grace: u64,
+    /// Seconds to keep accepting after SIGTERM/SIGINT while /readyz answers 503, so load
+    /// balancers stop sending first.
+    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    drain_delay: u64,
     /// Seconds between two JWKS fetch attempts of one deployment (unknown-kid refetch cooldown).
     #[arg(long, default_value_t = 30, value_name = "SECONDS", hide = true)]
     jwks_cooldown: u64,
@@ -243,10 +248,21 @@ pub(crate) fn run(args: &ServeArgs) -> u8 {
     }
 }
 
-/// Loads one `--deployment` argument and refuses what the gateway cannot enforce.
+/// Loads one `--deployment FILE` argument and refuses what the gateway cannot enforce.
 fn load_for_serving(arg: &str, secrets: &Secrets) -> Result<Deployment, InputError> {
     let (prefix, path) = split_source(arg);
-    let loaded = load_deployment(path, prefix)?;
+    load_file_for_serving(prefix, path, None, secrets)
+}
+
+/// [`load_for_serving`] for one file, found in the directory `dir` of a `--deployment DIR`
+/// when given.
+fn load_file_for_serving(
+    prefix: Option<&str>,
+    path: &str,
+    dir: Option<&str>,
+    secrets: &Secrets,
+) -> Result<Deployment, InputError> {
+    let loaded = crate::input::load_deployment_in(path, prefix, dir)?;
     let deployment = loaded.deployment;
     if let Authentication::Unsupported { kind, reason } = &deployment.authentication {
         return Err(InputError::new(format!(
@@ -412,6 +428,8 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             })?),
             None => None,
         };
+        // Before listening: from then on a signal drains instead of killing the process.
+        let signalled = shutdown_signal();
         let mut listeners = serving_listeners(args.listen, threads).map_err(|e| {
             InputError::new(format!(
                 "cannot listen on {}: {}",
@@ -511,10 +529,12 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             })
             .collect::<std::io::Result<Vec<_>>>()
             .map_err(|e| InputError::new(format!("cannot start a serving thread: {e}")))?;
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            let _ = stop.send(true);
-        });
+        tokio::spawn(drain_then_stop(
+            signalled,
+            gateway.clone(),
+            Duration::from_secs(args.drain_delay),
+            stop,
+        ));
         let served = gateway.serve(listener, stopped(stopping)).await;
         let mut failures = Vec::new();
         for other in others {
@@ -639,32 +659,74 @@ fn print_demo(
     outln!();
 }
 
-/// Loads every `--deployment` argument; all must be valid for the set to be used.
-fn load_all(sources: &[String], secrets: &Secrets) -> Result<Vec<Deployment>, Vec<String>> {
-    let mut deployments = Vec::new();
+/// One deployment file a `--deployment` argument names: the file itself, or one of a
+/// directory's (`--deployment DIR`).
+struct DeploymentFile {
+    prefix: Option<String>,
+    path: String,
+    /// The directory it was found in.
+    dir: Option<String>,
+}
+
+/// Every deployment file the `--deployment` arguments name, directories listed now (see
+/// [`crate::input::deployment_files_in`]); with the errors of directories that cannot be.
+fn deployment_files(sources: &[String]) -> (Vec<DeploymentFile>, Vec<String>) {
+    let mut files = Vec::new();
     let mut errors = Vec::new();
     for source in sources {
-        match load_for_serving(source, secrets) {
-            Ok(d) => deployments.push(d),
+        let (prefix, path) = split_source(source);
+        let prefix = prefix.map(str::to_owned);
+        match crate::input::deployment_files_in(path) {
+            Ok(None) => files.push(DeploymentFile {
+                prefix,
+                path: path.to_owned(),
+                dir: None,
+            }),
+            Ok(Some(listed)) => files.extend(listed.into_iter().map(|file| DeploymentFile {
+                prefix: prefix.clone(),
+                path: file,
+                dir: Some(path.to_owned()),
+            })),
+            Err(error) => errors.push(error),
+        }
+    }
+    (files, errors)
+}
+
+/// Loads every `--deployment` argument (each file of a directory); all must be valid, with
+/// distinct path prefixes and `deploymentId`s (the id names a deployment in logs and
+/// `/api/check`: two would be mixed up), for the set to be used.
+fn load_all(sources: &[String], secrets: &Secrets) -> Result<Vec<Deployment>, Vec<String>> {
+    let (files, mut errors) = deployment_files(sources);
+    let mut loaded: Vec<(&str, Deployment)> = Vec::new();
+    for file in &files {
+        let prefix = file.prefix.as_deref();
+        match load_file_for_serving(prefix, &file.path, file.dir.as_deref(), secrets) {
+            Ok(d) => loaded.push((&file.path, d)),
             Err(e) => {
                 errors.push(e.message);
                 errors.extend(e.details);
             }
         }
     }
-    for (i, a) in deployments.iter().enumerate() {
-        if deployments[..i]
-            .iter()
-            .any(|b| b.path_prefix == a.path_prefix)
-        {
-            errors.push(format!(
-                "two deployments share the path prefix {}",
-                a.path_prefix
-            ));
+    for (i, (path, a)) in loaded.iter().enumerate() {
+        for (other, b) in &loaded[..i] {
+            if b.path_prefix == a.path_prefix {
+                errors.push(format!(
+                    "two deployments share the path prefix {}: {other} and {path}",
+                    a.path_prefix
+                ));
+            }
+            if b.id == a.id {
+                errors.push(format!(
+                    "two deployments have the deploymentId '{}': {other} and {path} (give each file its own name or id)",
+                    a.id
+                ));
+            }
         }
     }
     if errors.is_empty() {
-        Ok(deployments)
+        Ok(loaded.into_iter().map(|(_, d)| d).collect())
     } else {
         Err(errors)
     }
@@ -685,22 +747,34 @@ struct Stamp {
     link: Option<std::path::PathBuf>,
 }
 
-fn stamps(paths: &[String]) -> Vec<Result<Stamp, String>> {
+/// The [`Stamp`] of each path, with the path: the deployment files of a directory are listed
+/// again each time, so a file added or removed there changes the result too.
+fn stamps(paths: &[String]) -> Vec<(String, Result<Stamp, String>)> {
     use std::os::unix::fs::MetadataExt as _;
-    paths
-        .iter()
-        .map(|path| {
-            let metadata = std::fs::metadata(path).map_err(|e| e.to_string())?;
-            Ok(Stamp {
-                len: metadata.len(),
-                modified: (metadata.mtime(), metadata.mtime_nsec()),
-                changed: (metadata.ctime(), metadata.ctime_nsec()),
-                device: metadata.dev(),
-                inode: metadata.ino(),
-                link: std::fs::read_link(path).ok(),
-            })
+    let stamp = |path: &str| {
+        let metadata = std::fs::metadata(path).map_err(|e| e.to_string())?;
+        Ok(Stamp {
+            len: metadata.len(),
+            modified: (metadata.mtime(), metadata.mtime_nsec()),
+            changed: (metadata.ctime(), metadata.ctime_nsec()),
+            device: metadata.dev(),
+            inode: metadata.ino(),
+            link: std::fs::read_link(path).ok(),
         })
-        .collect()
+    };
+    let mut all = Vec::with_capacity(paths.len());
+    for path in paths {
+        match crate::input::deployment_files_in(path) {
+            Ok(Some(files)) => all.extend(files.into_iter().map(|file| {
+                let now = stamp(&file);
+                (file, now)
+            })),
+            // A directory emptied or unreadable: compared by its error.
+            Err(error) => all.push((path.clone(), Err(error))),
+            Ok(None) => all.push((path.clone(), stamp(path))),
+        }
+    }
+    all
 }
 
 /// Reloads the whole set on SIGHUP (always) and when a file changes (its [`Stamp`], checked
@@ -712,8 +786,8 @@ async fn watch_and_reload(
     secrets_file: Option<String>,
 ) {
     let mut hangup = hangup_signal();
-    // The files themselves: only deployment arguments have a `/prefix=` (a TLS or secrets
-    // path with `=` in it is a path).
+    // The files themselves (or directories of them): only deployment arguments have a
+    // `/prefix=` (a TLS or secrets path with `=` in it is a path).
     let mut paths: Vec<String> = sources
         .iter()
         .map(|source| split_source(source).1.to_owned())
@@ -979,26 +1053,59 @@ fn serve_on_thread(
     Ok(ended)
 }
 
+/// On SIGTERM/SIGINT: drains at once (`/readyz` 503, connections closing after their
+/// answer), keeps accepting for `delay` (a second signal cuts it short), then stops every
+/// serving thread's accepting.
+async fn drain_then_stop(
+    signalled: impl std::future::Future<Output = ()>,
+    gateway: std::sync::Arc<Gateway>,
+    delay: Duration,
+    stop: tokio::sync::watch::Sender<bool>,
+) {
+    signalled.await;
+    gateway.begin_draining();
+    eprintln!(
+        "claimgate draining: /readyz answers 503; accepting for {} more second(s)",
+        delay.as_secs()
+    );
+    tokio::select! {
+        () = tokio::time::sleep(delay) => {}
+        () = shutdown_signal() => {}
+    }
+    let _ = stop.send(true);
+}
+
 /// Resolves once `stopping` turns true (or its sender is gone).
 async fn stopped(mut stopping: tokio::sync::watch::Receiver<bool>) {
     let _ = stopping.wait_for(|stop| *stop).await;
 }
 
-async fn shutdown_signal() {
+/// SIGTERM or SIGINT. The handlers are installed by this call, not when the future is first
+/// polled: a signal arriving between the start of listening and that poll would otherwise kill
+/// the process at once, resetting the connections it had accepted.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
+        use tokio::signal::unix::{signal, Signal, SignalKind};
+        let term = signal(SignalKind::terminate()).ok();
+        let interrupt = signal(SignalKind::interrupt()).ok();
+        let received = |signal: Option<Signal>| async move {
+            match signal {
+                Some(mut signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            }
         };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+        async move {
+            tokio::select! {
+                () = received(term) => {}
+                () = received(interrupt) => {}
+            }
         }
     }
     #[cfg(not(unix))]
-    {
+    async {
         let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -17,8 +17,9 @@ written in the file (camelCase or kebab-case) and the reason. Exit codes: 0 ever
 )]
 pub(crate) struct ValidateArgs {
     /// Deployment files: CreateDeploymentDetails JSON, a bare specification (camelCase or
-    /// kebab-case), or the output of `oci api-gateway deployment get`.
-    #[arg(required = true, value_name = "FILE", value_parser = crate::input::file_arg)]
+    /// kebab-case), or the output of `oci api-gateway deployment get`; a directory stands for
+    /// every *.json file directly in it (hidden files skipped).
+    #[arg(required = true, value_name = "FILE|DIR", value_parser = crate::input::file_arg)]
     files: Vec<String>,
     /// The path prefix of bare specifications (default /).
     #[arg(long, value_name = "PREFIX")]
@@ -63,7 +64,17 @@ pub(crate) fn run(args: &ValidateArgs) -> u8 {
     };
     let mut any_error = false;
     let mut reports = Vec::new();
+    // A directory's files as `serve --deployment DIR` lists them; one it cannot is reported
+    // like an unreadable file.
+    let mut files: Vec<(String, Option<String>)> = Vec::new();
     for file in &args.files {
+        match crate::input::deployment_files_in(file) {
+            Ok(Some(listed)) => files.extend(listed.into_iter().map(|f| (f, None))),
+            Ok(None) => files.push((file.clone(), None)),
+            Err(error) => files.push((file.clone(), Some(error))),
+        }
+    }
+    for (file, listing_error) in &files {
         let name = Path::new(file)
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -72,7 +83,10 @@ pub(crate) fn run(args: &ValidateArgs) -> u8 {
             path_prefix: args.path_prefix.clone(),
             name,
         };
-        let text = crate::input::read_text(file, "the file", crate::input::DEPLOYMENT_LIMIT);
+        let text = match listing_error {
+            Some(error) => Err(error.clone()),
+            None => crate::input::read_text(file, "the file", crate::input::DEPLOYMENT_LIMIT),
+        };
         let (errors, warnings) = match text {
             Err(message) => (
                 vec![Diagnostic {
