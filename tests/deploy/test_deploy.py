@@ -25,10 +25,14 @@ import copy
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import kubernetes_validate
@@ -301,6 +305,24 @@ def claimgate_validate(files, secrets=None):
         return run.returncode, run.stdout + run.stderr
 
 
+def free_port():
+    """A loopback port free at the time of asking."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url):
+    """(status, body) of a GET, or None when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None
+
+
 def write_configmap_files(docs, configmap, directory):
     """The ConfigMap's keys as files in a directory, as the kubelet mounts them."""
     paths = []
@@ -499,6 +521,37 @@ class DeploymentFiles(unittest.TestCase):
         code, report = claimgate_validate(files, self.secrets)
         self.assertEqual(code, 2, report)
         self.assertFalse(report["valid"], report)
+
+    def test_example_serves_and_is_ready_without_network(self):
+        # The example must become ready on its own in a cluster: no remote keys to wait for.
+        # Served from the files as written, on free loopback ports (the pod listens on all).
+        files = write_configmap_files(self.docs, self.configmap, self.dir)
+        listen, admin = free_port(), free_port()
+        args = [CLAIMGATE, "serve", "--listen", f"127.0.0.1:{listen}", "--admin", f"127.0.0.1:{admin}"]
+        for f in files:
+            args += ["--deployment", str(f)]
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 15
+            ready = None
+            while time.monotonic() < deadline and proc.poll() is None:
+                ready = http_get(f"http://127.0.0.1:{admin}/readyz")
+                if ready and ready[0] == 200:
+                    break
+                time.sleep(0.1)
+            self.assertIsNone(proc.poll(), "serve exited")
+            self.assertEqual(ready and ready[0], 200, ready)
+            self.assertEqual(http_get(f"http://127.0.0.1:{admin}/livez")[0], 200)
+            hello = http_get(f"http://127.0.0.1:{listen}/example/hello")
+            self.assertEqual(hello, (200, '{"message": "hello from claimgate"}'))
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            proc.stderr.close()
 
     def test_serve_knows_every_flag_of_the_deployment(self):
         # EXPECTED TO FAIL until the other issue-14 branches land (--drain-delay,
