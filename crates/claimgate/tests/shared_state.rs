@@ -207,7 +207,15 @@ fn a_key_of_the_wrong_type_is_an_outage_for_that_key_only() {
     let gateway = start_gateway(
         &[limited(2)],
         true,
-        &["--redis", &redis.url(), "--redis-key-prefix", "team-a:"],
+        &[
+            "--redis",
+            &redis.url(),
+            "--redis-key-prefix",
+            "team-a:",
+            // Generous, so that a loaded test machine cannot turn this into a timeout.
+            "--redis-timeout-ms",
+            "1000",
+        ],
     );
     wait_for_code(&gateway, "sharedState.connected", Duration::from_secs(5));
     // Someone else's list where the bucket would be.
@@ -247,7 +255,11 @@ fn the_shared_bucket_admits_what_the_local_one_does_and_says_when_to_retry() {
     let Some(redis) = Redis::start("the_shared_bucket_admits", None) else {
         return;
     };
-    let gateway = start_gateway(&[limited(3)], true, &["--redis", &redis.url()]);
+    let gateway = start_gateway(
+        &[limited(3)],
+        true,
+        &["--redis", &redis.url(), "--redis-timeout-ms", "1000"],
+    );
     wait_for_code(&gateway, "sharedState.connected", Duration::from_secs(5));
     let refused = (0..5)
         .map(|_| {
@@ -271,4 +283,175 @@ fn the_shared_bucket_admits_what_the_local_one_does_and_says_when_to_retry() {
     assert!((1..=1100).contains(&ttl), "{ttl}");
     std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(statuses(&gateway, 3), [200, 200, 200]);
+}
+
+/// A TLS-only `redis-server` on a free loopback port with a certificate for `localhost` from
+/// `ca`; killed when dropped. `None` (skipped) without redis-server.
+fn tls_redis(test: &str, ca: &Ca, dir: &std::path::Path) -> Option<(Running, u16)> {
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        skip(
+            test,
+            "redis-server is not installed (Debian package redis-server)",
+        );
+        return None;
+    }
+    let (cert, key) = leaf(ca, None, &["localhost"], false, None).pair();
+    let (cert_path, key_path) = (dir.join("redis.pem"), dir.join("redis.key"));
+    std::fs::write(&cert_path, cert).unwrap();
+    std::fs::write(&key_path, key).unwrap();
+    let port = free_port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .args(["--tls-cert-file", cert_path.to_str().unwrap()])
+        .args(["--tls-key-file", key_path.to_str().unwrap()])
+        .args([
+            "--tls-auth-clients",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(["--dir", dir.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = Running(child);
+    wait_for(&format!("127.0.0.1:{port}"));
+    Some((running, port))
+}
+
+#[test]
+fn rediss_trusts_the_system_roots_plus_ca_and_nothing_else() {
+    const TEST: &str = "rediss_trusts_the_system_roots_plus_ca";
+    let dir = tempfile::tempdir().unwrap();
+    let ca = ca("test redis CA");
+    let Some((_redis, port)) = tls_redis(TEST, &ca, dir.path()) else {
+        return;
+    };
+    let url = format!("rediss://localhost:{port}");
+    // The server's CA is not among the system roots: refused, and the replica serves anyway.
+    let untrusted = start_gateway(&[limited(1000)], true, &["--redis", &url]);
+    let unavailable = wait_for_code(
+        &untrusted,
+        "sharedState.unavailable",
+        Duration::from_secs(5),
+    );
+    assert_eq!(unavailable.len(), 1);
+    let cause = unavailable[0]["data"]["cause"]
+        .as_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(
+        cause.contains("certificate") || cause.contains("unknownissuer"),
+        "{cause}"
+    );
+    assert_eq!(statuses(&untrusted, 1), [200]);
+
+    // With --ca, as for every other outbound TLS connection: used.
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let trusted = start_gateway(
+        &[limited(1000)],
+        true,
+        &["--redis", &url, "--ca", ca_file.to_str().unwrap()],
+    );
+    let connected = wait_for_code(&trusted, "sharedState.connected", Duration::from_secs(5));
+    assert_eq!(
+        connected.len(),
+        1,
+        "{:?}",
+        std::fs::read_to_string(&trusted.execution_log)
+    );
+    assert_eq!(statuses(&trusted, 1), [200]);
+    assert!(metrics(&trusted).contains("claimgate_shared_state_up 1"));
+}
+
+/// `INFO commandstats` as (command, calls, failed calls).
+fn command_stats(redis: &Redis) -> Vec<(String, u64, u64)> {
+    redis
+        .cmd(&["INFO", "commandstats"])
+        .lines()
+        .filter_map(|line| {
+            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let field = |key: &str| {
+                rest.split(',')
+                    .find_map(|f| f.strip_prefix(&format!("{key}=")))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+            };
+            Some((name.to_owned(), field("calls"), field("failed_calls")))
+        })
+        .collect()
+}
+
+#[test]
+fn one_round_trip_per_limited_request_none_without_rate_limiting_and_scripts_reload() {
+    let Some(redis) = Redis::start("one_round_trip_per_limited_request", None) else {
+        return;
+    };
+    let unlimited = json!({
+        "displayName": "open", "pathPrefix": "/v2",
+        "specification": {"routes": [{"path": "/hello", "methods": ["GET"],
+            "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200}}]}
+    });
+    let gateway = start_gateway(
+        &[limited(1000), unlimited],
+        true,
+        &["--redis", &redis.url(), "--redis-timeout-ms", "1000"],
+    );
+    wait_for_code(&gateway, "sharedState.connected", Duration::from_secs(5));
+    redis.cmd(&["CONFIG", "RESETSTAT"]);
+    let get = |path: &str| {
+        client()
+            .get(format!("{}{path}", gateway.base))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    for _ in 0..10 {
+        assert_eq!(get("/v2/hello"), 200);
+    }
+    let data_commands = |stats: &[(String, u64, u64)]| -> Vec<String> {
+        stats
+            .iter()
+            .filter(|(name, _, _)| !["ping", "info", "config|resetstat"].contains(&name.as_str()))
+            .map(|(name, calls, _)| format!("{name}={calls}"))
+            .collect()
+    };
+    assert_eq!(data_commands(&command_stats(&redis)), Vec::<String>::new());
+    for _ in 0..10 {
+        assert_eq!(get("/v1/hello"), 200);
+    }
+    // The script was loaded once (NOSCRIPT on its first EVALSHA), then one EVALSHA a request.
+    let stats = command_stats(&redis);
+    let evalsha = stats.iter().find(|(name, _, _)| name == "evalsha").unwrap();
+    assert_eq!(evalsha.1 - evalsha.2, 10, "{stats:?}");
+    // Redis forgets its scripts (a restart, SCRIPT FLUSH): reloaded, nothing refused.
+    redis.cmd(&["SCRIPT", "FLUSH"]);
+    for _ in 0..5 {
+        assert_eq!(get("/v1/hello"), 200);
+    }
+    let text = metrics(&gateway);
+    assert_eq!(
+        metric_sum(&text, "claimgate_shared_state_errors_total"),
+        0,
+        "{text}"
+    );
+    let stats = command_stats(&redis);
+    let evalsha = stats.iter().find(|(name, _, _)| name == "evalsha").unwrap();
+    assert_eq!(evalsha.1 - evalsha.2, 15, "{stats:?}");
 }
