@@ -19,8 +19,13 @@ pub mod model;
 mod policies;
 mod reader;
 mod secrets;
+pub mod usage;
 
 pub use load::{load_str, LoadOptions, Loaded, Rejected, MAX_FILE_BYTES};
 pub use model::*;
 pub use reader::Diagnostic;
 pub use secrets::Secrets;
+pub use usage::{
+    Client, Entitled, Entitlement, OnBreach, Quota, QuotaUnit, Subscriber, Subscriptions,
+    UsagePlan, UsagePlansPolicy,
+};

@@ -378,6 +378,7 @@ fn read_specification(cx: &mut Cx, field: &Field<'_>) -> Option<Deployment> {
         routes: routes.into_iter().map(|(_, r)| r).collect(),
         execution_log_level,
         rate_limiting: policies.rate_limiting,
+        usage_plans: policies.usage_plans,
         cors: policies.cors,
         mutual_tls: policies.mutual_tls,
         unenforced: notes.unenforced,

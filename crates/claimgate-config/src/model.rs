@@ -21,6 +21,8 @@ pub struct Deployment {
     pub cors: Option<Cors>,
     /// `requestPolicies.mutualTls`, when it requires a certificate or names SANs.
     pub mutual_tls: Option<MutualTls>,
+    /// `requestPolicies.usagePlans`, when it names a token location.
+    pub usage_plans: Option<crate::usage::UsagePlansPolicy>,
     /// JSON paths of members that are valid but not enforced by claimgate yet.
     pub unenforced: Vec<String>,
     /// The Vault secrets the file names (`clientDetails.clientSecretId`), to be resolved from

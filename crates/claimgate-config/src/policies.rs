@@ -7,6 +7,7 @@ use crate::context::{parse_template, read_expression, read_template, Scope};
 use crate::load::{optional, read_enum, read_kind, AuthRead, Notes};
 use crate::model::*;
 use crate::reader::{Cx, Field};
+use crate::usage::UsagePlansPolicy;
 
 const REQUEST_POLICY_MEMBERS: &[&str] = &[
     "authentication",
@@ -21,6 +22,7 @@ const REQUEST_POLICY_MEMBERS: &[&str] = &[
 #[derive(Debug, Default)]
 pub(crate) struct DeploymentPolicies {
     pub(crate) rate_limiting: Option<RateLimiting>,
+    pub(crate) usage_plans: Option<UsagePlansPolicy>,
     pub(crate) cors: Option<Cors>,
     pub(crate) mutual_tls: Option<MutualTls>,
 }
@@ -52,8 +54,9 @@ pub(crate) fn read_request_policies(
         policies.mutual_tls = read_mutual_tls(cx, &f).flatten();
     }
     if let Some(f) = obj.take("usagePlans") {
-        if let Some(in_effect) = read_usage_plans(cx, &f) {
-            notes.unenforced(&f.path, in_effect);
+        if let Some(policy) = read_usage_plans(cx, &f) {
+            notes.unenforced(&f.path, !policy.token_locations.is_empty());
+            policies.usage_plans = Some(policy).filter(|p| !p.token_locations.is_empty());
         }
     }
     obj.finish(cx, REQUEST_POLICY_MEMBERS);
@@ -258,18 +261,22 @@ fn read_mutual_tls(cx: &mut Cx, field: &Field<'_>) -> Option<Option<MutualTls>> 
 }
 
 /// `usagePlans`; in effect when it names a token location.
-fn read_usage_plans(cx: &mut Cx, field: &Field<'_>) -> Option<bool> {
+fn read_usage_plans(cx: &mut Cx, field: &Field<'_>) -> Option<UsagePlansPolicy> {
     let mut obj = field.object(cx)?;
     let locations = obj.require(cx, "tokenLocations").and_then(|f| {
         let items = f.array(cx)?;
+        let mut locations = Vec::with_capacity(items.len());
         let mut ok = true;
         for item in &items {
-            ok &= read_expression(cx, item, &Scope::deployment()).is_some();
+            match read_expression(cx, item, &Scope::deployment()) {
+                Some(variable) => locations.push(variable),
+                None => ok = false,
+            }
         }
-        ok.then_some(items.len())
+        ok.then_some(locations)
     });
     obj.finish(cx, &["tokenLocations"]);
-    locations.map(|n| n > 0)
+    locations.map(|token_locations| UsagePlansPolicy { token_locations })
 }
 
 /// Which transformations a policy holds: their member names, limits on names, protected names.
