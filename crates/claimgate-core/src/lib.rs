@@ -15,6 +15,7 @@ mod escape;
 pub mod path;
 pub mod route;
 mod time;
+mod usage;
 mod verdict;
 
 pub use check::{Check, CheckId, Failure, Note, Outcome, TimeContext};
@@ -25,6 +26,10 @@ pub use dynamic::{
 pub use escape::{escape, is_escaped, Escaped};
 pub use path::PathRejection;
 pub use time::{human_duration, relative, skew_text, UnixTime};
+pub use usage::{
+    resolve_usage_plan, UsagePlanDecision, UsagePlanMatch, UsagePlanRefusal,
+    USAGE_PLAN_REFUSED_STATUS,
+};
 pub use verdict::{
     context_value, evaluate, evaluate_cached, evaluate_with, token_to_introspect, Decision, Event,
     Explain, HeaderValues, Introspection, KeyMaterial, RequestView, RouteInfo, TokenVerification,
