@@ -58,6 +58,33 @@ fn wait_all(replicas: &Replicas, code: &str) {
     }
 }
 
+/// `requests` at 100 per second over 4 keep-alive connections through `proxy`, in the
+/// background while the test breaks something.
+fn load_in_background(
+    proxy: &Haproxy,
+    requests: usize,
+) -> std::thread::JoinHandle<support::cluster::LoadReport> {
+    let target = proxy.addr();
+    std::thread::spawn(move || {
+        let seconds = requests as u64 / 100 + 4;
+        load(
+            target,
+            &LoadPlan::new("/v1/hello", 4, requests)
+                .rate(100.0)
+                .duration(Duration::from_secs(seconds)),
+        )
+    })
+}
+
+/// Three replicas of an unlimited deployment with `flags`, behind HAProxy checking their
+/// readiness; `None` when haproxy is missing (skipped).
+fn three_behind_haproxy(test: &str, flags: &[String]) -> Option<(Replicas, Haproxy)> {
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let replicas = Replicas::start(3, &[limited(100_000, "TOTAL")], &flags);
+    let proxy = Haproxy::start(test, &replicas.addrs(), &replicas.admin_addrs(), false)?;
+    Some((replicas, proxy))
+}
+
 /// Accepted requests of a 2-second run at 90 requests per second through `proxy`.
 fn accepted_in_two_seconds(proxy: &Haproxy, plan: LoadPlan) -> (usize, String) {
     let report = load(
@@ -168,21 +195,12 @@ fn redis_hung_and_killed_mid_run_fails_no_request_and_is_used_again_after_restar
     let Some(mut redis) = Redis::start(TEST, Some("s3cret")) else {
         return;
     };
-    let replicas = Replicas::start(3, &[limited(100_000, "TOTAL")], &["--redis", &redis.url()]);
-    wait_all(&replicas, "sharedState.connected");
-    let Some(proxy) = Haproxy::start(TEST, &replicas.addrs(), &replicas.admin_addrs(), false)
+    let Some((replicas, proxy)) = three_behind_haproxy(TEST, &["--redis".into(), redis.url()])
     else {
         return;
     };
-    let target = proxy.addr();
-    let run = std::thread::spawn(move || {
-        load(
-            target,
-            &LoadPlan::new("/v1/hello", 4, 600)
-                .rate(100.0)
-                .duration(Duration::from_secs(10)),
-        )
-    });
+    wait_all(&replicas, "sharedState.connected");
+    let run = load_in_background(&proxy, 600);
     std::thread::sleep(Duration::from_millis(1000));
     redis.pause();
     std::thread::sleep(Duration::from_millis(1500));
@@ -245,25 +263,10 @@ fn a_replica_killed_mid_run_costs_no_request_behind_haproxy() {
     let Some(redis) = Redis::start(TEST, None) else {
         return;
     };
-    let flags = redis_flags(&redis.url());
-    let mut replicas = Replicas::start(
-        3,
-        &[limited(100_000, "TOTAL")],
-        &flags.each_ref().map(String::as_str),
-    );
-    let Some(proxy) = Haproxy::start(TEST, &replicas.addrs(), &replicas.admin_addrs(), false)
-    else {
+    let Some((mut replicas, proxy)) = three_behind_haproxy(TEST, &redis_flags(&redis.url())) else {
         return;
     };
-    let target = proxy.addr();
-    let run = std::thread::spawn(move || {
-        load(
-            target,
-            &LoadPlan::new("/v1/hello", 4, 300)
-                .rate(100.0)
-                .duration(Duration::from_secs(6)),
-        )
-    });
+    let run = load_in_background(&proxy, 300);
     std::thread::sleep(Duration::from_millis(1000));
     replicas.kill(1);
     let report = run.join().unwrap();
@@ -483,24 +486,10 @@ fn a_replica_drained_with_sigterm_behind_haproxy_fails_no_request() {
     };
     let mut flags = redis_flags(&redis.url()).to_vec();
     flags.extend(["--drain-delay".into(), "2".into()]);
-    let mut replicas = Replicas::start(
-        3,
-        &[limited(100_000, "TOTAL")],
-        &flags.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
-    let Some(proxy) = Haproxy::start(TEST, &replicas.addrs(), &replicas.admin_addrs(), false)
-    else {
+    let Some((mut replicas, proxy)) = three_behind_haproxy(TEST, &flags) else {
         return;
     };
-    let target = proxy.addr();
-    let run = std::thread::spawn(move || {
-        load(
-            target,
-            &LoadPlan::new("/v1/hello", 4, 400)
-                .rate(100.0)
-                .duration(Duration::from_secs(8)),
-        )
-    });
+    let run = load_in_background(&proxy, 400);
     std::thread::sleep(Duration::from_millis(1000));
     replicas.term(1);
     let report = run.join().unwrap();
