@@ -450,6 +450,7 @@ class Bench:
         redis_pid = self.redis[0].pid if self.redis else None
         load_before = os.getloadavg()[0]
         calls_before = redis_evalsha_calls(self.redis[1]) if self.redis else 0
+        metrics_before = self.metrics(target) if self.redis and target.admin_port else {}
         redis_before = proc_stat_ticks(redis_pid) if redis_pid else 0
         before, up_before = proc_stat_ticks(pid), proc_stat_ticks(upstream_pid)
         proc = self.wrk(target, path, tokens, self.args.duration, target.cursor)
@@ -509,8 +510,16 @@ class Bench:
                 [f"{prefix}127.0.0.1"] if target.rate_key == "CLIENT_IP" else []
             trouble = []
             if run["errors"]:
-                trouble.append(f"{run['errors']} non-2xx/errors: a refused request is not "
-                               "the cost measured here")
+                # Which answers they were, from claimgate's own counters (read outside the
+                # measured interval).
+                after_m = self.metrics(target) if target.admin_port else {}
+                detail = {k: v - metrics_before.get(k, 0) for k, v in after_m.items()
+                          if ("status=" in k and 'status="200"' not in k
+                              and k.endswith(("_count", "_total")) or "rate_limited" in k)
+                          and v - metrics_before.get(k, 0)}
+                run["non2xx_detail"] = detail
+                trouble.append(f"{run['errors']} non-2xx/errors ({detail}): a refused request "
+                               "is not the cost measured here")
             if abs(calls - expected) > slack:
                 trouble.append(f"{calls} EVALSHA for {requests} requests (expected {expected})")
             if target.uses_redis and target.rate_key and keys != wanted:
