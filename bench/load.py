@@ -48,6 +48,24 @@ SKEW = 60
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 WORKLOADS = ["noauth", "one", "many"]
 TARGETS = ["claimgate", "haproxy", "envoy"]
+# --redis (issue 14): claimgate alone, no authentication, `rateLimiting` judged by the local
+# limiter or by Redis. workload -> (rateKey or None, whether `serve` gets --redis).
+RL_WORKLOADS = {
+    "noauth": (None, False),
+    "noauth-redis": (None, True),
+    "total-local": ("TOTAL", False),
+    "total-redis": ("TOTAL", True),
+    "ip-local": ("CLIENT_IP", False),
+    "ip-redis": ("CLIENT_IP", True),
+}
+RL_LABELS = {
+    "noauth": "none",
+    "noauth-redis": "none, `--redis` given",
+    "total-local": "TOTAL, local",
+    "total-redis": "TOTAL, Redis",
+    "ip-local": "CLIENT_IP, local",
+    "ip-redis": "CLIENT_IP, Redis",
+}
 
 STARTED = []  # every subprocess.Popen this script started, stopped by PID on exit
 
@@ -152,11 +170,68 @@ class Target:
         self.name = f"{kind}/{workload}"
         self.runs = []  # measurement dicts
         self.admin_port = None  # claimgate's admin listener, for its token-cache counters
+        self.rate = None  # rateInRequestsPerSecond when not --rate (the refusal check)
+        self.key_prefix = "claimgate:"  # --redis-key-prefix
+        # Its files' names: never another process's (claimgate reloads a deployment file
+        # that changes under it).
+        self.tag = workload
+        self.shared_errors_seen = 0  # claimgate_shared_state_errors_total after the last run
         self.cursor = 0  # requests sent so far: where the next run starts in the token file
 
     @property
     def jwt(self) -> bool:
-        return self.workload != "noauth"
+        return self.workload in ("one", "many")
+
+    @property
+    def rate_key(self):
+        return RL_WORKLOADS.get(self.workload, (None, False))[0]
+
+    @property
+    def uses_redis(self) -> bool:
+        return RL_WORKLOADS.get(self.workload, (None, False))[1]
+
+
+def redis_call(port: int, *args, timeout=5.0):
+    """One command to the benchmark's redis-server (RESP over a fresh connection): the answer
+    as str/int/list, or RuntimeError for an error answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        out = b"*%d\r\n" % len(args)
+        for a in args:
+            a = str(a).encode()
+            out += b"$%d\r\n%s\r\n" % (len(a), a)
+        sock.sendall(out)
+        reader = sock.makefile("rb")
+
+        def read():
+            line = reader.readline().rstrip(b"\r\n")
+            kind, rest = line[:1], line[1:]
+            if kind == b"+":
+                return rest.decode()
+            if kind == b"-":
+                raise RuntimeError(rest.decode())
+            if kind == b":":
+                return int(rest)
+            if kind == b"$":
+                n = int(rest)
+                if n < 0:
+                    return None
+                data = reader.read(n + 2)[:-2]
+                return data.decode(errors="replace")
+            if kind == b"*":
+                n = int(rest)
+                return None if n < 0 else [read() for _ in range(n)]
+            raise RuntimeError(f"unexpected RESP line {line[:80]!r}")
+
+        return read()
+
+
+def redis_evalsha_calls(port: int) -> int:
+    """Redis's own count of EVALSHA (and EVAL) commands so far: one per Redis-judged request."""
+    calls = 0
+    for line in redis_call(port, "INFO", "commandstats").splitlines():
+        if line.startswith(("cmdstat_evalsha:", "cmdstat_eval:")):
+            calls += int(line.split("calls=", 1)[1].split(",", 1)[0])
+    return calls
 
 
 class Bench:
@@ -169,11 +244,21 @@ class Bench:
                        "SKEW": SKEW}
         self.targets = []
         self.upstream = None
+        self.redis = None  # (Popen, port) of the redis-server --redis starts
         self.notes = []
         self.started = time.time()
         help_text = subprocess.run([args.claimgate, "serve", "--help"], capture_output=True,
                                    text=True, timeout=30).stdout
         self.claimgate_has_admin = "--admin" in help_text
+        self.workloads = list(RL_WORKLOADS) if args.redis else list(WORKLOADS)
+        if args.workloads:
+            wanted = [w for w in args.workloads.split(",") if w]
+            unknown = [w for w in wanted if w not in self.workloads]
+            if unknown:
+                raise SystemExit(f"--workloads: unknown {unknown}; known: {self.workloads}")
+            self.workloads = wanted
+        if args.redis and "--redis" not in help_text:
+            raise SystemExit(f"{args.claimgate} has no --redis option")
 
     def port(self) -> int:
         port = self.next_port
@@ -191,19 +276,94 @@ class Bench:
         wait_listening(port, self.upstream[0], "upstream", log)
         self.values["UPSTREAM_PORT"] = port
 
+    def start_redis(self) -> None:
+        """A redis-server of our own on loopback, without persistence, stopped by its PID."""
+        port = self.port()
+        log = self.work / "redis-server.log"
+        cmd = [self.args.redis_server, "--port", str(port), "--bind", "127.0.0.1",
+               "--save", "", "--appendonly", "no", "--daemonize", "no",
+               "--dir", str(self.work), "--logfile", ""]
+        self.redis = (spawn(cmd, log), port)
+        wait_listening(port, self.redis[0], "redis-server", log)
+        self.redis_version = redis_call(port, "INFO", "server").split("redis_version:", 1)[1] \
+            .split()[0]
+
+    def metrics(self, target: Target) -> dict:
+        """claimgate's admin /metrics as {series: value} (series with labels as written)."""
+        conn = http.client.HTTPConnection("127.0.0.1", target.admin_port, timeout=5)
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode(errors="replace")
+        conn.close()
+        values = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                try:
+                    values[name] = float(value)
+                except ValueError:
+                    pass
+        return values
+
+    def shared_state(self, target: Target) -> tuple:
+        """(claimgate_shared_state_up, sum of claimgate_shared_state_errors_total)."""
+        m = self.metrics(target)
+        errors = sum(v for k, v in m.items() if k.startswith("claimgate_shared_state_errors"))
+        return m.get("claimgate_shared_state_up"), errors
+
+    def wait_redis_up(self, target: Target, timeout=15.0) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.shared_state(target)[0] == 1:
+                return
+            time.sleep(0.2)
+        raise SystemExit(f"{target.name}: claimgate_shared_state_up is not 1 after "
+                         f"{timeout:.0f} s: it would measure the local limiter")
+
+    def refusal_check(self) -> list:
+        """The limiter really judges: the same deployment at 1 request/s refuses (429) on both
+        limiters. A limiter that let everything through would be fast."""
+        problems = []
+        for workload in ("total-local", "total-redis"):
+            check = Target("claimgate", workload, self.port())
+            check.rate = 1
+            check.key_prefix = "claimgate-check:"
+            check.tag = f"{workload}-check"
+            self.start(check)
+            if check.uses_redis:
+                self.wait_redis_up(check)
+                calls = redis_evalsha_calls(self.redis[1])
+            statuses = [self.get(check.port, "/bench/stock", None)[0] for _ in range(5)]
+            if statuses.count(429) < 3 or statuses[0] != 200:
+                problems.append(f"{workload} at 1 req/s answered {statuses}: expected 200 then 429s")
+            if check.uses_redis:
+                calls = redis_evalsha_calls(self.redis[1]) - calls
+                if calls != 5:
+                    problems.append(f"{workload}: {calls} EVALSHA for 5 requests, expected 5")
+                if self.shared_state(check)[1] != 0:
+                    problems.append(f"{workload}: claimgate_shared_state_errors_total not 0")
+            os.kill(check.proc.pid, signal.SIGTERM)
+            check.proc.wait(timeout=10)
+            STARTED.remove(check.proc)
+            print(f"    {workload} at 1 req/s: {statuses}", flush=True)
+        return problems
+
     def start(self, target: Target) -> None:
-        log = self.work / f"{target.kind}-{target.workload}.log"
+        log = self.work / f"{target.kind}-{target.tag}.log"
         values = dict(self.values, PORT=target.port)
         if target.kind == "claimgate":
             values["STATIC_KEY"] = (self.work / "static-key.json").read_text()
             deployment = json.loads(fill(BENCH / "claimgate-deployment.json.tmpl", values, True))
             if not target.jwt:
                 del deployment["specification"]["requestPolicies"]
-            path = self.work / f"claimgate-{target.workload}.json"
+            if target.rate_key:
+                deployment["specification"]["requestPolicies"] = {"rateLimiting": {
+                    "rateInRequestsPerSecond": target.rate or self.args.rate,
+                    "rateKey": target.rate_key}}
+            path = self.work / f"claimgate-{target.tag}.json"
             path.write_text(json.dumps(deployment, indent=1))
             logs = ["/dev/null", "/dev/null"]
             if self.args.keep_logs:
-                logs = [str(self.work / f"claimgate-{target.workload}.{n}.log")
+                logs = [str(self.work / f"claimgate-{target.tag}.{n}.log")
                         for n in ("execution", "access")]
             cmd = [self.args.claimgate, "serve", "--deployment", str(path),
                    "--listen", f"127.0.0.1:{target.port}",
@@ -211,6 +371,9 @@ class Bench:
             if self.claimgate_has_admin:
                 target.admin_port = self.port()
                 cmd += ["--admin", f"127.0.0.1:{target.admin_port}"]
+            if target.uses_redis:
+                cmd += ["--redis", f"redis://127.0.0.1:{self.redis[1]}",
+                        "--redis-key-prefix", target.key_prefix]
             cmd += shlex.split(self.args.claimgate_args)
         elif target.kind == "haproxy":
             values["THREADS"] = self.args.gateway_threads
@@ -281,13 +444,30 @@ class Bench:
         return proc
 
     def measure(self, target: Target, path: str, round_no: int) -> dict:
-        tokens = {"noauth": "none", "one": str(self.work / "token.txt"),
-                  "many": str(self.work / "tokens.txt")}[target.workload]
+        tokens = {"one": str(self.work / "token.txt"),
+                  "many": str(self.work / "tokens.txt")}.get(target.workload, "none")
         pid = target.proc.pid
         upstream_pid = self.upstream[0].pid
+        redis_pid = self.redis[0].pid if self.redis else None
+        load_before = os.getloadavg()[0]
+        calls_before = redis_evalsha_calls(self.redis[1]) if self.redis else 0
+        metrics_before = self.metrics(target) if self.redis and target.admin_port else {}
+        redis_before = proc_stat_ticks(redis_pid) if redis_pid else 0
         before, up_before = proc_stat_ticks(pid), proc_stat_ticks(upstream_pid)
         proc = self.wrk(target, path, tokens, self.args.duration, target.cursor)
+        keys = None
         try:
+            if self.redis:
+                # Mid-run: the buckets' keys are in Redis (they expire ~2 ms after the last
+                # request at this rate, so they are only seen while traffic flows).
+                # A process stalled for 2 ms on a busy machine lets the key lapse: look up to 5
+                # times, 50 ms apart.
+                time.sleep(self.args.duration / 2)
+                for _ in range(5):
+                    keys = sorted(redis_call(self.redis[1], "KEYS", "claimgate:rl:*"))
+                    if keys or not (target.uses_redis and target.rate_key):
+                        break
+                    time.sleep(0.05)
             out, _ = proc.communicate(timeout=self.args.duration + 60)
         finally:
             if proc.poll() is None:
@@ -295,6 +475,8 @@ class Bench:
                 proc.wait()
             STARTED.remove(proc)
         after, up_after = proc_stat_ticks(pid), proc_stat_ticks(upstream_pid)
+        redis_after = proc_stat_ticks(redis_pid) if redis_pid else 0
+        calls = redis_evalsha_calls(self.redis[1]) - calls_before if self.redis else 0
         line = next((l for l in out.splitlines() if l.startswith("WRK_RESULT ")), None)
         if line is None:
             raise SystemExit(f"wrk gave no result for {target.name} {path}:\n{out[-2000:]}")
@@ -315,7 +497,53 @@ class Bench:
             "cpu_cores": (after - before) / CLK_TCK / seconds,
             "upstream_cpu_us_per_req": (up_after - up_before) / CLK_TCK * 1e6 / requests,
             "rss_mib": proc_status_kib(pid, "VmRSS") / 1024,
+            "load1_before": load_before,
+            "load1_after": os.getloadavg()[0],
         }
+        if self.redis:
+            run["redis_cpu_us_per_req"] = (redis_after - redis_before) / CLK_TCK * 1e6 / requests
+            run["redis_cpu_cores"] = (redis_after - redis_before) / CLK_TCK / seconds
+            run["evalsha"] = calls
+            run["evalsha_per_req"] = calls / requests
+            run["redis_keys_mid_run"] = keys
+            if target.admin_port:
+                # The error counter is the process's total: this run's are the difference.
+                up, total = self.shared_state(target)
+                run["shared_state_up"] = up
+                run["shared_state_errors"] = total - target.shared_errors_seen
+                target.shared_errors_seen = total
+            # Redis-judged cells must have asked Redis once per request (give or take the
+            # requests in flight when wrk stopped), the others never.
+            expected = requests if target.uses_redis and target.rate_key else 0
+            slack = 2 * self.args.connections
+            prefix = f"{target.key_prefix}rl:/bench:"
+            wanted = [f"{prefix}TOTAL"] if target.rate_key == "TOTAL" else \
+                [f"{prefix}127.0.0.1"] if target.rate_key == "CLIENT_IP" else []
+            trouble = []
+            if run["errors"]:
+                # Which answers they were, from claimgate's own counters (read outside the
+                # measured interval).
+                after_m = self.metrics(target) if target.admin_port else {}
+                detail = {k: v - metrics_before.get(k, 0) for k, v in after_m.items()
+                          if ("status=" in k and 'status="200"' not in k
+                              and k.endswith(("_count", "_total")) or "rate_limited" in k)
+                          and v - metrics_before.get(k, 0)}
+                run["non2xx_detail"] = detail
+                trouble.append(f"{run['errors']} non-2xx/errors ({detail}): a refused request "
+                               "is not the cost measured here")
+            if abs(calls - expected) > slack:
+                trouble.append(f"{calls} EVALSHA for {requests} requests (expected {expected})")
+            if target.uses_redis and target.rate_key and keys != wanted:
+                trouble.append(f"keys mid-run {keys}, expected {wanted}")
+            if target.uses_redis and (run.get("shared_state_up") != 1
+                                      or run.get("shared_state_errors")):
+                trouble.append(f"shared_state_up {run.get('shared_state_up')} after the run, "
+                               f"{run.get('shared_state_errors'):g} shared-state errors in it "
+                               "(Redis given up on for a while: part of the run used the local "
+                               "limiter)")
+            run["redis_trouble"] = trouble
+            if trouble:
+                print(f"  !! {target.name} {path}: " + "; ".join(trouble), flush=True)
         target.runs.append(run)
         return run
 
@@ -331,7 +559,11 @@ class Bench:
               f"(cap {self.args.max_total:g} s in all)", flush=True)
         for round_no in range(1, self.args.rounds + 1):
             for path in self.paths():
-                for workload in WORKLOADS:
+                order = self.workloads
+                if self.args.redis:  # one target: rotate the workloads instead
+                    shift = (round_no - 1) % len(order)
+                    order = order[shift:] + order[:shift]
+                for workload in order:
                     group = by_kind.get(workload, [])
                     shift = (round_no - 1) % max(len(group), 1)
                     for target in group[shift:] + group[:shift]:
@@ -344,7 +576,11 @@ class Bench:
                         print(f"  round {round_no}  {target.name:<18} {path:<13} "
                               f"{run['rps']:9.0f} req/s  p50 {run['p50_ms']:6.2f} ms  "
                               f"p99 {run['p99_ms']:6.2f} ms  {run['cpu_us_per_req']:6.1f} µs CPU/req"
-                              f"  errors {run['errors']}", flush=True)
+                              f"  errors {run['errors']}"
+                              + (f"  redis {run['redis_cpu_us_per_req']:5.1f} µs/req"
+                                 f"  EVALSHA/req {run['evalsha_per_req']:.3f}" if self.redis else "")
+                              + f"  load {run['load1_before']:.2f}->{run['load1_after']:.2f}",
+                              flush=True)
                         time.sleep(self.args.pause)
 
     def soak(self) -> None:
@@ -472,6 +708,80 @@ class Bench:
             add(f"Note: {note}")
         return "\n".join(lines) + "\n"
 
+    def report_redis(self) -> str:
+        """--redis: the rateLimiting table, and what Redis adds against the local limiter and
+        against no limiter."""
+        for t in self.targets:
+            t.peak_rss_mib = proc_status_kib(t.proc.pid, "VmHWM") / 1024
+        lines = []
+        add = lines.append
+        add(f"Machine: {machine()}")
+        add(f"Run: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, "
+            f"claimgate {self.args.claimgate_label or git_describe()}, redis-server "
+            f"{self.redis_version}, rateInRequestsPerSecond {self.args.rate:,}, wrk "
+            f"-t{self.args.threads} -c{self.args.connections}, {self.args.duration:g} s per run, "
+            f"{self.args.rounds} rounds, workload order rotated per round (median shown; req/s "
+            f"range in brackets), claimgate options '{self.args.claimgate_args}', "
+            f"load average before {self.load_before}, after {os.getloadavg()[0]:.2f}")
+        add("")
+        add("| path | limiter | req/s | p50 ms | p99 ms | claimgate CPU µs/req "
+            "| redis-server CPU µs/req | EVALSHA per request | non-2xx/errors |")
+        add("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        summaries = {}
+        for path in self.paths():
+            for workload in self.workloads:
+                t = self.find("claimgate", workload)
+                runs = [r for r in t.runs if r["path"] == path] if t else []
+                if not runs:
+                    continue
+                s = self.summary(t, path)
+                med = lambda key: statistics.median(r[key] for r in runs)  # noqa: E731
+                s["redis_cpu_us_per_req"] = med("redis_cpu_us_per_req")
+                s["evalsha_per_req"] = med("evalsha_per_req")
+                summaries[(path, workload)] = s
+                add(f"| `{path}` | {RL_LABELS[workload]} | {s['rps']:,.0f} "
+                    f"[{s['rps_min']:,.0f}–{s['rps_max']:,.0f}] | {s['p50_ms']:.2f} "
+                    f"| {s['p99_ms']:.2f} | {s['cpu_us_per_req']:.1f} "
+                    f"| {s['redis_cpu_us_per_req']:.1f} | {s['evalsha_per_req']:.3f} "
+                    f"| {s['errors']} |")
+        add("")
+        add("What Redis adds per request (medians; Δ CPU = claimgate + redis-server):")
+        add("")
+        add("| path | rate key | vs | Δ req/s | Δ p50 ms | Δ p99 ms | Δ claimgate CPU µs "
+            "| Δ CPU with redis-server µs |")
+        add("|---|---|---|---:|---:|---:|---:|---:|")
+        for path in self.paths():
+            for key, redis_w, local_w in (("TOTAL", "total-redis", "total-local"),
+                                          ("CLIENT_IP", "ip-redis", "ip-local")):
+                r = summaries.get((path, redis_w))
+                for base_w in (local_w, "noauth"):
+                    b = summaries.get((path, base_w))
+                    if not (r and b):
+                        continue
+                    add(f"| `{path}` | {key} | {RL_LABELS[base_w]} "
+                        f"| {(r['rps'] / b['rps'] - 1) * 100:+.0f}% "
+                        f"| {r['p50_ms'] - b['p50_ms']:+.2f} | {r['p99_ms'] - b['p99_ms']:+.2f} "
+                        f"| {r['cpu_us_per_req'] - b['cpu_us_per_req']:+.1f} "
+                        f"| {r['cpu_us_per_req'] + r['redis_cpu_us_per_req'] - b['cpu_us_per_req'] - b['redis_cpu_us_per_req']:+.1f} |")
+        add("")
+        add("CPU µs/req: user+system CPU of the process over the run ÷ requests (wrk and the "
+            "upstream not included). EVALSHA per request: Redis's own `INFO commandstats` count "
+            "over the run ÷ requests.")
+        trouble = [f"{t.name} {r['path']} round {r['round']}: " + "; ".join(r["redis_trouble"])
+                   for t in self.targets for r in t.runs if r.get("redis_trouble")]
+        add("Checks on every run (EVALSHA count, bucket key seen mid-run, "
+            "claimgate_shared_state_up 1 and errors 0 on Redis cells): "
+            + ("all passed" if not trouble else "FAILED: " + " | ".join(trouble)))
+        keys = sorted({k for t in self.targets for r in t.runs for k in (r.get("redis_keys_mid_run") or [])})
+        add(f"Keys seen in Redis mid-run: {', '.join(keys) or 'none'}")
+        loads = [(t.name, r["path"], r["round"], r["load1_before"], r["load1_after"])
+                 for t in self.targets for r in t.runs]
+        add("Load average (1 min) around the runs: "
+            f"{min(l[3] for l in loads):.2f}–{max(max(l[3], l[4]) for l in loads):.2f}")
+        for note in self.notes:
+            add(f"Note: {note}")
+        return "\n".join(lines) + "\n"
+
     def cache_counters(self, target: Target) -> str:
         """claimgate's token-cache lines from its admin /metrics, if it has them."""
         if not target.admin_port:
@@ -499,6 +809,14 @@ class Bench:
         self.distinct_tokens = range(meta["tokens"])
         self.start_upstream()
         kinds = []
+        if args.redis:
+            if args.targets != ["claimgate"]:
+                self.notes.append("--redis measures claimgate alone")
+            args.targets = ["claimgate"]
+            if not self.claimgate_has_admin:
+                raise SystemExit("--redis needs claimgate's --admin (its shared-state metrics)")
+            self.start_redis()
+            print(f"==> redis-server {self.redis_version} on 127.0.0.1:{self.redis[1]}", flush=True)
         for kind in args.targets:
             if kind == "haproxy" and not args.haproxy:
                 self.notes.append("HAProxy not installed: skipped (apt-get install haproxy)")
@@ -507,7 +825,7 @@ class Bench:
             else:
                 kinds.append(kind)
         for kind in kinds:
-            for workload in WORKLOADS:
+            for workload in self.workloads:
                 self.targets.append(Target(kind, workload, self.port()))
         print("==> starting " + ", ".join(f"{t.name} :{t.port}" for t in self.targets), flush=True)
         for t in self.targets:
@@ -522,14 +840,28 @@ class Bench:
             for name, problems in bad.items():
                 print(f"  {name}:", *problems, sep="\n    ")
             raise SystemExit("a target does not do the work it is benchmarked for; nothing measured")
+        if args.redis:
+            for t in self.targets:
+                if t.uses_redis:
+                    self.wait_redis_up(t)
+            print("==> the limiters refuse at 1 req/s (429), Redis asked once per request",
+                  flush=True)
+            problems = self.refusal_check()
+            if problems:
+                print(*problems, sep="\n  ")
+                raise SystemExit("a limiter does not do the work it is benchmarked for")
+            for t in self.targets:
+                if t.admin_port:
+                    t.shared_errors_seen = self.shared_state(t)[1]
         self.load_before = f"{os.getloadavg()[0]:.2f}"
         self.rounds()
         self.soak()
-        text = self.report()
+        text = self.report_redis() if args.redis else self.report()
         (self.work / "results.md").write_text(text)
         raw = {t.name: {"port": t.port, "peak_rss_mib": t.peak_rss_mib, "runs": t.runs}
                for t in self.targets}
         raw["soak"] = getattr(self, "soak_result", None)
+        raw["redis_version"] = getattr(self, "redis_version", None)
         (self.work / "results.json").write_text(json.dumps(raw, indent=1))
         print()
         print(text)
@@ -580,11 +912,14 @@ def main() -> int:
     parser.add_argument("--haproxy", default=shutil.which("haproxy") or "")
     parser.add_argument("--envoy", default=envoy_binary())
     parser.add_argument("--wrk", default=shutil.which("wrk") or "")
-    parser.add_argument("--workdir", default="/tmp/claimgate-bench",
-                        help="keys, tokens, configs, logs and results (default %(default)s)")
+    parser.add_argument("--workdir", default=None,
+                        help="keys, tokens, configs, logs and results (default "
+                             "/tmp/claimgate-bench, with --redis /tmp/claimgate-bench-redis)")
     parser.add_argument("--base-port", type=int, default=18080,
                         help="first of the ports used on 127.0.0.1 (default 18080, 10 in all)")
-    parser.add_argument("--tokens", type=int, default=100_000, help="distinct tokens (default 100000)")
+    parser.add_argument("--tokens", type=int, default=None,
+                        help="distinct tokens (default 100000; with --redis 1000: only the "
+                             "sanity checks use them)")
     parser.add_argument("--targets", default="claimgate,haproxy,envoy",
                         help="comma-separated subset of claimgate,haproxy,envoy")
     parser.add_argument("--paths", default="proxy,stock", help="proxy,stock or one of them")
@@ -601,10 +936,24 @@ def main() -> int:
                         help="Envoy jwt_cache_size per provider; 0 disables it (default 100000)")
     parser.add_argument("--soak", type=float, default=0,
                         help="then run claimgate/many this many seconds, sampling RSS (e.g. 300)")
+    parser.add_argument("--redis", action="store_true",
+                        help="issue 14: claimgate alone, rateLimiting on the local limiter vs on "
+                             "a redis-server this script starts (workloads "
+                             + ",".join(RL_WORKLOADS) + ")")
+    parser.add_argument("--workloads", default="",
+                        help="comma-separated subset of the workloads (default: all)")
+    parser.add_argument("--rate", type=int, default=10_000_000,
+                        help="--redis: rateInRequestsPerSecond, high enough that nothing is "
+                             "refused (default %(default)s)")
+    parser.add_argument("--redis-server", default=shutil.which("redis-server") or "")
     parser.add_argument("--keep-logs", action="store_true",
                         help="claimgate writes its logs to WORKDIR instead of /dev/null")
     args = parser.parse_args()
     args.targets = [t for t in args.targets.split(",") if t]
+    if args.workdir is None:
+        args.workdir = "/tmp/claimgate-bench-redis" if args.redis else "/tmp/claimgate-bench"
+    if args.tokens is None:
+        args.tokens = 1000 if args.redis else 100_000
     args.paths = [p for p in args.paths.split(",") if p]
     if not Path(args.claimgate).exists():
         raise SystemExit(f"{args.claimgate} not found: cargo build --release -p claimgate")
@@ -612,6 +961,8 @@ def main() -> int:
         raise SystemExit("wrk not found: apt-get install wrk")
     if not args.haproxy:
         raise SystemExit("haproxy not found: the upstream is an HAProxy; apt-get install haproxy")
+    if args.redis and not args.redis_server:
+        raise SystemExit("redis-server not found: apt-get install redis-server")
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
     atexit.register(stop_all)

