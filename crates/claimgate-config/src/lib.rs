@@ -11,19 +11,16 @@
 
 #![forbid(unsafe_code)]
 
-mod auth;
-mod backend;
 mod context;
-mod load;
+mod deployment;
 pub mod model;
-mod policies;
 mod reader;
 mod secrets;
 pub mod usage;
 
-pub use load::{load_str, LoadOptions, Loaded, Rejected, MAX_FILE_BYTES};
+pub use deployment::{load_str, LoadOptions, Loaded, MAX_FILE_BYTES};
 pub use model::*;
-pub use reader::Diagnostic;
+pub use reader::{Diagnostic, Rejected};
 pub use secrets::Secrets;
 pub use usage::{
     Client, Entitled, Entitlement, OnBreach, Quota, QuotaUnit, Subscriber, Subscriptions,
