@@ -15,14 +15,20 @@ mod context;
 mod deployment;
 pub mod model;
 mod reader;
+mod resource;
 mod secrets;
+mod subscriber;
 pub mod usage;
+mod usage_plan;
 
 pub use deployment::{load_str, LoadOptions, Loaded, MAX_FILE_BYTES};
 pub use model::*;
 pub use reader::{Diagnostic, Rejected};
+pub use resource::LoadedResources;
 pub use secrets::Secrets;
+pub use subscriber::load_subscribers_str;
 pub use usage::{
     Client, Entitled, Entitlement, OnBreach, Quota, QuotaUnit, Subscriber, Subscriptions,
     UsagePlan, UsagePlansPolicy,
 };
+pub use usage_plan::load_usage_plans_str;

@@ -45,6 +45,14 @@ pub(crate) struct Cx {
 }
 
 impl Cx {
+    /// What was collected, for a file that cannot be used.
+    pub(crate) fn rejected(self) -> Rejected {
+        Rejected {
+            errors: self.errors,
+            warnings: self.warnings,
+        }
+    }
+
     pub(crate) fn error(&mut self, path: &str, message: impl Into<String>) {
         self.errors.push(Diagnostic {
             path: path.to_owned(),
