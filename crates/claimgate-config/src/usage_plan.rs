@@ -26,15 +26,16 @@ fn read_plan(cx: &mut Cx, mut obj: Obj<'_>, header: Header) -> Option<UsagePlan>
     obj.ignore(&["description"]);
     let entitlements = obj.require(cx, "entitlements").and_then(|f| {
         let items = f.array_max(cx, MAX_ENTITLEMENTS)?;
-        let mut out: Vec<(String, Entitlement)> = Vec::with_capacity(items.len());
+        let mut out: Vec<Entitlement> = Vec::with_capacity(items.len());
+        let mut seen: Vec<Seen> = Vec::with_capacity(items.len());
         let mut ok = true;
         for item in &items {
-            match read_entitlement(cx, item, &out) {
-                Some(e) => out.push((item.path.clone(), e)),
+            match read_entitlement(cx, item, &mut seen) {
+                Some(e) => out.push(e),
                 None => ok = false,
             }
         }
-        ok.then(|| out.into_iter().map(|(_, e)| e).collect::<Vec<_>>())
+        ok.then_some(out)
     });
     resource::finish(cx, obj, &["entitlements", "description"]);
     Some(UsagePlan {
@@ -44,17 +45,22 @@ fn read_plan(cx: &mut Cx, mut obj: Obj<'_>, header: Header) -> Option<UsagePlan>
     })
 }
 
-/// One entitlement; `earlier` are the plan's entitlements before it (with their paths), for
-/// the unique-name and one-entitlement-per-deployment rules.
-fn read_entitlement(
-    cx: &mut Cx,
-    field: &Field<'_>,
-    earlier: &[(String, Entitlement)],
-) -> Option<Entitlement> {
+/// The name and targets of an entitlement read earlier in the plan, valid or not, for the
+/// unique-name and one-entitlement-per-deployment rules.
+struct Seen {
+    at: String,
+    name: Option<String>,
+    targets: Vec<String>,
+}
+
+/// One entitlement; it joins `seen` whether valid or not, so that a later one is checked
+/// against it (every problem of a plan is reported at once).
+fn read_entitlement(cx: &mut Cx, field: &Field<'_>, seen: &mut Vec<Seen>) -> Option<Entitlement> {
     let mut obj = field.object(cx)?;
+    let earlier: &[Seen] = seen;
     let name = obj.require(cx, "name").and_then(|f| {
         let name = f.non_empty_str(cx)?;
-        if let Some((at, _)) = earlier.iter().find(|(_, e)| e.name == name) {
+        if let Some(Seen { at, .. }) = earlier.iter().find(|e| e.name.as_deref() == Some(name)) {
             cx.error(
                 &f.path,
                 format!("'{name}' is already the name of {at}; entitlement names are unique within a usage plan"),
@@ -73,13 +79,16 @@ fn read_entitlement(
         Some(f) => read_quota(cx, &f).map(Some),
     };
     let targets = match obj.take("targets") {
-        None => Some(Vec::new()),
+        None => Some((Vec::new(), true)),
         Some(f) => read_targets(cx, &f, earlier),
     };
-    obj.finish(
-        cx,
-        &["name", "description", "rateLimit", "quota", "targets"],
-    );
+    obj.finish(cx, &["name", "description", "rateLimit", "quota", "targets"]);
+    seen.push(Seen {
+        at: field.path.clone(),
+        name: name.clone(),
+        targets: targets.as_ref().map(|(t, _)| t.clone()).unwrap_or_default(),
+    });
+    let targets = targets.and_then(|(t, ok)| ok.then_some(t));
     Some(Entitlement {
         name: name?,
         rate_limit: rate_limit?,
@@ -146,12 +155,9 @@ fn positive(cx: &mut Cx, field: &Field<'_>) -> Option<u64> {
         .and_then(|n| u64::try_from(n).ok())
 }
 
-/// `targets`: deployment ids, none targeted twice in the plan.
-fn read_targets(
-    cx: &mut Cx,
-    field: &Field<'_>,
-    earlier: &[(String, Entitlement)],
-) -> Option<Vec<String>> {
+/// `targets`: deployment ids, none targeted twice in the plan; the valid ones, and whether all
+/// were.
+fn read_targets(cx: &mut Cx, field: &Field<'_>, earlier: &[Seen]) -> Option<(Vec<String>, bool)> {
     let items = field.array_max(cx, MAX_TARGETS)?;
     let mut targets: Vec<String> = Vec::with_capacity(items.len());
     let mut ok = true;
@@ -172,12 +178,16 @@ fn read_targets(
         } else {
             earlier
                 .iter()
-                .find(|(_, e)| e.targets.iter().any(|t| t == id))
-                .map(|(other, e)| {
+                .find(|e| e.targets.iter().any(|t| t == id))
+                .map(|e| {
+                    let name = e
+                        .name
+                        .as_deref()
+                        .map(|n| format!(" ('{n}')"))
+                        .unwrap_or_default();
                     format!(
-                        "is also targeted by {} ('{}'); a deployment has at most one entitlement per usage plan",
-                        join(other, "targets"),
-                        e.name
+                        "is also targeted by {}{name}; a deployment has at most one entitlement per usage plan",
+                        join(&e.at, "targets"),
                     )
                 })
         };
@@ -189,5 +199,5 @@ fn read_targets(
             None => targets.push(id.to_owned()),
         }
     }
-    ok.then_some(targets)
+    Some((targets, ok))
 }

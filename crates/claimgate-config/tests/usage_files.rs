@@ -216,6 +216,15 @@ fn every_usage_plan_rule_is_reported_at_its_path() {
             vec!["entitlements[1].targets[1].deploymentId: deployment 'd1' is also targeted by entitlements[0].targets ('a'); a deployment has at most one entitlement per usage plan"],
         ),
         (
+            "an invalid entitlement still counts for the rules of later ones",
+            plan_with(json!([{"name": "a", "rateLimit": {"value": 0, "unit": "SECOND"}, "targets": [{"deploymentId": "d1"}]}, entitlement("a", &["d1"])])),
+            vec![
+                "entitlements[0].rateLimit.value: 0 is below the minimum 1",
+                "entitlements[1].name: 'a' is already the name of entitlements[0]; entitlement names are unique within a usage plan",
+                "entitlements[1].targets[0].deploymentId: deployment 'd1' is also targeted by entitlements[0].targets ('a'); a deployment has at most one entitlement per usage plan",
+            ],
+        ),
+        (
             "a target listed twice",
             plan_with(json!([entitlement("a", &["d1", "d1"])])),
             vec!["entitlements[0].targets[1].deploymentId: deployment 'd1' is listed twice in entitlements[0].targets"],
