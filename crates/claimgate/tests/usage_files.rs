@@ -238,3 +238,41 @@ fn an_unreadable_file_and_an_empty_directory_are_errors() {
         "{text}"
     );
 }
+
+/// docs/deployment-files.md shows this output; it must stay true.
+#[test]
+fn the_documented_examples_give_the_documented_output() {
+    let invalid = fixture("invalid.plans.json");
+    let (code, text) = run(&["validate", "--usage-plans", &invalid]);
+    assert_eq!(code, 2, "{text}");
+    assert_eq!(
+        text,
+        format!(
+            "invalid {invalid}: 3 errors
+  error [0].entitlements[0].quota.unit: 'DAYS' is not a quota unit (MINUTE, HOUR, DAY, WEEK, MONTH); did you mean 'DAY'?
+  error [0].entitlements[1].name: 'basic' is already the name of [0].entitlements[0]; entitlement names are unique within a usage plan
+  error [0].entitlements[1].targets[0].deploymentId: deployment 'orders' is also targeted by [0].entitlements[0].targets ('basic'); a deployment has at most one entitlement per usage plan
+"
+        )
+    );
+    let plans = fixture("example.plans.json");
+    let subs = fixture("example.subscribers.json");
+    let (code, text) = run(&["validate", "--usage-plans", &plans, "--subscribers", &subs]);
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        !text.contains("acme-web-7f3c9a"),
+        "the shared token is never printed"
+    );
+    assert_eq!(
+        text,
+        format!(
+            "ok {plans} (1 warning)
+  warning [1].lifecycleState: is DELETED, not ACTIVE: this usage plan is skipped
+ok {subs}
+invalid usage plans and subscribers together: 2 errors
+  error subscriber 'acme' names the usage plan 'gold', which no usage plan file defines
+  error the client token of 'web' in subscriber 'globex' is also the token of 'web' in subscriber 'acme' (client tokens must be unique)
+"
+        )
+    );
+}
