@@ -82,7 +82,10 @@ fn read_entitlement(cx: &mut Cx, field: &Field<'_>, seen: &mut Vec<Seen>) -> Opt
         None => Some((Vec::new(), true)),
         Some(f) => read_targets(cx, &f, earlier),
     };
-    obj.finish(cx, &["name", "description", "rateLimit", "quota", "targets"]);
+    obj.finish(
+        cx,
+        &["name", "description", "rateLimit", "quota", "targets"],
+    );
     seen.push(Seen {
         at: field.path.clone(),
         name: name.clone(),
