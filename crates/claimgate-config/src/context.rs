@@ -2,9 +2,8 @@
 //! selectors, and the `ANY_OF` / `WILDCARD` selection keys of dynamic routing and dynamic
 //! authentication.
 
-use crate::load::{read_kind, required_list};
 use crate::model::{ContextTable, ContextVariable, SelectionKey, Template};
-use crate::reader::{Cx, Field};
+use crate::reader::{read_kind, required_list, Cx, Field};
 
 /// Where a context variable is read, which decides what it may refer to.
 #[derive(Debug, Clone, Copy)]

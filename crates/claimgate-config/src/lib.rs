@@ -11,21 +11,24 @@
 
 #![forbid(unsafe_code)]
 
-mod auth;
-mod backend;
 mod context;
-mod load;
+mod deployment;
 pub mod model;
-mod policies;
 mod reader;
+mod resource;
 mod secrets;
+mod subscriber;
 pub mod usage;
+mod usage_plan;
 
-pub use load::{load_str, LoadOptions, Loaded, Rejected, MAX_FILE_BYTES};
+pub use deployment::{load_str, LoadOptions, Loaded, MAX_FILE_BYTES};
 pub use model::*;
-pub use reader::Diagnostic;
+pub use reader::{Diagnostic, Rejected};
+pub use resource::LoadedResources;
 pub use secrets::Secrets;
+pub use subscriber::load_subscribers_str;
 pub use usage::{
     Client, Entitled, Entitlement, OnBreach, Quota, QuotaUnit, Subscriber, Subscriptions,
     UsagePlan, UsagePlansPolicy,
 };
+pub use usage_plan::load_usage_plans_str;

@@ -1,5 +1,8 @@
-//! A walker over parsed JSON that knows where it is, so every problem is reported with the path
+//! The bottom layer of the readers: a walker over parsed JSON that knows where it is, so every problem is reported with the path
 //! of the member as written in the file, and all problems of a file are collected at once.
+//!
+//! Every resource reader (deployments, usage plans, subscribers) is built on this module and on
+//! [`crate::context`]; this module imports none of them.
 //!
 //! serde's derive stops at the first error and cannot name a member by its kebab-case spelling,
 //! which is why deployment files are read through this instead.
@@ -24,6 +27,13 @@ impl std::fmt::Display for Diagnostic {
     }
 }
 
+/// Every problem of a file that cannot be used, and the warnings found on the way.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub errors: Vec<Diagnostic>,
+    pub warnings: Vec<Diagnostic>,
+}
+
 /// Collects errors and warnings while a file is read.
 #[derive(Debug, Default)]
 pub(crate) struct Cx {
@@ -35,6 +45,14 @@ pub(crate) struct Cx {
 }
 
 impl Cx {
+    /// What was collected, for a file that cannot be used.
+    pub(crate) fn rejected(self) -> Rejected {
+        Rejected {
+            errors: self.errors,
+            warnings: self.warnings,
+        }
+    }
+
     pub(crate) fn error(&mut self, path: &str, message: impl Into<String>) {
         self.errors.push(Diagnostic {
             path: path.to_owned(),
@@ -430,6 +448,80 @@ pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
         }
     }
     row[b.len()]
+}
+
+/// The `type` of a polymorphic member, one of `allowed`.
+pub(crate) fn read_kind<'v>(
+    cx: &mut Cx,
+    obj: &mut Obj<'v>,
+    allowed: &[&str],
+    what: &str,
+) -> Option<&'v str> {
+    let field = obj.require(cx, "type")?;
+    read_enum(cx, &field, allowed, what)
+}
+
+/// A string that must be one of `allowed`.
+pub(crate) fn read_enum<'v>(
+    cx: &mut Cx,
+    field: &Field<'v>,
+    allowed: &[&str],
+    what: &str,
+) -> Option<&'v str> {
+    let value = field.str(cx)?;
+    if allowed.contains(&value) {
+        Some(value)
+    } else {
+        cx.error(&field.path, not_one_of(value, allowed, what));
+        None
+    }
+}
+
+/// `'REMOTE_JWKs' is not a key set type (REMOTE_JWKS, STATIC_KEYS); did you mean 'REMOTE_JWKS'?`:
+/// the valid values, and the one the writer most likely meant when one is close.
+pub(crate) fn not_one_of(value: &str, allowed: &[&str], what: &str) -> String {
+    let hint = closest(value, allowed)
+        .map(|near| format!("; did you mean '{near}'?"))
+        .unwrap_or_default();
+    format!("'{value}' is not {what} ({}){hint}", allowed.join(", "))
+}
+
+/// The allowed value `value` most likely misspells: the nearest within an edit distance of a
+/// quarter of its length, 1 or 2 (the distance ignores case, so the same letters in another
+/// case are at 0): `FETCH` is not taken for `PATCH`, nor `OIDC_AUTHENTICATION` for
+/// `JWT_AUTHENTICATION`.
+fn closest<'a>(value: &str, allowed: &[&'a str]) -> Option<&'a str> {
+    let limit = (value.chars().count() / 4).clamp(1, 2);
+    allowed
+        .iter()
+        .map(|a| (edit_distance(value, a), *a))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, a)| a)
+}
+
+/// An optional member that was read: absent is fine (`Some(None)`), present but invalid is not
+/// (`None`).
+pub(crate) fn optional<T>(read: Option<Option<T>>) -> Option<Option<T>> {
+    match read {
+        None => Some(None),
+        Some(None) => None,
+        Some(Some(value)) => Some(Some(value)),
+    }
+}
+
+pub(crate) fn required_list(cx: &mut Cx, field: &Field<'_>, max: usize) -> Option<Vec<String>> {
+    let list = field.strings(cx, max)?;
+    if list.is_empty() {
+        cx.error(&field.path, "at least one value is required");
+        return None;
+    }
+    for (i, value) in list.iter().enumerate() {
+        if value.is_empty() {
+            cx.error(&format!("{}[{i}]", field.path), "must not be empty");
+        }
+    }
+    Some(list)
 }
 
 #[cfg(test)]

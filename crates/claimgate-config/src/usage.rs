@@ -108,8 +108,9 @@ impl fmt::Debug for Client {
 }
 
 /// Plans and subscribers together, indexed for the request path: the subscriber of a client
-/// token is one hash lookup, built once when the files are loaded.
-#[derive(Debug, Clone, Default)]
+/// token is one hash lookup, built once when the files are loaded. Its `Debug` leaves the
+/// token index out (its keys are the tokens).
+#[derive(Clone, Default)]
 pub struct Subscriptions {
     plans: Vec<UsagePlan>,
     subscribers: Vec<Subscriber>,
@@ -124,6 +125,15 @@ pub struct Subscriptions {
 pub struct Entitled<'a> {
     pub plan: &'a UsagePlan,
     pub entitlement: &'a Entitlement,
+}
+
+impl fmt::Debug for Subscriptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscriptions")
+            .field("plans", &self.plans)
+            .field("subscribers", &self.subscribers)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Subscriptions {
@@ -288,5 +298,7 @@ mod tests {
         assert_eq!(errors.len(), 3, "{errors:?}");
         assert!(errors.iter().all(|e| !e.contains("s3cret")), "{errors:?}");
         assert!(format!("{:?}", subscriber("a", &["s3cret-token"], &[])).contains("[redacted]"));
+        let index = Subscriptions::new(vec![], vec![subscriber("a", &["s3cret-token"], &[])]);
+        assert!(!format!("{index:?}").contains("s3cret"), "{index:?}");
     }
 }

@@ -223,12 +223,18 @@ pub(crate) fn parse_duration(text: &str) -> Option<u64> {
 /// `..2026_...` entries, editors' temporary files). `None` when `dir` is not a directory
 /// (symlinks followed); an error when it cannot be listed or holds no such file.
 pub(crate) fn deployment_files_in(dir: &str) -> Result<Option<Vec<String>>, String> {
+    json_files_in(dir, "deployment directory")
+}
+
+/// [`deployment_files_in`] for any directory of JSON files (`--usage-plans DIR`,
+/// `--subscribers DIR`); `what` names the directory in messages.
+pub(crate) fn json_files_in(dir: &str, what: &str) -> Result<Option<Vec<String>>, String> {
     use std::os::unix::ffi::OsStrExt as _;
     let dir = strip_file_url(dir);
     if !std::fs::metadata(dir).is_ok_and(|m| m.is_dir()) {
         return Ok(None);
     }
-    let cannot = |e: std::io::Error| format!("cannot list the deployment directory '{dir}': {e}");
+    let cannot = |e: std::io::Error| format!("cannot list the {what} '{dir}': {e}");
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(cannot)? {
         let name = entry.map_err(cannot)?.file_name();
@@ -238,7 +244,7 @@ pub(crate) fn deployment_files_in(dir: &str) -> Result<Option<Vec<String>>, Stri
         }
         let Some(name) = name.to_str() else {
             return Err(format!(
-                "the deployment directory '{dir}' holds a file name that is not UTF-8: {}",
+                "the {what} '{dir}' holds a file name that is not UTF-8: {}",
                 name.to_string_lossy()
             ));
         };
@@ -246,7 +252,7 @@ pub(crate) fn deployment_files_in(dir: &str) -> Result<Option<Vec<String>>, Stri
     }
     if files.is_empty() {
         return Err(format!(
-            "the deployment directory '{dir}' holds no *.json file (hidden files are skipped)"
+            "the {what} '{dir}' holds no *.json file (hidden files are skipped)"
         ));
     }
     files.sort_unstable();

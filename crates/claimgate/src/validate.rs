@@ -1,8 +1,9 @@
-//! `claimgate validate`: load deployment files the way `check` and `serve` do, and report every
-//! error with its JSON path, and every warning.
+//! `claimgate validate`: load deployment files, usage plan files and subscriber files the way
+//! `check` and `serve` do, and report every error with its JSON path, and every warning.
 
 use crate::input::{plural, InputError};
 use crate::output::{colour_enabled, print_json, report_error, Paint};
+use crate::subscriptions::FileKind;
 use crate::{exit, Format};
 use claimgate_config::{load_str, Diagnostic, LoadOptions, Secrets};
 use claimgate_core::Escaped;
@@ -13,14 +14,29 @@ use std::path::Path;
 #[command(
     after_help = "Every error of every file is reported, with the JSON path of the member as \
 written in the file (camelCase or kebab-case) and the reason. Exit codes: 0 every file is valid \
-(warnings do not count), 2 a file is invalid or unreadable, or the secrets file is unusable."
+(warnings do not count), 2 a file is invalid or unreadable, usage plans and subscribers do not fit \
+together (a client token used twice, an unknown plan id), or the secrets file is unusable. Client \
+tokens are never printed."
 )]
 pub(crate) struct ValidateArgs {
     /// Deployment files: CreateDeploymentDetails JSON, a bare specification (camelCase or
     /// kebab-case), or the output of `oci api-gateway deployment get`; a directory stands for
     /// every *.json file directly in it (hidden files skipped).
-    #[arg(required = true, value_name = "FILE|DIR", value_parser = crate::input::file_arg)]
+    #[arg(
+        required_unless_present_any = ["usage_plans", "subscribers"],
+        value_name = "FILE|DIR",
+        value_parser = crate::input::file_arg
+    )]
     files: Vec<String>,
+    /// Usage plan files (OCI's UsagePlan: the GET shape, CreateUsagePlanDetails plus id, or
+    /// `oci api-gateway usage-plan get` output; one or an array); a directory stands for its
+    /// *.json files. Repeatable.
+    #[arg(long, value_name = "FILE|DIR", value_parser = crate::input::file_arg)]
+    usage_plans: Vec<String>,
+    /// Subscriber files (OCI's Subscriber, in the same shapes); a directory stands for its
+    /// *.json files. Repeatable.
+    #[arg(long, value_name = "FILE|DIR", value_parser = crate::input::file_arg)]
+    subscribers: Vec<String>,
     /// The path prefix of bare specifications (default /).
     #[arg(long, value_name = "PREFIX")]
     path_prefix: Option<String>,
@@ -107,50 +123,114 @@ pub(crate) fn run(args: &ValidateArgs) -> u8 {
             },
         };
         any_error |= !errors.is_empty();
-        if args.output == Format::Json {
-            reports.push(json!({"file": file, "valid": errors.is_empty(), "errors": diagnostics_json(&errors), "warnings": diagnostics_json(&warnings)}));
-            continue;
-        }
-        let warning_count = if warnings.is_empty() {
-            String::new()
-        } else {
-            format!("{} warning{}", warnings.len(), plural(warnings.len()))
-        };
-        if errors.is_empty() {
-            let count = if warning_count.is_empty() {
-                String::new()
-            } else {
-                format!(" ({warning_count})")
+        report_file(p, args.output, file, None, &errors, &warnings, &mut reports);
+    }
+    let mut together = None;
+    if !args.usage_plans.is_empty() || !args.subscribers.is_empty() {
+        let read = crate::subscriptions::read_all(&args.usage_plans, &args.subscribers);
+        let mut all_valid = true;
+        for file in &read.files {
+            any_error |= !file.errors.is_empty();
+            all_valid &= file.errors.is_empty();
+            let kind = match file.kind {
+                FileKind::UsagePlans => "usagePlans",
+                FileKind::Subscribers => "subscribers",
             };
-            outln!("{} {}{count}", p.green("ok"), Escaped(file));
-        } else {
-            let count = if warning_count.is_empty() {
-                String::new()
-            } else {
-                format!(", {warning_count}")
-            };
-            outln!(
-                "{} {}: {} error{}{count}",
-                p.red("invalid"),
-                Escaped(file),
-                errors.len(),
-                plural(errors.len())
+            report_file(
+                p,
+                args.output,
+                &file.path,
+                Some(kind),
+                &file.errors,
+                &file.warnings,
+                &mut reports,
             );
         }
-        for e in &errors {
-            // Messages quote the file's own values.
-            outln!("  {} {}", p.red("error"), Escaped(&e.to_string()));
-        }
-        for w in &warnings {
-            outln!("  {} {}", p.yellow("warning"), Escaped(&w.to_string()));
+        // Only files that are each valid are checked together: an unknown plan id is no news
+        // when the plan's file did not load.
+        if all_valid {
+            let errors = claimgate_config::Subscriptions::new(read.plans, read.subscribers)
+                .err()
+                .unwrap_or_default();
+            any_error |= !errors.is_empty();
+            if args.output == Format::Text && !errors.is_empty() {
+                outln!(
+                    "{} usage plans and subscribers together: {} error{}",
+                    p.red("invalid"),
+                    errors.len(),
+                    plural(errors.len())
+                );
+                for e in &errors {
+                    outln!("  {} {}", p.red("error"), Escaped(e));
+                }
+            }
+            together = Some(json!({"valid": errors.is_empty(), "errors": errors}));
         }
     }
     if args.output == Format::Json {
-        print_json(json!({"valid": !any_error, "files": reports}));
+        let mut document = json!({"valid": !any_error, "files": reports});
+        if let Some(together) = together {
+            document["subscriptions"] = together;
+        }
+        print_json(document);
     }
     if any_error {
         exit::USAGE
     } else {
         exit::OK
+    }
+}
+
+/// Prints one file's result (text), or adds it to `reports` (JSON); `kind` is `usagePlans` or
+/// `subscribers` for those files (a JSON member), `None` for deployment files.
+fn report_file(
+    p: Paint,
+    output: Format,
+    file: &str,
+    kind: Option<&str>,
+    errors: &[Diagnostic],
+    warnings: &[Diagnostic],
+    reports: &mut Vec<serde_json::Value>,
+) {
+    if output == Format::Json {
+        let mut report = json!({"file": file, "valid": errors.is_empty(), "errors": diagnostics_json(errors), "warnings": diagnostics_json(warnings)});
+        if let Some(kind) = kind {
+            report["kind"] = json!(kind);
+        }
+        reports.push(report);
+        return;
+    }
+    let warning_count = if warnings.is_empty() {
+        String::new()
+    } else {
+        format!("{} warning{}", warnings.len(), plural(warnings.len()))
+    };
+    if errors.is_empty() {
+        let count = if warning_count.is_empty() {
+            String::new()
+        } else {
+            format!(" ({warning_count})")
+        };
+        outln!("{} {}{count}", p.green("ok"), Escaped(file));
+    } else {
+        let count = if warning_count.is_empty() {
+            String::new()
+        } else {
+            format!(", {warning_count}")
+        };
+        outln!(
+            "{} {}: {} error{}{count}",
+            p.red("invalid"),
+            Escaped(file),
+            errors.len(),
+            plural(errors.len())
+        );
+    }
+    for e in errors {
+        // Messages quote the file's own values.
+        outln!("  {} {}", p.red("error"), Escaped(&e.to_string()));
+    }
+    for w in warnings {
+        outln!("  {} {}", p.yellow("warning"), Escaped(&w.to_string()));
     }
 }

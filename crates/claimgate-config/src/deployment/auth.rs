@@ -2,13 +2,15 @@
 //! `REMOTE_DISCOVERY`), `CUSTOM_AUTHENTICATION`, their validation failure policies, and
 //! `dynamicAuthentication`.
 
+use super::notes::{Notes, RouteRef};
+use super::transform::{read_transformations, Target};
 use crate::context::{
     read_expression, read_selection_key, read_selection_source, read_template, KeyRules, Scope,
 };
-use crate::load::{not_one_of, optional, read_enum, read_kind, required_list, Notes, RouteRef};
 use crate::model::*;
-use crate::policies::{read_transformations, Target};
-use crate::reader::{join, Cx, Field, Obj};
+use crate::reader::{
+    join, not_one_of, optional, read_enum, read_kind, required_list, Cx, Field, Obj,
+};
 use claimgate_jose::{KeyKind, KeySet, PublicKey};
 use serde_json::{Map, Value};
 

@@ -1,16 +1,31 @@
 //! Reading deployment files: the four shapes OCI users have, every member checked against the
 //! SDK's names, types and limits, turned into [`Deployment`].
+//!
+//! The sections are read by the submodules, each importing only what lies below it:
+//! `notes` and `transform` at the bottom, then `backend` and `auth`, then `policies`, and this
+//! module (the file, its routes) on top. All of them read through [`crate::reader`] and
+//! [`crate::context`].
 
-use crate::backend::read_backend;
+mod auth;
+mod backend;
+mod notes;
+mod policies;
+mod transform;
+
 use crate::context::Scope;
 use crate::model::*;
-use crate::policies::{
-    read_body_validation, read_cache_lookup, read_cache_store, read_cors, read_item_validations,
-    read_request_policies, read_transformations, DeploymentPolicies, Target,
+use crate::reader::{
+    join, kebab, not_one_of, required_list, spelled_kebab, Cx, Diagnostic, Field, Rejected,
 };
-use crate::reader::{join, Cx, Diagnostic, Field, Obj};
+use backend::read_backend;
 use claimgate_jose::json;
+use notes::{AuthRead, Notes, RouteRef};
+use policies::{
+    read_body_validation, read_cache_lookup, read_cache_store, read_cors, read_item_validations,
+    read_request_policies, DeploymentPolicies,
+};
 use serde_json::Value;
+use transform::{read_transformations, Target};
 
 /// Largest deployment specification OCI accepts (2 MB); files beyond it are refused unread.
 pub const MAX_FILE_BYTES: usize = 2 * 1024 * 1024;
@@ -28,13 +43,6 @@ pub struct LoadOptions {
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub deployment: Deployment,
-    pub warnings: Vec<Diagnostic>,
-}
-
-/// Every problem of a file that cannot be used, and the warnings found on the way.
-#[derive(Debug, Clone)]
-pub struct Rejected {
-    pub errors: Vec<Diagnostic>,
     pub warnings: Vec<Diagnostic>,
 }
 
@@ -64,7 +72,7 @@ pub fn load_str(text: &str, options: &LoadOptions) -> Result<Loaded, Rejected> {
             });
         }
     };
-    cx.kebab = crate::reader::spelled_kebab(&value);
+    cx.kebab = spelled_kebab(&value);
     let deployment = read_file(&mut cx, &value, options);
     match deployment {
         Some(deployment) if cx.errors.is_empty() => Ok(Loaded {
@@ -124,7 +132,7 @@ fn read_file(cx: &mut Cx, value: &Value, options: &LoadOptions) -> Option<Deploy
     let looks_like_spec = top.keys().any(|k| {
         SPECIFICATION_MEMBERS
             .iter()
-            .any(|m| k == m || *k == crate::reader::kebab(m))
+            .any(|m| k == m || *k == kebab(m))
     });
     if !looks_like_spec {
         cx.error(
@@ -215,119 +223,6 @@ fn check_prefix(cx: &mut Cx, path: &str, prefix: &str) -> Option<String> {
     } else {
         trimmed.to_owned()
     })
-}
-
-/// What readers note on the way, for rules that need the whole specification.
-#[derive(Debug, Default)]
-pub(crate) struct Notes {
-    /// JSON paths of valid members that claimgate does not enforce yet and that are in effect.
-    pub(crate) unenforced: Vec<String>,
-    /// Paths an OAUTH2 failure policy names, which must be routes with a given backend.
-    pub(crate) route_refs: Vec<RouteRef>,
-    /// Secrets named by client details.
-    pub(crate) secret_refs: Vec<SecretRef>,
-}
-
-impl Notes {
-    /// Records a valid member that claimgate does not enforce, unless it is inert as written
-    /// (read-backs print nulls, empty lists and false flags for members nobody set).
-    pub(crate) fn unenforced(&mut self, path: &str, in_effect: bool) {
-        if in_effect {
-            self.unenforced.push(path.to_owned());
-        }
-    }
-}
-
-/// `loginPath` / `logoutPath` of an OAUTH2 failure policy.
-#[derive(Debug)]
-pub(crate) struct RouteRef {
-    /// Where the path is written.
-    pub(crate) at: String,
-    pub(crate) path: String,
-    /// The backend type the route must have.
-    pub(crate) backend: &'static str,
-}
-
-/// What the deployment-wide policies mean for routes.
-#[derive(Debug)]
-pub(crate) struct AuthRead {
-    pub(crate) authentication: Authentication,
-    /// `isAnonymousAccessAllowed` of the authentication policy (`ANONYMOUS` routes need it).
-    pub(crate) anonymous_allowed: Option<bool>,
-}
-
-/// The `type` of a polymorphic member, one of `allowed`.
-pub(crate) fn read_kind<'v>(
-    cx: &mut Cx,
-    obj: &mut Obj<'v>,
-    allowed: &[&str],
-    what: &str,
-) -> Option<&'v str> {
-    let field = obj.require(cx, "type")?;
-    read_enum(cx, &field, allowed, what)
-}
-
-/// A string that must be one of `allowed`.
-pub(crate) fn read_enum<'v>(
-    cx: &mut Cx,
-    field: &Field<'v>,
-    allowed: &[&str],
-    what: &str,
-) -> Option<&'v str> {
-    let value = field.str(cx)?;
-    if allowed.contains(&value) {
-        Some(value)
-    } else {
-        cx.error(&field.path, not_one_of(value, allowed, what));
-        None
-    }
-}
-
-/// `'REMOTE_JWKs' is not a key set type (REMOTE_JWKS, STATIC_KEYS); did you mean 'REMOTE_JWKS'?`:
-/// the valid values, and the one the writer most likely meant when one is close.
-pub(crate) fn not_one_of(value: &str, allowed: &[&str], what: &str) -> String {
-    let hint = closest(value, allowed)
-        .map(|near| format!("; did you mean '{near}'?"))
-        .unwrap_or_default();
-    format!("'{value}' is not {what} ({}){hint}", allowed.join(", "))
-}
-
-/// The allowed value `value` most likely misspells: the nearest within an edit distance of a
-/// quarter of its length, 1 or 2 (the distance ignores case, so the same letters in another
-/// case are at 0): `FETCH` is not taken for `PATCH`, nor `OIDC_AUTHENTICATION` for
-/// `JWT_AUTHENTICATION`.
-fn closest<'a>(value: &str, allowed: &[&'a str]) -> Option<&'a str> {
-    let limit = (value.chars().count() / 4).clamp(1, 2);
-    allowed
-        .iter()
-        .map(|a| (crate::reader::edit_distance(value, a), *a))
-        .filter(|(d, _)| *d <= limit)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, a)| a)
-}
-
-/// An optional member that was read: absent is fine (`Some(None)`), present but invalid is not
-/// (`None`).
-pub(crate) fn optional<T>(read: Option<Option<T>>) -> Option<Option<T>> {
-    match read {
-        None => Some(None),
-        Some(None) => None,
-        Some(Some(value)) => Some(Some(value)),
-    }
-}
-
-pub(crate) fn required_list(cx: &mut Cx, field: &Field<'_>, max: usize) -> Option<Vec<String>> {
-    let list = field.strings(cx, max)?;
-    if list.is_empty() {
-        cx.error(&field.path, "at least one value is required");
-        return None;
-    }
-    for (i, value) in list.iter().enumerate() {
-        if value.is_empty() {
-            cx.error(&format!("{}[{i}]", field.path), "must not be empty");
-        }
-    }
-    Some(list)
 }
 
 fn read_specification(cx: &mut Cx, field: &Field<'_>) -> Option<Deployment> {

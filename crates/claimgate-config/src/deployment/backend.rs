@@ -1,11 +1,11 @@
 //! Route backends: every type OCI has, checked in full; claimgate serves stock responses and
 //! HTTP backends.
 
+use super::notes::Notes;
+use super::transform::is_token;
 use crate::context::{parse_template, read_selection_key, read_selection_source, KeyRules, Scope};
-use crate::load::{read_kind, Notes};
 use crate::model::*;
-use crate::policies::is_token;
-use crate::reader::{Cx, Field};
+use crate::reader::{read_kind, Cx, Field};
 
 const BACKEND_TYPES: &[&str] = &[
     "HTTP_BACKEND",
