@@ -634,7 +634,11 @@ fn print_text(
     };
     outln!("{headline}");
     let target = match &request.query {
-        Some(q) => format!("{}?{}", request.path, redact_query(q)),
+        Some(q) => format!(
+            "{}?{}",
+            request.path,
+            redact_query(q, &credential_parameters(deployment))
+        ),
         None => request.path.clone(),
     };
     outln!(
@@ -936,11 +940,24 @@ fn as_utc(id: &CheckId, value: &Value) -> String {
     }
 }
 
-/// Query values may hold a token; show names only.
-fn redact_query(query: &str) -> String {
+/// The query parameters the deployment reads as credentials (usage-plan token locations):
+/// never shown, however short.
+fn credential_parameters(deployment: &Deployment) -> Vec<&str> {
+    deployment
+        .usage_plans
+        .iter()
+        .flat_map(|policy| &policy.token_locations)
+        .filter(|l| l.table == claimgate_config::ContextTable::Query)
+        .filter_map(|l| l.key.as_deref())
+        .collect()
+}
+
+/// Query values may hold a token; show names only (always for `credentials`).
+fn redact_query(query: &str, credentials: &[&str]) -> String {
     query
         .split('&')
         .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if credentials.contains(&name) => format!("{name}=[redacted]"),
             Some((name, value)) if value.len() > 24 => format!("{name}=…"),
             _ => pair.to_owned(),
         })
