@@ -51,6 +51,14 @@ pub(crate) struct CheckArgs {
     /// introspection_endpoint (repeatable).
     #[arg(long = "allow-endpoint", value_name = "HOST")]
     pub(crate) allow_endpoints: Vec<String>,
+    /// Usage plans (OCI's UsagePlan resources): a file or a directory of *.json files
+    /// (repeatable). With --subscribers, judges the deployment's requestPolicies.usagePlans.
+    #[arg(long = "usage-plans", value_name = "FILE|DIR", value_parser = crate::input::file_arg)]
+    pub(crate) usage_plans: Vec<String>,
+    /// Subscribers (OCI's Subscriber resources): a file or a directory of *.json files
+    /// (repeatable).
+    #[arg(long = "subscribers", value_name = "FILE|DIR", value_parser = crate::input::file_arg)]
+    pub(crate) subscribers: Vec<String>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub(crate) output: Format,
@@ -257,6 +265,8 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
         None,
         Explain::Everything,
     );
+    // Usage plans come after authentication and authorization, before the backend.
+    let usage = judge_usage_plan(args, deployment, &request, &mut verdict, &mut notes)?;
     // What the gateway would call, with the values it would put there (or its 400).
     let backend_url = verdict.judge_backend_url(deployment, &request);
     // No route has the path: both outputs list the routes there are, with a hint.
@@ -311,6 +321,14 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
                 args.path_prefix.is_some()
             ));
         }
+        if let Some(json) = usage.to_json() {
+            doc["usagePlan"] = json;
+        }
+        if let Some(event) = usage.event() {
+            if let Some(events) = doc["events"].as_array_mut() {
+                events.push(json!({"code": event.0, "level": "WARN", "message": event.1}));
+            }
+        }
         doc["warnings"] = json!(notes);
         print_json(doc);
     } else {
@@ -324,7 +342,9 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
                 Err(error) => outln!("introspection failed: {}\n", Escaped(error.reason())),
             }
         }
-        print_text(&verdict, deployment, &request, now, keys_from, &notes);
+        print_text(
+            &verdict, deployment, &request, now, keys_from, &usage, &notes,
+        );
         if no_route {
             print_routes(deployment, &request, args.path_prefix.is_some());
         }
@@ -600,6 +620,7 @@ fn print_text(
     request: &CliRequest,
     now: UnixTime,
     keys_from: &KeysFrom,
+    usage: &UsageJudged,
     notes: &[String],
 ) {
     let p = Paint(colour_enabled());
@@ -613,7 +634,11 @@ fn print_text(
     };
     outln!("{headline}");
     let target = match &request.query {
-        Some(q) => format!("{}?{}", request.path, redact_query(q)),
+        Some(q) => format!(
+            "{}?{}",
+            request.path,
+            redact_query(q, &credential_parameters(deployment))
+        ),
         None => request.path.clone(),
     };
     outln!(
@@ -713,7 +738,11 @@ fn print_text(
         .map(|c| escape(&c.id.to_string()).chars().count())
         .max()
         .unwrap_or(6)
-        .max(9);
+        .max(if matches!(usage, UsageJudged::NoPolicy) {
+            9
+        } else {
+            USAGE_LABEL.len()
+        });
     for check in &verdict.checks {
         let id = format!("{:<width$}", escape(&check.id.to_string()));
         let unverified = if check.unverified {
@@ -766,12 +795,14 @@ fn print_text(
             }
         }
     }
+    print_usage(usage, width, &p);
     if verdict.checks.iter().any(|c| c.unverified) {
         outln!();
         outln!("  (unverified) = judged on claims whose signature did not verify; shown so every mismatch is visible at once.");
     }
     let events = verdict.events();
-    if !events.is_empty() {
+    let usage_event = usage.event();
+    if !events.is_empty() || usage_event.is_some() {
         outln!();
         outln!("execution log (what the gateway would record):");
         for event in events {
@@ -781,6 +812,9 @@ fn print_text(
                 Escaped(&event.code),
                 Escaped(&event.message)
             );
+        }
+        if let Some((code, message)) = usage_event {
+            outln!("  {:<5} {}  {}", "WARN", code, Escaped(message));
         }
     }
     if !notes.is_empty() {
@@ -906,14 +940,262 @@ fn as_utc(id: &CheckId, value: &Value) -> String {
     }
 }
 
-/// Query values may hold a token; show names only.
-fn redact_query(query: &str) -> String {
+/// The query parameters the deployment reads as credentials (usage-plan token locations):
+/// never shown, however short.
+fn credential_parameters(deployment: &Deployment) -> Vec<&str> {
+    deployment
+        .usage_plans
+        .iter()
+        .flat_map(|policy| &policy.token_locations)
+        .filter(|l| l.table == claimgate_config::ContextTable::Query)
+        .filter_map(|l| l.key.as_deref())
+        .collect()
+}
+
+/// Query values may hold a token; show names only (always for `credentials`).
+fn redact_query(query: &str, credentials: &[&str]) -> String {
     query
         .split('&')
         .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if credentials.contains(&name) => format!("{name}=[redacted]"),
             Some((name, value)) if value.len() > 24 => format!("{name}=…"),
             _ => pair.to_owned(),
         })
         .collect::<Vec<_>>()
         .join("&")
+}
+
+/// The label of the usage-plan line among the checks.
+const USAGE_LABEL: &str = "usage plan";
+
+/// What `check` says about the deployment's usage plans (SPEC "Usage plans and subscribers").
+/// Never holds the client token: only where it was read and the client's name.
+enum UsageJudged {
+    /// The deployment has no `usagePlans`.
+    NoPolicy,
+    /// It has, but no `--usage-plans`/`--subscribers` were given.
+    NoFiles,
+    /// The request is refused before usage plans (they count nothing for it).
+    NotReached,
+    Entitled {
+        text: String,
+        json: Value,
+    },
+    Refused {
+        code: &'static str,
+        reason: String,
+        fix: String,
+    },
+}
+
+impl UsageJudged {
+    /// `"usagePlan"`: only when the plans were judged.
+    fn to_json(&self) -> Option<Value> {
+        match self {
+            Self::Entitled { json, .. } => Some(json.clone()),
+            Self::Refused { code, reason, .. } => Some(json!({"refused": {
+                "status": claimgate_core::USAGE_PLAN_REFUSED_STATUS,
+                "code": code,
+                "reason": reason,
+            }})),
+            _ => None,
+        }
+    }
+
+    /// The execution-log record of a refusal (code, message).
+    fn event(&self) -> Option<(&'static str, &str)> {
+        match self {
+            Self::Refused { code, reason, .. } => Some((code, reason)),
+            _ => None,
+        }
+    }
+}
+
+/// Resolves the usage plan a request allowed so far would be counted under, or its 403 (which
+/// then becomes the verdict). Counters are the gateway's: `check` never answers 429.
+fn judge_usage_plan(
+    args: &CheckArgs,
+    deployment: &Deployment,
+    request: &CliRequest,
+    verdict: &mut Verdict,
+    notes: &mut Vec<String>,
+) -> Result<UsageJudged, InputError> {
+    let given = !args.usage_plans.is_empty() || !args.subscribers.is_empty();
+    let Some(policy) = &deployment.usage_plans else {
+        if given {
+            notes.push(
+                "--usage-plans and --subscribers are ignored: the deployment has no requestPolicies.usagePlans".to_owned(),
+            );
+        }
+        return Ok(UsageJudged::NoPolicy);
+    };
+    if !given {
+        notes.push(
+            "the usage plan is not judged: the deployment has requestPolicies.usagePlans; give --usage-plans FILE and --subscribers FILE".to_owned(),
+        );
+        return Ok(UsageJudged::NoFiles);
+    }
+    if args.usage_plans.is_empty() || args.subscribers.is_empty() {
+        return Err(InputError::new(
+            "--usage-plans and --subscribers go together: a client token is found through the subscribers, and their plans in the usage plan files",
+        ));
+    }
+    let loaded = crate::subscriptions::load(&args.usage_plans, &args.subscribers)?;
+    notes.extend(loaded.warnings);
+    let Some(route) = verdict
+        .route
+        .as_ref()
+        .filter(|_| verdict.decision == Decision::Allow)
+    else {
+        return Ok(UsageJudged::NotReached);
+    };
+    let mut found = None;
+    let claims = verdict.claims.clone();
+    let decision = claimgate_core::resolve_usage_plan(
+        policy,
+        &loaded.subscriptions,
+        &deployment.id,
+        |location| {
+            let value = claimgate_core::context_value(
+                location,
+                &route.params,
+                claims.as_deref(),
+                request.query(),
+                |name| request.first_header(name),
+            );
+            if found.is_none() && !value.is_empty() {
+                found = Some(location.clone());
+            }
+            value
+        },
+    );
+    let judged = match decision {
+        claimgate_core::UsagePlanDecision::Entitled(m) => {
+            let limits = format!(
+                "{}, {}",
+                match m.entitlement.rate_limit {
+                    Some(rate) => format!("rate limit {rate}/s"),
+                    None => "no rate limit".to_owned(),
+                },
+                match &m.entitlement.quota {
+                    Some(q) => format!(
+                        "quota {} per {} ({})",
+                        q.value,
+                        q.unit.name(),
+                        on_breach(q.on_breach)
+                    ),
+                    None => "no quota".to_owned(),
+                }
+            );
+            UsageJudged::Entitled {
+                text: format!(
+                    "subscriber {} ({}), client {} (token in {}), plan {} ({}), entitlement {}: {limits}",
+                    m.subscriber.name,
+                    m.subscriber.id,
+                    m.client.name,
+                    m.location,
+                    m.plan.name,
+                    m.plan.id,
+                    m.entitlement.name
+                ),
+                json: json!({
+                    "subscriber": {"id": m.subscriber.id, "name": m.subscriber.name},
+                    "client": m.client.name,
+                    "plan": {"id": m.plan.id, "name": m.plan.name},
+                    "entitlement": m.entitlement.name,
+                    "rateLimit": m.entitlement.rate_limit.map(|value| json!({"value": value, "unit": "SECOND"})),
+                    "quota": m.entitlement.quota.map(|q| json!({
+                        "value": q.value,
+                        "unit": q.unit.name(),
+                        "resetPolicy": "CALENDAR",
+                        "operationOnBreach": on_breach(q.on_breach),
+                    })),
+                }),
+            }
+        }
+        claimgate_core::UsagePlanDecision::Refused(refusal) => {
+            let fix = match (&found, &refusal.subscriber) {
+                (None, _) => format!(
+                    "Send a subscriber's client token in {}.",
+                    policy
+                        .token_locations
+                        .iter()
+                        .map(describe_location)
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ),
+                (Some(location), None) => format!(
+                    "The client token in {location} belongs to no subscriber: check the clients' tokens in the --subscribers files (they match exactly, case included)."
+                ),
+                (Some(_), Some((_, name))) => format!(
+                    "Add an entitlement targeting the deployment '{}' to one of subscriber '{name}''s usage plans, or subscribe '{name}' to a plan that has one.",
+                    deployment.id
+                ),
+            };
+            verdict.decision = Decision::Deny;
+            verdict.status = Some(claimgate_core::USAGE_PLAN_REFUSED_STATUS);
+            UsageJudged::Refused {
+                code: refusal.code,
+                reason: refusal.reason,
+                fix,
+            }
+        }
+    };
+    Ok(judged)
+}
+
+fn on_breach(on_breach: claimgate_config::OnBreach) -> &'static str {
+    match on_breach {
+        claimgate_config::OnBreach::Reject => "REJECT",
+        claimgate_config::OnBreach::Allow => "ALLOW",
+    }
+}
+
+/// Where a client sends a token in a location, in words, with the flag that puts it there.
+fn describe_location(location: &claimgate_config::ContextVariable) -> String {
+    use claimgate_config::ContextTable;
+    let key = location.key.as_deref().unwrap_or("");
+    match location.table {
+        ContextTable::Headers => format!("the header '{key}' (--header '{key}: TOKEN')"),
+        ContextTable::Query => format!("the query parameter '{key}' (?{key}=TOKEN in --request)"),
+        ContextTable::Path => format!("the path parameter '{key}'"),
+        ContextTable::Auth => format!("the claim '{key}' of the authentication token"),
+        ContextTable::Host => "the Host (--host)".to_owned(),
+        _ => location.to_string(),
+    }
+}
+
+/// The usage-plan line after the checks: pass, FAIL with its fix, or skip and why.
+fn print_usage(usage: &UsageJudged, width: usize, p: &Paint) {
+    let id = format!("{USAGE_LABEL:<width$}");
+    match usage {
+        UsageJudged::NoPolicy => {}
+        UsageJudged::NoFiles => outln!(
+            "  {} {}",
+            p.dim("skip"),
+            p.dim(&format!(
+                "{id}  not judged: give --usage-plans FILE and --subscribers FILE"
+            ))
+        ),
+        UsageJudged::NotReached => outln!(
+            "  {} {}",
+            p.dim("skip"),
+            p.dim(&format!(
+                "{id}  not judged: the request is refused before usage plans (it counts toward none)"
+            ))
+        ),
+        UsageJudged::Entitled { text, .. } => {
+            outln!("  {} {id}  {}", p.green("pass"), Escaped(text))
+        }
+        UsageJudged::Refused { code, reason, fix } => {
+            outln!(
+                "  {} {id}  {} {code}: {}",
+                p.red("FAIL"),
+                claimgate_core::USAGE_PLAN_REFUSED_STATUS,
+                Escaped(reason)
+            );
+            let pad = " ".repeat(width + 9);
+            outln!("{pad}{}       {}", p.bold("fix"), Escaped(fix));
+        }
+    }
 }

@@ -99,6 +99,8 @@ fn to_check(args: &IntrospectArgs) -> Result<CheckArgs, InputError> {
         host: None,
         path_prefix: args.path_prefix.clone(),
         allow_endpoints: args.allow_endpoints.clone(),
+        usage_plans: Vec::new(),
+        subscribers: Vec::new(),
         output: args.output,
     })
 }

@@ -24,10 +24,6 @@ pub(crate) struct LoadedSubscriptions {
 /// *.json files, hidden skipped, as `--deployment DIR` does), read with the limits of other
 /// inputs, parsed, then indexed by [`Subscriptions::new`]. Errors name the file and the JSON
 /// path; every problem of every file is in the error's details.
-#[allow(
-    dead_code,
-    reason = "serve and check take it up in the same issue (15)"
-)]
 pub(crate) fn load(
     usage_plans: &[String],
     subscribers: &[String],
@@ -66,7 +62,6 @@ pub(crate) fn load(
 }
 
 /// `FILE: PATH: message`.
-#[allow(dead_code, reason = "used by load")]
 fn at(file: &str, diagnostic: &Diagnostic) -> String {
     format!("{file}: {diagnostic}")
 }

@@ -164,11 +164,9 @@ fn read_deployment(
         .take("displayName")
         .and_then(|f| f.str(cx))
         .map(str::to_owned);
-    let id = if read_back {
-        obj.take("id").and_then(|f| f.str(cx)).map(str::to_owned)
-    } else {
-        None
-    };
+    // SPEC: a camelCase deployment file may carry `id` (OCI's `Deployment` GET shape), which
+    // usage-plan entitlements target.
+    let id = obj.take("id").and_then(|f| f.str(cx)).map(str::to_owned);
     let prefix = match (obj.take("pathPrefix"), &options.path_prefix) {
         (Some(f), _) => f.str(cx).and_then(|p| check_prefix(cx, &f.path, p)),
         (None, Some(p)) => check_prefix(cx, "--path-prefix", p),
@@ -183,6 +181,7 @@ fn read_deployment(
         .and_then(|f| read_specification(cx, &f));
     obj.ignore(DEPLOYMENT_MEMBERS);
     let mut known: Vec<&str> = DEPLOYMENT_MEMBERS.to_vec();
+    known.push("id");
     if read_back {
         obj.ignore(READ_BACK_MEMBERS);
         known.extend_from_slice(READ_BACK_MEMBERS);
