@@ -55,7 +55,6 @@ pub(crate) fn read_request_policies(
     }
     if let Some(f) = obj.take("usagePlans") {
         if let Some(policy) = read_usage_plans(cx, &f) {
-            notes.unenforced(&f.path, !policy.token_locations.is_empty());
             policies.usage_plans = Some(policy).filter(|p| !p.token_locations.is_empty());
         }
     }

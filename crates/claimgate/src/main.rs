@@ -18,6 +18,7 @@ mod introspect;
 mod logs;
 mod output;
 mod serve;
+mod subscriptions;
 mod token;
 mod validate;
 
