@@ -480,7 +480,13 @@ impl Metrics {
     }
 
     /// The quota used after a unit was given back (a 5xx answer).
-    pub fn usage_plan_ratio(&self, usage_plan: &str, entitlement: &str, subscriber: &str, ratio: f64) {
+    pub fn usage_plan_ratio(
+        &self,
+        usage_plan: &str,
+        entitlement: &str,
+        subscriber: &str,
+        ratio: f64,
+    ) {
         let key = UsageKey {
             usage_plan,
             entitlement,

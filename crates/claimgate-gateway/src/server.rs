@@ -940,9 +940,9 @@ impl Gateway {
         context: Context<'_>,
         threshold: Level,
     ) -> Result<Option<UsageCounted<'s>>, Response<Body>> {
-        use claimgate_core::UsagePlanDecision;
-        use crate::usage::Counted;
         use crate::metrics::UsageAction;
+        use crate::usage::Counted;
+        use claimgate_core::UsagePlanDecision;
         let deployment = &served.deployment;
         let Some(policy) = &deployment.usage_plans else {
             return Ok(None);
@@ -974,7 +974,11 @@ impl Gateway {
         let limits = crate::usage::Limits::of(entitlement);
         let counted = self.usage.count(&key, limits).await;
         let quota = entitlement.quota;
-        let record = |code: &'static str, level: Level, message: String, limit: Option<(u64, &'static str)>, period: Option<i64>| {
+        let record = |code: &'static str,
+                      level: Level,
+                      message: String,
+                      limit: Option<(u64, &'static str)>,
+                      period: Option<i64>| {
             let (configured_limit, unit) = limit.unwrap_or((0, "SECOND"));
             let limiting_key = match period {
                 Some(start) => format!("{}/{key}", crate::usage::timestamp(start)),
@@ -1004,7 +1008,9 @@ impl Gateway {
                     record(
                         "usagePlans.requestRejected",
                         Level::Warn,
-                        format!("The entitlement's rate limit is exceeded; retry in {retry_after} s."),
+                        format!(
+                            "The entitlement's rate limit is exceeded; retry in {retry_after} s."
+                        ),
                         entitlement.rate_limit.map(|r| (r, "SECOND")),
                         None,
                     ),
@@ -1648,7 +1654,10 @@ fn redacted_uri<'a>(
         deployment.usage_plans.iter().any(|policy| {
             policy.token_locations.iter().any(|location| {
                 location.table == claimgate_config::ContextTable::Query
-                    && location.key.as_deref().is_some_and(|key| query_name_is(n, key))
+                    && location
+                        .key
+                        .as_deref()
+                        .is_some_and(|key| query_name_is(n, key))
             })
         })
     };

@@ -128,9 +128,7 @@ impl Limits {
                 let interval = (1_000_000 / rate).max(1);
                 (interval, interval.saturating_mul(rate))
             }),
-            quota: entitlement
-                .quota
-                .map(|q| (q.value, q.unit, q.on_breach)),
+            quota: entitlement.quota.map(|q| (q.value, q.unit, q.on_breach)),
         }
     }
 }
@@ -441,7 +439,10 @@ mod tests {
         assert_eq!(period(QuotaUnit::Week, monday), week);
         assert_eq!(period(QuotaUnit::Week, at(2026, 12, 6, 23, 59, 59)), week);
         assert_eq!(period(QuotaUnit::Week, at(2026, 12, 2, 12, 0, 0)), week);
-        assert_eq!(period(QuotaUnit::Week, monday - 1).0, at(2026, 11, 23, 0, 0, 0));
+        assert_eq!(
+            period(QuotaUnit::Week, monday - 1).0,
+            at(2026, 11, 23, 0, 0, 0)
+        );
         // Across the new year: 2027-01-01 is a Friday, its week started on 2026-12-28.
         assert_eq!(
             period(QuotaUnit::Week, at(2027, 1, 1, 9, 0, 0)),
@@ -454,17 +455,41 @@ mod tests {
     #[test]
     fn months_have_their_lengths_and_leap_februaries() {
         let month = |y, m, d| period(QuotaUnit::Month, at(y, m, d, 12, 0, 0));
-        assert_eq!(month(2026, 12, 31), (at(2026, 12, 1, 0, 0, 0), at(2027, 1, 1, 0, 0, 0)));
-        assert_eq!(month(2027, 1, 1), (at(2027, 1, 1, 0, 0, 0), at(2027, 2, 1, 0, 0, 0)));
-        assert_eq!(month(2026, 4, 30), (at(2026, 4, 1, 0, 0, 0), at(2026, 5, 1, 0, 0, 0)));
-        assert_eq!(month(2026, 2, 28), (at(2026, 2, 1, 0, 0, 0), at(2026, 3, 1, 0, 0, 0)));
-        assert_eq!(month(2028, 2, 29), (at(2028, 2, 1, 0, 0, 0), at(2028, 3, 1, 0, 0, 0)));
-        assert_eq!(month(2100, 2, 15).1 - month(2100, 2, 15).0, 28 * SECONDS_PER_DAY);
-        assert_eq!(month(2000, 2, 15).1 - month(2000, 2, 15).0, 29 * SECONDS_PER_DAY);
+        assert_eq!(
+            month(2026, 12, 31),
+            (at(2026, 12, 1, 0, 0, 0), at(2027, 1, 1, 0, 0, 0))
+        );
+        assert_eq!(
+            month(2027, 1, 1),
+            (at(2027, 1, 1, 0, 0, 0), at(2027, 2, 1, 0, 0, 0))
+        );
+        assert_eq!(
+            month(2026, 4, 30),
+            (at(2026, 4, 1, 0, 0, 0), at(2026, 5, 1, 0, 0, 0))
+        );
+        assert_eq!(
+            month(2026, 2, 28),
+            (at(2026, 2, 1, 0, 0, 0), at(2026, 3, 1, 0, 0, 0))
+        );
+        assert_eq!(
+            month(2028, 2, 29),
+            (at(2028, 2, 1, 0, 0, 0), at(2028, 3, 1, 0, 0, 0))
+        );
+        assert_eq!(
+            month(2100, 2, 15).1 - month(2100, 2, 15).0,
+            28 * SECONDS_PER_DAY
+        );
+        assert_eq!(
+            month(2000, 2, 15).1 - month(2000, 2, 15).0,
+            29 * SECONDS_PER_DAY
+        );
         // The last second of December is December's; the next is January's.
         let last = at(2026, 12, 31, 23, 59, 59);
         assert_eq!(period(QuotaUnit::Month, last).0, at(2026, 12, 1, 0, 0, 0));
-        assert_eq!(period(QuotaUnit::Month, last + 1).0, at(2027, 1, 1, 0, 0, 0));
+        assert_eq!(
+            period(QuotaUnit::Month, last + 1).0,
+            at(2027, 1, 1, 0, 0, 0)
+        );
         assert_eq!(timestamp(last + 1), "2027-01-01T00:00:00Z");
     }
 
@@ -475,7 +500,10 @@ mod tests {
         let now = at(2026, 12, 2, 8, 0, 0) as u64 * 1_000_000;
         assert!(matches!(
             counters.count_locally("k", limits, now),
-            Counted::Admitted { reserved: Some(Reserved { used: 1, .. }), breached: false }
+            Counted::Admitted {
+                reserved: Some(Reserved { used: 1, .. }),
+                breached: false
+            }
         ));
         assert!(matches!(
             counters.count_locally("k", limits, now),
@@ -484,7 +512,10 @@ mod tests {
         // A second later: the quota counted only the admitted request.
         assert!(matches!(
             counters.count_locally("k", limits, now + 1_000_000),
-            Counted::Admitted { reserved: Some(Reserved { used: 2, .. }), .. }
+            Counted::Admitted {
+                reserved: Some(Reserved { used: 2, .. }),
+                ..
+            }
         ));
     }
 
@@ -494,7 +525,10 @@ mod tests {
         let reject = local_limits(None, Some((2, QuotaUnit::Minute, OnBreach::Reject)));
         let now = at(2026, 12, 2, 8, 0, 45) as u64 * 1_000_000;
         for _ in 0..2 {
-            assert!(matches!(counters.count_locally("r", reject, now), Counted::Admitted { .. }));
+            assert!(matches!(
+                counters.count_locally("r", reject, now),
+                Counted::Admitted { .. }
+            ));
         }
         assert_eq!(
             counters.count_locally("r", reject, now),
@@ -506,12 +540,18 @@ mod tests {
         );
         assert!(matches!(
             counters.count_locally("r", reject, now + 15_000_000),
-            Counted::Admitted { breached: false, .. }
+            Counted::Admitted {
+                breached: false,
+                ..
+            }
         ));
         let allow = local_limits(None, Some((1, QuotaUnit::Minute, OnBreach::Allow)));
         assert!(matches!(
             counters.count_locally("a", allow, now),
-            Counted::Admitted { breached: false, .. }
+            Counted::Admitted {
+                breached: false,
+                ..
+            }
         ));
         assert!(matches!(
             counters.count_locally("a", allow, now),

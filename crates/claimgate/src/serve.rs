@@ -154,7 +154,12 @@ impl UsageFiles {
         let metered: Vec<String> = deployments
             .iter()
             .filter(|d| d.usage_plans.is_some())
-            .map(|d| format!("{}: requestPolicies.usagePlans", claimgate_core::escape(d.label())))
+            .map(|d| {
+                format!(
+                    "{}: requestPolicies.usagePlans",
+                    claimgate_core::escape(d.label())
+                )
+            })
             .collect();
         if !metered.is_empty() && (self.plans.is_empty() || self.subscribers.is_empty()) {
             return Err(InputError {
@@ -537,9 +542,10 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
         };
         tokio::spawn(reopen_logs_on_sigusr1(execution.clone(), access.clone()));
         let logs = Logs { execution, access };
-        let gateway = Gateway::start_with(deployments, subscriptions, &secrets, logs.clone(), options)
-            .await
-            .map_err(|e| InputError::new(format!("cannot start the gateway: {e}")))?;
+        let gateway =
+            Gateway::start_with(deployments, subscriptions, &secrets, logs.clone(), options)
+                .await
+                .map_err(|e| InputError::new(format!("cannot start the gateway: {e}")))?;
         if let Some(listener) = admin_listener {
             let admin_local = listener
                 .local_addr()

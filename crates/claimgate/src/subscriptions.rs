@@ -30,7 +30,9 @@ pub(crate) fn load(
     for (path, item) in resources(subscribers, "--subscribers", &mut errors) {
         match subscriber(&item) {
             Some(s) => subs.push(s),
-            None => errors.push(format!("{path}: not a subscriber (id, clients, usagePlans)")),
+            None => errors.push(format!(
+                "{path}: not a subscriber (id, clients, usagePlans)"
+            )),
         }
     }
     if errors.is_empty() {
