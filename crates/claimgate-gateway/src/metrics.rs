@@ -163,7 +163,8 @@ impl UsageKey<'_> {
 #[derive(Debug, Clone)]
 struct UsageSeries {
     actions: [Counter; 3],
-    used: prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Only for entitlements with a quota.
+    used: Option<prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -439,13 +440,14 @@ impl Metrics {
     }
 
     /// One request judged by a usage plan (ids, never the client token), and the quota used
-    /// when the quota was counted.
+    /// when the quota was counted; `quota`: the entitlement has one (the gauge exists).
     pub fn usage_plan(
         &self,
         usage_plan: &str,
         entitlement: &str,
         subscriber: &str,
         action: UsageAction,
+        quota: bool,
         used_ratio: Option<f64>,
     ) {
         let key = UsageKey {
@@ -467,13 +469,13 @@ impl Metrics {
                         })
                         .clone()
                 });
-                let used = self.usage_used.get_or_create(&labels).clone();
+                let used = quota.then(|| self.usage_used.get_or_create(&labels).clone());
                 (labels, UsageSeries { actions, used })
             },
             |series| {
                 series.actions[action.index()].inc();
-                if let Some(ratio) = used_ratio {
-                    series.used.set(ratio);
+                if let (Some(used), Some(ratio)) = (&series.used, used_ratio) {
+                    used.set(ratio);
                 }
             },
         );
@@ -499,7 +501,9 @@ impl Metrics {
             .unwrap_or_else(PoisonError::into_inner)
             .get(&key)
         {
-            series.used.set(ratio);
+            if let Some(used) = &series.used {
+                used.set(ratio);
+            }
         }
     }
 

@@ -982,7 +982,8 @@ impl Gateway {
             let (configured_limit, unit) = limit.unwrap_or((0, "SECOND"));
             let limiting_key = match period {
                 Some(start) => format!("{}/{key}", crate::usage::timestamp(start)),
-                None => key.clone(),
+                // A rate limit alone: the second the request was counted in.
+                None => format!("{}/{key}", crate::usage::timestamp(unix_now())),
             };
             ExecutionRecord::new(code, level, message)
                 .with("configuredLimit", json!(configured_limit))
@@ -997,8 +998,14 @@ impl Gateway {
         let quota_limit = quota.map(|q| (q.value, q.unit.name()));
         let ratio = |used: u64| quota.map(|q| used as f64 / q.value.max(1) as f64);
         let metric = |action, used: Option<f64>| {
-            self.metrics
-                .usage_plan(&plan.id, &entitlement.name, &subscriber.id, action, used)
+            self.metrics.usage_plan(
+                &plan.id,
+                &entitlement.name,
+                &subscriber.id,
+                action,
+                quota.is_some(),
+                used,
+            )
         };
         match counted {
             Counted::RateLimited { retry_after } => {
@@ -1734,6 +1741,12 @@ fn with_request_id(mut response: Response<Body>, request_id: &str) -> Response<B
         response.headers_mut().insert("opc-request-id", value);
     }
     response
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn wall_clock() -> UnixTime {

@@ -318,6 +318,11 @@ fn each_outcome_answers_and_records_as_oci_does_and_the_token_is_never_shown() {
     assert_eq!(record["configuredUnit"], "SECOND");
     assert_eq!(record["configuredLimit"], 1);
     assert_eq!(record["limitingResourceId"], "ocid1.usageplan.gold");
+    let limiting_key = record["limitingKey"].as_str().unwrap();
+    assert!(
+        limiting_key.ends_with("Z/ocid1.usageplan.gold/gold-calls/ocid1.subscriber.goldie"),
+        "{limiting_key}"
+    );
 
     // ALLOW: over the quota, still served, and recorded as breached. The token in the query.
     assert_eq!(
@@ -342,6 +347,13 @@ fn each_outcome_answers_and_records_as_oci_does_and_the_token_is_never_shown() {
     ] {
         assert!(text_metrics.contains(line), "{line} not in\n{text_metrics}");
     }
+
+    // No quota gauge for an entitlement without a quota.
+    assert!(
+        !text_metrics
+            .contains(r#"claimgate_usage_plan_quota_used_ratio{usage_plan="ocid1.usageplan.gold""#),
+        "{text_metrics}"
+    );
 
     // The query token is redacted in requestUri; no token anywhere.
     std::thread::sleep(Duration::from_millis(1500));
