@@ -763,3 +763,99 @@ fn two_replicas_on_redis_share_the_quota_exactly() {
     );
     assert!(keys.iter().all(|k| !k.contains("tok-s")), "{keys:?}");
 }
+
+/// `date -u` with a shell expression, for calendar periods computed independently.
+fn shell_date(script: &str) -> String {
+    let output = std::process::Command::new("sh")
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn redis_counts_weeks_and_months_on_the_calendar_and_a_replica_falls_back_when_it_is_down() {
+    let Some(mut redis) = Redis::start("usage_plans_calendar", None) else {
+        return;
+    };
+    let url = redis.url();
+    let plans = [
+        plan(
+            "ocid1.usageplan.week",
+            "week",
+            vec![entitlement(
+                "w",
+                None,
+                Some((5, "WEEK", "REJECT")),
+                &[DEPLOYMENT_ID],
+            )],
+        ),
+        plan(
+            "ocid1.usageplan.month",
+            "month",
+            vec![entitlement(
+                "m",
+                None,
+                Some((5, "MONTH", "REJECT")),
+                &[DEPLOYMENT_ID],
+            )],
+        ),
+        plan(
+            "ocid1.usageplan.p",
+            "p",
+            vec![entitlement(
+                "e",
+                None,
+                Some((2, "DAY", "REJECT")),
+                &[DEPLOYMENT_ID],
+            )],
+        ),
+    ];
+    let subscribers = [
+        subscriber(
+            "ocid1.subscriber.w",
+            "w",
+            &[("c", "tok-w")],
+            &["ocid1.usageplan.week"],
+        ),
+        subscriber(
+            "ocid1.subscriber.m",
+            "m",
+            &[("c", "tok-m")],
+            &["ocid1.usageplan.month"],
+        ),
+        subscriber(
+            "ocid1.subscriber.s",
+            "s",
+            &[("c", "tok-s")],
+            &["ocid1.usageplan.p"],
+        ),
+    ];
+    let flags = ["--redis", url.as_str(), "--redis-timeout-ms", "1000"];
+    let (gateway, _) = start(&deployment(stock_routes()), &plans, &subscribers, &flags);
+    wait_shared(&gateway);
+    // The period starts Redis's script computed, against date(1)'s.
+    let week = get(&gateway, "/v1/hello", &key("tok-w"));
+    let month = get(&gateway, "/v1/hello", &key("tok-m"));
+    let monday = shell_date(
+        r#"date -u -d "$(date -u +%F) -$(( $(date -u +%u) - 1 )) days" +%Y-%m-%dT00:00:00Z"#,
+    );
+    let first = shell_date("date -u +%Y-%m-01T00:00:00Z");
+    let week_key = usage_record(&gateway, &week.request_id)["limitingKey"].clone();
+    let month_key = usage_record(&gateway, &month.request_id)["limitingKey"].clone();
+    assert_eq!(
+        week_key,
+        format!("{monday}/ocid1.usageplan.week/w/ocid1.subscriber.w")
+    );
+    assert_eq!(
+        month_key,
+        format!("{first}/ocid1.usageplan.month/m/ocid1.subscriber.m")
+    );
+    assert!(redis.keys("claimgate:up:quota:*").len() >= 2);
+    // Redis gone: the replica counts in the process (the quota still holds there).
+    redis.kill();
+    let statuses: Vec<u16> = (0..3)
+        .map(|_| get(&gateway, "/v1/hello", &key("tok-s")).status)
+        .collect();
+    assert_eq!(statuses, [200, 200, 429]);
+}
