@@ -61,7 +61,9 @@ fn deployment(routes: Value) -> Value {
 
 fn stock_routes() -> Value {
     json!([{"path": "/hello", "methods": ["GET"],
-            "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200, "body": "hi"}}])
+            "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200, "body": "hi"}},
+           {"path": "/boom", "methods": ["GET"],
+            "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 500, "body": "boom"}}])
 }
 
 /// Starts serve on `deployment` with the plans and subscribers written to files (paths
@@ -852,6 +854,14 @@ fn redis_counts_weeks_and_months_on_the_calendar_and_a_replica_falls_back_when_i
         format!("{first}/ocid1.usageplan.month/m/ocid1.subscriber.m")
     );
     assert!(redis.keys("claimgate:up:quota:*").len() >= 2);
+    // In Redis too, a 5xx answer gives its unit back (the second round trip).
+    for _ in 0..3 {
+        assert_eq!(get(&gateway, "/v1/boom", &key("tok-s")).status, 500);
+    }
+    let in_redis: Vec<u16> = (0..3)
+        .map(|_| get(&gateway, "/v1/hello", &key("tok-s")).status)
+        .collect();
+    assert_eq!(in_redis, [200, 200, 429]);
     // Redis gone: the replica counts in the process (the quota still holds there).
     redis.kill();
     let statuses: Vec<u16> = (0..3)
