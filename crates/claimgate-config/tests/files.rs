@@ -376,7 +376,6 @@ fn a_file_with_every_member_loads_and_names_what_is_not_enforced() {
     let s = "specification";
     // MODIFY_RESPONSE (validationFailurePolicy) is enforced by serve, so it is not listed.
     let expected_unenforced: Vec<String> = [
-        "requestPolicies.usagePlans",
         "routes[0].requestPolicies.queryParameterValidations",
         "routes[0].requestPolicies.headerValidations",
         "routes[0].requestPolicies.responseCacheLookup",

@@ -5,6 +5,11 @@ use claimgate_config::{ContextTable, ContextVariable, Template, TemplatePart};
 use claimgate_core::path::{self, PathRejection};
 use claimgate_core::Claims;
 
+/// `request.usage_plan[id]`: the plan a request is counted under, set by the usage-plan
+/// policy in the request's extensions.
+#[derive(Debug, Clone)]
+pub(crate) struct UsagePlanId(pub(crate) String);
+
 /// What a request offers to `${...}` expressions.
 #[derive(Debug)]
 pub(crate) struct RequestContext<'a> {
@@ -15,6 +20,8 @@ pub(crate) struct RequestContext<'a> {
     pub(crate) headers: &'a http::HeaderMap,
     pub(crate) query: Option<&'a str>,
     pub(crate) host: Option<&'a str>,
+    /// `request.usage_plan[id]`.
+    pub(crate) usage_plan: Option<&'a str>,
 }
 
 impl<'a> RequestContext<'a> {
@@ -38,6 +45,7 @@ impl<'a> RequestContext<'a> {
                 .headers
                 .get(http::header::HOST)
                 .and_then(|v| v.to_str().ok()),
+            usage_plan: parts.extensions.get::<UsagePlanId>().map(|p| p.0.as_str()),
         }
     }
 
@@ -45,6 +53,9 @@ impl<'a> RequestContext<'a> {
     pub(crate) fn variable(&self, variable: &ContextVariable) -> String {
         if variable.table == ContextTable::Cert {
             return self.client_cert.unwrap_or_default().to_owned();
+        }
+        if variable.table == ContextTable::UsagePlan {
+            return self.usage_plan.unwrap_or_default().to_owned();
         }
         claimgate_core::context_value(
             variable,
@@ -126,6 +137,7 @@ mod tests {
             headers: &headers,
             query: Some("a=1&b=2"),
             host: Some("api.example"),
+            usage_plan: None,
         };
         assert_eq!(
             context
@@ -146,6 +158,7 @@ mod tests {
                 query: Some("p=..%2Fadmin"),
                 host: None,
                 client_cert: None,
+                usage_plan: None,
             };
             assert_eq!(
                 context.expand_url(template),
@@ -166,6 +179,7 @@ mod tests {
             query: Some(query),
             host: None,
             client_cert: None,
+            usage_plan: None,
         };
         assert_eq!(
             context("p=a%3Fc%3Dd%23x").expand_url("http://b/v/${request.query[p]}"),

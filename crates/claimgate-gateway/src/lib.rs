@@ -26,6 +26,7 @@ pub mod shared;
 mod shared_limit;
 mod target;
 mod transform;
+pub mod usage;
 
 pub use logs::{LogSink, Logs};
 pub use server::{Gateway, Options, MAX_BODY_BYTES};

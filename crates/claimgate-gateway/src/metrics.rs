@@ -126,6 +126,75 @@ struct DeploymentLabels {
     deployment: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UsageLabels {
+    usage_plan: String,
+    entitlement: String,
+    subscriber: String,
+}
+
+/// `UsageLabels` borrowed (hashed alike, see `RequestKey`).
+#[derive(Hash)]
+struct UsageKey<'a> {
+    usage_plan: &'a str,
+    entitlement: &'a str,
+    subscriber: &'a str,
+}
+
+impl Equivalent<UsageLabels> for UsageKey<'_> {
+    fn equivalent(&self, key: &UsageLabels) -> bool {
+        self.usage_plan == key.usage_plan
+            && self.entitlement == key.entitlement
+            && self.subscriber == key.subscriber
+    }
+}
+
+impl UsageKey<'_> {
+    fn owned(&self) -> UsageLabels {
+        UsageLabels {
+            usage_plan: self.usage_plan.to_owned(),
+            entitlement: self.entitlement.to_owned(),
+            subscriber: self.subscriber.to_owned(),
+        }
+    }
+}
+
+/// The counters of one (plan, entitlement, subscriber): permitted, rejected, breached_allowed.
+#[derive(Debug, Clone)]
+struct UsageSeries {
+    actions: [Counter; 3],
+    /// Only for entitlements with a quota.
+    used: Option<prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UsageActionLabels {
+    usage_plan: String,
+    entitlement: String,
+    subscriber: String,
+    action: &'static str,
+}
+
+/// What the usage-plan policy did with a request (`action` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageAction {
+    Permitted,
+    Rejected,
+    BreachedAllowed,
+}
+
+impl UsageAction {
+    fn index(self) -> usize {
+        match self {
+            Self::Permitted => 0,
+            Self::Rejected => 1,
+            Self::BreachedAllowed => 2,
+        }
+    }
+}
+
+const USAGE_ACTIONS: [&str; 3] = ["permitted", "rejected", "breached_allowed"];
+
 fn duration_histogram() -> Histogram {
     // OpenTelemetry's advisory boundaries for http.server.request.duration, in seconds.
     Histogram::new([
@@ -164,6 +233,12 @@ pub struct Metrics {
     rate_limited: Family<DeploymentLabels, Counter>,
     shared_state_errors: Family<OperationLabels, Counter>,
     shared_state_up: prometheus_client::metrics::gauge::Gauge,
+    usage_requests: Family<UsageActionLabels, Counter>,
+    usage_used: Family<
+        UsageLabels,
+        prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>,
+    >,
+    usage_handles: Handles<UsageLabels, UsageSeries>,
 }
 
 impl Default for Metrics {
@@ -231,7 +306,22 @@ impl Metrics {
             "1 while the shared state store (Redis) is used, 0 while this replica falls back",
             shared_state_up.clone(),
         );
+        let usage_requests = Family::default();
+        let usage_used = Family::default();
+        registry.register(
+            "claimgate_usage_plan_requests",
+            "Requests under usage plans by plan, entitlement, subscriber and action",
+            usage_requests.clone(),
+        );
+        registry.register(
+            "claimgate_usage_plan_quota_used_ratio",
+            "Quota used in the current period over the quota, by plan, entitlement, subscriber",
+            usage_used.clone(),
+        );
         Self {
+            usage_requests,
+            usage_used,
+            usage_handles: Handles::default(),
             registry,
             requests,
             request_handles: Handles::default(),
@@ -347,6 +437,74 @@ impl Metrics {
     /// Whether the shared state store is in use.
     pub fn shared_state_up(&self, up: bool) {
         self.shared_state_up.set(i64::from(up));
+    }
+
+    /// One request judged by a usage plan (ids, never the client token), and the quota used
+    /// when the quota was counted; `quota`: the entitlement has one (the gauge exists).
+    pub fn usage_plan(
+        &self,
+        usage_plan: &str,
+        entitlement: &str,
+        subscriber: &str,
+        action: UsageAction,
+        quota: bool,
+        used_ratio: Option<f64>,
+    ) {
+        let key = UsageKey {
+            usage_plan,
+            entitlement,
+            subscriber,
+        };
+        self.usage_handles.update(
+            &key,
+            || {
+                let labels = key.owned();
+                let actions = USAGE_ACTIONS.map(|action| {
+                    self.usage_requests
+                        .get_or_create(&UsageActionLabels {
+                            usage_plan: labels.usage_plan.clone(),
+                            entitlement: labels.entitlement.clone(),
+                            subscriber: labels.subscriber.clone(),
+                            action,
+                        })
+                        .clone()
+                });
+                let used = quota.then(|| self.usage_used.get_or_create(&labels).clone());
+                (labels, UsageSeries { actions, used })
+            },
+            |series| {
+                series.actions[action.index()].inc();
+                if let (Some(used), Some(ratio)) = (&series.used, used_ratio) {
+                    used.set(ratio);
+                }
+            },
+        );
+    }
+
+    /// The quota used after a unit was given back (a 5xx answer).
+    pub fn usage_plan_ratio(
+        &self,
+        usage_plan: &str,
+        entitlement: &str,
+        subscriber: &str,
+        ratio: f64,
+    ) {
+        let key = UsageKey {
+            usage_plan,
+            entitlement,
+            subscriber,
+        };
+        if let Some(series) = self
+            .usage_handles
+            .series
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            if let Some(used) = &series.used {
+                used.set(ratio);
+            }
+        }
     }
 
     /// The Prometheus text exposition.

@@ -55,6 +55,12 @@ pub(crate) fn error(status: u16) -> Response<Body> {
     response
 }
 
+/// 403 `{"message":"Forbidden","code":403}` of a usage plan: no Bearer challenge (the client
+/// token is no credential).
+pub(crate) fn forbidden() -> Response<Body> {
+    bare_error(403)
+}
+
 /// 429 `{"message":"Too Many Requests","code":429}` with `Retry-After` in seconds.
 pub(crate) fn too_many_requests(retry_after_seconds: u64) -> Response<Body> {
     let mut response = bare_error(429);

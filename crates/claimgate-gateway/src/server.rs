@@ -133,6 +133,8 @@ impl Served {
 #[derive(Debug)]
 struct ServedSet {
     served: Vec<Served>,
+    /// `--usage-plans` and `--subscribers`, swapped with the deployments.
+    subscriptions: Arc<claimgate_config::Subscriptions>,
 }
 
 /// A running gateway's shared state.
@@ -150,6 +152,8 @@ pub struct Gateway {
     client: BackendClient,
     provider: claimgate_keys::ProviderClient,
     connections: crate::connection::Connections,
+    /// Usage-plan counters: outlive configuration generations (keyed by ids).
+    usage: crate::usage::UsageCounters,
     options: Options,
 }
 
@@ -166,6 +170,25 @@ impl Gateway {
     /// then get 500 until a fetch succeeds).
     pub async fn start(
         deployments: Vec<Deployment>,
+        secrets: &Secrets,
+        logs: Logs,
+        options: Options,
+    ) -> Result<Arc<Self>, String> {
+        Self::start_with(
+            deployments,
+            claimgate_config::Subscriptions::default(),
+            secrets,
+            logs,
+            options,
+        )
+        .await
+    }
+
+    /// [`Gateway::start`] with the usage plans and subscribers of `--usage-plans` and
+    /// `--subscribers`.
+    pub async fn start_with(
+        deployments: Vec<Deployment>,
+        subscriptions: claimgate_config::Subscriptions,
         secrets: &Secrets,
         logs: Logs,
         mut options: Options,
@@ -200,7 +223,11 @@ impl Gateway {
             None => None,
         };
         let gateway = Self {
-            state: ArcSwap::from_pointee(ServedSet { served: Vec::new() }),
+            usage: crate::usage::UsageCounters::new(shared.clone()),
+            state: ArcSwap::from_pointee(ServedSet {
+                served: Vec::new(),
+                subscriptions: Arc::default(),
+            }),
             tls: arc_swap::ArcSwapOption::empty(),
             generation: std::sync::atomic::AtomicU64::new(0),
             cache,
@@ -212,7 +239,9 @@ impl Gateway {
             connections: crate::connection::Connections::default(),
             options,
         };
-        let set = gateway.build(deployments, secrets).await?;
+        let set = gateway
+            .build(deployments, Arc::new(subscriptions), secrets)
+            .await?;
         gateway.state.store(Arc::new(set));
         Ok(Arc::new(gateway))
     }
@@ -222,6 +251,7 @@ impl Gateway {
     async fn build(
         &self,
         deployments: Vec<Deployment>,
+        subscriptions: Arc<claimgate_config::Subscriptions>,
         secrets: &Secrets,
     ) -> Result<ServedSet, String> {
         let generation = self
@@ -283,7 +313,10 @@ impl Gateway {
                 let _ = discovery.keys().await;
             }
         }
-        Ok(ServedSet { served })
+        Ok(ServedSet {
+            served,
+            subscriptions,
+        })
     }
 
     /// The remote key set or discovery policy one JWT policy needs (none for static keys).
@@ -346,8 +379,30 @@ impl Gateway {
     /// Swaps in a new, already validated set of deployments. Requests in flight finish on the
     /// set they started with.
     pub async fn reload(&self, deployments: Vec<Deployment>, secrets: &Secrets) {
+        let subscriptions = self.state.load().subscriptions.clone();
+        self.reload_set(deployments, subscriptions, secrets).await;
+    }
+
+    /// [`Gateway::reload`] with new usage plans and subscribers, swapped together with the
+    /// deployments; usage counters carry over (they are keyed by ids).
+    pub async fn reload_with(
+        &self,
+        deployments: Vec<Deployment>,
+        subscriptions: claimgate_config::Subscriptions,
+        secrets: &Secrets,
+    ) {
+        self.reload_set(deployments, Arc::new(subscriptions), secrets)
+            .await;
+    }
+
+    async fn reload_set(
+        &self,
+        deployments: Vec<Deployment>,
+        subscriptions: Arc<claimgate_config::Subscriptions>,
+        secrets: &Secrets,
+    ) {
         let labels: Vec<String> = deployments.iter().map(|d| d.path_prefix.clone()).collect();
-        let set = match self.build(deployments, secrets).await {
+        let set = match self.build(deployments, subscriptions, secrets).await {
             Ok(set) => set,
             Err(error) => return self.reload_rejected(&[error]),
         };
@@ -828,17 +883,31 @@ impl Gateway {
                 respond::error(413)
             }
             (Decision::Allow, _) => {
-                self.forward(
-                    &verdict,
-                    deployment,
-                    &parts,
-                    body,
-                    peer,
-                    &request_id,
-                    context,
-                    threshold,
-                )
-                .await
+                match self
+                    .usage_plan_phase(&state, served, &verdict, &mut parts, context, threshold)
+                    .await
+                {
+                    Err(refused) => refused,
+                    Ok(counted) => {
+                        let response = self
+                            .forward(
+                                &verdict,
+                                deployment,
+                                &parts,
+                                body,
+                                peer,
+                                &request_id,
+                                context,
+                                threshold,
+                            )
+                            .await;
+                        if let Some(counted) = counted {
+                            self.usage_plan_settle(counted, response.status().as_u16())
+                                .await;
+                        }
+                        response
+                    }
+                }
             }
         };
         let route_index = verdict.route.as_ref().map(|r| r.index);
@@ -855,6 +924,179 @@ impl Gateway {
             self.access_log(context, &parts, &response, peer, started, deployment);
         }
         response
+    }
+
+    /// The usage-plan policy (SPEC "Usage plans and subscribers"), after authentication and
+    /// authorization, before the backend: which subscriber and entitlement the request counts
+    /// under (403 when none), then its rate limit and quota (429). `Ok(None)` when the
+    /// deployment has no usage plans; `Ok(Some(..))` when a quota unit was taken, to settle
+    /// once the answer's status is known. Sets `request.usage_plan[id]` for the backend.
+    async fn usage_plan_phase<'s>(
+        &self,
+        state: &'s ServedSet,
+        served: &'s Served,
+        verdict: &Verdict,
+        parts: &mut http::request::Parts,
+        context: Context<'_>,
+        threshold: Level,
+    ) -> Result<Option<UsageCounted<'s>>, Response<Body>> {
+        use crate::metrics::UsageAction;
+        use crate::usage::Counted;
+        use claimgate_core::UsagePlanDecision;
+        let deployment = &served.deployment;
+        let Some(policy) = &deployment.usage_plans else {
+            return Ok(None);
+        };
+        let no_params = Vec::new();
+        let params = verdict.route.as_ref().map_or(&no_params, |r| &r.params);
+        let request_context = RequestContext::new(parts, params, verdict.claims.as_deref());
+        let matched = match claimgate_core::resolve_usage_plan(
+            policy,
+            &state.subscriptions,
+            &deployment.id,
+            |location| request_context.variable(location),
+        ) {
+            UsagePlanDecision::Entitled(matched) => matched,
+            UsagePlanDecision::Refused(refusal) => {
+                let mut record = ExecutionRecord::new(refusal.code, Level::Warn, refusal.reason);
+                if let Some((id, name)) = refusal.subscriber {
+                    record = record
+                        .with("subscriberId", json!(id))
+                        .with("subscriberName", json!(name));
+                }
+                self.logs.execution(context, threshold, record);
+                return Err(respond::forbidden());
+            }
+        };
+        let (plan, entitlement, subscriber) =
+            (matched.plan, matched.entitlement, matched.subscriber);
+        let key = format!("{}/{}/{}", plan.id, entitlement.name, subscriber.id);
+        let limits = crate::usage::Limits::of(entitlement);
+        let counted = self.usage.count(&key, limits).await;
+        let quota = entitlement.quota;
+        let record = |code: &'static str,
+                      level: Level,
+                      message: String,
+                      limit: Option<(u64, &'static str)>,
+                      period: Option<i64>| {
+            let (configured_limit, unit) = limit.unwrap_or((0, "SECOND"));
+            let limiting_key = match period {
+                Some(start) => format!("{}/{key}", crate::usage::timestamp(start)),
+                // A rate limit alone: the second the request was counted in.
+                None => format!("{}/{key}", crate::usage::timestamp(unix_now())),
+            };
+            ExecutionRecord::new(code, level, message)
+                .with("configuredLimit", json!(configured_limit))
+                .with("configuredUnit", json!(unit))
+                .with("entitlementName", json!(entitlement.name))
+                .with("limitingKey", json!(limiting_key))
+                .with("limitingResourceId", json!(plan.id))
+                .with("limitingResourceName", json!(plan.name))
+                .with("subscriberId", json!(subscriber.id))
+                .with("subscriberName", json!(subscriber.name))
+        };
+        let quota_limit = quota.map(|q| (q.value, q.unit.name()));
+        let ratio = |used: u64| quota.map(|q| used as f64 / q.value.max(1) as f64);
+        let metric = |action, used: Option<f64>| {
+            self.metrics.usage_plan(
+                &plan.id,
+                &entitlement.name,
+                &subscriber.id,
+                action,
+                quota.is_some(),
+                used,
+            )
+        };
+        match counted {
+            Counted::RateLimited { retry_after } => {
+                self.logs.execution(
+                    context,
+                    threshold,
+                    record(
+                        "usagePlans.requestRejected",
+                        Level::Warn,
+                        format!(
+                            "The entitlement's rate limit is exceeded; retry in {retry_after} s."
+                        ),
+                        entitlement.rate_limit.map(|r| (r, "SECOND")),
+                        None,
+                    ),
+                );
+                metric(UsageAction::Rejected, None);
+                Err(respond::too_many_requests(retry_after))
+            }
+            Counted::QuotaExhausted {
+                retry_after,
+                period_start,
+                used,
+            } => {
+                self.logs.execution(
+                    context,
+                    threshold,
+                    record(
+                        "usagePlans.requestRejected",
+                        Level::Warn,
+                        format!("The entitlement's quota is spent for this period; retry in {retry_after} s."),
+                        quota_limit,
+                        Some(period_start),
+                    ),
+                );
+                metric(UsageAction::Rejected, ratio(used));
+                Err(respond::too_many_requests(retry_after))
+            }
+            Counted::Admitted { reserved, breached } => {
+                let period = reserved.map(|r| r.period_start);
+                let limit = quota_limit.or(entitlement.rate_limit.map(|r| (r, "SECOND")));
+                let (code, level, action, message) = if breached {
+                    (
+                        "usagePlans.requestBreachedButAllowed",
+                        Level::Warn,
+                        UsageAction::BreachedAllowed,
+                        "The entitlement's quota is spent for this period; the request is allowed (operationOnBreach ALLOW).",
+                    )
+                } else {
+                    (
+                        "usagePlans.requestPermitted",
+                        Level::Info,
+                        UsageAction::Permitted,
+                        "The request is within its usage plan.",
+                    )
+                };
+                self.logs.execution(
+                    context,
+                    threshold,
+                    record(code, level, message.to_owned(), limit, period),
+                );
+                metric(action, reserved.and_then(|r| ratio(r.used)));
+                parts
+                    .extensions
+                    .insert(crate::context::UsagePlanId(plan.id.clone()));
+                Ok(reserved.map(|reserved| UsageCounted {
+                    key,
+                    reserved,
+                    usage_plan: &plan.id,
+                    entitlement: &entitlement.name,
+                    subscriber: &subscriber.id,
+                    quota: quota.map_or(1, |q| q.value),
+                }))
+            }
+        }
+    }
+
+    /// Gives back the quota unit of a request answered 5xx (OCI: 5xx count toward the rate
+    /// limit only): a second round trip to Redis, only then.
+    async fn usage_plan_settle(&self, counted: UsageCounted<'_>, status: u16) {
+        if status < 500 {
+            return;
+        }
+        if let Some(used) = self.usage.refund(&counted.key, counted.reserved).await {
+            self.metrics.usage_plan_ratio(
+                counted.usage_plan,
+                counted.entitlement,
+                counted.subscriber,
+                used as f64 / counted.quota.max(1) as f64,
+            );
+        }
     }
 
     /// Records a request refused before routing (its path or host), under the deployment its
@@ -1324,6 +1566,18 @@ impl Gateway {
     }
 }
 
+/// A quota unit taken for a request being forwarded.
+#[derive(Debug)]
+struct UsageCounted<'s> {
+    /// `<plan id>/<entitlement>/<subscriber id>`.
+    key: String,
+    reserved: crate::usage::Reserved,
+    usage_plan: &'s str,
+    entitlement: &'s str,
+    subscriber: &'s str,
+    quota: u64,
+}
+
 /// The record of a request refused for its body (malformed or over the limit): the client's
 /// doing, so a warning, never a backend error.
 fn body_invalid(message: &str) -> ExecutionRecord {
@@ -1403,8 +1657,20 @@ fn redacted_uri<'a>(
 ) -> std::borrow::Cow<'a, str> {
     use claimgate_config::TokenLocation;
     let reads = |location: &TokenLocation, n: &str| matches!(location, TokenLocation::Query { name } if query_name_is(n, name));
+    let usage_token = |n: &str| {
+        deployment.usage_plans.iter().any(|policy| {
+            policy.token_locations.iter().any(|location| {
+                location.table == claimgate_config::ContextTable::Query
+                    && location
+                        .key
+                        .as_deref()
+                        .is_some_and(|key| query_name_is(n, key))
+            })
+        })
+    };
     crate::logs::redacted_uri(&parts.uri, |n| {
         query_name_is(n, "access_token")
+            || usage_token(n)
             || match &deployment.authentication {
                 Authentication::Jwt(policy) => reads(&policy.location, n),
                 Authentication::Dynamic(dynamic) => {
@@ -1475,6 +1741,12 @@ fn with_request_id(mut response: Response<Body>, request_id: &str) -> Response<B
         response.headers_mut().insert("opc-request-id", value);
     }
     response
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn wall_clock() -> UnixTime {

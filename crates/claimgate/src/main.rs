@@ -67,7 +67,7 @@ enum Command {
     /// Load deployment files and report every problem with its JSON path.
     Validate(validate::ValidateArgs),
     /// Run the gateway (without --deployment: the bundled demo).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Show the log records of one request and what failed.
     Logs(logs::LogsArgs),
     /// Introspect a token at the deployment's endpoint and judge the answer against the policy.

@@ -120,6 +120,63 @@ pub(crate) struct ServeArgs {
     /// Redis cannot forge them.
     #[arg(long, value_name = "FILE", value_parser = crate::input::file_arg)]
     shared_state_key: Option<String>,
+    /// Usage plans (OCI UsagePlan resources): a JSON file holding one or an array, or a
+    /// directory of *.json (repeatable); watched and reloaded with the deployments.
+    #[arg(long = "usage-plans", value_name = "FILE|DIR", value_parser = crate::input::file_arg)]
+    usage_plans: Vec<String>,
+    /// Subscribers (OCI Subscriber resources) with their client tokens: a JSON file holding one
+    /// or an array, or a directory of *.json (repeatable); watched and reloaded.
+    #[arg(long = "subscribers", value_name = "FILE|DIR", value_parser = crate::input::file_arg)]
+    subscribers: Vec<String>,
+}
+
+/// The `--usage-plans` and `--subscribers` files, read again on every reload.
+#[derive(Debug, Clone, Default)]
+struct UsageFiles {
+    plans: Vec<String>,
+    subscribers: Vec<String>,
+}
+
+impl UsageFiles {
+    fn from_args(args: &ServeArgs) -> Self {
+        Self {
+            plans: args.usage_plans.clone(),
+            subscribers: args.subscribers.clone(),
+        }
+    }
+
+    /// The subscriptions, none without files; fails closed when a deployment has
+    /// `usagePlans` and the files are missing (no request could ever be entitled).
+    fn load(
+        &self,
+        deployments: &[Deployment],
+    ) -> Result<(claimgate_config::Subscriptions, Vec<String>), InputError> {
+        let metered: Vec<String> = deployments
+            .iter()
+            .filter(|d| d.usage_plans.is_some())
+            .map(|d| {
+                format!(
+                    "{}: requestPolicies.usagePlans",
+                    claimgate_core::escape(d.label())
+                )
+            })
+            .collect();
+        if !metered.is_empty() && (self.plans.is_empty() || self.subscribers.is_empty()) {
+            return Err(InputError {
+                message: "cannot serve: usagePlans needs --usage-plans and --subscribers".into(),
+                details: metered,
+            });
+        }
+        if self.plans.is_empty() && self.subscribers.is_empty() {
+            return Ok((claimgate_config::Subscriptions::default(), Vec::new()));
+        }
+        let loaded = crate::subscriptions::load(&self.plans, &self.subscribers)?;
+        Ok((loaded.subscriptions, loaded.warnings))
+    }
+
+    fn paths(&self) -> impl Iterator<Item = &String> {
+        self.plans.iter().chain(&self.subscribers)
+    }
 }
 
 /// `--redis` or `CLAIMGATE_REDIS_URL`, checked (exit 2 without echoing the URL, which may hold
@@ -385,6 +442,11 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             }
         }
     }
+    let usage_files = UsageFiles::from_args(args);
+    let (subscriptions, warnings) = usage_files.load(&deployments)?;
+    for warning in warnings {
+        eprintln!("claimgate: warning: {warning}");
+    }
     let missing_ca = needs_client_ca(&deployments, args.client_ca.is_some());
     if !missing_ca.is_empty() {
         return Err(InputError {
@@ -480,9 +542,10 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
         };
         tokio::spawn(reopen_logs_on_sigusr1(execution.clone(), access.clone()));
         let logs = Logs { execution, access };
-        let gateway = Gateway::start(deployments, &secrets, logs.clone(), options)
-            .await
-            .map_err(|e| InputError::new(format!("cannot start the gateway: {e}")))?;
+        let gateway =
+            Gateway::start_with(deployments, subscriptions, &secrets, logs.clone(), options)
+                .await
+                .map_err(|e| InputError::new(format!("cannot start the gateway: {e}")))?;
         if let Some(listener) = admin_listener {
             let admin_local = listener
                 .local_addr()
@@ -505,6 +568,7 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             sources,
             tls_files,
             args.secrets.clone(),
+            usage_files,
         ));
         tokio::spawn(gateway.clone().maintain_keys());
         tokio::spawn(report_key_failures(gateway.clone()));
@@ -784,6 +848,7 @@ async fn watch_and_reload(
     sources: Vec<String>,
     tls_files: Option<TlsFiles>,
     secrets_file: Option<String>,
+    usage_files: UsageFiles,
 ) {
     let mut hangup = hangup_signal();
     // The files themselves (or directories of them): only deployment arguments have a
@@ -796,6 +861,7 @@ async fn watch_and_reload(
         paths.extend(files.paths());
     }
     paths.extend(secrets_file.clone());
+    paths.extend(usage_files.paths().cloned());
     let mut last = stamps(&paths);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -836,10 +902,21 @@ async fn watch_and_reload(
                     gateway.reload_rejected(&missing_ca);
                     continue;
                 }
+                let subscriptions = match usage_files.load(&deployments) {
+                    Ok((subscriptions, _)) => subscriptions,
+                    Err(error) => {
+                        let mut errors = vec![error.message];
+                        errors.extend(error.details);
+                        gateway.reload_rejected(&errors);
+                        continue;
+                    }
+                };
                 if tls.is_some() {
                     gateway.set_tls(tls);
                 }
-                gateway.reload(deployments, &secrets).await
+                gateway
+                    .reload_with(deployments, subscriptions, &secrets)
+                    .await
             }
             Ok(Err(errors)) => gateway.reload_rejected(&errors),
             Err(panicked) => gateway.reload_rejected(&[format!("loading failed: {panicked}")]),

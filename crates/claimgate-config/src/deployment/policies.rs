@@ -43,7 +43,7 @@ pub(crate) fn read_request_policies(
     let dynamic = obj
         .take("dynamicAuthentication")
         .map(|f| (read_dynamic_authentication(cx, &f, notes), f.path));
-    // Rate limiting, CORS and mutual TLS are enforced by the gateway: never reported as
+    // Rate limiting, CORS, mutual TLS and usage plans are enforced by the gateway: never reported as
     // unenforced.
     if let Some(f) = obj.take("rateLimiting") {
         policies.rate_limiting = read_rate_limiting(cx, &f);
@@ -56,7 +56,6 @@ pub(crate) fn read_request_policies(
     }
     if let Some(f) = obj.take("usagePlans") {
         if let Some(policy) = read_usage_plans(cx, &f) {
-            notes.unenforced(&f.path, !policy.token_locations.is_empty());
             policies.usage_plans = Some(policy).filter(|p| !p.token_locations.is_empty());
         }
     }
