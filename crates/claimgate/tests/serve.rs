@@ -736,13 +736,15 @@ fn a_slow_client_is_cut_off_after_the_read_timeout_without_harming_others() {
         200,
         "others are served meanwhile"
     );
-    slow.set_read_timeout(Some(Duration::from_secs(10)))
+    // Generous bounds for a loaded 2-core machine (8.6 s was seen at load 10); a connection
+    // that is never cut waits for the 20 s client timeout and fails.
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     let mut buffer = Vec::new();
     let _ = slow.read_to_end(&mut buffer);
     let waited = started.elapsed();
     assert!(
-        waited >= Duration::from_millis(900) && waited < Duration::from_secs(8),
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(15),
         "closed after {waited:?}"
     );
     let text = String::from_utf8_lossy(&buffer);

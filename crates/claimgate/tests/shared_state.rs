@@ -183,7 +183,11 @@ fn a_replica_serves_while_redis_is_down_and_uses_it_once_it_comes() {
     // Down before the replica starts; the same port comes back later.
     redis.kill();
     let url = redis.url();
-    let gateway = start_gateway(&[limited(1000)], true, &["--redis", &url]);
+    let gateway = start_gateway(
+        &[limited(1000)],
+        true,
+        &["--redis", &url, "--redis-timeout-ms", "1000"],
+    );
     assert_eq!(statuses(&gateway, 3), [200, 200, 200]);
     let unavailable = wait_for_code(&gateway, "sharedState.unavailable", Duration::from_secs(5));
     assert_eq!(unavailable.len(), 1, "{unavailable:?}");
@@ -195,7 +199,14 @@ fn a_replica_serves_while_redis_is_down_and_uses_it_once_it_comes() {
     let connected = wait_for_code(&gateway, "sharedState.connected", Duration::from_secs(5));
     assert_eq!(connected.len(), 1, "{connected:?}");
     assert_eq!(statuses(&gateway, 1), [200]);
-    assert_eq!(redis.keys("claimgate:rl:*"), ["claimgate:rl:/v1:TOTAL"]);
+    // Judged in Redis (at 1000/s the bucket's key lives a millisecond: count the script runs).
+    let stats = command_stats(&redis);
+    assert!(
+        stats
+            .iter()
+            .any(|(name, calls, failed)| name.starts_with("eval") && calls > failed),
+        "{stats:?}"
+    );
     assert!(metrics(&gateway).contains("claimgate_shared_state_up 1"));
 }
 
