@@ -57,6 +57,8 @@ RL_WORKLOADS = {
     "total-redis": ("TOTAL", True),
     "ip-local": ("CLIENT_IP", False),
     "ip-redis": ("CLIENT_IP", True),
+    "usage-local": (None, False),
+    "usage-redis": (None, True),
 }
 RL_LABELS = {
     "noauth": "none",
@@ -65,7 +67,19 @@ RL_LABELS = {
     "total-redis": "TOTAL, Redis",
     "ip-local": "CLIENT_IP, local",
     "ip-redis": "CLIENT_IP, Redis",
+    "usage-local": "usage plan, local",
+    "usage-redis": "usage plan, Redis",
 }
+# Usage plans (issue 15): the deployment (with this `id`) reads a client token from x-api-key;
+# one subscriber, one client, entitled by one plan whose rate limit and quota are so high that
+# nothing is refused, so every request pays for counting and none is answered early with a 429.
+USAGE_WORKLOADS = ("usage-local", "usage-redis")
+USAGE_DEPLOYMENT_ID = "ocid1.apideployment.oc1..bench"
+USAGE_HEADER = "x-api-key"
+USAGE_TOKEN = "bench-client-5c0ffee"
+USAGE_PLAN_ID = "ocid1.usageplan.oc1..bench"
+USAGE_SUBSCRIBER_ID = "ocid1.subscriber.oc1..bench"
+USAGE_PERMITTED = 'action="permitted"'
 
 STARTED = []  # every subprocess.Popen this script started, stopped by PID on exit
 
@@ -190,6 +204,15 @@ class Target:
     def uses_redis(self) -> bool:
         return RL_WORKLOADS.get(self.workload, (None, False))[1]
 
+    @property
+    def usage(self) -> bool:
+        return self.workload in USAGE_WORKLOADS
+
+    @property
+    def counts_in_redis(self) -> bool:
+        """Every request of this cell is judged by one script in Redis."""
+        return self.uses_redis and bool(self.rate_key or self.usage)
+
 
 def redis_call(port: int, *args, timeout=5.0):
     """One command to the benchmark's redis-server (RESP over a fresh connection): the answer
@@ -304,6 +327,35 @@ class Bench:
                     pass
         return values
 
+    def usage_permitted(self, target: Target) -> float:
+        """claimgate_usage_plan_requests_total{action="permitted"}, summed over its labels."""
+        return sum(v for k, v in self.metrics(target).items()
+                   if k.startswith("claimgate_usage_plan_requests_total") and USAGE_PERMITTED in k)
+
+    def usage_check(self, target: Target) -> list:
+        """The usage plan really counts, once per request: 5 requests with the client's key
+        add 5 to the permitted counter, and 5 EVALSHA in Redis cells (0 in local ones)."""
+        problems = []
+        calls = redis_evalsha_calls(self.redis[1])
+        permitted = self.usage_permitted(target)
+        statuses = [self.get(target.port, "/bench/stock", USAGE_TOKEN, USAGE_HEADER)[0]
+                    for _ in range(5)]
+        calls = redis_evalsha_calls(self.redis[1]) - calls
+        permitted = self.usage_permitted(target) - permitted
+        expected = 5 if target.uses_redis else 0
+        if statuses != [200] * 5:
+            problems.append(f"{target.name}: 5 requests with the key answered {statuses}")
+        if calls != expected:
+            problems.append(f"{target.name}: {calls} EVALSHA for 5 requests, expected {expected}")
+        if permitted != 5:
+            problems.append(f"{target.name}: usage-plan permitted counter +{permitted:g} for 5 "
+                            "requests, expected +5")
+        if target.uses_redis and self.shared_state(target)[1] != 0:
+            problems.append(f"{target.name}: claimgate_shared_state_errors_total not 0")
+        print(f"    {target.name}: 5 requests {statuses}, EVALSHA +{calls}, "
+              f"permitted +{permitted:g}", flush=True)
+        return problems
+
     def shared_state(self, target: Target) -> tuple:
         """(claimgate_shared_state_up, sum of claimgate_shared_state_errors_total)."""
         m = self.metrics(target)
@@ -359,6 +411,12 @@ class Bench:
                 deployment["specification"]["requestPolicies"] = {"rateLimiting": {
                     "rateInRequestsPerSecond": target.rate or self.args.rate,
                     "rateKey": target.rate_key}}
+            usage_flags = []
+            if target.usage:
+                deployment = {"id": USAGE_DEPLOYMENT_ID, **deployment}
+                deployment["specification"]["requestPolicies"] = {"usagePlans": {
+                    "tokenLocations": [f"request.headers[{USAGE_HEADER}]"]}}
+                usage_flags = self.usage_files(target)
             path = self.work / f"claimgate-{target.tag}.json"
             path.write_text(json.dumps(deployment, indent=1))
             logs = ["/dev/null", "/dev/null"]
@@ -374,6 +432,7 @@ class Bench:
             if target.uses_redis:
                 cmd += ["--redis", f"redis://127.0.0.1:{self.redis[1]}",
                         "--redis-key-prefix", target.key_prefix]
+            cmd += usage_flags
             cmd += shlex.split(self.args.claimgate_args)
         elif target.kind == "haproxy":
             values["THREADS"] = self.args.gateway_threads
@@ -398,11 +457,38 @@ class Bench:
         target.proc = spawn(cmd, log)
         wait_listening(target.port, target.proc, target.name, log)
 
+    def usage_files(self, target: Target) -> list:
+        """--usage-plans and --subscribers files (OCI's GET shapes, camelCase, with `id`) of
+        its own for `target`, and the `serve` flags naming them."""
+        plans = [{
+            "id": USAGE_PLAN_ID, "displayName": "bench", "lifecycleState": "ACTIVE",
+            "entitlements": [{
+                "name": "bench",
+                "rateLimit": {"value": self.args.rate, "unit": "SECOND"},
+                "quota": {"value": self.args.usage_quota, "unit": "DAY",
+                          "resetPolicy": "CALENDAR", "operationOnBreach": "REJECT"},
+                "targets": [{"deploymentId": USAGE_DEPLOYMENT_ID}],
+            }],
+        }]
+        subscribers = [{
+            "id": USAGE_SUBSCRIBER_ID, "displayName": "bench", "lifecycleState": "ACTIVE",
+            "clients": [{"name": "wrk", "token": USAGE_TOKEN}],
+            "usagePlans": [USAGE_PLAN_ID],
+        }]
+        plans_file = self.work / f"usage-plans-{target.tag}.json"
+        subscribers_file = self.work / f"subscribers-{target.tag}.json"
+        plans_file.write_text(json.dumps(plans, indent=1))
+        subscribers_file.write_text(json.dumps(subscribers, indent=1))
+        (self.work / "usage-token.txt").write_text(USAGE_TOKEN + "\n")
+        return ["--usage-plans", str(plans_file), "--subscribers", str(subscribers_file)]
+
     # ------------------------------------------------------------------------------ checking
 
-    def get(self, port: int, path: str, token):
+    def get(self, port: int, path: str, token, header: str = "Authorization"):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers = {}
+        if token:
+            headers = {header: f"Bearer {token}" if header == "Authorization" else token}
         conn.request("GET", path, headers=headers)
         response = conn.getresponse()
         body = response.read()
@@ -415,6 +501,16 @@ class Bench:
         problems = []
         good = (self.work / "token.txt").read_text().strip()
         first_many = (self.work / "tokens.txt").open().readline().strip()
+        if target.usage:
+            for path in self.paths():
+                status, body = self.get(target.port, path, USAGE_TOKEN, USAGE_HEADER)
+                if status != 200 or body.strip() != b"ok":
+                    problems.append(f"GET {path} with the client's key: {status} {body[:80]!r}")
+                for label, key in [("a wrong key", "not-a-client-key"), ("no key", None)]:
+                    status, _ = self.get(target.port, path, key, USAGE_HEADER)
+                    if status != 403:
+                        problems.append(f"GET {path} with {label}: {status}, expected 403")
+            return problems
         for path in self.paths():
             for label, token in [("the repeated token", good), ("a token of the file", first_many)]:
                 status, body = self.get(target.port, path, token if target.jwt else None)
@@ -438,6 +534,8 @@ class Bench:
         cmd = [self.args.wrk, f"-t{self.args.threads}", f"-c{self.args.connections}",
                f"-d{duration:g}s", "--timeout", "5s", "-s", str(BENCH / "wrk-tokens.lua"),
                url, "--", tokens, str(start)]
+        if target.usage:
+            cmd.append(USAGE_HEADER)
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, text=True)
         STARTED.append(proc)
@@ -446,6 +544,8 @@ class Bench:
     def measure(self, target: Target, path: str, round_no: int) -> dict:
         tokens = {"one": str(self.work / "token.txt"),
                   "many": str(self.work / "tokens.txt")}.get(target.workload, "none")
+        if target.usage:
+            tokens = str(self.work / "usage-token.txt")
         pid = target.proc.pid
         upstream_pid = self.upstream[0].pid
         redis_pid = self.redis[0].pid if self.redis else None
@@ -463,9 +563,14 @@ class Bench:
                 # A process stalled for 2 ms on a busy machine lets the key lapse: look up to 5
                 # times, 50 ms apart.
                 time.sleep(self.args.duration / 2)
+                pattern = "claimgate:up:*" if target.usage else "claimgate:rl:*"
                 for _ in range(5):
-                    keys = sorted(redis_call(self.redis[1], "KEYS", "claimgate:rl:*"))
-                    if keys or not (target.uses_redis and target.rate_key):
+                    keys = sorted(redis_call(self.redis[1], "KEYS", pattern))
+                    if target.usage:
+                        # The quota's hash stays for the day; the rate bucket, like the
+                        # limiter's, only lives while traffic flows.
+                        keys = [k for k in keys if k.startswith(f"{target.key_prefix}up:quota:")]
+                    if keys or not target.counts_in_redis:
                         break
                     time.sleep(0.05)
             out, _ = proc.communicate(timeout=self.args.duration + 60)
@@ -514,11 +619,20 @@ class Bench:
                 target.shared_errors_seen = total
             # Redis-judged cells must have asked Redis once per request (give or take the
             # requests in flight when wrk stopped), the others never.
-            expected = requests if target.uses_redis and target.rate_key else 0
+            expected = requests if target.counts_in_redis else 0
             slack = 2 * self.args.connections
             prefix = f"{target.key_prefix}rl:/bench:"
             wanted = [f"{prefix}TOTAL"] if target.rate_key == "TOTAL" else \
                 [f"{prefix}127.0.0.1"] if target.rate_key == "CLIENT_IP" else []
+            if target.usage and target.uses_redis:
+                wanted = [f"{target.key_prefix}up:quota:{USAGE_PLAN_ID}/bench/{USAGE_SUBSCRIBER_ID}"]
+            if target.usage:
+                # Every request counted by the plan: its permitted counter grew by the
+                # requests (give or take those in flight when wrk stopped).
+                permitted = self.usage_permitted(target) - sum(
+                    v for k, v in metrics_before.items()
+                    if k.startswith("claimgate_usage_plan_requests_total") and USAGE_PERMITTED in k)
+                run["usage_permitted"] = permitted
             trouble = []
             if run["errors"]:
                 # Which answers they were, from claimgate's own counters (read outside the
@@ -533,8 +647,11 @@ class Bench:
                                "is not the cost measured here")
             if abs(calls - expected) > slack:
                 trouble.append(f"{calls} EVALSHA for {requests} requests (expected {expected})")
-            if target.uses_redis and target.rate_key and keys != wanted:
+            if target.counts_in_redis and keys != wanted:
                 trouble.append(f"keys mid-run {keys}, expected {wanted}")
+            if target.usage and abs(run["usage_permitted"] - requests) > slack:
+                trouble.append(f"usage-plan permitted counter +{run['usage_permitted']:g} for "
+                               f"{requests} requests")
             if target.uses_redis and (run.get("shared_state_up") != 1
                                       or run.get("shared_state_errors")):
                 trouble.append(f"shared_state_up {run.get('shared_state_up')} after the run, "
@@ -752,7 +869,16 @@ class Bench:
         add("|---|---|---|---:|---:|---:|---:|---:|")
         for path in self.paths():
             for key, redis_w, local_w in (("TOTAL", "total-redis", "total-local"),
-                                          ("CLIENT_IP", "ip-redis", "ip-local")):
+                                          ("CLIENT_IP", "ip-redis", "ip-local"),
+                                          ("usage plan", "usage-redis", "usage-local")):
+                if key == "usage plan":  # the local count against no policy too
+                    l, b = summaries.get((path, local_w)), summaries.get((path, "noauth"))
+                    if l and b:
+                        add(f"| `{path}` | usage plan, local | none "
+                            f"| {(l['rps'] / b['rps'] - 1) * 100:+.0f}% "
+                            f"| {l['p50_ms'] - b['p50_ms']:+.2f} | {l['p99_ms'] - b['p99_ms']:+.2f} "
+                            f"| {l['cpu_us_per_req'] - b['cpu_us_per_req']:+.1f} "
+                            f"| {l['cpu_us_per_req'] + l['redis_cpu_us_per_req'] - b['cpu_us_per_req'] - b['redis_cpu_us_per_req']:+.1f} |")
                 r = summaries.get((path, redis_w))
                 for base_w in (local_w, "noauth"):
                     b = summaries.get((path, base_w))
@@ -846,7 +972,12 @@ class Bench:
                     self.wait_redis_up(t)
             print("==> the limiters refuse at 1 req/s (429), Redis asked once per request",
                   flush=True)
-            problems = self.refusal_check()
+            problems = []
+            if any(RL_WORKLOADS[w][0] for w in self.workloads):  # a rateLimiting cell
+                problems += self.refusal_check()
+            for t in self.targets:
+                if t.usage:
+                    problems += self.usage_check(t)
             if problems:
                 print(*problems, sep="\n  ")
                 raise SystemExit("a limiter does not do the work it is benchmarked for")
@@ -945,6 +1076,10 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=10_000_000,
                         help="--redis: rateInRequestsPerSecond, high enough that nothing is "
                              "refused (default %(default)s)")
+    parser.add_argument("--usage-quota", type=int, default=1_000_000_000,
+                        help="--redis, usage-* workloads: the entitlement's quota per DAY, high "
+                             "enough that nothing is refused (default %(default)s); its rate "
+                             "limit is --rate")
     parser.add_argument("--redis-server", default=shutil.which("redis-server") or "")
     parser.add_argument("--keep-logs", action="store_true",
                         help="claimgate writes its logs to WORKDIR instead of /dev/null")

@@ -1,6 +1,8 @@
 -- wrk script for bench/load.py: every request carries one token from a file, cycling through
 -- it (one token a line); or no Authorization header at all when the file is "none".
--- Usage: wrk ... -s bench/wrk-tokens.lua URL -- TOKENS_FILE [START]
+-- Usage: wrk ... -s bench/wrk-tokens.lua URL -- TOKENS_FILE [START [HEADER]]
+-- HEADER (default: Authorization, sent as "Bearer TOKEN") names another header that carries
+-- the token as it is, e.g. x-api-key for a usage plan's client token.
 -- START (default 0) is where in the file to begin: load.py passes the count of requests already
 -- sent to that target, so successive runs carry on through the file instead of starting over.
 -- Requests are formatted once, in init(), so wrk's own cost per request is the same for one
@@ -23,9 +25,14 @@ function init(args)
   if file == "none" then
     requests[1] = wrk.format("GET", nil, {})
   else
+    local header = args[3]
     for line in io.lines(file) do
       if #line > 0 then
-        requests[#requests + 1] = wrk.format("GET", nil, {["Authorization"] = "Bearer " .. line})
+        if header and #header > 0 then
+          requests[#requests + 1] = wrk.format("GET", nil, {[header] = line})
+        else
+          requests[#requests + 1] = wrk.format("GET", nil, {["Authorization"] = "Bearer " .. line})
+        end
       end
     end
   end
