@@ -80,6 +80,9 @@ pub(crate) fn run(args: &ValidateArgs) -> u8 {
     };
     let mut any_error = false;
     let mut reports = Vec::new();
+    // (deployment id, file, uses usagePlans) of each deployment that loaded, for the checks
+    // against the usage plans.
+    let mut deployments: Vec<(String, String, bool)> = Vec::new();
     // A directory's files as `serve --deployment DIR` lists them; one it cannot is reported
     // like an unreadable file.
     let mut files: Vec<(String, Option<String>)> = Vec::new();
@@ -113,10 +116,17 @@ pub(crate) fn run(args: &ValidateArgs) -> u8 {
             ),
             Ok(text) => match load_str(&text, &options) {
                 Ok(loaded) => (
-                    secrets
-                        .as_ref()
-                        .map(|s| s.check(&loaded.deployment))
-                        .unwrap_or_default(),
+                    {
+                        deployments.push((
+                            loaded.deployment.id.clone(),
+                            file.clone(),
+                            loaded.deployment.usage_plans.is_some(),
+                        ));
+                        secrets
+                            .as_ref()
+                            .map(|s| s.check(&loaded.deployment))
+                            .unwrap_or_default()
+                    },
                     loaded.warnings,
                 ),
                 Err(rejected) => (rejected.errors, rejected.warnings),
@@ -149,6 +159,7 @@ pub(crate) fn run(args: &ValidateArgs) -> u8 {
         // Only files that are each valid are checked together: an unknown plan id is no news
         // when the plan's file did not load.
         if all_valid {
+            let warnings = target_warnings(&deployments, &read.plans);
             let errors = claimgate_config::Subscriptions::new(read.plans, read.subscribers)
                 .err()
                 .unwrap_or_default();
@@ -164,7 +175,19 @@ pub(crate) fn run(args: &ValidateArgs) -> u8 {
                     outln!("  {} {}", p.red("error"), Escaped(e));
                 }
             }
-            together = Some(json!({"valid": errors.is_empty(), "errors": errors}));
+            if args.output == Format::Text && !warnings.is_empty() {
+                outln!(
+                    "{} usage plans and the deployments together: {} warning{}",
+                    p.yellow("note"),
+                    warnings.len(),
+                    plural(warnings.len())
+                );
+                for w in &warnings {
+                    outln!("  {} {}", p.yellow("warning"), Escaped(w));
+                }
+            }
+            together =
+                Some(json!({"valid": errors.is_empty(), "errors": errors, "warnings": warnings}));
         }
     }
     if args.output == Format::Json {
@@ -179,6 +202,52 @@ pub(crate) fn run(args: &ValidateArgs) -> u8 {
     } else {
         exit::OK
     }
+}
+
+/// What the usage plans and the deployment files given together say about each other: a
+/// deployment using `usagePlans` that no entitlement targets (every request would get 403
+/// `usagePlans.eligibleNotEntitled`: the ids must match exactly), and, when deployment files
+/// are given, an entitlement target that none of them is (it may be served elsewhere).
+fn target_warnings(
+    deployments: &[(String, String, bool)],
+    plans: &[claimgate_config::UsagePlan],
+) -> Vec<String> {
+    let targeted = |id: &str| {
+        plans
+            .iter()
+            .flat_map(|p| &p.entitlements)
+            .any(|e| e.targets.iter().any(|t| t == id))
+    };
+    let mut warnings = Vec::new();
+    for (id, file, uses_plans) in deployments {
+        if *uses_plans && !targeted(id) {
+            warnings.push(format!(
+                "{file}: the deployment '{id}' uses usagePlans but no entitlement targets it: every request would get 403 (usagePlans.eligibleNotEntitled); an entitlement's targets[].deploymentId must be '{id}'"
+            ));
+        }
+    }
+    if deployments.is_empty() {
+        return warnings;
+    }
+    for plan in plans {
+        for entitlement in &plan.entitlements {
+            for target in &entitlement.targets {
+                if !deployments.iter().any(|(id, _, _)| id == target) {
+                    warnings.push(format!(
+                        "usage plan '{}', entitlement '{}': targets the deployment '{target}', which none of the given deployment files is (their ids: {})",
+                        plan.id,
+                        entitlement.name,
+                        deployments
+                            .iter()
+                            .map(|(id, _, _)| id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+            }
+        }
+    }
+    warnings
 }
 
 /// Prints one file's result (text), or adds it to `reports` (JSON); `kind` is `usagePlans` or

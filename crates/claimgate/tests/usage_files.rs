@@ -276,3 +276,56 @@ invalid usage plans and subscribers together: 2 errors
         )
     );
 }
+
+#[test]
+fn deployment_ids_that_the_entitlements_miss_are_warned_about_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let deployment = |id: &str| {
+        json!({"id": id, "pathPrefix": "/v1", "specification": {
+            "requestPolicies": {"usagePlans": {"tokenLocations": ["request.headers[x-api-key]"]}},
+            "routes": [{"path": "/a", "methods": ["GET"],
+                        "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200}}]}})
+    };
+    let plans = write(dir.path(), "plans.json", &free_plan());
+    let subscribers = write(dir.path(), "subs.json", &acme(SECRET, &["free"]));
+    // The ids match: nothing to say.
+    let good = write(dir.path(), "good.json", &deployment("orders"));
+    let args = |file: &str| {
+        [
+            "validate",
+            file,
+            "--usage-plans",
+            &plans,
+            "--subscribers",
+            &subscribers,
+        ]
+        .map(str::to_owned)
+    };
+    let (code, text) = run(&args(&good).each_ref().map(String::as_str));
+    assert_eq!(code, 0, "{text}");
+    assert!(!text.contains("warning"), "{text}");
+    // A typo in the deployment's id: every request would get 403; still exit 0 (a warning).
+    let typo = write(dir.path(), "typo.json", &deployment("ordres"));
+    let (code, text) = run(&args(&typo).each_ref().map(String::as_str));
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("the deployment 'ordres' uses usagePlans but no entitlement targets it"),
+        "{text}"
+    );
+    assert!(
+        text.contains("entitlement 'basic': targets the deployment 'orders', which none of the given deployment files is (their ids: ordres)"),
+        "{text}"
+    );
+    let mut json_args = args(&typo).to_vec();
+    json_args.extend(["-o".to_owned(), "json".to_owned()]);
+    let (_, text) = run(&json_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let document: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        document["subscriptions"]["warnings"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(document["valid"], true);
+}
