@@ -11,10 +11,6 @@ use claimgate_config::{
 /// Plans and subscribers indexed for the request path, and the warnings about their files
 /// (`FILE: PATH: message`, never a client token).
 #[derive(Debug)]
-#[allow(
-    dead_code,
-    reason = "serve and check take it up in the same issue (15)"
-)]
 pub(crate) struct LoadedSubscriptions {
     pub(crate) subscriptions: Subscriptions,
     pub(crate) warnings: Vec<String>,
