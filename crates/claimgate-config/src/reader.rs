@@ -432,6 +432,16 @@ impl<'v> Obj<'v> {
     }
 }
 
+/// The resource inside the OCI CLI's read-back, `{"data": {...}, "etag": "..."}` (`oci
+/// api-gateway ... get`), the envelope's other members checked. Every resource kind reads it so.
+pub(crate) fn read_back<'v>(cx: &mut Cx, root: &Field<'v>) -> Option<Field<'v>> {
+    let mut envelope = root.object(cx)?;
+    let data = envelope.require(cx, "data");
+    envelope.ignore(&["etag", "opcRequestId"]);
+    envelope.finish(cx, &["data", "etag"]);
+    data
+}
+
 pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.to_lowercase().chars().collect();
     let b: Vec<char> = b.to_lowercase().chars().collect();

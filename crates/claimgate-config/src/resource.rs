@@ -3,7 +3,7 @@
 //! read-back, with `lifecycleState` deciding whether the resource is in effect.
 
 use crate::deployment::MAX_FILE_BYTES;
-use crate::reader::{read_enum, spelled_kebab, Cx, Diagnostic, Field, Obj, Rejected};
+use crate::reader::{read_back, read_enum, spelled_kebab, Cx, Diagnostic, Field, Obj, Rejected};
 use claimgate_jose::json;
 use serde_json::Value;
 
@@ -75,13 +75,8 @@ pub(crate) fn load<T>(text: &str, kind: &Kind<T>) -> Result<LoadedResources<T>, 
     match &value {
         Value::Object(map) if map.contains_key("data") => {
             // `oci api-gateway usage-plan get`: {"data": {...}, "etag": "..."}
-            if let Some(mut envelope) = root.object(&mut cx) {
-                let data = envelope.require(&mut cx, "data");
-                envelope.ignore(&["etag", "opcRequestId"]);
-                envelope.finish(&mut cx, &["data", "etag"]);
-                if let Some(data) = data {
-                    read_one_or_many(&mut cx, &data, kind, &mut resources);
-                }
+            if let Some(data) = read_back(&mut cx, &root) {
+                read_one_or_many(&mut cx, &data, kind, &mut resources);
             }
         }
         Value::Object(_) | Value::Array(_) => {
