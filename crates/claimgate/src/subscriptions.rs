@@ -113,30 +113,29 @@ pub(crate) fn read_all(usage_plans: &[String], subscribers: &[String]) -> ReadAl
         .map(|a| (a, FileKind::UsagePlans))
         .chain(subscribers.iter().map(|a| (a, FileKind::Subscribers)));
     for (arg, kind) in args {
-        let files = match json_files_in(arg, kind.directory()) {
-            Ok(Some(listed)) => listed.into_iter().map(|f| (f, None)).collect(),
-            Ok(None) => vec![(arg.clone(), None)],
-            Err(error) => vec![(arg.clone(), Some(error))],
+        // An unreadable directory or file is one problem with an empty path.
+        let unreadable = |path: String, message: String| FileRead {
+            path,
+            kind,
+            errors: vec![Diagnostic {
+                path: String::new(),
+                message,
+            }],
+            warnings: Vec::new(),
         };
-        for (path, listing_error) in files {
-            let text = match listing_error {
-                Some(error) => Err(error),
-                None => read_text(&path, kind.noun(), DEPLOYMENT_LIMIT),
-            };
-            let mut file = FileRead {
-                path,
-                kind,
-                errors: Vec::new(),
-                warnings: Vec::new(),
-            };
-            let text = match text {
+        let paths = match json_files_in(arg, kind.directory()) {
+            Ok(Some(listed)) => listed,
+            Ok(None) => vec![arg.clone()],
+            Err(message) => {
+                read.files.push(unreadable(arg.clone(), message));
+                continue;
+            }
+        };
+        for path in paths {
+            let text = match read_text(&path, kind.noun(), DEPLOYMENT_LIMIT) {
                 Ok(text) => text,
                 Err(message) => {
-                    file.errors.push(Diagnostic {
-                        path: String::new(),
-                        message,
-                    });
-                    read.files.push(file);
+                    read.files.push(unreadable(path, message));
                     continue;
                 }
             };
@@ -150,14 +149,16 @@ pub(crate) fn read_all(usage_plans: &[String], subscribers: &[String]) -> ReadAl
                     loaded.warnings
                 }),
             };
-            match rejected {
-                Ok(warnings) => file.warnings = warnings,
-                Err(Rejected { errors, warnings }) => {
-                    file.errors = errors;
-                    file.warnings = warnings;
-                }
-            }
-            read.files.push(file);
+            let (errors, warnings) = match rejected {
+                Ok(warnings) => (Vec::new(), warnings),
+                Err(Rejected { errors, warnings }) => (errors, warnings),
+            };
+            read.files.push(FileRead {
+                path,
+                kind,
+                errors,
+                warnings,
+            });
         }
     }
     read
