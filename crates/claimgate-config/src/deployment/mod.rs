@@ -120,10 +120,7 @@ fn read_file(cx: &mut Cx, value: &Value, options: &LoadOptions) -> Option<Deploy
     };
     if top.contains_key("data") {
         // `oci api-gateway deployment get`: {"data": {...}, "etag": "..."}
-        let mut envelope = Field::root(value, "").object(cx)?;
-        let data = envelope.require(cx, "data")?;
-        envelope.ignore(&["etag", "opcRequestId"]);
-        envelope.finish(cx, &["data", "etag"]);
+        let data = crate::reader::read_back(cx, &Field::root(value, ""))?;
         return read_deployment(cx, &data, options, true);
     }
     if top.contains_key("specification") {
