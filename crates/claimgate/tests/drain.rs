@@ -107,21 +107,7 @@ fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
     stream
         .set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
-    let started = Instant::now();
-    let mut buffer = [0u8; 4096];
-    while started.elapsed() < limit {
-        match stream.read(&mut buffer) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return true,
-        }
-    }
-    false
+    read_frames(stream, &mut Vec::new(), limit, &|_| false)
 }
 
 /// Status and body of `GET url` on a new connection.

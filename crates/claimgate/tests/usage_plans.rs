@@ -45,6 +45,16 @@ fn subscriber(id: &str, name: &str, clients: &[(&str, &str)], plans: &[&str]) ->
     })
 }
 
+/// A subscriber `ocid1.subscriber.{name}` with one client, subscribed to `ocid1.usageplan.{plan}`.
+fn one_client(name: &str, (client, token): (&str, &str), plan: &str) -> Value {
+    subscriber(
+        &format!("ocid1.subscriber.{name}"),
+        name,
+        &[(client, token)],
+        &[&format!("ocid1.usageplan.{plan}")],
+    )
+}
+
 /// A deployment (written as `orders.json`), the client token in `X-API-Key` or `?key=`, and `routes`.
 fn deployment(routes: Value) -> Value {
     json!({
@@ -214,30 +224,10 @@ fn each_outcome_answers_and_records_as_oci_does_and_the_token_is_never_shown() {
         ),
     ];
     let subscribers = [
-        subscriber(
-            "ocid1.subscriber.acme",
-            "acme",
-            &[("web", "tok-acme-secret")],
-            &["ocid1.usageplan.free"],
-        ),
-        subscriber(
-            "ocid1.subscriber.goldie",
-            "goldie",
-            &[("app", "tok-gold-secret")],
-            &["ocid1.usageplan.gold"],
-        ),
-        subscriber(
-            "ocid1.subscriber.stranger",
-            "stranger",
-            &[("app", "tok-stranger-secret")],
-            &["ocid1.usageplan.elsewhere"],
-        ),
-        subscriber(
-            "ocid1.subscriber.lenny",
-            "lenny",
-            &[("app", "tok-lenient-secret")],
-            &["ocid1.usageplan.lenient"],
-        ),
+        one_client("acme", ("web", "tok-acme-secret"), "free"),
+        one_client("goldie", ("app", "tok-gold-secret"), "gold"),
+        one_client("stranger", ("app", "tok-stranger-secret"), "elsewhere"),
+        one_client("lenny", ("app", "tok-lenient-secret"), "lenient"),
     ];
     let (gateway, _) = start(&deployment(stock_routes()), &plans, &subscribers, &[]);
 
@@ -403,12 +393,7 @@ fn four_hundreds_count_toward_the_quota_and_five_hundreds_do_not() {
             &[DEPLOYMENT_ID],
         )],
     )];
-    let subscribers = [subscriber(
-        "ocid1.subscriber.s",
-        "s",
-        &[("c", "tok-s")],
-        &["ocid1.usageplan.p"],
-    )];
+    let subscribers = [one_client("s", ("c", "tok-s"), "p")];
     let (gateway, _) = start(&deployment(routes), &plans, &subscribers, &[]);
     // Three 5xx answers: each gives its unit back.
     for _ in 0..3 {
@@ -447,12 +432,7 @@ fn requests_refused_by_authentication_count_toward_nothing() {
             &[DEPLOYMENT_ID],
         )],
     )];
-    let subscribers = [subscriber(
-        "ocid1.subscriber.s",
-        "s",
-        &[("c", "tok-s")],
-        &["ocid1.usageplan.p"],
-    )];
+    let subscribers = [one_client("s", ("c", "tok-s"), "p")];
     let (gateway, _) = start(&deployment, &plans, &subscribers, &[]);
     for _ in 0..3 {
         let refused = get(
@@ -483,12 +463,7 @@ fn twenty_concurrent_requests_against_a_quota_of_six_pass_six() {
             &[DEPLOYMENT_ID],
         )],
     )];
-    let subscribers = [subscriber(
-        "ocid1.subscriber.s",
-        "s",
-        &[("c", "tok-s")],
-        &["ocid1.usageplan.p"],
-    )];
+    let subscribers = [one_client("s", ("c", "tok-s"), "p")];
     let (gateway, _) = start(
         &deployment(stock_routes()),
         &plans,
@@ -577,12 +552,7 @@ fn a_subscribers_clients_share_its_counter_under_the_first_plan_entitling_the_de
                 "ocid1.usageplan.second",
             ],
         ),
-        subscriber(
-            "ocid1.subscriber.t",
-            "t",
-            &[("web", "tok-other")],
-            &["ocid1.usageplan.first"],
-        ),
+        one_client("t", ("web", "tok-other"), "first"),
     ];
     let (gateway, _) = start(&deployment(stock_routes()), &plans, &subscribers, &[]);
     let web = get(&gateway, "/v1/hello", &key("tok-web"));
@@ -619,12 +589,7 @@ fn the_usage_plan_id_reaches_the_backend_through_a_header_transformation() {
         "p",
         vec![entitlement("e", Some(100), None, &[DEPLOYMENT_ID])],
     )];
-    let subscribers = [subscriber(
-        "ocid1.subscriber.s",
-        "s",
-        &[("c", "tok-s")],
-        &["ocid1.usageplan.p"],
-    )];
+    let subscribers = [one_client("s", ("c", "tok-s"), "p")];
     let (gateway, _) = start(&deployment(routes), &plans, &subscribers, &[]);
     let answer = get(&gateway, "/v1/hello", &key("tok-s"));
     assert_eq!(
@@ -677,12 +642,7 @@ fn a_reloaded_subscribers_file_adds_a_client_and_keeps_the_counters() {
             &[DEPLOYMENT_ID],
         )],
     )];
-    let before = [subscriber(
-        "ocid1.subscriber.s",
-        "s",
-        &[("web", "tok-web")],
-        &["ocid1.usageplan.p"],
-    )];
+    let before = [one_client("s", ("web", "tok-web"), "p")];
     let (gateway, subscribers_file) = start(&deployment(stock_routes()), &plans, &before, &[]);
     assert_eq!(get(&gateway, "/v1/hello", &key("tok-web")).status, 200);
     assert_eq!(get(&gateway, "/v1/hello", &key("tok-web")).status, 200);
@@ -733,12 +693,7 @@ fn two_replicas_on_redis_share_the_quota_exactly() {
             &[DEPLOYMENT_ID],
         )],
     )];
-    let subscribers = [subscriber(
-        "ocid1.subscriber.s",
-        "s",
-        &[("c", "tok-s")],
-        &["ocid1.usageplan.p"],
-    )];
+    let subscribers = [one_client("s", ("c", "tok-s"), "p")];
     let flags = ["--redis", url.as_str(), "--redis-timeout-ms", "1000"];
     let (a, _) = start(&deployment(stock_routes()), &plans, &subscribers, &flags);
     let (b, _) = start(&deployment(stock_routes()), &plans, &subscribers, &flags);
@@ -814,24 +769,9 @@ fn redis_counts_weeks_and_months_on_the_calendar_and_a_replica_falls_back_when_i
         ),
     ];
     let subscribers = [
-        subscriber(
-            "ocid1.subscriber.w",
-            "w",
-            &[("c", "tok-w")],
-            &["ocid1.usageplan.week"],
-        ),
-        subscriber(
-            "ocid1.subscriber.m",
-            "m",
-            &[("c", "tok-m")],
-            &["ocid1.usageplan.month"],
-        ),
-        subscriber(
-            "ocid1.subscriber.s",
-            "s",
-            &[("c", "tok-s")],
-            &["ocid1.usageplan.p"],
-        ),
+        one_client("w", ("c", "tok-w"), "week"),
+        one_client("m", ("c", "tok-m"), "month"),
+        one_client("s", ("c", "tok-s"), "p"),
     ];
     let flags = ["--redis", url.as_str(), "--redis-timeout-ms", "1000"];
     let (gateway, _) = start(&deployment(stock_routes()), &plans, &subscribers, &flags);

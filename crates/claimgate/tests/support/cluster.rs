@@ -6,7 +6,7 @@
 //! on our own socket bounds every command (a paused server must fail a command in a bounded
 //! time, and `redis-cli` has no reply timeout), and it needs no process per command.
 
-use super::{client, skip, start_gateway_on, Gateway};
+use super::{client, skip, start_gateway_on, write_deployments, Gateway};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -630,15 +630,7 @@ impl Replicas {
         extra: impl Fn(usize) -> Vec<String>,
     ) -> Replicas {
         let dir = tempfile::tempdir().unwrap();
-        let files: Vec<PathBuf> = deployments
-            .iter()
-            .enumerate()
-            .map(|(i, deployment)| {
-                let file = dir.path().join(format!("deployment-{i}.json"));
-                std::fs::write(&file, deployment.to_string()).unwrap();
-                file
-            })
-            .collect();
+        let files = write_deployments(dir.path(), deployments);
         let gateways: Vec<Option<Gateway>> = (0..n)
             .map(|i| {
                 let extra = extra(i);

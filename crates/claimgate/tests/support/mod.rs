@@ -227,19 +227,24 @@ pub(crate) fn start_gateway_on(
     gateway
 }
 
+/// Writes `deployments` to `dir` as `deployment-{i}.json`; returns the files in order.
+pub(crate) fn write_deployments(dir: &Path, deployments: &[Value]) -> Vec<PathBuf> {
+    deployments
+        .iter()
+        .enumerate()
+        .map(|(i, deployment)| {
+            let file = dir.join(format!("deployment-{i}.json"));
+            std::fs::write(&file, deployment.to_string()).unwrap();
+            file
+        })
+        .collect()
+}
+
 /// Starts `claimgate serve` on `deployments`, written as `deployment-{i}.json` to a new
 /// temporary directory (the gateway's `dir`), with an admin listener if `admin`, and `extra`.
 pub(crate) fn start_gateway(deployments: &[Value], admin: bool, extra: &[&str]) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
-    let files: Vec<PathBuf> = deployments
-        .iter()
-        .enumerate()
-        .map(|(i, deployment)| {
-            let file = dir.path().join(format!("deployment-{i}.json"));
-            std::fs::write(&file, deployment.to_string()).unwrap();
-            file
-        })
-        .collect();
+    let files = write_deployments(dir.path(), deployments);
     start_gateway_on(dir, &files, admin, extra)
 }
 
