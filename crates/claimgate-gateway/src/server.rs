@@ -1007,43 +1007,25 @@ impl Gateway {
                 used,
             )
         };
-        match counted {
-            Counted::RateLimited { retry_after } => {
-                self.logs.execution(
-                    context,
-                    threshold,
-                    record(
-                        "usagePlans.requestRejected",
-                        Level::Warn,
-                        format!(
-                            "The entitlement's rate limit is exceeded; retry in {retry_after} s."
-                        ),
-                        entitlement.rate_limit.map(|r| (r, "SECOND")),
-                        None,
-                    ),
-                );
-                metric(UsageAction::Rejected, None);
-                Err(respond::too_many_requests(retry_after))
-            }
+        let (retry_after, why, limit, period, used) = match counted {
+            Counted::RateLimited { retry_after } => (
+                retry_after,
+                "rate limit is exceeded",
+                entitlement.rate_limit.map(|r| (r, "SECOND")),
+                None,
+                None,
+            ),
             Counted::QuotaExhausted {
                 retry_after,
                 period_start,
                 used,
-            } => {
-                self.logs.execution(
-                    context,
-                    threshold,
-                    record(
-                        "usagePlans.requestRejected",
-                        Level::Warn,
-                        format!("The entitlement's quota is spent for this period; retry in {retry_after} s."),
-                        quota_limit,
-                        Some(period_start),
-                    ),
-                );
-                metric(UsageAction::Rejected, ratio(used));
-                Err(respond::too_many_requests(retry_after))
-            }
+            } => (
+                retry_after,
+                "quota is spent for this period",
+                quota_limit,
+                Some(period_start),
+                ratio(used),
+            ),
             Counted::Admitted { reserved, breached } => {
                 let period = reserved.map(|r| r.period_start);
                 let limit = quota_limit.or(entitlement.rate_limit.map(|r| (r, "SECOND")));
@@ -1075,16 +1057,29 @@ impl Gateway {
                 parts
                     .extensions
                     .insert(crate::context::UsagePlanId(plan.id.clone()));
-                Ok(reserved.map(|reserved| UsageCounted {
+                return Ok(reserved.map(|reserved| UsageCounted {
                     key,
                     reserved,
                     usage_plan: &plan.id,
                     entitlement: &entitlement.name,
                     subscriber: &subscriber.id,
                     quota: quota.map_or(1, |q| q.value),
-                }))
+                }));
             }
-        }
+        };
+        self.logs.execution(
+            context,
+            threshold,
+            record(
+                "usagePlans.requestRejected",
+                Level::Warn,
+                format!("The entitlement's {why}; retry in {retry_after} s."),
+                limit,
+                period,
+            ),
+        );
+        metric(UsageAction::Rejected, used);
+        Err(respond::too_many_requests(retry_after))
     }
 
     /// Gives back the quota unit of a request answered 5xx (OCI: 5xx count toward the rate

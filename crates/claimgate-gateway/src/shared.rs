@@ -360,11 +360,17 @@ impl SharedState {
     /// The Redis key of `purpose` for `rest`: `--redis-key-prefix`, the purpose's segment, then
     /// `rest`.
     pub fn key(&self, purpose: Operation, rest: &str) -> String {
-        let mut key =
-            String::with_capacity(self.prefix.len() + purpose.key_segment().len() + rest.len());
+        self.key_of(purpose, &[rest])
+    }
+
+    /// [`Self::key`] with `rest` in parts, joined in one allocation.
+    pub fn key_of(&self, purpose: Operation, rest: &[&str]) -> String {
+        let segment = purpose.key_segment();
+        let length = rest.iter().map(|part| part.len()).sum::<usize>();
+        let mut key = String::with_capacity(self.prefix.len() + segment.len() + length);
         key.push_str(&self.prefix);
-        key.push_str(purpose.key_segment());
-        key.push_str(rest);
+        key.push_str(segment);
+        rest.iter().for_each(|part| key.push_str(part));
         key
     }
 

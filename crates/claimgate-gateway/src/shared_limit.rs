@@ -58,7 +58,11 @@ impl RateLimitStore for RedisLimitStore {
             script: self.script.clone(),
             key_start: self
                 .shared
-                .key(Operation::RateLimit, &format!("{path_prefix}:")),
+                .key_of(Operation::RateLimit, &[path_prefix, ":"]),
+            total_key: self
+                .shared
+                .key_of(Operation::RateLimit, &[path_prefix, ":TOTAL"])
+                .into(),
             interval,
             tolerance: interval.saturating_mul(rate),
         })
@@ -72,6 +76,8 @@ struct RedisLimiter {
     script: Arc<redis::Script>,
     /// `<prefix>rl:<path prefix>:`; the limit key (`TOTAL`, an address) follows.
     key_start: String,
+    /// `key_start` then `TOTAL`, built once: every request of a `TOTAL` policy uses it.
+    total_key: Arc<str>,
     interval: u64,
     tolerance: u64,
 }
@@ -81,8 +87,14 @@ impl RateLimiter for RedisLimiter {
         if !self.shared.is_up() {
             return self.fallback.acquire(key);
         }
-        let mut redis_key = self.key_start.clone();
-        let _ = write!(redis_key, "{key}");
+        let redis_key: Arc<str> = match key {
+            LimitKey::Total => self.total_key.clone(),
+            LimitKey::Client(ref client) => {
+                let mut redis_key = self.key_start.clone();
+                let _ = write!(redis_key, "{client}");
+                redis_key.into()
+            }
+        };
         let shared = self.shared.clone();
         let script = self.script.clone();
         let fallback = self.fallback.clone();
@@ -91,7 +103,7 @@ impl RateLimiter for RedisLimiter {
             let answer: Option<(u8, u64)> = shared
                 .run(Operation::RateLimit, |mut connection| async move {
                     script
-                        .key(&redis_key)
+                        .key(&*redis_key)
                         .arg(interval)
                         .arg(tolerance)
                         .invoke_async(&mut connection)

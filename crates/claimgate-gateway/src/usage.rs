@@ -245,8 +245,8 @@ impl UsageCounters {
     /// Counts one request under `key` (`<plan id>/<entitlement>/<subscriber id>`).
     pub async fn count(&self, key: &str, limits: Limits) -> Counted {
         if let Some(shared) = self.shared.as_ref().filter(|s| s.is_up()) {
-            let rate_key = shared.key(Operation::UsagePlan, &format!("rate:{key}"));
-            let quota_key = shared.key(Operation::UsagePlan, &format!("quota:{key}"));
+            let rate_key = shared.key_of(Operation::UsagePlan, &["rate:", key]);
+            let quota_key = shared.key_of(Operation::UsagePlan, &["quota:", key]);
             let (interval, tolerance) = limits.rate.unwrap_or((0, 0));
             let (limit, unit, allow) = match limits.quota {
                 Some((value, unit, breach)) => (
