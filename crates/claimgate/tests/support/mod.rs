@@ -185,46 +185,76 @@ impl Drop for Gateway {
 
 /// Starts `claimgate serve` on the deployment `files`, with its logs in `dir`, an admin
 /// listener if `admin`, and `extra` flags; returns once it accepts connections.
+///
+/// A port from [`free_port`] may be taken by someone else (another test's outgoing connection,
+/// HAProxy, Redis) before the gateway binds it; the gateway then exits 2 saying "address in
+/// use", and this tries again on other ports, five times at most. Any other early exit fails
+/// the test with the gateway's own stderr.
 pub(crate) fn start_gateway_on(
     dir: tempfile::TempDir,
     files: &[PathBuf],
     admin: bool,
     extra: &[&str],
 ) -> Gateway {
-    let listen = format!("127.0.0.1:{}", free_port());
-    let admin = admin.then(|| format!("127.0.0.1:{}", free_port()));
     let execution_log = dir.path().join("execution.log");
     let access_log = dir.path().join("access.log");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_claimgate"));
-    command.args(["serve", "--listen", &listen]);
-    if let Some(admin) = &admin {
-        command.args(["--admin", admin]);
+    let stderr_log = dir.path().join("stderr.log");
+    for _attempt in 0..5 {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let admin = admin.then(|| format!("127.0.0.1:{}", free_port()));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_claimgate"));
+        command.args(["serve", "--listen", &listen]);
+        if let Some(admin) = &admin {
+            command.args(["--admin", admin]);
+        }
+        for file in files {
+            command.args(["--deployment", file.to_str().unwrap()]);
+        }
+        let mut child = command
+            .args(["--execution-log", execution_log.to_str().unwrap()])
+            .args(["--access-log", access_log.to_str().unwrap()])
+            .args(extra)
+            .stdout(Stdio::null())
+            // In `dir`, so that a gateway that would not start (or died) says why.
+            .stderr(std::fs::File::create(&stderr_log).unwrap())
+            .spawn()
+            .unwrap();
+        let addresses: Vec<&str> = std::iter::once(listen.as_str())
+            .chain(admin.as_deref())
+            .collect();
+        if let Some(status) = wait_for_child(&mut child, &addresses) {
+            let stderr = std::fs::read_to_string(&stderr_log).unwrap_or_default();
+            if stderr.contains("address in use") {
+                continue;
+            }
+            panic!("claimgate serve exited with {status} before listening: {stderr}");
+        }
+        return Gateway {
+            child,
+            base: format!("http://{listen}"),
+            admin: admin.map(|a| format!("http://{a}")),
+            execution_log,
+            access_log,
+            dir,
+        };
     }
-    for file in files {
-        command.args(["--deployment", file.to_str().unwrap()]);
+    panic!("claimgate serve lost the race for a free port five times");
+}
+
+/// Waits until every one of `addresses` accepts connections (`None`), or `child` exits (its
+/// status), or 20 s pass (a panic).
+fn wait_for_child(child: &mut Child, addresses: &[&str]) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for address in addresses {
+        while std::net::TcpStream::connect(address).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            assert!(Instant::now() < deadline, "nothing listens on {address}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
-    let child = command
-        .args(["--execution-log", execution_log.to_str().unwrap()])
-        .args(["--access-log", access_log.to_str().unwrap()])
-        .args(extra)
-        .stdout(Stdio::null())
-        // In `dir`, so that a gateway that would not start (or died) says why.
-        .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let gateway = Gateway {
-        child,
-        base: format!("http://{listen}"),
-        admin: admin.as_ref().map(|a| format!("http://{a}")),
-        execution_log,
-        access_log,
-        dir,
-    };
-    wait_for(&listen);
-    if let Some(admin) = &admin {
-        wait_for(admin);
-    }
-    gateway
+    None
 }
 
 /// Writes `deployments` to `dir` as `deployment-{i}.json`; returns the files in order.
