@@ -2,6 +2,7 @@
 //! the core for a verdict with the keys at hand, enforces it, and writes OCI's logs.
 
 mod edge;
+mod phases;
 
 use crate::context::RequestContext;
 use crate::discovery::{
@@ -15,9 +16,8 @@ use crate::respond::{self, Body};
 use arc_swap::ArcSwap;
 use claimgate_config::{Authentication, Backend, Deployment, KeySource, LogLevel, Secrets};
 use claimgate_core::{
-    evaluate_cached, evaluate_with, route, select_for_request, token_to_introspect, Decision,
-    Explain, Failure, HeaderValues, Introspection, KeyMaterial, RequestView, UnixTime, Unrouted,
-    Verdict,
+    evaluate_cached, evaluate_with, route, select_for_request, token_to_introspect, Explain,
+    Failure, HeaderValues, Introspection, KeyMaterial, RequestView, UnixTime, Verdict,
 };
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
@@ -819,6 +819,8 @@ impl Gateway {
         );
         let (mut parts, body) = request.into_parts();
         let state = self.state.load_full();
+        // Phase `route`, first half: the target is settled and names a deployment (the route
+        // itself is matched with authentication, in the verdict).
         if let Err(rejection) = crate::target::settle(&mut parts) {
             self.target_rejected(&state, &parts, rejection, &request_id);
             return with_request_id(respond::error(400), &request_id);
@@ -832,98 +834,31 @@ impl Gateway {
             deployment_id: &deployment.id,
             request_id: Some(&request_id),
         };
+        // Phases `rateLimit`, `cors` (preflights) and `mutualTls`.
         if let Some(response) = self
             .before_authentication(served, &parts, peer, client, context, started)
             .await
         {
             return with_request_id(response, &request_id);
         }
-        crate::mtls::ClientCertificate::attach(
-            deployment.mutual_tls.as_ref(),
-            client,
-            &mut parts.extensions,
-        );
-        let view = PartsView(&parts);
-        let verdict = self.judge(served, &view).await;
-        let threshold = verdict
-            .route
-            .as_ref()
-            .and_then(|r| deployment.routes.get(r.index))
-            .and_then(|r| r.execution_log_level)
-            .map_or(served.threshold, |l| level(Some(l)));
-        self.log_verdict(&verdict, context, threshold);
-
-        let too_large = parts
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .is_some_and(|n| n > MAX_BODY_BYTES as u64);
-        let response = match (&verdict.decision, &verdict.unrouted) {
-            (Decision::Deny, Some(Unrouted::MethodNotAllowed { allow })) => {
-                respond::method_not_allowed(allow)
-            }
-            (Decision::Deny, _) => {
-                let status = verdict.status.unwrap_or(401);
-                match failure_policy(deployment) {
-                    Some(modify) if status == 401 => {
-                        self.modified_failure(modify, verdict.route.as_ref(), &parts)
-                    }
-                    _ => respond::error(status),
-                }
-            }
-            (Decision::Allow, _) if too_large => {
-                self.logs.execution(
-                    context,
-                    threshold,
-                    body_invalid(&format!(
-                        "The request body is larger than {MAX_BODY_BYTES} bytes."
-                    )),
-                );
-                respond::error(413)
-            }
-            (Decision::Allow, _) => {
-                match self
-                    .usage_plan_phase(&state, served, &verdict, &mut parts, context, threshold)
-                    .await
-                {
-                    Err(refused) => refused,
-                    Ok(counted) => {
-                        let response = self
-                            .forward(
-                                &verdict,
-                                deployment,
-                                &parts,
-                                body,
-                                peer,
-                                &request_id,
-                                context,
-                                threshold,
-                            )
-                            .await;
-                        if let Some(counted) = counted {
-                            self.usage_plan_settle(counted, response.status().as_u16())
-                                .await;
-                        }
-                        response
-                    }
-                }
-            }
-        };
-        let route_index = verdict.route.as_ref().map(|r| r.index);
-        let response = served.edge.with_cors(&parts, route_index, response);
-        let response = with_request_id(response, &request_id);
-        self.record(
-            &verdict,
-            deployment,
-            &parts,
-            response.status().as_u16(),
+        let mut exchange = phases::Exchange {
+            state: &state,
+            served,
+            parts,
+            body: Some(body),
+            peer,
+            request_id: &request_id,
             started,
-        );
-        if verdict.route.is_some() || verdict.unrouted.is_some() {
-            self.access_log(context, &parts, &response, peer, started, deployment);
-        }
-        response
+            context,
+            threshold: served.threshold,
+            verdict: None,
+            usage: None,
+            client,
+            answered_by: None,
+            backend_answered: false,
+        };
+        let response = self.request_phases(&mut exchange).await;
+        self.logs_phase(&mut exchange, response).await
     }
 
     /// The usage-plan policy (SPEC "Usage plans and subscribers"), after authentication and
@@ -1411,17 +1346,17 @@ impl Gateway {
         request_id: &str,
         context: Context<'_>,
         threshold: Level,
-    ) -> Response<Body> {
+    ) -> Result<Response<Body>, Response<Body>> {
         let Some(route_info) = &verdict.route else {
-            return respond::error(404);
+            return Err(respond::error(404));
         };
         let Some(route) = deployment.routes.get(route_info.index) else {
-            return respond::error(404);
+            return Err(respond::error(404));
         };
         let request_context =
             RequestContext::new(parts, &route_info.params, verdict.claims.as_deref());
         let mut problems = Vec::new();
-        let mut response = match &route.backend {
+        let response = match &route.backend {
             Backend::Stock(stock) => respond::stock(stock, parts.method == http::Method::HEAD),
             Backend::Unsupported { kind } => {
                 self.logs.execution(
@@ -1433,7 +1368,7 @@ impl Gateway {
                         format!("{kind} is not served by claimgate."),
                     ),
                 );
-                return respond::error(502);
+                return Err(respond::error(502));
             }
             Backend::Http(backend) => {
                 let url = match request_context.expand_url(&backend.url) {
@@ -1441,7 +1376,7 @@ impl Gateway {
                     Err(why) => {
                         let rejection = crate::target::TargetRejection::Path(why);
                         self.logs.execution(context, threshold, rejection.record());
-                        return respond::error(400);
+                        return Err(respond::error(400));
                     }
                 };
                 let query = match &route.query_parameter_transformations {
@@ -1476,7 +1411,7 @@ impl Gateway {
                             threshold,
                             ExecutionRecord::new("httpBackend.urlInvalid", Level::Error, reason),
                         );
-                        return respond::error(502);
+                        return Err(respond::error(502));
                     }
                 };
                 let timeout = Duration::from_secs_f64(
@@ -1499,7 +1434,7 @@ impl Gateway {
                                 error.detail()
                             )),
                         );
-                        return respond::error(error.status());
+                        return Err(respond::error(error.status()));
                     }
                     Err(error) => {
                         self.logs.execution(
@@ -1517,22 +1452,15 @@ impl Gateway {
                             .with("cause", json!(error.token()))
                             .with("backendUrl", json!(url)),
                         );
-                        return respond::error(error.status());
+                        return Err(respond::error(error.status()));
                     }
                 }
             }
         };
-        if let Some(rules) = &route.response_header_transformations {
-            problems.extend(crate::transform::headers(
-                rules,
-                response.headers_mut(),
-                &request_context,
-            ));
-        }
         for problem in problems {
             self.logs.execution(context, threshold, problem);
         }
-        response
+        Ok(response)
     }
 
     fn access_log(
@@ -1575,6 +1503,17 @@ struct UsageCounted<'s> {
     entitlement: &'s str,
     subscriber: &'s str,
     quota: u64,
+}
+
+/// Whether the request declares a body above [`MAX_BODY_BYTES`] (answered 413 before it is
+/// read; a chunked body is cut off at the limit as it streams).
+fn declares_too_large_body(parts: &http::request::Parts) -> bool {
+    parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
 }
 
 /// The record of a request refused for its body (malformed or over the limit): the client's
