@@ -878,7 +878,6 @@ impl Gateway {
             verdict: None,
             usage: None,
             client,
-            answered_by: None,
             backend_answered: false,
         };
         let response = self.request_phases(&mut exchange).await;

@@ -59,8 +59,6 @@ pub(super) struct Exchange<'a> {
     pub(super) usage: Option<UsageCounted<'a>>,
     /// The client certificate of the TLS connection, when the listener asks for one.
     pub(super) client: Option<&'a crate::mtls::PeerCertificate>,
-    /// The phase that answered the request, when one did before the backend.
-    pub(super) answered_by: Option<PhaseId>,
     /// Whether the answer came from the route's backend (or the cache), not from the gateway:
     /// only such answers get response transformations.
     pub(super) backend_answered: bool,
@@ -83,14 +81,15 @@ impl<'a> Exchange<'a> {
     }
 }
 
-/// Runs the phases from authentication on: `Some(answer)` from the first phase that answers.
+/// Runs one request phase: returns its answer from the enclosing function when it gives one.
+/// The phase's id is written where it runs, so the order reads as `PhaseId::ORDER` does.
 macro_rules! phase {
-    ($x:expr, $id:expr, $step:expr) => {
+    ($id:expr, $step:expr) => {{
+        let _: PhaseId = $id;
         if let Step::Answer(response) = $step {
-            $x.answered_by = Some($id);
             return response;
         }
-    };
+    }};
 }
 
 impl Gateway {
@@ -98,10 +97,10 @@ impl Gateway {
     /// plan, validation, cache lookup, then (on a miss) transformations, backend and cache
     /// store, and response transformations on whatever answer came from the backend or cache.
     pub(super) async fn request_phases<'a>(&self, x: &mut Exchange<'a>) -> Response<Body> {
-        phase!(x, PhaseId::Authentication, self.authentication(x).await);
-        phase!(x, PhaseId::Authorization, self.authorization(x));
-        phase!(x, PhaseId::UsagePlan, self.usage_plan(x).await);
-        phase!(x, PhaseId::Validation, self.validation(x));
+        phase!(PhaseId::Authentication, self.authentication(x).await);
+        phase!(PhaseId::Authorization, self.authorization(x));
+        phase!(PhaseId::UsagePlan, self.usage_plan(x).await);
+        phase!(PhaseId::Validation, self.validation(x));
         let response = match self.cache_lookup(x).await {
             Step::Answer(hit) => hit,
             Step::Next => {
