@@ -1170,8 +1170,13 @@ fn validations_and_cache_policies_are_read_into_domain_types() {
             },
         ]
     );
+    assert_eq!(headers.path, "routes[0].requestPolicies.headerValidations");
     let query = route.validations.query_parameters.as_ref().unwrap();
     assert_eq!(query.mode, ValidationMode::Permissive);
+    assert_eq!(
+        route.validations.body.as_ref().unwrap().path,
+        "routes[0].requestPolicies.bodyValidation"
+    );
     let body = route.validations.body.as_ref().unwrap();
     assert!(body.required);
     assert_eq!(

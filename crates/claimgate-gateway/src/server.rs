@@ -14,6 +14,7 @@ use crate::proxy::{backend_request, relay_response, BackendClient};
 use crate::respond::{self, Body};
 use arc_swap::ArcSwap;
 use claimgate_config::{Authentication, Backend, Deployment, KeySource, LogLevel, Secrets};
+use claimgate_core::path::query_name_is;
 use claimgate_core::{
     evaluate_cached, evaluate_with, route, select_for_request, token_to_introspect, Decision,
     Explain, Failure, HeaderValues, Introspection, KeyMaterial, RequestView, UnixTime, Unrouted,
@@ -1678,61 +1679,6 @@ fn redacted_uri<'a>(
                 _ => false,
             }
     })
-}
-
-/// Whether the query parameter name `raw`, as sent, is `wanted` once percent-decoded (ASCII
-/// case-insensitively), without allocating.
-fn query_name_is(raw: &str, wanted: &str) -> bool {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let (raw, wanted) = (raw.as_bytes(), wanted.as_bytes());
-    let (mut i, mut j) = (0, 0);
-    while i < raw.len() {
-        let byte = match raw[i] {
-            b'%' if i + 2 < raw.len() => match (hex(raw[i + 1]), hex(raw[i + 2])) {
-                (Some(high), Some(low)) => {
-                    i += 2;
-                    high << 4 | low
-                }
-                _ => b'%',
-            },
-            other => other,
-        };
-        i += 1;
-        if wanted.get(j).is_none_or(|w| !w.eq_ignore_ascii_case(&byte)) {
-            return false;
-        }
-        j += 1;
-    }
-    j == wanted.len()
-}
-
-#[cfg(test)]
-mod redaction_tests {
-    use super::query_name_is;
-
-    #[test]
-    fn query_names_are_compared_decoded_and_case_insensitively() {
-        for raw in [
-            "access_token",
-            "ACCESS_TOKEN",
-            "access%5Ftoken",
-            "%61ccess%5ftoken",
-        ] {
-            assert!(query_name_is(raw, "access_token"), "{raw}");
-        }
-        for raw in [
-            "access_tokens",
-            "access_toke",
-            "",
-            "access%5",
-            "access%5Gtoken",
-            "%",
-        ] {
-            assert!(!query_name_is(raw, "access_token"), "{raw}");
-        }
-        assert!(query_name_is("jw%74", "jwt"));
-        assert!(!query_name_is("jwt", "jwt%"));
-    }
 }
 
 fn with_request_id(mut response: Response<Body>, request_id: &str) -> Response<Body> {
