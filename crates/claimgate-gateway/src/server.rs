@@ -844,7 +844,10 @@ impl Gateway {
             client,
             &mut parts.extensions,
         );
-        let view = PartsView(&parts);
+        let view = PartsView {
+            parts: &parts,
+            body: !hyper::body::Body::is_end_stream(&body),
+        };
         let verdict = self.judge(served, &view).await;
         let threshold = verdict
             .route
@@ -864,7 +867,9 @@ impl Gateway {
             (Decision::Deny, Some(Unrouted::MethodNotAllowed { allow })) => {
                 respond::method_not_allowed(allow)
             }
-            (Decision::Deny, _) => {
+            // Refused by authentication or authorization; a request only its validations refuse
+            // is counted by its usage plan first.
+            (Decision::Deny, _) if !verdict.passed_access() => {
                 let status = verdict.status.unwrap_or(401);
                 match failure_policy(deployment) {
                     Some(modify) if status == 401 => {
@@ -873,7 +878,7 @@ impl Gateway {
                     _ => respond::error(status),
                 }
             }
-            (Decision::Allow, _) if too_large => {
+            _ if too_large => {
                 self.logs.execution(
                     context,
                     threshold,
@@ -883,25 +888,36 @@ impl Gateway {
                 );
                 respond::error(413)
             }
-            (Decision::Allow, _) => {
+            _ => {
                 match self
                     .usage_plan_phase(&state, served, &verdict, &mut parts, context, threshold)
                     .await
                 {
                     Err(refused) => refused,
                     Ok(counted) => {
-                        let response = self
-                            .forward(
-                                &verdict,
-                                deployment,
-                                &parts,
-                                body,
-                                peer,
-                                &request_id,
-                                context,
-                                threshold,
-                            )
-                            .await;
+                        let refused = crate::validation::phase(
+                            &self.logs,
+                            &self.metrics,
+                            &verdict,
+                            context,
+                            threshold,
+                        );
+                        let response = match refused {
+                            Some(refused) => refused,
+                            None => {
+                                self.forward(
+                                    &verdict,
+                                    deployment,
+                                    &parts,
+                                    body,
+                                    peer,
+                                    &request_id,
+                                    context,
+                                    threshold,
+                                )
+                                .await
+                            }
+                        };
                         if let Some(counted) = counted {
                             self.usage_plan_settle(counted, response.status().as_u16())
                                 .await;
@@ -1194,14 +1210,20 @@ impl Gateway {
             started.elapsed().as_secs_f64(),
         );
         if verdict.flavor.is_some() && verdict.route.is_some() {
+            // The authentication decision: a request only its validations refused was allowed
+            // (validation failures have their own metric).
             let decision = if verdict.keys_unavailable() {
                 "error"
+            } else if verdict.passed_access() {
+                "allow"
             } else {
-                verdict.decision.name()
+                "deny"
             };
             self.metrics.decision(label, decision);
             for check in verdict.failures() {
-                self.metrics.check_failure(label, check.id.to_string());
+                if !matches!(check.failure(), Some(Failure::Validation { .. })) {
+                    self.metrics.check_failure(label, check.id.to_string());
+                }
             }
         }
     }
@@ -1364,6 +1386,10 @@ impl Gateway {
     /// token), then the success or authorization record.
     fn log_verdict(&self, verdict: &Verdict, context: Context<'_>, threshold: Level) {
         for event in verdict.events() {
+            // Recorded by the validation phase, after the usage plan's records.
+            if event.is_validation() {
+                continue;
+            }
             let level = Level::from_name(event.level);
             // Checked before the record is built: most events are below the deployment's level
             // (at WARN, every allowed request's), and their values would be cloned for nothing.
@@ -1703,20 +1729,28 @@ fn wall_clock() -> UnixTime {
 
 /// The verdict's view of a hyper request.
 #[derive(Debug)]
-struct PartsView<'a>(&'a http::request::Parts);
+struct PartsView<'a> {
+    parts: &'a http::request::Parts,
+    /// Whether a body follows the head: hyper knows from `Content-Length` or chunked coding
+    /// over HTTP/1.1, and from the HEADERS frame's END_STREAM over HTTP/2.
+    body: bool,
+}
 
 impl RequestView for PartsView<'_> {
     fn method(&self) -> &str {
-        self.0.method.as_str()
+        self.parts.method.as_str()
     }
     fn path(&self) -> &str {
-        self.0.uri.path()
+        self.parts.uri.path()
     }
     fn query(&self) -> Option<&str> {
-        self.0.uri.query()
+        self.parts.uri.query()
+    }
+    fn has_body(&self) -> bool {
+        self.body
     }
     fn header(&self, name: &str) -> HeaderValues<'_> {
-        let mut values = self.0.headers.get_all(name).iter();
+        let mut values = self.parts.headers.get_all(name).iter();
         match (values.next(), values.next()) {
             (None, _) => HeaderValues::Absent,
             (Some(v), None) => v.to_str().map_or(HeaderValues::Many(1), HeaderValues::One),
@@ -1724,6 +1758,6 @@ impl RequestView for PartsView<'_> {
         }
     }
     fn first_header(&self, name: &str) -> Option<&str> {
-        self.0.headers.get(name).and_then(|v| v.to_str().ok())
+        self.parts.headers.get(name).and_then(|v| v.to_str().ok())
     }
 }
