@@ -30,4 +30,4 @@ pub mod usage;
 mod validation;
 
 pub use logs::{LogSink, Logs};
-pub use server::{Gateway, Options, MAX_BODY_BYTES};
+pub use server::{Gateway, Options, Resources, MAX_BODY_BYTES};

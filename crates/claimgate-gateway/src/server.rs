@@ -2,6 +2,7 @@
 //! the core for a verdict with the keys at hand, enforces it, and writes OCI's logs.
 
 mod edge;
+mod phases;
 
 use crate::context::RequestContext;
 use crate::discovery::{
@@ -16,9 +17,8 @@ use arc_swap::ArcSwap;
 use claimgate_config::{Authentication, Backend, Deployment, KeySource, LogLevel, Secrets};
 use claimgate_core::path::query_name_is;
 use claimgate_core::{
-    evaluate_cached, evaluate_with, route, select_for_request, token_to_introspect, Decision,
-    Explain, Failure, HeaderValues, Introspection, KeyMaterial, RequestView, UnixTime, Unrouted,
-    Verdict,
+    evaluate_cached, evaluate_with, route, select_for_request, token_to_introspect, Explain,
+    Failure, HeaderValues, Introspection, KeyMaterial, RequestView, UnixTime, Verdict,
 };
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
@@ -136,6 +136,16 @@ struct ServedSet {
     served: Vec<Served>,
     /// `--usage-plans` and `--subscribers`, swapped with the deployments.
     subscriptions: Arc<claimgate_config::Subscriptions>,
+    /// `--functions`, swapped with the deployments.
+    functions: Arc<claimgate_config::FunctionMap>,
+}
+
+/// What the deployments refer to beside key material, read from their own files and swapped
+/// with them: usage plans and subscribers, the functions map.
+#[derive(Debug, Clone, Default)]
+pub struct Resources {
+    pub subscriptions: claimgate_config::Subscriptions,
+    pub functions: claimgate_config::FunctionMap,
 }
 
 /// A running gateway's shared state.
@@ -175,21 +185,14 @@ impl Gateway {
         logs: Logs,
         options: Options,
     ) -> Result<Arc<Self>, String> {
-        Self::start_with(
-            deployments,
-            claimgate_config::Subscriptions::default(),
-            secrets,
-            logs,
-            options,
-        )
-        .await
+        Self::start_with(deployments, Resources::default(), secrets, logs, options).await
     }
 
-    /// [`Gateway::start`] with the usage plans and subscribers of `--usage-plans` and
-    /// `--subscribers`.
+    /// [`Gateway::start`] with the resources the deployments refer to (`--usage-plans`,
+    /// `--subscribers`, `--functions`).
     pub async fn start_with(
         deployments: Vec<Deployment>,
-        subscriptions: claimgate_config::Subscriptions,
+        resources: Resources,
         secrets: &Secrets,
         logs: Logs,
         mut options: Options,
@@ -228,6 +231,7 @@ impl Gateway {
             state: ArcSwap::from_pointee(ServedSet {
                 served: Vec::new(),
                 subscriptions: Arc::default(),
+                functions: Arc::default(),
             }),
             tls: arc_swap::ArcSwapOption::empty(),
             generation: std::sync::atomic::AtomicU64::new(0),
@@ -241,7 +245,12 @@ impl Gateway {
             options,
         };
         let set = gateway
-            .build(deployments, Arc::new(subscriptions), secrets)
+            .build(
+                deployments,
+                Arc::new(resources.subscriptions),
+                Arc::new(resources.functions),
+                secrets,
+            )
             .await?;
         gateway.state.store(Arc::new(set));
         Ok(Arc::new(gateway))
@@ -253,6 +262,7 @@ impl Gateway {
         &self,
         deployments: Vec<Deployment>,
         subscriptions: Arc<claimgate_config::Subscriptions>,
+        functions: Arc<claimgate_config::FunctionMap>,
         secrets: &Secrets,
     ) -> Result<ServedSet, String> {
         let generation = self
@@ -317,6 +327,7 @@ impl Gateway {
         Ok(ServedSet {
             served,
             subscriptions,
+            functions,
         })
     }
 
@@ -380,30 +391,43 @@ impl Gateway {
     /// Swaps in a new, already validated set of deployments. Requests in flight finish on the
     /// set they started with.
     pub async fn reload(&self, deployments: Vec<Deployment>, secrets: &Secrets) {
-        let subscriptions = self.state.load().subscriptions.clone();
-        self.reload_set(deployments, subscriptions, secrets).await;
+        let (subscriptions, functions) = {
+            let state = self.state.load();
+            (state.subscriptions.clone(), state.functions.clone())
+        };
+        self.reload_set(deployments, subscriptions, functions, secrets)
+            .await;
     }
 
-    /// [`Gateway::reload`] with new usage plans and subscribers, swapped together with the
-    /// deployments; usage counters carry over (they are keyed by ids).
+    /// [`Gateway::reload`] with new resources, swapped together with the deployments; usage
+    /// counters carry over (they are keyed by ids).
     pub async fn reload_with(
         &self,
         deployments: Vec<Deployment>,
-        subscriptions: claimgate_config::Subscriptions,
+        resources: Resources,
         secrets: &Secrets,
     ) {
-        self.reload_set(deployments, Arc::new(subscriptions), secrets)
-            .await;
+        self.reload_set(
+            deployments,
+            Arc::new(resources.subscriptions),
+            Arc::new(resources.functions),
+            secrets,
+        )
+        .await;
     }
 
     async fn reload_set(
         &self,
         deployments: Vec<Deployment>,
         subscriptions: Arc<claimgate_config::Subscriptions>,
+        functions: Arc<claimgate_config::FunctionMap>,
         secrets: &Secrets,
     ) {
         let labels: Vec<String> = deployments.iter().map(|d| d.path_prefix.clone()).collect();
-        let set = match self.build(deployments, subscriptions, secrets).await {
+        let set = match self
+            .build(deployments, subscriptions, functions, secrets)
+            .await
+        {
             Ok(set) => set,
             Err(error) => return self.reload_rejected(&[error]),
         };
@@ -820,6 +844,8 @@ impl Gateway {
         );
         let (mut parts, body) = request.into_parts();
         let state = self.state.load_full();
+        // Phase `route`, first half: the target is settled and names a deployment (the route
+        // itself is matched with authentication, in the verdict).
         if let Err(rejection) = crate::target::settle(&mut parts) {
             self.target_rejected(&state, &parts, rejection, &request_id);
             return with_request_id(respond::error(400), &request_id);
@@ -833,114 +859,31 @@ impl Gateway {
             deployment_id: &deployment.id,
             request_id: Some(&request_id),
         };
+        // Phases `rateLimit`, `cors` (preflights) and `mutualTls`.
         if let Some(response) = self
             .before_authentication(served, &parts, peer, client, context, started)
             .await
         {
             return with_request_id(response, &request_id);
         }
-        crate::mtls::ClientCertificate::attach(
-            deployment.mutual_tls.as_ref(),
-            client,
-            &mut parts.extensions,
-        );
-        let view = PartsView {
-            parts: &parts,
-            body: !hyper::body::Body::is_end_stream(&body),
-        };
-        let verdict = self.judge(served, &view).await;
-        let threshold = verdict
-            .route
-            .as_ref()
-            .and_then(|r| deployment.routes.get(r.index))
-            .and_then(|r| r.execution_log_level)
-            .map_or(served.threshold, |l| level(Some(l)));
-        self.log_verdict(&verdict, context, threshold);
-
-        let too_large = parts
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .is_some_and(|n| n > MAX_BODY_BYTES as u64);
-        let response = match (&verdict.decision, &verdict.unrouted) {
-            (Decision::Deny, Some(Unrouted::MethodNotAllowed { allow })) => {
-                respond::method_not_allowed(allow)
-            }
-            // Refused by authentication or authorization; a request only its validations refuse
-            // is counted by its usage plan first.
-            (Decision::Deny, _) if !verdict.passed_access() => {
-                let status = verdict.status.unwrap_or(401);
-                match failure_policy(deployment) {
-                    Some(modify) if status == 401 => {
-                        self.modified_failure(modify, verdict.route.as_ref(), &parts)
-                    }
-                    _ => respond::error(status),
-                }
-            }
-            _ if too_large => {
-                self.logs.execution(
-                    context,
-                    threshold,
-                    body_invalid(&format!(
-                        "The request body is larger than {MAX_BODY_BYTES} bytes."
-                    )),
-                );
-                respond::error(413)
-            }
-            _ => {
-                match self
-                    .usage_plan_phase(&state, served, &verdict, &mut parts, context, threshold)
-                    .await
-                {
-                    Err(refused) => refused,
-                    Ok(counted) => {
-                        let refused = crate::validation::phase(
-                            &self.logs,
-                            &self.metrics,
-                            &verdict,
-                            context,
-                            threshold,
-                        );
-                        let response = match refused {
-                            Some(refused) => refused,
-                            None => {
-                                self.forward(
-                                    &verdict,
-                                    deployment,
-                                    &parts,
-                                    body,
-                                    peer,
-                                    &request_id,
-                                    context,
-                                    threshold,
-                                )
-                                .await
-                            }
-                        };
-                        if let Some(counted) = counted {
-                            self.usage_plan_settle(counted, response.status().as_u16())
-                                .await;
-                        }
-                        response
-                    }
-                }
-            }
-        };
-        let route_index = verdict.route.as_ref().map(|r| r.index);
-        let response = served.edge.with_cors(&parts, route_index, response);
-        let response = with_request_id(response, &request_id);
-        self.record(
-            &verdict,
-            deployment,
-            &parts,
-            response.status().as_u16(),
+        let mut exchange = phases::Exchange {
+            state: &state,
+            served,
+            parts,
+            body: Some(body),
+            peer,
+            request_id: &request_id,
             started,
-        );
-        if verdict.route.is_some() || verdict.unrouted.is_some() {
-            self.access_log(context, &parts, &response, peer, started, deployment);
-        }
-        response
+            context,
+            threshold: served.threshold,
+            verdict: None,
+            usage: None,
+            client,
+            answered_by: None,
+            backend_answered: false,
+        };
+        let response = self.request_phases(&mut exchange).await;
+        self.logs_phase(&mut exchange, response).await
     }
 
     /// The usage-plan policy (SPEC "Usage plans and subscribers"), after authentication and
@@ -1438,17 +1381,17 @@ impl Gateway {
         request_id: &str,
         context: Context<'_>,
         threshold: Level,
-    ) -> Response<Body> {
+    ) -> Result<Response<Body>, Response<Body>> {
         let Some(route_info) = &verdict.route else {
-            return respond::error(404);
+            return Err(respond::error(404));
         };
         let Some(route) = deployment.routes.get(route_info.index) else {
-            return respond::error(404);
+            return Err(respond::error(404));
         };
         let request_context =
             RequestContext::new(parts, &route_info.params, verdict.claims.as_deref());
         let mut problems = Vec::new();
-        let mut response = match &route.backend {
+        let response = match &route.backend {
             Backend::Stock(stock) => respond::stock(stock, parts.method == http::Method::HEAD),
             Backend::Unsupported { kind } => {
                 self.logs.execution(
@@ -1460,7 +1403,7 @@ impl Gateway {
                         format!("{kind} is not served by claimgate."),
                     ),
                 );
-                return respond::error(502);
+                return Err(respond::error(502));
             }
             Backend::Http(backend) => {
                 let url = match request_context.expand_url(&backend.url) {
@@ -1468,7 +1411,7 @@ impl Gateway {
                     Err(why) => {
                         let rejection = crate::target::TargetRejection::Path(why);
                         self.logs.execution(context, threshold, rejection.record());
-                        return respond::error(400);
+                        return Err(respond::error(400));
                     }
                 };
                 let query = match &route.query_parameter_transformations {
@@ -1503,7 +1446,7 @@ impl Gateway {
                             threshold,
                             ExecutionRecord::new("httpBackend.urlInvalid", Level::Error, reason),
                         );
-                        return respond::error(502);
+                        return Err(respond::error(502));
                     }
                 };
                 let timeout = Duration::from_secs_f64(
@@ -1526,7 +1469,7 @@ impl Gateway {
                                 error.detail()
                             )),
                         );
-                        return respond::error(error.status());
+                        return Err(respond::error(error.status()));
                     }
                     Err(error) => {
                         self.logs.execution(
@@ -1544,22 +1487,15 @@ impl Gateway {
                             .with("cause", json!(error.token()))
                             .with("backendUrl", json!(url)),
                         );
-                        return respond::error(error.status());
+                        return Err(respond::error(error.status()));
                     }
                 }
             }
         };
-        if let Some(rules) = &route.response_header_transformations {
-            problems.extend(crate::transform::headers(
-                rules,
-                response.headers_mut(),
-                &request_context,
-            ));
-        }
         for problem in problems {
             self.logs.execution(context, threshold, problem);
         }
-        response
+        Ok(response)
     }
 
     fn access_log(
@@ -1602,6 +1538,17 @@ struct UsageCounted<'s> {
     entitlement: &'s str,
     subscriber: &'s str,
     quota: u64,
+}
+
+/// Whether the request declares a body above [`MAX_BODY_BYTES`] (answered 413 before it is
+/// read; a chunked body is cut off at the limit as it streams).
+fn declares_too_large_body(parts: &http::request::Parts) -> bool {
+    parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
 }
 
 /// The record of a request refused for its body (malformed or over the limit): the client's
