@@ -239,6 +239,19 @@ fn required_headers_and_query_parameters() {
         "{record}"
     );
     assert_eq!(record["deploymentId"], "deployment-0");
+    // `claimgate logs` explains the 400 from the record.
+    let log = gw.execution_log.to_str().unwrap();
+    let output = claimgate(&["logs", "--file", log, "--request-id", &refused.request_id]);
+    assert_eq!(output.status.code(), Some(0));
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        out.contains("✗ header:X-Username: Request failed a validation policy: header 'X-Username' is required."),
+        "{out}"
+    );
+    assert!(
+        out.contains("fix       Send the header 'X-Username'"),
+        "{out}"
+    );
 
     // Query parameter names compare percent-decoded and case-insensitively.
     for query in ["page=1", "PAGE=1", "p%61ge=1", "a=b&Page", "page="] {
