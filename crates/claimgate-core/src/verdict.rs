@@ -202,14 +202,6 @@ pub struct Event {
     pub check: Option<usize>,
 }
 
-impl Event {
-    /// Whether the event reports request validation (`requestValidation.*`), which a gateway
-    /// records in its own phase, after usage plans.
-    pub fn is_validation(&self) -> bool {
-        self.code.starts_with("requestValidation.")
-    }
-}
-
 const NO_ROUTE: &str = "no route matched the request";
 const PATH_REJECTED: &str = "the request path was refused before routing";
 
@@ -1591,8 +1583,9 @@ impl Verdict {
         self.validation = Validation::NotJudged;
     }
 
-    /// The authentication and authorization events.
-    fn access_events(&self) -> Vec<Event> {
+    /// The authentication and authorization events: [`Verdict::events`] without request
+    /// validation's, which a gateway records in its own phase, after usage plans.
+    pub fn access_events(&self) -> Vec<Event> {
         let mut events = Vec::new();
         if let Some(selection) = &self.selection {
             if let Some(problem) = selection.token_problem {

@@ -1328,11 +1328,8 @@ impl Gateway {
     /// One execution record per failed check (with what was expected and found, never the
     /// token), then the success or authorization record.
     fn log_verdict(&self, verdict: &Verdict, context: Context<'_>, threshold: Level) {
-        for event in verdict.events() {
-            // Recorded by the validation phase, after the usage plan's records.
-            if event.is_validation() {
-                continue;
-            }
+        // Request validation is recorded by its own phase, after the usage plan's records.
+        for event in verdict.access_events() {
             let level = Level::from_name(event.level);
             // Checked before the record is built: most events are below the deployment's level
             // (at WARN, every allowed request's), and their values would be cloned for nothing.
