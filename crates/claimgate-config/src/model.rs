@@ -309,6 +309,8 @@ pub struct ItemValidation {
     pub mode: ValidationMode,
     /// In the file's order; at least one.
     pub items: Vec<ValidationItem>,
+    /// The JSON path of the policy as the file spells it, for fixes.
+    pub path: String,
 }
 
 /// One header or query parameter of a validation policy.
@@ -328,6 +330,8 @@ pub struct BodyValidation {
     pub required: bool,
     /// The keys of `content`, in the file's order.
     pub content: Vec<MediaRange>,
+    /// The JSON path of the policy as the file spells it, for fixes.
+    pub path: String,
 }
 
 /// A media-type range of `bodyValidation.content`, lower-cased.

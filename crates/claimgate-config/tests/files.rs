@@ -374,14 +374,12 @@ fn a_bare_kebab_specification_takes_the_given_prefix_and_models_transformations(
 fn a_file_with_every_member_loads_and_names_what_is_not_enforced() {
     let loaded = loads(&fixture("every-member.json"), None);
     let s = "specification";
-    // MODIFY_RESPONSE (validationFailurePolicy) is enforced by serve, so it is not listed.
+    // MODIFY_RESPONSE (validationFailurePolicy) and the request validations are enforced by
+    // serve, so they are not listed.
     let expected_unenforced: Vec<String> = [
-        "routes[0].requestPolicies.queryParameterValidations",
-        "routes[0].requestPolicies.headerValidations",
         "routes[0].requestPolicies.responseCacheLookup",
         "routes[0].responsePolicies.responseCacheStore",
         "routes[1].backend",
-        "routes[1].requestPolicies.bodyValidation",
     ]
     .iter()
     .map(|p| format!("{s}.{p}"))
@@ -1170,8 +1168,13 @@ fn validations_and_cache_policies_are_read_into_domain_types() {
             },
         ]
     );
+    assert_eq!(headers.path, "routes[0].requestPolicies.headerValidations");
     let query = route.validations.query_parameters.as_ref().unwrap();
     assert_eq!(query.mode, ValidationMode::Permissive);
+    assert_eq!(
+        route.validations.body.as_ref().unwrap().path,
+        "routes[0].requestPolicies.bodyValidation"
+    );
     let body = route.validations.body.as_ref().unwrap();
     assert!(body.required);
     assert_eq!(

@@ -17,6 +17,7 @@ mod phase;
 pub mod route;
 mod time;
 mod usage;
+mod validation;
 mod verdict;
 
 pub use check::{Check, CheckId, Failure, Note, Outcome, TimeContext};
@@ -32,8 +33,9 @@ pub use usage::{
     resolve_usage_plan, UsagePlanDecision, UsagePlanMatch, UsagePlanRefusal,
     USAGE_PLAN_REFUSED_STATUS,
 };
+pub use validation::{Validation, ValidationKind, ValidationProblem, SHOWN_MEDIA_TYPE};
 pub use verdict::{
-    context_value, evaluate, evaluate_cached, evaluate_with, token_to_introspect, Decision, Event,
-    Explain, HeaderValues, Introspection, KeyMaterial, RequestView, RouteInfo, TokenVerification,
-    Unrouted, Verdict, VerificationCache,
+    body_declared, context_value, evaluate, evaluate_cached, evaluate_with, token_to_introspect,
+    Decision, Event, Explain, HeaderValues, Introspection, KeyMaterial, RequestView, RouteInfo,
+    TokenVerification, Unrouted, Verdict, VerificationCache,
 };

@@ -27,6 +27,7 @@ mod shared_limit;
 mod target;
 mod transform;
 pub mod usage;
+mod validation;
 
 pub use logs::{LogSink, Logs};
 pub use server::{Gateway, Options, Resources, MAX_BODY_BYTES};

@@ -15,6 +15,7 @@ use crate::proxy::{backend_request, relay_response, BackendClient};
 use crate::respond::{self, Body};
 use arc_swap::ArcSwap;
 use claimgate_config::{Authentication, Backend, Deployment, KeySource, LogLevel, Secrets};
+use claimgate_core::path::query_name_is;
 use claimgate_core::{
     evaluate_cached, evaluate_with, route, select_for_request, token_to_introspect, Explain,
     Failure, HeaderValues, Introspection, KeyMaterial, RequestView, UnixTime, Verdict,
@@ -1151,14 +1152,20 @@ impl Gateway {
             started.elapsed().as_secs_f64(),
         );
         if verdict.flavor.is_some() && verdict.route.is_some() {
+            // The authentication decision: a request only its validations refused was allowed
+            // (validation failures have their own metric).
             let decision = if verdict.keys_unavailable() {
                 "error"
+            } else if verdict.passed_access() {
+                "allow"
             } else {
-                verdict.decision.name()
+                "deny"
             };
             self.metrics.decision(label, decision);
             for check in verdict.failures() {
-                self.metrics.check_failure(label, check.id.to_string());
+                if !matches!(check.failure(), Some(Failure::Validation { .. })) {
+                    self.metrics.check_failure(label, check.id.to_string());
+                }
             }
         }
     }
@@ -1320,7 +1327,8 @@ impl Gateway {
     /// One execution record per failed check (with what was expected and found, never the
     /// token), then the success or authorization record.
     fn log_verdict(&self, verdict: &Verdict, context: Context<'_>, threshold: Level) {
-        for event in verdict.events() {
+        // Request validation is recorded by its own phase, after the usage plan's records.
+        for event in verdict.access_events() {
             let level = Level::from_name(event.level);
             // Checked before the record is built: most events are below the deployment's level
             // (at WARN, every allowed request's), and their values would be cloned for nothing.
@@ -1642,61 +1650,6 @@ fn redacted_uri<'a>(
     })
 }
 
-/// Whether the query parameter name `raw`, as sent, is `wanted` once percent-decoded (ASCII
-/// case-insensitively), without allocating.
-fn query_name_is(raw: &str, wanted: &str) -> bool {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let (raw, wanted) = (raw.as_bytes(), wanted.as_bytes());
-    let (mut i, mut j) = (0, 0);
-    while i < raw.len() {
-        let byte = match raw[i] {
-            b'%' if i + 2 < raw.len() => match (hex(raw[i + 1]), hex(raw[i + 2])) {
-                (Some(high), Some(low)) => {
-                    i += 2;
-                    high << 4 | low
-                }
-                _ => b'%',
-            },
-            other => other,
-        };
-        i += 1;
-        if wanted.get(j).is_none_or(|w| !w.eq_ignore_ascii_case(&byte)) {
-            return false;
-        }
-        j += 1;
-    }
-    j == wanted.len()
-}
-
-#[cfg(test)]
-mod redaction_tests {
-    use super::query_name_is;
-
-    #[test]
-    fn query_names_are_compared_decoded_and_case_insensitively() {
-        for raw in [
-            "access_token",
-            "ACCESS_TOKEN",
-            "access%5Ftoken",
-            "%61ccess%5ftoken",
-        ] {
-            assert!(query_name_is(raw, "access_token"), "{raw}");
-        }
-        for raw in [
-            "access_tokens",
-            "access_toke",
-            "",
-            "access%5",
-            "access%5Gtoken",
-            "%",
-        ] {
-            assert!(!query_name_is(raw, "access_token"), "{raw}");
-        }
-        assert!(query_name_is("jw%74", "jwt"));
-        assert!(!query_name_is("jwt", "jwt%"));
-    }
-}
-
 fn with_request_id(mut response: Response<Body>, request_id: &str) -> Response<Body> {
     if let Ok(value) = HeaderValue::from_str(request_id) {
         response.headers_mut().insert("opc-request-id", value);
@@ -1719,20 +1672,28 @@ fn wall_clock() -> UnixTime {
 
 /// The verdict's view of a hyper request.
 #[derive(Debug)]
-struct PartsView<'a>(&'a http::request::Parts);
+struct PartsView<'a> {
+    parts: &'a http::request::Parts,
+    /// Whether a body follows the head: hyper knows from `Content-Length` or chunked coding
+    /// over HTTP/1.1, and from the HEADERS frame's END_STREAM over HTTP/2.
+    body: bool,
+}
 
 impl RequestView for PartsView<'_> {
     fn method(&self) -> &str {
-        self.0.method.as_str()
+        self.parts.method.as_str()
     }
     fn path(&self) -> &str {
-        self.0.uri.path()
+        self.parts.uri.path()
     }
     fn query(&self) -> Option<&str> {
-        self.0.uri.query()
+        self.parts.uri.query()
+    }
+    fn has_body(&self) -> bool {
+        self.body
     }
     fn header(&self, name: &str) -> HeaderValues<'_> {
-        let mut values = self.0.headers.get_all(name).iter();
+        let mut values = self.parts.headers.get_all(name).iter();
         match (values.next(), values.next()) {
             (None, _) => HeaderValues::Absent,
             (Some(v), None) => v.to_str().map_or(HeaderValues::Many(1), HeaderValues::One),
@@ -1740,6 +1701,6 @@ impl RequestView for PartsView<'_> {
         }
     }
     fn first_header(&self, name: &str) -> Option<&str> {
-        self.0.headers.get(name).and_then(|v| v.to_str().ok())
+        self.parts.headers.get(name).and_then(|v| v.to_str().ok())
     }
 }

@@ -44,6 +44,12 @@ pub(crate) struct CheckArgs {
     /// The Host the request is sent to.
     #[arg(long, value_name = "NAME")]
     pub(crate) host: Option<String>,
+    /// A request body, as curl's --data: the text itself or @FILE. Only its length matters
+    /// (it declares Content-Length, unless a --header does); bodyValidation judges the
+    /// Content-Type given with --header. `--header 'Content-Length: N'` or
+    /// `--header 'Transfer-Encoding: chunked'` declare a body too.
+    #[arg(long, value_name = "DATA|@FILE")]
+    pub(crate) data: Option<String>,
     /// The path prefix of a bare specification (default /).
     #[arg(long, value_name = "PREFIX")]
     pub(crate) path_prefix: Option<String>,
@@ -133,6 +139,32 @@ fn parse_request(args: &CheckArgs, deployment: &Deployment) -> Result<CliRequest
         request
             .headers
             .push((name.trim().to_owned(), value.trim().to_owned()));
+    }
+    if let Some(data) = &args.data {
+        let length = match data.strip_prefix('@') {
+            Some(path) => {
+                let path = crate::input::strip_file_url(path);
+                std::fs::metadata(path)
+                    .ok()
+                    .filter(std::fs::Metadata::is_file)
+                    .ok_or_else(|| {
+                        InputError::new(format!("--data '@{path}' is not a readable file"))
+                    })?
+                    .len()
+            }
+            None => data.len() as u64,
+        };
+        let declared = |name: &str| {
+            request
+                .headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name))
+        };
+        if !declared("content-length") && !declared("transfer-encoding") {
+            request
+                .headers
+                .push(("Content-Length".into(), length.to_string()));
+        }
     }
     // --host wins over the URL's host: one Host header, as a client sends.
     if let Some(host) = args.host.as_deref().or(url_host) {
@@ -597,11 +629,14 @@ fn reason_phrase(status: u16) -> &'static str {
     match status {
         200 => "OK",
         201 => "Created",
+        202 => "Accepted",
         204 => "No Content",
+        400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        415 => "Unsupported Media Type",
         500 => "Internal Server Error",
         502 => "Bad Gateway",
         _ => "",
@@ -747,6 +782,14 @@ fn print_text(
         let id = format!("{:<width$}", escape(&check.id.to_string()));
         let unverified = if check.unverified {
             p.yellow(" (unverified)")
+        } else if matches!(
+            check.failure(),
+            Some(claimgate_core::Failure::Validation {
+                mode: claimgate_config::ValidationMode::Permissive,
+                ..
+            })
+        ) {
+            p.yellow(" (PERMISSIVE: logged, the request is served)")
         } else {
             String::new()
         };
@@ -1042,11 +1085,9 @@ fn judge_usage_plan(
     }
     let loaded = crate::subscriptions::load(&args.usage_plans, &args.subscribers)?;
     notes.extend(loaded.warnings);
-    let Some(route) = verdict
-        .route
-        .as_ref()
-        .filter(|_| verdict.decision == Decision::Allow)
-    else {
+    // Usage plans come before request validation: a request only its validations refuse is
+    // counted (and may be refused with 403 first).
+    let Some(route) = verdict.route.as_ref().filter(|_| verdict.passed_access()) else {
         return Ok(UsageJudged::NotReached);
     };
     let mut found = None;
@@ -1134,6 +1175,7 @@ fn judge_usage_plan(
             };
             verdict.decision = Decision::Deny;
             verdict.status = Some(claimgate_core::USAGE_PLAN_REFUSED_STATUS);
+            verdict.skip_validation("the usage plan refuses the request before validation");
             UsageJudged::Refused {
                 code: refusal.code,
                 reason: refusal.reason,

@@ -474,18 +474,19 @@ fn read_route(
                 cors = read.flatten();
             }
             if let Some(f) = policies.take("queryParameterValidations") {
+                // Enforced by the gateway: never reported as unenforced.
                 let read = read_item_validations(cx, &f, "parameters", Target::QueryParameters);
-                note(notes, &f.path, read.as_ref().map(Option::is_some));
+                note(notes, &f.path, read.as_ref().map(|_| false));
                 validations.query_parameters = read.flatten();
             }
             if let Some(f) = policies.take("headerValidations") {
                 let read = read_item_validations(cx, &f, "headers", Target::RequestHeaders);
-                note(notes, &f.path, read.as_ref().map(Option::is_some));
+                note(notes, &f.path, read.as_ref().map(|_| false));
                 validations.headers = read.flatten();
             }
             if let Some(f) = policies.take("bodyValidation") {
                 let read = read_body_validation(cx, &f);
-                note(notes, &f.path, read.as_ref().map(Option::is_some));
+                note(notes, &f.path, read.as_ref().map(|_| false));
                 validations.body = read.flatten();
             }
             if let Some(f) = policies.take("headerTransformations") {

@@ -119,7 +119,14 @@ impl Gateway {
             x.client,
             &mut x.parts.extensions,
         );
-        let verdict = self.judge(x.served, &PartsView(&x.parts)).await;
+        let view = PartsView {
+            parts: &x.parts,
+            body: x
+                .body
+                .as_ref()
+                .is_some_and(|body| !hyper::body::Body::is_end_stream(body)),
+        };
+        let verdict = self.judge(x.served, &view).await;
         x.threshold = verdict
             .route
             .as_ref()
@@ -141,7 +148,8 @@ impl Gateway {
             (Decision::Deny, Some(Unrouted::MethodNotAllowed { allow })) => {
                 Step::Answer(respond::method_not_allowed(allow))
             }
-            (Decision::Deny, _) => {
+            // A request only its validations refuse goes on: its usage plan counts it first.
+            (Decision::Deny, _) if !verdict.passed_access() => {
                 let status = verdict.status.unwrap_or(401);
                 Step::Answer(match super::failure_policy(&x.served.deployment) {
                     Some(modify) if status == 401 => {
@@ -150,7 +158,7 @@ impl Gateway {
                     _ => respond::error(status),
                 })
             }
-            (Decision::Allow, _) if super::declares_too_large_body(&x.parts) => {
+            _ if super::declares_too_large_body(&x.parts) => {
                 self.logs.execution(
                     x.context,
                     x.threshold,
@@ -161,7 +169,7 @@ impl Gateway {
                 );
                 Step::Answer(respond::error(413))
             }
-            (Decision::Allow, _) => Step::Next,
+            _ => Step::Next,
         }
     }
 
@@ -187,10 +195,19 @@ impl Gateway {
         }
     }
 
-    /// `headerValidations`, `queryParameterValidations`, `bodyValidation`: not yet enforced
-    /// here (`serve` refuses routes that use them).
-    fn validation(&self, _x: &mut Exchange<'_>) -> Step {
-        Step::Next
+    /// `headerValidations`, `queryParameterValidations`, `bodyValidation`: the verdict judged
+    /// them; see [`crate::validation::phase`] (records, metric, 400/415).
+    fn validation(&self, x: &mut Exchange<'_>) -> Step {
+        match crate::validation::phase(
+            &self.logs,
+            &self.metrics,
+            x.verdict(),
+            x.context,
+            x.threshold,
+        ) {
+            Some(refused) => Step::Answer(refused),
+            None => Step::Next,
+        }
     }
 
     /// `responseCacheLookup`: not yet enforced here (`serve` refuses routes that use it).
