@@ -380,7 +380,6 @@ fn a_file_with_every_member_loads_and_names_what_is_not_enforced() {
         "routes[0].requestPolicies.headerValidations",
         "routes[0].requestPolicies.responseCacheLookup",
         "routes[0].responsePolicies.responseCacheStore",
-        "routes[1].backend",
         "routes[1].requestPolicies.bodyValidation",
     ]
     .iter()
@@ -474,8 +473,34 @@ fn a_file_with_every_member_loads_and_names_what_is_not_enforced() {
             })
         })
     );
+    let Backend::Dynamic(routing) = &d.routes[1].backend else {
+        panic!("{:?}", d.routes[1].backend)
+    };
+    assert_eq!(routing.selector.to_string(), "request.headers[X-Region]");
+    let rules: Vec<_> = routing
+        .rules
+        .iter()
+        .map(|r| (r.name.as_str(), &r.key, r.is_default, r.backend.kind()))
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            (
+                "eu",
+                &SelectionKey::AnyOf(vec!["eu".into(), "eu-west".into()]),
+                true,
+                "HTTP_BACKEND"
+            ),
+            (
+                "us",
+                &SelectionKey::Wildcard("us-*".into()),
+                false,
+                "ORACLE_FUNCTIONS_BACKEND"
+            ),
+        ]
+    );
     assert!(
-        matches!(&d.routes[1].backend, Backend::Unsupported { kind } if kind == "DYNAMIC_ROUTING_BACKEND")
+        matches!(&routing.rules[1].backend, Backend::Functions(f) if f.function_id == "ocid1.fnfunc.oc1..aaaaexample")
     );
 }
 
@@ -1131,9 +1156,34 @@ fn a_dynamic_routing_backend_url_may_have_a_variable_in_its_host() {
         Ok(loaded) => loaded,
         Err(rejected) => panic!("{:#?}", rejected.errors),
     };
+    assert_eq!(strings(&loaded.warnings), Vec::<String>::new());
+}
+
+/// OCI: "You can only modify the back end url using the context variable specified for
+/// selector". claimgate expands any variable, so another one is a warning, not an error.
+#[test]
+fn a_routing_backend_url_with_another_variable_than_the_selector_is_warned_about() {
+    let file = with(
+        jwt_spec(),
+        "/routes/0/backend",
+        json!({
+            "type": "DYNAMIC_ROUTING_BACKEND",
+            "selectionSource": {"type": "SINGLE", "selector": "request.headers[X-Region]"},
+            "routingBackends": [
+                {"key": {"type": "ANY_OF", "name": "eu", "values": ["eu"]},
+                 "backend": {"type": "HTTP_BACKEND", "url": "https://${request.headers[X-Region]}.example/${request.auth[sub]}"}},
+                {"key": {"type": "WILDCARD", "name": "rest", "expression": "*"},
+                 "backend": {"type": "HTTP_BACKEND", "url": "https://${request.headers[X-Region]}.example/"}}
+            ]
+        }),
+    );
+    let loaded = match load(&file) {
+        Ok(loaded) => loaded,
+        Err(rejected) => panic!("{:#?}", rejected.errors),
+    };
     assert_eq!(
         strings(&loaded.warnings),
-        [format!("routes[0].backend: {NOT_ENFORCED}")]
+        ["routes[0].backend.routingBackends[0].backend.url: 'https://${request.headers[X-Region]}.example/${request.auth[sub]}' uses request.auth[sub]: OCI lets a routing backend's url use only the selector, request.headers[X-Region]"]
     );
 }
 

@@ -1356,9 +1356,25 @@ impl Gateway {
         let request_context =
             RequestContext::new(parts, &route_info.params, verdict.claims.as_deref());
         let mut problems = Vec::new();
-        let response = match &route.backend {
+        let backend = match &route.backend {
+            Backend::Dynamic(routing) => {
+                match self.route_dynamically(routing, verdict, parts, &route_info.params) {
+                    Ok(record) => {
+                        self.logs.execution(context, threshold, record.0);
+                        record.1
+                    }
+                    Err(record) => {
+                        self.logs.execution(context, threshold, record);
+                        return Err(respond::error(claimgate_core::NO_RULE_STATUS));
+                    }
+                }
+            }
+            backend => backend,
+        };
+        let response = match backend {
             Backend::Stock(stock) => respond::stock(stock, parts.method == http::Method::HEAD),
-            Backend::Unsupported { kind } => {
+            Backend::Dynamic(_) | Backend::Functions(_) | Backend::Unsupported { .. } => {
+                let kind = backend.kind();
                 self.logs.execution(
                     context,
                     threshold,
@@ -1461,6 +1477,52 @@ impl Gateway {
             self.logs.execution(context, threshold, problem);
         }
         Ok(response)
+    }
+
+    /// `DYNAMIC_ROUTING_BACKEND`: the backend the selector's value chooses, with its record
+    /// (`dynamicRouting.backendMatched`/`defaultBackendMatched`), or the
+    /// `dynamicRouting.backendRejected` record when no rule matches (answered 404).
+    fn route_dynamically<'d>(
+        &self,
+        routing: &'d claimgate_config::DynamicRouting,
+        verdict: &Verdict,
+        parts: &http::request::Parts,
+        params: &[(String, String)],
+    ) -> Result<(ExecutionRecord, &'d Backend), ExecutionRecord> {
+        let input = claimgate_core::RoutingInput {
+            request: &PartsView(parts),
+            params,
+            auth: verdict.claims.as_deref(),
+            usage_plan: parts
+                .extensions
+                .get::<crate::context::UsagePlanId>()
+                .map(|p| p.0.as_str()),
+            client_cert: None,
+        };
+        let mut choice =
+            claimgate_core::choose_backend(routing, &input.selector_value(&routing.selector));
+        let rule = choice.rule(routing);
+        // A claim chosen on is logged as a claim value is: hashed when values are redacted.
+        if self.options.redact_claim_values
+            && routing.selector.table == claimgate_config::ContextTable::Auth
+        {
+            choice.value = redacted(&json!(choice.value))
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+        }
+        let event = choice.event(routing);
+        let record = ExecutionRecord::new(event.code, Level::from_name(event.level), event.message)
+            .with("selector", json!(routing.selector.to_string()));
+        match rule {
+            Some(rule) => Ok((
+                record
+                    .with("backendName", json!(rule.name))
+                    .with("backendType", json!(rule.backend.kind())),
+                &rule.backend,
+            )),
+            None => Err(record),
+        }
     }
 
     fn access_log(
