@@ -135,6 +135,16 @@ struct ServedSet {
     served: Vec<Served>,
     /// `--usage-plans` and `--subscribers`, swapped with the deployments.
     subscriptions: Arc<claimgate_config::Subscriptions>,
+    /// `--functions`, swapped with the deployments.
+    functions: Arc<claimgate_config::FunctionMap>,
+}
+
+/// What the deployments refer to beside key material, read from their own files and swapped
+/// with them: usage plans and subscribers, the functions map.
+#[derive(Debug, Clone, Default)]
+pub struct Resources {
+    pub subscriptions: claimgate_config::Subscriptions,
+    pub functions: claimgate_config::FunctionMap,
 }
 
 /// A running gateway's shared state.
@@ -174,21 +184,14 @@ impl Gateway {
         logs: Logs,
         options: Options,
     ) -> Result<Arc<Self>, String> {
-        Self::start_with(
-            deployments,
-            claimgate_config::Subscriptions::default(),
-            secrets,
-            logs,
-            options,
-        )
-        .await
+        Self::start_with(deployments, Resources::default(), secrets, logs, options).await
     }
 
-    /// [`Gateway::start`] with the usage plans and subscribers of `--usage-plans` and
-    /// `--subscribers`.
+    /// [`Gateway::start`] with the resources the deployments refer to (`--usage-plans`,
+    /// `--subscribers`, `--functions`).
     pub async fn start_with(
         deployments: Vec<Deployment>,
-        subscriptions: claimgate_config::Subscriptions,
+        resources: Resources,
         secrets: &Secrets,
         logs: Logs,
         mut options: Options,
@@ -227,6 +230,7 @@ impl Gateway {
             state: ArcSwap::from_pointee(ServedSet {
                 served: Vec::new(),
                 subscriptions: Arc::default(),
+                functions: Arc::default(),
             }),
             tls: arc_swap::ArcSwapOption::empty(),
             generation: std::sync::atomic::AtomicU64::new(0),
@@ -240,7 +244,12 @@ impl Gateway {
             options,
         };
         let set = gateway
-            .build(deployments, Arc::new(subscriptions), secrets)
+            .build(
+                deployments,
+                Arc::new(resources.subscriptions),
+                Arc::new(resources.functions),
+                secrets,
+            )
             .await?;
         gateway.state.store(Arc::new(set));
         Ok(Arc::new(gateway))
@@ -252,6 +261,7 @@ impl Gateway {
         &self,
         deployments: Vec<Deployment>,
         subscriptions: Arc<claimgate_config::Subscriptions>,
+        functions: Arc<claimgate_config::FunctionMap>,
         secrets: &Secrets,
     ) -> Result<ServedSet, String> {
         let generation = self
@@ -316,6 +326,7 @@ impl Gateway {
         Ok(ServedSet {
             served,
             subscriptions,
+            functions,
         })
     }
 
@@ -379,30 +390,43 @@ impl Gateway {
     /// Swaps in a new, already validated set of deployments. Requests in flight finish on the
     /// set they started with.
     pub async fn reload(&self, deployments: Vec<Deployment>, secrets: &Secrets) {
-        let subscriptions = self.state.load().subscriptions.clone();
-        self.reload_set(deployments, subscriptions, secrets).await;
+        let (subscriptions, functions) = {
+            let state = self.state.load();
+            (state.subscriptions.clone(), state.functions.clone())
+        };
+        self.reload_set(deployments, subscriptions, functions, secrets)
+            .await;
     }
 
-    /// [`Gateway::reload`] with new usage plans and subscribers, swapped together with the
-    /// deployments; usage counters carry over (they are keyed by ids).
+    /// [`Gateway::reload`] with new resources, swapped together with the deployments; usage
+    /// counters carry over (they are keyed by ids).
     pub async fn reload_with(
         &self,
         deployments: Vec<Deployment>,
-        subscriptions: claimgate_config::Subscriptions,
+        resources: Resources,
         secrets: &Secrets,
     ) {
-        self.reload_set(deployments, Arc::new(subscriptions), secrets)
-            .await;
+        self.reload_set(
+            deployments,
+            Arc::new(resources.subscriptions),
+            Arc::new(resources.functions),
+            secrets,
+        )
+        .await;
     }
 
     async fn reload_set(
         &self,
         deployments: Vec<Deployment>,
         subscriptions: Arc<claimgate_config::Subscriptions>,
+        functions: Arc<claimgate_config::FunctionMap>,
         secrets: &Secrets,
     ) {
         let labels: Vec<String> = deployments.iter().map(|d| d.path_prefix.clone()).collect();
-        let set = match self.build(deployments, subscriptions, secrets).await {
+        let set = match self
+            .build(deployments, subscriptions, functions, secrets)
+            .await
+        {
             Ok(set) => set,
             Err(error) => return self.reload_rejected(&[error]),
         };
