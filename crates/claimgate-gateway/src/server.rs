@@ -1364,6 +1364,7 @@ impl Gateway {
         &self,
         verdict: &Verdict,
         deployment: &Deployment,
+        functions: &claimgate_config::FunctionMap,
         parts: &http::request::Parts,
         body: Incoming,
         peer: SocketAddr,
@@ -1397,7 +1398,89 @@ impl Gateway {
         };
         let response = match backend {
             Backend::Stock(stock) => respond::stock(stock, parts.method == http::Method::HEAD),
-            Backend::Dynamic(_) | Backend::Functions(_) | Backend::Unsupported { .. } => {
+            Backend::Functions(function) => {
+                let query = match &route.query_parameter_transformations {
+                    Some(rules) => {
+                        crate::transform::query(rules, parts.uri.query(), &request_context)
+                    }
+                    None => parts.uri.query().map(str::to_owned),
+                };
+                let function_id = function.function_id.as_str();
+                // `serve` refuses a deployment whose functions the map lacks, and a reload
+                // that would drop one: this is a safety net.
+                let Some(url) = functions.url(function_id) else {
+                    self.logs.execution(
+                        context,
+                        threshold,
+                        function_failed(
+                            function_id,
+                            format!("Function {function_id} has no URL in --functions."),
+                            "NOT_MAPPED",
+                        ),
+                    );
+                    return Err(respond::error(502));
+                };
+                let body = crate::proxy::client_body(body, MAX_BODY_BYTES);
+                // The request an HTTP backend at the function's URL would get, then wrapped.
+                let inner = backend_request(url, None, parts, body, peer, request_id, |headers| {
+                    if let Some(rules) = &route.header_transformations {
+                        problems.extend(crate::transform::headers(
+                            rules,
+                            headers,
+                            &request_context,
+                        ));
+                    }
+                });
+                for problem in problems.drain(..) {
+                    self.logs.execution(context, threshold, problem);
+                }
+                let inner = match inner {
+                    Ok(inner) => inner,
+                    Err(reason) => {
+                        self.logs.execution(
+                            context,
+                            threshold,
+                            function_failed(function_id, reason, "URL_INVALID"),
+                        );
+                        return Err(respond::error(502));
+                    }
+                };
+                let request_url = match &query {
+                    Some(q) if !q.is_empty() => format!("{}?{q}", parts.uri.path()),
+                    _ => parts.uri.path().to_owned(),
+                };
+                let invocation = crate::functions::invocation(
+                    inner,
+                    &parts.method,
+                    &request_url,
+                    parts.headers.get(http::header::HOST),
+                );
+                match self.invoke_function(invocation).await {
+                    Ok(response) => response,
+                    Err(failure) => {
+                        let status = failure.status();
+                        let record = if status == 502 {
+                            function_failed(
+                                function_id,
+                                format!(
+                                    "Request to the function failed: {} ({}).",
+                                    failure.cause(),
+                                    failure.detail()
+                                ),
+                                failure.cause(),
+                            )
+                        } else {
+                            body_invalid(&format!(
+                                "The request body is invalid: {}.",
+                                failure.detail()
+                            ))
+                        };
+                        self.logs.execution(context, threshold, record);
+                        return Err(respond::error(status));
+                    }
+                }
+            }
+            Backend::Dynamic(_) | Backend::Unsupported { .. } => {
                 let kind = backend.kind();
                 self.logs.execution(
                     context,
@@ -1503,6 +1586,22 @@ impl Gateway {
         Ok(response)
     }
 
+    /// `ORACLE_FUNCTIONS_BACKEND`: calls the function ([`crate::functions::invocation`]) and
+    /// unwraps its answer, all within [`crate::functions::TIMEOUT`].
+    async fn invoke_function(
+        &self,
+        invocation: Request<Body>,
+    ) -> Result<Response<Body>, crate::functions::FunctionFailure> {
+        let started = Instant::now();
+        let response = self
+            .client
+            .send(invocation, false, crate::functions::TIMEOUT)
+            .await
+            .map_err(crate::functions::FunctionFailure::Call)?;
+        let left = crate::functions::TIMEOUT.saturating_sub(started.elapsed());
+        crate::functions::answer(response, left).await
+    }
+
     /// `DYNAMIC_ROUTING_BACKEND`: the backend the selector's value chooses, with its record
     /// (`dynamicRouting.backendMatched`/`defaultBackendMatched`), or the
     /// `dynamicRouting.backendRejected` record when no rule matches (answered 404).
@@ -1589,6 +1688,14 @@ struct UsageCounted<'s> {
     entitlement: &'s str,
     subscriber: &'s str,
     quota: u64,
+}
+
+/// The record of a function that gave no usable answer (ERROR: the deployment's function,
+/// not the client, is at fault).
+fn function_failed(function_id: &str, message: String, cause: &'static str) -> ExecutionRecord {
+    ExecutionRecord::new("functionsBackend.requestError", Level::Error, message)
+        .with("cause", json!(cause))
+        .with("functionId", json!(function_id))
 }
 
 /// Whether the request declares a body above [`MAX_BODY_BYTES`] (answered 413 before it is

@@ -62,6 +62,10 @@ pub(crate) struct CheckArgs {
     /// (repeatable).
     #[arg(long = "subscribers", value_name = "FILE|DIR", value_parser = crate::input::file_arg)]
     pub(crate) subscribers: Vec<String>,
+    /// The functions file: a JSON object mapping each function OCID the deployment names to
+    /// the URL that invokes it (as `serve --functions`); a function it lacks is warned about.
+    #[arg(long, value_name = "FILE", value_parser = crate::input::file_arg)]
+    pub(crate) functions: Option<String>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub(crate) output: Format,
@@ -238,6 +242,15 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
     let now = parse_now(args.now.as_deref())?;
     let request = parse_request(args, deployment)?;
     let mut notes: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
+    let functions = crate::input::read_functions(args.functions.as_deref())?;
+    if let Some((_, warnings)) = &functions {
+        notes.extend(warnings.iter().cloned());
+    }
+    notes.extend(
+        crate::input::unmapped_functions(deployment, functions.as_ref().map(|(map, _)| map))
+            .iter()
+            .map(ToString::to_string),
+    );
 
     let obtained = obtain(args, deployment, &request, &mut notes)?;
     let keys_from = &obtained.keys_from;
@@ -650,9 +663,14 @@ fn print_text(
     notes: &[String],
 ) {
     let p = Paint(colour_enabled());
-    let chosen = routing
-        .and_then(|(d, j)| j.choice.rule(d))
-        .map(|r| &r.backend);
+    let chosen = match routing {
+        Some((dynamic, judged)) => judged.choice.rule(dynamic).map(|r| &r.backend),
+        None => verdict
+            .route
+            .as_ref()
+            .and_then(|r| deployment.routes.get(r.index))
+            .map(|r| &r.backend),
+    };
     let status = match (verdict.status, chosen) {
         (Some(s), _) => format!("{s} {}", reason_phrase(s)).trim_end().to_owned(),
         (None, Some(Backend::Functions(_))) => "forwarded to the function".to_owned(),

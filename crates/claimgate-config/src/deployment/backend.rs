@@ -1,5 +1,5 @@
-//! Route backends: every type OCI has, checked in full; claimgate serves stock responses and
-//! HTTP backends.
+//! Route backends: every type OCI has, checked in full; claimgate serves stock responses, HTTP
+//! backends, functions (through `--functions`) and dynamic routing among those.
 
 use super::notes::Notes;
 use super::transform::is_token;
@@ -125,13 +125,6 @@ pub(crate) fn read_backend(
             });
             obj.finish(cx, &["type", "functionId"]);
             let function_id = function?.to_owned();
-            if !nested {
-                cx.warn(
-                    &field.path,
-                    "ORACLE_FUNCTIONS_BACKEND is never served by claimgate (routes to it answer \
-                     502)",
-                );
-            }
             Some(Backend::Functions(FunctionsBackend { function_id }))
         }
         "DYNAMIC_ROUTING_BACKEND" => {
