@@ -4,10 +4,11 @@ The gateway POSTs the client's body and describes the client's request in header
 Fn-Http-Method, Fn-Http-Request-Url and Fn-Http-H-<Name> for each request header. The function
 answers with Fn-Http-Status and Fn-Http-H-<Name> for the client's status and headers.
 
-    python3 trucks_fn.py            # listens on 127.0.0.1:8081 (standard library only)
+    python3 trucks_fn.py [PORT]     # listens on 127.0.0.1:8081 (standard library only)
 """
 
 import json
+import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PREFIX = "fn-http-h-"
@@ -42,4 +43,5 @@ class Trucks(BaseHTTPRequestHandler):
 
 
 if __name__ == "__main__":
-    ThreadingHTTPServer(("127.0.0.1", 8081), Trucks).serve_forever()
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 8081
+    ThreadingHTTPServer(("127.0.0.1", port), Trucks).serve_forever()

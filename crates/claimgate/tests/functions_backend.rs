@@ -485,3 +485,62 @@ fn check_and_validate_warn_about_functions_the_map_lacks() {
     assert_eq!(out.status.code(), Some(0));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("needs a URL"));
 }
+
+/// The README's walkthrough: `examples/fleet` with its Python function, as written.
+#[test]
+fn the_fleet_example_routes_to_its_stock_response_and_its_function() {
+    let root = support::repo().join("examples/fleet");
+    let port = support::free_port();
+    let function = support::Running(
+        std::process::Command::new(support::python())
+            .arg(root.join("trucks_fn.py"))
+            .arg(port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python runs"),
+    );
+    support::wait_for(&format!("127.0.0.1:{port}"));
+    let dir = tempfile::tempdir().unwrap();
+    let map = dir.path().join("functions.json");
+    std::fs::write(
+        &map,
+        json!({"ocid1.fnfunc.oc1.phx.trucks": format!("http://127.0.0.1:{port}/")}).to_string(),
+    )
+    .unwrap();
+    let map = map.to_str().unwrap().to_owned();
+    let gw = start_gateway_on(
+        dir,
+        &[root.join("deployment.json")],
+        false,
+        &["--functions", &map],
+    );
+    let call = |vehicle: &str, body: &str| {
+        let response = client()
+            .post(format!("{}/fleet/vehicles", gw.base))
+            .header("X-Vehicle", vehicle)
+            .body(body.to_owned())
+            .send()
+            .unwrap();
+        let status = response.status().as_u16();
+        let fleet = response
+            .headers()
+            .get("x-fleet")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (status, fleet, response.text().unwrap())
+    };
+    assert_eq!(
+        call("SEDAN", ""),
+        (200, None, r#"{"fleet": "cars"}"#.to_owned())
+    );
+    let (status, fleet, body) = call("truck-42", r#"{"load": "bricks"}"#);
+    assert_eq!((status, fleet.as_deref()), (200, Some("trucks")));
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        body,
+        json!({"fleet": "trucks", "vehicle": "truck-42", "method": "POST",
+               "url": "/fleet/vehicles", "body": "{\"load\": \"bricks\"}"})
+    );
+    assert_eq!(call("boat", "").0, 404);
+    drop(function);
+}
