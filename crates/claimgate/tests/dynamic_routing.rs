@@ -529,3 +529,88 @@ fn check_names_the_rule_and_the_backend_chosen() {
     assert_eq!(doc["dynamicRouting"]["matched"], "WILDCARD");
     assert_eq!(doc["backendUrl"], "http://127.0.0.1:9002/globex");
 }
+
+/// `request.usage_plan[id]`: the plan the usage-plan phase counted the request under chooses
+/// the backend (routing comes after usage plans), in `serve` and in `check`.
+#[test]
+fn the_usage_plan_a_request_counts_under_selects() {
+    let root = support::repo().join("examples/usage-plans");
+    let mut deployment: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("deployment.json")).unwrap())
+            .unwrap();
+    deployment["specification"]["routes"][0]["backend"] = json!({
+        "type": "DYNAMIC_ROUTING_BACKEND",
+        "selectionSource": {"type": "SINGLE", "selector": "request.usage_plan[id]"},
+        "routingBackends": [
+            {"key": key("ANY_OF", "premium", json!(["ocid1.usageplan.oc1..premium"]), false),
+             "backend": stock(200, "premium forecast")},
+            {"key": key("WILDCARD", "everyone", json!("*"), false),
+             "backend": stock(200, "basic forecast")}
+        ]
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("weather.json");
+    std::fs::write(&file, deployment.to_string()).unwrap();
+    let plans = root.join("usage-plans.json");
+    let subscribers = root.join("subscribers.json");
+    let (plans, subscribers) = (plans.to_str().unwrap(), subscribers.to_str().unwrap());
+    let file_arg = file.to_str().unwrap().to_owned();
+
+    let check = |key: &str| {
+        let output = claimgate(&[
+            "check",
+            "--deployment",
+            &file_arg,
+            "--request",
+            "GET /weather/forecast",
+            "--header",
+            &format!("x-api-key: {key}"),
+            "--usage-plans",
+            plans,
+            "--subscribers",
+            subscribers,
+            "-o",
+            "json",
+        ]);
+        let doc: Value = serde_json::from_slice(&output.stdout).unwrap();
+        (
+            doc["dynamicRouting"]["value"].clone(),
+            doc["dynamicRouting"]["rule"].clone(),
+        )
+    };
+    assert_eq!(
+        check("acme-mobile-7d2e90"),
+        (json!("ocid1.usageplan.oc1..premium"), json!("premium"))
+    );
+    assert_eq!(
+        check("free-key-3f9a1c"),
+        (json!("ocid1.usageplan.oc1..free"), json!("everyone"))
+    );
+
+    let gw = support::start_gateway_on(
+        dir,
+        &[file],
+        false,
+        &["--usage-plans", plans, "--subscribers", subscribers],
+    );
+    let premium = get(
+        &gw,
+        "/weather/forecast",
+        &[("x-api-key", "acme-web-b41c55")],
+    );
+    assert_eq!(
+        (premium.status, premium.body.as_str()),
+        (200, "premium forecast")
+    );
+    assert_eq!(routing_records(&gw, &premium.id), matched("premium"));
+    let free = get(
+        &gw,
+        "/weather/forecast",
+        &[("x-api-key", "free-key-3f9a1c")],
+    );
+    assert_eq!((free.status, free.body.as_str()), (200, "basic forecast"));
+    // No subscriber: refused by the usage plan before routing.
+    let nobody = get(&gw, "/weather/forecast", &[("x-api-key", "guessed")]);
+    assert_eq!(nobody.status, 403);
+    assert!(routing_records(&gw, &nobody.id).is_empty());
+}
