@@ -27,16 +27,17 @@ pub struct RoutingChoice {
     pub value: String,
 }
 
-/// Chooses the rule for `value`, the selector's value in the request. Pure.
-pub fn choose_backend(routing: &DynamicRouting, value: &str) -> RoutingChoice {
+/// Chooses the rule for `value`, the selector's value in the request
+/// ([`RoutingInput::selector_value`]). Pure.
+pub fn choose_backend(routing: &DynamicRouting, value: String) -> RoutingChoice {
     let (rule, matched) = select_key(
         routing.rules.iter().map(|r| (&r.key, r.is_default)),
-        Some(value),
+        Some(&value),
     );
     RoutingChoice {
         rule,
         matched,
-        value: value.to_owned(),
+        value,
     }
 }
 
@@ -204,7 +205,7 @@ impl Verdict {
         let Backend::Dynamic(routing) = &route.backend else {
             return None;
         };
-        let choice = choose_backend(routing, &input.selector_value(&routing.selector));
+        let choice = choose_backend(routing, input.selector_value(&routing.selector));
         let mut judgement = RoutingJudgement {
             choice,
             url: None,
@@ -266,7 +267,7 @@ mod tests {
     }
 
     fn chosen<'r>(routing: &'r DynamicRouting, value: &str) -> (Option<&'r str>, Matched) {
-        let choice = choose_backend(routing, value);
+        let choice = choose_backend(routing, value.to_owned());
         (
             choice.rule(routing).map(|r| r.name.as_str()),
             choice.matched,
@@ -306,13 +307,13 @@ mod tests {
             rules: vec![rule("k", SelectionKey::AnyOf(vec!["k".into()]), false)],
             ..routing(false)
         };
-        assert_eq!(choose_backend(&kelvin, "\u{212A}").rule, None);
+        assert_eq!(choose_backend(&kelvin, "\u{212A}".into()).rule, None);
     }
 
     #[test]
     fn records_name_the_rule_and_bound_the_value() {
         let routing = routing(true);
-        let event = choose_backend(&routing, "car").event(&routing);
+        let event = choose_backend(&routing, "car".into()).event(&routing);
         assert_eq!(
             (event.code.as_ref(), event.level, event.message.as_ref()),
             (
@@ -321,11 +322,11 @@ mod tests {
                 "Backend rule 'cars' matched request.headers[X-Vehicle] = 'car'."
             )
         );
-        let event = choose_backend(&routing, "boat").event(&routing);
+        let event = choose_backend(&routing, "boat".into()).event(&routing);
         assert_eq!(event.code, "dynamicRouting.defaultBackendMatched");
         assert!(event.message.contains("'cars'"), "{}", event.message);
         let long = "b".repeat(10_000);
-        let event = choose_backend(&self::routing(false), &long).event(&self::routing(false));
+        let event = choose_backend(&self::routing(false), long).event(&self::routing(false));
         assert_eq!(
             (event.code.as_ref(), event.level),
             ("dynamicRouting.backendRejected", "WARN")

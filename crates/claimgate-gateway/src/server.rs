@@ -1383,15 +1383,17 @@ impl Gateway {
         let mut problems = Vec::new();
         let backend = match &route.backend {
             Backend::Dynamic(routing) => {
-                match self.route_dynamically(routing, verdict, parts, &route_info.params) {
-                    Ok(record) => {
-                        self.logs.execution(context, threshold, record.0);
-                        record.1
-                    }
-                    Err(record) => {
-                        self.logs.execution(context, threshold, record);
-                        return Err(respond::error(claimgate_core::NO_RULE_STATUS));
-                    }
+                let chosen = self.route_dynamically(
+                    routing,
+                    verdict,
+                    parts,
+                    &route_info.params,
+                    context,
+                    threshold,
+                );
+                match chosen {
+                    Some(backend) => backend,
+                    None => return Err(respond::error(claimgate_core::NO_RULE_STATUS)),
                 }
             }
             backend => backend,
@@ -1602,16 +1604,19 @@ impl Gateway {
         crate::functions::answer(response, left).await
     }
 
-    /// `DYNAMIC_ROUTING_BACKEND`: the backend the selector's value chooses, with its record
-    /// (`dynamicRouting.backendMatched`/`defaultBackendMatched`), or the
-    /// `dynamicRouting.backendRejected` record when no rule matches (answered 404).
+    /// `DYNAMIC_ROUTING_BACKEND`: the backend the selector's value chooses, recorded as
+    /// `dynamicRouting.backendMatched`/`defaultBackendMatched` (INFO, naming the rule); `None`
+    /// when no rule matches (answered 404), recorded as `dynamicRouting.backendRejected`
+    /// (WARN).
     fn route_dynamically<'d>(
         &self,
         routing: &'d claimgate_config::DynamicRouting,
         verdict: &Verdict,
         parts: &http::request::Parts,
         params: &[(String, String)],
-    ) -> Result<(ExecutionRecord, &'d Backend), ExecutionRecord> {
+        context: Context<'_>,
+        threshold: Level,
+    ) -> Option<&'d Backend> {
         let input = claimgate_core::RoutingInput {
             request: &PartsView(parts),
             params,
@@ -1623,29 +1628,36 @@ impl Gateway {
             client_cert: None,
         };
         let mut choice =
-            claimgate_core::choose_backend(routing, &input.selector_value(&routing.selector));
+            claimgate_core::choose_backend(routing, input.selector_value(&routing.selector));
         let rule = choice.rule(routing);
-        // A claim chosen on is logged as a claim value is: hashed when values are redacted.
-        if self.options.redact_claim_values
-            && routing.selector.table == claimgate_config::ContextTable::Auth
-        {
-            choice.value = redacted(&json!(choice.value))
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-        }
-        let event = choice.event(routing);
-        let record = ExecutionRecord::new(event.code, Level::from_name(event.level), event.message)
-            .with("selector", json!(routing.selector.to_string()));
-        match rule {
-            Some(rule) => Ok((
-                record
+        let level = if rule.is_some() {
+            Level::Info
+        } else {
+            Level::Warn
+        };
+        // Built only when it will be written: at WARN, every routed request's record is below
+        // the threshold.
+        if level >= threshold {
+            // A claim chosen on is logged as a claim value is: hashed when values are redacted.
+            if self.options.redact_claim_values
+                && routing.selector.table == claimgate_config::ContextTable::Auth
+            {
+                choice.value = redacted(&json!(choice.value))
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+            }
+            let event = choice.event(routing);
+            let mut record = ExecutionRecord::new(event.code, level, event.message)
+                .with("selector", json!(routing.selector.to_string()));
+            if let Some(rule) = rule {
+                record = record
                     .with("backendName", json!(rule.name))
-                    .with("backendType", json!(rule.backend.kind())),
-                &rule.backend,
-            )),
-            None => Err(record),
+                    .with("backendType", json!(rule.backend.kind()));
+            }
+            self.logs.execution(context, threshold, record);
         }
+        rule.map(|r| &r.backend)
     }
 
     fn access_log(

@@ -614,3 +614,38 @@ fn the_usage_plan_a_request_counts_under_selects() {
     assert_eq!(nobody.status, 403);
     assert!(routing_records(&gw, &nobody.id).is_empty());
 }
+
+/// At the WARN execution-log level a matched rule is not recorded (INFO), a rejected request
+/// still is.
+#[test]
+fn at_warn_only_rejections_are_recorded() {
+    let mut spec = route(
+        "/r",
+        "request.headers[X-Vehicle]",
+        json!([{"key": key("ANY_OF", "cars", json!(["car"]), false), "backend": stock(200, "cars")}]),
+        true,
+    );
+    spec["requestPolicies"] = json!({});
+    let deployment = json!({
+        "pathPrefix": "/w",
+        "specification": {
+            "loggingPolicies": {"executionLog": {"logLevel": "WARN"}},
+            "routes": [spec]
+        }
+    });
+    let gw = start_gateway(&[deployment], false, &[]);
+    let matched_request = get(&gw, "/w/r", &[("X-Vehicle", "car")]);
+    assert_eq!(matched_request.status, 200);
+    let rejected = get(&gw, "/w/r", &[("X-Vehicle", "bus")]);
+    assert_eq!(rejected.status, 404);
+    assert_eq!(
+        routing_records(&gw, &rejected.id),
+        vec![(
+            "dynamicRouting.backendRejected".into(),
+            "WARN".into(),
+            Value::Null
+        )]
+    );
+    // Written in order: the rejected request's record is there, the matched one's is not.
+    assert!(routing_records(&gw, &matched_request.id).is_empty());
+}
