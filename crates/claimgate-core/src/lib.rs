@@ -15,6 +15,7 @@ mod escape;
 pub mod path;
 mod phase;
 pub mod route;
+mod routing;
 mod time;
 mod usage;
 mod validation;
@@ -23,11 +24,13 @@ mod verdict;
 pub use check::{Check, CheckId, Failure, Note, Outcome, TimeContext};
 pub use claims::{claim_text, Claims};
 pub use dynamic::{
-    select_for_request, select_server, wildcard_matches, Matched, Selection, SelectorToken,
+    select_for_request, select_key, select_server, wildcard_matches, Matched, Selection,
+    SelectorToken,
 };
 pub use escape::{escape, is_escaped, Escaped};
 pub use path::PathRejection;
 pub use phase::PhaseId;
+pub use routing::{choose_backend, RoutingChoice, RoutingInput, RoutingJudgement, NO_RULE_STATUS};
 pub use time::{human_duration, relative, skew_text, UnixTime};
 pub use usage::{
     resolve_usage_plan, UsagePlanDecision, UsagePlanMatch, UsagePlanRefusal,

@@ -552,7 +552,8 @@ fn finish(
     let status = if allow {
         match &route.backend {
             Backend::Stock(stock) => Some(stock.status),
-            Backend::Http(_) => None,
+            // Chosen (dynamic routing) or answered (HTTP, functions) after the verdict.
+            Backend::Http(_) | Backend::Functions(_) | Backend::Dynamic(_) => None,
             Backend::Unsupported { .. } => Some(502),
         }
     } else {
@@ -1825,8 +1826,9 @@ impl Verdict {
 /// A context variable's text, as the gateway substitutes it and `check` explains it:
 /// `request.path` (the route's parameters), `request.auth` (verified claims: strings as they
 /// are, other values as JSON), `request.headers` (a repeated header's first value),
-/// `request.query` (as sent, still percent-encoded) and `request.host`; empty when missing, as
-/// OCI renders a missing variable, and for tables the caller supplies itself (`request.cert`).
+/// `request.query` (as sent, still percent-encoded), `request.host` and
+/// `request.subdomain[...]` (from the host without its port); empty when missing, as OCI
+/// renders a missing variable, and for tables the caller supplies itself (`request.cert`).
 pub fn context_value<'h>(
     variable: &claimgate_config::ContextVariable,
     params: &[(String, String)],
@@ -1855,6 +1857,10 @@ pub fn context_value<'h>(
             .map(|(_, v)| v.to_owned())
             .unwrap_or_default(),
         ContextTable::Host => header("host").unwrap_or_default().to_owned(),
+        ContextTable::Subdomain => header("host")
+            .and_then(|h| crate::dynamic::subdomain(crate::dynamic::host_without_port(h), key))
+            .unwrap_or_default()
+            .to_owned(),
         _ => String::new(),
     }
 }

@@ -13,6 +13,7 @@ mod context;
 mod cors;
 pub mod demo;
 pub mod discovery;
+mod functions;
 mod ids;
 pub mod keys;
 pub mod limit;

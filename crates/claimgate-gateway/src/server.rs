@@ -1371,6 +1371,7 @@ impl Gateway {
         &self,
         verdict: &Verdict,
         deployment: &Deployment,
+        functions: &claimgate_config::FunctionMap,
         parts: &http::request::Parts,
         body: Incoming,
         peer: SocketAddr,
@@ -1387,9 +1388,109 @@ impl Gateway {
         let request_context =
             RequestContext::new(parts, &route_info.params, verdict.claims.as_deref());
         let mut problems = Vec::new();
-        let response = match &route.backend {
+        let backend = match &route.backend {
+            Backend::Dynamic(routing) => {
+                let chosen = self.route_dynamically(
+                    routing,
+                    verdict,
+                    parts,
+                    &route_info.params,
+                    context,
+                    threshold,
+                );
+                match chosen {
+                    Some(backend) => backend,
+                    None => return Err(respond::error(claimgate_core::NO_RULE_STATUS)),
+                }
+            }
+            backend => backend,
+        };
+        let response = match backend {
             Backend::Stock(stock) => respond::stock(stock, parts.method == http::Method::HEAD),
-            Backend::Unsupported { kind } => {
+            Backend::Functions(function) => {
+                let query = match &route.query_parameter_transformations {
+                    Some(rules) => {
+                        crate::transform::query(rules, parts.uri.query(), &request_context)
+                    }
+                    None => parts.uri.query().map(str::to_owned),
+                };
+                let function_id = function.function_id.as_str();
+                // `serve` refuses a deployment whose functions the map lacks, and a reload
+                // that would drop one: this is a safety net.
+                let Some(url) = functions.url(function_id) else {
+                    self.logs.execution(
+                        context,
+                        threshold,
+                        function_failed(
+                            function_id,
+                            format!("Function {function_id} has no URL in --functions."),
+                            "NOT_MAPPED",
+                        ),
+                    );
+                    return Err(respond::error(502));
+                };
+                let body = crate::proxy::client_body(body, MAX_BODY_BYTES);
+                // The request an HTTP backend at the function's URL would get, then wrapped.
+                let inner = backend_request(url, None, parts, body, peer, request_id, |headers| {
+                    if let Some(rules) = &route.header_transformations {
+                        problems.extend(crate::transform::headers(
+                            rules,
+                            headers,
+                            &request_context,
+                        ));
+                    }
+                });
+                for problem in problems.drain(..) {
+                    self.logs.execution(context, threshold, problem);
+                }
+                let inner = match inner {
+                    Ok(inner) => inner,
+                    Err(reason) => {
+                        self.logs.execution(
+                            context,
+                            threshold,
+                            function_failed(function_id, reason, "URL_INVALID"),
+                        );
+                        return Err(respond::error(502));
+                    }
+                };
+                let request_url = match &query {
+                    Some(q) if !q.is_empty() => format!("{}?{q}", parts.uri.path()),
+                    _ => parts.uri.path().to_owned(),
+                };
+                let invocation = crate::functions::invocation(
+                    inner,
+                    &parts.method,
+                    &request_url,
+                    parts.headers.get(http::header::HOST),
+                );
+                match self.invoke_function(invocation).await {
+                    Ok(response) => response,
+                    Err(failure) => {
+                        let status = failure.status();
+                        let record = if status == 502 {
+                            function_failed(
+                                function_id,
+                                format!(
+                                    "Request to the function failed: {} ({}).",
+                                    failure.cause(),
+                                    failure.detail()
+                                ),
+                                failure.cause(),
+                            )
+                        } else {
+                            body_invalid(&format!(
+                                "The request body is invalid: {}.",
+                                failure.detail()
+                            ))
+                        };
+                        self.logs.execution(context, threshold, record);
+                        return Err(respond::error(status));
+                    }
+                }
+            }
+            Backend::Dynamic(_) | Backend::Unsupported { .. } => {
+                let kind = backend.kind();
                 self.logs.execution(
                     context,
                     threshold,
@@ -1494,6 +1595,79 @@ impl Gateway {
         Ok(response)
     }
 
+    /// `ORACLE_FUNCTIONS_BACKEND`: calls the function ([`crate::functions::invocation`]) and
+    /// unwraps its answer, all within [`crate::functions::TIMEOUT`].
+    async fn invoke_function(
+        &self,
+        invocation: Request<Body>,
+    ) -> Result<Response<Body>, crate::functions::FunctionFailure> {
+        let started = Instant::now();
+        let response = self
+            .client
+            .send(invocation, false, crate::functions::TIMEOUT)
+            .await
+            .map_err(crate::functions::FunctionFailure::Call)?;
+        let left = crate::functions::TIMEOUT.saturating_sub(started.elapsed());
+        crate::functions::answer(response, left).await
+    }
+
+    /// `DYNAMIC_ROUTING_BACKEND`: the backend the selector's value chooses, recorded as
+    /// `dynamicRouting.backendMatched`/`defaultBackendMatched` (INFO, naming the rule); `None`
+    /// when no rule matches (answered 404), recorded as `dynamicRouting.backendRejected`
+    /// (WARN).
+    fn route_dynamically<'d>(
+        &self,
+        routing: &'d claimgate_config::DynamicRouting,
+        verdict: &Verdict,
+        parts: &http::request::Parts,
+        params: &[(String, String)],
+        context: Context<'_>,
+        threshold: Level,
+    ) -> Option<&'d Backend> {
+        let input = claimgate_core::RoutingInput {
+            // Selectors read headers, query, host: never whether the request has a body.
+            request: &PartsView { parts, body: false },
+            params,
+            auth: verdict.claims.as_deref(),
+            usage_plan: parts
+                .extensions
+                .get::<crate::context::UsagePlanId>()
+                .map(|p| p.0.as_str()),
+            client_cert: None,
+        };
+        let mut choice =
+            claimgate_core::choose_backend(routing, input.selector_value(&routing.selector));
+        let rule = choice.rule(routing);
+        let level = if rule.is_some() {
+            Level::Info
+        } else {
+            Level::Warn
+        };
+        // Built only when it will be written: at WARN, every routed request's record is below
+        // the threshold.
+        if level >= threshold {
+            // A claim chosen on is logged as a claim value is: hashed when values are redacted.
+            if self.options.redact_claim_values
+                && routing.selector.table == claimgate_config::ContextTable::Auth
+            {
+                choice.value = redacted(&json!(choice.value))
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+            }
+            let event = choice.event(routing);
+            let mut record = ExecutionRecord::new(event.code, level, event.message)
+                .with("selector", json!(routing.selector.to_string()));
+            if let Some(rule) = rule {
+                record = record
+                    .with("backendName", json!(rule.name))
+                    .with("backendType", json!(rule.backend.kind()));
+            }
+            self.logs.execution(context, threshold, record);
+        }
+        rule.map(|r| &r.backend)
+    }
+
     fn access_log(
         &self,
         context: Context<'_>,
@@ -1534,6 +1708,14 @@ struct UsageCounted<'s> {
     entitlement: &'s str,
     subscriber: &'s str,
     quota: u64,
+}
+
+/// The record of a function that gave no usable answer (ERROR: the deployment's function,
+/// not the client, is at fault).
+fn function_failed(function_id: &str, message: String, cause: &'static str) -> ExecutionRecord {
+    ExecutionRecord::new("functionsBackend.requestError", Level::Error, message)
+        .with("cause", json!(cause))
+        .with("functionId", json!(function_id))
 }
 
 /// Whether the request declares a body above [`MAX_BODY_BYTES`] (answered 413 before it is

@@ -102,6 +102,7 @@ fn to_check(args: &IntrospectArgs) -> Result<CheckArgs, InputError> {
         allow_endpoints: args.allow_endpoints.clone(),
         usage_plans: Vec::new(),
         subscribers: Vec::new(),
+        functions: None,
         output: args.output,
     })
 }

@@ -333,11 +333,7 @@ fn check_overlap(cx: &mut Cx, mine: &RouteKey, earlier: &[RouteKey]) {
 
 /// The backend type a route has, as OCI names it.
 fn backend_kind(backend: &Backend) -> &str {
-    match backend {
-        Backend::Stock(_) => "STOCK_RESPONSE_BACKEND",
-        Backend::Http(_) => "HTTP_BACKEND",
-        Backend::Unsupported { kind } => kind,
-    }
+    backend.kind()
 }
 
 fn check_route_refs(cx: &mut Cx, refs: &[RouteRef], routes: &[(String, Route)]) {

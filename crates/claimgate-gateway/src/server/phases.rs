@@ -225,6 +225,7 @@ impl Gateway {
             .forward(
                 verdict,
                 &x.served.deployment,
+                &x.state.functions,
                 &x.parts,
                 body,
                 x.peer,
