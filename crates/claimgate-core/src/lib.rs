@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod authorizer;
 mod check;
 mod claims;
 mod dynamic;

@@ -6,6 +6,7 @@ use crate::input::{
 use crate::output::{colour_enabled, print_json, print_pretty_json, report_error, Paint};
 use crate::{exit, Format};
 use claimgate_config::{Authentication, Backend, Deployment, KeySource, TokenLocation};
+use claimgate_core::authorizer::FunctionOutcome;
 use claimgate_core::{
     escape, evaluate_with, token_to_introspect, CheckId, Claims, Decision, Escaped, Explain,
     HeaderValues, Introspection, KeyMaterial, Outcome, RequestView, UnixTime, Unrouted, Verdict,
@@ -59,6 +60,14 @@ pub(crate) struct CheckArgs {
     /// (repeatable).
     #[arg(long = "subscribers", value_name = "FILE|DIR", value_parser = crate::input::file_arg)]
     pub(crate) subscribers: Vec<String>,
+    /// The URL that invokes each OCI function the deployment names (a JSON object, function
+    /// OCID -> URL): `check` calls the authorizer function there.
+    #[arg(long = "functions", value_name = "FILE", value_parser = crate::input::file_arg)]
+    pub(crate) functions: Option<String>,
+    /// A recorded authorizer-function answer (its JSON body, judged as HTTP 200) to use instead
+    /// of calling the function.
+    #[arg(long = "function-response", value_name = "FILE", value_parser = crate::input::file_arg)]
+    pub(crate) function_response: Option<String>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub(crate) output: Format,
@@ -99,6 +108,13 @@ impl RequestView for CliRequest {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+    fn header_values(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 }
 
@@ -176,9 +192,30 @@ fn place_token(request: &mut CliRequest, deployment: &Deployment, token: String)
         Authentication::Jwt(policy) => policy.location.clone(),
         // With dynamicAuthentication the first server's location (with a request.auth
         // selector every server reads the same one).
-        Authentication::Dynamic(dynamic) if !dynamic.servers.is_empty() => {
-            dynamic.servers[0].policy.location.clone()
+        Authentication::Dynamic(dynamic)
+            if dynamic
+                .servers
+                .first()
+                .and_then(|s| s.policy.jwt())
+                .is_some() =>
+        {
+            dynamic.servers[0]
+                .policy
+                .jwt()
+                .map(|p| p.location.clone())
+                .unwrap_or(TokenLocation::Header {
+                    name: "Authorization".into(),
+                    scheme: Some("Bearer".into()),
+                })
         }
+        // A single-argument authorizer: the raw value, where the policy reads it.
+        Authentication::Custom(policy) => match &policy.input {
+            claimgate_config::AuthorizerInput::Single(location) => location.clone(),
+            claimgate_config::AuthorizerInput::Multi(_) => TokenLocation::Header {
+                name: "Authorization".into(),
+                scheme: Some("Bearer".into()),
+            },
+        },
         _ => TokenLocation::Header {
             name: "Authorization".into(),
             scheme: Some("Bearer".into()),
@@ -237,6 +274,20 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
     let mut notes: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
 
     let obtained = obtain(args, deployment, &request, &mut notes)?;
+    let functions = crate::check_function::load_functions(args.functions.as_deref(), &mut notes)?;
+    if args.function_response.is_none() {
+        for line in functions.missing(deployment) {
+            notes.push(format!(
+                "the functions file does not map {line} (give --functions FILE, or --function-response FILE)"
+            ));
+        }
+    }
+    let function = crate::check_function::obtain_answer(
+        deployment,
+        &request,
+        &functions,
+        args.function_response.as_deref(),
+    )?;
     let keys_from = &obtained.keys_from;
     let material = match (&obtained.jwks, &obtained.unavailable) {
         (Some(parse), _) => KeyMaterial::Keys(&parse.keys),
@@ -255,6 +306,11 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
             Introspection::DiscoveryUnavailable { reason }
         }
         Some(Err(IntrospectError::Introspection(reason))) => Introspection::Unavailable { reason },
+    };
+    let introspection = match function.as_ref().map(|f| &f.answer) {
+        Some(Ok(answer)) => Introspection::Function(FunctionOutcome::Answer(answer)),
+        Some(Err(error)) => Introspection::Function(FunctionOutcome::Unavailable(error)),
+        None => introspection,
     };
     let mut verdict = evaluate_with(
         deployment,
@@ -306,6 +362,9 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
                 Err(error) => json!({"error": error.reason()}),
             };
         }
+        if let Some(function) = &function {
+            doc["function"] = function.to_json();
+        }
         if let Some(url) = &backend_url {
             doc["backendUrl"] = json!(url);
         }
@@ -341,6 +400,9 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
                 }
                 Err(error) => outln!("introspection failed: {}\n", Escaped(error.reason())),
             }
+        }
+        if let Some(function) = &function {
+            print_function(function);
         }
         print_text(
             &verdict, deployment, &request, now, keys_from, &usage, &notes,
@@ -407,7 +469,7 @@ fn obtain(
         Authentication::Jwt(policy) => Some(&**policy),
         Authentication::Dynamic(dynamic) => claimgate_core::select_for_request(deployment, request)
             .and_then(|s| s.server)
-            .map(|i| &dynamic.servers[i].policy),
+            .and_then(|i| dynamic.servers[i].policy.jwt()),
         _ => None,
     };
     let keys = match policy {
@@ -711,13 +773,46 @@ fn print_text(
             .selection
             .as_ref()
             .and_then(|s| s.server)
-            .map(|i| &dynamic.servers[i].policy),
+            .and_then(|i| dynamic.servers[i].policy.jwt()),
         _ => None,
     };
+    let custom = match &deployment.authentication {
+        Authentication::Custom(policy) => Some(&**policy),
+        Authentication::Dynamic(dynamic) => verdict
+            .selection
+            .as_ref()
+            .and_then(|s| s.server)
+            .and_then(|i| match &dynamic.servers[i].policy {
+                claimgate_config::ServerPolicy::Custom(policy) => Some(policy),
+                claimgate_config::ServerPolicy::Jwt(_) => None,
+            }),
+        _ => None,
+    };
+    if let Some(custom) = custom {
+        let input = match &custom.input {
+            claimgate_config::AuthorizerInput::Single(location) => {
+                format!("the token in {location}")
+            }
+            claimgate_config::AuthorizerInput::Multi(arguments) => arguments
+                .iter()
+                .map(|(name, v)| match &v.key {
+                    Some(key) => format!("{name} = {}[{key}]", v.table.name()),
+                    None => format!("{name} = {}", v.table.name()),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        outln!(
+            "  policy      CUSTOM_AUTHENTICATION, function {}, given {}",
+            Escaped(&custom.function_id),
+            Escaped(&input)
+        );
+    }
     if let Some(policy) = policy {
         let flavor = match policy.flavor {
             claimgate_config::AuthFlavor::JwtAuthentication => "JWT_AUTHENTICATION",
             claimgate_config::AuthFlavor::TokenAuthentication => "TOKEN_AUTHENTICATION",
+            claimgate_config::AuthFlavor::CustomAuthentication => "CUSTOM_AUTHENTICATION",
         };
         let keys = match keys_from {
             KeysFrom::Static => "static keys".to_owned(),
@@ -943,13 +1038,63 @@ fn as_utc(id: &CheckId, value: &Value) -> String {
 /// The query parameters the deployment reads as credentials (usage-plan token locations):
 /// never shown, however short.
 fn credential_parameters(deployment: &Deployment) -> Vec<&str> {
+    let custom = match &deployment.authentication {
+        Authentication::Custom(policy) => Some(&**policy),
+        _ => None,
+    };
+    let servers = match &deployment.authentication {
+        Authentication::Dynamic(dynamic) => Some(&dynamic.servers),
+        _ => None,
+    };
     deployment
         .usage_plans
         .iter()
         .flat_map(|policy| &policy.token_locations)
         .filter(|l| l.table == claimgate_config::ContextTable::Query)
         .filter_map(|l| l.key.as_deref())
+        .chain(custom.into_iter().flat_map(|p| p.query_parameters()))
+        .chain(
+            servers
+                .into_iter()
+                .flatten()
+                .filter_map(|s| match &s.policy {
+                    claimgate_config::ServerPolicy::Custom(policy) => Some(policy),
+                    claimgate_config::ServerPolicy::Jwt(_) => None,
+                })
+                .flat_map(|p| p.query_parameters()),
+        )
         .collect()
+}
+
+/// What `check` says of the authorizer function's call before the checks.
+fn print_function(function: &crate::check_function::FunctionCall) {
+    use crate::check_function::Source;
+    match &function.source {
+        Source::Recorded(path) => outln!(
+            "authorizer function {} (answer recorded in {}), sent:",
+            Escaped(&function.function_id),
+            Escaped(path)
+        ),
+        Source::Called(url) if !url.is_empty() => outln!(
+            "authorizer function {} at {}, sent:",
+            Escaped(&function.function_id),
+            Escaped(url)
+        ),
+        Source::Called(_) => outln!(
+            "authorizer function {}, would be sent:",
+            Escaped(&function.function_id)
+        ),
+    }
+    print_pretty_json(&function.input);
+    match (&function.answer, &function.body) {
+        (Ok(answer), Some(body)) => {
+            outln!("it answered HTTP {}:", answer.status);
+            print_pretty_json(body);
+        }
+        (Ok(answer), None) => outln!("it answered HTTP {} (no JSON body)", answer.status),
+        (Err(error), _) => outln!("no usable answer: {}", Escaped(&error.reason)),
+    }
+    outln!();
 }
 
 /// Query values may hold a token; show names only (always for `credentials`).

@@ -12,6 +12,7 @@ macro_rules! outln {
 }
 
 mod check;
+mod check_function;
 mod decode;
 mod input;
 mod introspect;

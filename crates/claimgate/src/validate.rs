@@ -44,6 +44,10 @@ pub(crate) struct ValidateArgs {
     /// never printed).
     #[arg(long, value_name = "FILE", value_parser = crate::input::file_arg)]
     secrets: Option<String>,
+    /// The functions file (function OCID -> URL): warn about functions the deployments name
+    /// that it does not map (serve would refuse them).
+    #[arg(long, value_name = "FILE", value_parser = crate::input::file_arg)]
+    functions: Option<String>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     output: Format,
@@ -80,6 +84,16 @@ pub(crate) fn run(args: &ValidateArgs) -> u8 {
     };
     let mut any_error = false;
     let mut reports = Vec::new();
+    let mut function_notes = Vec::new();
+    let functions =
+        match crate::check_function::load_functions(args.functions.as_deref(), &mut function_notes)
+        {
+            Ok(functions) => functions,
+            Err(error) => {
+                report_error(&error, args.output == Format::Json);
+                return exit::USAGE;
+            }
+        };
     // (deployment id, file, uses usagePlans) of each deployment that loaded, for the checks
     // against the usage plans.
     let mut deployments: Vec<(String, String, bool)> = Vec::new();
@@ -115,13 +129,31 @@ pub(crate) fn run(args: &ValidateArgs) -> u8 {
                 Vec::new(),
             ),
             Ok(text) => match load_str(&text, &options) {
-                Ok(loaded) => (
+                Ok(mut loaded) => (
                     {
                         deployments.push((
                             loaded.deployment.id.clone(),
                             file.clone(),
                             loaded.deployment.usage_plans.is_some(),
                         ));
+                        for reference in &loaded.deployment.function_refs {
+                            if functions.url(&reference.function_id).is_none() {
+                                let message = match &args.functions {
+                                    Some(file) => format!(
+                                        "function '{}' is not in the functions file {file}: serve would refuse this deployment",
+                                        reference.function_id
+                                    ),
+                                    None => format!(
+                                        "serve needs --functions FILE mapping function '{}' to the URL that invokes it",
+                                        reference.function_id
+                                    ),
+                                };
+                                loaded.warnings.push(Diagnostic {
+                                    path: reference.path.clone(),
+                                    message,
+                                });
+                            }
+                        }
                         secrets
                             .as_ref()
                             .map(|s| s.check(&loaded.deployment))

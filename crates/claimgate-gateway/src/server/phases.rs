@@ -120,7 +120,13 @@ impl Gateway {
             x.client,
             &mut x.parts.extensions,
         );
-        let verdict = self.judge(x.served, &PartsView(&x.parts)).await;
+        let verdict = match self
+            .judge_authorizer(x.state, x.served, &mut x.parts, x.context, x.threshold)
+            .await
+        {
+            Some(verdict) => verdict,
+            None => self.judge(x.served, &PartsView(&x.parts)).await,
+        };
         x.threshold = verdict
             .route
             .as_ref()
@@ -148,7 +154,7 @@ impl Gateway {
                     Some(modify) if status == 401 => {
                         self.modified_failure(modify, verdict.route.as_ref(), &x.parts)
                     }
-                    _ => respond::error(status),
+                    _ => super::custom::refused(status, &x.parts),
                 })
             }
             (Decision::Allow, _) if super::declares_too_large_body(&x.parts) => {
