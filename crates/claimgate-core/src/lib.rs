@@ -11,6 +11,7 @@
 pub mod authorizer;
 mod check;
 mod claims;
+mod credentials;
 mod dynamic;
 mod escape;
 pub mod path;
@@ -22,6 +23,7 @@ mod verdict;
 
 pub use check::{Check, CheckId, Failure, Note, Outcome, TimeContext};
 pub use claims::{claim_text, Claims};
+pub use credentials::{is_credential_parameter, query_name_is};
 pub use dynamic::{
     select_for_request, select_server, wildcard_matches, Matched, Selection, SelectorToken,
 };

@@ -1639,102 +1639,15 @@ fn find<'s>(state: &'s ServedSet, path: &str) -> Option<&'s Served> {
 }
 
 /// The request URI for the access log, with every credential parameter replaced: tokens are
-/// never logged. Credentials are RFC 6750's `access_token` (which a backend may read whatever
-/// the deployment says) and the parameter the policy reads its token from (every server's, with
-/// `dynamicAuthentication`). Names are compared percent-decoded and ASCII case-insensitively:
-/// `access%5Ftoken` is read as `access_token` by the backend, and redacting too much costs
-/// nothing. Borrowed from the request unless a credential is there to replace.
+/// never logged ([`claimgate_core::is_credential_parameter`] says which, for `check` too).
+/// Borrowed from the request unless a credential is there to replace.
 fn redacted_uri<'a>(
     parts: &'a http::request::Parts,
     deployment: &Deployment,
 ) -> std::borrow::Cow<'a, str> {
-    use claimgate_config::TokenLocation;
-    let reads = |location: &TokenLocation, n: &str| matches!(location, TokenLocation::Query { name } if query_name_is(n, name));
-    let usage_token = |n: &str| {
-        deployment.usage_plans.iter().any(|policy| {
-            policy.token_locations.iter().any(|location| {
-                location.table == claimgate_config::ContextTable::Query
-                    && location
-                        .key
-                        .as_deref()
-                        .is_some_and(|key| query_name_is(n, key))
-            })
-        })
-    };
     crate::logs::redacted_uri(&parts.uri, |n| {
-        query_name_is(n, "access_token")
-            || usage_token(n)
-            || match &deployment.authentication {
-                Authentication::Jwt(policy) => reads(&policy.location, n),
-                Authentication::Dynamic(dynamic) => {
-                    dynamic.servers.iter().any(|s| match &s.policy {
-                        claimgate_config::ServerPolicy::Jwt(policy) => reads(&policy.location, n),
-                        claimgate_config::ServerPolicy::Custom(policy) => {
-                            policy.query_parameters().any(|name| query_name_is(n, name))
-                        }
-                    })
-                }
-                Authentication::Custom(policy) => {
-                    policy.query_parameters().any(|name| query_name_is(n, name))
-                }
-                _ => false,
-            }
+        claimgate_core::is_credential_parameter(deployment, n)
     })
-}
-
-/// Whether the query parameter name `raw`, as sent, is `wanted` once percent-decoded (ASCII
-/// case-insensitively), without allocating.
-fn query_name_is(raw: &str, wanted: &str) -> bool {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let (raw, wanted) = (raw.as_bytes(), wanted.as_bytes());
-    let (mut i, mut j) = (0, 0);
-    while i < raw.len() {
-        let byte = match raw[i] {
-            b'%' if i + 2 < raw.len() => match (hex(raw[i + 1]), hex(raw[i + 2])) {
-                (Some(high), Some(low)) => {
-                    i += 2;
-                    high << 4 | low
-                }
-                _ => b'%',
-            },
-            other => other,
-        };
-        i += 1;
-        if wanted.get(j).is_none_or(|w| !w.eq_ignore_ascii_case(&byte)) {
-            return false;
-        }
-        j += 1;
-    }
-    j == wanted.len()
-}
-
-#[cfg(test)]
-mod redaction_tests {
-    use super::query_name_is;
-
-    #[test]
-    fn query_names_are_compared_decoded_and_case_insensitively() {
-        for raw in [
-            "access_token",
-            "ACCESS_TOKEN",
-            "access%5Ftoken",
-            "%61ccess%5ftoken",
-        ] {
-            assert!(query_name_is(raw, "access_token"), "{raw}");
-        }
-        for raw in [
-            "access_tokens",
-            "access_toke",
-            "",
-            "access%5",
-            "access%5Gtoken",
-            "%",
-        ] {
-            assert!(!query_name_is(raw, "access_token"), "{raw}");
-        }
-        assert!(query_name_is("jw%74", "jwt"));
-        assert!(!query_name_is("jwt", "jwt%"));
-    }
 }
 
 fn with_request_id(mut response: Response<Body>, request_id: &str) -> Response<Body> {

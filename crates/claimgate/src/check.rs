@@ -699,7 +699,9 @@ fn print_text(
         Some(q) => format!(
             "{}?{}",
             request.path,
-            redact_query(q, &credential_parameters(deployment))
+            redact_query(q, |name| claimgate_core::is_credential_parameter(
+                deployment, name
+            ))
         ),
         None => request.path.clone(),
     };
@@ -1035,37 +1037,6 @@ fn as_utc(id: &CheckId, value: &Value) -> String {
     }
 }
 
-/// The query parameters the deployment reads as credentials (usage-plan token locations):
-/// never shown, however short.
-fn credential_parameters(deployment: &Deployment) -> Vec<&str> {
-    let custom = match &deployment.authentication {
-        Authentication::Custom(policy) => Some(&**policy),
-        _ => None,
-    };
-    let servers = match &deployment.authentication {
-        Authentication::Dynamic(dynamic) => Some(&dynamic.servers),
-        _ => None,
-    };
-    deployment
-        .usage_plans
-        .iter()
-        .flat_map(|policy| &policy.token_locations)
-        .filter(|l| l.table == claimgate_config::ContextTable::Query)
-        .filter_map(|l| l.key.as_deref())
-        .chain(custom.into_iter().flat_map(|p| p.query_parameters()))
-        .chain(
-            servers
-                .into_iter()
-                .flatten()
-                .filter_map(|s| match &s.policy {
-                    claimgate_config::ServerPolicy::Custom(policy) => Some(policy),
-                    claimgate_config::ServerPolicy::Jwt(_) => None,
-                })
-                .flat_map(|p| p.query_parameters()),
-        )
-        .collect()
-}
-
 /// What `check` says of the authorizer function's call before the checks.
 fn print_function(function: &crate::check_function::FunctionCall) {
     use crate::check_function::Source;
@@ -1098,11 +1069,11 @@ fn print_function(function: &crate::check_function::FunctionCall) {
 }
 
 /// Query values may hold a token; show names only (always for `credentials`).
-fn redact_query(query: &str, credentials: &[&str]) -> String {
+fn redact_query(query: &str, is_credential: impl Fn(&str) -> bool) -> String {
     query
         .split('&')
         .map(|pair| match pair.split_once('=') {
-            Some((name, _)) if credentials.contains(&name) => format!("{name}=[redacted]"),
+            Some((name, _)) if is_credential(name) => format!("{name}=[redacted]"),
             Some((name, value)) if value.len() > 24 => format!("{name}=…"),
             _ => pair.to_owned(),
         })

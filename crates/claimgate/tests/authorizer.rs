@@ -667,6 +667,22 @@ fn check_explains_a_recorded_answer() {
     );
     assert!(text.contains("\"USER_DEFINED\""), "{text}");
 
+    // An argument read from the query is a credential: never shown in the request line.
+    let out = claimgate(&[
+        "check",
+        "--deployment",
+        file,
+        "--request",
+        "GET /v1/orders?k=s3cret&x=1",
+        "--function-response",
+        &allow,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("  request     GET /v1/orders?k=[redacted]&x=1\n"),
+        "{text}"
+    );
+
     // No argument: refused without a call (and without --functions).
     let out = claimgate(&[
         "check",
