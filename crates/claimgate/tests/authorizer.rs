@@ -709,3 +709,156 @@ fn check_explains_a_recorded_answer() {
         "Authorizer function could not be called: 'active' is a string, not a boolean."
     );
 }
+
+#[test]
+fn a_dynamic_authentication_server_may_be_an_authorizer_function() {
+    let signer = support::Signer::new("k1");
+    let jwt_server = json!({
+        "type": "JWT_AUTHENTICATION", "tokenHeader": "Authorization", "tokenAuthScheme": "Bearer",
+        "issuers": ["https://idp"], "audiences": ["orders"],
+        "publicKeys": {"type": "STATIC_KEYS", "keys": [signer.static_key()]}
+    });
+    let mut custom = multi_policy(false);
+    custom
+        .as_object_mut()
+        .unwrap()
+        .remove("isAnonymousAccessAllowed");
+    let rt = support::runtime();
+    let seen = Arc::new(Seen::default());
+    let function = {
+        let seen = seen.clone();
+        support::serve_http(&rt, move |request| authorize(seen.clone(), request))
+    };
+    let file = json!({
+        "displayName": "orders", "pathPrefix": "/v1",
+        "specification": {
+            "requestPolicies": {"dynamicAuthentication": {
+                "selectionSource": {"type": "SINGLE", "selector": "request.headers[X-Tenant]"},
+                "authenticationServers": [
+                    {"key": {"type": "ANY_OF", "name": "keys", "values": ["fn"]},
+                     "authenticationServerDetail": custom},
+                    {"key": {"type": "ANY_OF", "name": "jwt", "values": ["jwt"], "isDefault": true},
+                     "authenticationServerDetail": jwt_server}
+                ]
+            }},
+            "routes": [{"path": "/orders", "methods": ["GET"],
+                        "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200, "body": "orders"}}]
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("orders.json");
+    std::fs::write(&path, file.to_string()).unwrap();
+    let functions = dir.path().join("functions.json");
+    std::fs::write(
+        &functions,
+        json!({FUNCTION: format!("http://{function}/authorize")}).to_string(),
+    )
+    .unwrap();
+    let functions = functions.to_str().unwrap().to_owned();
+    let gateway = start_gateway_on(dir, &[path], false, &["--functions", &functions]);
+    let (status, _, _) = get(
+        &gateway,
+        "/orders",
+        &[("X-Tenant", "fn"), ("X-Api-Key", "good")],
+    );
+    assert_eq!(status, 200);
+    let (status, _, _) = get(
+        &gateway,
+        "/orders",
+        &[("X-Tenant", "fn"), ("X-Api-Key", "bad")],
+    );
+    assert_eq!(status, 401);
+    assert_eq!(seen.calls(), 2);
+    // The JWT server never calls the function.
+    let token = signer.token(json!({"iss": "https://idp", "aud": "orders", "exp": now() + 600}));
+    let bearer = format!("Bearer {token}");
+    let (status, _, _) = get(
+        &gateway,
+        "/orders",
+        &[("X-Tenant", "jwt"), ("Authorization", &bearer)],
+    );
+    assert_eq!(status, 200);
+    let (status, _, _) = get(&gateway, "/orders", &[("X-Api-Key", "good")]);
+    assert_eq!(status, 401, "the default (JWT) server has no token");
+    assert_eq!(seen.calls(), 2);
+}
+
+/// Without --function-response, `check` calls the function the functions file maps (and says
+/// so on stderr), as the gateway would.
+#[test]
+fn check_calls_the_function_when_no_answer_is_recorded() {
+    let rt = support::runtime();
+    let seen = Arc::new(Seen::default());
+    let function = {
+        let seen = seen.clone();
+        support::serve_http(&rt, move |request| authorize(seen.clone(), request))
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("orders.json");
+    std::fs::write(
+        &file,
+        deployment(multi_policy(false), "127.0.0.1:9").to_string(),
+    )
+    .unwrap();
+    let functions = dir.path().join("functions.json");
+    std::fs::write(
+        &functions,
+        json!({FUNCTION: format!("http://{function}/authorize")}).to_string(),
+    )
+    .unwrap();
+    let (file, functions) = (file.to_str().unwrap(), functions.to_str().unwrap());
+    let out = claimgate(&[
+        "check",
+        "--deployment",
+        file,
+        "--request",
+        "GET /v1/orders",
+        "--header",
+        "X-Api-Key: bad",
+        "--functions",
+        functions,
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("calling http://{function}/authorize")),
+        "{stderr}"
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc["function"]["answer"]["wwwAuthenticate"],
+        "API-Key realm=\"orders\""
+    );
+    assert_eq!(doc["checks"][1]["result"], "fail");
+    assert_eq!(seen.calls(), 1);
+
+    // An unmapped function: a warning, and exit 3 (no answer to judge).
+    let out = claimgate(&[
+        "check",
+        "--deployment",
+        file,
+        "--request",
+        "GET /v1/orders",
+        "--header",
+        "X-Api-Key: good",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        doc["warnings"].to_string().contains("does not map"),
+        "{doc}"
+    );
+    assert_eq!(doc["status"], 502);
+
+    // validate warns about the unmapped function, and not once it is mapped.
+    let out = claimgate(&["validate", file]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("serve needs --functions FILE"));
+    let out = claimgate(&["validate", file, "--functions", functions]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("functions"));
+}
