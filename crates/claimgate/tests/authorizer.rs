@@ -862,3 +862,99 @@ fn check_calls_the_function_when_no_answer_is_recorded() {
     assert_eq!(out.status.code(), Some(0));
     assert!(!String::from_utf8_lossy(&out.stdout).contains("functions"));
 }
+
+/// The walkthrough in examples/authorizer works as its README says: the Python function, the
+/// deployment and the functions file (their port moved to a free one).
+#[test]
+fn the_example_authorizer_works_as_its_readme_says() {
+    let port = support::free_port();
+    let example = support::repo().join("examples/authorizer");
+    let child = std::process::Command::new(support::python())
+        .arg(example.join("authorizer.py"))
+        .arg(port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let Ok(child) = child else {
+        support::skip(
+            "the_example_authorizer_works_as_its_readme_says",
+            "no python3",
+        );
+        return;
+    };
+    let _function = support::Running(child);
+    support::wait_for(&format!("127.0.0.1:{port}"));
+    let dir = tempfile::tempdir().unwrap();
+    let moved = |name: &str| {
+        let text = std::fs::read_to_string(example.join(name))
+            .unwrap()
+            .replace("127.0.0.1:8081", &format!("127.0.0.1:{port}"));
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let deployment = moved("deployment.json");
+    let functions = moved("functions.json");
+    let functions = functions.to_str().unwrap().to_owned();
+    let logs = tempfile::tempdir().unwrap();
+    let gateway = start_gateway_on(logs, &[deployment], false, &["--functions", &functions]);
+    let (status, headers, _) = get(&gateway, "/orders", &[("X-Api-Key", "wrong")]);
+    assert_eq!(status, 401);
+    assert_eq!(headers["www-authenticate"], r#"API-Key realm="orders""#);
+    let (status, _, body) = get(&gateway, "/orders", &[("X-Api-Key", "k-bob")]);
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        r#"{"backend saw": {"X-User": "bob", "X-Plan": "gold"}}"#
+    );
+    let http = client();
+    let post = |key: &str| {
+        http.post(format!("{}/v1/orders", gateway.base))
+            .header("X-Api-Key", key)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(post("k-bob"), 403);
+    assert_eq!(post("k-alice"), 201);
+}
+
+/// CORS `*` with credentials echoes any origin: refused where an authorizer reads `Cookie`
+/// (the browser sends it by itself), as with mutual TLS.
+#[test]
+fn cors_any_origin_with_credentials_is_refused_when_the_authorizer_reads_cookie() {
+    let mut policy = multi_policy(false);
+    policy["parameters"]["session"] = json!("request.headers[Cookie]");
+    let mut file = deployment(policy, "127.0.0.1:9");
+    file["specification"]["requestPolicies"]["cors"] =
+        json!({"allowedOrigins": ["*"], "isAllowCredentialsEnabled": true});
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("orders.json");
+    std::fs::write(&path, file.to_string()).unwrap();
+    let functions = dir.path().join("functions.json");
+    std::fs::write(
+        &functions,
+        json!({FUNCTION: "http://127.0.0.1:9/"}).to_string(),
+    )
+    .unwrap();
+    let stderr = refused_by_serve(&[
+        "--deployment",
+        path.to_str().unwrap(),
+        "--functions",
+        functions.to_str().unwrap(),
+    ]);
+    assert!(stderr.contains("an authorizer reading Cookie"), "{stderr}");
+
+    // request.body is not passed yet: refused, saying so.
+    let mut policy = multi_policy(false);
+    policy["parameters"]["body"] = json!("request.body");
+    std::fs::write(&path, deployment(policy, "127.0.0.1:9").to_string()).unwrap();
+    let stderr = refused_by_serve(&[
+        "--deployment",
+        path.to_str().unwrap(),
+        "--functions",
+        functions.to_str().unwrap(),
+    ]);
+    assert!(stderr.contains("passes request.body"), "{stderr}");
+}
