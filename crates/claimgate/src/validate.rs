@@ -84,16 +84,39 @@ pub(crate) fn run(args: &ValidateArgs) -> u8 {
     };
     let mut any_error = false;
     let mut reports = Vec::new();
-    let mut function_notes = Vec::new();
-    let functions =
-        match crate::check_function::load_functions(args.functions.as_deref(), &mut function_notes)
-        {
-            Ok(functions) => functions,
-            Err(error) => {
-                report_error(&error, args.output == Format::Json);
-                return exit::USAGE;
+    // The functions file is reported like the other files: its errors and warnings, by path.
+    let mut functions = claimgate_config::FunctionMap::default();
+    if let Some(file) = &args.functions {
+        let read =
+            crate::input::read_text(file, "--functions", claimgate_config::MAX_FILE_BYTES as u64)
+                .map_err(|message| {
+                    vec![Diagnostic {
+                        path: String::new(),
+                        message,
+                    }]
+                })
+                .and_then(|text| {
+                    claimgate_config::load_function_map_str(&text)
+                        .map_err(|rejected| rejected.errors)
+                });
+        let (errors, warnings) = match read {
+            Ok(loaded) => {
+                functions = loaded.functions;
+                (Vec::new(), loaded.warnings)
             }
+            Err(errors) => (errors, Vec::new()),
         };
+        any_error |= !errors.is_empty();
+        report_file(
+            p,
+            args.output,
+            file,
+            Some("functions"),
+            &errors,
+            &warnings,
+            &mut reports,
+        );
+    }
     // (deployment id, file, uses usagePlans) of each deployment that loaded, for the checks
     // against the usage plans.
     let mut deployments: Vec<(String, String, bool)> = Vec::new();

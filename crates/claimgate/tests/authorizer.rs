@@ -860,7 +860,16 @@ fn check_calls_the_function_when_no_answer_is_recorded() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("serve needs --functions FILE"));
     let out = claimgate(&["validate", file, "--functions", functions]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("functions"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("serve needs"), "{text}");
+    assert!(text.contains(&format!("ok {functions}\n")), "{text}");
+    // A bad functions file is reported with its errors (exit 2).
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"ocid1.fnfunc.oc1..x": 1}"#).unwrap();
+    let out = claimgate(&["validate", file, "--functions", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("expected the function's URL"), "{text}");
 }
 
 /// The walkthrough in examples/authorizer works as its README says: the Python function, the
