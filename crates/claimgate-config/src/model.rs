@@ -137,11 +137,6 @@ pub struct CustomAuthentication {
 }
 
 impl CustomAuthentication {
-    /// Whether an argument is read from the request body (the gateway must read it first).
-    pub fn reads_body(&self) -> bool {
-        matches!(&self.input, AuthorizerInput::Multi(args) if args.iter().any(|(_, v)| v.table == ContextTable::Body))
-    }
-
     /// The query parameters the policy reads as credentials (logged as `[redacted]`).
     pub fn query_parameters(&self) -> impl Iterator<Item = &str> {
         let (single, multi) = match &self.input {

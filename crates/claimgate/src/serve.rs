@@ -410,11 +410,6 @@ fn load_file_for_serving(
             "{path}: {kind} cannot be served: {reason}"
         )));
     }
-    if let Some(at) = reads_body_before_authentication(&deployment) {
-        return Err(InputError::new(format!(
-            "{path}: {at} passes request.body to the authorizer function, which claimgate does not support yet (the gateway does not read the body before authentication)"
-        )));
-    }
     let missing = secrets.check(&deployment);
     if !missing.is_empty() {
         return Err(InputError {
@@ -1302,13 +1297,6 @@ fn custom_policies(
                 claimgate_config::ServerPolicy::Jwt(_) => None,
             }),
     )
-}
-
-/// The path of an authorizer policy that passes `request.body`, if any.
-fn reads_body_before_authentication(deployment: &Deployment) -> Option<String> {
-    custom_policies(deployment)
-        .find(|p| p.reads_body())
-        .map(|p| format!("{}.parameters", p.path))
 }
 
 /// Whether an authorizer function reads the `Cookie` header (a credential the browser sends

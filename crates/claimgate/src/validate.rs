@@ -159,21 +159,16 @@ pub(crate) fn run(args: &ValidateArgs) -> u8 {
                             file.clone(),
                             loaded.deployment.usage_plans.is_some(),
                         ));
+                        // With a functions file, the functions it lacks (serve would refuse them).
                         for reference in &loaded.deployment.function_refs {
+                            let Some(file) = &args.functions else { break };
                             if functions.url(&reference.function_id).is_none() {
-                                let message = match &args.functions {
-                                    Some(file) => format!(
+                                loaded.warnings.push(Diagnostic {
+                                    path: reference.path.clone(),
+                                    message: format!(
                                         "function '{}' is not in the functions file {file}: serve would refuse this deployment",
                                         reference.function_id
                                     ),
-                                    None => format!(
-                                        "serve needs --functions FILE mapping function '{}' to the URL that invokes it",
-                                        reference.function_id
-                                    ),
-                                };
-                                loaded.warnings.push(Diagnostic {
-                                    path: reference.path.clone(),
-                                    message,
                                 });
                             }
                         }
