@@ -36,8 +36,6 @@ pub struct AuthorizerArguments {
     /// The text answers are cached under: the `cacheKey` arguments (or all but `request.body`)
     /// as canonical JSON. The caller hashes it with the function's identity.
     pub cache_key: String,
-    /// The arguments found, described (`request.headers[X-Api-Key]`), for the `token` check.
-    pub found: Vec<String>,
 }
 
 /// The arguments of `policy` found in `request`; `Err` with what was looked for when none is
@@ -58,7 +56,6 @@ pub fn authorizer_arguments(
                 Some(token) if !token.is_empty() => Ok(AuthorizerArguments {
                     cache_key: json!(token).to_string(),
                     input: json!({"type": "TOKEN", "token": token}),
-                    found: vec![location.to_string()],
                 }),
                 _ => Err(vec![location.to_string()]),
             }
@@ -66,7 +63,6 @@ pub fn authorizer_arguments(
         AuthorizerInput::Multi(arguments) => {
             let mut data = Map::new();
             let mut key = Map::new();
-            let mut found = Vec::new();
             for (name, variable) in arguments {
                 let Some(value) = variable_value(variable, request) else {
                     continue;
@@ -78,7 +74,6 @@ pub fn authorizer_arguments(
                 if counts {
                     key.insert(name.clone(), value.clone());
                 }
-                found.push(describe(variable));
                 data.insert(name.clone(), value);
             }
             if data.is_empty() {
@@ -87,9 +82,65 @@ pub fn authorizer_arguments(
             Ok(AuthorizerArguments {
                 cache_key: Value::Object(key).to_string(),
                 input: json!({"type": "USER_DEFINED", "data": data}),
-                found,
             })
         }
+    }
+}
+
+/// The arguments present in `request` (described when `describe_found`), or, when none is,
+/// all of them described: what the `token` check says, without building the input.
+fn found_arguments(
+    policy: &CustomAuthentication,
+    request: &dyn RequestView,
+    describe_found: bool,
+) -> Result<Vec<String>, Vec<String>> {
+    match &policy.input {
+        AuthorizerInput::Single(location) => {
+            let present = match location {
+                TokenLocation::Header { name, .. } => request
+                    .header_values(name)
+                    .first()
+                    .is_some_and(|v| !v.is_empty()),
+                TokenLocation::Query { name } => query_values(request.query(), name)
+                    .next()
+                    .is_some_and(|v| !v.is_empty()),
+            };
+            match present {
+                true if describe_found => Ok(vec![location.to_string()]),
+                true => Ok(Vec::new()),
+                false => Err(vec![location.to_string()]),
+            }
+        }
+        AuthorizerInput::Multi(arguments) => {
+            let mut found = Vec::new();
+            let mut any = false;
+            for (_, variable) in arguments {
+                if variable_present(variable, request) {
+                    any = true;
+                    if !describe_found {
+                        break;
+                    }
+                    found.push(describe(variable));
+                }
+            }
+            if any {
+                Ok(found)
+            } else {
+                Err(arguments.iter().map(|(_, v)| describe(v)).collect())
+            }
+        }
+    }
+}
+
+/// Whether [`variable_value`] would find a value.
+fn variable_present(variable: &ContextVariable, request: &dyn RequestView) -> bool {
+    let key = variable.key.as_deref().unwrap_or("");
+    match variable.table {
+        ContextTable::Headers => !request.header_values(key).is_empty(),
+        ContextTable::Query => query_values(request.query(), key).next().is_some(),
+        ContextTable::Host => !request.header_values("host").is_empty(),
+        ContextTable::Cert => request.client_cert().is_some(),
+        _ => false,
     }
 }
 
@@ -363,8 +414,9 @@ pub(crate) fn evaluate_custom(
     let flavor = Some(AuthFlavor::CustomAuthentication);
     let setting = |member: &str| format!("{}.{member}", policy.path);
     let mut checks = Vec::with_capacity(3);
-    let arguments = match authorizer_arguments(policy, request) {
-        Ok(arguments) => arguments,
+    // Which arguments are there (the caller built the input already; this builds no JSON).
+    let found = match found_arguments(policy, request, !quiet) {
+        Ok(found) => found,
         Err(expected) => {
             let no_call = "no argument: the function was not called";
             if anonymous {
@@ -399,7 +451,7 @@ pub(crate) fn evaluate_custom(
     } else {
         Check::new(
             CheckId::Token,
-            Outcome::Pass(format!("found {}", arguments.found.join(", ")).into()),
+            Outcome::Pass(format!("found {}", found.join(", ")).into()),
         )
     });
     let not_called;
