@@ -13,6 +13,7 @@
 
 mod context;
 mod deployment;
+mod gateway;
 pub mod model;
 mod reader;
 mod resource;
@@ -22,6 +23,7 @@ pub mod usage;
 mod usage_plan;
 
 pub use deployment::{load_str, LoadOptions, Loaded, MAX_FILE_BYTES};
+pub use gateway::{load_gateway_str, Gateway, LoadedGateway, ResponseCacheServer};
 pub use model::*;
 pub use reader::{Diagnostic, Rejected};
 pub use resource::LoadedResources;
