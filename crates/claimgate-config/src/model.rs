@@ -249,6 +249,111 @@ pub struct Route {
     pub query_parameter_transformations: Option<Transformations>,
     /// `responsePolicies.headerTransformations`: applied to the backend's response.
     pub response_header_transformations: Option<Transformations>,
+    /// `requestPolicies.headerValidations`, `queryParameterValidations` and `bodyValidation`,
+    /// the ones in effect (not `DISABLED`).
+    pub validations: RequestValidations,
+    /// `requestPolicies.responseCacheLookup`, when enabled (`isEnabled` not false).
+    pub response_cache_lookup: Option<ResponseCacheLookup>,
+    /// `responsePolicies.responseCacheStore`.
+    pub response_cache_store: Option<ResponseCacheStore>,
+}
+
+/// A route's request validations (OCI's `headerValidations`, `queryParameterValidations`,
+/// `bodyValidation`); a `DISABLED` policy is not kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestValidations {
+    pub headers: Option<ItemValidation>,
+    pub query_parameters: Option<ItemValidation>,
+    pub body: Option<BodyValidation>,
+}
+
+impl RequestValidations {
+    /// Whether the route validates nothing.
+    pub fn is_empty(&self) -> bool {
+        self.headers.is_none() && self.query_parameters.is_none() && self.body.is_none()
+    }
+}
+
+/// What a failed validation does: `ENFORCING` refuses the request, `PERMISSIVE` only logs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValidationMode {
+    Enforcing,
+    Permissive,
+}
+
+impl ValidationMode {
+    /// OCI's spelling, for messages and the metric's `mode` label.
+    pub fn name(self) -> &'static str {
+        match self {
+            ValidationMode::Enforcing => "ENFORCING",
+            ValidationMode::Permissive => "PERMISSIVE",
+        }
+    }
+}
+
+/// `headerValidations` or `queryParameterValidations`: names compare case-insensitively (OCI:
+/// "The name you specify is not case-sensitive", for query parameters too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemValidation {
+    pub mode: ValidationMode,
+    /// In the file's order; at least one.
+    pub items: Vec<ValidationItem>,
+}
+
+/// One header or query parameter of a validation policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationItem {
+    /// As written in the file.
+    pub name: String,
+    /// `required`; OCI documents no default, claimgate takes `false`.
+    pub required: bool,
+}
+
+/// `bodyValidation`: whether a body is required and which media types it may have (OCI's
+/// `content` map; only `validationType: NONE` exists, so there is no schema to check).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyValidation {
+    pub mode: ValidationMode,
+    pub required: bool,
+    /// The keys of `content`, in the file's order.
+    pub content: Vec<MediaRange>,
+}
+
+/// A media-type range of `bodyValidation.content`, lower-cased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaRange {
+    /// `*/*`.
+    Any,
+    /// `type/*`.
+    Type(String),
+    /// `type/subtype`.
+    Exact { kind: String, subtype: String },
+}
+
+impl std::fmt::Display for MediaRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MediaRange::Any => f.write_str("*/*"),
+            MediaRange::Type(kind) => write!(f, "{kind}/*"),
+            MediaRange::Exact { kind, subtype } => write!(f, "{kind}/{subtype}"),
+        }
+    }
+}
+
+/// `requestPolicies.responseCacheLookup` (`SIMPLE_LOOKUP_POLICY`), when enabled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseCacheLookup {
+    /// `isPrivateCachingEnabled`: whether requests carrying credentials are cached too.
+    pub private_caching: bool,
+    /// `cacheKeyAdditions`; a bare `request.x[y]` is kept as the template `${request.x[y]}`.
+    pub key_additions: Vec<Template>,
+}
+
+/// `responsePolicies.responseCacheStore` (`FIXED_TTL_STORE_POLICY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseCacheStore {
+    /// `timeToLiveInSeconds`, at least 1.
+    pub time_to_live_seconds: u32,
 }
 
 /// Header or query-parameter transformations (`headerTransformations`,

@@ -1136,3 +1136,81 @@ fn a_dynamic_routing_backend_url_may_have_a_variable_in_its_host() {
         [format!("routes[0].backend: {NOT_ENFORCED}")]
     );
 }
+
+#[test]
+fn validations_and_cache_policies_are_read_into_domain_types() {
+    let mut spec = jwt_spec();
+    spec["routes"][0]["requestPolicies"] = json!({
+        "headerValidations": {"headers": [{"name": "X-Username", "required": true}, {"name": "X-Trace"}]},
+        "queryParameterValidations": {"parameters": [{"name": "page", "required": true}], "validationMode": "PERMISSIVE"},
+        "bodyValidation": {"required": true, "content": {
+            "Application/JSON": {"validationType": "NONE"},
+            "text/*": {"validationType": "NONE"},
+            "*/*": {"validationType": "NONE"}}},
+        "responseCacheLookup": {"type": "SIMPLE_LOOKUP_POLICY", "isPrivateCachingEnabled": true,
+            "cacheKeyAdditions": ["request.headers[Accept]", "${request.auth[sub]}"]}
+    });
+    spec["routes"][0]["responsePolicies"] = json!({
+        "responseCacheStore": {"type": "FIXED_TTL_STORE_POLICY", "timeToLiveInSeconds": 300}
+    });
+    let loaded = loads(&spec.to_string(), Some("/v1"));
+    let route = &loaded.deployment.routes[0];
+    let headers = route.validations.headers.as_ref().unwrap();
+    assert_eq!(headers.mode, ValidationMode::Enforcing);
+    assert_eq!(
+        headers.items,
+        vec![
+            ValidationItem {
+                name: "X-Username".into(),
+                required: true
+            },
+            ValidationItem {
+                name: "X-Trace".into(),
+                required: false
+            },
+        ]
+    );
+    let query = route.validations.query_parameters.as_ref().unwrap();
+    assert_eq!(query.mode, ValidationMode::Permissive);
+    let body = route.validations.body.as_ref().unwrap();
+    assert!(body.required);
+    assert_eq!(
+        body.content,
+        vec![
+            MediaRange::Exact {
+                kind: "application".into(),
+                subtype: "json".into()
+            },
+            MediaRange::Type("text".into()),
+            MediaRange::Any,
+        ]
+    );
+    let lookup = route.response_cache_lookup.as_ref().unwrap();
+    assert!(lookup.private_caching);
+    let additions: Vec<&str> = lookup.key_additions.iter().map(|t| t.as_str()).collect();
+    assert_eq!(
+        additions,
+        ["${request.headers[Accept]}", "${request.auth[sub]}"]
+    );
+    assert_eq!(
+        route.response_cache_store,
+        Some(ResponseCacheStore {
+            time_to_live_seconds: 300
+        })
+    );
+}
+
+#[test]
+fn disabled_validations_and_a_disabled_lookup_are_not_kept() {
+    let mut spec = jwt_spec();
+    spec["routes"][0]["requestPolicies"] = json!({
+        "headerValidations": {"headers": [{"name": "X-Username", "required": true}], "validationMode": "DISABLED"},
+        "queryParameterValidations": {"parameters": []},
+        "bodyValidation": {"required": true, "content": {"*/*": {"validationType": "NONE"}}, "validationMode": "DISABLED"},
+        "responseCacheLookup": {"type": "SIMPLE_LOOKUP_POLICY", "isEnabled": false}
+    });
+    let loaded = loads(&spec.to_string(), Some("/v1"));
+    let route = &loaded.deployment.routes[0];
+    assert!(route.validations.is_empty());
+    assert_eq!(route.response_cache_lookup, None);
+}

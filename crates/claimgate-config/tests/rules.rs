@@ -866,6 +866,21 @@ fn cases() -> Vec<Case> {
             "routes[0].responsePolicies.responseCacheStore.timeToLiveInSeconds: 0 is below the minimum 1",
         ),
         case(
+            "responseCacheStore: a negative timeToLiveInSeconds",
+            route_with("/responsePolicies/responseCacheStore", json!({"type": "FIXED_TTL_STORE_POLICY", "timeToLiveInSeconds": -5})),
+            "routes[0].responsePolicies.responseCacheStore.timeToLiveInSeconds: -5 is below the minimum 1",
+        ),
+        case(
+            "bodyValidation: a media type range listed twice (case-insensitively)",
+            route_with("/requestPolicies/bodyValidation", json!({"content": {"application/json": {"validationType": "NONE"}, "Application/JSON": {"validationType": "NONE"}}})),
+            "routes[0].requestPolicies.bodyValidation.content.Application/JSON: 'Application/JSON' is listed twice",
+        ),
+        case(
+            "queryParameterValidations: names compare case-insensitively",
+            route_with("/requestPolicies/queryParameterValidations", json!({"parameters": [{"name": "page", "required": true}, {"name": "Page"}]})),
+            "routes[0].requestPolicies.queryParameterValidations.parameters[1].name: 'Page' is listed twice",
+        ),
+        case(
             "responseCacheStore: type enum",
             route_with("/responsePolicies/responseCacheStore", json!({"type": "TTL", "timeToLiveInSeconds": 60})),
             "routes[0].responsePolicies.responseCacheStore.type: 'TTL' is not a cache store policy type (FIXED_TTL_STORE_POLICY)",

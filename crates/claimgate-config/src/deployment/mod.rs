@@ -453,6 +453,9 @@ fn read_route(
     let mut query_parameter_transformations = None;
     let mut response_header_transformations = None;
     let mut cors = None;
+    let mut validations = RequestValidations::default();
+    let mut response_cache_lookup = None;
+    let mut response_cache_store = None;
     if let Some(policies) = obj.take("requestPolicies") {
         if let Some(mut policies) = policies.object(cx) {
             if let Some(f) = policies.take("authorization") {
@@ -471,14 +474,18 @@ fn read_route(
             }
             if let Some(f) = policies.take("queryParameterValidations") {
                 let read = read_item_validations(cx, &f, "parameters", Target::QueryParameters);
-                note(notes, &f.path, read);
+                note(notes, &f.path, read.as_ref().map(Option::is_some));
+                validations.query_parameters = read.flatten();
             }
             if let Some(f) = policies.take("headerValidations") {
                 let read = read_item_validations(cx, &f, "headers", Target::RequestHeaders);
-                note(notes, &f.path, read);
+                note(notes, &f.path, read.as_ref().map(Option::is_some));
+                validations.headers = read.flatten();
             }
             if let Some(f) = policies.take("bodyValidation") {
-                note(notes, &f.path, read_body_validation(cx, &f));
+                let read = read_body_validation(cx, &f);
+                note(notes, &f.path, read.as_ref().map(Option::is_some));
+                validations.body = read.flatten();
             }
             if let Some(f) = policies.take("headerTransformations") {
                 // Enforced by the gateway: never reported as unenforced.
@@ -492,7 +499,9 @@ fn read_route(
                 query_parameter_transformations = read.filter(|t| !t.is_empty());
             }
             if let Some(f) = policies.take("responseCacheLookup") {
-                note(notes, &f.path, read_cache_lookup(cx, &f, &scope));
+                let read = read_cache_lookup(cx, &f, &scope);
+                note(notes, &f.path, read.as_ref().map(Option::is_some));
+                response_cache_lookup = read.flatten();
             }
             policies.finish(cx, ROUTE_REQUEST_POLICY_MEMBERS);
         }
@@ -509,7 +518,10 @@ fn read_route(
             }
             if let Some(f) = policies.take("responseCacheStore") {
                 match read_cache_store(cx, &f) {
-                    Some(in_effect) => notes.unenforced(&f.path, in_effect),
+                    Some(store) => {
+                        notes.unenforced(&f.path, true);
+                        response_cache_store = Some(store);
+                    }
                     None => policies_ok = false,
                 }
             }
@@ -556,6 +568,9 @@ fn read_route(
         header_transformations,
         query_parameter_transformations,
         response_header_transformations,
+        validations,
+        response_cache_lookup,
+        response_cache_store,
     })
 }
 

@@ -7,7 +7,7 @@ use super::notes::{AuthRead, Notes};
 use super::transform::{is_token, Target};
 use crate::context::{parse_template, read_expression, Scope};
 use crate::model::*;
-use crate::reader::{optional, read_enum, read_kind, Cx, Field};
+use crate::reader::{optional, read_enum, read_kind, Cx, Field, Obj};
 use crate::usage::UsagePlansPolicy;
 
 const REQUEST_POLICY_MEMBERS: &[&str] = &[
@@ -282,22 +282,21 @@ fn read_usage_plans(cx: &mut Cx, field: &Field<'_>) -> Option<UsagePlansPolicy> 
 const VALIDATION_MODES: &[&str] = &["ENFORCING", "PERMISSIVE", "DISABLED"];
 
 /// `headerValidations` (`items_member` `headers`) or `queryParameterValidations`
-/// (`parameters`); in effect unless disabled or empty.
+/// (`parameters`); `Some(None)` when disabled or empty.
 pub(crate) fn read_item_validations(
     cx: &mut Cx,
     field: &Field<'_>,
     items_member: &str,
     target: Target,
-) -> Option<bool> {
+) -> Option<Option<ItemValidation>> {
     let mut obj = field.object(cx)?;
     let mut ok = true;
-    let mut count = 0;
+    let mut items = Vec::new();
     if let Some(f) = obj.take(items_member) {
         match f.array(cx) {
-            Some(items) => {
+            Some(fields) => {
                 let mut seen: Vec<String> = Vec::new();
-                count = items.len();
-                for item in items {
+                for item in fields {
                     let Some(mut item) = item.object(cx) else {
                         ok = false;
                         continue;
@@ -308,45 +307,80 @@ pub(crate) fn read_item_validations(
                             cx.error(&n.path, format!("'{name}' is not a valid header name"));
                             return None;
                         }
-                        let folded = target.fold(name);
+                        // OCI compares both header and query parameter names here without
+                        // regard to case.
+                        let folded = name.to_ascii_lowercase();
                         if seen.contains(&folded) {
                             cx.error(&n.path, format!("'{name}' is listed twice"));
                             return None;
                         }
                         seen.push(folded);
-                        Some(())
+                        Some(name.to_owned())
                     });
-                    let required = item.take("required").map(|r| r.bool(cx));
+                    let required = optional(item.take("required").map(|r| r.bool(cx)));
                     item.finish(cx, &["name", "required"]);
-                    ok &= name.is_some() && !matches!(required, Some(None));
+                    match (name, required) {
+                        (Some(name), Some(required)) => items.push(ValidationItem {
+                            name,
+                            required: required.unwrap_or(false),
+                        }),
+                        _ => ok = false,
+                    }
                 }
             }
             None => ok = false,
         }
     }
+    let mode = read_validation_mode(cx, &mut obj);
+    obj.finish(cx, &[items_member, "validationMode"]);
+    let mode = mode?;
+    ok.then_some(())?;
+    Some(
+        mode.filter(|_| !items.is_empty())
+            .map(|mode| ItemValidation { mode, items }),
+    )
+}
+
+/// `validationMode` (default `ENFORCING`): `Some(None)` for `DISABLED`.
+fn read_validation_mode(cx: &mut Cx, obj: &mut Obj<'_>) -> Option<Option<ValidationMode>> {
     let mode = optional(
         obj.take("validationMode")
             .map(|f| read_enum(cx, &f, VALIDATION_MODES, "a validation mode")),
-    );
-    obj.finish(cx, &[items_member, "validationMode"]);
-    let mode = mode?;
-    ok.then_some(mode != Some("DISABLED") && count > 0)
+    )?;
+    Some(match mode {
+        Some("DISABLED") => None,
+        Some("PERMISSIVE") => Some(ValidationMode::Permissive),
+        _ => Some(ValidationMode::Enforcing),
+    })
 }
 
-/// `bodyValidation`; in effect unless disabled.
-pub(crate) fn read_body_validation(cx: &mut Cx, field: &Field<'_>) -> Option<bool> {
+/// `bodyValidation`; `Some(None)` when disabled.
+pub(crate) fn read_body_validation(
+    cx: &mut Cx,
+    field: &Field<'_>,
+) -> Option<Option<BodyValidation>> {
     let mut obj = field.object(cx)?;
     let required = optional(obj.take("required").map(|f| f.bool(cx)));
     let content = obj.require(cx, "content").and_then(|f| {
         let entries = f.entries(cx)?;
         let mut ok = true;
+        let mut ranges = Vec::new();
         for (media, value) in entries {
-            if !is_media_range(media) {
-                cx.error(
-                    &value.path,
-                    format!("'{media}' is not a media type range (type/subtype, type/* or */*)"),
-                );
-                ok = false;
+            match media_range(media) {
+                Some(range) if ranges.contains(&range) => {
+                    cx.error(&value.path, format!("'{media}' is listed twice"));
+                    ok = false;
+                }
+                Some(range) => ranges.push(range),
+                None => {
+                    cx.error(
+                        &value.path,
+                        format!(
+                            "'{media}' is not a media type range (type/subtype, type/* or */*)"
+                        ),
+                    );
+                    ok = false;
+                }
             }
             if value.value.is_null() {
                 cx.error(&value.path, "expected an object, found null");
@@ -363,29 +397,42 @@ pub(crate) fn read_body_validation(cx: &mut Cx, field: &Field<'_>) -> Option<boo
             validation.finish(cx, &["validationType"]);
             ok &= kind.is_some();
         }
-        ok.then_some(())
+        ok.then_some(ranges)
     });
-    let mode = optional(
-        obj.take("validationMode")
-            .map(|f| read_enum(cx, &f, VALIDATION_MODES, "a validation mode")),
-    );
+    let mode = read_validation_mode(cx, &mut obj);
     obj.finish(cx, &["required", "content", "validationMode"]);
-    required?;
-    content?;
-    Some(mode? != Some("DISABLED"))
+    let required = required?;
+    let content = content?;
+    Some(mode?.map(|mode| BodyValidation {
+        mode,
+        required: required.unwrap_or(false),
+        content,
+    }))
 }
 
-fn is_media_range(text: &str) -> bool {
-    match text.split_once('/') {
-        Some(("*", "*")) => true,
-        Some((kind, "*")) => is_token(kind) && kind != "*",
-        Some((kind, sub)) => is_token(kind) && is_token(sub) && kind != "*" && sub != "*",
-        None => false,
+/// A `content` key: `type/subtype`, `type/*` or `*/*`, both parts HTTP tokens; lower-cased.
+fn media_range(text: &str) -> Option<MediaRange> {
+    match text.split_once('/')? {
+        ("*", "*") => Some(MediaRange::Any),
+        (kind, "*") if is_token(kind) && kind != "*" => {
+            Some(MediaRange::Type(kind.to_ascii_lowercase()))
+        }
+        (kind, subtype) if is_token(kind) && is_token(subtype) && kind != "*" && subtype != "*" => {
+            Some(MediaRange::Exact {
+                kind: kind.to_ascii_lowercase(),
+                subtype: subtype.to_ascii_lowercase(),
+            })
+        }
+        _ => None,
     }
 }
 
-/// `responseCacheLookup`; in effect unless `isEnabled` is false.
-pub(crate) fn read_cache_lookup(cx: &mut Cx, field: &Field<'_>, scope: &Scope<'_>) -> Option<bool> {
+/// `responseCacheLookup`; `Some(None)` when `isEnabled` is false.
+pub(crate) fn read_cache_lookup(
+    cx: &mut Cx,
+    field: &Field<'_>,
+    scope: &Scope<'_>,
+) -> Option<Option<ResponseCacheLookup>> {
     let mut obj = field.object(cx)?;
     let kind = read_kind(
         cx,
@@ -407,6 +454,7 @@ pub(crate) fn read_cache_lookup(cx: &mut Cx, field: &Field<'_>, scope: &Scope<'_
             );
         }
         let mut ok = true;
+        let mut additions = Vec::new();
         for item in &items {
             let Some(text) = item.str(cx) else {
                 ok = false;
@@ -415,7 +463,16 @@ pub(crate) fn read_cache_lookup(cx: &mut Cx, field: &Field<'_>, scope: &Scope<'_
             // OCI's cache page writes the variable bare (`request.headers[Accept]`), the SDK's
             // docstring as `${request.headers[Accept]}`: both are accepted.
             if !text.contains("${") {
-                ok &= read_expression(cx, item, scope).is_some();
+                match read_expression(cx, item, scope) {
+                    Some(_) => match Template::parse(&format!("${{{text}}}")) {
+                        Ok(template) => additions.push(template),
+                        Err(reason) => {
+                            cx.error(&item.path, reason);
+                            ok = false;
+                        }
+                    },
+                    None => ok = false,
+                }
                 continue;
             }
             match parse_template(cx, &item.path, text, scope) {
@@ -426,11 +483,11 @@ pub(crate) fn read_cache_lookup(cx: &mut Cx, field: &Field<'_>, scope: &Scope<'_
                     );
                     ok = false;
                 }
-                Some(_) => {}
+                Some(template) => additions.push(template),
                 None => ok = false,
             }
         }
-        ok.then_some(())
+        ok.then_some(additions)
     }));
     obj.finish(
         cx,
@@ -442,13 +499,16 @@ pub(crate) fn read_cache_lookup(cx: &mut Cx, field: &Field<'_>, scope: &Scope<'_
         ],
     );
     kind?;
-    private?;
-    additions?;
-    Some(enabled? != Some(false))
+    let private = private?;
+    let additions = additions?;
+    Some((enabled? != Some(false)).then(|| ResponseCacheLookup {
+        private_caching: private.unwrap_or(false),
+        key_additions: additions.unwrap_or_default(),
+    }))
 }
 
-/// `responsePolicies.responseCacheStore`; always in effect when valid.
-pub(crate) fn read_cache_store(cx: &mut Cx, field: &Field<'_>) -> Option<bool> {
+/// `responsePolicies.responseCacheStore`.
+pub(crate) fn read_cache_store(cx: &mut Cx, field: &Field<'_>) -> Option<ResponseCacheStore> {
     let mut obj = field.object(cx)?;
     let kind = read_kind(
         cx,
@@ -458,9 +518,10 @@ pub(crate) fn read_cache_store(cx: &mut Cx, field: &Field<'_>) -> Option<bool> {
     );
     let ttl = obj
         .require(cx, "timeToLiveInSeconds")
-        .and_then(|f| f.integer_in(cx, 1, i64::MAX));
+        .and_then(|f| f.integer_in(cx, 1, i64::from(u32::MAX)));
     obj.finish(cx, &["type", "timeToLiveInSeconds"]);
     kind?;
-    ttl?;
-    Some(true)
+    Some(ResponseCacheStore {
+        time_to_live_seconds: u32::try_from(ttl?).ok()?,
+    })
 }
