@@ -374,12 +374,11 @@ fn a_bare_kebab_specification_takes_the_given_prefix_and_models_transformations(
 fn a_file_with_every_member_loads_and_names_what_is_not_enforced() {
     let loaded = loads(&fixture("every-member.json"), None);
     let s = "specification";
-    // MODIFY_RESPONSE (validationFailurePolicy) is enforced by serve, so it is not listed.
+    // MODIFY_RESPONSE (validationFailurePolicy) and the response cache are enforced by serve,
+    // so they are not listed.
     let expected_unenforced: Vec<String> = [
         "routes[0].requestPolicies.queryParameterValidations",
         "routes[0].requestPolicies.headerValidations",
-        "routes[0].requestPolicies.responseCacheLookup",
-        "routes[0].responsePolicies.responseCacheStore",
         "routes[1].backend",
         "routes[1].requestPolicies.bodyValidation",
     ]

@@ -65,6 +65,8 @@ pub struct Options {
     pub max_connection_age: Duration,
     /// `--redis`: rate limits and introspection answers shared with other replicas.
     pub shared_state: Option<crate::shared::SharedStateOptions>,
+    /// `--gateway`'s `responseCacheDetails` and the cache's own settings.
+    pub response_cache: crate::response_cache::ResponseCacheOptions,
 }
 
 impl Default for Options {
@@ -83,6 +85,7 @@ impl Default for Options {
             max_connections: 10_000,
             max_connection_age: Duration::from_secs(3600),
             shared_state: None,
+            response_cache: crate::response_cache::ResponseCacheOptions::default(),
         }
     }
 }
@@ -102,6 +105,8 @@ struct Served {
     threshold: Level,
     /// Rate limiting and CORS.
     edge: edge::Edge,
+    /// What the response cache needs of the deployment (none when no route caches).
+    cache: Option<crate::response_cache::DeploymentCache>,
 }
 
 /// The remote key material of one `dynamicAuthentication` server (static keys need none).
@@ -154,6 +159,8 @@ pub struct Gateway {
     connections: crate::connection::Connections,
     /// Usage-plan counters: outlive configuration generations (keyed by ids).
     usage: crate::usage::UsageCounters,
+    /// The response cache's server and the bytes held for storing.
+    response_cache: crate::response_cache::ResponseCache,
     options: Options,
 }
 
@@ -222,7 +229,14 @@ impl Gateway {
             }
             None => None,
         };
+        let response_cache = crate::response_cache::ResponseCache::new(
+            options.response_cache.clone(),
+            &options.extra_roots,
+            metrics.clone(),
+            logs.clone(),
+        )?;
         let gateway = Self {
+            response_cache,
             usage: crate::usage::UsageCounters::new(shared.clone()),
             state: ArcSwap::from_pointee(ServedSet {
                 served: Vec::new(),
@@ -296,6 +310,7 @@ impl Gateway {
             }
             let edge = edge::Edge::new(&deployment, self.options.rate_limits.as_ref());
             served.push(Served {
+                cache: crate::response_cache::DeploymentCache::new(&deployment, &self.metrics),
                 edge,
                 scope,
                 deployment,
@@ -433,6 +448,15 @@ impl Gateway {
         if changed {
             self.connections.client_cas_changed();
         }
+    }
+
+    /// Uses the response cache server of a reloaded `--gateway` file from now on (`None`: the
+    /// gateway has no cache). An unchanged server keeps its connection.
+    pub fn set_response_cache_server(
+        &self,
+        server: Option<claimgate_config::ResponseCacheServer>,
+    ) -> Result<(), String> {
+        self.response_cache.set_server(server)
     }
 
     /// Records a reload that was refused; the current set keeps serving.
@@ -892,7 +916,7 @@ impl Gateway {
                         let response = self
                             .forward(
                                 &verdict,
-                                deployment,
+                                served,
                                 &parts,
                                 body,
                                 peer,
@@ -1404,7 +1428,7 @@ impl Gateway {
     async fn forward(
         &self,
         verdict: &Verdict,
-        deployment: &Deployment,
+        served: &Served,
         parts: &http::request::Parts,
         body: Incoming,
         peer: SocketAddr,
@@ -1415,13 +1439,94 @@ impl Gateway {
         let Some(route_info) = &verdict.route else {
             return respond::error(404);
         };
+        let deployment = &served.deployment;
         let Some(route) = deployment.routes.get(route_info.index) else {
             return respond::error(404);
         };
         let request_context =
             RequestContext::new(parts, &route_info.params, verdict.claims.as_deref());
         let mut problems = Vec::new();
-        let mut response = match &route.backend {
+        let looked = self
+            .response_cache
+            .lookup(
+                served.cache.as_ref(),
+                route,
+                &crate::response_cache::CacheRequest {
+                    deployment_id: &deployment.id,
+                    method: &parts.method,
+                    path: parts.uri.path(),
+                    query: parts.uri.query(),
+                    headers: &parts.headers,
+                    client_certificate: request_context.client_cert.is_some(),
+                    context: &request_context,
+                },
+                context,
+                threshold,
+            )
+            .await;
+        let cache_status = looked.status();
+        let mut pending = None;
+        let mut response = match looked {
+            crate::response_cache::Looked::Hit(hit) => hit,
+            looked => {
+                if let crate::response_cache::Looked::Miss(miss) = looked {
+                    pending = Some(miss);
+                }
+                let called = self
+                    .call_backend(
+                        route,
+                        &request_context,
+                        parts,
+                        body,
+                        peer,
+                        request_id,
+                        context,
+                        threshold,
+                        &mut problems,
+                    )
+                    .await;
+                match called {
+                    Ok(response) => response,
+                    Err(refused) => return refused,
+                }
+            }
+        };
+        if let Some(pending) = pending {
+            response = self
+                .response_cache
+                .store(pending, response, context, threshold);
+        }
+        if let Some(status) = cache_status {
+            crate::response_cache::mark(&mut response, status);
+        }
+        if let Some(rules) = &route.response_header_transformations {
+            problems.extend(crate::transform::headers(
+                rules,
+                response.headers_mut(),
+                &request_context,
+            ));
+        }
+        for problem in problems {
+            self.logs.execution(context, threshold, problem);
+        }
+        response
+    }
+
+    /// The route's backend: its answer as relayed, or the gateway's own error answer (`Err`).
+    #[allow(clippy::too_many_arguments)]
+    async fn call_backend(
+        &self,
+        route: &claimgate_config::Route,
+        request_context: &RequestContext<'_>,
+        parts: &http::request::Parts,
+        body: Incoming,
+        peer: SocketAddr,
+        request_id: &str,
+        context: Context<'_>,
+        threshold: Level,
+        problems: &mut Vec<ExecutionRecord>,
+    ) -> Result<Response<Body>, Response<Body>> {
+        Ok(match &route.backend {
             Backend::Stock(stock) => respond::stock(stock, parts.method == http::Method::HEAD),
             Backend::Unsupported { kind } => {
                 self.logs.execution(
@@ -1433,7 +1538,7 @@ impl Gateway {
                         format!("{kind} is not served by claimgate."),
                     ),
                 );
-                return respond::error(502);
+                return Err(respond::error(502));
             }
             Backend::Http(backend) => {
                 let url = match request_context.expand_url(&backend.url) {
@@ -1441,12 +1546,12 @@ impl Gateway {
                     Err(why) => {
                         let rejection = crate::target::TargetRejection::Path(why);
                         self.logs.execution(context, threshold, rejection.record());
-                        return respond::error(400);
+                        return Err(respond::error(400));
                     }
                 };
                 let query = match &route.query_parameter_transformations {
                     Some(rules) => {
-                        crate::transform::query(rules, parts.uri.query(), &request_context)
+                        crate::transform::query(rules, parts.uri.query(), request_context)
                     }
                     None => parts.uri.query().map(str::to_owned),
                 };
@@ -1463,7 +1568,7 @@ impl Gateway {
                             problems.extend(crate::transform::headers(
                                 rules,
                                 headers,
-                                &request_context,
+                                request_context,
                             ));
                         }
                     },
@@ -1476,7 +1581,7 @@ impl Gateway {
                             threshold,
                             ExecutionRecord::new("httpBackend.urlInvalid", Level::Error, reason),
                         );
-                        return respond::error(502);
+                        return Err(respond::error(502));
                     }
                 };
                 let timeout = Duration::from_secs_f64(
@@ -1499,7 +1604,7 @@ impl Gateway {
                                 error.detail()
                             )),
                         );
-                        return respond::error(error.status());
+                        return Err(respond::error(error.status()));
                     }
                     Err(error) => {
                         self.logs.execution(
@@ -1517,22 +1622,11 @@ impl Gateway {
                             .with("cause", json!(error.token()))
                             .with("backendUrl", json!(url)),
                         );
-                        return respond::error(error.status());
+                        return Err(respond::error(error.status()));
                     }
                 }
             }
-        };
-        if let Some(rules) = &route.response_header_transformations {
-            problems.extend(crate::transform::headers(
-                rules,
-                response.headers_mut(),
-                &request_context,
-            ));
-        }
-        for problem in problems {
-            self.logs.execution(context, threshold, problem);
-        }
-        response
+        })
     }
 
     fn access_log(
@@ -1682,7 +1776,7 @@ fn redacted_uri<'a>(
 
 /// Whether the query parameter name `raw`, as sent, is `wanted` once percent-decoded (ASCII
 /// case-insensitively), without allocating.
-fn query_name_is(raw: &str, wanted: &str) -> bool {
+pub(crate) fn query_name_is(raw: &str, wanted: &str) -> bool {
     let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let (raw, wanted) = (raw.as_bytes(), wanted.as_bytes());
     let (mut i, mut j) = (0, 0);

@@ -499,8 +499,9 @@ fn read_route(
                 query_parameter_transformations = read.filter(|t| !t.is_empty());
             }
             if let Some(f) = policies.take("responseCacheLookup") {
+                // Enforced by the gateway (with the gateway resource's cache server).
                 let read = read_cache_lookup(cx, &f, &scope);
-                note(notes, &f.path, read.as_ref().map(Option::is_some));
+                note(notes, &f.path, read.as_ref().map(|_| false));
                 response_cache_lookup = read.flatten();
             }
             policies.finish(cx, ROUTE_REQUEST_POLICY_MEMBERS);
@@ -518,10 +519,8 @@ fn read_route(
             }
             if let Some(f) = policies.take("responseCacheStore") {
                 match read_cache_store(cx, &f) {
-                    Some(store) => {
-                        notes.unenforced(&f.path, true);
-                        response_cache_store = Some(store);
-                    }
+                    // Enforced by the gateway: never reported as unenforced.
+                    Some(store) => response_cache_store = Some(store),
                     None => policies_ok = false,
                 }
             }
