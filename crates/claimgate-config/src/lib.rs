@@ -13,6 +13,7 @@
 
 mod context;
 mod deployment;
+mod function_map;
 mod gateway;
 pub mod model;
 mod reader;
@@ -23,6 +24,7 @@ pub mod usage;
 mod usage_plan;
 
 pub use deployment::{load_str, LoadOptions, Loaded, MAX_FILE_BYTES};
+pub use function_map::{load_function_map_str, FunctionMap, LoadedFunctions};
 pub use gateway::{load_gateway_str, Gateway, LoadedGateway, ResponseCacheServer};
 pub use model::*;
 pub use reader::{Diagnostic, Rejected};

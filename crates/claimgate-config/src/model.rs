@@ -28,6 +28,17 @@ pub struct Deployment {
     /// The Vault secrets the file names (`clientDetails.clientSecretId`), to be resolved from
     /// the secrets file.
     pub secret_refs: Vec<SecretRef>,
+    /// The OCI functions the file names (authorizer functions, Functions backends), to be
+    /// found in the functions file (`--functions`).
+    pub function_refs: Vec<FunctionRef>,
+}
+
+/// A function named by a policy or backend: its OCID and where the file names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionRef {
+    pub function_id: String,
+    /// The JSON path of `functionId`, for messages.
+    pub path: String,
 }
 
 /// A secret named by a policy: `clientSecretId` and `clientSecretVersionNumber` of a `CUSTOM`

@@ -13,6 +13,7 @@ mod claims;
 mod dynamic;
 mod escape;
 pub mod path;
+mod phase;
 pub mod route;
 mod time;
 mod usage;
@@ -25,6 +26,7 @@ pub use dynamic::{
 };
 pub use escape::{escape, is_escaped, Escaped};
 pub use path::PathRejection;
+pub use phase::PhaseId;
 pub use time::{human_duration, relative, skew_text, UnixTime};
 pub use usage::{
     resolve_usage_plan, UsagePlanDecision, UsagePlanMatch, UsagePlanRefusal,

@@ -30,4 +30,4 @@ mod transform;
 pub mod usage;
 
 pub use logs::{LogSink, Logs};
-pub use server::{Gateway, Options, MAX_BODY_BYTES};
+pub use server::{Gateway, Options, Resources, MAX_BODY_BYTES};

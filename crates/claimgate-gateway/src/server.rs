@@ -2,6 +2,7 @@
 //! the core for a verdict with the keys at hand, enforces it, and writes OCI's logs.
 
 mod edge;
+mod phases;
 
 use crate::context::RequestContext;
 use crate::discovery::{
@@ -15,9 +16,8 @@ use crate::respond::{self, Body};
 use arc_swap::ArcSwap;
 use claimgate_config::{Authentication, Backend, Deployment, KeySource, LogLevel, Secrets};
 use claimgate_core::{
-    evaluate_cached, evaluate_with, route, select_for_request, token_to_introspect, Decision,
-    Explain, Failure, HeaderValues, Introspection, KeyMaterial, RequestView, UnixTime, Unrouted,
-    Verdict,
+    evaluate_cached, evaluate_with, route, select_for_request, token_to_introspect, Explain,
+    Failure, HeaderValues, Introspection, KeyMaterial, RequestView, UnixTime, Verdict,
 };
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
@@ -140,6 +140,16 @@ struct ServedSet {
     served: Vec<Served>,
     /// `--usage-plans` and `--subscribers`, swapped with the deployments.
     subscriptions: Arc<claimgate_config::Subscriptions>,
+    /// `--functions`, swapped with the deployments.
+    functions: Arc<claimgate_config::FunctionMap>,
+}
+
+/// What the deployments refer to beside key material, read from their own files and swapped
+/// with them: usage plans and subscribers, the functions map.
+#[derive(Debug, Clone, Default)]
+pub struct Resources {
+    pub subscriptions: claimgate_config::Subscriptions,
+    pub functions: claimgate_config::FunctionMap,
 }
 
 /// A running gateway's shared state.
@@ -181,21 +191,14 @@ impl Gateway {
         logs: Logs,
         options: Options,
     ) -> Result<Arc<Self>, String> {
-        Self::start_with(
-            deployments,
-            claimgate_config::Subscriptions::default(),
-            secrets,
-            logs,
-            options,
-        )
-        .await
+        Self::start_with(deployments, Resources::default(), secrets, logs, options).await
     }
 
-    /// [`Gateway::start`] with the usage plans and subscribers of `--usage-plans` and
-    /// `--subscribers`.
+    /// [`Gateway::start`] with the resources the deployments refer to (`--usage-plans`,
+    /// `--subscribers`, `--functions`).
     pub async fn start_with(
         deployments: Vec<Deployment>,
-        subscriptions: claimgate_config::Subscriptions,
+        resources: Resources,
         secrets: &Secrets,
         logs: Logs,
         mut options: Options,
@@ -241,6 +244,7 @@ impl Gateway {
             state: ArcSwap::from_pointee(ServedSet {
                 served: Vec::new(),
                 subscriptions: Arc::default(),
+                functions: Arc::default(),
             }),
             tls: arc_swap::ArcSwapOption::empty(),
             generation: std::sync::atomic::AtomicU64::new(0),
@@ -254,7 +258,12 @@ impl Gateway {
             options,
         };
         let set = gateway
-            .build(deployments, Arc::new(subscriptions), secrets)
+            .build(
+                deployments,
+                Arc::new(resources.subscriptions),
+                Arc::new(resources.functions),
+                secrets,
+            )
             .await?;
         gateway.state.store(Arc::new(set));
         Ok(Arc::new(gateway))
@@ -266,6 +275,7 @@ impl Gateway {
         &self,
         deployments: Vec<Deployment>,
         subscriptions: Arc<claimgate_config::Subscriptions>,
+        functions: Arc<claimgate_config::FunctionMap>,
         secrets: &Secrets,
     ) -> Result<ServedSet, String> {
         let generation = self
@@ -331,6 +341,7 @@ impl Gateway {
         Ok(ServedSet {
             served,
             subscriptions,
+            functions,
         })
     }
 
@@ -394,30 +405,43 @@ impl Gateway {
     /// Swaps in a new, already validated set of deployments. Requests in flight finish on the
     /// set they started with.
     pub async fn reload(&self, deployments: Vec<Deployment>, secrets: &Secrets) {
-        let subscriptions = self.state.load().subscriptions.clone();
-        self.reload_set(deployments, subscriptions, secrets).await;
+        let (subscriptions, functions) = {
+            let state = self.state.load();
+            (state.subscriptions.clone(), state.functions.clone())
+        };
+        self.reload_set(deployments, subscriptions, functions, secrets)
+            .await;
     }
 
-    /// [`Gateway::reload`] with new usage plans and subscribers, swapped together with the
-    /// deployments; usage counters carry over (they are keyed by ids).
+    /// [`Gateway::reload`] with new resources, swapped together with the deployments; usage
+    /// counters carry over (they are keyed by ids).
     pub async fn reload_with(
         &self,
         deployments: Vec<Deployment>,
-        subscriptions: claimgate_config::Subscriptions,
+        resources: Resources,
         secrets: &Secrets,
     ) {
-        self.reload_set(deployments, Arc::new(subscriptions), secrets)
-            .await;
+        self.reload_set(
+            deployments,
+            Arc::new(resources.subscriptions),
+            Arc::new(resources.functions),
+            secrets,
+        )
+        .await;
     }
 
     async fn reload_set(
         &self,
         deployments: Vec<Deployment>,
         subscriptions: Arc<claimgate_config::Subscriptions>,
+        functions: Arc<claimgate_config::FunctionMap>,
         secrets: &Secrets,
     ) {
         let labels: Vec<String> = deployments.iter().map(|d| d.path_prefix.clone()).collect();
-        let set = match self.build(deployments, subscriptions, secrets).await {
+        let set = match self
+            .build(deployments, subscriptions, functions, secrets)
+            .await
+        {
             Ok(set) => set,
             Err(error) => return self.reload_rejected(&[error]),
         };
@@ -843,6 +867,8 @@ impl Gateway {
         );
         let (mut parts, body) = request.into_parts();
         let state = self.state.load_full();
+        // Phase `route`, first half: the target is settled and names a deployment (the route
+        // itself is matched with authentication, in the verdict).
         if let Err(rejection) = crate::target::settle(&mut parts) {
             self.target_rejected(&state, &parts, rejection, &request_id);
             return with_request_id(respond::error(400), &request_id);
@@ -856,98 +882,33 @@ impl Gateway {
             deployment_id: &deployment.id,
             request_id: Some(&request_id),
         };
+        // Phases `rateLimit`, `cors` (preflights) and `mutualTls`.
         if let Some(response) = self
             .before_authentication(served, &parts, peer, client, context, started)
             .await
         {
             return with_request_id(response, &request_id);
         }
-        crate::mtls::ClientCertificate::attach(
-            deployment.mutual_tls.as_ref(),
-            client,
-            &mut parts.extensions,
-        );
-        let view = PartsView(&parts);
-        let verdict = self.judge(served, &view).await;
-        let threshold = verdict
-            .route
-            .as_ref()
-            .and_then(|r| deployment.routes.get(r.index))
-            .and_then(|r| r.execution_log_level)
-            .map_or(served.threshold, |l| level(Some(l)));
-        self.log_verdict(&verdict, context, threshold);
-
-        let too_large = parts
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .is_some_and(|n| n > MAX_BODY_BYTES as u64);
-        let response = match (&verdict.decision, &verdict.unrouted) {
-            (Decision::Deny, Some(Unrouted::MethodNotAllowed { allow })) => {
-                respond::method_not_allowed(allow)
-            }
-            (Decision::Deny, _) => {
-                let status = verdict.status.unwrap_or(401);
-                match failure_policy(deployment) {
-                    Some(modify) if status == 401 => {
-                        self.modified_failure(modify, verdict.route.as_ref(), &parts)
-                    }
-                    _ => respond::error(status),
-                }
-            }
-            (Decision::Allow, _) if too_large => {
-                self.logs.execution(
-                    context,
-                    threshold,
-                    body_invalid(&format!(
-                        "The request body is larger than {MAX_BODY_BYTES} bytes."
-                    )),
-                );
-                respond::error(413)
-            }
-            (Decision::Allow, _) => {
-                match self
-                    .usage_plan_phase(&state, served, &verdict, &mut parts, context, threshold)
-                    .await
-                {
-                    Err(refused) => refused,
-                    Ok(counted) => {
-                        let response = self
-                            .forward(
-                                &verdict,
-                                served,
-                                &parts,
-                                body,
-                                peer,
-                                &request_id,
-                                context,
-                                threshold,
-                            )
-                            .await;
-                        if let Some(counted) = counted {
-                            self.usage_plan_settle(counted, response.status().as_u16())
-                                .await;
-                        }
-                        response
-                    }
-                }
-            }
-        };
-        let route_index = verdict.route.as_ref().map(|r| r.index);
-        let response = served.edge.with_cors(&parts, route_index, response);
-        let response = with_request_id(response, &request_id);
-        self.record(
-            &verdict,
-            deployment,
-            &parts,
-            response.status().as_u16(),
+        let mut exchange = phases::Exchange {
+            state: &state,
+            served,
+            parts,
+            body: Some(body),
+            peer,
+            request_id: &request_id,
             started,
-        );
-        if verdict.route.is_some() || verdict.unrouted.is_some() {
-            self.access_log(context, &parts, &response, peer, started, deployment);
-        }
-        response
+            context,
+            threshold: served.threshold,
+            verdict: None,
+            usage: None,
+            client,
+            answered_by: None,
+            backend_answered: false,
+            cache_status: None,
+            cache_pending: None,
+        };
+        let response = self.request_phases(&mut exchange).await;
+        self.logs_phase(&mut exchange, response).await
     }
 
     /// The usage-plan policy (SPEC "Usage plans and subscribers"), after authentication and
@@ -1428,105 +1389,24 @@ impl Gateway {
     async fn forward(
         &self,
         verdict: &Verdict,
-        served: &Served,
+        deployment: &Deployment,
         parts: &http::request::Parts,
         body: Incoming,
         peer: SocketAddr,
         request_id: &str,
         context: Context<'_>,
         threshold: Level,
-    ) -> Response<Body> {
+    ) -> Result<Response<Body>, Response<Body>> {
         let Some(route_info) = &verdict.route else {
-            return respond::error(404);
+            return Err(respond::error(404));
         };
-        let deployment = &served.deployment;
         let Some(route) = deployment.routes.get(route_info.index) else {
-            return respond::error(404);
+            return Err(respond::error(404));
         };
         let request_context =
             RequestContext::new(parts, &route_info.params, verdict.claims.as_deref());
         let mut problems = Vec::new();
-        let looked = self
-            .response_cache
-            .lookup(
-                served.cache.as_ref(),
-                route,
-                &crate::response_cache::CacheRequest {
-                    deployment_id: &deployment.id,
-                    method: &parts.method,
-                    path: parts.uri.path(),
-                    query: parts.uri.query(),
-                    headers: &parts.headers,
-                    client_certificate: request_context.client_cert.is_some(),
-                    context: &request_context,
-                },
-                context,
-                threshold,
-            )
-            .await;
-        let cache_status = looked.status();
-        let mut pending = None;
-        let mut response = match looked {
-            crate::response_cache::Looked::Hit(hit) => hit,
-            looked => {
-                if let crate::response_cache::Looked::Miss(miss) = looked {
-                    pending = Some(miss);
-                }
-                let called = self
-                    .call_backend(
-                        route,
-                        &request_context,
-                        parts,
-                        body,
-                        peer,
-                        request_id,
-                        context,
-                        threshold,
-                        &mut problems,
-                    )
-                    .await;
-                match called {
-                    Ok(response) => response,
-                    Err(refused) => return refused,
-                }
-            }
-        };
-        if let Some(pending) = pending {
-            response = self
-                .response_cache
-                .store(pending, response, context, threshold);
-        }
-        if let Some(status) = cache_status {
-            crate::response_cache::mark(&mut response, status);
-        }
-        if let Some(rules) = &route.response_header_transformations {
-            problems.extend(crate::transform::headers(
-                rules,
-                response.headers_mut(),
-                &request_context,
-            ));
-        }
-        for problem in problems {
-            self.logs.execution(context, threshold, problem);
-        }
-        response
-    }
-
-    /// The route's backend: its answer as relayed, or the gateway's own error answer (`Err`).
-    #[allow(clippy::too_many_arguments)]
-    async fn call_backend(
-        &self,
-        route: &claimgate_config::Route,
-        request_context: &RequestContext<'_>,
-        parts: &http::request::Parts,
-        body: Incoming,
-        peer: SocketAddr,
-        request_id: &str,
-        context: Context<'_>,
-        threshold: Level,
-        problems: &mut Vec<ExecutionRecord>,
-    ) -> Result<Response<Body>, Response<Body>> {
-        Ok(match &route.backend {
+        let response = match &route.backend {
             Backend::Stock(stock) => respond::stock(stock, parts.method == http::Method::HEAD),
             Backend::Unsupported { kind } => {
                 self.logs.execution(
@@ -1551,7 +1431,7 @@ impl Gateway {
                 };
                 let query = match &route.query_parameter_transformations {
                     Some(rules) => {
-                        crate::transform::query(rules, parts.uri.query(), request_context)
+                        crate::transform::query(rules, parts.uri.query(), &request_context)
                     }
                     None => parts.uri.query().map(str::to_owned),
                 };
@@ -1568,7 +1448,7 @@ impl Gateway {
                             problems.extend(crate::transform::headers(
                                 rules,
                                 headers,
-                                request_context,
+                                &request_context,
                             ));
                         }
                     },
@@ -1626,7 +1506,11 @@ impl Gateway {
                     }
                 }
             }
-        })
+        };
+        for problem in problems {
+            self.logs.execution(context, threshold, problem);
+        }
+        Ok(response)
     }
 
     fn access_log(
@@ -1669,6 +1553,17 @@ struct UsageCounted<'s> {
     entitlement: &'s str,
     subscriber: &'s str,
     quota: u64,
+}
+
+/// Whether the request declares a body above [`MAX_BODY_BYTES`] (answered 413 before it is
+/// read; a chunked body is cut off at the limit as it streams).
+fn declares_too_large_body(parts: &http::request::Parts) -> bool {
+    parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
 }
 
 /// The record of a request refused for its body (malformed or over the limit): the client's

@@ -128,6 +128,11 @@ pub(crate) struct ServeArgs {
     /// or an array, or a directory of *.json (repeatable); watched and reloaded.
     #[arg(long = "subscribers", value_name = "FILE|DIR", value_parser = crate::input::file_arg)]
     subscribers: Vec<String>,
+    /// The URL that invokes each OCI function the deployments name (authorizer functions,
+    /// Functions backends): a JSON object {"ocid1.fnfunc...": "http://127.0.0.1:8081/"};
+    /// watched and reloaded with the deployments.
+    #[arg(long = "functions", value_name = "FILE", value_parser = crate::input::file_arg)]
+    functions: Option<String>,
     /// OCI's gateway resource (CreateGatewayDetails, Gateway, or the CLI's read-back): its
     /// responseCacheDetails names the response cache server, whose credentials come from
     /// --secrets; watched and reloaded.
@@ -209,24 +214,95 @@ impl GatewayFile {
     }
 }
 
-/// The `--usage-plans` and `--subscribers` files, read again on every reload.
+/// The files of the resources the deployments refer to (`--usage-plans`, `--subscribers`,
+/// `--functions`), read again on every reload.
 #[derive(Debug, Clone, Default)]
-struct UsageFiles {
+struct ResourceFiles {
     plans: Vec<String>,
     subscribers: Vec<String>,
+    functions: Option<String>,
 }
 
-impl UsageFiles {
+impl ResourceFiles {
     fn from_args(args: &ServeArgs) -> Self {
         Self {
             plans: args.usage_plans.clone(),
             subscribers: args.subscribers.clone(),
+            functions: args.functions.clone(),
         }
+    }
+
+    /// The resources, with their warnings; fails closed when a deployment refers to what the
+    /// files do not hold (no request could ever be served as the deployment says).
+    fn load(
+        &self,
+        deployments: &[Deployment],
+    ) -> Result<(claimgate_gateway::Resources, Vec<String>), InputError> {
+        let (subscriptions, mut warnings) = self.load_subscriptions(deployments)?;
+        let functions = match &self.functions {
+            None => claimgate_config::FunctionMap::default(),
+            Some(file) => {
+                let text = crate::input::read_text(
+                    file,
+                    "--functions",
+                    claimgate_config::MAX_FILE_BYTES as u64,
+                )
+                .map_err(InputError::new)?;
+                let loaded =
+                    claimgate_config::load_function_map_str(&text).map_err(|rejected| {
+                        InputError {
+                            message: format!(
+                                "cannot serve: {} is not a valid functions file",
+                                claimgate_core::escape(file)
+                            ),
+                            details: rejected.errors.iter().map(ToString::to_string).collect(),
+                        }
+                    })?;
+                warnings.extend(
+                    loaded
+                        .warnings
+                        .iter()
+                        .map(|w| format!("{}: {w}", claimgate_core::escape(file))),
+                );
+                loaded.functions
+            }
+        };
+        let missing: Vec<String> = deployments
+            .iter()
+            .flat_map(|d| {
+                functions
+                    .missing(d)
+                    .into_iter()
+                    .map(move |line| format!("{}: {line}", claimgate_core::escape(d.label())))
+            })
+            .collect();
+        if !missing.is_empty() {
+            let message = match &self.functions {
+                None => "cannot serve: the deployments call OCI functions; give --functions FILE \
+                         mapping each function OCID to the URL that invokes it"
+                    .to_owned(),
+                Some(file) => format!(
+                    "cannot serve: {} does not map every function the deployments call",
+                    claimgate_core::escape(file)
+                ),
+            };
+            return Err(InputError {
+                message,
+                details: missing,
+            });
+        }
+        Ok((
+            claimgate_gateway::Resources {
+                subscriptions,
+                functions,
+            },
+            warnings,
+        ))
     }
 
     /// The subscriptions, none without files; fails closed when a deployment has
     /// `usagePlans` and the files are missing (no request could ever be entitled).
-    fn load(
+    fn load_subscriptions(
         &self,
         deployments: &[Deployment],
     ) -> Result<(claimgate_config::Subscriptions, Vec<String>), InputError> {
@@ -254,7 +330,10 @@ impl UsageFiles {
     }
 
     fn paths(&self) -> impl Iterator<Item = &String> {
-        self.plans.iter().chain(&self.subscribers)
+        self.plans
+            .iter()
+            .chain(&self.subscribers)
+            .chain(&self.functions)
     }
 }
 
@@ -558,8 +637,8 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             }
         }
     }
-    let usage_files = UsageFiles::from_args(args);
-    let (subscriptions, warnings) = usage_files.load(&deployments)?;
+    let resource_files = ResourceFiles::from_args(args);
+    let (resources, warnings) = resource_files.load(&deployments)?;
     for warning in warnings {
         eprintln!("claimgate: warning: {warning}");
     }
@@ -671,10 +750,9 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
         };
         tokio::spawn(reopen_logs_on_sigusr1(execution.clone(), access.clone()));
         let logs = Logs { execution, access };
-        let gateway =
-            Gateway::start_with(deployments, subscriptions, &secrets, logs.clone(), options)
-                .await
-                .map_err(|e| InputError::new(format!("cannot start the gateway: {e}")))?;
+        let gateway = Gateway::start_with(deployments, resources, &secrets, logs.clone(), options)
+            .await
+            .map_err(|e| InputError::new(format!("cannot start the gateway: {e}")))?;
         if let Some(listener) = admin_listener {
             let admin_local = listener
                 .local_addr()
@@ -697,7 +775,7 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             sources,
             tls_files,
             args.secrets.clone(),
-            usage_files,
+            resource_files,
             gateway_file,
         ));
         tokio::spawn(gateway.clone().maintain_keys());
@@ -978,7 +1056,7 @@ async fn watch_and_reload(
     sources: Vec<String>,
     tls_files: Option<TlsFiles>,
     secrets_file: Option<String>,
-    usage_files: UsageFiles,
+    resource_files: ResourceFiles,
     gateway_file: GatewayFile,
 ) {
     let mut hangup = hangup_signal();
@@ -992,7 +1070,7 @@ async fn watch_and_reload(
         paths.extend(files.paths());
     }
     paths.extend(secrets_file.clone());
-    paths.extend(usage_files.paths().cloned());
+    paths.extend(resource_files.paths().cloned());
     paths.extend(gateway_file.path.clone());
     let mut last = stamps(&paths);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -1034,8 +1112,8 @@ async fn watch_and_reload(
                     gateway.reload_rejected(&missing_ca);
                     continue;
                 }
-                let subscriptions = match usage_files.load(&deployments) {
-                    Ok((subscriptions, _)) => subscriptions,
+                let resources = match resource_files.load(&deployments) {
+                    Ok((resources, _)) => resources,
                     Err(error) => {
                         let mut errors = vec![error.message];
                         errors.extend(error.details);
@@ -1062,9 +1140,7 @@ async fn watch_and_reload(
                 if tls.is_some() {
                     gateway.set_tls(tls);
                 }
-                gateway
-                    .reload_with(deployments, subscriptions, &secrets)
-                    .await
+                gateway.reload_with(deployments, resources, &secrets).await
             }
             Ok(Err(errors)) => gateway.reload_rejected(&errors),
             Err(panicked) => gateway.reload_rejected(&[format!("loading failed: {panicked}")]),

@@ -84,9 +84,14 @@ const CUSTOM_MEMBERS: &[&str] = &[
 /// `CUSTOM_AUTHENTICATION`: checked in full, never evaluated (it calls an OCI function).
 fn read_custom_policy(cx: &mut Cx, mut obj: Obj<'_>, notes: &mut Notes) -> Option<PolicyRead> {
     let policy_path = obj.path.clone();
-    let function = obj
-        .require(cx, "functionId")
-        .and_then(|f| f.non_empty_str(cx));
+    let function = obj.require(cx, "functionId").and_then(|f| {
+        let id = f.non_empty_str(cx)?;
+        notes.function_refs.push(FunctionRef {
+            function_id: id.to_owned(),
+            path: f.path.clone(),
+        });
+        Some(id)
+    });
     // OCI's AuthenticationPolicy requires it for ANONYMOUS routes whatever the type.
     let anonymous_allowed = obj
         .take("isAnonymousAccessAllowed")
@@ -1015,6 +1020,7 @@ pub(crate) fn read_dynamic_authentication(
     }
     notes.route_refs.append(&mut inner.route_refs);
     notes.secret_refs.append(&mut inner.secret_refs);
+    notes.function_refs.append(&mut inner.function_refs);
     if selector
         .as_ref()
         .is_some_and(|s| s.table == ContextTable::Auth)

@@ -115,9 +115,14 @@ pub(crate) fn read_backend(
             }))
         }
         "ORACLE_FUNCTIONS_BACKEND" => {
-            let function = obj
-                .require(cx, "functionId")
-                .and_then(|f| f.non_empty_str(cx));
+            let function = obj.require(cx, "functionId").and_then(|f| {
+                let id = f.non_empty_str(cx)?;
+                notes.function_refs.push(FunctionRef {
+                    function_id: id.to_owned(),
+                    path: f.path.clone(),
+                });
+                Some(id)
+            });
             obj.finish(cx, &["type", "functionId"]);
             function?;
             if !nested {

@@ -274,6 +274,7 @@ fn read_specification(cx: &mut Cx, field: &Field<'_>) -> Option<Deployment> {
         mutual_tls: policies.mutual_tls,
         unenforced: notes.unenforced,
         secret_refs: notes.secret_refs,
+        function_refs: notes.function_refs,
     })
 }
 

@@ -1,7 +1,7 @@
 //! What the section readers of a deployment note on the way, for rules that need the whole
 //! specification (route references, secrets, members not enforced yet).
 
-use crate::model::{Authentication, SecretRef};
+use crate::model::{Authentication, FunctionRef, SecretRef};
 
 /// What readers note on the way, for rules that need the whole specification.
 #[derive(Debug, Default)]
@@ -12,6 +12,8 @@ pub(crate) struct Notes {
     pub(crate) route_refs: Vec<RouteRef>,
     /// Secrets named by client details.
     pub(crate) secret_refs: Vec<SecretRef>,
+    /// Functions named by `CUSTOM_AUTHENTICATION` policies and `ORACLE_FUNCTIONS_BACKEND`s.
+    pub(crate) function_refs: Vec<FunctionRef>,
 }
 
 impl Notes {

@@ -1,0 +1,372 @@
+//! The request path as named phases, in OCI's order ([`PhaseId::ORDER`]): each policy is one
+//! method here that a reader can find and a test can target. A request phase either lets the
+//! request go on ([`Step::Next`]) or answers it ([`Step::Answer`]); after an early answer only
+//! the `logs` phase runs (CORS decoration, `opc-request-id`, metrics, access log). Response
+//! phases run on answers that came from the backend (or, for response transformations, from
+//! the cache).
+//!
+//! Per-request state is one [`Exchange`] on `handle`'s stack (pingora's per-request `CTX`),
+//! borrowing the deployment as served: no phase allocates to pass state to the next.
+//!
+//! | phase | where |
+//! |---|---|
+//! | route | [`Gateway::handle`]: the target is settled, the deployment found; the route is matched with authentication, in the verdict |
+//! | rateLimit, cors, mutualTls | [`Gateway::before_authentication`] (`server/edge.rs`) |
+//! | authentication | [`Gateway::authentication`] |
+//! | authorization | [`Gateway::authorization`] |
+//! | usagePlan | [`Gateway::usage_plan_phase`] (`server.rs`), settled by `usage_plan_settle` |
+//! | validation | [`Gateway::validation`] |
+//! | cacheLookup | [`Gateway::cache_lookup`] |
+//! | transformations, backend | [`Gateway::backend`]: request transformations apply as the backend request is built |
+//! | responseTransformations | [`Gateway::response_transformations`] |
+//! | cacheStore | [`Gateway::cache_store`] |
+//! | logs | [`Gateway::logs_phase`] |
+
+use super::{level, Gateway, PartsView, Served, ServedSet, UsageCounted};
+use crate::logs::{Context, Level};
+use crate::respond::{self, Body};
+use claimgate_core::{Decision, PhaseId, Unrouted, Verdict};
+use http::Response;
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// What a request phase decided.
+pub(super) enum Step {
+    /// The request goes on to the next phase.
+    Next,
+    /// The phase answered the request (a refusal, a preflight, a cached answer).
+    Answer(Response<Body>),
+}
+
+/// One request on its way through the phases.
+pub(super) struct Exchange<'a> {
+    pub(super) state: &'a ServedSet,
+    pub(super) served: &'a Served,
+    pub(super) parts: http::request::Parts,
+    /// The request body, until the backend phase takes it.
+    pub(super) body: Option<Incoming>,
+    pub(super) peer: SocketAddr,
+    pub(super) request_id: &'a str,
+    pub(super) started: Instant,
+    pub(super) context: Context<'a>,
+    /// The execution log's threshold: the route's `loggingPolicies` once it is known, else
+    /// the deployment's.
+    pub(super) threshold: Level,
+    /// Set by the authentication phase (route, checks, claims), read by every later phase.
+    pub(super) verdict: Option<Verdict>,
+    /// The quota unit the usage-plan phase took, settled once the answer's status is known.
+    pub(super) usage: Option<UsageCounted<'a>>,
+    /// The client certificate of the TLS connection, when the listener asks for one.
+    pub(super) client: Option<&'a crate::mtls::PeerCertificate>,
+    /// The phase that answered the request, when one did before the backend.
+    pub(super) answered_by: Option<PhaseId>,
+    /// Whether the answer came from the route's backend (or the cache), not from the gateway:
+    /// only such answers get response transformations.
+    pub(super) backend_answered: bool,
+    /// What the cache lookup said (`X-Cache-Status`), when the request reached it on a caching
+    /// route.
+    pub(super) cache_status: Option<crate::response_cache::CacheStatus>,
+    /// On a miss: where the backend's answer is stored.
+    pub(super) cache_pending: Option<crate::response_cache::Pending>,
+}
+
+impl<'a> Exchange<'a> {
+    /// The verdict of the authentication phase (a phase after it may rely on it).
+    pub(super) fn verdict(&self) -> &Verdict {
+        self.verdict
+            .as_ref()
+            .expect("the authentication phase runs before the phases that read its verdict")
+    }
+
+    /// The index of the matched route in the deployment, once authentication has routed.
+    pub(super) fn route_index(&self) -> Option<usize> {
+        self.verdict
+            .as_ref()
+            .and_then(|v| v.route.as_ref())
+            .map(|r| r.index)
+    }
+}
+
+/// Runs the phases from authentication on: `Some(answer)` from the first phase that answers.
+macro_rules! phase {
+    ($x:expr, $id:expr, $step:expr) => {
+        if let Step::Answer(response) = $step {
+            $x.answered_by = Some($id);
+            return response;
+        }
+    };
+}
+
+impl Gateway {
+    /// The phases after mutual TLS, up to the answer: authentication, authorization, usage
+    /// plan, validation, cache lookup, then (on a miss) transformations, backend and cache
+    /// store, and response transformations on whatever answer came from the backend or cache.
+    pub(super) async fn request_phases<'a>(&self, x: &mut Exchange<'a>) -> Response<Body> {
+        phase!(x, PhaseId::Authentication, self.authentication(x).await);
+        phase!(x, PhaseId::Authorization, self.authorization(x));
+        phase!(x, PhaseId::UsagePlan, self.usage_plan(x).await);
+        phase!(x, PhaseId::Validation, self.validation(x));
+        let response = match self.cache_lookup(x).await {
+            Step::Answer(hit) => hit,
+            Step::Next => {
+                let response = self.backend(x).await;
+                self.cache_store(x, response).await
+            }
+        };
+        self.response_transformations(x, response)
+    }
+
+    /// `authentication` (and route matching, which the verdict does with it): judges the
+    /// request with the keys at hand and writes the verdict's records.
+    async fn authentication(&self, x: &mut Exchange<'_>) -> Step {
+        crate::mtls::ClientCertificate::attach(
+            x.served.deployment.mutual_tls.as_ref(),
+            x.client,
+            &mut x.parts.extensions,
+        );
+        let verdict = self.judge(x.served, &PartsView(&x.parts)).await;
+        x.threshold = verdict
+            .route
+            .as_ref()
+            .and_then(|r| x.served.deployment.routes.get(r.index))
+            .and_then(|r| r.execution_log_level)
+            .map_or(x.served.threshold, |l| level(Some(l)));
+        self.log_verdict(&verdict, x.context, x.threshold);
+        x.verdict = Some(verdict);
+        Step::Next
+    }
+
+    /// The route's `authorization`, with the verdict's other refusals: no route (404), a method
+    /// the route does not allow (405), a failed authentication (401, or the `MODIFY_RESPONSE`
+    /// answer), a missing scope (403); and a declared body above 20 MB (413) before anything
+    /// counts the request.
+    fn authorization(&self, x: &mut Exchange<'_>) -> Step {
+        let verdict = x.verdict();
+        match (&verdict.decision, &verdict.unrouted) {
+            (Decision::Deny, Some(Unrouted::MethodNotAllowed { allow })) => {
+                Step::Answer(respond::method_not_allowed(allow))
+            }
+            (Decision::Deny, _) => {
+                let status = verdict.status.unwrap_or(401);
+                Step::Answer(match super::failure_policy(&x.served.deployment) {
+                    Some(modify) if status == 401 => {
+                        self.modified_failure(modify, verdict.route.as_ref(), &x.parts)
+                    }
+                    _ => respond::error(status),
+                })
+            }
+            (Decision::Allow, _) if super::declares_too_large_body(&x.parts) => {
+                self.logs.execution(
+                    x.context,
+                    x.threshold,
+                    super::body_invalid(&format!(
+                        "The request body is larger than {} bytes.",
+                        super::MAX_BODY_BYTES
+                    )),
+                );
+                Step::Answer(respond::error(413))
+            }
+            (Decision::Allow, _) => Step::Next,
+        }
+    }
+
+    /// `usagePlans`: see [`Gateway::usage_plan_phase`].
+    async fn usage_plan<'a>(&self, x: &mut Exchange<'a>) -> Step {
+        let verdict = x.verdict.as_ref().expect("authentication ran");
+        let result = self
+            .usage_plan_phase(
+                x.state,
+                x.served,
+                verdict,
+                &mut x.parts,
+                x.context,
+                x.threshold,
+            )
+            .await;
+        match result {
+            Ok(counted) => {
+                x.usage = counted;
+                Step::Next
+            }
+            Err(refused) => Step::Answer(refused),
+        }
+    }
+
+    /// `headerValidations`, `queryParameterValidations`, `bodyValidation`: not yet enforced
+    /// here (`serve` refuses routes that use them).
+    fn validation(&self, _x: &mut Exchange<'_>) -> Step {
+        Step::Next
+    }
+
+    /// `responseCacheLookup` (`response_cache.rs`): a hit answers the request (response
+    /// transformations and CORS still apply to it); a miss notes where to store the backend's
+    /// answer. Routes without the policy cost one field read.
+    async fn cache_lookup(&self, x: &mut Exchange<'_>) -> Step {
+        use crate::response_cache::{CacheRequest, Looked};
+        let verdict = x.verdict();
+        let Some(route_info) = &verdict.route else {
+            return Step::Next;
+        };
+        let Some(route) = x.served.deployment.routes.get(route_info.index) else {
+            return Step::Next;
+        };
+        if route.response_cache_lookup.is_none() {
+            return Step::Next;
+        }
+        let context = crate::context::RequestContext::new(
+            &x.parts,
+            &route_info.params,
+            verdict.claims.as_deref(),
+        );
+        let request = CacheRequest {
+            deployment_id: &x.served.deployment.id,
+            method: &x.parts.method,
+            path: x.parts.uri.path(),
+            query: x.parts.uri.query(),
+            headers: &x.parts.headers,
+            client_certificate: context.client_cert.is_some(),
+            context: &context,
+        };
+        let looked = self
+            .response_cache
+            .lookup(
+                x.served.cache.as_ref(),
+                route,
+                &request,
+                x.context,
+                x.threshold,
+            )
+            .await;
+        x.cache_status = looked.status();
+        match looked {
+            Looked::Hit(response) => {
+                x.backend_answered = true;
+                Step::Answer(response)
+            }
+            Looked::Miss(pending) => {
+                x.cache_pending = Some(pending);
+                Step::Next
+            }
+            Looked::Bypass | Looked::NotCaching => Step::Next,
+        }
+    }
+
+    /// Request transformations and the backend: the answer of the route's backend.
+    async fn backend(&self, x: &mut Exchange<'_>) -> Response<Body> {
+        let Some(body) = x.body.take() else {
+            return respond::error(500);
+        };
+        let verdict = x.verdict();
+        let answer = self
+            .forward(
+                verdict,
+                &x.served.deployment,
+                &x.parts,
+                body,
+                x.peer,
+                x.request_id,
+                x.context,
+                x.threshold,
+            )
+            .await;
+        match answer {
+            Ok(response) => {
+                x.backend_answered = true;
+                response
+            }
+            Err(gateway_error) => gateway_error,
+        }
+    }
+
+    /// `responseCacheStore`: on a miss, the backend's own answer (before response
+    /// transformations and CORS) is stored while it streams to the client; the gateway's own
+    /// error answers never are. Every answer that reached the lookup gets `X-Cache-Status`
+    /// here (a hit has it already), before response transformations, which may remove it.
+    async fn cache_store(
+        &self,
+        x: &mut Exchange<'_>,
+        mut response: Response<Body>,
+    ) -> Response<Body> {
+        if let Some(pending) = x.cache_pending.take() {
+            if x.backend_answered {
+                response = self
+                    .response_cache
+                    .store(pending, response, x.context, x.threshold);
+            }
+        }
+        if let Some(status) = x.cache_status {
+            crate::response_cache::mark(&mut response, status);
+        }
+        response
+    }
+
+    /// The route's response `headerTransformations`, on answers from the backend or the cache.
+    fn response_transformations(
+        &self,
+        x: &mut Exchange<'_>,
+        mut response: Response<Body>,
+    ) -> Response<Body> {
+        let verdict = x.verdict();
+        let Some(route_info) = &verdict.route else {
+            return response;
+        };
+        let Some(rules) = x
+            .served
+            .deployment
+            .routes
+            .get(route_info.index)
+            .and_then(|r| r.response_header_transformations.as_ref())
+        else {
+            return response;
+        };
+        // Gateway errors (a failed backend call) are the gateway's own answers: untouched.
+        if !x.backend_answered {
+            return response;
+        }
+        let context = crate::context::RequestContext::new(
+            &x.parts,
+            &route_info.params,
+            verdict.claims.as_deref(),
+        );
+        for problem in crate::transform::headers(rules, response.headers_mut(), &context) {
+            self.logs.execution(x.context, x.threshold, problem);
+        }
+        response
+    }
+
+    /// Settles the usage plan (5xx refunds), then CORS decoration, `opc-request-id`, the
+    /// metrics and the access log: for every request that reached a deployment.
+    pub(super) async fn logs_phase<'a>(
+        &self,
+        x: &mut Exchange<'a>,
+        response: Response<Body>,
+    ) -> Response<Body> {
+        if let Some(counted) = x.usage.take() {
+            self.usage_plan_settle(counted, response.status().as_u16())
+                .await;
+        }
+        let route_index = x.route_index();
+        let response = x.served.edge.with_cors(&x.parts, route_index, response);
+        let response = super::with_request_id(response, x.request_id);
+        let verdict = x.verdict();
+        self.record(
+            verdict,
+            &x.served.deployment,
+            &x.parts,
+            response.status().as_u16(),
+            x.started,
+        );
+        if verdict.route.is_some() || verdict.unrouted.is_some() {
+            self.access_log(
+                x.context,
+                &x.parts,
+                &response,
+                x.peer,
+                x.started,
+                &x.served.deployment,
+            );
+        }
+        response
+    }
+}
