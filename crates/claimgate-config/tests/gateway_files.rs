@@ -249,3 +249,33 @@ fn secret_values_never_appear_in_messages() {
     let all = errors(&value).join("\n");
     assert!(!all.contains("p4ss"), "{all}");
 }
+
+#[test]
+fn the_documented_example_loads() {
+    let dir = format!(
+        "{}/../../examples/response-cache",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let read = |name: &str| std::fs::read_to_string(format!("{dir}/{name}")).unwrap();
+    let secrets = Secrets::parse(&read("secrets.json")).unwrap();
+    let loaded = load_gateway_str(&read("gateway.json"), &secrets).unwrap();
+    let server = loaded.gateway.response_cache.unwrap();
+    assert_eq!(server.shown(), "redis://127.0.0.1:6390");
+    assert_eq!(server.username.as_deref(), Some("claimgate"));
+    assert_eq!(server.read_timeout, Duration::from_millis(250));
+    let deployment = load_str(&read("deployment.json"), &LoadOptions::default()).unwrap();
+    assert!(deployment.deployment.unenforced.is_empty());
+    let routes = &deployment.deployment.routes;
+    assert_eq!(
+        routes[0]
+            .response_cache_store
+            .map(|s| s.time_to_live_seconds),
+        Some(30)
+    );
+    let me = routes[1].response_cache_lookup.as_ref().unwrap();
+    assert!(me.private_caching);
+    assert_eq!(
+        me.key_additions[0].as_str(),
+        "${request.headers[Authorization]}"
+    );
+}
