@@ -122,6 +122,17 @@ const METADATA_MEMBERS: &[&str] = &[
 /// Reads a gateway file; every problem is reported at once, with its path. Secrets named by
 /// `responseCacheDetails` are resolved from `secrets` (errors name the id, never a value).
 pub fn load_gateway_str(text: &str, secrets: &Secrets) -> Result<LoadedGateway, Rejected> {
+    load(text, Some(secrets))
+}
+
+/// Checks a gateway file without a secrets file (`validate` without `--secrets`): everything
+/// but whether the secret resolves. What it returns is for its warnings only: the server's
+/// credentials are left empty.
+pub fn check_gateway_str(text: &str) -> Result<LoadedGateway, Rejected> {
+    load(text, None)
+}
+
+fn load(text: &str, secrets: Option<&Secrets>) -> Result<LoadedGateway, Rejected> {
     let mut cx = Cx::default();
     if text.len() > MAX_FILE_BYTES {
         cx.error(
@@ -165,7 +176,7 @@ pub fn load_gateway_str(text: &str, secrets: &Secrets) -> Result<LoadedGateway, 
     }
 }
 
-fn read_gateway(cx: &mut Cx, field: &Field<'_>, secrets: &Secrets) -> Option<Gateway> {
+fn read_gateway(cx: &mut Cx, field: &Field<'_>, secrets: Option<&Secrets>) -> Option<Gateway> {
     let mut obj = field.object(cx)?;
     let id = obj.take("id").and_then(|f| f.str(cx)).map(str::to_owned);
     let display_name = obj
@@ -208,7 +219,7 @@ fn read_gateway(cx: &mut Cx, field: &Field<'_>, secrets: &Secrets) -> Option<Gat
 fn read_cache_details(
     cx: &mut Cx,
     field: &Field<'_>,
-    secrets: &Secrets,
+    secrets: Option<&Secrets>,
 ) -> Option<Option<ResponseCacheServer>> {
     let mut obj = field.object(cx)?;
     let kind = read_kind(
@@ -226,7 +237,11 @@ fn read_cache_details(
     }
 }
 
-fn read_external(cx: &mut Cx, mut obj: Obj<'_>, secrets: &Secrets) -> Option<ResponseCacheServer> {
+fn read_external(
+    cx: &mut Cx,
+    mut obj: Obj<'_>,
+    secrets: Option<&Secrets>,
+) -> Option<ResponseCacheServer> {
     let server = obj.require(cx, "servers").and_then(|f| {
         let servers = f.array(cx)?;
         match servers.as_slice() {
@@ -258,8 +273,12 @@ fn read_external(cx: &mut Cx, mut obj: Obj<'_>, secrets: &Secrets) -> Option<Res
         .require(cx, "authenticationSecretVersionNumber")
         .and_then(|f| f.integer_in(cx, 1, i64::MAX))
         .map(|v| v as u64);
-    let credentials = match (&secret_id, version) {
-        (Some((id, path)), Some(version)) => read_credentials(cx, secrets, id, version, path),
+    let credentials = match (&secret_id, version, secrets) {
+        (Some((id, path)), Some(version), Some(secrets)) => {
+            read_credentials(cx, secrets, id, version, path)
+        }
+        // Not resolved: only the file is being checked.
+        (Some(_), Some(_), None) => Some((None, String::new())),
         _ => None,
     };
     let tls = either_spelling(cx, &mut obj, "isSslEnabled", "isSSLEnabled");

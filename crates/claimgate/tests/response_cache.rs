@@ -1030,3 +1030,47 @@ fn a_reload_that_drops_the_cache_is_rejected_and_the_old_set_keeps_serving() {
         Some("HIT")
     );
 }
+
+#[test]
+fn validate_checks_the_gateway_file_and_its_secret_when_given_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, value: &Value| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, value.to_string()).unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    let mut gateway = json!({"endpointType": "PUBLIC", "responseCacheDetails": {
+        "type": "EXTERNAL_RESP_CACHE", "servers": [{"host": "127.0.0.1", "port": 6379}],
+        "authenticationSecretId": SECRET_ID, "authenticationSecretVersionNumber": 1,
+        "isSSLEnabled": false}});
+    let good = write("good.json", &gateway);
+    let secrets = write("secrets.json", &secrets());
+    // Without --secrets the secret is not looked up; with them it must resolve.
+    for args in [
+        vec!["validate", "--gateway", &good],
+        vec!["validate", "--gateway", &good, "--secrets", &secrets],
+    ] {
+        let output = claimgate(&args);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(0), "{stdout}");
+        assert!(
+            stdout.contains("endpointType is not used by claimgate"),
+            "{stdout}"
+        );
+    }
+    gateway["responseCacheDetails"]["authenticationSecretVersionNumber"] = json!(7);
+    gateway["responseCacheDetails"]["servers"][0]["port"] = json!(0);
+    let bad = write("bad.json", &gateway);
+    let output = claimgate(&["validate", "--gateway", &bad, "--secrets", &secrets]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("responseCacheDetails.servers[0].port: 0 is below the minimum 1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("has no version 7 in the secrets file (it has 1)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(PASSWORD));
+}
