@@ -188,7 +188,7 @@ impl PrivateNames {
                     let name = pair.split_once('=').map_or(pair, |(name, _)| name);
                     self.query
                         .iter()
-                        .any(|wanted| crate::server::query_name_is(name, wanted))
+                        .any(|wanted| claimgate_core::path::query_name_is(name, wanted))
                 })
             })
     }
