@@ -279,3 +279,39 @@ fn the_documented_example_loads() {
         "${request.headers[Authorization]}"
     );
 }
+
+#[test]
+fn the_route_store_policy_in_the_documentations_spelling_too() {
+    let route = |policies: Value| {
+        json!({"pathPrefix": "/v1", "specification": {"routes": [{"path": "/a", "methods": ["GET"],
+            "requestPolicies": {"responseCacheLookup": {"type": "SIMPLE_LOOKUP_POLICY"}},
+            "responsePolicies": policies,
+            "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200}}]}})
+        .to_string()
+    };
+    let store = json!({"type": "FIXED_TTL_STORE_POLICY", "timeToLiveInSeconds": 9});
+    let loaded = load_str(
+        &route(json!({"responseCacheStorage": store})),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        loaded.deployment.routes[0]
+            .response_cache_store
+            .map(|s| s.time_to_live_seconds),
+        Some(9)
+    );
+    let both = load_str(
+        &route(json!({"responseCacheStore": store, "responseCacheStorage": store})),
+        &LoadOptions::default(),
+    )
+    .unwrap_err();
+    let errors: Vec<String> = both.errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        errors,
+        [
+            "specification.routes[0].responsePolicies.responseCacheStorage: is the same policy as \
+          specification.routes[0].responsePolicies.responseCacheStore; give one of them"
+        ]
+    );
+}
