@@ -113,8 +113,16 @@ fn secrets() -> Value {
     Value::Object(secrets)
 }
 
-/// Writes the gateway and secrets files into a new directory and starts serve with them.
+/// Writes the gateway and secrets files into a new directory and starts serve with them, once
+/// it has connected to the cache.
 fn start(deployments: &[Value], gateway: &Value, extra: &[&str]) -> Gateway {
+    let gateway = start_unconnected(deployments, gateway, extra);
+    wait_for_code(&gateway, "sharedState.connected", Duration::from_secs(10));
+    gateway
+}
+
+/// [`start`] without waiting for the cache.
+fn start_unconnected(deployments: &[Value], gateway: &Value, extra: &[&str]) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     let gateway_path = dir.path().join("gateway.json");
     std::fs::write(&gateway_path, gateway.to_string()).unwrap();
@@ -129,9 +137,7 @@ fn start(deployments: &[Value], gateway: &Value, extra: &[&str]) -> Gateway {
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let gateway = start_gateway_on(dir, &files, true, &args);
-    wait_for_code(&gateway, "sharedState.connected", Duration::from_secs(10));
-    gateway
+    start_gateway_on(dir, &files, true, &args)
 }
 
 /// One answer: status, `X-Cache-Status`, body, the request id, and every header.
@@ -1073,4 +1079,113 @@ fn validate_checks_the_gateway_file_and_its_secret_when_given_secrets() {
         "{stdout}"
     );
     assert!(!stdout.contains(PASSWORD));
+}
+
+/// A password-protected redis-server speaking TLS only, its certificate (for `localhost`) from
+/// `ca`; `None` (skipped) without redis-server.
+fn tls_redis(test: &str, ca: &Ca, dir: &std::path::Path) -> Option<(Running, u16)> {
+    // Redis::start says how the machine lacks redis-server (and skips); this one is not used.
+    drop(Redis::start(test, Some(PASSWORD))?);
+    let (cert, key) = leaf(ca, None, &["localhost"], false, None).pair();
+    let (cert_path, key_path) = (dir.join("redis.pem"), dir.join("redis.key"));
+    std::fs::write(&cert_path, cert).unwrap();
+    std::fs::write(&key_path, key).unwrap();
+    let port = free_port();
+    let child = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .args(["--tls-cert-file", cert_path.to_str().unwrap()])
+        .args(["--tls-key-file", key_path.to_str().unwrap()])
+        .args([
+            "--tls-auth-clients",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(["--requirepass", PASSWORD, "--dir", dir.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = Running(child);
+    wait_for(&format!("127.0.0.1:{port}"));
+    Some((running, port))
+}
+
+#[test]
+fn a_tls_cache_server_is_verified_against_the_system_roots_plus_ca_unless_told_not_to() {
+    const TEST: &str = "a_tls_cache_server_is_verified_against_the_system_roots_plus_ca";
+    let dir = tempfile::tempdir().unwrap();
+    let ca = ca("test cache CA");
+    let Some((_redis, port)) = tls_redis(TEST, &ca, dir.path()) else {
+        return;
+    };
+    let upstream = Upstream::start();
+    let routes = vec![caching_route(&upstream, "items", 60, json!({}))];
+    let tls_gateway = |verify_disabled: bool| {
+        json!({"responseCacheDetails": {"type": "EXTERNAL_RESP_CACHE",
+            "servers": [{"host": "localhost", "port": port}],
+            "authenticationSecretId": SECRET_ID, "authenticationSecretVersionNumber": 1,
+            "isSslEnabled": true, "isSslVerifyDisabled": verify_disabled}})
+    };
+    // The server's CA is not among the system roots: refused, BYPASS, and served anyway.
+    let untrusted = start_unconnected(&[deployment(routes.clone())], &tls_gateway(false), &[]);
+    let unavailable = wait_for_code(
+        &untrusted,
+        "sharedState.unavailable",
+        Duration::from_secs(10),
+    );
+    let cause = unavailable[0]["data"]["cause"]
+        .as_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(
+        cause.contains("certificate") || cause.contains("unknownissuer"),
+        "{cause}"
+    );
+    let answer = get(&untrusted, "/v1/items", &[]);
+    assert_eq!(
+        (answer.status, answer.cache.as_deref()),
+        (200, Some("BYPASS"))
+    );
+    drop(untrusted);
+    // With --ca, as every other outbound TLS connection: used.
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let trusted = start(
+        &[deployment(routes.clone())],
+        &tls_gateway(false),
+        &["--ca", ca_file.to_str().unwrap()],
+    );
+    stored_miss(&trusted, "/v1/items", &[]);
+    assert_eq!(
+        get(&trusted, "/v1/items", &[]).cache.as_deref(),
+        Some("HIT")
+    );
+    drop(trusted);
+    // isSslVerifyDisabled: any certificate, and serve says so at start.
+    let unverified = start(&[deployment(routes)], &tls_gateway(true), &[]);
+    assert_eq!(
+        get(&unverified, "/v1/items", &[]).cache.as_deref(),
+        Some("HIT")
+    );
+    let stderr = std::fs::read_to_string(unverified.dir.path().join("stderr.log")).unwrap();
+    assert!(
+        stderr.contains(
+            "the response cache server's certificate is not verified (isSslVerifyDisabled)"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("response cache: rediss://localhost:"),
+        "{stderr}"
+    );
 }
