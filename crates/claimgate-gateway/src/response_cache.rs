@@ -20,8 +20,8 @@ use crate::shared::{Fetched, Operation, SealKey, SharedState};
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use claimgate_config::{
-    Authentication, ContextTable, Deployment, ResponseCacheServer, Route, Template, TemplatePart,
-    TokenLocation,
+    Authentication, AuthorizerInput, ContextTable, Deployment, ResponseCacheServer, Route,
+    ServerPolicy, Template, TemplatePart, TokenLocation,
 };
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use http_body::{Body as _, Frame, SizeHint};
@@ -126,7 +126,8 @@ pub(crate) struct PrivateNames {
 
 impl PrivateNames {
     /// `Authorization`, `Cookie`, `X-APIGW-TOKEN`, and whatever the deployment's authentication
-    /// (every `dynamicAuthentication` server) and usage plans read a token from.
+    /// (every `dynamicAuthentication` server, an authorizer function's token or `parameters`)
+    /// and usage plans read a credential from.
     pub(crate) fn of(deployment: &Deployment) -> Self {
         let mut names = Self {
             headers: vec![
@@ -136,16 +137,17 @@ impl PrivateNames {
             ],
             query: Vec::new(),
         };
-        let mut location = |location: &TokenLocation| match location {
-            TokenLocation::Header { name, .. } => names.add_header(name),
-            TokenLocation::Query { name } => names.add_query(name),
-        };
         match &deployment.authentication {
-            Authentication::Jwt(policy) => location(&policy.location),
-            Authentication::Dynamic(dynamic) => dynamic
-                .servers
-                .iter()
-                .for_each(|server| location(&server.policy.location)),
+            Authentication::Jwt(policy) => names.add_location(&policy.location),
+            Authentication::Custom(custom) => names.add_custom(custom),
+            Authentication::Dynamic(dynamic) => {
+                for server in &dynamic.servers {
+                    match &server.policy {
+                        ServerPolicy::Jwt(policy) => names.add_location(&policy.location),
+                        ServerPolicy::Custom(custom) => names.add_custom(custom),
+                    }
+                }
+            }
             _ => {}
         }
         for token in deployment
@@ -153,13 +155,39 @@ impl PrivateNames {
             .iter()
             .flat_map(|p| &p.token_locations)
         {
-            match (token.table, token.key.as_deref()) {
-                (ContextTable::Headers, Some(name)) => names.add_header(name),
-                (ContextTable::Query, Some(name)) => names.add_query(name),
-                _ => {}
-            }
+            names.add_variable(token);
         }
         names
+    }
+
+    fn add_location(&mut self, location: &TokenLocation) {
+        match location {
+            TokenLocation::Header { name, .. } => self.add_header(name),
+            TokenLocation::Query { name } => self.add_query(name),
+        }
+    }
+
+    /// An authorizer function's token, or every header and query parameter of its
+    /// `parameters` (SPEC: "any header or parameter that ... authorizer `parameters` entry
+    /// reads").
+    fn add_custom(&mut self, custom: &claimgate_config::CustomAuthentication) {
+        match &custom.input {
+            AuthorizerInput::Single(location) => self.add_location(location),
+            AuthorizerInput::Multi(arguments) => {
+                for (_, variable) in arguments {
+                    self.add_variable(variable);
+                }
+            }
+        }
+    }
+
+    /// `request.headers[x]` or `request.query[x]`; other tables carry no raw credential.
+    fn add_variable(&mut self, variable: &claimgate_config::ContextVariable) {
+        match (variable.table, variable.key.as_deref()) {
+            (ContextTable::Headers, Some(name)) => self.add_header(name),
+            (ContextTable::Query, Some(name)) => self.add_query(name),
+            _ => {}
+        }
     }
 
     fn add_header(&mut self, name: &str) {

@@ -1189,3 +1189,77 @@ fn a_tls_cache_server_is_verified_against_the_system_roots_plus_ca_unless_told_n
         "{stderr}"
     );
 }
+
+#[test]
+fn what_an_authorizer_function_reads_makes_a_request_private() {
+    let Some(redis) = Redis::start(
+        "what_an_authorizer_function_reads_makes_a_request_private",
+        Some(PASSWORD),
+    ) else {
+        return;
+    };
+    let upstream = Upstream::start();
+    // The authorizer: every caller is active (the point is what the cache does with them).
+    let rt = runtime();
+    let function = serve_http(&rt, |_request| async {
+        hyper::Response::builder()
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                json!({"active": true, "principal": "p"}).to_string(),
+            )))
+            .unwrap()
+    });
+    const FUNCTION: &str = "ocid1.fnfunc.oc1..cacheauth";
+    let mut shared = caching_route(&upstream, "shared", 60, json!({}));
+    shared["requestPolicies"]["authorization"] = json!({"type": "ANONYMOUS"});
+    let mut deployment = deployment(vec![
+        shared,
+        caching_route(
+            &upstream,
+            "mine",
+            60,
+            json!({"isPrivateCachingEnabled": true,
+            "cacheKeyAdditions": ["request.headers[X-Api-Key]"]}),
+        ),
+    ]);
+    deployment["specification"]["requestPolicies"] = json!({"authentication": {
+        "type": "CUSTOM_AUTHENTICATION", "functionId": FUNCTION, "isAnonymousAccessAllowed": true,
+        "parameters": {"key": "request.headers[X-Api-Key]", "q": "request.query[k]"}}});
+    let functions = tempfile::tempdir().unwrap();
+    let functions_file = functions.path().join("functions.json");
+    let mut map = serde_json::Map::new();
+    map.insert(FUNCTION.to_owned(), json!(format!("http://{function}/")));
+    std::fs::write(&functions_file, Value::Object(map).to_string()).unwrap();
+    let gateway = start(
+        &[deployment],
+        &gateway_file(&redis, 1000),
+        &["--functions", functions_file.to_str().unwrap()],
+    );
+    for (path, headers) in [
+        ("/v1/shared", vec![("x-api-key", "alice-key")]),
+        ("/v1/shared?k=alice-key", vec![]),
+    ] {
+        let answer = get(&gateway, path, &headers);
+        assert_eq!(
+            (answer.status, answer.cache.as_deref()),
+            (200, Some("BYPASS")),
+            "{path}"
+        );
+    }
+    // Anonymous (no parameter present): cached as usual.
+    stored_miss(&gateway, "/v1/shared", &[]);
+    // Private caching, keyed by the parameter: callers kept apart.
+    let alice = stored_miss(&gateway, "/v1/mine", &[("x-api-key", "alice-key")]);
+    let bob = stored_miss(&gateway, "/v1/mine", &[("x-api-key", "bob-key")]);
+    assert_ne!(alice.body, bob.body);
+    let alice_again = get(&gateway, "/v1/mine", &[("x-api-key", "alice-key")]);
+    assert_eq!(
+        (alice_again.cache.as_deref(), alice_again.body),
+        (Some("HIT"), alice.body)
+    );
+    let bob_again = get(&gateway, "/v1/mine", &[("x-api-key", "bob-key")]);
+    assert_eq!(
+        (bob_again.cache.as_deref(), bob_again.body),
+        (Some("HIT"), bob.body)
+    );
+}
