@@ -911,7 +911,7 @@ impl Gateway {
             state: &state,
             served,
             parts,
-            body: Some(body),
+            body: Some(phases::RequestBody::Streaming(body)),
             peer,
             request_id: &request_id,
             started,
@@ -1428,7 +1428,7 @@ impl Gateway {
         deployment: &Deployment,
         functions: &claimgate_config::FunctionMap,
         parts: &http::request::Parts,
-        body: Incoming,
+        body: Body,
         peer: SocketAddr,
         request_id: &str,
         context: Context<'_>,
@@ -1484,7 +1484,6 @@ impl Gateway {
                     );
                     return Err(respond::error(502));
                 };
-                let body = crate::proxy::client_body(body, MAX_BODY_BYTES);
                 // The request an HTTP backend at the function's URL would get, then wrapped.
                 let inner = backend_request(url, None, parts, body, peer, request_id, |headers| {
                     if let Some(rules) = &route.header_transformations {
@@ -1572,7 +1571,6 @@ impl Gateway {
                     }
                     None => parts.uri.query().map(str::to_owned),
                 };
-                let body = crate::proxy::client_body(body, MAX_BODY_BYTES);
                 let outbound = backend_request(
                     &url,
                     query.as_deref(),
@@ -1681,7 +1679,11 @@ impl Gateway {
     ) -> Option<&'d Backend> {
         let input = claimgate_core::RoutingInput {
             // Selectors read headers, query, host: never whether the request has a body.
-            request: &PartsView { parts, body: false },
+            request: &PartsView {
+                parts,
+                body: false,
+                text: None,
+            },
             params,
             auth: verdict.claims.as_deref(),
             usage_plan: parts
@@ -1891,6 +1893,8 @@ struct PartsView<'a> {
     /// Whether a body follows the head: hyper knows from `Content-Length` or chunked coding
     /// over HTTP/1.1, and from the HEADERS frame's END_STREAM over HTTP/2.
     body: bool,
+    /// `request.body`, when it was read for an authorizer function.
+    text: Option<&'a str>,
 }
 
 impl RequestView for PartsView<'_> {
@@ -1905,6 +1909,9 @@ impl RequestView for PartsView<'_> {
     }
     fn has_body(&self) -> bool {
         self.body
+    }
+    fn body_text(&self) -> Option<&str> {
+        self.text
     }
     fn header(&self, name: &str) -> HeaderValues<'_> {
         let mut values = self.parts.headers.get_all(name).iter();

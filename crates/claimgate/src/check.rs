@@ -48,8 +48,9 @@ pub(crate) struct CheckArgs {
     /// The Host the request is sent to.
     #[arg(long, value_name = "NAME")]
     pub(crate) host: Option<String>,
-    /// A request body, as curl's --data: the text itself or @FILE. Only its length matters
-    /// (it declares Content-Length, unless a --header does); bodyValidation judges the
+    /// A request body, as curl's --data: the text itself or @FILE. Its length declares
+    /// Content-Length (unless a --header does), its text is request.body for an authorizer
+    /// function that takes it; bodyValidation judges the
     /// Content-Type given with --header. `--header 'Content-Length: N'` or
     /// `--header 'Transfer-Encoding: chunked'` declare a body too.
     #[arg(long, value_name = "DATA|@FILE")]
@@ -89,9 +90,14 @@ struct CliRequest {
     path: String,
     query: Option<String>,
     headers: Vec<(String, String)>,
+    /// `--data`'s text, read when an authorizer function takes `request.body`.
+    body: Option<String>,
 }
 
 impl RequestView for CliRequest {
+    fn body_text(&self) -> Option<&str> {
+        self.body.as_deref()
+    }
     fn method(&self) -> &str {
         &self.method
     }
@@ -150,6 +156,7 @@ fn parse_request(args: &CheckArgs, deployment: &Deployment) -> Result<CliRequest
         path,
         query,
         headers: Vec::new(),
+        body: None,
     };
     for header in &args.headers {
         let (name, value) = header
@@ -183,6 +190,15 @@ fn parse_request(args: &CheckArgs, deployment: &Deployment) -> Result<CliRequest
             request
                 .headers
                 .push(("Content-Length".into(), length.to_string()));
+        }
+        if deployment.authentication.authorizer_reads_body() {
+            let limit = claimgate_config::AUTHORIZER_BODY_LIMIT as u64;
+            request.body = Some(match data.strip_prefix('@') {
+                Some(path) => {
+                    crate::input::read_text(path, "--data", limit).map_err(InputError::new)?
+                }
+                None => data.clone(),
+            });
         }
     }
     // --host wins over the URL's host: one Host header, as a client sends.
