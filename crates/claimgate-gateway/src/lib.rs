@@ -20,6 +20,7 @@ pub mod logs;
 pub mod metrics;
 pub mod mtls;
 mod proxy;
+pub mod recent;
 mod respond;
 mod server;
 pub mod shared;
@@ -29,4 +30,5 @@ mod transform;
 pub mod usage;
 
 pub use logs::{LogSink, Logs};
+pub use server::admin;
 pub use server::{Gateway, Options, Resources, MAX_BODY_BYTES};

@@ -11,6 +11,7 @@ macro_rules! outln {
     }};
 }
 
+mod admin_api;
 mod check;
 mod decode;
 mod input;

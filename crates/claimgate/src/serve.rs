@@ -92,9 +92,14 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     redact_claim_values: bool,
     /// Start the admin listener (/livez, /readyz, /metrics; plain HTTP) on this address (the
-    /// forms of --listen).
+    /// forms of --listen). On a loopback address it also serves the troubleshooting page (/)
+    /// and its API (/api/*).
     #[arg(long, value_name = "ADDR", value_parser = listen_addr)]
     admin: Option<SocketAddr>,
+    /// Serve the troubleshooting page and /api/* on a non-loopback --admin address too (they
+    /// show claims and recent requests: keep that address on an internal network).
+    #[arg(long, requires = "admin")]
+    admin_ui: bool,
     /// Serving threads, each with its own connections (default: one per CPU).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
@@ -628,12 +633,28 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             let admin_local = listener
                 .local_addr()
                 .map_err(|e| InputError::new(e.to_string()))?;
-            eprintln!("admin listener on http://{admin_local} (/livez, /readyz, /metrics)");
-            tokio::spawn(
-                gateway
-                    .clone()
-                    .serve_admin(listener, std::future::pending()),
-            );
+            let ui = claimgate_gateway::admin::ui_allowed(admin_local, args.admin_ui).then(|| {
+                let recent = std::sync::Arc::new(claimgate_gateway::recent::RecentRequests::default());
+                logs.execution.keep_recent(recent.clone());
+                logs.access.keep_recent(recent.clone());
+                claimgate_gateway::admin::AdminUi {
+                    api: std::sync::Arc::new(crate::admin_api::CliAdminApi),
+                    address: admin_local,
+                    recent,
+                }
+            });
+            if ui.is_some() {
+                eprintln!(
+                    "admin listener on http://{admin_local} (troubleshooting page /, /api/*, /livez, /readyz, /metrics)"
+                );
+            } else {
+                eprintln!("admin listener on http://{admin_local} (/livez, /readyz, /metrics; the troubleshooting page needs a loopback address or --admin-ui)");
+            }
+            tokio::spawn(gateway.clone().serve_admin_with(
+                listener,
+                std::future::pending(),
+                ui,
+            ));
         }
         let scheme = if tls.is_some() { "https" } else { "http" };
         gateway.set_tls(tls);
