@@ -309,6 +309,8 @@ pub struct ItemValidation {
     pub mode: ValidationMode,
     /// In the file's order; at least one.
     pub items: Vec<ValidationItem>,
+    /// The JSON path of the policy as the file spells it, for fixes.
+    pub path: String,
 }
 
 /// One header or query parameter of a validation policy.
@@ -328,6 +330,8 @@ pub struct BodyValidation {
     pub required: bool,
     /// The keys of `content`, in the file's order.
     pub content: Vec<MediaRange>,
+    /// The JSON path of the policy as the file spells it, for fixes.
+    pub path: String,
 }
 
 /// A media-type range of `bodyValidation.content`, lower-cased.
@@ -829,10 +833,58 @@ pub(crate) fn is_path_char(c: char) -> bool {
 pub enum Backend {
     Stock(StockResponse),
     Http(HttpBackend),
-    /// A backend type claimgate never serves (e.g. `ORACLE_FUNCTIONS_BACKEND`).
+    /// `ORACLE_FUNCTIONS_BACKEND`: the function named by its OCID, reached through the
+    /// `--functions` map.
+    Functions(FunctionsBackend),
+    /// `DYNAMIC_ROUTING_BACKEND`: one of several backends, chosen per request.
+    Dynamic(Box<DynamicRouting>),
+    /// A backend type claimgate does not serve (the `OAUTH2_*` backends).
     Unsupported {
         kind: String,
     },
+}
+
+impl Backend {
+    /// The backend's type as OCI names it.
+    pub fn kind(&self) -> &str {
+        match self {
+            Self::Stock(_) => "STOCK_RESPONSE_BACKEND",
+            Self::Http(_) => "HTTP_BACKEND",
+            Self::Functions(_) => "ORACLE_FUNCTIONS_BACKEND",
+            Self::Dynamic(_) => "DYNAMIC_ROUTING_BACKEND",
+            Self::Unsupported { kind } => kind,
+        }
+    }
+}
+
+/// An `ORACLE_FUNCTIONS_BACKEND`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionsBackend {
+    /// `functionId`: the function's OCID.
+    pub function_id: String,
+}
+
+/// A `DYNAMIC_ROUTING_BACKEND`: the selector's value chooses one of the rules' backends. The
+/// loader guarantees that no `ANY_OF` value repeats across rules (ASCII case-insensitively),
+/// that at most one rule is the default, and that no rule's backend is itself dynamic.
+#[derive(Debug, Clone)]
+pub struct DynamicRouting {
+    /// `selectionSource.selector`.
+    pub selector: ContextVariable,
+    /// `routingBackends`, in the file's order (the order `WILDCARD` keys are tried in).
+    pub rules: Vec<RoutingRule>,
+}
+
+/// One entry of `routingBackends`.
+#[derive(Debug, Clone)]
+pub struct RoutingRule {
+    /// `key.name`: named in records, metrics and `check`.
+    pub name: String,
+    pub key: SelectionKey,
+    /// `key.isDefault`.
+    pub is_default: bool,
+    /// An HTTP, functions or stock-response backend.
+    pub backend: Backend,
 }
 
 /// A `STOCK_RESPONSE_BACKEND`.

@@ -78,12 +78,6 @@ fn not_enforced(path: &str) -> String {
 
 #[test]
 fn every_public_example_loads_with_exactly_the_expected_warnings() {
-    let functions = |i: usize| {
-        format!(
-            "routes[{i}].backend: ORACLE_FUNCTIONS_BACKEND is never served by claimgate (routes \
-             to it answer 502)"
-        )
-    };
     let expected: Vec<(&str, Vec<String>)> = vec![
         // rateLimiting, cors and mutualTls are enforced by serve: no warning.
         (
@@ -100,18 +94,12 @@ fn every_public_example_loads_with_exactly_the_expected_warnings() {
                 "requestPolicies.authentication: CUSTOM_AUTHENTICATION calls an OCI Functions \
                  authorizer: claimgate cannot evaluate it"
                     .to_owned(),
-                functions(1),
-                functions(2),
-                functions(3),
-                functions(4),
             ],
         ),
         ("mutual-tls-stock-response.json", vec![]),
         ("stock-response-and-http-path-param-rate-limit.json", vec![]),
-        (
-            "three-backend-types-functions-stock-http.json",
-            vec![functions(0)],
-        ),
+        // ORACLE_FUNCTIONS_BACKEND is served (with --functions): no warning.
+        ("three-backend-types-functions-stock-http.json", vec![]),
     ];
     let dir = format!(
         "{}/../../tests/data/oci-examples",
@@ -374,24 +362,20 @@ fn a_bare_kebab_specification_takes_the_given_prefix_and_models_transformations(
 fn a_file_with_every_member_loads_and_names_what_is_not_enforced() {
     let loaded = loads(&fixture("every-member.json"), None);
     let s = "specification";
-    // MODIFY_RESPONSE (validationFailurePolicy) is enforced by serve, so it is not listed.
+    // MODIFY_RESPONSE (validationFailurePolicy) and the request validations are enforced by
+    // serve, so they are not listed.
     let expected_unenforced: Vec<String> = [
-        "routes[0].requestPolicies.queryParameterValidations",
-        "routes[0].requestPolicies.headerValidations",
         "routes[0].requestPolicies.responseCacheLookup",
         "routes[0].responsePolicies.responseCacheStore",
-        "routes[1].backend",
-        "routes[1].requestPolicies.bodyValidation",
     ]
     .iter()
     .map(|p| format!("{s}.{p}"))
     .collect();
     assert_eq!(loaded.deployment.unenforced, expected_unenforced);
-    let mut warnings = vec![format!(
-        "{s}.routes[3].backend: ORACLE_FUNCTIONS_BACKEND is never served by claimgate (routes to \
-         it answer 502)"
-    )];
-    warnings.extend(expected_unenforced.iter().map(|p| not_enforced(p)));
+    let warnings: Vec<String> = expected_unenforced
+        .iter()
+        .map(|p| not_enforced(p))
+        .collect();
     assert_eq!(strings(&loaded.warnings), warnings);
 
     let d = loaded.deployment;
@@ -474,8 +458,34 @@ fn a_file_with_every_member_loads_and_names_what_is_not_enforced() {
             })
         })
     );
+    let Backend::Dynamic(routing) = &d.routes[1].backend else {
+        panic!("{:?}", d.routes[1].backend)
+    };
+    assert_eq!(routing.selector.to_string(), "request.headers[X-Region]");
+    let rules: Vec<_> = routing
+        .rules
+        .iter()
+        .map(|r| (r.name.as_str(), &r.key, r.is_default, r.backend.kind()))
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            (
+                "eu",
+                &SelectionKey::AnyOf(vec!["eu".into(), "eu-west".into()]),
+                true,
+                "HTTP_BACKEND"
+            ),
+            (
+                "us",
+                &SelectionKey::Wildcard("us-*".into()),
+                false,
+                "ORACLE_FUNCTIONS_BACKEND"
+            ),
+        ]
+    );
     assert!(
-        matches!(&d.routes[1].backend, Backend::Unsupported { kind } if kind == "DYNAMIC_ROUTING_BACKEND")
+        matches!(&routing.rules[1].backend, Backend::Functions(f) if f.function_id == "ocid1.fnfunc.oc1..aaaaexample")
     );
 }
 
@@ -1131,9 +1141,34 @@ fn a_dynamic_routing_backend_url_may_have_a_variable_in_its_host() {
         Ok(loaded) => loaded,
         Err(rejected) => panic!("{:#?}", rejected.errors),
     };
+    assert_eq!(strings(&loaded.warnings), Vec::<String>::new());
+}
+
+/// OCI: "You can only modify the back end url using the context variable specified for
+/// selector". claimgate expands any variable, so another one is a warning, not an error.
+#[test]
+fn a_routing_backend_url_with_another_variable_than_the_selector_is_warned_about() {
+    let file = with(
+        jwt_spec(),
+        "/routes/0/backend",
+        json!({
+            "type": "DYNAMIC_ROUTING_BACKEND",
+            "selectionSource": {"type": "SINGLE", "selector": "request.headers[X-Region]"},
+            "routingBackends": [
+                {"key": {"type": "ANY_OF", "name": "eu", "values": ["eu"]},
+                 "backend": {"type": "HTTP_BACKEND", "url": "https://${request.headers[X-Region]}.example/${request.auth[sub]}"}},
+                {"key": {"type": "WILDCARD", "name": "rest", "expression": "*"},
+                 "backend": {"type": "HTTP_BACKEND", "url": "https://${request.headers[X-Region]}.example/"}}
+            ]
+        }),
+    );
+    let loaded = match load(&file) {
+        Ok(loaded) => loaded,
+        Err(rejected) => panic!("{:#?}", rejected.errors),
+    };
     assert_eq!(
         strings(&loaded.warnings),
-        [format!("routes[0].backend: {NOT_ENFORCED}")]
+        ["routes[0].backend.routingBackends[0].backend.url: 'https://${request.headers[X-Region]}.example/${request.auth[sub]}' uses request.auth[sub]: OCI lets a routing backend's url use only the selector, request.headers[X-Region]"]
     );
 }
 
@@ -1170,8 +1205,13 @@ fn validations_and_cache_policies_are_read_into_domain_types() {
             },
         ]
     );
+    assert_eq!(headers.path, "routes[0].requestPolicies.headerValidations");
     let query = route.validations.query_parameters.as_ref().unwrap();
     assert_eq!(query.mode, ValidationMode::Permissive);
+    assert_eq!(
+        route.validations.body.as_ref().unwrap().path,
+        "routes[0].requestPolicies.bodyValidation"
+    );
     let body = route.validations.body.as_ref().unwrap();
     assert!(body.required);
     assert_eq!(

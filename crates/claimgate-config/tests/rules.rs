@@ -47,6 +47,31 @@ fn custom_with(pointer: &str, value: Value) -> Value {
     with(spec, &format!("{AUTH}{pointer}"), value)
 }
 
+/// A valid `DYNAMIC_ROUTING_BACKEND` on header `X-Region`: `eu` (ANY_OF), `us` (ANY_OF, an
+/// HTTP backend), `rest` (WILDCARD `*`, stock).
+fn routing() -> Value {
+    json!({
+        "type": "DYNAMIC_ROUTING_BACKEND",
+        "selectionSource": {"type": "SINGLE", "selector": "request.headers[X-Region]"},
+        "routingBackends": [
+            {"key": {"type": "ANY_OF", "name": "eu", "values": ["eu"]},
+             "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200}},
+            {"key": {"type": "ANY_OF", "name": "us", "values": ["us"]},
+             "backend": {"type": "HTTP_BACKEND", "url": "https://us.example"}},
+            {"key": {"type": "WILDCARD", "name": "rest", "expression": "*"},
+             "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 404}}
+        ]
+    })
+}
+
+fn routing_with(pointer: &str, value: Value) -> Value {
+    with(
+        route_with("/backend", routing()),
+        &format!("{ROUTE}/backend{pointer}"),
+        value,
+    )
+}
+
 /// `dynamicAuthentication` with two servers keyed by header `X-Tenant`.
 fn dynamic() -> Value {
     let spec = without(jwt_spec(), AUTH);
@@ -977,6 +1002,50 @@ fn cases() -> Vec<Case> {
                 "routingBackends": [{"key": {"type": "ANY_OF", "name": "a", "values": ["a"]}, "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200}}]
             })),
             "routes[0].backend.selectionSource.selector: a selector reads request.auth, request.headers, request.host, request.path, request.query, request.subdomain, request.usage_plan, not request.cert",
+        ),
+        case(
+            "DYNAMIC_ROUTING_BACKEND: ANY_OF values unique across rules, case-insensitively",
+            routing_with("/routingBackends/1/key/values", json!(["x", "EU"])),
+            "routes[0].backend.routingBackends[1].key.values[1]: 'EU' is already matched by routes[0].backend.routingBackends[0].key.values[0] (ANY_OF values are matched case-insensitively and must be unique across rules)",
+        ),
+        case(
+            "DYNAMIC_ROUTING_BACKEND: ANY_OF values unique within a rule",
+            routing_with("/routingBackends/0/key/values", json!(["eu", "Eu"])),
+            "routes[0].backend.routingBackends[0].key.values[1]: 'Eu' is already matched by routes[0].backend.routingBackends[0].key.values[0] (ANY_OF values are matched case-insensitively and must be unique across rules)",
+        ),
+        case(
+            "DYNAMIC_ROUTING_BACKEND: one default rule",
+            with(
+                routing_with("/routingBackends/0/key/isDefault", json!(true)),
+                "/routes/0/backend/routingBackends/2/key/isDefault",
+                json!(true),
+            ),
+            "routes[0].backend.routingBackends[2].key.isDefault: only one rule can be the default, and routes[0].backend.routingBackends[0].key.isDefault already is",
+        ),
+        case(
+            "DYNAMIC_ROUTING_BACKEND: rule names unique",
+            routing_with("/routingBackends/2/key/name", json!("eu")),
+            "routes[0].backend.routingBackends[2].key.name: name 'eu' is already used by routes[0].backend.routingBackends[0].key.name",
+        ),
+        case(
+            "DYNAMIC_ROUTING_BACKEND: a wildcard at the start or end",
+            routing_with("/routingBackends/2/key/expression", json!("a*z")),
+            "routes[0].backend.routingBackends[2].key.expression: 'a*z': the wildcard must be at the start or the end",
+        ),
+        case(
+            "DYNAMIC_ROUTING_BACKEND: routing backends are checked in full",
+            routing_with("/routingBackends/1/backend/url", json!("ftp://us.example")),
+            "routes[0].backend.routingBackends[1].backend.url: 'ftp://us.example' must start with http:// or https://",
+        ),
+        case(
+            "DYNAMIC_ROUTING_BACKEND: no nested dynamic routing",
+            routing_with("/routingBackends/2/backend", routing()),
+            "routes[0].backend.routingBackends[2].backend.type: 'DYNAMIC_ROUTING_BACKEND' is not a routing backend type (HTTP_BACKEND, ORACLE_FUNCTIONS_BACKEND, STOCK_RESPONSE_BACKEND)",
+        ),
+        case(
+            "DYNAMIC_ROUTING_BACKEND: at least one routing backend",
+            routing_with("/routingBackends", json!([])),
+            "routes[0].backend.routingBackends: at least one routing backend is required",
         ),
         case(
             "OAUTH2_LOGOUT_BACKEND: at most 10 post-logout URIs",

@@ -97,6 +97,11 @@ fn ed25519_jwk(kid: &str, pair: &Ed25519KeyPair) -> Value {
 
 /// The deployment every bench judges against, loaded from its JSON text.
 fn deployment(keys: &Keys) -> Deployment {
+    deployment_with(keys, json!({}))
+}
+
+/// [`deployment`] with these route `requestPolicies` (the validated benches').
+fn deployment_with(keys: &Keys, route_policies: Value) -> Deployment {
     let file = json!({
         "displayName": "bench",
         "pathPrefix": "/v1",
@@ -119,6 +124,7 @@ fn deployment(keys: &Keys) -> Deployment {
             "routes": [{
                 "path": "/orders",
                 "methods": ["GET"],
+                "requestPolicies": route_policies,
                 "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200, "body": "ok"}
             }]
         }
@@ -192,14 +198,28 @@ fn sign(alg: &str, kid: &str, claims: &Value, keys: &Keys, attacker: bool) -> St
 /// `GET /v1/orders` with one `Authorization` header, as the gateway's view of a request.
 struct Req {
     authorization: String,
+    /// Also carries `X-Username`, `?page=1` and a JSON body (the validated benches).
+    validated: bool,
 }
 
 impl Req {
     fn bearer(token: &str) -> Self {
         Self {
             authorization: format!("Bearer {token}"),
+            validated: false,
         }
     }
+}
+
+/// A route's request validations, each of which the validated request passes: a required
+/// header, a required query parameter and a required JSON body.
+fn validations() -> Value {
+    json!({
+        "headerValidations": {"headers": [{"name": "X-Username", "required": true}]},
+        "queryParameterValidations": {"parameters": [{"name": "page", "required": true}]},
+        "bodyValidation": {"required": true, "content": {
+            "application/json": {"validationType": "NONE"}, "text/*": {"validationType": "NONE"}}}
+    })
 }
 
 impl RequestView for Req {
@@ -210,11 +230,21 @@ impl RequestView for Req {
         "/v1/orders"
     }
     fn query(&self) -> Option<&str> {
-        None
+        self.validated.then_some("page=1")
     }
     fn header(&self, name: &str) -> HeaderValues<'_> {
+        let validated = |value: &'static str| match self.validated {
+            true => HeaderValues::One(value),
+            false => HeaderValues::Absent,
+        };
         if name.eq_ignore_ascii_case("authorization") {
             HeaderValues::One(&self.authorization)
+        } else if name.eq_ignore_ascii_case("x-username") {
+            validated("alice")
+        } else if name.eq_ignore_ascii_case("content-type") {
+            validated("application/json; charset=utf-8")
+        } else if name.eq_ignore_ascii_case("content-length") {
+            validated("17")
         } else {
             HeaderValues::Absent
         }
@@ -342,6 +372,42 @@ fn benches(c: &mut Criterion) {
                 no_remote,
                 NOW,
                 Some(&warm),
+                GATEWAY,
+            )
+        })
+    });
+    // The same hit on a route whose header, query and body validations all pass: what
+    // validation adds to an allowed request (no check is listed, nothing allocated for it).
+    let validated_deployment = deployment_with(&keys, validations());
+    let validated_request = Req {
+        validated: true,
+        ..Req::bearer(&token)
+    };
+    let validated_warm = GatewayCache::new();
+    let validated_warm = validated_warm.scoped();
+    let verdict = evaluate_cached(
+        &validated_deployment,
+        &validated_request,
+        no_remote,
+        NOW,
+        Some(&validated_warm),
+        GATEWAY,
+    );
+    assert_eq!(verdict.decision, Decision::Allow, "{verdict:?}");
+    assert_eq!(verdict.validation, claimgate_core::Validation::Passed);
+    let unvalidated = evaluate_cached(&deployment, &request, no_remote, NOW, Some(&warm), GATEWAY);
+    assert_eq!(
+        verdict.checks, unvalidated.checks,
+        "no passed validation check is listed"
+    );
+    cached_group.bench_function("RS256_hit_validated", |b| {
+        b.iter(|| {
+            evaluate_cached(
+                black_box(&validated_deployment),
+                black_box(&validated_request),
+                no_remote,
+                NOW,
+                Some(&validated_warm),
                 GATEWAY,
             )
         })

@@ -2,7 +2,8 @@
 //! words that explain each failure (execution-log message and fix).
 
 use crate::time::{relative, skew_text, UnixTime};
-use claimgate_config::{AuthFlavor, TokenLocation};
+use crate::validation::ValidationProblem;
+use claimgate_config::{AuthFlavor, TokenLocation, ValidationMode};
 use claimgate_jose::FormatError;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -26,6 +27,12 @@ pub enum CheckId {
     Claim(String),
     Active,
     Scope,
+    /// `headerValidations`: one per header, named as the policy writes it.
+    Header(String),
+    /// `queryParameterValidations`: one per parameter.
+    Query(String),
+    /// `bodyValidation`.
+    Body,
 }
 
 impl fmt::Display for CheckId {
@@ -44,6 +51,9 @@ impl fmt::Display for CheckId {
             Self::Claim(key) => write!(f, "claim:{key}"),
             Self::Active => f.write_str("active"),
             Self::Scope => f.write_str("scope"),
+            Self::Header(name) => write!(f, "header:{name}"),
+            Self::Query(name) => write!(f, "query:{name}"),
+            Self::Body => f.write_str("body"),
         }
     }
 }
@@ -101,6 +111,9 @@ impl Outcome {
         }
     }
 }
+
+/// The execution-log code of a failed request validation.
+pub(crate) const VALIDATION_ERROR: &str = "requestValidation.validationError";
 
 /// The longest opaque token introspected (4 KiB); a longer one is refused without a call.
 pub(crate) const MAX_OPAQUE_BYTES: usize = 4096;
@@ -257,6 +270,11 @@ pub enum Failure {
         actual: Vec<String>,
         allowed: Vec<String>,
     },
+    /// A request validation failed; in `PERMISSIVE` mode the request is served anyway.
+    Validation {
+        mode: ValidationMode,
+        problem: ValidationProblem,
+    },
 }
 
 pub(crate) fn json_type(value: &Value) -> &'static str {
@@ -385,11 +403,16 @@ impl Failure {
                 let _ = id;
                 "Authorization failed for the request.".into()
             }
+            Self::Validation { problem, .. } => format!(
+                "Request failed a validation policy: {}.",
+                problem.detail()
+            ),
         }
     }
 
     /// What to do about it, naming the values involved.
     pub fn fix(&self, setting: Option<&str>) -> String {
+        let policy = setting;
         let setting = setting.unwrap_or("the authentication policy");
         match self {
             Self::NoServerMatched { selector, value: Some(value), tried } => format!(
@@ -551,6 +574,9 @@ impl Failure {
             Self::ScopeInvalid { found } => format!(
                 "'scope' must be a space-separated string or an array of strings; the token has {found}."
             ),
+            Self::Validation { mode, problem } => {
+                problem.fix(policy.unwrap_or("the validation policy"), *mode)
+            }
             Self::ScopeMismatch { actual, allowed } => format!(
                 "The route needs one of the scopes {} (case-sensitive) but the token has {}{}. Request a token with one of those scopes, or update {setting}.",
                 quoted_list(allowed),
@@ -569,6 +595,7 @@ impl Failure {
             Self::ScopeMissing { .. } | Self::ScopeInvalid { .. } | Self::ScopeMismatch { .. } => {
                 "authorization.unauthorizedRequest".into()
             }
+            Self::Validation { .. } => VALIDATION_ERROR.into(),
             Self::KeysUnavailable { .. } => format!("{}.badJsonWebKeySet", flavor.log_prefix()),
             Self::DiscoveryUnavailable { .. } => {
                 format!("{}.badDiscoveryEndpointResponse", flavor.log_prefix())

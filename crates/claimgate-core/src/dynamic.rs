@@ -94,30 +94,10 @@ pub fn select_server(
             keys_tried.push(expression.clone());
         }
     }
-    // ASCII case-insensitively only: Unicode folding would let a look-alike (the Kelvin sign
-    // U+212A folds to `k`) select another tenant's server.
-    let exact = value.as_deref().and_then(|v| {
-        dynamic.servers.iter().position(|s| match &s.key {
-            SelectionKey::AnyOf(values) => values.iter().any(|x| x.eq_ignore_ascii_case(v)),
-            SelectionKey::Wildcard(_) => false,
-        })
-    });
-    let wildcard = || {
-        let v = value.as_deref()?;
-        dynamic.servers.iter().position(|s| match &s.key {
-            SelectionKey::Wildcard(expression) => wildcard_matches(expression, v),
-            SelectionKey::AnyOf(_) => false,
-        })
-    };
-    let (server, matched) = if let Some(i) = exact {
-        (Some(i), Matched::AnyOf)
-    } else if let Some(i) = wildcard() {
-        (Some(i), Matched::Wildcard)
-    } else if let Some(i) = dynamic.servers.iter().position(|s| s.is_default) {
-        (Some(i), Matched::Default)
-    } else {
-        (None, Matched::None)
-    };
+    let (server, matched) = select_key(
+        dynamic.servers.iter().map(|s| (&s.key, s.is_default)),
+        value.as_deref(),
+    );
     Selection {
         server,
         server_name: server.map(|i| dynamic.servers[i].name.clone()),
@@ -138,6 +118,40 @@ pub fn select_for_request(deployment: &Deployment, request: &dyn RequestView) ->
     match route::find(deployment, request.method(), request.path()) {
         RouteMatch::Found { params, .. } => Some(select_server(dynamic, request, &params)),
         _ => None,
+    }
+}
+
+/// OCI's matching order over selection keys (each with whether it is the default), shared by
+/// dynamic authentication and dynamic routing: an `ANY_OF` value equal to `value` (ASCII
+/// case-insensitively), else the first `WILDCARD` expression in order that matches it
+/// (case-sensitively), else the default. `None` (no value) matches only the default.
+pub fn select_key<'k, I>(keys: I, value: Option<&str>) -> (Option<usize>, Matched)
+where
+    I: Iterator<Item = (&'k SelectionKey, bool)> + Clone,
+{
+    // ASCII case-insensitively only: Unicode folding would let a look-alike (the Kelvin sign
+    // U+212A folds to `k`) select another tenant's server.
+    let exact = value.and_then(|v| {
+        keys.clone().position(|(key, _)| match key {
+            SelectionKey::AnyOf(values) => values.iter().any(|x| x.eq_ignore_ascii_case(v)),
+            SelectionKey::Wildcard(_) => false,
+        })
+    });
+    if let Some(i) = exact {
+        return (Some(i), Matched::AnyOf);
+    }
+    let wildcard = value.and_then(|v| {
+        keys.clone().position(|(key, _)| match key {
+            SelectionKey::Wildcard(expression) => wildcard_matches(expression, v),
+            SelectionKey::AnyOf(_) => false,
+        })
+    });
+    if let Some(i) = wildcard {
+        return (Some(i), Matched::Wildcard);
+    }
+    match keys.clone().position(|(_, is_default)| is_default) {
+        Some(i) => (Some(i), Matched::Default),
+        None => (None, Matched::None),
     }
 }
 
@@ -182,12 +196,9 @@ fn selector_value(
             .find(|(name, _)| *name == key)
             .map(|(_, v)| v.to_owned()),
         ContextTable::Host => host(request).map(str::to_owned),
-        ContextTable::Subdomain => host(request).and_then(|h| {
-            let cut = h.len().checked_sub(key.len() + 1)?;
-            let (head, tail) = h.split_at(cut);
-            (tail.starts_with('.') && tail[1..].eq_ignore_ascii_case(key) && !head.is_empty())
-                .then(|| head.to_owned())
-        }),
+        ContextTable::Subdomain => host(request)
+            .and_then(|h| subdomain(h, key))
+            .map(str::to_owned),
         ContextTable::Path => params
             .iter()
             .find(|(name, _)| name == key)
@@ -218,16 +229,31 @@ fn selector_value(
     (value, None)
 }
 
+/// `request.subdomain[<suffix>]`: what precedes `.<suffix>` in the host (`cars` for
+/// `cars.example.com` and `example.com`; the suffix compared ASCII case-insensitively).
+pub(crate) fn subdomain<'h>(host: &'h str, suffix: &str) -> Option<&'h str> {
+    let cut = host.len().checked_sub(suffix.len() + 1)?;
+    let (head, tail) = (host.get(..cut)?, host.get(cut..)?);
+    (tail.starts_with('.') && tail[1..].eq_ignore_ascii_case(suffix) && !head.is_empty())
+        .then_some(head)
+}
+
 /// The `Host` header without its port.
-fn host(request: &dyn RequestView) -> Option<&str> {
+pub(crate) fn host(request: &dyn RequestView) -> Option<&str> {
     let HeaderValues::One(host) = request.header("host") else {
         return None;
     };
+    Some(host_without_port(host))
+}
+
+/// A host (`Host` header) without its port: `cars.example.com:8443` → `cars.example.com`,
+/// `[::1]:80` → `[::1]`.
+pub(crate) fn host_without_port(host: &str) -> &str {
     let host = host.trim();
-    Some(if host.starts_with('[') {
+    if host.starts_with('[') {
         host.split_once(']')
             .map_or(host, |(h, _)| &host[..h.len() + 1])
     } else {
         host.rsplit_once(':').map_or(host, |(h, _)| h)
-    })
+    }
 }

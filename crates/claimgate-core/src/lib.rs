@@ -15,25 +15,30 @@ mod escape;
 pub mod path;
 mod phase;
 pub mod route;
+mod routing;
 mod time;
 mod usage;
+mod validation;
 mod verdict;
 
 pub use check::{Check, CheckId, Failure, Note, Outcome, TimeContext};
 pub use claims::{claim_text, Claims};
 pub use dynamic::{
-    select_for_request, select_server, wildcard_matches, Matched, Selection, SelectorToken,
+    select_for_request, select_key, select_server, wildcard_matches, Matched, Selection,
+    SelectorToken,
 };
 pub use escape::{escape, is_escaped, Escaped};
 pub use path::PathRejection;
 pub use phase::PhaseId;
+pub use routing::{choose_backend, RoutingChoice, RoutingInput, RoutingJudgement, NO_RULE_STATUS};
 pub use time::{human_duration, relative, skew_text, UnixTime};
 pub use usage::{
     resolve_usage_plan, UsagePlanDecision, UsagePlanMatch, UsagePlanRefusal,
     USAGE_PLAN_REFUSED_STATUS,
 };
+pub use validation::{Validation, ValidationKind, ValidationProblem, SHOWN_MEDIA_TYPE};
 pub use verdict::{
-    context_value, evaluate, evaluate_cached, evaluate_with, token_to_introspect, Decision, Event,
-    Explain, HeaderValues, Introspection, KeyMaterial, RequestView, RouteInfo, TokenVerification,
-    Unrouted, Verdict, VerificationCache,
+    body_declared, context_value, evaluate, evaluate_cached, evaluate_with, token_to_introspect,
+    Decision, Event, Explain, HeaderValues, Introspection, KeyMaterial, RequestView, RouteInfo,
+    TokenVerification, Unrouted, Verdict, VerificationCache,
 };

@@ -308,6 +308,33 @@ pub fn push_host_value(value: &[u8], out: &mut String) -> Result<(), PathRejecti
     Ok(())
 }
 
+/// Whether the query parameter name `raw`, as sent, is `wanted` once percent-decoded (ASCII
+/// case-insensitively), without allocating: how the gateway finds credential parameters to
+/// redact and the parameters a `queryParameterValidations` policy requires (`p%61ge` is the
+/// `page` a backend reads). An invalid escape is compared as written.
+pub fn query_name_is(raw: &str, wanted: &str) -> bool {
+    let (raw, wanted) = (raw.as_bytes(), wanted.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while i < raw.len() {
+        let byte = match raw[i] {
+            b'%' if i + 2 < raw.len() => match (hex_value(raw[i + 1]), hex_value(raw[i + 2])) {
+                (Some(high), Some(low)) => {
+                    i += 2;
+                    high << 4 | low
+                }
+                _ => b'%',
+            },
+            other => other,
+        };
+        i += 1;
+        if wanted.get(j).is_none_or(|w| !w.eq_ignore_ascii_case(&byte)) {
+            return false;
+        }
+        j += 1;
+    }
+    j == wanted.len()
+}
+
 /// Decodes percent-encoding (query values arrive encoded; `+` is left as it is). Invalid
 /// escapes are kept as written.
 pub fn percent_decode(value: &str) -> Cow<'_, [u8]> {
@@ -564,6 +591,31 @@ mod tests {
         assert!(link_local_host("http://[::ffff:169.254.169.254]/latest"));
         assert!(!link_local_host("http://169.253.1.1/"));
         assert!(!link_local_host("http://tenant.svc/x"));
+    }
+
+    #[test]
+    fn query_names_are_compared_decoded_and_case_insensitively() {
+        for raw in [
+            "access_token",
+            "ACCESS_TOKEN",
+            "access%5Ftoken",
+            "%61ccess%5ftoken",
+        ] {
+            assert!(query_name_is(raw, "access_token"), "{raw}");
+        }
+        for raw in [
+            "access_tokens",
+            "access_toke",
+            "",
+            "access%5",
+            "access%5Gtoken",
+            "%",
+        ] {
+            assert!(!query_name_is(raw, "access_token"), "{raw}");
+        }
+        assert!(query_name_is("jw%74", "jwt"));
+        assert!(!query_name_is("jwt", "jwt%"));
+        assert!(query_name_is("p%61ge", "Page"));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use crate::claims::Claims;
 use crate::dynamic::{select_server, Matched, Selection};
 use crate::route::{self, RouteMatch};
 use crate::time::UnixTime;
+use crate::validation::Validation;
 use claimgate_config::{
     AuthFlavor, Authentication, Authorization, Backend, ClaimRule, Deployment, JwtPolicy,
     KeySource, Route, TokenLocation,
@@ -34,6 +35,31 @@ pub trait RequestView {
             _ => None,
         }
     }
+    /// Whether the request carries a body (SPEC "Request validation"): by default, whether its
+    /// headers declare one ([`body_declared`]). A view that sees the body itself overrides this
+    /// (over HTTP/2 a body is present when DATA arrives).
+    fn has_body(&self) -> bool {
+        body_declared(self)
+    }
+}
+
+/// Whether the request's headers declare a body: `Content-Length` above 0 (a value that is not
+/// a number, or several, declare one too: the backend may read one) or a `Transfer-Encoding`
+/// that ends in `chunked`.
+pub fn body_declared<R: RequestView + ?Sized>(request: &R) -> bool {
+    let length = match request.header("content-length") {
+        HeaderValues::Absent => false,
+        HeaderValues::One(value) => value.trim().parse::<u64>().map_or(true, |n| n > 0),
+        HeaderValues::Many(_) => true,
+    };
+    length
+        || match request.header("transfer-encoding") {
+            HeaderValues::Absent => false,
+            HeaderValues::One(value) => value
+                .split(',')
+                .any(|coding| coding.trim().eq_ignore_ascii_case("chunked")),
+            HeaderValues::Many(_) => true,
+        }
 }
 
 /// How many values a header has.
@@ -109,6 +135,8 @@ pub enum Explain {
     Everything,
     /// Passed checks by id only, without note, values or setting: a gateway, whose logs record
     /// failures only, does not build explanations of allowed requests that nobody reads.
+    /// Passed validation checks are not listed at all (their ids name headers and parameters,
+    /// which would cost an allocation each).
     Failures,
 }
 
@@ -159,6 +187,9 @@ pub struct Verdict {
     pub unsupported: Option<String>,
     /// `dynamicAuthentication`: the server chosen for the request (set once a route matched).
     pub selection: Option<Selection>,
+    /// What the route's request validations concluded (judged only for a request that
+    /// authentication and authorization allowed).
+    pub validation: Validation,
 }
 
 /// One execution-log event the verdict implies.
@@ -328,6 +359,34 @@ pub fn evaluate_with(
         }
         RouteMatch::NotFound => return unrouted(deployment, Unrouted::NotFound, 404),
     };
+    let mut verdict = judge_access(
+        deployment,
+        route,
+        info,
+        request,
+        keys,
+        introspection,
+        now,
+        cache,
+        explain,
+    );
+    crate::validation::apply(&mut verdict, &route.validations, request, explain);
+    verdict
+}
+
+/// Authentication and authorization of a request that reached `route`.
+#[allow(clippy::too_many_arguments)]
+fn judge_access(
+    deployment: &Deployment,
+    route: &Route,
+    info: RouteInfo,
+    request: &dyn RequestView,
+    keys: KeyMaterial<'_>,
+    introspection: Introspection<'_>,
+    now: UnixTime,
+    cache: Option<&dyn VerificationCache>,
+    explain: Explain,
+) -> Verdict {
     match &deployment.authentication {
         Authentication::None => {
             let checks = all_skipped("the deployment has no authentication policy", &[]);
@@ -343,6 +402,7 @@ pub fn evaluate_with(
             claims: None,
             unsupported: Some(format!("{kind}: {reason}")),
             selection: None,
+            validation: Validation::NotJudged,
         },
         Authentication::Jwt(policy) => {
             let keys = KeyMaterial::for_policy(policy, keys);
@@ -457,6 +517,7 @@ fn unrouted(deployment: &Deployment, why: Unrouted, status: u16) -> Verdict {
         claims: None,
         unsupported: None,
         selection: None,
+        validation: Validation::NotJudged,
     }
 }
 
@@ -491,7 +552,8 @@ fn finish(
     let status = if allow {
         match &route.backend {
             Backend::Stock(stock) => Some(stock.status),
-            Backend::Http(_) => None,
+            // Chosen (dynamic routing) or answered (HTTP, functions) after the verdict.
+            Backend::Http(_) | Backend::Functions(_) | Backend::Dynamic(_) => None,
             Backend::Unsupported { .. } => Some(502),
         }
     } else {
@@ -511,6 +573,7 @@ fn finish(
         claims,
         unsupported: None,
         selection: None,
+        validation: Validation::NotJudged,
     }
 }
 
@@ -1475,8 +1538,55 @@ fn judge_scope(payload: &Claims, allowed: &[String], quiet: bool) -> Check {
 
 impl Verdict {
     /// The execution-log events this verdict implies, in order: one per failed check, then the
-    /// success record when authentication passed.
+    /// success record when authentication passed; then the request validation records (one per
+    /// failed validation, or `validationPermitted`).
     pub fn events(&self) -> Vec<Event> {
+        let mut events = self.access_events();
+        for (index, check) in self.checks.iter().enumerate() {
+            if let Some(failure @ Failure::Validation { .. }) = check.failure() {
+                events.push(Event {
+                    code: crate::check::VALIDATION_ERROR.into(),
+                    level: "WARN",
+                    message: failure.message(&check.id).into(),
+                    check: Some(index),
+                });
+            }
+        }
+        if self.validation == Validation::Passed {
+            events.push(Event {
+                code: "requestValidation.validationPermitted".into(),
+                level: "INFO",
+                message: "Request passed a validation policy.".into(),
+                check: None,
+            });
+        }
+        events
+    }
+
+    /// Whether authentication and authorization allowed the request: its decision is allow,
+    /// or only an `ENFORCING` request validation refuses it (a gateway counts it toward its
+    /// usage plan first).
+    pub fn passed_access(&self) -> bool {
+        self.decision == Decision::Allow || self.validation.refused().is_some()
+    }
+
+    /// The request is refused before validation (a usage plan's 403, which `check` judges
+    /// after the verdict): the validation checks become skips and conclude nothing.
+    pub fn skip_validation(&mut self, why: &'static str) {
+        for check in &mut self.checks {
+            if matches!(
+                check.id,
+                CheckId::Header(_) | CheckId::Query(_) | CheckId::Body
+            ) {
+                *check = Check::skip(check.id.clone(), why);
+            }
+        }
+        self.validation = Validation::NotJudged;
+    }
+
+    /// The authentication and authorization events: [`Verdict::events`] without request
+    /// validation's, which a gateway records in its own phase, after usage plans.
+    pub fn access_events(&self) -> Vec<Event> {
         let mut events = Vec::new();
         if let Some(selection) = &self.selection {
             if let Some(problem) = selection.token_problem {
@@ -1524,7 +1634,10 @@ impl Verdict {
             return events;
         };
         for (index, check) in self.checks.iter().enumerate() {
-            if let Some(failure) = check.failure() {
+            if let Some(failure) = check
+                .failure()
+                .filter(|f| !matches!(f, Failure::Validation { .. }))
+            {
                 let level = if failure.is_outage() { "ERROR" } else { "WARN" };
                 events.push(Event {
                     code: failure.log_code(flavor).into(),
@@ -1713,8 +1826,9 @@ impl Verdict {
 /// A context variable's text, as the gateway substitutes it and `check` explains it:
 /// `request.path` (the route's parameters), `request.auth` (verified claims: strings as they
 /// are, other values as JSON), `request.headers` (a repeated header's first value),
-/// `request.query` (as sent, still percent-encoded) and `request.host`; empty when missing, as
-/// OCI renders a missing variable, and for tables the caller supplies itself (`request.cert`).
+/// `request.query` (as sent, still percent-encoded), `request.host` and
+/// `request.subdomain[...]` (from the host without its port); empty when missing, as OCI
+/// renders a missing variable, and for tables the caller supplies itself (`request.cert`).
 pub fn context_value<'h>(
     variable: &claimgate_config::ContextVariable,
     params: &[(String, String)],
@@ -1743,6 +1857,10 @@ pub fn context_value<'h>(
             .map(|(_, v)| v.to_owned())
             .unwrap_or_default(),
         ContextTable::Host => header("host").unwrap_or_default().to_owned(),
+        ContextTable::Subdomain => header("host")
+            .and_then(|h| crate::dynamic::subdomain(crate::dynamic::host_without_port(h), key))
+            .unwrap_or_default()
+            .to_owned(),
         _ => String::new(),
     }
 }

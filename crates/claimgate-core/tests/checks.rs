@@ -1602,10 +1602,27 @@ fn allow_to_an_http_backend_has_no_status_of_its_own() {
 #[test]
 fn allow_to_a_backend_claimgate_never_serves_answers_502() {
     let mut file = file();
-    file["specification"]["routes"][0]["backend"] =
-        json!({"type": "ORACLE_FUNCTIONS_BACKEND", "functionId": "ocid1.fnfunc.oc1..x"});
+    file["specification"]["routes"][0]["backend"] = json!({"type": "OAUTH2_LOGIN_BACKEND"});
     let verdict = judge_token(&load(&file), &good_token());
     assert_eq!(verdict.status, Some(502));
+}
+
+/// A function answers with a status of its own, and a dynamic routing backend's status is the
+/// chosen backend's (decided after the verdict).
+#[test]
+fn allow_to_a_function_or_a_dynamic_routing_backend_has_no_status_yet() {
+    for backend in [
+        json!({"type": "ORACLE_FUNCTIONS_BACKEND", "functionId": "ocid1.fnfunc.oc1..x"}),
+        json!({"type": "DYNAMIC_ROUTING_BACKEND",
+               "selectionSource": {"type": "SINGLE", "selector": "request.headers[X-A]"},
+               "routingBackends": [{"key": {"type": "ANY_OF", "name": "a", "values": ["a"]},
+                                    "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 201}}]}),
+    ] {
+        let mut file = file();
+        file["specification"]["routes"][0]["backend"] = backend;
+        let verdict = judge_token(&load(&file), &good_token());
+        assert_eq!((verdict.decision, verdict.status), (Decision::Allow, None));
+    }
 }
 
 #[test]

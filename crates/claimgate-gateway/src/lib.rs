@@ -13,6 +13,7 @@ mod context;
 mod cors;
 pub mod demo;
 pub mod discovery;
+mod functions;
 mod ids;
 pub mod keys;
 pub mod limit;
@@ -28,6 +29,7 @@ mod shared_limit;
 mod target;
 mod transform;
 pub mod usage;
+mod validation;
 
 pub use logs::{LogSink, Logs};
 pub use server::admin;

@@ -104,6 +104,16 @@ struct CheckLabels {
     check: String,
 }
 
+/// `claimgate_request_validation_failures_total`: the route is its template and `kind`/`mode`
+/// fixed words, so the set is bounded by configuration.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ValidationLabels {
+    deployment: String,
+    route: String,
+    kind: &'static str,
+    mode: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FetchLabels {
     deployment: String,
@@ -239,6 +249,7 @@ pub struct Metrics {
         prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>,
     >,
     usage_handles: Handles<UsageLabels, UsageSeries>,
+    validation_failures: Family<ValidationLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -318,7 +329,14 @@ impl Metrics {
             "Quota used in the current period over the quota, by plan, entitlement, subscriber",
             usage_used.clone(),
         );
+        let validation_failures = Family::default();
+        registry.register(
+            "claimgate_request_validation_failures",
+            "Request validations that failed, by deployment, route, kind (header, query, body) and mode (ENFORCING, PERMISSIVE)",
+            validation_failures.clone(),
+        );
         Self {
+            validation_failures,
             usage_requests,
             usage_used,
             usage_handles: Handles::default(),
@@ -387,6 +405,25 @@ impl Metrics {
             .get_or_create(&CheckLabels {
                 deployment: deployment.to_owned(),
                 check,
+            })
+            .inc();
+    }
+
+    /// One failed request validation (`kind`: `header`, `query`, `body`; `mode`: `ENFORCING`,
+    /// `PERMISSIVE`). Only failures count, so owned labels cost nothing on allowed requests.
+    pub fn validation_failure(
+        &self,
+        deployment: &str,
+        route: &str,
+        kind: &'static str,
+        mode: &'static str,
+    ) {
+        self.validation_failures
+            .get_or_create(&ValidationLabels {
+                deployment: deployment.to_owned(),
+                route: route.to_owned(),
+                kind,
+                mode,
             })
             .inc();
     }

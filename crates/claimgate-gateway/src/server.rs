@@ -16,6 +16,7 @@ use crate::proxy::{backend_request, relay_response, BackendClient};
 use crate::respond::{self, Body};
 use arc_swap::ArcSwap;
 use claimgate_config::{Authentication, Backend, Deployment, KeySource, LogLevel, Secrets};
+use claimgate_core::path::query_name_is;
 use claimgate_core::{
     evaluate_cached, evaluate_with, route, select_for_request, token_to_introspect, Explain,
     Failure, HeaderValues, Introspection, KeyMaterial, RequestView, UnixTime, Verdict,
@@ -896,7 +897,6 @@ impl Gateway {
             verdict: None,
             usage: None,
             client,
-            answered_by: None,
             backend_answered: false,
         };
         let response = self.request_phases(&mut exchange).await;
@@ -1170,14 +1170,20 @@ impl Gateway {
             started.elapsed().as_secs_f64(),
         );
         if verdict.flavor.is_some() && verdict.route.is_some() {
+            // The authentication decision: a request only its validations refused was allowed
+            // (validation failures have their own metric).
             let decision = if verdict.keys_unavailable() {
                 "error"
+            } else if verdict.passed_access() {
+                "allow"
             } else {
-                verdict.decision.name()
+                "deny"
             };
             self.metrics.decision(label, decision);
             for check in verdict.failures() {
-                self.metrics.check_failure(label, check.id.to_string());
+                if !matches!(check.failure(), Some(Failure::Validation { .. })) {
+                    self.metrics.check_failure(label, check.id.to_string());
+                }
             }
         }
     }
@@ -1339,7 +1345,8 @@ impl Gateway {
     /// One execution record per failed check (with what was expected and found, never the
     /// token), then the success or authorization record.
     fn log_verdict(&self, verdict: &Verdict, context: Context<'_>, threshold: Level) {
-        for event in verdict.events() {
+        // Request validation is recorded by its own phase, after the usage plan's records.
+        for event in verdict.access_events() {
             let level = Level::from_name(event.level);
             // Checked before the record is built: most events are below the deployment's level
             // (at WARN, every allowed request's), and their values would be cloned for nothing.
@@ -1382,6 +1389,7 @@ impl Gateway {
         &self,
         verdict: &Verdict,
         deployment: &Deployment,
+        functions: &claimgate_config::FunctionMap,
         parts: &http::request::Parts,
         body: Incoming,
         peer: SocketAddr,
@@ -1398,9 +1406,109 @@ impl Gateway {
         let request_context =
             RequestContext::new(parts, &route_info.params, verdict.claims.as_deref());
         let mut problems = Vec::new();
-        let response = match &route.backend {
+        let backend = match &route.backend {
+            Backend::Dynamic(routing) => {
+                let chosen = self.route_dynamically(
+                    routing,
+                    verdict,
+                    parts,
+                    &route_info.params,
+                    context,
+                    threshold,
+                );
+                match chosen {
+                    Some(backend) => backend,
+                    None => return Err(respond::error(claimgate_core::NO_RULE_STATUS)),
+                }
+            }
+            backend => backend,
+        };
+        let response = match backend {
             Backend::Stock(stock) => respond::stock(stock, parts.method == http::Method::HEAD),
-            Backend::Unsupported { kind } => {
+            Backend::Functions(function) => {
+                let query = match &route.query_parameter_transformations {
+                    Some(rules) => {
+                        crate::transform::query(rules, parts.uri.query(), &request_context)
+                    }
+                    None => parts.uri.query().map(str::to_owned),
+                };
+                let function_id = function.function_id.as_str();
+                // `serve` refuses a deployment whose functions the map lacks, and a reload
+                // that would drop one: this is a safety net.
+                let Some(url) = functions.url(function_id) else {
+                    self.logs.execution(
+                        context,
+                        threshold,
+                        function_failed(
+                            function_id,
+                            format!("Function {function_id} has no URL in --functions."),
+                            "NOT_MAPPED",
+                        ),
+                    );
+                    return Err(respond::error(502));
+                };
+                let body = crate::proxy::client_body(body, MAX_BODY_BYTES);
+                // The request an HTTP backend at the function's URL would get, then wrapped.
+                let inner = backend_request(url, None, parts, body, peer, request_id, |headers| {
+                    if let Some(rules) = &route.header_transformations {
+                        problems.extend(crate::transform::headers(
+                            rules,
+                            headers,
+                            &request_context,
+                        ));
+                    }
+                });
+                for problem in problems.drain(..) {
+                    self.logs.execution(context, threshold, problem);
+                }
+                let inner = match inner {
+                    Ok(inner) => inner,
+                    Err(reason) => {
+                        self.logs.execution(
+                            context,
+                            threshold,
+                            function_failed(function_id, reason, "URL_INVALID"),
+                        );
+                        return Err(respond::error(502));
+                    }
+                };
+                let request_url = match &query {
+                    Some(q) if !q.is_empty() => format!("{}?{q}", parts.uri.path()),
+                    _ => parts.uri.path().to_owned(),
+                };
+                let invocation = crate::functions::invocation(
+                    inner,
+                    &parts.method,
+                    &request_url,
+                    parts.headers.get(http::header::HOST),
+                );
+                match self.invoke_function(invocation).await {
+                    Ok(response) => response,
+                    Err(failure) => {
+                        let status = failure.status();
+                        let record = if status == 502 {
+                            function_failed(
+                                function_id,
+                                format!(
+                                    "Request to the function failed: {} ({}).",
+                                    failure.cause(),
+                                    failure.detail()
+                                ),
+                                failure.cause(),
+                            )
+                        } else {
+                            body_invalid(&format!(
+                                "The request body is invalid: {}.",
+                                failure.detail()
+                            ))
+                        };
+                        self.logs.execution(context, threshold, record);
+                        return Err(respond::error(status));
+                    }
+                }
+            }
+            Backend::Dynamic(_) | Backend::Unsupported { .. } => {
+                let kind = backend.kind();
                 self.logs.execution(
                     context,
                     threshold,
@@ -1505,6 +1613,79 @@ impl Gateway {
         Ok(response)
     }
 
+    /// `ORACLE_FUNCTIONS_BACKEND`: calls the function ([`crate::functions::invocation`]) and
+    /// unwraps its answer, all within [`crate::functions::TIMEOUT`].
+    async fn invoke_function(
+        &self,
+        invocation: Request<Body>,
+    ) -> Result<Response<Body>, crate::functions::FunctionFailure> {
+        let started = Instant::now();
+        let response = self
+            .client
+            .send(invocation, false, crate::functions::TIMEOUT)
+            .await
+            .map_err(crate::functions::FunctionFailure::Call)?;
+        let left = crate::functions::TIMEOUT.saturating_sub(started.elapsed());
+        crate::functions::answer(response, left).await
+    }
+
+    /// `DYNAMIC_ROUTING_BACKEND`: the backend the selector's value chooses, recorded as
+    /// `dynamicRouting.backendMatched`/`defaultBackendMatched` (INFO, naming the rule); `None`
+    /// when no rule matches (answered 404), recorded as `dynamicRouting.backendRejected`
+    /// (WARN).
+    fn route_dynamically<'d>(
+        &self,
+        routing: &'d claimgate_config::DynamicRouting,
+        verdict: &Verdict,
+        parts: &http::request::Parts,
+        params: &[(String, String)],
+        context: Context<'_>,
+        threshold: Level,
+    ) -> Option<&'d Backend> {
+        let input = claimgate_core::RoutingInput {
+            // Selectors read headers, query, host: never whether the request has a body.
+            request: &PartsView { parts, body: false },
+            params,
+            auth: verdict.claims.as_deref(),
+            usage_plan: parts
+                .extensions
+                .get::<crate::context::UsagePlanId>()
+                .map(|p| p.0.as_str()),
+            client_cert: None,
+        };
+        let mut choice =
+            claimgate_core::choose_backend(routing, input.selector_value(&routing.selector));
+        let rule = choice.rule(routing);
+        let level = if rule.is_some() {
+            Level::Info
+        } else {
+            Level::Warn
+        };
+        // Built only when it will be written: at WARN, every routed request's record is below
+        // the threshold.
+        if level >= threshold {
+            // A claim chosen on is logged as a claim value is: hashed when values are redacted.
+            if self.options.redact_claim_values
+                && routing.selector.table == claimgate_config::ContextTable::Auth
+            {
+                choice.value = redacted(&json!(choice.value))
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+            }
+            let event = choice.event(routing);
+            let mut record = ExecutionRecord::new(event.code, level, event.message)
+                .with("selector", json!(routing.selector.to_string()));
+            if let Some(rule) = rule {
+                record = record
+                    .with("backendName", json!(rule.name))
+                    .with("backendType", json!(rule.backend.kind()));
+            }
+            self.logs.execution(context, threshold, record);
+        }
+        rule.map(|r| &r.backend)
+    }
+
     fn access_log(
         &self,
         context: Context<'_>,
@@ -1545,6 +1726,14 @@ struct UsageCounted<'s> {
     entitlement: &'s str,
     subscriber: &'s str,
     quota: u64,
+}
+
+/// The record of a function that gave no usable answer (ERROR: the deployment's function,
+/// not the client, is at fault).
+fn function_failed(function_id: &str, message: String, cause: &'static str) -> ExecutionRecord {
+    ExecutionRecord::new("functionsBackend.requestError", Level::Error, message)
+        .with("cause", json!(cause))
+        .with("functionId", json!(function_id))
 }
 
 /// Whether the request declares a body above [`MAX_BODY_BYTES`] (answered 413 before it is
@@ -1661,61 +1850,6 @@ fn redacted_uri<'a>(
     })
 }
 
-/// Whether the query parameter name `raw`, as sent, is `wanted` once percent-decoded (ASCII
-/// case-insensitively), without allocating.
-fn query_name_is(raw: &str, wanted: &str) -> bool {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let (raw, wanted) = (raw.as_bytes(), wanted.as_bytes());
-    let (mut i, mut j) = (0, 0);
-    while i < raw.len() {
-        let byte = match raw[i] {
-            b'%' if i + 2 < raw.len() => match (hex(raw[i + 1]), hex(raw[i + 2])) {
-                (Some(high), Some(low)) => {
-                    i += 2;
-                    high << 4 | low
-                }
-                _ => b'%',
-            },
-            other => other,
-        };
-        i += 1;
-        if wanted.get(j).is_none_or(|w| !w.eq_ignore_ascii_case(&byte)) {
-            return false;
-        }
-        j += 1;
-    }
-    j == wanted.len()
-}
-
-#[cfg(test)]
-mod redaction_tests {
-    use super::query_name_is;
-
-    #[test]
-    fn query_names_are_compared_decoded_and_case_insensitively() {
-        for raw in [
-            "access_token",
-            "ACCESS_TOKEN",
-            "access%5Ftoken",
-            "%61ccess%5ftoken",
-        ] {
-            assert!(query_name_is(raw, "access_token"), "{raw}");
-        }
-        for raw in [
-            "access_tokens",
-            "access_toke",
-            "",
-            "access%5",
-            "access%5Gtoken",
-            "%",
-        ] {
-            assert!(!query_name_is(raw, "access_token"), "{raw}");
-        }
-        assert!(query_name_is("jw%74", "jwt"));
-        assert!(!query_name_is("jwt", "jwt%"));
-    }
-}
-
 fn with_request_id(mut response: Response<Body>, request_id: &str) -> Response<Body> {
     if let Ok(value) = HeaderValue::from_str(request_id) {
         response.headers_mut().insert("opc-request-id", value);
@@ -1738,20 +1872,28 @@ fn wall_clock() -> UnixTime {
 
 /// The verdict's view of a hyper request.
 #[derive(Debug)]
-struct PartsView<'a>(&'a http::request::Parts);
+struct PartsView<'a> {
+    parts: &'a http::request::Parts,
+    /// Whether a body follows the head: hyper knows from `Content-Length` or chunked coding
+    /// over HTTP/1.1, and from the HEADERS frame's END_STREAM over HTTP/2.
+    body: bool,
+}
 
 impl RequestView for PartsView<'_> {
     fn method(&self) -> &str {
-        self.0.method.as_str()
+        self.parts.method.as_str()
     }
     fn path(&self) -> &str {
-        self.0.uri.path()
+        self.parts.uri.path()
     }
     fn query(&self) -> Option<&str> {
-        self.0.uri.query()
+        self.parts.uri.query()
+    }
+    fn has_body(&self) -> bool {
+        self.body
     }
     fn header(&self, name: &str) -> HeaderValues<'_> {
-        let mut values = self.0.headers.get_all(name).iter();
+        let mut values = self.parts.headers.get_all(name).iter();
         match (values.next(), values.next()) {
             (None, _) => HeaderValues::Absent,
             (Some(v), None) => v.to_str().map_or(HeaderValues::Many(1), HeaderValues::One),
@@ -1759,6 +1901,6 @@ impl RequestView for PartsView<'_> {
         }
     }
     fn first_header(&self, name: &str) -> Option<&str> {
-        self.0.headers.get(name).and_then(|v| v.to_str().ok())
+        self.parts.headers.get(name).and_then(|v| v.to_str().ok())
     }
 }

@@ -85,10 +85,13 @@ fn check(
         secrets: None,
         headers,
         host: None,
+        // Never read as @FILE either: the page sends no body.
+        data: None,
         path_prefix: None,
         allow_endpoints: Vec::new(),
         usage_plans: Vec::new(),
         subscribers: Vec::new(),
+        functions: None,
         output: Format::Json,
     };
     let obtain = |deployment: &Deployment, request: &CliRequest| held(served, deployment, request);

@@ -5,10 +5,13 @@ use crate::input::{
 };
 use crate::output::{colour_enabled, print_json, print_pretty_json, report_error, Paint};
 use crate::{exit, Format};
-use claimgate_config::{Authentication, Backend, Deployment, KeySource, TokenLocation};
+use claimgate_config::{
+    Authentication, Backend, Deployment, DynamicRouting, KeySource, SelectionKey, TokenLocation,
+};
 use claimgate_core::{
     escape, evaluate_with, token_to_introspect, CheckId, Claims, Decision, Escaped, Explain,
-    HeaderValues, Introspection, KeyMaterial, Outcome, RequestView, UnixTime, Unrouted, Verdict,
+    HeaderValues, Introspection, KeyMaterial, Matched, Outcome, RequestView, RoutingInput,
+    RoutingJudgement, UnixTime, Unrouted, Verdict,
 };
 use claimgate_gateway::discovery::IntrospectError;
 use claimgate_jose::{parse_jwks, JwksParse};
@@ -44,6 +47,12 @@ pub(crate) struct CheckArgs {
     /// The Host the request is sent to.
     #[arg(long, value_name = "NAME")]
     pub(crate) host: Option<String>,
+    /// A request body, as curl's --data: the text itself or @FILE. Only its length matters
+    /// (it declares Content-Length, unless a --header does); bodyValidation judges the
+    /// Content-Type given with --header. `--header 'Content-Length: N'` or
+    /// `--header 'Transfer-Encoding: chunked'` declare a body too.
+    #[arg(long, value_name = "DATA|@FILE")]
+    pub(crate) data: Option<String>,
     /// The path prefix of a bare specification (default /).
     #[arg(long, value_name = "PREFIX")]
     pub(crate) path_prefix: Option<String>,
@@ -59,6 +68,10 @@ pub(crate) struct CheckArgs {
     /// (repeatable).
     #[arg(long = "subscribers", value_name = "FILE|DIR", value_parser = crate::input::file_arg)]
     pub(crate) subscribers: Vec<String>,
+    /// The functions file: a JSON object mapping each function OCID the deployment names to
+    /// the URL that invokes it (as `serve --functions`); a function it lacks is warned about.
+    #[arg(long, value_name = "FILE", value_parser = crate::input::file_arg)]
+    pub(crate) functions: Option<String>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub(crate) output: Format,
@@ -133,6 +146,32 @@ fn parse_request(args: &CheckArgs, deployment: &Deployment) -> Result<CliRequest
         request
             .headers
             .push((name.trim().to_owned(), value.trim().to_owned()));
+    }
+    if let Some(data) = &args.data {
+        let length = match data.strip_prefix('@') {
+            Some(path) => {
+                let path = crate::input::strip_file_url(path);
+                std::fs::metadata(path)
+                    .ok()
+                    .filter(std::fs::Metadata::is_file)
+                    .ok_or_else(|| {
+                        InputError::new(format!("--data '@{path}' is not a readable file"))
+                    })?
+                    .len()
+            }
+            None => data.len() as u64,
+        };
+        let declared = |name: &str| {
+            request
+                .headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name))
+        };
+        if !declared("content-length") && !declared("transfer-encoding") {
+            request
+                .headers
+                .push(("Content-Length".into(), length.to_string()));
+        }
     }
     // --host wins over the URL's host: one Host header, as a client sends.
     if let Some(host) = args.host.as_deref().or(url_host) {
@@ -266,7 +305,22 @@ pub(crate) fn judge(
     let now = parse_now(args.now.as_deref())?;
     let mut request = parse_request(args, deployment)?;
     let obtained = match source {
-        Source::Files => obtain(args, deployment, &request, &mut notes)?,
+        Source::Files => {
+            let functions = crate::input::read_functions(args.functions.as_deref())?;
+            if let Some((_, warnings)) = &functions {
+                notes.extend(warnings.iter().cloned());
+            }
+            notes.extend(
+                crate::input::unmapped_functions(
+                    deployment,
+                    functions.as_ref().map(|(map, _)| map),
+                )
+                .iter()
+                .map(ToString::to_string),
+            );
+            obtain(args, deployment, &request, &mut notes)?
+        }
+        // The gateway serves no deployment with an unmapped function.
         Source::Served { token, obtain, .. } => {
             if let Some(token) = token {
                 place_token(&mut request, deployment, token);
@@ -304,8 +358,13 @@ pub(crate) fn judge(
     );
     // Usage plans come after authentication and authorization, before the backend.
     let usage = judge_usage_plan(args, deployment, &request, &mut verdict, &mut notes)?;
+    // A DYNAMIC_ROUTING_BACKEND chooses its backend after usage plans, as the gateway does.
+    let routing = judge_routing(&mut verdict, deployment, &request, &usage);
     // What the gateway would call, with the values it would put there (or its 400).
-    let backend_url = verdict.judge_backend_url(deployment, &request);
+    let backend_url = match &routing {
+        Some((_, judged)) => judged.url.clone(),
+        None => verdict.judge_backend_url(deployment, &request),
+    };
     // No route has the path: both outputs list the routes there are, with a hint.
     let no_route =
         verdict.route.is_none() && matches!(verdict.unrouted, None | Some(Unrouted::NotFound));
@@ -366,6 +425,15 @@ pub(crate) fn judge(
                 events.push(json!({"code": event.0, "level": "WARN", "message": event.1}));
             }
         }
+        if let Some((dynamic, judged)) = &routing {
+            doc["dynamicRouting"] = routing_json(dynamic, judged);
+            let event = judged.choice.event(dynamic);
+            if let Some(events) = doc["events"].as_array_mut() {
+                events.push(
+                    json!({"code": event.code, "level": event.level, "message": event.message}),
+                );
+            }
+        }
         doc["warnings"] = json!(notes);
         return Ok((code, Some(doc)));
     } else {
@@ -380,7 +448,14 @@ pub(crate) fn judge(
             }
         }
         print_text(
-            &verdict, deployment, &request, now, keys_from, &usage, &notes,
+            &verdict,
+            deployment,
+            &request,
+            now,
+            keys_from,
+            &usage,
+            routing.as_ref().map(|(d, j)| (*d, j)),
+            &notes,
         );
         if no_route {
             print_routes(deployment, &request, args.path_prefix.is_some());
@@ -634,11 +709,14 @@ fn reason_phrase(status: u16) -> &'static str {
     match status {
         200 => "OK",
         201 => "Created",
+        202 => "Accepted",
         204 => "No Content",
+        400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        415 => "Unsupported Media Type",
         500 => "Internal Server Error",
         502 => "Bad Gateway",
         _ => "",
@@ -651,6 +729,7 @@ fn compact(value: &Value) -> String {
     escape(&serde_json::to_string(value).unwrap_or_default()).into_owned()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn print_text(
     verdict: &Verdict,
     deployment: &Deployment,
@@ -658,12 +737,22 @@ fn print_text(
     now: UnixTime,
     keys_from: &KeysFrom,
     usage: &UsageJudged,
+    routing: Option<(&DynamicRouting, &RoutingJudgement)>,
     notes: &[String],
 ) {
     let p = Paint(colour_enabled());
-    let status = match verdict.status {
-        Some(s) => format!("{s} {}", reason_phrase(s)).trim_end().to_owned(),
-        None => "forwarded to the HTTP backend".to_owned(),
+    let chosen = match routing {
+        Some((dynamic, judged)) => judged.choice.rule(dynamic).map(|r| &r.backend),
+        None => verdict
+            .route
+            .as_ref()
+            .and_then(|r| deployment.routes.get(r.index))
+            .map(|r| &r.backend),
+    };
+    let status = match (verdict.status, chosen) {
+        (Some(s), _) => format!("{s} {}", reason_phrase(s)).trim_end().to_owned(),
+        (None, Some(Backend::Functions(_))) => "forwarded to the function".to_owned(),
+        (None, _) => "forwarded to the HTTP backend".to_owned(),
     };
     let headline = match verdict.decision {
         Decision::Allow => p.green(&format!("ALLOW  {status}")),
@@ -694,9 +783,13 @@ fn print_text(
     match (&verdict.route, &verdict.unrouted) {
         (Some(route), _) => {
             let backend = match deployment.routes.get(route.index).map(|r| &r.backend) {
-                Some(Backend::Stock(s)) => format!("stock response {}", s.status),
-                Some(Backend::Http(h)) => format!("HTTP backend {}", Escaped(&h.url)),
-                Some(Backend::Unsupported { kind }) => escape(kind).into_owned(),
+                Some(Backend::Dynamic(d)) => format!(
+                    "dynamic routing on {} ({} rule{})",
+                    Escaped(&d.selector.to_string()),
+                    d.rules.len(),
+                    plural(d.rules.len())
+                ),
+                Some(backend) => backend_text(backend),
                 None => String::new(),
             };
             outln!(
@@ -721,6 +814,9 @@ fn print_text(
             "  route       none matches (prefix {})",
             Escaped(&deployment.path_prefix)
         ),
+    }
+    if let Some((dynamic, judged)) = routing {
+        print_routing(dynamic, judged);
     }
     if let Some(selection) = &verdict.selection {
         let value = match &selection.value {
@@ -784,6 +880,14 @@ fn print_text(
         let id = format!("{:<width$}", escape(&check.id.to_string()));
         let unverified = if check.unverified {
             p.yellow(" (unverified)")
+        } else if matches!(
+            check.failure(),
+            Some(claimgate_core::Failure::Validation {
+                mode: claimgate_config::ValidationMode::Permissive,
+                ..
+            })
+        ) {
+            p.yellow(" (PERMISSIVE: logged, the request is served)")
         } else {
             String::new()
         };
@@ -839,7 +943,7 @@ fn print_text(
     }
     let events = verdict.events();
     let usage_event = usage.event();
-    if !events.is_empty() || usage_event.is_some() {
+    if !events.is_empty() || usage_event.is_some() || routing.is_some() {
         outln!();
         outln!("execution log (what the gateway would record):");
         for event in events {
@@ -852,6 +956,15 @@ fn print_text(
         }
         if let Some((code, message)) = usage_event {
             outln!("  {:<5} {}  {}", "WARN", code, Escaped(message));
+        }
+        if let Some((dynamic, judged)) = routing {
+            let event = judged.choice.event(dynamic);
+            outln!(
+                "  {:<5} {}  {}",
+                event.level,
+                Escaped(&event.code),
+                Escaped(&event.message)
+            );
         }
     }
     if !notes.is_empty() {
@@ -1025,7 +1138,136 @@ enum UsageJudged {
     },
 }
 
+/// A route's `DYNAMIC_ROUTING_BACKEND` and the rule the gateway would choose (see
+/// [`Verdict::judge_routing`]); `None` for other routes and refused requests.
+fn judge_routing<'d>(
+    verdict: &mut Verdict,
+    deployment: &'d Deployment,
+    request: &CliRequest,
+    usage: &UsageJudged,
+) -> Option<(&'d DynamicRouting, RoutingJudgement)> {
+    let route = verdict.route.as_ref()?;
+    let Backend::Dynamic(dynamic) = &deployment.routes.get(route.index)?.backend else {
+        return None;
+    };
+    let params = route.params.clone();
+    let auth = verdict.claims.clone();
+    let input = RoutingInput {
+        request,
+        params: &params,
+        auth: auth.as_deref(),
+        usage_plan: usage.plan_id(),
+        client_cert: None,
+    };
+    let judged = verdict.judge_routing(deployment, &input)?;
+    Some((dynamic, judged))
+}
+
+/// A backend in words: `HTTP backend <url>`, `stock response 200`, `function <ocid>`.
+fn backend_text(backend: &Backend) -> String {
+    match backend {
+        Backend::Stock(s) => format!("stock response {}", s.status),
+        Backend::Http(h) => format!("HTTP backend {}", Escaped(&h.url)),
+        Backend::Functions(f) => format!("function {}", Escaped(&f.function_id)),
+        other => escape(other.kind()).into_owned(),
+    }
+}
+
+/// How a selection key matched, in words.
+fn matched_text(matched: Matched) -> &'static str {
+    match matched {
+        Matched::AnyOf => "matched its ANY_OF key",
+        Matched::Wildcard => "matched its WILDCARD key",
+        Matched::Default => "no key matched; the default rule",
+        Matched::None => "no key matched and no rule is the default",
+    }
+}
+
+/// The `backend` line of a dynamically routed request: the rule, why, and the backend chosen.
+fn print_routing(dynamic: &DynamicRouting, judged: &RoutingJudgement) {
+    let choice = &judged.choice;
+    let selector = dynamic.selector.to_string();
+    let value = format!("'{}'", Escaped(&choice.value));
+    match choice.rule(dynamic) {
+        Some(rule) => {
+            let backend = match (&rule.backend, &judged.url, &judged.url_rejected) {
+                (Backend::Http(_), Some(url), _) => format!("HTTP backend {}", Escaped(url)),
+                (Backend::Http(h), None, Some(why)) => {
+                    format!("HTTP backend {}, refused with 400: {why}", Escaped(&h.url))
+                }
+                (backend, _, _) => backend_text(backend),
+            };
+            outln!(
+                "  backend     rule '{}' ({} = {value}: {}) → {backend}",
+                Escaped(&rule.name),
+                Escaped(&selector),
+                matched_text(choice.matched)
+            );
+        }
+        None => {
+            let keys: Vec<&str> = dynamic
+                .rules
+                .iter()
+                .flat_map(|r| match &r.key {
+                    SelectionKey::AnyOf(values) => values.iter().map(String::as_str).collect(),
+                    SelectionKey::Wildcard(expression) => vec![expression.as_str()],
+                })
+                .collect();
+            outln!(
+                "  backend     none ({} = {value}: {}; keys tried: {}) → {}",
+                Escaped(&selector),
+                matched_text(choice.matched),
+                Escaped(&keys.join(", ")),
+                claimgate_core::NO_RULE_STATUS
+            );
+        }
+    }
+}
+
+/// `check`'s `"dynamicRouting"`: the selector and its value, the rule chosen (`null` when none)
+/// and how, and the backend chosen (`null` when none: the gateway answers 404).
+fn routing_json(dynamic: &DynamicRouting, judged: &RoutingJudgement) -> Value {
+    let choice = &judged.choice;
+    let rule = choice.rule(dynamic);
+    let matched = match choice.matched {
+        Matched::AnyOf => json!("ANY_OF"),
+        Matched::Wildcard => json!("WILDCARD"),
+        Matched::Default => json!("DEFAULT"),
+        Matched::None => Value::Null,
+    };
+    let backend = rule.map(|r| {
+        let mut backend = json!({"type": r.backend.kind()});
+        match &r.backend {
+            Backend::Http(h) => {
+                backend["url"] = json!(judged.url.as_deref().unwrap_or(&h.url));
+                if let Some(why) = judged.url_rejected {
+                    backend["refused"] = json!({"status": 400, "reason": why.reason()});
+                }
+            }
+            Backend::Stock(s) => backend["status"] = json!(s.status),
+            Backend::Functions(f) => backend["functionId"] = json!(f.function_id),
+            _ => {}
+        }
+        backend
+    });
+    json!({
+        "selector": dynamic.selector.to_string(),
+        "value": choice.value,
+        "rule": rule.map(|r| r.name.as_str()),
+        "matched": matched,
+        "backend": backend,
+    })
+}
+
 impl UsageJudged {
+    /// The plan's OCID for `request.usage_plan[id]`, when the request is entitled.
+    fn plan_id(&self) -> Option<&str> {
+        match self {
+            Self::Entitled { json, .. } => json["plan"]["id"].as_str(),
+            _ => None,
+        }
+    }
+
     /// `"usagePlan"`: only when the plans were judged.
     fn to_json(&self) -> Option<Value> {
         match self {
@@ -1079,11 +1321,9 @@ fn judge_usage_plan(
     }
     let loaded = crate::subscriptions::load(&args.usage_plans, &args.subscribers)?;
     notes.extend(loaded.warnings);
-    let Some(route) = verdict
-        .route
-        .as_ref()
-        .filter(|_| verdict.decision == Decision::Allow)
-    else {
+    // Usage plans come before request validation: a request only its validations refuse is
+    // counted (and may be refused with 403 first).
+    let Some(route) = verdict.route.as_ref().filter(|_| verdict.passed_access()) else {
         return Ok(UsageJudged::NotReached);
     };
     let mut found = None;
@@ -1171,6 +1411,7 @@ fn judge_usage_plan(
             };
             verdict.decision = Decision::Deny;
             verdict.status = Some(claimgate_core::USAGE_PLAN_REFUSED_STATUS);
+            verdict.skip_validation("the usage plan refuses the request before validation");
             UsageJudged::Refused {
                 code: refusal.code,
                 reason: refusal.reason,

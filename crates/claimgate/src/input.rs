@@ -316,3 +316,55 @@ pub(crate) fn plural(n: usize) -> &'static str {
         "s"
     }
 }
+
+/// Reads a `--functions FILE` (function OCID → URL) for `check` and `validate`, with its
+/// warnings; `None` when no file is given.
+pub(crate) fn read_functions(
+    path: Option<&str>,
+) -> Result<Option<(claimgate_config::FunctionMap, Vec<String>)>, InputError> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let text = read_text(path, "--functions", DEPLOYMENT_LIMIT).map_err(InputError::new)?;
+    let loaded = claimgate_config::load_function_map_str(&text).map_err(|rejected| InputError {
+        message: format!(
+            "{} is not a valid functions file",
+            claimgate_core::escape(path)
+        ),
+        details: rejected.errors.iter().map(ToString::to_string).collect(),
+    })?;
+    let warnings = loaded
+        .warnings
+        .iter()
+        .map(|w| format!("{}: {w}", claimgate_core::escape(path)))
+        .collect();
+    Ok(Some((loaded.functions, warnings)))
+}
+
+/// The functions a deployment names that `functions` (the `--functions` map, if given) has no
+/// URL for: `serve` refuses such a deployment, `check` and `validate` warn at each
+/// `functionId`.
+pub(crate) fn unmapped_functions(
+    deployment: &claimgate_config::Deployment,
+    functions: Option<&claimgate_config::FunctionMap>,
+) -> Vec<Diagnostic> {
+    deployment
+        .function_refs
+        .iter()
+        .filter(|r| functions.is_none_or(|map| map.url(&r.function_id).is_none()))
+        .map(|r| Diagnostic {
+            path: r.path.clone(),
+            message: match functions {
+                None => format!(
+                    "function '{}' needs a URL: serve refuses this deployment without \
+                     --functions FILE mapping it",
+                    r.function_id
+                ),
+                Some(_) => format!(
+                    "function '{}' is not in the --functions file: serve refuses this deployment",
+                    r.function_id
+                ),
+            },
+        })
+        .collect()
+}

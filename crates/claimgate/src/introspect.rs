@@ -97,10 +97,12 @@ fn to_check(args: &IntrospectArgs) -> Result<CheckArgs, InputError> {
         secrets: args.secrets.clone(),
         headers: Vec::new(),
         host: None,
+        data: None,
         path_prefix: args.path_prefix.clone(),
         allow_endpoints: args.allow_endpoints.clone(),
         usage_plans: Vec::new(),
         subscribers: Vec::new(),
+        functions: None,
         output: args.output,
     })
 }

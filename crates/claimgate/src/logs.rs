@@ -70,6 +70,7 @@ pub(crate) fn is_failure(record: &Value) -> bool {
             || c == "authorization.unauthorizedRequest"
             || c.ends_with("badJsonWebKeySet")
             || c.starts_with("httpBackend.")
+            || c == "requestValidation.validationError"
     })
 }
 

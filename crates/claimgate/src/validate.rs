@@ -44,6 +44,11 @@ pub(crate) struct ValidateArgs {
     /// never printed).
     #[arg(long, value_name = "FILE", value_parser = crate::input::file_arg)]
     secrets: Option<String>,
+    /// The functions file (a JSON object mapping each function OCID to the URL that invokes
+    /// it): checked, and every function the deployments name that it lacks is warned about
+    /// (serve refuses those deployments).
+    #[arg(long, value_name = "FILE", value_parser = crate::input::file_arg)]
+    functions: Option<String>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     output: Format,
@@ -80,6 +85,33 @@ pub(crate) fn run(args: &ValidateArgs) -> u8 {
     };
     let mut any_error = false;
     let mut reports = Vec::new();
+    // The functions file comes first: the deployments are checked against it.
+    let functions = args.functions.as_ref().map(|path| {
+        let loaded = crate::input::read_text(path, "the file", crate::input::DEPLOYMENT_LIMIT)
+            .map_err(|message| claimgate_config::Rejected {
+                errors: vec![Diagnostic {
+                    path: String::new(),
+                    message,
+                }],
+                warnings: Vec::new(),
+            })
+            .and_then(|text| claimgate_config::load_function_map_str(&text));
+        let (map, errors, warnings) = match loaded {
+            Ok(loaded) => (loaded.functions, Vec::new(), loaded.warnings),
+            Err(rejected) => (Default::default(), rejected.errors, rejected.warnings),
+        };
+        any_error |= !errors.is_empty();
+        report_file(
+            p,
+            args.output,
+            path,
+            Some("functions"),
+            &errors,
+            &warnings,
+            &mut reports,
+        );
+        map
+    });
     // (deployment id, file, uses usagePlans) of each deployment that loaded, for the checks
     // against the usage plans.
     let mut deployments: Vec<(String, String, bool)> = Vec::new();
@@ -115,8 +147,12 @@ pub(crate) fn run(args: &ValidateArgs) -> u8 {
                 Vec::new(),
             ),
             Ok(text) => match load_str(&text, &options) {
-                Ok(loaded) => (
+                Ok(mut loaded) => (
                     {
+                        loaded.warnings.extend(crate::input::unmapped_functions(
+                            &loaded.deployment,
+                            functions.as_ref(),
+                        ));
                         deployments.push((
                             loaded.deployment.id.clone(),
                             file.clone(),

@@ -1,5 +1,5 @@
-//! Route backends: every type OCI has, checked in full; claimgate serves stock responses and
-//! HTTP backends.
+//! Route backends: every type OCI has, checked in full; claimgate serves stock responses, HTTP
+//! backends, functions (through `--functions`) and dynamic routing among those.
 
 use super::notes::Notes;
 use super::transform::is_token;
@@ -124,15 +124,8 @@ pub(crate) fn read_backend(
                 Some(id)
             });
             obj.finish(cx, &["type", "functionId"]);
-            function?;
-            if !nested {
-                cx.warn(
-                    &field.path,
-                    "ORACLE_FUNCTIONS_BACKEND is never served by claimgate (routes to it answer \
-                     502)",
-                );
-            }
-            Some(Backend::Unsupported { kind })
+            let function_id = function?.to_owned();
+            Some(Backend::Functions(FunctionsBackend { function_id }))
         }
         "DYNAMIC_ROUTING_BACKEND" => {
             let selector = obj
@@ -146,7 +139,8 @@ pub(crate) fn read_backend(
                 cx.error(&backends.path, "at least one routing backend is required");
                 return None;
             }
-            let mut rules = KeyRules::default();
+            let mut keys = KeyRules::default();
+            let mut rules = Vec::with_capacity(items.len());
             let mut ok = true;
             for item in &items {
                 let Some(mut routing) = item.object(cx) else {
@@ -155,17 +149,31 @@ pub(crate) fn read_backend(
                 };
                 let key = routing
                     .require(cx, "key")
-                    .and_then(|f| read_selection_key(cx, &f, &mut rules));
-                let backend = routing
-                    .require(cx, "backend")
-                    .and_then(|f| read_backend(cx, &f, scope, notes, true));
+                    .and_then(|f| read_selection_key(cx, &f, &mut keys));
+                let backend = routing.require(cx, "backend").and_then(|f| {
+                    let backend = read_backend(cx, &f, scope, notes, true)?;
+                    if let (Backend::Http(http), Some(selector)) = (&backend, &selector) {
+                        warn_other_variables(cx, &f.path, &http.url, selector);
+                    }
+                    Some(backend)
+                });
                 routing.finish(cx, &["key", "backend"]);
-                ok &= key.is_some() && backend.is_some();
+                match (key, backend) {
+                    (Some(key), Some(backend)) => rules.push(RoutingRule {
+                        name: key.name,
+                        key: key.key,
+                        is_default: key.is_default,
+                        backend,
+                    }),
+                    _ => ok = false,
+                }
             }
-            selector?;
+            let selector = selector?;
             ok.then_some(())?;
-            notes.unenforced(&field.path, true);
-            Some(Backend::Unsupported { kind })
+            Some(Backend::Dynamic(Box::new(DynamicRouting {
+                selector,
+                rules,
+            })))
         }
         "OAUTH2_LOGIN_BACKEND" => {
             obj.finish(cx, &["type"]);
@@ -195,6 +203,26 @@ pub(crate) fn read_backend(
             }
             notes.unenforced(&field.path, true);
             Some(Backend::Unsupported { kind })
+        }
+    }
+}
+
+/// OCI: "You can only modify the back end url using the context variable specified for
+/// `selector`". claimgate expands the others too, so a warning, not an error.
+fn warn_other_variables(cx: &mut Cx, path: &str, url: &str, selector: &ContextVariable) {
+    let Ok(template) = Template::parse(url) else {
+        return;
+    };
+    for variable in template.variables() {
+        if variable != selector {
+            cx.warn(
+                &format!("{path}.url"),
+                format!(
+                    "'{url}' uses {variable}: OCI lets a routing backend's url use only the \
+                     selector, {selector}"
+                ),
+            );
+            return;
         }
     }
 }

@@ -333,11 +333,7 @@ fn check_overlap(cx: &mut Cx, mine: &RouteKey, earlier: &[RouteKey]) {
 
 /// The backend type a route has, as OCI names it.
 fn backend_kind(backend: &Backend) -> &str {
-    match backend {
-        Backend::Stock(_) => "STOCK_RESPONSE_BACKEND",
-        Backend::Http(_) => "HTTP_BACKEND",
-        Backend::Unsupported { kind } => kind,
-    }
+    backend.kind()
 }
 
 fn check_route_refs(cx: &mut Cx, refs: &[RouteRef], routes: &[(String, Route)]) {
@@ -474,18 +470,19 @@ fn read_route(
                 cors = read.flatten();
             }
             if let Some(f) = policies.take("queryParameterValidations") {
+                // Enforced by the gateway: never reported as unenforced.
                 let read = read_item_validations(cx, &f, "parameters", Target::QueryParameters);
-                note(notes, &f.path, read.as_ref().map(Option::is_some));
+                note(notes, &f.path, read.as_ref().map(|_| false));
                 validations.query_parameters = read.flatten();
             }
             if let Some(f) = policies.take("headerValidations") {
                 let read = read_item_validations(cx, &f, "headers", Target::RequestHeaders);
-                note(notes, &f.path, read.as_ref().map(Option::is_some));
+                note(notes, &f.path, read.as_ref().map(|_| false));
                 validations.headers = read.flatten();
             }
             if let Some(f) = policies.take("bodyValidation") {
                 let read = read_body_validation(cx, &f);
-                note(notes, &f.path, read.as_ref().map(Option::is_some));
+                note(notes, &f.path, read.as_ref().map(|_| false));
                 validations.body = read.flatten();
             }
             if let Some(f) = policies.take("headerTransformations") {

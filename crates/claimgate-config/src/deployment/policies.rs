@@ -337,7 +337,11 @@ pub(crate) fn read_item_validations(
     ok.then_some(())?;
     Some(
         mode.filter(|_| !items.is_empty())
-            .map(|mode| ItemValidation { mode, items }),
+            .map(|mode| ItemValidation {
+                mode,
+                items,
+                path: field.path.clone(),
+            }),
     )
 }
 
@@ -407,6 +411,7 @@ pub(crate) fn read_body_validation(
         mode,
         required: required.unwrap_or(false),
         content,
+        path: field.path.clone(),
     }))
 }
 

@@ -59,8 +59,6 @@ pub(super) struct Exchange<'a> {
     pub(super) usage: Option<UsageCounted<'a>>,
     /// The client certificate of the TLS connection, when the listener asks for one.
     pub(super) client: Option<&'a crate::mtls::PeerCertificate>,
-    /// The phase that answered the request, when one did before the backend.
-    pub(super) answered_by: Option<PhaseId>,
     /// Whether the answer came from the route's backend (or the cache), not from the gateway:
     /// only such answers get response transformations.
     pub(super) backend_answered: bool,
@@ -83,14 +81,15 @@ impl<'a> Exchange<'a> {
     }
 }
 
-/// Runs the phases from authentication on: `Some(answer)` from the first phase that answers.
+/// Runs one request phase: returns its answer from the enclosing function when it gives one.
+/// The phase's id is written where it runs, so the order reads as `PhaseId::ORDER` does.
 macro_rules! phase {
-    ($x:expr, $id:expr, $step:expr) => {
+    ($id:expr, $step:expr) => {{
+        let _: PhaseId = $id;
         if let Step::Answer(response) = $step {
-            $x.answered_by = Some($id);
             return response;
         }
-    };
+    }};
 }
 
 impl Gateway {
@@ -98,10 +97,10 @@ impl Gateway {
     /// plan, validation, cache lookup, then (on a miss) transformations, backend and cache
     /// store, and response transformations on whatever answer came from the backend or cache.
     pub(super) async fn request_phases<'a>(&self, x: &mut Exchange<'a>) -> Response<Body> {
-        phase!(x, PhaseId::Authentication, self.authentication(x).await);
-        phase!(x, PhaseId::Authorization, self.authorization(x));
-        phase!(x, PhaseId::UsagePlan, self.usage_plan(x).await);
-        phase!(x, PhaseId::Validation, self.validation(x));
+        phase!(PhaseId::Authentication, self.authentication(x).await);
+        phase!(PhaseId::Authorization, self.authorization(x));
+        phase!(PhaseId::UsagePlan, self.usage_plan(x).await);
+        phase!(PhaseId::Validation, self.validation(x));
         let response = match self.cache_lookup(x).await {
             Step::Answer(hit) => hit,
             Step::Next => {
@@ -120,7 +119,14 @@ impl Gateway {
             x.client,
             &mut x.parts.extensions,
         );
-        let verdict = self.judge(x.served, &PartsView(&x.parts)).await;
+        let view = PartsView {
+            parts: &x.parts,
+            body: x
+                .body
+                .as_ref()
+                .is_some_and(|body| !hyper::body::Body::is_end_stream(body)),
+        };
+        let verdict = self.judge(x.served, &view).await;
         x.threshold = verdict
             .route
             .as_ref()
@@ -142,7 +148,8 @@ impl Gateway {
             (Decision::Deny, Some(Unrouted::MethodNotAllowed { allow })) => {
                 Step::Answer(respond::method_not_allowed(allow))
             }
-            (Decision::Deny, _) => {
+            // A request only its validations refuse goes on: its usage plan counts it first.
+            (Decision::Deny, _) if !verdict.passed_access() => {
                 let status = verdict.status.unwrap_or(401);
                 Step::Answer(match super::failure_policy(&x.served.deployment) {
                     Some(modify) if status == 401 => {
@@ -151,7 +158,7 @@ impl Gateway {
                     _ => respond::error(status),
                 })
             }
-            (Decision::Allow, _) if super::declares_too_large_body(&x.parts) => {
+            _ if super::declares_too_large_body(&x.parts) => {
                 self.logs.execution(
                     x.context,
                     x.threshold,
@@ -162,7 +169,7 @@ impl Gateway {
                 );
                 Step::Answer(respond::error(413))
             }
-            (Decision::Allow, _) => Step::Next,
+            _ => Step::Next,
         }
     }
 
@@ -188,10 +195,19 @@ impl Gateway {
         }
     }
 
-    /// `headerValidations`, `queryParameterValidations`, `bodyValidation`: not yet enforced
-    /// here (`serve` refuses routes that use them).
-    fn validation(&self, _x: &mut Exchange<'_>) -> Step {
-        Step::Next
+    /// `headerValidations`, `queryParameterValidations`, `bodyValidation`: the verdict judged
+    /// them; see [`crate::validation::phase`] (records, metric, 400/415).
+    fn validation(&self, x: &mut Exchange<'_>) -> Step {
+        match crate::validation::phase(
+            &self.logs,
+            &self.metrics,
+            x.verdict(),
+            x.context,
+            x.threshold,
+        ) {
+            Some(refused) => Step::Answer(refused),
+            None => Step::Next,
+        }
     }
 
     /// `responseCacheLookup`: not yet enforced here (`serve` refuses routes that use it).
@@ -209,6 +225,7 @@ impl Gateway {
             .forward(
                 verdict,
                 &x.served.deployment,
+                &x.state.functions,
                 &x.parts,
                 body,
                 x.peer,
