@@ -25,6 +25,7 @@ use std::sync::Arc;
 const PAGE_HTML: &str = include_str!("../../assets/troubleshoot.html");
 const PAGE_CSS: &str = include_str!("../../assets/troubleshoot.css");
 const PAGE_JS: &str = include_str!("../../assets/troubleshoot.js");
+const FAVICON: &str = include_str!("../../assets/favicon.svg");
 
 /// The largest `/api/check` body read (a token is at most a few KiB; headers too).
 const MAX_API_BODY: usize = 256 * 1024;
@@ -259,11 +260,14 @@ impl Gateway {
             "/" | "/index.html" if get => asset("text/html; charset=utf-8", PAGE_HTML),
             "/troubleshoot.css" if get => asset("text/css; charset=utf-8", PAGE_CSS),
             "/troubleshoot.js" if get => asset("text/javascript; charset=utf-8", PAGE_JS),
+            "/favicon.svg" | "/favicon.ico" if get => asset("image/svg+xml", FAVICON),
             "/api/deployments" if get => json_response(200, &self.deployments_document()),
             "/api/requests" if get => json_response(200, &recent_refusals(&ui.recent)),
             "/api/check" if method == Method::POST => self.api_check(request, ui).await,
-            "/" | "/index.html" | "/troubleshoot.css" | "/troubleshoot.js" | "/api/deployments"
-            | "/api/requests" => respond::method_not_allowed(&["GET", "HEAD"]),
+            "/" | "/index.html" | "/troubleshoot.css" | "/troubleshoot.js" | "/favicon.svg"
+            | "/favicon.ico" | "/api/deployments" | "/api/requests" => {
+                respond::method_not_allowed(&["GET", "HEAD"])
+            }
             "/api/check" => respond::method_not_allowed(&["POST"]),
             _ => match path.strip_prefix("/api/requests/") {
                 Some(id) if get => request_document(ui, id),
