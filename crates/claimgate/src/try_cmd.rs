@@ -507,10 +507,10 @@ fn report(
     outln!();
     let verdict = match code {
         exit::OK if records.is_some() => {
-            "verified: the request reached the backend (or a stock response)"
+            "verified: the gateway let the request through to its backend"
         }
         exit::OK => "ok: 2xx/3xx",
-        exit::DENIED if records.is_some() => "refused by the gateway",
+        exit::DENIED if records.is_some() => "refused by the gateway itself",
         exit::DENIED => "not 2xx/3xx",
         _ => "the gateway failed to answer it (5xx of its own)",
     };
