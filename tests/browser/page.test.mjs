@@ -95,6 +95,7 @@ try {
   check("OCI's execution-log line is shown", events.includes("authenticationFailed"), events);
   const claims = await page.textContent("#token-claims");
   check("the claims are decoded with UTC times", claims.includes("aud") && /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ/.test(claims), claims);
+  check("markup in a claim is shown as text", claims.includes("<img src="), claims);
   await page.screenshot({ path: join(shots, "page-refused.png"), fullPage: true });
 
   // 3. A good token passes.

@@ -59,8 +59,11 @@ fn the_troubleshooting_page_works_in_a_real_browser() {
     let good = signer.token(
         json!({"iss": ISSUER, "aud": "api", "sub": "ann", "exp": now() + 600, "iat": now()}),
     );
+    // Markup in a claim is shown as text: were it parsed, the browser would fetch the image
+    // from another host, which the script fails on.
     let bad = signer.token(
-        json!({"iss": ISSUER, "aud": "web", "sub": "ann", "exp": now() + 600, "iat": now()}),
+        json!({"iss": ISSUER, "aud": "web", "exp": now() + 600, "iat": now(),
+        "sub": "<img src=\"http://evil.example/x.png\" onerror=\"console.error('xss')\">"}),
     );
     let refused = client()
         .get(format!("{}/v1/private", gateway.base))

@@ -171,6 +171,41 @@ fn try_reads_the_log_files_and_exits_by_who_answered() {
         "the token is never in the JSON"
     );
 
+    // -X and -d: a POST with a body to a GET-only route is the gateway's own 405 (exit 1);
+    // -d alone means POST, as with curl; @FILE reads the body from a file.
+    let body_file = gateway.dir.path().join("body.json");
+    std::fs::write(&body_file, "{\"n\":1}").unwrap();
+    let data = format!("@{}", body_file.display());
+    let out = try_(
+        &[
+            &[
+                private.as_str(),
+                "--token",
+                &good,
+                "-d",
+                &data,
+                "-o",
+                "json",
+            ],
+            &logs[..],
+        ]
+        .concat(),
+    );
+    let doc = json_of(&out);
+    assert_eq!(doc["request"]["method"], "POST", "{doc}");
+    assert_eq!(doc["status"], 405, "{doc}");
+    assert_eq!(out.status.code(), Some(1), "{doc}");
+    let out = try_(
+        &[
+            &[private.as_str(), "-X", "get", "--token", &good],
+            &logs[..],
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = try_(&[private.as_str(), "-d", "@/nonexistent/body"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
     // A log file that cannot be read: exit 3.
     let out = try_(&[private.as_str(), "--log", "/nonexistent/claimgate.log"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
