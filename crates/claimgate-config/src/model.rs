@@ -66,8 +66,10 @@ pub enum Authentication {
     None,
     /// JWT validation (`JWT_AUTHENTICATION`, or `TOKEN_AUTHENTICATION` with keys).
     Jwt(Box<JwtPolicy>),
-    /// `dynamicAuthentication`: one JWT policy per authentication server, chosen per request.
+    /// `dynamicAuthentication`: one policy per authentication server, chosen per request.
     Dynamic(Box<DynamicAuthentication>),
+    /// `CUSTOM_AUTHENTICATION`: an authorizer function judges the request.
+    Custom(Box<CustomAuthentication>),
     /// A policy claimgate cannot evaluate (named by its `type`, with the reason).
     Unsupported { kind: String, reason: String },
 }
@@ -88,7 +90,78 @@ pub struct AuthServer {
     pub key: SelectionKey,
     /// `key.isDefault`.
     pub is_default: bool,
-    pub policy: JwtPolicy,
+    pub policy: ServerPolicy,
+}
+
+/// The policy of one authentication server.
+#[derive(Debug, Clone)]
+pub enum ServerPolicy {
+    Jwt(JwtPolicy),
+    Custom(CustomAuthentication),
+}
+
+impl ServerPolicy {
+    /// The JWT policy, when the server validates tokens itself.
+    pub fn jwt(&self) -> Option<&JwtPolicy> {
+        match self {
+            Self::Jwt(policy) => Some(policy),
+            Self::Custom(_) => None,
+        }
+    }
+
+    /// Which OCI policy type the server has (it decides the log codes).
+    pub fn flavor(&self) -> AuthFlavor {
+        match self {
+            Self::Jwt(policy) => policy.flavor,
+            Self::Custom(_) => AuthFlavor::CustomAuthentication,
+        }
+    }
+}
+
+/// `CUSTOM_AUTHENTICATION`: the function to call, what it is given, and how its answers are
+/// kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomAuthentication {
+    /// `functionId`: found in the functions file (`--functions`).
+    pub function_id: String,
+    pub input: AuthorizerInput,
+    /// `cacheKey`: the argument names answers are cached under (`None`: every argument but
+    /// `request.body`).
+    pub cache_key: Option<Vec<String>>,
+    /// `isAnonymousAccessAllowed`.
+    pub anonymous_allowed: bool,
+    /// `validationFailurePolicy` of type `MODIFY_RESPONSE`.
+    pub failure_response: Option<ModifyResponse>,
+    /// The JSON path of the policy, for fixes.
+    pub path: String,
+}
+
+impl CustomAuthentication {
+    /// The query parameters the policy reads as credentials (logged as `[redacted]`).
+    pub fn query_parameters(&self) -> impl Iterator<Item = &str> {
+        let (single, multi) = match &self.input {
+            AuthorizerInput::Single(TokenLocation::Query { name }) => (Some(name.as_str()), None),
+            AuthorizerInput::Single(_) => (None, None),
+            AuthorizerInput::Multi(args) => (None, Some(args)),
+        };
+        single.into_iter().chain(
+            multi
+                .into_iter()
+                .flatten()
+                .filter(|(_, v)| v.table == ContextTable::Query)
+                .filter_map(|(_, v)| v.key.as_deref()),
+        )
+    }
+}
+
+/// What an authorizer function is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthorizerInput {
+    /// `parameters`: argument name and the context variable it takes, in the file's order
+    /// (`{"type":"USER_DEFINED","data":{...}}`).
+    Multi(Vec<(String, ContextVariable)>),
+    /// `tokenHeader` / `tokenQueryParam`: the raw value (`{"type":"TOKEN","token":"..."}`).
+    Single(TokenLocation),
 }
 
 /// How a selection key matches the selector's value.
@@ -106,6 +179,7 @@ pub enum SelectionKey {
 pub enum AuthFlavor {
     JwtAuthentication,
     TokenAuthentication,
+    CustomAuthentication,
 }
 
 impl AuthFlavor {
@@ -114,6 +188,7 @@ impl AuthFlavor {
         match self {
             Self::JwtAuthentication => "jwtAuthentication",
             Self::TokenAuthentication => "tokenAuthentication",
+            Self::CustomAuthentication => "customAuthentication",
         }
     }
 }

@@ -90,11 +90,7 @@ fn every_public_example_loads_with_exactly_the_expected_warnings() {
         ),
         (
             "custom-auth-modify-response-request-auth-headers.json",
-            vec![
-                "requestPolicies.authentication: CUSTOM_AUTHENTICATION calls an OCI Functions \
-                 authorizer: claimgate cannot evaluate it"
-                    .to_owned(),
-            ],
+            vec![],
         ),
         ("mutual-tls-stock-response.json", vec![]),
         ("stock-response-and-http-path-param-rate-limit.json", vec![]),
@@ -199,10 +195,21 @@ fn the_public_examples_become_the_expected_deployments() {
     );
 
     let custom = loads(&custom_example(), None).deployment;
-    assert!(matches!(
-        custom.authentication,
-        Authentication::Unsupported { ref kind, .. } if kind == "CUSTOM_AUTHENTICATION"
-    ));
+    let Authentication::Custom(policy) = &custom.authentication else {
+        panic!("{:?}", custom.authentication)
+    };
+    assert_eq!(policy.function_id, "<apigw-authzr-fn-ocid>");
+    assert!(policy.anonymous_allowed);
+    assert_eq!(policy.cache_key, None);
+    let AuthorizerInput::Multi(arguments) = &policy.input else {
+        panic!("{:?}", policy.input)
+    };
+    let names: Vec<&str> = arguments.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["Cookie", "User-Agent"]);
+    assert_eq!(arguments[0].1.table, ContextTable::Headers);
+    assert_eq!(arguments[0].1.key.as_deref(), Some("Cookie"));
+    let modify = policy.failure_response.as_ref().expect("MODIFY_RESPONSE");
+    assert_eq!(modify.response_code, Some(ResponseCode::Status(302)));
     let set = &custom.routes[3]
         .header_transformations
         .as_ref()
@@ -560,8 +567,8 @@ fn dynamic_authentication_loads_its_servers() {
     );
     assert!(!dynamic.servers[1].is_default);
     assert!(matches!(
-        dynamic.servers[1].policy.keys,
-        KeySource::Discovery(_)
+        dynamic.servers[1].policy.jwt().map(|p| &p.keys),
+        Some(KeySource::Discovery(_))
     ));
     // The route's AUTHENTICATION_ONLY default is satisfied by the servers.
     assert_eq!(
@@ -571,7 +578,7 @@ fn dynamic_authentication_loads_its_servers() {
 }
 
 #[test]
-fn dynamic_authentication_with_a_custom_server_is_not_enforced() {
+fn dynamic_authentication_may_have_a_custom_server() {
     let file = with(
         without(jwt_spec(), "/requestPolicies/authentication"),
         "/requestPolicies/dynamicAuthentication",
@@ -587,14 +594,18 @@ fn dynamic_authentication_with_a_custom_server_is_not_enforced() {
         }),
     );
     let loaded = load(&file).unwrap();
-    assert_eq!(
-        loaded.deployment.unenforced,
-        ["requestPolicies.dynamicAuthentication"]
-    );
+    assert!(loaded.deployment.unenforced.is_empty());
+    let Authentication::Dynamic(dynamic) = &loaded.deployment.authentication else {
+        panic!("{:?}", loaded.deployment.authentication)
+    };
     assert!(matches!(
-        loaded.deployment.authentication,
-        Authentication::Unsupported { ref kind, .. } if kind == "dynamicAuthentication"
+        &dynamic.servers[1].policy,
+        ServerPolicy::Custom(policy) if policy.input == AuthorizerInput::Single(TokenLocation::Header {
+            name: "X-Token".into(),
+            scheme: None
+        })
     ));
+    assert_eq!(loaded.deployment.function_refs.len(), 1);
 }
 
 #[test]

@@ -539,6 +539,21 @@ fn cases() -> Vec<Case> {
             "requestPolicies.authentication.tokenHeader: is required (or tokenQueryParam, or parameters): what should the authorizer function receive?",
         ),
         case(
+            "custom: parameters read what OCI passes to functions",
+            custom_with("/parameters/token", json!("request.path[id]")),
+            "requestPolicies.authentication.parameters.token: request.path cannot be passed to an authorizer function (request.query, request.headers, request.cert, request.host or request.body)",
+        ),
+        case(
+            "custom: parameters or a token location, not both",
+            custom_with("/tokenHeader", json!("Authorization")),
+            "requestPolicies.authentication.parameters: parameters (multi-argument) and tokenHeader/tokenQueryParam (single-argument) cannot both be set: choose one way to call the function",
+        ),
+        case(
+            "custom: parameters not empty",
+            with(custom_with("/parameters", json!({})), &format!("{AUTH}/cacheKey"), Value::Null),
+            "requestPolicies.authentication.parameters: at least one parameter is required",
+        ),
+        case(
             "custom: validationFailurePolicy is MODIFY_RESPONSE",
             custom_with("/validationFailurePolicy", oauth2_policy()),
             "requestPolicies.authentication.validationFailurePolicy.type: OAUTH2 is only for TOKEN_AUTHENTICATION with a REMOTE_DISCOVERY validationPolicy (CUSTOM_AUTHENTICATION takes MODIFY_RESPONSE)",

@@ -26,6 +26,8 @@ pub enum CheckId {
     /// One per `verifyClaims` entry.
     Claim(String),
     Active,
+    /// `CUSTOM_AUTHENTICATION`: the authorizer function's answer.
+    Function,
     Scope,
     /// `headerValidations`: one per header, named as the policy writes it.
     Header(String),
@@ -50,6 +52,7 @@ impl fmt::Display for CheckId {
             Self::Aud => f.write_str("aud"),
             Self::Claim(key) => write!(f, "claim:{key}"),
             Self::Active => f.write_str("active"),
+            Self::Function => f.write_str("function"),
             Self::Scope => f.write_str("scope"),
             Self::Header(name) => write!(f, "header:{name}"),
             Self::Query(name) => write!(f, "query:{name}"),
@@ -260,6 +263,22 @@ pub enum Failure {
         actual: Value,
         expected: Vec<String>,
     },
+    /// `CUSTOM_AUTHENTICATION`: none of the function's arguments is in the request (each
+    /// described: `header 'X-Api-Key'`), so the function is not called.
+    ArgumentsMissing {
+        expected: Vec<String>,
+    },
+    /// The authorizer function answered `"active": false` (or a 4xx status).
+    FunctionDenied {
+        status: u16,
+        active: Option<Value>,
+    },
+    /// The authorizer function could not be called or gave no usable answer (502).
+    /// `unexpected`: it answered, but not with OCI's contract.
+    FunctionUnavailable {
+        reason: String,
+        unexpected: bool,
+    },
     ScopeMissing {
         allowed: Vec<String>,
     },
@@ -373,6 +392,14 @@ impl Failure {
                 format!("The introspection endpoint gave no usable answer: {reason}.")
             }
             Self::Inactive { .. } => "Token is not active.".into(),
+            Self::ArgumentsMissing { expected } => format!(
+                "No argument for the authorizer function was found in the request ({}).",
+                expected.join(", ")
+            ),
+            Self::FunctionDenied { .. } => "Authorizer function denied the request.".into(),
+            Self::FunctionUnavailable { reason, .. } => {
+                format!("Authorizer function could not be called: {reason}.")
+            }
             Self::KeyUnknownKid { kid, .. } => {
                 format!("No public key found for the JWT token (kid '{kid}').")
             }
@@ -472,6 +499,16 @@ impl Failure {
                 "Only a JSON boolean \"active\": true counts (RFC 7662); the answer had {}. Check the identity provider's introspection endpoint.",
                 found.as_ref().map_or("no 'active' member".to_owned(), |v| format!("{v} ({})", json_type(v)))
             ),
+            Self::ArgumentsMissing { expected } => format!(
+                "Send at least one of {} (the function is called only when one is present), or change what {setting} passes to it.",
+                expected.join(", ")
+            ),
+            Self::FunctionDenied { status, .. } if *status >= 400 => format!(
+                "The authorizer function answered HTTP {status}, which the gateway takes as a refusal. Send credentials the function accepts; when developing the function, answer 200 with \"active\": true to allow."
+            ),
+            Self::FunctionDenied { .. } => "The authorizer function answered \"active\": false: it does not accept the credentials sent. Send credentials it accepts (its answer's wwwAuthenticate, sent to the client, may say which).".into(),
+            Self::FunctionUnavailable { unexpected: true, .. } => "The authorizer function must answer a JSON object with a boolean \"active\" (OCI's contract), at most 1 MiB; every request is refused with 502 until it does.".into(),
+            Self::FunctionUnavailable { .. } => "Make the authorizer function reachable (the --functions file names its URL) and have it answer within 10 seconds with a status below 500; every request is refused with 502 until it does.".into(),
             // The reason is the message's already; the fix says what to do.
             Self::KeysUnavailable { .. } => "Make the key set reachable from the gateway; until it loads every token is refused with 500.".into(),
             Self::KeyUnknownKid { kid, keys: 0, .. } => format!(
@@ -603,6 +640,12 @@ impl Failure {
             Self::IntrospectionUnavailable { .. } => {
                 format!("{}.badIntrospectionResponse", flavor.log_prefix())
             }
+            Self::FunctionUnavailable {
+                unexpected: true, ..
+            } => "customAuthentication.unexpectedResponse".into(),
+            Self::FunctionUnavailable { .. } => {
+                "customAuthentication.failedFunctionInvocation".into()
+            }
             _ => format!("{}.authenticationFailed", flavor.log_prefix()),
         }
     }
@@ -617,6 +660,7 @@ impl Failure {
             Self::KeysUnavailable { .. }
                 | Self::DiscoveryUnavailable { .. }
                 | Self::IntrospectionUnavailable { .. }
+                | Self::FunctionUnavailable { .. }
         )
     }
 }

@@ -205,8 +205,11 @@ fn selector_value(
             .map(|(_, v)| v.clone()),
         ContextTable::Auth => {
             // Every server reads the token from the same place (the loader checks it).
-            let location: Option<&TokenLocation> =
-                dynamic.servers.first().map(|s| &s.policy.location);
+            let location: Option<&TokenLocation> = dynamic
+                .servers
+                .first()
+                .and_then(|s| s.policy.jwt())
+                .map(|p| &p.location);
             let Some(raw) = location.and_then(|l| extract_token(l, request).ok()) else {
                 return (None, Some(SelectorToken::NotFound));
             };

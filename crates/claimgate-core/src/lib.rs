@@ -8,8 +8,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod authorizer;
 mod check;
 mod claims;
+mod credentials;
 mod dynamic;
 mod escape;
 pub mod path;
@@ -23,11 +25,13 @@ mod verdict;
 
 pub use check::{Check, CheckId, Failure, Note, Outcome, TimeContext};
 pub use claims::{claim_text, Claims};
+pub use credentials::is_credential_parameter;
 pub use dynamic::{
     select_for_request, select_key, select_server, wildcard_matches, Matched, Selection,
     SelectorToken,
 };
 pub use escape::{escape, is_escaped, Escaped};
+pub use path::query_name_is;
 pub use path::PathRejection;
 pub use phase::PhaseId;
 pub use routing::{choose_backend, RoutingChoice, RoutingInput, RoutingJudgement, NO_RULE_STATUS};

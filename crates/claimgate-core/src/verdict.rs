@@ -9,7 +9,7 @@ use crate::time::UnixTime;
 use crate::validation::Validation;
 use claimgate_config::{
     AuthFlavor, Authentication, Authorization, Backend, ClaimRule, Deployment, JwtPolicy,
-    KeySource, Route, TokenLocation,
+    KeySource, Route, ServerPolicy, TokenLocation,
 };
 use claimgate_jose::{Algorithm, KeySet, ParsedToken, PublicKey};
 use serde_json::{json, Map, Value};
@@ -40,6 +40,18 @@ pub trait RequestView {
     /// (over HTTP/2 a body is present when DATA arrives).
     fn has_body(&self) -> bool {
         body_declared(self)
+    }
+    /// Every value of the header, in order (an authorizer function gets a repeated header as
+    /// an array). Views that can hold repeated headers override this default.
+    fn header_values(&self, name: &str) -> Vec<&str> {
+        match self.header(name) {
+            HeaderValues::One(value) => vec![value],
+            _ => Vec::new(),
+        }
+    }
+    /// `request.cert`: the verified client certificate (base64 DER), when there is one.
+    fn client_cert(&self) -> Option<&str> {
+        None
     }
 }
 
@@ -98,6 +110,8 @@ pub enum Introspection<'a> {
     DiscoveryUnavailable {
         reason: &'a str,
     },
+    /// `CUSTOM_AUTHENTICATION`: what the authorizer function answered.
+    Function(crate::authorizer::FunctionOutcome<'a>),
 }
 
 impl<'a> KeyMaterial<'a> {
@@ -304,7 +318,7 @@ pub fn token_to_introspect<'r>(
         Authentication::Jwt(policy) => policy,
         Authentication::Dynamic(dynamic) => {
             let selection = crate::dynamic::select_for_request(deployment, request)?;
-            &dynamic.servers[selection.server?].policy
+            dynamic.servers[selection.server?].policy.jwt()?
         }
         _ => return None,
     };
@@ -404,6 +418,9 @@ fn judge_access(
             selection: None,
             validation: Validation::NotJudged,
         },
+        Authentication::Custom(policy) => {
+            crate::authorizer::evaluate_custom(policy, route, info, request, introspection, explain)
+        }
         Authentication::Jwt(policy) => {
             let keys = KeyMaterial::for_policy(policy, keys);
             evaluate_jwt(
@@ -436,24 +453,35 @@ fn judge_access(
                 .setting(DYNAMIC_SETTING)];
                 checks.extend(all_skipped("no authentication server was selected", &[]));
                 // The first server's flavor, so the refusal counts as an authentication decision.
-                let flavor = dynamic.servers.first().map(|s| s.policy.flavor);
+                let flavor = dynamic.servers.first().map(|s| s.policy.flavor());
                 let mut verdict = finish(route, info, checks, flavor, None, false);
                 verdict.selection = Some(selection);
                 return verdict;
             };
-            let policy = &dynamic.servers[index].policy;
-            let keys = KeyMaterial::for_policy(policy, keys);
-            let mut verdict = evaluate_jwt(
-                policy,
-                route,
-                info,
-                request,
-                keys,
-                introspection,
-                now,
-                cache,
-                explain,
-            );
+            let mut verdict = match &dynamic.servers[index].policy {
+                ServerPolicy::Jwt(policy) => {
+                    let keys = KeyMaterial::for_policy(policy, keys);
+                    evaluate_jwt(
+                        policy,
+                        route,
+                        info,
+                        request,
+                        keys,
+                        introspection,
+                        now,
+                        cache,
+                        explain,
+                    )
+                }
+                ServerPolicy::Custom(policy) => crate::authorizer::evaluate_custom(
+                    policy,
+                    route,
+                    info,
+                    request,
+                    introspection,
+                    explain,
+                ),
+            };
             let server = if explain.quiet() {
                 Check::passed(CheckId::Server)
             } else {
@@ -501,6 +529,23 @@ fn unrouted(deployment: &Deployment, why: Unrouted, status: u16) -> Verdict {
         Authentication::Jwt(policy) => policy.verify_claims.as_slice(),
         _ => &[],
     };
+    if matches!(deployment.authentication, Authentication::Custom(_)) {
+        let checks = [CheckId::Token, CheckId::Function, CheckId::Scope]
+            .map(|id| Check::skip(id, note))
+            .into();
+        return Verdict {
+            decision: Decision::Deny,
+            status: Some(status),
+            route: None,
+            unrouted: Some(why),
+            checks,
+            flavor: None,
+            claims: None,
+            unsupported: None,
+            selection: None,
+            validation: Validation::NotJudged,
+        };
+    }
     Verdict {
         decision: Decision::Deny,
         status: Some(status),
@@ -541,7 +586,7 @@ fn all_skipped(why: impl Into<Note>, rules: &[ClaimRule]) -> Vec<Check> {
     ids.map(|id| Check::skip(id, why.clone())).collect()
 }
 
-fn finish(
+pub(crate) fn finish(
     route: &Route,
     info: RouteInfo,
     checks: Vec<Check>,
@@ -580,7 +625,12 @@ fn finish(
 /// The one place a denial becomes a status: keys unavailable 500, authentication 401, scope 403.
 fn deny_status(checks: &[Check]) -> u16 {
     let failures: Vec<&Failure> = checks.iter().filter_map(Check::failure).collect();
-    if failures.iter().any(|f| f.is_outage()) {
+    if failures
+        .iter()
+        .any(|f| matches!(f, Failure::FunctionUnavailable { .. }))
+    {
+        502
+    } else if failures.iter().any(|f| f.is_outage()) {
         500
     } else if failures.iter().all(|f| {
         matches!(
@@ -866,7 +916,7 @@ fn evaluate_opaque(
             };
             return stop_at_active(policy, route, info, checks, failure, None, anonymous);
         }
-        Introspection::NotDone => {
+        Introspection::NotDone | Introspection::Function(_) => {
             let failure = Failure::IntrospectionUnavailable {
                 reason: "the token was not introspected".into(),
             };
@@ -1007,7 +1057,7 @@ fn verify_token(
 fn iss_member(policy: &JwtPolicy, member: &'static str) -> String {
     let member = match policy.flavor {
         AuthFlavor::JwtAuthentication => member.to_owned(),
-        AuthFlavor::TokenAuthentication => {
+        AuthFlavor::TokenAuthentication | AuthFlavor::CustomAuthentication => {
             format!("validationPolicy.additionalValidationPolicy.{member}")
         }
     };
@@ -1017,7 +1067,7 @@ fn iss_member(policy: &JwtPolicy, member: &'static str) -> String {
 fn keys_setting(policy: &JwtPolicy) -> String {
     let member = match policy.flavor {
         AuthFlavor::JwtAuthentication => "publicKeys",
-        AuthFlavor::TokenAuthentication => "validationPolicy",
+        AuthFlavor::TokenAuthentication | AuthFlavor::CustomAuthentication => "validationPolicy",
     };
     format!("{}.{}", policy.path, spelled(policy, member))
 }
@@ -1506,7 +1556,7 @@ fn judge_claim(payload: &Claims, rule: &ClaimRule, quiet: bool) -> Check {
     Check::new(id, outcome).values(expected, actual)
 }
 
-fn judge_scope(payload: &Claims, allowed: &[String], quiet: bool) -> Check {
+pub(crate) fn judge_scope(payload: &Claims, allowed: &[String], quiet: bool) -> Check {
     let actual = payload.get("scope");
     let outcome = match &actual {
         None => Outcome::fail(Failure::ScopeMissing {
@@ -1656,6 +1706,10 @@ impl Verdict {
                 AuthFlavor::TokenAuthentication => (
                     "tokenAuthentication.successfulAuthentication",
                     "Token authentication successful.",
+                ),
+                AuthFlavor::CustomAuthentication => (
+                    "customAuthentication.successfulAuthentication",
+                    "Custom authentication successful.",
                 ),
             };
             let position = events

@@ -1720,27 +1720,6 @@ fn unavailable_keys_still_answer_500_when_claims_also_fail() {
 }
 
 #[test]
-fn an_authentication_policy_claimgate_cannot_run_denies_with_500() {
-    let mut file = file();
-    *auth(&mut file) = json!({"type": "CUSTOM_AUTHENTICATION", "functionId": "ocid1.fnfunc.oc1..x", "tokenHeader": "Authorization"});
-    file["specification"]["routes"]
-        .as_array_mut()
-        .unwrap()
-        .remove(2);
-    let verdict = judge_token(&load(&file), &good_token());
-    assert_eq!(
-        (verdict.decision, verdict.status),
-        (Decision::Deny, Some(500))
-    );
-    assert!(verdict
-        .unsupported
-        .as_deref()
-        .unwrap()
-        .starts_with("CUSTOM_AUTHENTICATION"));
-    assert_eq!(ids(&verdict), BASE_IDS);
-}
-
-#[test]
 fn a_deployment_without_authentication_allows_every_request() {
     let mut file = file();
     file["specification"]

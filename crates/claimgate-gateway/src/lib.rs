@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+mod authorizer;
 pub mod cache;
 mod connection;
 mod context;

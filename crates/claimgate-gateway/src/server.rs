@@ -2,6 +2,7 @@
 //! the core for a verdict with the keys at hand, enforces it, and writes OCI's logs.
 
 pub mod admin;
+mod custom;
 mod edge;
 mod phases;
 
@@ -16,7 +17,6 @@ use crate::proxy::{backend_request, relay_response, BackendClient};
 use crate::respond::{self, Body};
 use arc_swap::ArcSwap;
 use claimgate_config::{Authentication, Backend, Deployment, KeySource, LogLevel, Secrets};
-use claimgate_core::path::query_name_is;
 use claimgate_core::{
     evaluate_cached, evaluate_with, route, select_for_request, token_to_introspect, Explain,
     Failure, HeaderValues, Introspection, KeyMaterial, RequestView, UnixTime, Verdict,
@@ -67,6 +67,10 @@ pub struct Options {
     pub max_connection_age: Duration,
     /// `--redis`: rate limits and introspection answers shared with other replicas.
     pub shared_state: Option<crate::shared::SharedStateOptions>,
+    /// How long an authorizer function may take to answer (OCI: 10 s; then 502).
+    pub function_timeout: Duration,
+    /// Memory all authorizer-function answers may use, in bytes.
+    pub function_cache_bytes: u64,
 }
 
 impl Default for Options {
@@ -85,6 +89,8 @@ impl Default for Options {
             max_connections: 10_000,
             max_connection_age: Duration::from_secs(3600),
             shared_state: None,
+            function_timeout: Duration::from_secs(10),
+            function_cache_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -163,6 +169,8 @@ pub struct Gateway {
     logs: Logs,
     client: BackendClient,
     provider: claimgate_keys::ProviderClient,
+    /// Authorizer-function calls and their kept answers.
+    authorizers: crate::authorizer::Authorizers,
     connections: crate::connection::Connections,
     /// Usage-plan counters: outlive configuration generations (keyed by ids).
     usage: crate::usage::UsageCounters,
@@ -241,6 +249,11 @@ impl Gateway {
             metrics,
             logs,
             client,
+            authorizers: crate::authorizer::Authorizers::new(
+                provider.clone(),
+                options.function_timeout,
+                options.function_cache_bytes,
+            ),
             provider,
             connections: crate::connection::Connections::default(),
             options,
@@ -297,8 +310,12 @@ impl Gateway {
             let mut servers = Vec::new();
             if let Authentication::Dynamic(dynamic) = &deployment.authentication {
                 for (i, server) in dynamic.servers.iter().enumerate() {
-                    let (keys, discovery) =
-                        self.remote_material(&server.policy, &deployment, threshold, secrets)?;
+                    let (keys, discovery) = match server.policy.jwt() {
+                        Some(policy) => {
+                            self.remote_material(policy, &deployment, threshold, secrets)?
+                        }
+                        None => (None, None),
+                    };
                     servers.push(ServerMaterial {
                         scope: scope | ((i as u64 + 1) << 48),
                         keys,
@@ -1118,8 +1135,15 @@ impl Gateway {
         parts: &http::request::Parts,
     ) -> Response<Body> {
         let no_params = Vec::new();
-        // Authentication failed: no claim is trusted, so request.auth is empty.
-        let context = RequestContext::new(parts, route.map_or(&no_params, |r| &r.params), None);
+        // Authentication failed: no claim is trusted, so request.auth is empty, except for
+        // what an authorizer function that refused the request put in its `context` (OCI:
+        // `responseCode` may be `request.auth[responseCode]`).
+        let refusal = parts.extensions.get::<custom::FunctionRefusal>();
+        let context = RequestContext::new(
+            parts,
+            route.map_or(&no_params, |r| &r.params),
+            refusal.map(|r| &*r.0.claims),
+        );
         let status = match &modify.response_code {
             None => 401,
             Some(claimgate_config::ResponseCode::Status(code)) => *code,
@@ -1335,6 +1359,11 @@ impl Gateway {
                 ),
             },
         }
+    }
+
+    /// Authorizer-function calls made so far (answers served from the cache not counted).
+    pub fn function_calls(&self) -> u64 {
+        self.authorizers.calls()
     }
 
     /// Verified-token cache (hits, misses) so far.
@@ -1802,6 +1831,7 @@ fn same_key_source(a: &Deployment, b: &Deployment) -> bool {
 fn failure_policy(deployment: &Deployment) -> Option<&claimgate_config::ModifyResponse> {
     match &deployment.authentication {
         Authentication::Jwt(policy) => policy.failure_response.as_ref(),
+        Authentication::Custom(policy) => policy.failure_response.as_ref(),
         _ => None,
     }
 }
@@ -1815,38 +1845,14 @@ fn find<'s>(state: &'s ServedSet, path: &str) -> Option<&'s Served> {
 }
 
 /// The request URI for the access log, with every credential parameter replaced: tokens are
-/// never logged. Credentials are RFC 6750's `access_token` (which a backend may read whatever
-/// the deployment says) and the parameter the policy reads its token from (every server's, with
-/// `dynamicAuthentication`). Names are compared percent-decoded and ASCII case-insensitively:
-/// `access%5Ftoken` is read as `access_token` by the backend, and redacting too much costs
-/// nothing. Borrowed from the request unless a credential is there to replace.
+/// never logged ([`claimgate_core::is_credential_parameter`] says which, for `check` too).
+/// Borrowed from the request unless a credential is there to replace.
 fn redacted_uri<'a>(
     parts: &'a http::request::Parts,
     deployment: &Deployment,
 ) -> std::borrow::Cow<'a, str> {
-    use claimgate_config::TokenLocation;
-    let reads = |location: &TokenLocation, n: &str| matches!(location, TokenLocation::Query { name } if query_name_is(n, name));
-    let usage_token = |n: &str| {
-        deployment.usage_plans.iter().any(|policy| {
-            policy.token_locations.iter().any(|location| {
-                location.table == claimgate_config::ContextTable::Query
-                    && location
-                        .key
-                        .as_deref()
-                        .is_some_and(|key| query_name_is(n, key))
-            })
-        })
-    };
     crate::logs::redacted_uri(&parts.uri, |n| {
-        query_name_is(n, "access_token")
-            || usage_token(n)
-            || match &deployment.authentication {
-                Authentication::Jwt(policy) => reads(&policy.location, n),
-                Authentication::Dynamic(dynamic) => {
-                    dynamic.servers.iter().any(|s| reads(&s.policy.location, n))
-                }
-                _ => false,
-            }
+        claimgate_core::is_credential_parameter(deployment, n)
     })
 }
 
@@ -1902,5 +1908,19 @@ impl RequestView for PartsView<'_> {
     }
     fn first_header(&self, name: &str) -> Option<&str> {
         self.parts.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    fn header_values(&self, name: &str) -> Vec<&str> {
+        self.parts
+            .headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect()
+    }
+    fn client_cert(&self) -> Option<&str> {
+        self.parts
+            .extensions
+            .get::<crate::mtls::ClientCertificate>()
+            .map(|c| &*c.0)
     }
 }

@@ -405,6 +405,42 @@ impl ProviderClient {
     }
 }
 
+impl ProviderClient {
+    /// Invokes a function over HTTP the way OCI calls an authorizer: `input` POSTed as JSON,
+    /// within `timeout`. Returns the status and the body, whatever the status, read up to
+    /// `limit` bytes (a bigger body is [`FetchError::TooLarge`], not truncated). Link-local
+    /// addresses are never called.
+    pub async fn invoke_function(
+        &self,
+        url: &str,
+        input: Vec<u8>,
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<(u16, Vec<u8>), FetchError> {
+        refuse_link_local(url)?;
+        let request = self
+            .client(false)
+            .post(url)
+            .timeout(timeout)
+            .header("content-type", "application/json")
+            .header("accept", "application/json")
+            .body(input);
+        let mut response = request.send().await.map_err(|e| classify(&e))?;
+        let status = response.status().as_u16();
+        if response.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(FetchError::TooLarge(limit));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| classify(&e))? {
+            if body.len() + chunk.len() > limit {
+                return Err(FetchError::TooLarge(limit));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((status, body))
+    }
+}
+
 fn form_encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for byte in value.bytes() {

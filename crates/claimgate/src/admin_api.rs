@@ -92,6 +92,7 @@ fn check(
         usage_plans: Vec::new(),
         subscribers: Vec::new(),
         functions: None,
+        function_response: None,
         output: Format::Json,
     };
     let obtain = |deployment: &Deployment, request: &CliRequest| held(served, deployment, request);
@@ -142,7 +143,7 @@ fn held(served: &LoadedDeployment, deployment: &Deployment, request: &CliRequest
         Authentication::Jwt(policy) => Some(&**policy),
         Authentication::Dynamic(dynamic) => claimgate_core::select_for_request(deployment, request)
             .and_then(|s| s.server)
-            .map(|i| &dynamic.servers[i].policy),
+            .and_then(|i| dynamic.servers[i].policy.jwt()),
         _ => None,
     };
     let mut obtained = Obtained {
@@ -184,4 +185,24 @@ fn held(served: &LoadedDeployment, deployment: &Deployment, request: &CliRequest
         }
     }
     obtained
+}
+
+/// Why an authorizer function is not judged here.
+const NO_FUNCTION_CALL: &str = "the troubleshooting page never calls an authorizer function: judge this request with `claimgate check --functions FILE` (a live call) or `--function-response FILE` (a recorded answer)";
+
+/// The authorizer call `check` would make for `request`, not made: its check says why.
+pub(crate) fn function_not_called(
+    deployment: &Deployment,
+    request: &CliRequest,
+) -> Option<crate::check_function::FunctionCall> {
+    let (policy, arguments) = claimgate_core::authorizer::authorizer_to_call(deployment, request)?;
+    Some(crate::check_function::FunctionCall {
+        function_id: policy.function_id.clone(),
+        input: arguments.input,
+        source: crate::check_function::Source::Called(String::new()),
+        answer: Err(claimgate_core::authorizer::FunctionError::failed(
+            NO_FUNCTION_CALL,
+        )),
+        body: None,
+    })
 }

@@ -8,6 +8,7 @@ use crate::{exit, Format};
 use claimgate_config::{
     Authentication, Backend, Deployment, DynamicRouting, KeySource, SelectionKey, TokenLocation,
 };
+use claimgate_core::authorizer::FunctionOutcome;
 use claimgate_core::{
     escape, evaluate_with, token_to_introspect, CheckId, Claims, Decision, Escaped, Explain,
     HeaderValues, Introspection, KeyMaterial, Matched, Outcome, RequestView, RoutingInput,
@@ -68,10 +69,14 @@ pub(crate) struct CheckArgs {
     /// (repeatable).
     #[arg(long = "subscribers", value_name = "FILE|DIR", value_parser = crate::input::file_arg)]
     pub(crate) subscribers: Vec<String>,
-    /// The functions file: a JSON object mapping each function OCID the deployment names to
-    /// the URL that invokes it (as `serve --functions`); a function it lacks is warned about.
-    #[arg(long, value_name = "FILE", value_parser = crate::input::file_arg)]
+    /// The URL that invokes each OCI function the deployment names (a JSON object, function
+    /// OCID -> URL): `check` calls the authorizer function there.
+    #[arg(long = "functions", value_name = "FILE", value_parser = crate::input::file_arg)]
     pub(crate) functions: Option<String>,
+    /// A recorded authorizer-function answer (its JSON body, judged as HTTP 200) to use instead
+    /// of calling the function.
+    #[arg(long = "function-response", value_name = "FILE", value_parser = crate::input::file_arg)]
+    pub(crate) function_response: Option<String>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub(crate) output: Format,
@@ -112,6 +117,13 @@ impl RequestView for CliRequest {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+    fn header_values(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 }
 
@@ -215,9 +227,30 @@ fn place_token(request: &mut CliRequest, deployment: &Deployment, token: String)
         Authentication::Jwt(policy) => policy.location.clone(),
         // With dynamicAuthentication the first server's location (with a request.auth
         // selector every server reads the same one).
-        Authentication::Dynamic(dynamic) if !dynamic.servers.is_empty() => {
-            dynamic.servers[0].policy.location.clone()
+        Authentication::Dynamic(dynamic)
+            if dynamic
+                .servers
+                .first()
+                .and_then(|s| s.policy.jwt())
+                .is_some() =>
+        {
+            dynamic.servers[0]
+                .policy
+                .jwt()
+                .map(|p| p.location.clone())
+                .unwrap_or(TokenLocation::Header {
+                    name: "Authorization".into(),
+                    scheme: Some("Bearer".into()),
+                })
         }
+        // A single-argument authorizer: the raw value, where the policy reads it.
+        Authentication::Custom(policy) => match &policy.input {
+            claimgate_config::AuthorizerInput::Single(location) => location.clone(),
+            claimgate_config::AuthorizerInput::Multi(_) => TokenLocation::Header {
+                name: "Authorization".into(),
+                scheme: Some("Bearer".into()),
+            },
+        },
         _ => TokenLocation::Header {
             name: "Authorization".into(),
             scheme: Some("Bearer".into()),
@@ -304,12 +337,14 @@ pub(crate) fn judge(
     }
     let now = parse_now(args.now.as_deref())?;
     let mut request = parse_request(args, deployment)?;
-    let obtained = match source {
+    let (obtained, function) = match source {
         Source::Files => {
             let functions = crate::input::read_functions(args.functions.as_deref())?;
             if let Some((_, warnings)) = &functions {
                 notes.extend(warnings.iter().cloned());
             }
+            // With a recorded answer, the authorizer is not called: only Functions backends
+            // need URLs.
             notes.extend(
                 crate::input::unmapped_functions(
                     deployment,
@@ -318,14 +353,24 @@ pub(crate) fn judge(
                 .iter()
                 .map(ToString::to_string),
             );
-            obtain(args, deployment, &request, &mut notes)?
+            let functions = functions.map(|(map, _)| map).unwrap_or_default();
+            let obtained = obtain(args, deployment, &request, &mut notes)?;
+            let function = crate::check_function::obtain_answer(
+                deployment,
+                &request,
+                &functions,
+                args.function_response.as_deref(),
+            )?;
+            (obtained, function)
         }
-        // The gateway serves no deployment with an unmapped function.
+        // The gateway serves no deployment with an unmapped function; the admin API never
+        // calls one.
         Source::Served { token, obtain, .. } => {
             if let Some(token) = token {
                 place_token(&mut request, deployment, token);
             }
-            obtain(deployment, &request)
+            let function = crate::admin_api::function_not_called(deployment, &request);
+            (obtain(deployment, &request), function)
         }
     };
     let keys_from = &obtained.keys_from;
@@ -346,6 +391,11 @@ pub(crate) fn judge(
             Introspection::DiscoveryUnavailable { reason }
         }
         Some(Err(IntrospectError::Introspection(reason))) => Introspection::Unavailable { reason },
+    };
+    let introspection = match function.as_ref().map(|f| &f.answer) {
+        Some(Ok(answer)) => Introspection::Function(FunctionOutcome::Answer(answer)),
+        Some(Err(error)) => Introspection::Function(FunctionOutcome::Unavailable(error)),
+        None => introspection,
     };
     let mut verdict = evaluate_with(
         deployment,
@@ -402,6 +452,9 @@ pub(crate) fn judge(
                 Err(error) => json!({"error": error.reason()}),
             };
         }
+        if let Some(function) = &function {
+            doc["function"] = function.to_json();
+        }
         if let Some(url) = &backend_url {
             doc["backendUrl"] = json!(url);
         }
@@ -446,6 +499,9 @@ pub(crate) fn judge(
                 }
                 Err(error) => outln!("introspection failed: {}\n", Escaped(error.reason())),
             }
+        }
+        if let Some(function) = &function {
+            print_function(function);
         }
         print_text(
             &verdict,
@@ -519,7 +575,7 @@ fn obtain(
         Authentication::Jwt(policy) => Some(&**policy),
         Authentication::Dynamic(dynamic) => claimgate_core::select_for_request(deployment, request)
             .and_then(|s| s.server)
-            .map(|i| &dynamic.servers[i].policy),
+            .and_then(|i| dynamic.servers[i].policy.jwt()),
         _ => None,
     };
     let keys = match policy {
@@ -763,7 +819,9 @@ fn print_text(
         Some(q) => format!(
             "{}?{}",
             request.path,
-            redact_query(q, &credential_parameters(deployment))
+            redact_query(q, |name| claimgate_core::is_credential_parameter(
+                deployment, name
+            ))
         ),
         None => request.path.clone(),
     };
@@ -844,13 +902,46 @@ fn print_text(
             .selection
             .as_ref()
             .and_then(|s| s.server)
-            .map(|i| &dynamic.servers[i].policy),
+            .and_then(|i| dynamic.servers[i].policy.jwt()),
         _ => None,
     };
+    let custom = match &deployment.authentication {
+        Authentication::Custom(policy) => Some(&**policy),
+        Authentication::Dynamic(dynamic) => verdict
+            .selection
+            .as_ref()
+            .and_then(|s| s.server)
+            .and_then(|i| match &dynamic.servers[i].policy {
+                claimgate_config::ServerPolicy::Custom(policy) => Some(policy),
+                claimgate_config::ServerPolicy::Jwt(_) => None,
+            }),
+        _ => None,
+    };
+    if let Some(custom) = custom {
+        let input = match &custom.input {
+            claimgate_config::AuthorizerInput::Single(location) => {
+                format!("the token in {location}")
+            }
+            claimgate_config::AuthorizerInput::Multi(arguments) => arguments
+                .iter()
+                .map(|(name, v)| match &v.key {
+                    Some(key) => format!("{name} = {}[{key}]", v.table.name()),
+                    None => format!("{name} = {}", v.table.name()),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        outln!(
+            "  policy      CUSTOM_AUTHENTICATION, function {}, given {}",
+            Escaped(&custom.function_id),
+            Escaped(&input)
+        );
+    }
     if let Some(policy) = policy {
         let flavor = match policy.flavor {
             claimgate_config::AuthFlavor::JwtAuthentication => "JWT_AUTHENTICATION",
             claimgate_config::AuthFlavor::TokenAuthentication => "TOKEN_AUTHENTICATION",
+            claimgate_config::AuthFlavor::CustomAuthentication => "CUSTOM_AUTHENTICATION",
         };
         let keys = match keys_from {
             KeysFrom::Static => "static keys".to_owned(),
@@ -1090,24 +1181,43 @@ fn as_utc(id: &CheckId, value: &Value) -> String {
     }
 }
 
-/// The query parameters the deployment reads as credentials (usage-plan token locations):
-/// never shown, however short.
-fn credential_parameters(deployment: &Deployment) -> Vec<&str> {
-    deployment
-        .usage_plans
-        .iter()
-        .flat_map(|policy| &policy.token_locations)
-        .filter(|l| l.table == claimgate_config::ContextTable::Query)
-        .filter_map(|l| l.key.as_deref())
-        .collect()
+/// What `check` says of the authorizer function's call before the checks.
+fn print_function(function: &crate::check_function::FunctionCall) {
+    use crate::check_function::Source;
+    match &function.source {
+        Source::Recorded(path) => outln!(
+            "authorizer function {} (answer recorded in {}), sent:",
+            Escaped(&function.function_id),
+            Escaped(path)
+        ),
+        Source::Called(url) if !url.is_empty() => outln!(
+            "authorizer function {} at {}, sent:",
+            Escaped(&function.function_id),
+            Escaped(url)
+        ),
+        Source::Called(_) => outln!(
+            "authorizer function {}, would be sent:",
+            Escaped(&function.function_id)
+        ),
+    }
+    print_pretty_json(&function.input);
+    match (&function.answer, &function.body) {
+        (Ok(answer), Some(body)) => {
+            outln!("it answered HTTP {}:", answer.status);
+            print_pretty_json(body);
+        }
+        (Ok(answer), None) => outln!("it answered HTTP {} (no JSON body)", answer.status),
+        (Err(error), _) => outln!("no usable answer: {}", Escaped(&error.reason)),
+    }
+    outln!();
 }
 
 /// Query values may hold a token; show names only (always for `credentials`).
-fn redact_query(query: &str, credentials: &[&str]) -> String {
+fn redact_query(query: &str, is_credential: impl Fn(&str) -> bool) -> String {
     query
         .split('&')
         .map(|pair| match pair.split_once('=') {
-            Some((name, _)) if credentials.contains(&name) => format!("{name}=[redacted]"),
+            Some((name, _)) if is_credential(name) => format!("{name}=[redacted]"),
             Some((name, value)) if value.len() > 24 => format!("{name}=…"),
             _ => pair.to_owned(),
         })

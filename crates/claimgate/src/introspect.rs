@@ -54,10 +54,11 @@ fn to_check(args: &IntrospectArgs) -> Result<CheckArgs, InputError> {
     let discovery = match &deployment.authentication {
         Authentication::Jwt(policy) => matches!(policy.keys, KeySource::Discovery(_)),
         // The selected server's endpoint is used (check selects it for the request).
-        Authentication::Dynamic(dynamic) => dynamic
-            .servers
-            .iter()
-            .any(|s| matches!(s.policy.keys, KeySource::Discovery(_))),
+        Authentication::Dynamic(dynamic) => dynamic.servers.iter().any(|s| {
+            s.policy
+                .jwt()
+                .is_some_and(|p| matches!(p.keys, KeySource::Discovery(_)))
+        }),
         _ => false,
     };
     if !discovery {
@@ -103,6 +104,7 @@ fn to_check(args: &IntrospectArgs) -> Result<CheckArgs, InputError> {
         usage_plans: Vec::new(),
         subscribers: Vec::new(),
         functions: None,
+        function_response: None,
         output: args.output,
     })
 }

@@ -13,6 +13,7 @@ macro_rules! outln {
 
 mod admin_api;
 mod check;
+mod check_function;
 mod decode;
 mod input;
 mod introspect;
@@ -66,7 +67,7 @@ pub(crate) enum Format {
 enum Command {
     /// Show the verdict the gateway would give a request, check by check.
     #[command(after_help = CHECK_HELP)]
-    Check(check::CheckArgs),
+    Check(Box<check::CheckArgs>),
     /// Show a token's header and claims, with times in UTC (never verifies).
     Decode(decode::DecodeArgs),
     /// Load deployment files and report every problem with its JSON path.
@@ -79,7 +80,7 @@ enum Command {
     #[command(after_help = TRY_HELP)]
     Try(try_cmd::TryArgs),
     /// Introspect a token at the deployment's endpoint and judge the answer against the policy.
-    Introspect(introspect::IntrospectArgs),
+    Introspect(Box<introspect::IntrospectArgs>),
     /// Print a signed JWT for testing a deployment locally (with a key made for the test).
     Token(token::TokenArgs),
     /// Print a shell completion script (e.g. `claimgate completions bash > ~/.local/share/bash-completion/completions/claimgate`).

@@ -43,6 +43,11 @@ pub(crate) struct ServeArgs {
     /// Memory for introspection answers (all deployments), in MiB.
     #[arg(long, default_value_t = 32, value_name = "MIB")]
     introspection_cache_mib: u64,
+    /// How long an authorizer function may take to answer before the request gets 502
+    /// (OCI: 10 s).
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS",
+          value_parser = parse_function_timeout)]
+    function_timeout: f64,
     /// A host besides the discovery URL's own that may receive the client secret as an
     /// introspection_endpoint (repeatable).
     #[arg(long = "allow-endpoint", value_name = "HOST")]
@@ -429,7 +434,7 @@ fn load_file_for_serving(
     if !credentialed.is_empty() {
         return Err(InputError {
             message: format!(
-                "{path}: refusing CORS allowedOrigins '*' with isAllowCredentialsEnabled on a deployment with mutualTls: any web page could read answers made with the visitor's client certificate (list the allowed origins)"
+                "{path}: refusing CORS allowedOrigins '*' with isAllowCredentialsEnabled on a deployment with mutualTls or an authorizer reading Cookie: any web page could read answers made with credentials the visitor's browser sends by itself (list the allowed origins)"
             ),
             details: credentialed,
         });
@@ -443,7 +448,7 @@ fn load_file_for_serving(
 /// reading `Cookie` are the other such credentials; claimgate refuses to serve both already
 /// (unsupported), so they need no rule here until they are served.
 fn credentialed_any_origin(deployment: &Deployment) -> Vec<String> {
-    if deployment.mutual_tls.is_none() {
+    if deployment.mutual_tls.is_none() && !authorizer_reads_cookie(deployment) {
         return Vec::new();
     }
     let risky = |cors: &claimgate_config::Cors| {
@@ -600,6 +605,7 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
                 allowed_endpoints: args.allow_endpoints.clone().into(),
             },
             introspection_cache_bytes: args.introspection_cache_mib.saturating_mul(1024 * 1024),
+            function_timeout: Duration::from_secs_f64(args.function_timeout),
             redact_claim_values: args.redact_claim_values,
             extra_roots: read_ca_files(&args.ca).map_err(InputError::new)?,
             trusted_proxies: TrustedProxies::new(args.trusted_proxies.clone()),
@@ -1282,4 +1288,52 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     async {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// `--function-timeout`: a positive number of seconds, at most an hour.
+fn parse_function_timeout(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds > 0.0 && seconds <= 3600.0 => Ok(seconds),
+        _ => Err(format!(
+            "'{text}' is not a number of seconds between 0 and 3600"
+        )),
+    }
+}
+
+/// The custom authentication policies of a deployment (its own, or its servers').
+fn custom_policies(
+    deployment: &Deployment,
+) -> impl Iterator<Item = &claimgate_config::CustomAuthentication> {
+    let (own, dynamic) = match &deployment.authentication {
+        Authentication::Custom(policy) => (Some(&**policy), None),
+        Authentication::Dynamic(dynamic) => (None, Some(&dynamic.servers)),
+        _ => (None, None),
+    };
+    own.into_iter().chain(
+        dynamic
+            .into_iter()
+            .flatten()
+            .filter_map(|s| match &s.policy {
+                claimgate_config::ServerPolicy::Custom(policy) => Some(policy),
+                claimgate_config::ServerPolicy::Jwt(_) => None,
+            }),
+    )
+}
+
+/// Whether an authorizer function reads the `Cookie` header (a credential the browser sends
+/// by itself).
+fn authorizer_reads_cookie(deployment: &Deployment) -> bool {
+    custom_policies(deployment).any(|p| match &p.input {
+        claimgate_config::AuthorizerInput::Multi(arguments) => arguments.iter().any(|(_, v)| {
+            v.table == claimgate_config::ContextTable::Headers
+                && v.key
+                    .as_deref()
+                    .is_some_and(|k| k.eq_ignore_ascii_case("cookie"))
+        }),
+        claimgate_config::AuthorizerInput::Single(claimgate_config::TokenLocation::Header {
+            name,
+            ..
+        }) => name.eq_ignore_ascii_case("cookie"),
+        claimgate_config::AuthorizerInput::Single(_) => false,
+    })
 }

@@ -503,3 +503,70 @@ fn try_with_admin_reads_the_records_and_places_the_token_where_the_deployment_re
     ]);
     assert_eq!(out.status.code(), Some(3));
 }
+
+#[test]
+fn api_check_never_calls_an_authorizer_function_and_says_so() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    const FUNCTION: &str = "ocid1.fnfunc.oc1..authorizer";
+    let rt = support::runtime();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let function = {
+        let calls = calls.clone();
+        support::serve_http(&rt, move |_request| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                hyper::Response::builder()
+                    .status(200)
+                    .header("content-type", "application/json")
+                    .body(http_body_util::Full::new(bytes::Bytes::from(
+                        r#"{"active": true, "scope": ["a"]}"#,
+                    )))
+                    .unwrap()
+            }
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("custom.json");
+    std::fs::write(
+        &file,
+        json!({"pathPrefix": "/c", "specification": {
+            "requestPolicies": {"authentication": {
+                "type": "CUSTOM_AUTHENTICATION", "functionId": FUNCTION,
+                "tokenHeader": "Authorization"}},
+            "routes": [{"path": "/x", "methods": ["GET"],
+                        "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200}}]}})
+        .to_string(),
+    )
+    .unwrap();
+    let functions = dir.path().join("functions.json");
+    std::fs::write(
+        &functions,
+        json!({FUNCTION: format!("http://{function}/")}).to_string(),
+    )
+    .unwrap();
+    let functions = functions.to_str().unwrap().to_owned();
+    let gateway = support::start_gateway_on(dir, &[file], true, &["--functions", &functions]);
+    let admin = gateway.admin.clone().unwrap();
+    let (status, document) = post_check(
+        &admin,
+        &json!({"deployment": "/c", "request": "GET /c/x", "token": "opaque-token"}),
+    );
+    assert_eq!(status, 200, "{document}");
+    assert_eq!(document["decision"], "deny", "{document}");
+    assert!(
+        document
+            .to_string()
+            .contains("never calls an authorizer function"),
+        "{document}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "the function was called");
+    // The gateway itself does call it.
+    let answer = client()
+        .get(format!("{}/c/x", gateway.base))
+        .header("authorization", "opaque-token")
+        .send()
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}

@@ -81,7 +81,16 @@ const CUSTOM_MEMBERS: &[&str] = &[
     "validationFailurePolicy",
 ];
 
-/// `CUSTOM_AUTHENTICATION`: checked in full, never evaluated (it calls an OCI function).
+/// Tables an authorizer function's `parameters` may read (OCI's list).
+const AUTHORIZER_TABLES: &[ContextTable] = &[
+    ContextTable::Query,
+    ContextTable::Headers,
+    ContextTable::Cert,
+    ContextTable::Host,
+    ContextTable::Body,
+];
+
+/// `CUSTOM_AUTHENTICATION`: an authorizer function, called by the gateway with OCI's input.
 fn read_custom_policy(cx: &mut Cx, mut obj: Obj<'_>, notes: &mut Notes) -> Option<PolicyRead> {
     let policy_path = obj.path.clone();
     let function = obj.require(cx, "functionId").and_then(|f| {
@@ -90,7 +99,7 @@ fn read_custom_policy(cx: &mut Cx, mut obj: Obj<'_>, notes: &mut Notes) -> Optio
             function_id: id.to_owned(),
             path: f.path.clone(),
         });
-        Some(id)
+        Some(id.to_owned())
     });
     // OCI's AuthenticationPolicy requires it for ANONYMOUS routes whatever the type.
     let anonymous_allowed = obj
@@ -108,9 +117,17 @@ fn read_custom_policy(cx: &mut Cx, mut obj: Obj<'_>, notes: &mut Notes) -> Optio
         );
     }
     let parameters = obj.take("parameters");
-    let mut parameter_names = Vec::new();
+    let mut arguments = Vec::new();
     let mut parameters_ok = true;
     if let Some(f) = &parameters {
+        if header.is_some() || query.is_some() {
+            cx.error(
+                &f.path,
+                "parameters (multi-argument) and tokenHeader/tokenQueryParam (single-argument) \
+                 cannot both be set: choose one way to call the function",
+            );
+            parameters_ok = false;
+        }
         match f.entries(cx) {
             Some(entries) => {
                 if entries.len() > 10 {
@@ -118,18 +135,41 @@ fn read_custom_policy(cx: &mut Cx, mut obj: Obj<'_>, notes: &mut Notes) -> Optio
                         &f.path,
                         format!("{} entries is above the maximum 10", entries.len()),
                     );
+                    parameters_ok = false;
+                }
+                if entries.is_empty() {
+                    cx.error(&f.path, "at least one parameter is required");
+                    parameters_ok = false;
                 }
                 let scope = Scope::authorizer();
                 for (name, value) in entries {
                     if name.is_empty() {
                         cx.error(&value.path, "a parameter name must not be empty");
+                        parameters_ok = false;
                     }
-                    parameter_names.push(name);
                     if value.value.is_null() {
                         cx.error(&value.path, "expected a context variable, found null");
                         parameters_ok = false;
-                    } else if read_expression(cx, &value, &scope).is_none() {
-                        parameters_ok = false;
+                        continue;
+                    }
+                    match read_expression(cx, &value, &scope) {
+                        Some(variable) if !AUTHORIZER_TABLES.contains(&variable.table) => {
+                            cx.error(
+                                &value.path,
+                                format!(
+                                    "{} cannot be passed to an authorizer function (request.query, \
+                                     request.headers, request.cert, request.host or request.body)",
+                                    variable.table.name()
+                                ),
+                            );
+                            parameters_ok = false;
+                        }
+                        Some(variable) => {
+                            // The gateway does not read the body before authentication yet.
+                            notes.unenforced(&value.path, variable.table == ContextTable::Body);
+                            arguments.push((name.to_owned(), variable));
+                        }
+                        None => parameters_ok = false,
                     }
                 }
             }
@@ -143,26 +183,43 @@ fn read_custom_policy(cx: &mut Cx, mut obj: Obj<'_>, notes: &mut Notes) -> Optio
              function receive?",
         );
     }
+    let mut cache_key = None;
+    let mut cache_key_ok = true;
     if let Some(f) = obj.take("cacheKey") {
-        if let Some(items) = f.array_max(cx, 10) {
-            for item in items {
-                let Some(key) = item.str(cx) else { continue };
-                if parameters_ok && !parameter_names.contains(&key) {
-                    cx.error(&item.path, format!("'{key}' is not a key of parameters"));
+        match f.array_max(cx, 10) {
+            Some(items) => {
+                let mut keys = Vec::with_capacity(items.len());
+                for item in items {
+                    let Some(key) = item.str(cx) else {
+                        cache_key_ok = false;
+                        continue;
+                    };
+                    if parameters_ok && !arguments.iter().any(|(name, _)| name == key) {
+                        cx.error(&item.path, format!("'{key}' is not a key of parameters"));
+                        cache_key_ok = false;
+                    }
+                    keys.push(key.to_owned());
                 }
+                cache_key = Some(keys);
             }
+            None => cache_key_ok = false,
         }
     }
+    let mut failure_response = None;
+    let mut failure_ok = true;
     if let Some(f) = obj.take("validationFailurePolicy") {
-        // The whole policy is unsupported already; the failure policy is only checked.
-        let _ = read_failure_policy(cx, &f, FailureHost::Custom, notes);
+        match read_failure_policy(cx, &f, FailureHost::Custom, notes) {
+            Some(failure) => {
+                let in_effect = failure.in_effect();
+                if let Failure::ModifyResponse(modify) = failure {
+                    failure_response = Some(modify).filter(|_| in_effect);
+                }
+            }
+            None => failure_ok = false,
+        }
     }
     obj.finish(cx, CUSTOM_MEMBERS);
-    function?;
-    cx.warn(
-        &policy_path,
-        "CUSTOM_AUTHENTICATION calls an OCI Functions authorizer: claimgate cannot evaluate it",
-    );
+    let function_id = function?;
     let location = match (header_name, query_name) {
         (Some(name), None) => Some(TokenLocation::Header {
             name: name.to_owned(),
@@ -173,11 +230,24 @@ fn read_custom_policy(cx: &mut Cx, mut obj: Obj<'_>, notes: &mut Notes) -> Optio
         }),
         _ => None,
     };
+    if !(parameters_ok && cache_key_ok && failure_ok) {
+        return None;
+    }
+    let input = match (&location, parameters.is_some()) {
+        (_, true) => AuthorizerInput::Multi(arguments),
+        (Some(location), false) => AuthorizerInput::Single(location.clone()),
+        (None, false) => return None,
+    };
+    let custom = CustomAuthentication {
+        function_id,
+        input,
+        cache_key,
+        anonymous_allowed,
+        failure_response,
+        path: policy_path,
+    };
     Some(PolicyRead {
-        authentication: Authentication::Unsupported {
-            kind: "CUSTOM_AUTHENTICATION".into(),
-            reason: "it calls an OCI Functions authorizer, which only OCI can run".into(),
-        },
+        authentication: Authentication::Custom(Box::new(custom)),
         kind: "CUSTOM_AUTHENTICATION",
         location,
         anonymous_allowed: Some(anonymous_allowed),
@@ -269,7 +339,7 @@ fn read_jwt_policy(
             obj.finish(cx, JWT_MEMBERS);
             (issuers.map(Some), audiences.map(Some), claims, keys)
         }
-        AuthFlavor::TokenAuthentication => {
+        AuthFlavor::TokenAuthentication | AuthFlavor::CustomAuthentication => {
             let validation_field = obj.require(cx, "validationPolicy");
             let validation_path = validation_field
                 .as_ref()
@@ -337,7 +407,9 @@ fn read_jwt_policy(
         authentication,
         kind: match flavor {
             AuthFlavor::JwtAuthentication => "JWT_AUTHENTICATION",
-            AuthFlavor::TokenAuthentication => "TOKEN_AUTHENTICATION",
+            AuthFlavor::TokenAuthentication | AuthFlavor::CustomAuthentication => {
+                "TOKEN_AUTHENTICATION"
+            }
         },
         location: Some(location),
         anonymous_allowed: Some(anonymous_allowed),
@@ -973,8 +1045,8 @@ const DYNAMIC_AUTHENTICATION_TABLES: &[ContextTable] = &[
     ContextTable::Subdomain,
 ];
 
-/// `dynamicAuthentication`: the selector and the servers. `Ok(None)` when every member is valid
-/// but a server cannot be evaluated (CUSTOM_AUTHENTICATION): the deployment stays unsupported.
+/// `dynamicAuthentication`: the selector and the servers (`Some(None)` is never returned any
+/// more: every server type is evaluated; the shape is kept for the caller).
 pub(crate) fn read_dynamic_authentication(
     cx: &mut Cx,
     field: &Field<'_>,
@@ -1030,6 +1102,8 @@ pub(crate) fn read_dynamic_authentication(
             if policy.kind == "CUSTOM_AUTHENTICATION" {
                 cx.error(
                     path,
+                    // The selector reads the token's claims before a server is chosen; an
+                    // authorizer function's context exists only after it is called.
                     "with a request.auth selector every server must validate JWTs \
                      (JWT_AUTHENTICATION or TOKEN_AUTHENTICATION)",
                 );
@@ -1071,7 +1145,18 @@ pub(crate) fn read_dynamic_authentication(
                     name: key.name,
                     key: key.key,
                     is_default: key.is_default,
-                    policy: *jwt,
+                    policy: ServerPolicy::Jwt(*jwt),
+                })
+            }
+            Authentication::Custom(custom) => {
+                if custom.failure_response.is_some() {
+                    inner.unenforced(&cx.member(&custom.path, "validationFailurePolicy"), true);
+                }
+                servers.push(AuthServer {
+                    name: key.name,
+                    key: key.key,
+                    is_default: key.is_default,
+                    policy: ServerPolicy::Custom(*custom),
                 })
             }
             _ => return Some(None),

@@ -395,8 +395,14 @@ fn describe(deployment: &Deployment) -> Value {
         ),
         Authentication::Dynamic(dynamic) => (
             "dynamicAuthentication",
-            dynamic.servers.first().map(|s| &s.policy.location),
+            dynamic
+                .servers
+                .first()
+                .and_then(|s| s.policy.jwt())
+                .map(|p| &p.location),
         ),
+        // The function reads what its `parameters` name: no single token place.
+        Authentication::Custom(_) => ("CUSTOM_AUTHENTICATION", None),
         Authentication::Unsupported { .. } => ("unsupported", None),
     };
     let token = match location {

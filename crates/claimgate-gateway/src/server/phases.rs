@@ -119,14 +119,30 @@ impl Gateway {
             x.client,
             &mut x.parts.extensions,
         );
-        let view = PartsView {
-            parts: &x.parts,
-            body: x
-                .body
-                .as_ref()
-                .is_some_and(|body| !hyper::body::Body::is_end_stream(body)),
+        let body = x
+            .body
+            .as_ref()
+            .is_some_and(|body| !hyper::body::Body::is_end_stream(body));
+        let verdict = match self
+            .judge_authorizer(
+                x.state,
+                x.served,
+                &mut x.parts,
+                body,
+                x.context,
+                x.threshold,
+            )
+            .await
+        {
+            Some(verdict) => verdict,
+            None => {
+                let view = PartsView {
+                    parts: &x.parts,
+                    body,
+                };
+                self.judge(x.served, &view).await
+            }
         };
-        let verdict = self.judge(x.served, &view).await;
         x.threshold = verdict
             .route
             .as_ref()
@@ -155,7 +171,7 @@ impl Gateway {
                     Some(modify) if status == 401 => {
                         self.modified_failure(modify, verdict.route.as_ref(), &x.parts)
                     }
-                    _ => respond::error(status),
+                    _ => super::custom::refused(status, &x.parts),
                 })
             }
             _ if super::declares_too_large_body(&x.parts) => {
