@@ -635,6 +635,8 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
         let gateway = Gateway::start_with(deployments, resources, &secrets, logs.clone(), options)
             .await
             .map_err(|e| InputError::new(format!("cannot start the gateway: {e}")))?;
+        // The troubleshooting page's address, for the demo's instructions.
+        let mut page = None;
         if let Some(listener) = admin_listener {
             let admin_local = listener
                 .local_addr()
@@ -650,6 +652,7 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
                 }
             });
             if ui.is_some() {
+                page = Some(format!("http://{admin_local}"));
                 eprintln!(
                     "admin listener on http://{admin_local} (troubleshooting page /, /api/*, /livez, /readyz, /metrics)"
                 );
@@ -687,7 +690,14 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             claimgate_core::escape(&access_target)
         );
         if let Some((demo, file)) = &demo {
-            print_demo(local, demo, file, &execution_target, &access_target);
+            print_demo(
+                local,
+                demo,
+                file,
+                &execution_target,
+                &access_target,
+                page.as_deref(),
+            );
         }
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let others = listeners
@@ -794,6 +804,7 @@ fn print_demo(
     file: &std::path::Path,
     execution_log: &str,
     access_log: &str,
+    page: Option<&str>,
 ) {
     let base = format!("http://{local}{PREFIX}");
     let claimgate = own_command();
@@ -819,6 +830,23 @@ fn print_demo(
     outln!();
     outln!("Then ask why, with the opc-request-id header the refusal answered in place of ID:");
     outln!("  {claimgate} logs --file {execution_log} --file {access_log} --request-id ID");
+    match page {
+        Some(page) => {
+            outln!(
+                "or open the troubleshooting page, where the refusal is listed with its diagnosis:"
+            );
+            outln!("  {page}/");
+            outln!("and verify a fix in one command (the token in token.txt):");
+            outln!("  {claimgate} try {base}/hello --token @token.txt --admin {page}");
+        }
+        None => {
+            outln!("or send and diagnose in one command (the token in token.txt):");
+            outln!(
+                "  {claimgate} try {base}/hello --token @token.txt --log {execution_log} --log {access_log}"
+            );
+            outln!("(with --admin 9091, http://127.0.0.1:9091/ serves the troubleshooting page)");
+        }
+    }
     outln!();
     outln!("Also: {base}/public needs no token; {base}/admin needs the demo:admin scope:");
     outln!(
