@@ -202,13 +202,14 @@ fn run_inner(args: &TryArgs) -> Result<u8, Failure> {
     if let Some(body) = body {
         request = request.body(body);
     }
-    let answer = request.send().map_err(|e| {
-        Failure::Unreachable(InputError::new(format!(
-            "cannot reach {}: {}",
-            sent.url,
-            error_chain(&e)
-        )))
-    })?;
+    let answer = match request.send() {
+        Ok(answer) => answer,
+        Err(e) => {
+            let error = InputError::new(format!("cannot reach {}: {}", sent.url, error_chain(&e)));
+            report_failure(args, &sent, None, None, &error);
+            return Ok(exit::UNKNOWN);
+        }
+    };
     let status = answer.status().as_u16();
     let request_id = answer
         .headers()
@@ -219,16 +220,22 @@ fn run_inner(args: &TryArgs) -> Result<u8, Failure> {
     let answer_body = read_prefix(answer, 64 * 1024);
     let own_error = is_gateway_error(&answer_body, status);
 
-    let records = match (&admin, args.log.is_empty(), &request_id) {
-        (None, true, _) => None,
-        (_, _, None) => {
-            return Err(Failure::Unreachable(InputError::new(format!(
-                "the answer ({status}) carries no opc-request-id: is {} a claimgate gateway?",
-                sent.url
-            ))))
+    let fetched = match (&admin, args.log.is_empty(), &request_id) {
+        (None, true, _) => Ok(None),
+        (_, _, None) => Err(Failure::Unreachable(InputError::new(format!(
+            "the answer ({status}) carries no opc-request-id: is {} a claimgate gateway?",
+            sent.url
+        )))),
+        (Some(admin), _, Some(id)) => poll(|| records_from_admin(&client, admin, id)).map(Some),
+        (None, false, Some(id)) => poll(|| records_from_logs(&args.log, id)).map(Some),
+    };
+    let records = match fetched {
+        Ok(records) => records,
+        Err(Failure::Unreachable(error)) => {
+            report_failure(args, &sent, Some(status), request_id.as_deref(), &error);
+            return Ok(exit::UNKNOWN);
         }
-        (Some(admin), _, Some(id)) => Some(poll(|| records_from_admin(&client, admin, id))?),
-        (None, false, Some(id)) => Some(poll(|| records_from_logs(&args.log, id))?),
+        Err(usage) => return Err(usage),
     };
     let code = exit_code(status, own_error, records.as_deref());
     report(args, &sent, status, request_id.as_deref(), records, code);
@@ -447,6 +454,46 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// The gateway, or its records, out of reach (exit 3): with `-o json` the usual document, its
+/// `status` null when no answer came, and the `error`.
+fn report_failure(
+    args: &TryArgs,
+    sent: &Sent,
+    status: Option<u16>,
+    request_id: Option<&str>,
+    error: &InputError,
+) {
+    if args.output != Format::Json {
+        if let Some(status) = status {
+            outln!(
+                "{} {} → {status}",
+                Escaped(&sent.method),
+                Escaped(&sent.url)
+            );
+        }
+        report_error(error, false);
+        return;
+    }
+    print_json(json!({
+        "version": 1,
+        "request": request_json(sent),
+        "status": status,
+        "requestId": request_id,
+        "records": [],
+        "diagnosis": [],
+        "error": {"message": error.message, "details": error.details},
+        "exit": exit::UNKNOWN,
+    }));
+}
+
+fn request_json(sent: &Sent) -> Value {
+    json!({
+        "method": sent.method,
+        "url": sent.url,
+        "headers": sent.headers.iter().map(|(n, v)| json!({"name": n, "value": v})).collect::<Vec<_>>(),
+    })
+}
+
 fn report(
     args: &TryArgs,
     sent: &Sent,
@@ -459,11 +506,7 @@ fn report(
         let diagnosis = records.as_deref().map(crate::logs::diagnosis);
         print_json(json!({
             "version": 1,
-            "request": {
-                "method": sent.method,
-                "url": sent.url,
-                "headers": sent.headers.iter().map(|(n, v)| json!({"name": n, "value": v})).collect::<Vec<_>>(),
-            },
+            "request": request_json(sent),
             "status": status,
             "requestId": request_id,
             "records": records.unwrap_or_default(),

@@ -227,6 +227,18 @@ fn try_without_records_judges_by_status_and_an_unreachable_gateway_exits_three()
     let nobody = format!("http://127.0.0.1:{}/v1/private", support::free_port());
     let out = try_(&[nobody.as_str(), "-o", "json"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let doc = json_of(&out);
+    assert_eq!(doc["exit"], 3, "{doc}");
+    assert!(doc["status"].is_null(), "{doc}");
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach"),
+        "{doc}"
+    );
+    let out = try_(&[nobody.as_str()]);
+    assert_eq!(out.status.code(), Some(3));
     assert!(text(&out).contains("cannot reach"), "{}", text(&out));
 
     // Bad input: exit 2 with a clear message.

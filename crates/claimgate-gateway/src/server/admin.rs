@@ -292,7 +292,13 @@ impl Gateway {
         let bytes = match limited.collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(_) => {
-                return error_document(413, "the body is larger than 256 KiB, or could not be read")
+                // The rest of the body is not read: the connection cannot be used again.
+                let mut response =
+                    error_document(413, "the body is larger than 256 KiB, or could not be read");
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return response;
             }
         };
         let input: Value = match serde_json::from_slice(&bytes) {
