@@ -570,3 +570,104 @@ fn api_check_never_calls_an_authorizer_function_and_says_so() {
     assert_eq!(answer.status(), 200);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
+
+/// A remote key set: `/api/check` judges with the set the gateway fetched (never fetching it
+/// itself), and its document is `check`'s, which fetches the same set; once the key server is
+/// gone, the page still judges with what the gateway holds.
+#[test]
+fn api_check_agrees_with_check_on_a_remote_key_set_the_gateway_holds() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let signer = Signer::new("remote-1");
+    let rt = support::runtime();
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let jwks = json!({"keys": [signer.jwk()]}).to_string();
+    let server = {
+        let (fetches, up) = (fetches.clone(), up.clone());
+        support::serve_http(&rt, move |_request| {
+            fetches.fetch_add(1, Ordering::SeqCst);
+            let (status, body) = if up.load(Ordering::SeqCst) {
+                (200, jwks.clone())
+            } else {
+                (503, String::new())
+            };
+            async move {
+                hyper::Response::builder()
+                    .status(status)
+                    .header("content-type", "application/json")
+                    .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                    .unwrap()
+            }
+        })
+    };
+    let deployment = json!({
+        "pathPrefix": "/r",
+        "specification": {
+            "requestPolicies": {"authentication": {
+                "type": "JWT_AUTHENTICATION",
+                "tokenHeader": "Authorization", "tokenAuthScheme": "Bearer",
+                "issuers": [ISSUER], "audiences": ["api"],
+                "publicKeys": {"type": "REMOTE_JWKS", "uri": format!("http://{server}/jwks"),
+                               "maxCacheDurationInHours": 1}
+            }},
+            "routes": [{"path": "/x", "methods": ["GET"],
+                        "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200}}]
+        }
+    });
+    let gateway = start_gateway(std::slice::from_ref(&deployment), true, &[]);
+    let admin = gateway.admin.clone().unwrap();
+    // Ready once the key set is loaded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while client()
+        .get(format!("{admin}/readyz"))
+        .send()
+        .map(|a| a.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(std::time::Instant::now() < deadline, "never ready");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let file = gateway.dir.path().join("deployment-0.json");
+    let at = now().to_string();
+    for claims in [
+        json!({"iss": ISSUER, "aud": "api", "exp": now() + 600}),
+        json!({"iss": ISSUER, "aud": "web", "exp": now() - 600}),
+    ] {
+        let token = signer.token(claims);
+        let out = support::claimgate(&[
+            "check",
+            "--deployment",
+            file.to_str().unwrap(),
+            "--request",
+            "GET /r/x",
+            "--token",
+            &token,
+            "--now",
+            &at,
+            "-o",
+            "json",
+        ]);
+        let expected: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let before = fetches.load(Ordering::SeqCst);
+        let (status, actual) = post_check(
+            &admin,
+            &json!({"deployment": "/r", "request": "GET /r/x", "token": token, "now": at}),
+        );
+        assert_eq!(status, 200);
+        assert_eq!(actual, expected);
+        assert_eq!(
+            fetches.load(Ordering::SeqCst),
+            before,
+            "the page made a fetch"
+        );
+    }
+    // The key server goes away: the page keeps judging with the held set.
+    up.store(false, Ordering::SeqCst);
+    let token = signer.token(json!({"iss": ISSUER, "aud": "api", "exp": now() + 600}));
+    let (_, document) = post_check(
+        &admin,
+        &json!({"deployment": "/r", "request": "GET /r/x", "token": token}),
+    );
+    assert_eq!(document["decision"], "allow", "{document}");
+}
