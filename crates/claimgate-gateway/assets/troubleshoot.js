@@ -335,7 +335,8 @@
       row.appendChild(statusCell);
       const what = el("td");
       what.appendChild(el("div", "mono", (request.method || "") + " " + (request.uri || "")));
-      what.appendChild(el("div", "muted", request.deployment || ""));
+      const reached = request.route && request.route !== request.uri ? " · route " + request.route : "";
+      what.appendChild(el("div", "muted", (request.deployment || "") + (request.route ? reached : " · no route")));
       row.appendChild(what);
       const checks = el("td");
       for (const check of request.checks || []) checks.appendChild(el("span", "tag", check));

@@ -365,10 +365,32 @@ fn recent_requests_hold_the_logged_records_and_never_the_token() {
         .collect();
     assert_eq!(ids[..2], [query_id.as_str(), id.as_str()], "{listed}");
     assert_eq!(refusals[1]["status"], 401);
+    assert_eq!(refusals[1]["route"], "/v1/private");
+    assert_eq!(refusals[0]["route"], "/q/query");
     assert!(refusals[1]["checks"]
         .as_array()
         .unwrap()
         .contains(&json!("aud")));
+
+    // A path no route has: listed with no route.
+    let nowhere = http
+        .get(format!("{}/v1/nowhere", gateway.base))
+        .send()
+        .unwrap();
+    assert_eq!(nowhere.status(), 404);
+    let nowhere_id = nowhere.headers()["opc-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    support::records(&gateway.access_log, &nowhere_id, 1);
+    let relisted: Value = http
+        .get(format!("{admin}/api/requests"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(relisted["requests"][0]["requestId"], nowhere_id.as_str());
+    assert!(relisted["requests"][0]["route"].is_null(), "{relisted}");
 
     // The token is in no answer of the admin listener, no log file, no metric.
     let query_document = http

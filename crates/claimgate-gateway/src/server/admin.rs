@@ -262,7 +262,7 @@ impl Gateway {
             "/troubleshoot.js" if get => asset("text/javascript; charset=utf-8", PAGE_JS),
             "/favicon.svg" | "/favicon.ico" if get => asset("image/svg+xml", FAVICON),
             "/api/deployments" if get => json_response(200, &self.deployments_document()),
-            "/api/requests" if get => json_response(200, &recent_refusals(&ui.recent)),
+            "/api/requests" if get => json_response(200, &self.recent_refusals(&ui.recent)),
             "/api/check" if method == Method::POST => self.api_check(request, ui).await,
             "/" | "/index.html" | "/troubleshoot.css" | "/troubleshoot.js" | "/favicon.svg"
             | "/favicon.ico" | "/api/deployments" | "/api/requests" => {
@@ -339,9 +339,32 @@ fn request_document(ui: &AdminUi, raw_id: &str) -> Response<Body> {
     )
 }
 
-/// `GET /api/requests`: the most recent refused requests (4xx and 5xx answers), newest first,
-/// each with its time, deployment, method, URI (as logged), status and failed checks.
-fn recent_refusals(recent: &RecentRequests) -> Value {
+impl Gateway {
+    /// `GET /api/requests`: the most recent refused requests (4xx and 5xx answers), newest
+    /// first, each with its time, deployment, method, URI (as logged), the route it reached
+    /// (in the deployments served now), status and failed checks.
+    fn recent_refusals(&self, recent: &RecentRequests) -> Value {
+        let state = self.state.load();
+        let route_of = |method: &str, uri: &str| -> Option<String> {
+            let path = uri.split('?').next().unwrap_or(uri);
+            let served = super::find(&state, path)?;
+            match claimgate_core::route::find(&served.deployment, method, path) {
+                claimgate_core::route::RouteMatch::Found { route, .. } => Some(format!(
+                    "{}{}",
+                    served.deployment.path_prefix.trim_end_matches('/'),
+                    route.path.as_str()
+                )),
+                _ => None,
+            }
+        };
+        recent_refusals(recent, &route_of)
+    }
+}
+
+fn recent_refusals(
+    recent: &RecentRequests,
+    route_of: &dyn Fn(&str, &str) -> Option<String>,
+) -> Value {
     let mut listed = Vec::new();
     recent.newest_first(|id, lines| {
         let records: Vec<Value> = lines
@@ -362,12 +385,15 @@ fn recent_refusals(recent: &RecentRequests) -> Value {
             .iter()
             .filter_map(|r| r["data"].get("check"))
             .collect();
+        let method = access["data"]["httpMethod"].as_str().unwrap_or("");
+        let uri = access["data"]["requestUri"].as_str().unwrap_or("");
         listed.push(json!({
             "requestId": id,
             "time": access["time"],
             "deployment": access["source"],
-            "method": access["data"]["httpMethod"],
-            "uri": access["data"]["requestUri"],
+            "method": method,
+            "uri": uri,
+            "route": route_of(method, uri),
             "status": status,
             "checks": checks,
         }));
