@@ -24,6 +24,7 @@ pub mod mtls;
 mod proxy;
 pub mod recent;
 mod respond;
+pub mod response_cache;
 mod server;
 pub mod shared;
 mod shared_limit;
