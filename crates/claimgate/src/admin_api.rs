@@ -46,8 +46,9 @@ struct CheckInput {
     headers: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     token: Option<String>,
+    /// RFC 3339, or seconds since 1970 (a number or a string), as `check --now` takes it.
     #[serde(default)]
-    now: Option<String>,
+    now: Option<Value>,
 }
 
 fn check(
@@ -79,7 +80,16 @@ fn check(
         request: input.request,
         // Placed by `Source::Served`: never read as @FILE or stdin.
         token: None,
-        now: input.now,
+        now: match input.now {
+            None | Some(Value::Null) => None,
+            Some(Value::String(text)) => Some(text),
+            Some(Value::Number(seconds)) => Some(seconds.to_string()),
+            Some(other) => {
+                return Err(InputError::new(format!(
+                    "\"now\" must be an RFC 3339 time or seconds since 1970, not {other}"
+                )))
+            }
+        },
         jwks: None,
         introspection: None,
         secrets: None,

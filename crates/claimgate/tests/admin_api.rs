@@ -100,6 +100,18 @@ fn api_check_is_exactly_check_output_json() {
         assert_eq!(status, 200, "{actual}");
         assert_eq!(actual, expected, "{request} {token:?}");
     }
+    // `now` as a number is the same moment.
+    let (_, as_number) = post_check(
+        &admin,
+        &json!({"deployment": "/v1", "request": "GET /v1/private", "token": good,
+                "now": at.parse::<i64>().unwrap(), "headers": {"X-Trace": "42"}}),
+    );
+    let (_, as_text) = post_check(
+        &admin,
+        &json!({"deployment": "/v1", "request": "GET /v1/private", "token": good,
+                "now": at, "headers": {"X-Trace": "42"}}),
+    );
+    assert_eq!(as_number, as_text);
     // By deploymentId and by label, too; a query-parameter deployment gets the token there.
     let (_, by_label) = post_check(
         &admin,
@@ -118,6 +130,7 @@ fn api_check_is_exactly_check_output_json() {
         json!({"request": "GET /v1/private"}),
         json!({"deployment": "/v1", "request": "nonsense"}),
         json!({"deployment": "/v1", "request": "GET /v1/private", "now": "yesterday"}),
+        json!({"deployment": "/v1", "request": "GET /v1/private", "now": [1]}),
         json!({"deployment": "/v1", "request": "GET /v1/private", "surprise": 1}),
         json!({"deployment": "/v1", "request": "GET /v1/private", "headers": {"Bad:Name": "x"}}),
         json!({"deployment": "/v1", "request": "GET /v1/private", "headers": {"X": "a\r\nb"}}),
