@@ -833,12 +833,15 @@ impl Gateway {
                     };
                     let gateway = self.clone();
                     let ui = ui.clone();
+                    // The address this client reached (the pod's, under `0.0.0.0`): a Host
+                    // naming it is the admin address.
+                    let local = stream.local_addr().ok();
                     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                         let gateway = gateway.clone();
                         let ui = ui.clone();
                         async move {
                             Ok::<_, std::convert::Infallible>(
-                                gateway.admin_or_ui(request, ui.as_deref()).await,
+                                gateway.admin_or_ui(request, ui.as_deref(), local).await,
                             )
                         }
                     });

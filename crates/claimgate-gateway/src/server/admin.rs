@@ -58,7 +58,8 @@ pub struct LoadedDeployment {
 #[derive(Debug, Clone)]
 pub struct AdminUi {
     pub api: Arc<dyn AdminApi>,
-    /// The admin listener's address: a `Host` naming it is accepted besides loopback names.
+    /// The admin listener's address: a `Host` naming it (or the address a connection reached,
+    /// when it listens on every interface) is accepted besides loopback names.
     pub address: SocketAddr,
     /// The recent requests' records (also handed to the log sinks).
     pub recent: Arc<RecentRequests>,
@@ -234,6 +235,7 @@ impl Gateway {
         &self,
         request: Request<Incoming>,
         ui: Option<&AdminUi>,
+        local: Option<SocketAddr>,
     ) -> Response<Body> {
         let path = request.uri().path();
         let Some(ui) = ui.filter(|_| !matches!(path, "/livez" | "/readyz" | "/metrics")) else {
@@ -243,7 +245,7 @@ impl Gateway {
             .headers()
             .get(header::HOST)
             .and_then(|h| h.to_str().ok());
-        if !host_allowed(host, ui.address) {
+        if !host_allowed(host, local.unwrap_or(ui.address)) {
             return harden(error_document(
                 403,
                 "the Host is neither the admin address nor a loopback name (DNS rebinding protection): open the page at http://127.0.0.1:PORT/ or http://localhost:PORT/",
