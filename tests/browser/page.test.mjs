@@ -115,6 +115,11 @@ try {
   check("a recent refusal opens with its diagnosis", detail.includes(refusedId) && detail.includes("aud") && detail.includes("fix"), detail);
   check("its records are shown", detail.includes("access"), detail);
   await page.screenshot({ path: join(shots, "page-recent.png"), fullPage: true });
+  // From the refusal back to the form: its method and path are filled in.
+  await page.fill("#path", "");
+  await page.click("#check-again");
+  const path = await page.inputValue("#path");
+  check("a refusal fills the form with its request", path === "/v1/private", path);
 
   // 5. Same origin only, and nothing went wrong in the console.
   check("no request to any other host", foreign.length === 0, foreign.join(", "));

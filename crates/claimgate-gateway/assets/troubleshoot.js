@@ -367,6 +367,29 @@
       return;
     }
     box.appendChild(el("h3", null, "Request " + id));
+    const access = (body.records || []).find((r) => (r.type || "").endsWith(".access"));
+    if (access && access.data && access.data.requestUri) {
+      const again = el("button", "secondary", "Check a token for this request");
+      again.type = "button";
+      again.id = "check-again";
+      again.addEventListener("click", () => {
+        const uri = String(access.data.requestUri);
+        const path = uri.split("?")[0];
+        const owner = deployments
+          .filter((d) => path === d.pathPrefix || path.startsWith(d.pathPrefix.replace(/\/$/, "") + "/"))
+          .sort((a, b) => b.pathPrefix.length - a.pathPrefix.length)[0];
+        if (owner) {
+          $("deployment").value = owner.pathPrefix;
+          showRoutes();
+        }
+        $("method").value = access.data.httpMethod || "GET";
+        // A credential parameter was logged as [redacted]: the user pastes the token below.
+        $("path").value = uri;
+        $("token").focus();
+        $("ask").scrollIntoView({ block: "start" });
+      });
+      box.appendChild(again);
+    }
     const diagnosis = body.diagnosis || [];
     if (diagnosis.length === 0) {
       box.appendChild(el("p", "muted", "No failed check was recorded for this request (see its records below)."));
