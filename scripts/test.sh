@@ -68,6 +68,14 @@ if [ ! -d tests/idp/node_modules/oidc-provider ]; then
   (cd tests/idp && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+# The troubleshooting page's browser test (crates/claimgate/tests/browser_page.rs) drives
+# Debian's chromium with playwright-core (which downloads no browser).
+[ -x /usr/bin/chromium ] || install_packages "the troubleshooting page's browser test (chromium)" chromium
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  echo "==> installing playwright-core (npm ci in tests/browser)"
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 # `openssl s_client` is the only client at hand that still offers TLS 1.0/1.1 (held.rs).
 command -v openssl >/dev/null || install_packages "the old-TLS refusal test (openssl s_client)" openssl
 # The multi-replica tests (cluster_smoke.rs and on) run a real Redis and a real load balancer.

@@ -217,6 +217,11 @@ impl DiscoveryPolicy {
         self.secret == secret
     }
 
+    /// The discovery URL.
+    pub fn uri(&self) -> &str {
+        &self.config.uri
+    }
+
     /// Whether the discovery document has been obtained.
     pub fn is_loaded(&self) -> bool {
         self.document.load().is_some()

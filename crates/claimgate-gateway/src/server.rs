@@ -1,6 +1,7 @@
 //! The gateway: accepts connections (HTTP/1.1 and h2c), finds the deployment and route, asks
 //! the core for a verdict with the keys at hand, enforces it, and writes OCI's logs.
 
+pub mod admin;
 mod custom;
 mod edge;
 mod phases;
@@ -804,6 +805,17 @@ impl Gateway {
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> std::io::Result<()> {
+        self.serve_admin_with(listener, shutdown, None).await
+    }
+
+    /// [`Gateway::serve_admin`], plus the troubleshooting page and its API when `ui` is given.
+    pub async fn serve_admin_with(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+        ui: Option<admin::AdminUi>,
+    ) -> std::io::Result<()> {
+        let ui = ui.map(Arc::new);
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(hyper_util::rt::TokioTimer::new())
@@ -820,9 +832,18 @@ impl Gateway {
                         }
                     };
                     let gateway = self.clone();
+                    let ui = ui.clone();
+                    // The address this client reached (the pod's, under `0.0.0.0`): a Host
+                    // naming it is the admin address.
+                    let local = stream.local_addr().ok();
                     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                         let gateway = gateway.clone();
-                        async move { Ok::<_, std::convert::Infallible>(gateway.admin(&request)) }
+                        let ui = ui.clone();
+                        async move {
+                            Ok::<_, std::convert::Infallible>(
+                                gateway.admin_or_ui(request, ui.as_deref(), local).await,
+                            )
+                        }
                     });
                     let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
                     tokio::spawn(async move {
