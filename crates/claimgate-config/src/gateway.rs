@@ -9,6 +9,7 @@
 
 use crate::deployment::MAX_FILE_BYTES;
 use crate::reader::{read_back, read_kind, spelled_kebab, Cx, Diagnostic, Field, Obj, Rejected};
+use crate::resource::INERT_MEMBERS;
 use crate::secrets::Secrets;
 use claimgate_jose::json;
 use serde_json::Value;
@@ -104,20 +105,9 @@ const IGNORED_MEMBERS: &[&str] = &[
     "ipAddresses",
 ];
 
-/// Members that say nothing about behaviour: read back, never used, never warned about.
-const METADATA_MEMBERS: &[&str] = &[
-    "id",
-    "displayName",
-    "compartmentId",
-    "lifecycleState",
-    "lifecycleDetails",
-    "timeCreated",
-    "timeUpdated",
-    "locks",
-    "freeformTags",
-    "definedTags",
-    "systemTags",
-];
+/// The members every resource has besides [`INERT_MEMBERS`]; `id` and `displayName` are read
+/// for messages, the lifecycle is not judged for a gateway.
+const HEADER_MEMBERS: &[&str] = &["id", "displayName", "lifecycleState"];
 
 /// Reads a gateway file; every problem is reported at once, with its path. Secrets named by
 /// `responseCacheDetails` are resolved from `secrets` (errors name the id, never a value).
@@ -203,10 +193,12 @@ fn read_gateway(cx: &mut Cx, field: &Field<'_>, secrets: Option<&Secrets>) -> Op
             ),
         );
     }
-    obj.ignore(METADATA_MEMBERS);
+    obj.ignore(HEADER_MEMBERS);
+    obj.ignore(INERT_MEMBERS);
     let mut known = vec!["responseCacheDetails"];
     known.extend_from_slice(IGNORED_MEMBERS);
-    known.extend_from_slice(METADATA_MEMBERS);
+    known.extend_from_slice(HEADER_MEMBERS);
+    known.extend_from_slice(INERT_MEMBERS);
     obj.finish(cx, &known);
     Some(Gateway {
         id,

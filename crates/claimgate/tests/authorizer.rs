@@ -1063,8 +1063,13 @@ fn request_body_is_given_to_the_function_and_still_reaches_the_backend() {
     };
     let found = records(&gateway.execution_log, &id, 1);
     assert!(
-        found.iter().any(|r| r["data"]["code"] == "request.bodyInvalid"
-            && r["data"]["message"].as_str().unwrap().contains("request.body")),
+        found
+            .iter()
+            .any(|r| r["data"]["code"] == "request.bodyInvalid"
+                && r["data"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("request.body")),
         "{found:?}"
     );
     assert_eq!(seen.calls(), 1);
