@@ -28,7 +28,6 @@ use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::BodyExt as _;
 use prometheus_client::metrics::counter::Counter;
 use serde_json::json;
-use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -37,6 +36,9 @@ use std::time::Duration;
 
 /// The header every answer that reached the lookup carries (as OCI).
 pub(crate) const CACHE_STATUS: HeaderName = HeaderName::from_static("x-cache-status");
+
+/// The obsolete cookie header (RFC 2965): an answer with it is never stored, as with `Set-Cookie`.
+const SET_COOKIE2: HeaderName = HeaderName::from_static("set-cookie2");
 
 /// OCI's largest cached response (service limits: 50 MB).
 pub(crate) const MAX_STORED_BODY: usize = 50 * 1024 * 1024;
@@ -472,7 +474,10 @@ impl ResponseCache {
             ));
             return response;
         }
-        if response.headers().contains_key(header::SET_COOKIE) {
+        // `Set-Cookie2` (RFC 2965) is obsolete, but a client that still reads it gets a cookie.
+        if response.headers().contains_key(header::SET_COOKIE)
+            || response.headers().contains_key(SET_COOKIE2)
+        {
             refused("the answer sets a cookie (Set-Cookie)".into());
             return response;
         }
@@ -552,16 +557,15 @@ fn cache_key(store: &SharedState, request: &CacheRequest<'_>, additions: &[Templ
     field(request.method.as_str().as_bytes());
     field(request.path.as_bytes());
     for addition in additions {
-        match addition_value(request, addition) {
-            // An absent value is a zero-length marker with no length after it: it cannot be
-            // made by any present value, empty or not.
-            None => digest.update(&[0]),
-            Some(value) => {
-                digest.update(&[1]);
-                digest.update(&(value.len() as u64).to_be_bytes());
-                digest.update(value.as_bytes());
-            }
-        }
+        // Each value is a marker and its length before it; the addition ends with another
+        // marker. An absent variable has no value, so it differs from an empty one, and two
+        // values (repeated header lines or parameters) differ from one that contains ", ".
+        addition_values(request, addition, |value| {
+            digest.update(&[VALUE]);
+            digest.update(&(value.len() as u64).to_be_bytes());
+            digest.update(value);
+        });
+        digest.update(&[END]);
     }
     let hash = digest.finish();
     let mut hex = [0u8; 64];
@@ -576,49 +580,51 @@ fn cache_key(store: &SharedState, request: &CacheRequest<'_>, additions: &[Templ
     )
 }
 
-/// The value of one `cacheKeyAdditions` entry; `None` when the variable is absent from the
-/// request (an absent header is not an empty one).
-fn addition_value<'r>(request: &CacheRequest<'r>, template: &Template) -> Option<Cow<'r, str>> {
+/// In the key: a value of a key addition follows.
+const VALUE: u8 = 1;
+/// In the key: a key addition's values end.
+const END: u8 = 0;
+
+/// Gives each value of one `cacheKeyAdditions` entry to `value`, none when the variable is
+/// absent from the request. The key must tell apart whatever the backend can tell apart:
+/// every line of a header, and every parameter whose name decodes to the wanted one (any
+/// case), in order; a backend that decodes `%6Cang` or reads the last `lang` would otherwise
+/// answer one request and have it stored under another's key.
+fn addition_values(request: &CacheRequest<'_>, template: &Template, mut value: impl FnMut(&[u8])) {
     let [TemplatePart::Variable(variable)] = template.parts() else {
-        return Some(Cow::Owned(request.context.expand(template)));
+        return value(request.context.expand(template).as_bytes());
     };
     let key = variable.key.as_deref().unwrap_or("");
     match variable.table {
         ContextTable::Headers => {
-            let mut values = request.headers.get_all(key).iter();
-            let first = values.next()?;
-            let first = String::from_utf8_lossy(first.as_bytes());
-            // Several values of one header are one list (RFC 9110 §5.3).
-            let rest: Vec<Cow<'_, str>> = values
-                .map(|v| String::from_utf8_lossy(v.as_bytes()))
-                .collect();
-            if rest.is_empty() {
-                Some(first)
-            } else {
-                let mut all = first.into_owned();
-                for value in rest {
-                    all.push_str(", ");
-                    all.push_str(&value);
-                }
-                Some(Cow::Owned(all))
+            for line in request.headers.get_all(key) {
+                value(line.as_bytes());
             }
         }
-        ContextTable::Query => request.query?.split('&').find_map(|pair| {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (name == key).then_some(Cow::Borrowed(value))
-        }),
-        ContextTable::Host => request
-            .headers
-            .get(header::HOST)
-            .map(|v| String::from_utf8_lossy(v.as_bytes())),
-        ContextTable::Auth if variable.sub_key.is_none() => request
-            .context
-            .claims
-            .and_then(|claims| claims.get(key))
-            .map(|value| Cow::Owned(claimgate_core::claim_text(&value))),
-        _ => Some(request.context.variable(variable))
-            .filter(|value| !value.is_empty())
-            .map(Cow::Owned),
+        ContextTable::Query => {
+            for pair in request.query.into_iter().flat_map(|q| q.split('&')) {
+                let (name, raw) = pair.split_once('=').unwrap_or((pair, ""));
+                if claimgate_core::path::query_name_is(name, key) {
+                    value(raw.as_bytes());
+                }
+            }
+        }
+        ContextTable::Host => {
+            if let Some(host) = request.headers.get(header::HOST) {
+                value(host.as_bytes());
+            }
+        }
+        ContextTable::Auth if variable.sub_key.is_none() => {
+            if let Some(claim) = request.context.claims.and_then(|claims| claims.get(key)) {
+                value(claimgate_core::claim_text(&claim).as_bytes());
+            }
+        }
+        _ => {
+            let text = request.context.variable(variable);
+            if !text.is_empty() {
+                value(text.as_bytes());
+            }
+        }
     }
 }
 

@@ -1,0 +1,369 @@
+//! An attacker's review of the response cache (SPEC.md "Response caching"): a real
+//! `redis-server`, a raw HTTP/1.1 backend that can misbehave (cut bodies, `Connection`-named
+//! headers, obsolete cookies) and the gateway between them. Each test names what it attacks.
+
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+mod support;
+
+use support::cluster::Redis;
+use support::*;
+
+const PASSWORD: &str = "review-pass-1";
+const SECRET_ID: &str = "ocid1.vaultsecret.oc1..review";
+
+/// A raw backend: counts requests and answers by path.
+/// - `/cut`: declares 100 bytes, sends 50, closes.
+/// - `/cut-chunked`: one chunk, then closes without the last chunk.
+/// - `/hop`: `Connection: close, x-hop-secret` with an `X-Hop-Secret` header.
+/// - `/cookie2`: `Set-Cookie2`.
+/// - anything else: the request target it received, and `call <n>`.
+struct Backend {
+    addr: std::net::SocketAddr,
+    calls: Arc<AtomicUsize>,
+}
+
+impl Backend {
+    fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { break };
+                let counter = counter.clone();
+                std::thread::spawn(move || {
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).is_err() {
+                        return;
+                    }
+                    let mut header = String::new();
+                    while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                        header.clear();
+                    }
+                    let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                    let target = line.split(' ').nth(1).unwrap_or("").to_owned();
+                    let path = target.split('?').next().unwrap_or("").to_owned();
+                    let answer = match path.as_str() {
+                        "/cut" => format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{}",
+                            "c".repeat(50)
+                        ),
+                        "/cut-chunked" => {
+                            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n"
+                                .to_owned()
+                        }
+                        "/hop" => {
+                            let body = format!("hop call {n}");
+                            format!(
+                                "HTTP/1.1 200 OK\r\nconnection: close, X-Hop-Secret\r\nx-hop-secret: internal\r\ncontent-length: {}\r\n\r\n{body}",
+                                body.len()
+                            )
+                        }
+                        "/cookie2" => {
+                            let body = format!("cookie2 call {n}");
+                            format!(
+                                "HTTP/1.1 200 OK\r\nset-cookie2: session=abc; Version=1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+                                body.len()
+                            )
+                        }
+                        _ => {
+                            let body = format!("{target} call {n}");
+                            format!(
+                                "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+                                body.len()
+                            )
+                        }
+                    };
+                    let _ = stream.write_all(answer.as_bytes());
+                    let _ = stream.flush();
+                    // Closing cuts whatever was declared and not sent.
+                });
+            }
+        });
+        Self { addr, calls }
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+fn route(backend: &Backend, name: &str, lookup: Value) -> Value {
+    let mut policy = json!({"type": "SIMPLE_LOOKUP_POLICY"});
+    for (k, v) in lookup.as_object().unwrap() {
+        policy[k] = v.clone();
+    }
+    json!({
+        "path": format!("/{name}"), "methods": ["GET", "HEAD"],
+        "requestPolicies": {"responseCacheLookup": policy},
+        "responsePolicies": {"responseCacheStore": {"type": "FIXED_TTL_STORE_POLICY", "timeToLiveInSeconds": 60}},
+        "backend": {"type": "HTTP_BACKEND", "url": format!("http://{}/{name}", backend.addr)}
+    })
+}
+
+fn start(redis: &Redis, routes: Vec<Value>) -> Gateway {
+    let deployment = json!({"id": "ocid1.apideployment.oc1..review", "displayName": "review",
+        "pathPrefix": "/v1", "specification": {"routes": routes}});
+    let gateway = json!({"compartmentId": "ocid1.compartment.oc1..x", "displayName": "gw",
+        "responseCacheDetails": {"type": "EXTERNAL_RESP_CACHE",
+            "servers": [{"host": "127.0.0.1", "port": redis.port()}],
+            "authenticationSecretId": SECRET_ID, "authenticationSecretVersionNumber": 1,
+            "connectTimeoutInMs": 500, "readTimeoutInMs": 1000, "sendTimeoutInMs": 500}});
+    let mut secrets = serde_json::Map::new();
+    secrets.insert(
+        SECRET_ID.to_owned(),
+        json!({"1": json!({"password": PASSWORD}).to_string()}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let gateway_path = dir.path().join("gateway.json");
+    std::fs::write(&gateway_path, gateway.to_string()).unwrap();
+    let secrets_path = dir.path().join("secrets.json");
+    std::fs::write(&secrets_path, Value::Object(secrets).to_string()).unwrap();
+    let files = write_deployments(dir.path(), &[deployment]);
+    let args = [
+        "--gateway",
+        &gateway_path.to_string_lossy(),
+        "--secrets",
+        &secrets_path.to_string_lossy(),
+    ]
+    .map(str::to_owned);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let gateway = start_gateway_on(dir, &files, true, &args);
+    wait_for_code(&gateway, "sharedState.connected");
+    gateway
+}
+
+fn wait_for_code(gateway: &Gateway, code: &str) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found: Vec<Value> = std::fs::read_to_string(&gateway.execution_log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|r| r["data"]["code"] == code)
+            .collect();
+        if !found.is_empty() || Instant::now() > deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The `responseCache.*` codes of one request, once `at_least` are written.
+fn cache_codes(gateway: &Gateway, request_id: &str, at_least: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let codes: Vec<String> = records(&gateway.execution_log, request_id, 0)
+            .iter()
+            .filter_map(|r| r["data"]["code"].as_str())
+            .filter(|c| c.starts_with("responseCache."))
+            .map(str::to_owned)
+            .collect();
+        if codes.len() >= at_least || Instant::now() > deadline {
+            return codes;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    cache: Option<String>,
+    body: String,
+    request_id: String,
+    headers: HashMap<String, String>,
+}
+
+fn get(gateway: &Gateway, path: &str) -> Answer {
+    let response = client()
+        .get(format!("{}{path}", gateway.base))
+        .send()
+        .unwrap();
+    let headers: HashMap<String, String> = response
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or("?").to_owned()))
+        .collect();
+    Answer {
+        status: response.status().as_u16(),
+        cache: headers.get("x-cache-status").cloned(),
+        request_id: headers.get("opc-request-id").cloned().unwrap_or_default(),
+        body: response.text().unwrap_or_default(),
+        headers,
+    }
+}
+
+/// A miss whose answer was stored (or, with `stored` false, whose storing was aborted).
+fn settled_miss(gateway: &Gateway, path: &str, stored: bool) -> Answer {
+    let answer = get(gateway, path);
+    assert_eq!(answer.cache.as_deref(), Some("MISS"), "{path}: {answer:?}");
+    let codes = cache_codes(gateway, &answer.request_id, 2);
+    let wanted = if stored {
+        "responseCache.backendResponseStoredInCache"
+    } else {
+        "responseCache.backendResponseStorageAborted"
+    };
+    assert!(codes.iter().any(|c| c == wanted), "{path}: {codes:?}");
+    answer
+}
+
+/// Key additions from the query see what the backend sees: a parameter whose name is
+/// percent-encoded, and every value of a repeated one. Before, the key read the first value of
+/// the name as written only, so `?%6Cang=fr` was stored under "no lang" and `?lang=en&lang=fr`
+/// under `lang=en`, and a backend that decodes names or reads the last value poisoned the
+/// entry other clients get.
+#[test]
+fn query_key_additions_cannot_be_cloaked_by_encoding_or_repetition() {
+    let Some(redis) = Redis::start(
+        "query_key_additions_cannot_be_cloaked_by_encoding_or_repetition",
+        Some(PASSWORD),
+    ) else {
+        return;
+    };
+    let backend = Backend::start();
+    let gateway = start(
+        &redis,
+        vec![route(
+            &backend,
+            "page",
+            json!({"cacheKeyAdditions": ["request.query[lang]"]}),
+        )],
+    );
+    // The attacker's requests are stored under keys of their own...
+    settled_miss(&gateway, "/v1/page?%6Cang=fr", true);
+    settled_miss(&gateway, "/v1/page?lang=en&lang=fr", true);
+    // ...so the victims' plain requests are not answered with them.
+    let plain = get(&gateway, "/v1/page");
+    assert_eq!(plain.cache.as_deref(), Some("MISS"), "{plain:?}");
+    let en = get(&gateway, "/v1/page?lang=en");
+    assert_eq!(en.cache.as_deref(), Some("MISS"), "{en:?}");
+    assert_eq!(en.body, "/page?lang=en call 4");
+    // The same request again is a hit: the key is stable.
+    cache_codes(&gateway, &en.request_id, 2);
+    let again = get(&gateway, "/v1/page?lang=en");
+    assert_eq!(
+        (again.cache.as_deref(), again.body.as_str()),
+        (Some("HIT"), "/page?lang=en call 4")
+    );
+    assert_eq!(backend.calls(), 4);
+}
+
+/// Header key additions keep repeated values apart from one value that contains the separator:
+/// `Accept-Language: en, fr` in one line is not two lines `en` and `fr` (a backend reading the
+/// first line answers `en` for the second).
+#[test]
+fn header_key_additions_keep_repeated_lines_apart_from_one_list() {
+    let Some(redis) = Redis::start(
+        "header_key_additions_keep_repeated_lines_apart_from_one_list",
+        Some(PASSWORD),
+    ) else {
+        return;
+    };
+    let backend = Backend::start();
+    let gateway = start(
+        &redis,
+        vec![route(
+            &backend,
+            "page",
+            json!({"cacheKeyAdditions": ["request.headers[X-Variant]"]}),
+        )],
+    );
+    let two_lines = client()
+        .get(format!("{}/v1/page", gateway.base))
+        .header("x-variant", "en")
+        .header("x-variant", "fr")
+        .send()
+        .unwrap();
+    assert_eq!(two_lines.headers()["x-cache-status"], "MISS");
+    let id = two_lines.headers()["opc-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let _ = two_lines.text();
+    assert!(cache_codes(&gateway, &id, 2)
+        .contains(&"responseCache.backendResponseStoredInCache".to_owned()));
+    let one_line = client()
+        .get(format!("{}/v1/page", gateway.base))
+        .header("x-variant", "en, fr")
+        .send()
+        .unwrap();
+    assert_eq!(one_line.headers()["x-cache-status"], "MISS");
+    assert_eq!(backend.calls(), 2);
+}
+
+/// A body the backend cut short (declared length, or chunked without its last chunk) is never
+/// stored as if complete.
+#[test]
+fn a_body_cut_by_the_backend_is_never_stored() {
+    let Some(redis) = Redis::start("a_body_cut_by_the_backend_is_never_stored", Some(PASSWORD))
+    else {
+        return;
+    };
+    let backend = Backend::start();
+    let gateway = start(
+        &redis,
+        vec![
+            route(&backend, "cut", json!({})),
+            route(&backend, "cut-chunked", json!({})),
+        ],
+    );
+    for path in ["/v1/cut", "/v1/cut-chunked"] {
+        // The client sees a broken body (reqwest reports it); the gateway stores nothing.
+        let response = client()
+            .get(format!("{}{path}", gateway.base))
+            .send()
+            .unwrap();
+        assert_eq!(response.headers()["x-cache-status"], "MISS");
+        let id = response.headers()["opc-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(response.bytes().is_err(), "{path}: the body was cut");
+        let codes = cache_codes(&gateway, &id, 2);
+        assert_eq!(
+            codes,
+            [
+                "responseCache.lookupResultNotFound",
+                "responseCache.backendResponseStorageAborted"
+            ],
+            "{path}"
+        );
+    }
+    assert!(redis.keys("claimgate:rc:*").is_empty());
+    let again = client()
+        .get(format!("{}/v1/cut", gateway.base))
+        .send()
+        .unwrap();
+    assert_eq!(again.headers()["x-cache-status"], "MISS");
+    assert_eq!(backend.calls(), 3);
+}
+
+/// `Set-Cookie2` (RFC 2965, obsolete but still a cookie) keeps an answer out of the cache like
+/// `Set-Cookie` does.
+#[test]
+fn an_answer_setting_an_obsolete_cookie_is_not_stored() {
+    let Some(redis) = Redis::start(
+        "an_answer_setting_an_obsolete_cookie_is_not_stored",
+        Some(PASSWORD),
+    ) else {
+        return;
+    };
+    let backend = Backend::start();
+    let gateway = start(&redis, vec![route(&backend, "cookie2", json!({}))]);
+    let first = settled_miss(&gateway, "/v1/cookie2", false);
+    assert_eq!(first.body, "cookie2 call 1");
+    let second = get(&gateway, "/v1/cookie2");
+    assert_eq!(second.cache.as_deref(), Some("MISS"));
+    assert_eq!(second.body, "cookie2 call 2");
+    assert!(redis.keys("claimgate:rc:*").is_empty());
+}
