@@ -339,6 +339,25 @@ pub(crate) fn backend_request(
 /// otherwise make the server answer an HTTP/1.1 client `HTTP/1.0` and close its connection;
 /// with the default version the server speaks the client's protocol, as for its own answers.
 pub(crate) fn relay_response(mut response: Response<Body>) -> Response<Body> {
+    // Headers the backend's `Connection` names are hop-by-hop too (RFC 9110 §7.6.1): they are
+    // meant for the gateway, never for the client (nor for the response cache).
+    let named: Vec<HeaderName> = response
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        // `close` and `keep-alive` (the usual values) cost nothing here.
+        .filter(|name| {
+            !name.eq_ignore_ascii_case("close")
+                && !HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+        })
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+        .collect();
+    for name in named {
+        response.headers_mut().remove(name);
+    }
     for name in HOP_BY_HOP.iter().filter(|n| **n != "host") {
         response.headers_mut().remove(*name);
     }

@@ -348,6 +348,35 @@ fn a_body_cut_by_the_backend_is_never_stored() {
     assert_eq!(backend.calls(), 3);
 }
 
+/// Headers the backend's `Connection` names are hop-by-hop (RFC 9110 §7.6.1): never relayed to
+/// the client, so never stored and replayed either.
+#[test]
+fn headers_named_by_the_backends_connection_are_neither_relayed_nor_stored() {
+    let Some(redis) = Redis::start(
+        "headers_named_by_the_backends_connection_are_neither_relayed_nor_stored",
+        Some(PASSWORD),
+    ) else {
+        return;
+    };
+    let backend = Backend::start();
+    let gateway = start(&redis, vec![route(&backend, "hop", json!({}))]);
+    let miss = settled_miss(&gateway, "/v1/hop", true);
+    assert_eq!(miss.status, 200);
+    assert!(
+        !miss.headers.contains_key("x-hop-secret"),
+        "{:?}",
+        miss.headers
+    );
+    let hit = get(&gateway, "/v1/hop");
+    assert_eq!(hit.cache.as_deref(), Some("HIT"));
+    assert!(
+        !hit.headers.contains_key("x-hop-secret"),
+        "{:?}",
+        hit.headers
+    );
+    assert_eq!(hit.body, "hop call 1");
+}
+
 /// `Set-Cookie2` (RFC 2965, obsolete but still a cookie) keeps an answer out of the cache like
 /// `Set-Cookie` does.
 #[test]
