@@ -43,6 +43,13 @@ const SET_COOKIE2: HeaderName = HeaderName::from_static("set-cookie2");
 /// OCI's largest cached response (service limits: 50 MB).
 pub(crate) const MAX_STORED_BODY: usize = 50 * 1024 * 1024;
 
+/// The most the status and headers of a stored answer may take (encoded): far above what the
+/// backend client accepts in a response head.
+const MAX_STORED_HEAD: usize = 1024 * 1024;
+
+/// The largest value the cache writes, and so the most a lookup reads.
+const MAX_STORED_VALUE: usize = MAX_STORED_HEAD + 4 + MAX_STORED_BODY;
+
 /// The first byte of every stored value; anything else is not read.
 const FORMAT_VERSION: u8 = 1;
 
@@ -407,7 +414,10 @@ impl ResponseCache {
                 ttl: Duration::from_secs(u64::from(s.time_to_live_seconds)),
             })
         };
-        match store.fetch(Operation::ResponseCache, &key).await {
+        match store
+            .fetch_at_most(Operation::ResponseCache, &key, MAX_STORED_VALUE)
+            .await
+        {
             Err(cause) => {
                 aborted(&format!("the cache server did not answer: {cause}"));
                 Looked::Bypass
@@ -422,6 +432,12 @@ impl ResponseCache {
                         "No cached response for the request.",
                     ),
                 );
+                miss(pending(store))
+            }
+            Ok(Fetched::TooLarge(bound)) => {
+                aborted(&format!(
+                    "the cached value is larger than the {bound} bytes claimgate writes at most (ignored)"
+                ));
                 miss(pending(store))
             }
             Ok(Fetched::Unsealed) => {
@@ -490,6 +506,13 @@ impl ResponseCache {
             }
         }
         let head = encode_head(status, response.headers());
+        if head.len() > MAX_STORED_HEAD {
+            refused(format!(
+                "the headers take {} bytes, above the {MAX_STORED_HEAD} cached at most",
+                head.len()
+            ));
+            return response;
+        }
         let filling = Filling {
             head,
             chunks: Vec::new(),

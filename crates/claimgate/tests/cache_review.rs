@@ -396,3 +396,46 @@ fn an_answer_setting_an_obsolete_cookie_is_not_stored() {
     assert_eq!(second.body, "cookie2 call 2");
     assert!(redis.keys("claimgate:rc:*").is_empty());
 }
+
+/// A value in the cache server far larger than anything the gateway stores (whoever can write
+/// to Redis can put one there) is not read in full on every request: at most what a stored
+/// answer can be is read, the entry is ignored, and the next answer replaces it.
+#[test]
+fn a_huge_value_in_the_cache_server_is_not_read_in_full() {
+    let Some(redis) = Redis::start(
+        "a_huge_value_in_the_cache_server_is_not_read_in_full",
+        Some(PASSWORD),
+    ) else {
+        return;
+    };
+    let backend = Backend::start();
+    let gateway = start(&redis, vec![route(&backend, "page", json!({}))]);
+    settled_miss(&gateway, "/v1/page", true);
+    let keys = redis.keys("claimgate:rc:*");
+    assert_eq!(keys.len(), 1);
+    // 200 MB of zeros at the entry's key.
+    assert_eq!(
+        redis.cmd(&["SETRANGE", &keys[0], "200000000", "x"]),
+        "200000001"
+    );
+    let answer = get(&gateway, "/v1/page");
+    assert_eq!(
+        (answer.status, answer.cache.as_deref()),
+        (200, Some("MISS")),
+        "{answer:?}"
+    );
+    let causes: Vec<String> = records(&gateway.execution_log, &answer.request_id, 1)
+        .iter()
+        .filter(|r| r["data"]["code"] == "responseCache.lookupAborted")
+        .map(|r| r["data"]["cause"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(causes.len(), 1, "{causes:?}");
+    assert!(causes[0].contains("larger than"), "{causes:?}");
+    // The answer replaced the oversized entry.
+    cache_codes(&gateway, &answer.request_id, 3);
+    let hit = get(&gateway, "/v1/page");
+    assert_eq!(
+        (hit.cache.as_deref(), hit.body.as_str()),
+        (Some("HIT"), "/page call 2")
+    );
+}
