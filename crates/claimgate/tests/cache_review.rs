@@ -110,9 +110,16 @@ fn route(backend: &Backend, name: &str, lookup: Value) -> Value {
     })
 }
 
+const DEPLOYMENT_ID: &str = "ocid1.apideployment.oc1..review";
+
 fn start(redis: &Redis, routes: Vec<Value>) -> Gateway {
-    let deployment = json!({"id": "ocid1.apideployment.oc1..review", "displayName": "review",
+    let deployment = json!({"id": DEPLOYMENT_ID, "displayName": "review",
         "pathPrefix": "/v1", "specification": {"routes": routes}});
+    start_with(redis, deployment, &[])
+}
+
+/// The gateway serving `deployment` with the cache on `redis`, plus `extra` arguments.
+fn start_with(redis: &Redis, deployment: Value, extra: &[String]) -> Gateway {
     let gateway = json!({"compartmentId": "ocid1.compartment.oc1..x", "displayName": "gw",
         "responseCacheDetails": {"type": "EXTERNAL_RESP_CACHE",
             "servers": [{"host": "127.0.0.1", "port": redis.port()}],
@@ -136,7 +143,7 @@ fn start(redis: &Redis, routes: Vec<Value>) -> Gateway {
         &secrets_path.to_string_lossy(),
     ]
     .map(str::to_owned);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let args: Vec<&str> = args.iter().chain(extra).map(String::as_str).collect();
     let gateway = start_gateway_on(dir, &files, true, &args);
     wait_for_code(&gateway, "sharedState.connected");
     gateway
@@ -185,10 +192,15 @@ struct Answer {
 }
 
 fn get(gateway: &Gateway, path: &str) -> Answer {
-    let response = client()
-        .get(format!("{}{path}", gateway.base))
-        .send()
-        .unwrap();
+    get_with(gateway, path, &[])
+}
+
+fn get_with(gateway: &Gateway, path: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut request = client().get(format!("{}{path}", gateway.base));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().unwrap();
     let headers: HashMap<String, String> = response
         .headers()
         .iter()
@@ -438,4 +450,84 @@ fn a_huge_value_in_the_cache_server_is_not_read_in_full() {
         (hit.cache.as_deref(), hit.body.as_str()),
         (Some("HIT"), "/page call 2")
     );
+}
+
+/// A cached answer is never a way around the phases before the lookup: with private caching on
+/// (so the usage plan's token does not bypass the cache), a request failing validation is 400,
+/// an unknown client 403, and once the quota is spent a request whose answer is cached is 429;
+/// every hit counts toward the quota like the miss did.
+#[test]
+fn a_hit_still_passes_usage_plans_and_validation_and_counts_toward_the_quota() {
+    let Some(redis) = Redis::start(
+        "a_hit_still_passes_usage_plans_and_validation_and_counts_toward_the_quota",
+        Some(PASSWORD),
+    ) else {
+        return;
+    };
+    let backend = Backend::start();
+    let mut cached = route(
+        &backend,
+        "page",
+        json!({"isPrivateCachingEnabled": true, "cacheKeyAdditions": ["request.headers[X-Client]"]}),
+    );
+    cached["requestPolicies"]["headerValidations"] = json!({"validationMode": "ENFORCING",
+        "headers": [{"name": "X-Trace", "required": true}]});
+    let deployment = json!({"id": DEPLOYMENT_ID, "displayName": "review", "pathPrefix": "/v1",
+        "specification": {
+            "requestPolicies": {"usagePlans": {"tokenLocations": ["request.headers[X-Client]"]}},
+            "routes": [cached]}});
+    let dir = tempfile::tempdir().unwrap();
+    let plans = dir.path().join("plans.json");
+    std::fs::write(
+        &plans,
+        json!({"id": "ocid1.usageplan.p", "displayName": "p", "lifecycleState": "ACTIVE",
+            "entitlements": [{"name": "e",
+                "quota": {"value": 4, "unit": "DAY", "resetPolicy": "CALENDAR", "operationOnBreach": "REJECT"},
+                "targets": [{"deploymentId": DEPLOYMENT_ID}]}]})
+        .to_string(),
+    )
+    .unwrap();
+    let subscribers = dir.path().join("subscribers.json");
+    std::fs::write(
+        &subscribers,
+        json!({"id": "ocid1.subscriber.s", "displayName": "s", "lifecycleState": "ACTIVE",
+            "clients": [{"name": "c", "token": "client-token-k"}], "usagePlans": ["ocid1.usageplan.p"]})
+        .to_string(),
+    )
+    .unwrap();
+    let gateway = start_with(
+        &redis,
+        deployment,
+        &[
+            "--usage-plans".into(),
+            plans.to_string_lossy().into_owned(),
+            "--subscribers".into(),
+            subscribers.to_string_lossy().into_owned(),
+        ],
+    );
+    let good = [("x-client", "client-token-k"), ("x-trace", "1")];
+    // 1 of the quota: a miss, stored.
+    let miss = get_with(&gateway, "/v1/page", &good);
+    assert_eq!((miss.status, miss.cache.as_deref()), (200, Some("MISS")));
+    cache_codes(&gateway, &miss.request_id, 2);
+    // 2: a hit.
+    let hit = get_with(&gateway, "/v1/page", &good);
+    assert_eq!((hit.status, hit.cache.as_deref()), (200, Some("HIT")));
+    assert_eq!(hit.body, miss.body);
+    // 3: the validation refuses it before the lookup (a 4xx counts toward the quota).
+    let invalid = get_with(&gateway, "/v1/page", &[("x-client", "client-token-k")]);
+    assert_eq!((invalid.status, invalid.cache), (400, None));
+    // An unknown client: refused by the usage plan, uncounted, never looked up.
+    let stranger = get_with(
+        &gateway,
+        "/v1/page",
+        &[("x-client", "nope"), ("x-trace", "1")],
+    );
+    assert_eq!((stranger.status, stranger.cache), (403, None));
+    // 4: another hit, then the quota is spent: 429 although the answer is cached.
+    let hit = get_with(&gateway, "/v1/page", &good);
+    assert_eq!((hit.status, hit.cache.as_deref()), (200, Some("HIT")));
+    let spent = get_with(&gateway, "/v1/page", &good);
+    assert_eq!((spent.status, spent.cache.as_deref()), (429, None), "{spent:?}");
+    assert_eq!(backend.calls(), 1);
 }
