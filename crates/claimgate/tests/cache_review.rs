@@ -22,6 +22,7 @@ const SECRET_ID: &str = "ocid1.vaultsecret.oc1..review";
 /// - `/cut-chunked`: one chunk, then closes without the last chunk.
 /// - `/hop`: `Connection: close, x-hop-secret` with an `X-Hop-Secret` header.
 /// - `/cookie2`: `Set-Cookie2`.
+/// - `/slow`: 400 of 700 kB, then the rest 3 s later; `/big`: 700 kB at once.
 /// - anything else: the request target it received, and `call <n>`.
 struct Backend {
     addr: std::net::SocketAddr,
@@ -52,6 +53,19 @@ impl Backend {
                     let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
                     let target = line.split(' ').nth(1).unwrap_or("").to_owned();
                     let path = target.split('?').next().unwrap_or("").to_owned();
+                    if path == "/slow" {
+                        // 400 kB of 700 kB, then a pause long enough for the client to leave.
+                        let _ = stream.write_all(
+                            format!(
+                                "HTTP/1.1 200 OK\r\ncontent-length: 700000\r\n\r\n{}",
+                                "s".repeat(400_000)
+                            )
+                            .as_bytes(),
+                        );
+                        std::thread::sleep(Duration::from_secs(3));
+                        let _ = stream.write_all("s".repeat(300_000).as_bytes());
+                        return;
+                    }
                     let answer = match path.as_str() {
                         "/cut" => format!(
                             "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{}",
@@ -68,6 +82,10 @@ impl Backend {
                                 body.len()
                             )
                         }
+                        "/big" => format!(
+                            "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 700000\r\n\r\n{}",
+                            "b".repeat(700_000)
+                        ),
                         "/cookie2" => {
                             let body = format!("cookie2 call {n}");
                             format!(
@@ -528,6 +546,69 @@ fn a_hit_still_passes_usage_plans_and_validation_and_counts_toward_the_quota() {
     let hit = get_with(&gateway, "/v1/page", &good);
     assert_eq!((hit.status, hit.cache.as_deref()), (200, Some("HIT")));
     let spent = get_with(&gateway, "/v1/page", &good);
-    assert_eq!((spent.status, spent.cache.as_deref()), (429, None), "{spent:?}");
+    assert_eq!(
+        (spent.status, spent.cache.as_deref()),
+        (429, None),
+        "{spent:?}"
+    );
     assert_eq!(backend.calls(), 1);
+}
+
+/// Clients that leave in the middle of a body being stored give its bytes back: after three
+/// of them held 400 kB each (more than the 1 MiB buffer together), a 700 kB answer is stored.
+#[test]
+fn clients_leaving_mid_body_give_the_buffer_back() {
+    let Some(redis) = Redis::start(
+        "clients_leaving_mid_body_give_the_buffer_back",
+        Some(PASSWORD),
+    ) else {
+        return;
+    };
+    let backend = Backend::start();
+    let deployment = json!({"id": DEPLOYMENT_ID, "displayName": "review", "pathPrefix": "/v1",
+        "specification": {"routes": [route(&backend, "slow", json!({})), route(&backend, "big", json!({}))]}});
+    let gateway = start_with(
+        &redis,
+        deployment,
+        &["--response-cache-buffer-mib".into(), "1".into()],
+    );
+    let address = gateway.base.trim_start_matches("http://").to_owned();
+    for _ in 0..3 {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        stream
+            .write_all(b"GET /v1/slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut got = 0;
+        let mut buffer = [0u8; 65536];
+        while got < 300_000 {
+            let n = std::io::Read::read(&mut stream, &mut buffer).unwrap();
+            assert!(n > 0, "the gateway closed after {got} bytes");
+            got += n;
+        }
+        drop(stream);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let left = loop {
+        let left: Vec<Value> =
+            wait_for_code(&gateway, "responseCache.backendResponseStorageAborted")
+                .into_iter()
+                .filter(|r| {
+                    r["data"]["cause"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("went away")
+                })
+                .collect();
+        if left.len() >= 3 || Instant::now() > deadline {
+            break left;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(left.len(), 3, "{left:?}");
+    let big = settled_miss(&gateway, "/v1/big", true);
+    assert_eq!(big.body.len(), 700_000);
+    assert_eq!(get(&gateway, "/v1/big").cache.as_deref(), Some("HIT"));
 }
