@@ -134,9 +134,11 @@ pub(crate) struct PrivateNames {
 }
 
 impl PrivateNames {
-    /// `Authorization`, `Cookie`, `X-APIGW-TOKEN`, and whatever the deployment's authentication
-    /// (every `dynamicAuthentication` server, an authorizer function's token or `parameters`)
-    /// and usage plans read a credential from.
+    /// `Authorization`, `Cookie`, `X-APIGW-TOKEN`, RFC 6750's `access_token` parameter (a
+    /// backend may read these whatever the deployment says; the same parameters
+    /// [`claimgate_core::is_credential_parameter`] keeps out of the logs), and whatever the
+    /// deployment's authentication (every `dynamicAuthentication` server, an authorizer
+    /// function's token or `parameters`) and usage plans read a credential from.
     pub(crate) fn of(deployment: &Deployment) -> Self {
         let mut names = Self {
             headers: vec![
@@ -144,7 +146,7 @@ impl PrivateNames {
                 header::COOKIE,
                 HeaderName::from_static("x-apigw-token"),
             ],
-            query: Vec::new(),
+            query: vec!["access_token".to_owned()],
         };
         match &deployment.authentication {
             Authentication::Jwt(policy) => names.add_location(&policy.location),

@@ -612,3 +612,33 @@ fn clients_leaving_mid_body_give_the_buffer_back() {
     assert_eq!(big.body.len(), 700_000);
     assert_eq!(get(&gateway, "/v1/big").cache.as_deref(), Some("HIT"));
 }
+
+/// RFC 6750's `access_token` query parameter is a credential a backend may read whatever the
+/// deployment says (as it may read `Authorization`): a request carrying it, under any spelling
+/// a backend decodes to it, is private. Before, an anonymous route stored Alice's answer to
+/// `?access_token=alice` and gave it to everyone asking for the path.
+#[test]
+fn an_access_token_parameter_makes_a_request_private() {
+    let Some(redis) = Redis::start(
+        "an_access_token_parameter_makes_a_request_private",
+        Some(PASSWORD),
+    ) else {
+        return;
+    };
+    let backend = Backend::start();
+    let gateway = start(&redis, vec![route(&backend, "me", json!({}))]);
+    for path in [
+        "/v1/me?access_token=alice-secret",
+        "/v1/me?x=1&ACCESS%5Ftoken=alice-secret",
+    ] {
+        let answer = get(&gateway, path);
+        assert_eq!(
+            (answer.status, answer.cache.as_deref()),
+            (200, Some("BYPASS")),
+            "{path}"
+        );
+    }
+    let anyone = get(&gateway, "/v1/me");
+    assert_eq!(anyone.cache.as_deref(), Some("MISS"), "{anyone:?}");
+    assert_eq!(anyone.body, "/me call 3");
+}
