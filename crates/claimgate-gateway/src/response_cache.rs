@@ -499,6 +499,19 @@ impl ResponseCache {
             refused("the answer sets a cookie (Set-Cookie)".into());
             return response;
         }
+        if response
+            .extensions()
+            .get::<crate::proxy::CloseDelimited>()
+            .is_some()
+            && !response.body().is_end_stream()
+        {
+            refused(
+                "the backend's body has no length and ends when its connection closes (a cut \
+                 could not be told from its end)"
+                    .into(),
+            );
+            return response;
+        }
         if let Some(length) = response.body().size_hint().upper() {
             if length > MAX_STORED_BODY as u64 {
                 refused(format!(

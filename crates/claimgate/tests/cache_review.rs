@@ -20,6 +20,7 @@ const SECRET_ID: &str = "ocid1.vaultsecret.oc1..review";
 /// A raw backend: counts requests and answers by path.
 /// - `/cut`: declares 100 bytes, sends 50, closes.
 /// - `/cut-chunked`: one chunk, then closes without the last chunk.
+/// - `/close-delimited`: neither a length nor chunks: the body ends when the connection does.
 /// - `/hop`: `Connection: close, x-hop-secret` with an `X-Hop-Secret` header.
 /// - `/cookie2`: `Set-Cookie2`.
 /// - `/slow`: 400 of 700 kB, then the rest 3 s later; `/big`: 700 kB at once.
@@ -81,6 +82,10 @@ impl Backend {
                                 "HTTP/1.1 200 OK\r\nconnection: close, X-Hop-Secret\r\nx-hop-secret: internal\r\ncontent-length: {}\r\n\r\n{body}",
                                 body.len()
                             )
+                        }
+                        "/close-delimited" => {
+                            "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nwhatever was sent before the cut"
+                                .to_owned()
                         }
                         "/big" => format!(
                             "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 700000\r\n\r\n{}",
@@ -332,7 +337,7 @@ fn header_key_additions_keep_repeated_lines_apart_from_one_list() {
 }
 
 /// A body the backend cut short (declared length, or chunked without its last chunk) is never
-/// stored as if complete.
+/// stored as if complete, nor is one whose end only the connection's close marks.
 #[test]
 fn a_body_cut_by_the_backend_is_never_stored() {
     let Some(redis) = Redis::start("a_body_cut_by_the_backend_is_never_stored", Some(PASSWORD))
@@ -345,6 +350,7 @@ fn a_body_cut_by_the_backend_is_never_stored() {
         vec![
             route(&backend, "cut", json!({})),
             route(&backend, "cut-chunked", json!({})),
+            route(&backend, "close-delimited", json!({})),
         ],
     );
     for path in ["/v1/cut", "/v1/cut-chunked"] {
@@ -370,12 +376,25 @@ fn a_body_cut_by_the_backend_is_never_stored() {
         );
     }
     assert!(redis.keys("claimgate:rc:*").is_empty());
+    // A body that ends when the connection closes cannot be told from one cut short: served
+    // in full, never stored.
+    let closed = settled_miss(&gateway, "/v1/close-delimited", false);
+    assert_eq!(closed.body, "whatever was sent before the cut");
+    let causes: Vec<String> = records(&gateway.execution_log, &closed.request_id, 2)
+        .iter()
+        .filter_map(|r| r["data"]["cause"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        causes.iter().any(|c| c.contains("connection closes")),
+        "{causes:?}"
+    );
+    assert!(redis.keys("claimgate:rc:*").is_empty());
     let again = client()
         .get(format!("{}/v1/cut", gateway.base))
         .send()
         .unwrap();
     assert_eq!(again.headers()["x-cache-status"], "MISS");
-    assert_eq!(backend.calls(), 3);
+    assert_eq!(backend.calls(), 4);
 }
 
 /// Headers the backend's `Connection` names are hop-by-hop (RFC 9110 §7.6.1): never relayed to
