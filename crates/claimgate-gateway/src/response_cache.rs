@@ -241,6 +241,8 @@ pub(crate) struct CacheRequest<'r> {
     pub(crate) query: Option<&'r str>,
     pub(crate) headers: &'r HeaderMap,
     pub(crate) client_certificate: bool,
+    /// Whether a body follows the head (declared or arriving).
+    pub(crate) has_body: bool,
     /// Values of `cacheKeyAdditions`.
     pub(crate) context: &'r crate::context::RequestContext<'r>,
 }
@@ -396,6 +398,12 @@ impl ResponseCache {
                 .with("cause", json!(cause)),
             );
         };
+        // The key has no room for a body: one client's answer to its body (a search) would be
+        // everyone's.
+        if request.has_body {
+            aborted("the request has a body, which is not part of the cache key");
+            return Looked::Bypass;
+        }
         if !policy.private_caching && deployment.private.is_private(request) {
             aborted("the request carries credentials and isPrivateCachingEnabled is false");
             return Looked::Bypass;

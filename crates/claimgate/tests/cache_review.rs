@@ -24,7 +24,7 @@ const SECRET_ID: &str = "ocid1.vaultsecret.oc1..review";
 /// - `/hop`: `Connection: close, x-hop-secret` with an `X-Hop-Secret` header.
 /// - `/cookie2`: `Set-Cookie2`.
 /// - `/slow`: 400 of 700 kB, then the rest 3 s later; `/big`: 700 kB at once.
-/// - anything else: the request target it received, and `call <n>`.
+/// - anything else: the request target it received, `call <n>`, and the request's body if any.
 struct Backend {
     addr: std::net::SocketAddr,
     calls: Arc<AtomicUsize>,
@@ -48,9 +48,18 @@ impl Backend {
                         return;
                     }
                     let mut header = String::new();
+                    let mut length = 0;
                     while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                        if let Some((name, value)) = header.split_once(':') {
+                            if name.eq_ignore_ascii_case("content-length") {
+                                length = value.trim().parse().unwrap_or(0);
+                            }
+                        }
                         header.clear();
                     }
+                    let mut request_body = vec![0u8; length];
+                    let _ = std::io::Read::read_exact(&mut reader, &mut request_body);
+                    let request_body = String::from_utf8_lossy(&request_body).into_owned();
                     let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
                     let target = line.split(' ').nth(1).unwrap_or("").to_owned();
                     let path = target.split('?').next().unwrap_or("").to_owned();
@@ -99,7 +108,11 @@ impl Backend {
                             )
                         }
                         _ => {
-                            let body = format!("{target} call {n}");
+                            let body = if request_body.is_empty() {
+                                format!("{target} call {n}")
+                            } else {
+                                format!("{target} call {n} body={request_body}")
+                            };
                             format!(
                                 "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
                                 body.len()
@@ -660,4 +673,51 @@ fn an_access_token_parameter_makes_a_request_private() {
     let anyone = get(&gateway, "/v1/me");
     assert_eq!(anyone.cache.as_deref(), Some("MISS"), "{anyone:?}");
     assert_eq!(anyone.body, "/me call 3");
+}
+
+/// A `GET` with a body (search APIs read one) is neither looked up nor stored: the key does not
+/// include the body, so one client's answer to its body would be every other client's.
+#[test]
+fn a_request_with_a_body_is_neither_looked_up_nor_stored() {
+    let Some(redis) = Redis::start(
+        "a_request_with_a_body_is_neither_looked_up_nor_stored",
+        Some(PASSWORD),
+    ) else {
+        return;
+    };
+    let backend = Backend::start();
+    let gateway = start(&redis, vec![route(&backend, "search", json!({}))]);
+    let search = |body: &'static str| {
+        let response = client()
+            .get(format!("{}/v1/search", gateway.base))
+            .body(body)
+            .send()
+            .unwrap();
+        let cache = response.headers()["x-cache-status"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        (cache, response.text().unwrap())
+    };
+    let first = search("user=alice");
+    assert_eq!(
+        first,
+        (
+            "BYPASS".to_owned(),
+            "/search call 1 body=user=alice".to_owned()
+        )
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let second = search("user=bob");
+    assert_eq!(
+        second,
+        (
+            "BYPASS".to_owned(),
+            "/search call 2 body=user=bob".to_owned()
+        )
+    );
+    assert!(redis.keys("claimgate:rc:*").is_empty());
+    // Without a body the path caches as usual.
+    settled_miss(&gateway, "/v1/search", true);
+    assert_eq!(get(&gateway, "/v1/search").cache.as_deref(), Some("HIT"));
 }

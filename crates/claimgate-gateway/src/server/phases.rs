@@ -258,6 +258,10 @@ impl Gateway {
             query: x.parts.uri.query(),
             headers: &x.parts.headers,
             client_certificate: context.client_cert.is_some(),
+            has_body: x
+                .body
+                .as_ref()
+                .is_some_and(|body| !hyper::body::Body::is_end_stream(body)),
             context: &context,
         };
         let looked = self
