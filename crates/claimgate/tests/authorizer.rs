@@ -18,6 +18,8 @@ const FUNCTION: &str = "ocid1.fnfunc.oc1..authorizer";
 #[derive(Default)]
 struct Seen {
     inputs: Mutex<Vec<Value>>,
+    /// The header names of each call.
+    headers: Mutex<Vec<Vec<String>>>,
     calls: AtomicUsize,
 }
 
@@ -48,6 +50,12 @@ async fn authorize(
     seen: Arc<Seen>,
     request: hyper::Request<hyper::body::Incoming>,
 ) -> hyper::Response<Full<Bytes>> {
+    let names = request
+        .headers()
+        .keys()
+        .map(|n| n.as_str().to_owned())
+        .collect();
+    seen.headers.lock().unwrap().push(names);
     let body = request.into_body().collect().await.unwrap().to_bytes();
     let input: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     seen.calls.fetch_add(1, Ordering::SeqCst);
@@ -976,4 +984,34 @@ fn cors_any_origin_with_credentials_is_refused_when_the_authorizer_reads_cookie(
     ]);
     assert!(stderr.contains("does not enforce yet"), "{stderr}");
     assert!(stderr.contains("parameters.body"), "{stderr}");
+}
+
+/// The function gets OCI's input and nothing of the client's request besides: not its
+/// `Authorization`, `Cookie` or any other header (a function at a third party's URL would
+/// otherwise collect every credential the client sends).
+#[test]
+fn the_function_gets_none_of_the_clients_headers() {
+    let s = start(multi_policy(false), &[]);
+    let (status, _, _) = get(
+        &s.gateway,
+        "/orders",
+        &[
+            ("X-Api-Key", "good"),
+            ("Authorization", "Bearer client-secret"),
+            ("Cookie", "session=client-secret"),
+            ("X-Other", "client-secret"),
+        ],
+    );
+    assert_eq!(status, 200);
+    let calls = s.seen.headers.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1);
+    let mut names = calls[0].clone();
+    names.sort();
+    assert_eq!(
+        names,
+        ["accept", "content-length", "content-type", "host"],
+        "{names:?}"
+    );
+    let input = s.seen.last().to_string();
+    assert!(!input.contains("client-secret"), "{input}");
 }
