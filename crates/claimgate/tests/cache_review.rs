@@ -721,3 +721,76 @@ fn a_request_with_a_body_is_neither_looked_up_nor_stored() {
     settled_miss(&gateway, "/v1/search", true);
     assert_eq!(get(&gateway, "/v1/search").cache.as_deref(), Some("HIT"));
 }
+
+/// A Functions backend's answer is stored like an HTTP backend's, and a function that sets a
+/// cookie (`Fn-Http-H-Set-Cookie`, which OCI passes on) keeps its answer out of the cache.
+#[test]
+fn a_functions_backend_setting_a_cookie_is_not_stored() {
+    let Some(redis) = Redis::start(
+        "a_functions_backend_setting_a_cookie_is_not_stored",
+        Some(PASSWORD),
+    ) else {
+        return;
+    };
+    let rt = runtime();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let function = serve_http(&rt, move |request| {
+        let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        async move {
+            let url = request
+                .headers()
+                .get("fn-http-request-url")
+                .map(|v| v.to_str().unwrap_or("?").to_owned())
+                .unwrap_or_default();
+            let mut answer = hyper::Response::builder().header("fn-http-status", "200");
+            if url.starts_with("/v1/cookie") {
+                answer = answer.header("fn-http-h-set-cookie", "session=for-one-client");
+            }
+            answer
+                .body(http_body_util::Full::new(bytes::Bytes::from(format!(
+                    "{url} call {n}"
+                ))))
+                .unwrap()
+        }
+    });
+    let functions_route = |name: &str| {
+        json!({
+            "path": format!("/{name}"), "methods": ["GET"],
+            "requestPolicies": {"responseCacheLookup": {"type": "SIMPLE_LOOKUP_POLICY"}},
+            "responsePolicies": {"responseCacheStore": {"type": "FIXED_TTL_STORE_POLICY", "timeToLiveInSeconds": 60}},
+            "backend": {"type": "ORACLE_FUNCTIONS_BACKEND", "functionId": "ocid1.fnfunc.oc1..review"}
+        })
+    };
+    let deployment = json!({"id": DEPLOYMENT_ID, "displayName": "review", "pathPrefix": "/v1",
+        "specification": {"routes": [functions_route("cookie"), functions_route("plain")]}});
+    let dir = tempfile::tempdir().unwrap();
+    let functions = dir.path().join("functions.json");
+    std::fs::write(
+        &functions,
+        json!({"ocid1.fnfunc.oc1..review": format!("http://{function}/invoke")}).to_string(),
+    )
+    .unwrap();
+    let gateway = start_with(
+        &redis,
+        deployment,
+        &[
+            "--functions".into(),
+            functions.to_string_lossy().into_owned(),
+        ],
+    );
+    let first = settled_miss(&gateway, "/v1/cookie", false);
+    assert_eq!(first.headers["set-cookie"], "session=for-one-client");
+    let second = get(&gateway, "/v1/cookie");
+    assert_eq!(
+        (second.cache.as_deref(), second.body.as_str()),
+        (Some("MISS"), "/v1/cookie call 2")
+    );
+    settled_miss(&gateway, "/v1/plain", true);
+    let hit = get(&gateway, "/v1/plain");
+    assert_eq!(
+        (hit.cache.as_deref(), hit.body.as_str()),
+        (Some("HIT"), "/v1/plain call 3")
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
