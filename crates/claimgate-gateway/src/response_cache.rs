@@ -417,10 +417,11 @@ impl ResponseCache {
             return Looked::Bypass;
         }
         let key = cache_key(&store, request, &policy.key_additions);
-        let pending = |store| {
+        // The key moves into the miss: no copy of it per request.
+        let pending = |store, key| {
             route.response_cache_store.map(|s| Pending {
                 store,
-                key: key.clone(),
+                key,
                 ttl: Duration::from_secs(u64::from(s.time_to_live_seconds)),
             })
         };
@@ -442,17 +443,17 @@ impl ResponseCache {
                         "No cached response for the request.",
                     ),
                 );
-                miss(pending(store))
+                miss(pending(store, key))
             }
             Ok(Fetched::TooLarge(bound)) => {
                 aborted(&format!(
                     "the cached value is larger than the {bound} bytes claimgate writes at most (ignored)"
                 ));
-                miss(pending(store))
+                miss(pending(store, key))
             }
             Ok(Fetched::Unsealed) => {
                 aborted("the cached value does not open under --shared-state-key (ignored)");
-                miss(pending(store))
+                miss(pending(store, key))
             }
             Ok(Fetched::Value(value)) => match decode(value) {
                 Some(mut response) => {
@@ -472,7 +473,7 @@ impl ResponseCache {
                 }
                 None => {
                     aborted("the cached value is not one claimgate wrote (ignored)");
-                    miss(pending(store))
+                    miss(pending(store, key))
                 }
             },
         }
