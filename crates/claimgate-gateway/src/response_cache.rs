@@ -822,13 +822,15 @@ impl Filling {
     }
 
     /// The body is complete: writes the value in the background.
-    fn finish(self) {
+    fn finish(mut self) {
         tokio::spawn(async move {
             let mut value = Vec::with_capacity(self.head.len() + 4 + self.length);
             value.extend_from_slice(&self.head);
             value.extend_from_slice(&(self.length as u32).to_be_bytes());
-            for chunk in &self.chunks {
-                value.extend_from_slice(chunk);
+            // Each chunk is let go once copied: the body is not held twice while the value is
+            // built (the bytes stay counted against the buffer until the value is written).
+            for chunk in std::mem::take(&mut self.chunks) {
+                value.extend_from_slice(&chunk);
             }
             let pending = &self.pending;
             let stored = pending
