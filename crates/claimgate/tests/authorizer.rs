@@ -122,6 +122,10 @@ async fn authorize(
                 json!({"active": true, "scope": "orders:read"}).to_string(),
             )
         }
+        "slow-failure" => {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            response(503, json!({"active": true}).to_string())
+        }
         "stuck" => {
             tokio::time::sleep(Duration::from_secs(5)).await;
             response(200, json!({"active": true}).to_string())
@@ -1014,4 +1018,38 @@ fn the_function_gets_none_of_the_clients_headers() {
     );
     let input = s.seen.last().to_string();
     assert!(!input.contains("client-secret"), "{input}");
+}
+
+/// Requests waiting on one call share its failure (one call, every one 502), and the failure is
+/// not kept: the next request calls again.
+#[test]
+fn requests_waiting_on_a_failing_call_share_its_failure_and_it_is_not_kept() {
+    let s = start(multi_policy(false), &[]);
+    let base = s.gateway.base.clone();
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let base = base.clone();
+                scope.spawn(move || {
+                    client()
+                        .get(format!("{base}/v1/orders"))
+                        .header("X-Api-Key", "slow-failure")
+                        .send()
+                        .unwrap()
+                        .status()
+                        .as_u16()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(statuses, vec![502; 8]);
+    let shared = s.seen.calls();
+    assert!(
+        (1..8).contains(&shared),
+        "{shared} calls for 8 requests at once"
+    );
+    let (status, _, _) = get(&s.gateway, "/orders", &[("X-Api-Key", "slow-failure")]);
+    assert_eq!(status, 502);
+    assert_eq!(s.seen.calls(), shared + 1);
 }
