@@ -10,7 +10,7 @@
 //! starts afresh.
 
 use crate::logs::{Context, ExecutionRecord, Level, Logs};
-use aws_lc_rs::digest::{digest, SHA256};
+use aws_lc_rs::digest::{Context as Digest, SHA256};
 use claimgate_core::authorizer::{
     AuthorizerAnswer, AuthorizerArguments, FunctionError, MAX_FUNCTION_ANSWER_BYTES,
 };
@@ -95,15 +95,16 @@ impl Authorizers {
         arguments: &AuthorizerArguments,
         call: CallContext<'_>,
     ) -> Result<Arc<AuthorizerAnswer>, FunctionError> {
-        let mut material = Vec::with_capacity(8 + url.len() + arguments.cache_key.len() + 2);
-        material.extend_from_slice(&scope.to_be_bytes());
-        material.extend_from_slice(url.as_bytes());
-        material.push(0);
-        material.extend_from_slice(call.function_id.as_bytes());
-        material.push(0);
-        material.extend_from_slice(arguments.cache_key.as_bytes());
+        // Hashed piece by piece: no buffer per request (every request asks, hits included).
+        let mut material = Digest::new(&SHA256);
+        material.update(&scope.to_be_bytes());
+        material.update(url.as_bytes());
+        material.update(&[0]);
+        material.update(call.function_id.as_bytes());
+        material.update(&[0]);
+        material.update(arguments.cache_key.as_bytes());
         let mut key = [0u8; 32];
-        key.copy_from_slice(digest(&SHA256, &material).as_ref());
+        key.copy_from_slice(material.finish().as_ref());
         self.answers
             .try_get_with(key, self.call(url, arguments, &call))
             .await

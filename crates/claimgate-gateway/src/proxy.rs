@@ -339,11 +339,52 @@ pub(crate) fn backend_request(
 /// otherwise make the server answer an HTTP/1.1 client `HTTP/1.0` and close its connection;
 /// with the default version the server speaks the client's protocol, as for its own answers.
 pub(crate) fn relay_response(mut response: Response<Body>) -> Response<Body> {
+    if is_close_delimited(&response) {
+        response.extensions_mut().insert(CloseDelimited);
+    }
+    // Headers the backend's `Connection` names are hop-by-hop too (RFC 9110 §7.6.1): they are
+    // meant for the gateway, never for the client (nor for the response cache).
+    let named: Vec<HeaderName> = response
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        // `close` and `keep-alive` (the usual values) cost nothing here.
+        .filter(|name| {
+            !name.eq_ignore_ascii_case("close")
+                && !HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+        })
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+        .collect();
+    for name in named {
+        response.headers_mut().remove(name);
+    }
     for name in HOP_BY_HOP.iter().filter(|n| **n != "host") {
         response.headers_mut().remove(*name);
     }
     *response.version_mut() = http::Version::default();
     response
+}
+
+/// Marks a backend answer whose HTTP/1 body has neither `Content-Length` nor chunked coding: it
+/// ends when the connection closes, so a cut cannot be told from its end (the response cache
+/// never stores such a body).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CloseDelimited;
+
+fn is_close_delimited(response: &Response<Body>) -> bool {
+    let headers = response.headers();
+    response.version() <= http::Version::HTTP_11
+        && !headers.contains_key(header::CONTENT_LENGTH)
+        && !headers.get_all(header::TRANSFER_ENCODING).iter().any(|v| {
+            v.to_str().is_ok_and(|codings| {
+                codings
+                    .split(',')
+                    .any(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
+            })
+        })
 }
 
 /// Accepts any certificate: only for backends whose route sets `isSslVerifyDisabled`.

@@ -28,7 +28,6 @@ use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::BodyExt as _;
 use prometheus_client::metrics::counter::Counter;
 use serde_json::json;
-use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -38,8 +37,18 @@ use std::time::Duration;
 /// The header every answer that reached the lookup carries (as OCI).
 pub(crate) const CACHE_STATUS: HeaderName = HeaderName::from_static("x-cache-status");
 
+/// The obsolete cookie header (RFC 2965): an answer with it is never stored, as with `Set-Cookie`.
+const SET_COOKIE2: HeaderName = HeaderName::from_static("set-cookie2");
+
 /// OCI's largest cached response (service limits: 50 MB).
 pub(crate) const MAX_STORED_BODY: usize = 50 * 1024 * 1024;
+
+/// The most the status and headers of a stored answer may take (encoded): far above what the
+/// backend client accepts in a response head.
+const MAX_STORED_HEAD: usize = 1024 * 1024;
+
+/// The largest value the cache writes, and so the most a lookup reads.
+const MAX_STORED_VALUE: usize = MAX_STORED_HEAD + 4 + MAX_STORED_BODY;
 
 /// The first byte of every stored value; anything else is not read.
 const FORMAT_VERSION: u8 = 1;
@@ -125,9 +134,11 @@ pub(crate) struct PrivateNames {
 }
 
 impl PrivateNames {
-    /// `Authorization`, `Cookie`, `X-APIGW-TOKEN`, and whatever the deployment's authentication
-    /// (every `dynamicAuthentication` server, an authorizer function's token or `parameters`)
-    /// and usage plans read a credential from.
+    /// `Authorization`, `Cookie`, `X-APIGW-TOKEN`, RFC 6750's `access_token` parameter (a
+    /// backend may read these whatever the deployment says; the same parameters
+    /// [`claimgate_core::is_credential_parameter`] keeps out of the logs), and whatever the
+    /// deployment's authentication (every `dynamicAuthentication` server, an authorizer
+    /// function's token or `parameters`) and usage plans read a credential from.
     pub(crate) fn of(deployment: &Deployment) -> Self {
         let mut names = Self {
             headers: vec![
@@ -135,7 +146,7 @@ impl PrivateNames {
                 header::COOKIE,
                 HeaderName::from_static("x-apigw-token"),
             ],
-            query: Vec::new(),
+            query: vec!["access_token".to_owned()],
         };
         match &deployment.authentication {
             Authentication::Jwt(policy) => names.add_location(&policy.location),
@@ -230,6 +241,8 @@ pub(crate) struct CacheRequest<'r> {
     pub(crate) query: Option<&'r str>,
     pub(crate) headers: &'r HeaderMap,
     pub(crate) client_certificate: bool,
+    /// Whether a body follows the head (declared or arriving).
+    pub(crate) has_body: bool,
     /// Values of `cacheKeyAdditions`.
     pub(crate) context: &'r crate::context::RequestContext<'r>,
 }
@@ -385,6 +398,12 @@ impl ResponseCache {
                 .with("cause", json!(cause)),
             );
         };
+        // The key has no room for a body: one client's answer to its body (a search) would be
+        // everyone's.
+        if request.has_body {
+            aborted("the request has a body, which is not part of the cache key");
+            return Looked::Bypass;
+        }
         if !policy.private_caching && deployment.private.is_private(request) {
             aborted("the request carries credentials and isPrivateCachingEnabled is false");
             return Looked::Bypass;
@@ -398,14 +417,18 @@ impl ResponseCache {
             return Looked::Bypass;
         }
         let key = cache_key(&store, request, &policy.key_additions);
-        let pending = |store| {
+        // The key moves into the miss: no copy of it per request.
+        let pending = |store, key| {
             route.response_cache_store.map(|s| Pending {
                 store,
-                key: key.clone(),
+                key,
                 ttl: Duration::from_secs(u64::from(s.time_to_live_seconds)),
             })
         };
-        match store.fetch(Operation::ResponseCache, &key).await {
+        match store
+            .fetch_at_most(Operation::ResponseCache, &key, MAX_STORED_VALUE)
+            .await
+        {
             Err(cause) => {
                 aborted(&format!("the cache server did not answer: {cause}"));
                 Looked::Bypass
@@ -420,11 +443,17 @@ impl ResponseCache {
                         "No cached response for the request.",
                     ),
                 );
-                miss(pending(store))
+                miss(pending(store, key))
+            }
+            Ok(Fetched::TooLarge(bound)) => {
+                aborted(&format!(
+                    "the cached value is larger than the {bound} bytes claimgate writes at most (ignored)"
+                ));
+                miss(pending(store, key))
             }
             Ok(Fetched::Unsealed) => {
                 aborted("the cached value does not open under --shared-state-key (ignored)");
-                miss(pending(store))
+                miss(pending(store, key))
             }
             Ok(Fetched::Value(value)) => match decode(value) {
                 Some(mut response) => {
@@ -444,7 +473,7 @@ impl ResponseCache {
                 }
                 None => {
                     aborted("the cached value is not one claimgate wrote (ignored)");
-                    miss(pending(store))
+                    miss(pending(store, key))
                 }
             },
         }
@@ -472,8 +501,24 @@ impl ResponseCache {
             ));
             return response;
         }
-        if response.headers().contains_key(header::SET_COOKIE) {
+        // `Set-Cookie2` (RFC 2965) is obsolete, but a client that still reads it gets a cookie.
+        if response.headers().contains_key(header::SET_COOKIE)
+            || response.headers().contains_key(SET_COOKIE2)
+        {
             refused("the answer sets a cookie (Set-Cookie)".into());
+            return response;
+        }
+        if response
+            .extensions()
+            .get::<crate::proxy::CloseDelimited>()
+            .is_some()
+            && !response.body().is_end_stream()
+        {
+            refused(
+                "the backend's body has no length and ends when its connection closes (a cut \
+                 could not be told from its end)"
+                    .into(),
+            );
             return response;
         }
         if let Some(length) = response.body().size_hint().upper() {
@@ -485,6 +530,13 @@ impl ResponseCache {
             }
         }
         let head = encode_head(status, response.headers());
+        if head.len() > MAX_STORED_HEAD {
+            refused(format!(
+                "the headers take {} bytes, above the {MAX_STORED_HEAD} cached at most",
+                head.len()
+            ));
+            return response;
+        }
         let filling = Filling {
             head,
             chunks: Vec::new(),
@@ -552,16 +604,15 @@ fn cache_key(store: &SharedState, request: &CacheRequest<'_>, additions: &[Templ
     field(request.method.as_str().as_bytes());
     field(request.path.as_bytes());
     for addition in additions {
-        match addition_value(request, addition) {
-            // An absent value is a zero-length marker with no length after it: it cannot be
-            // made by any present value, empty or not.
-            None => digest.update(&[0]),
-            Some(value) => {
-                digest.update(&[1]);
-                digest.update(&(value.len() as u64).to_be_bytes());
-                digest.update(value.as_bytes());
-            }
-        }
+        // Each value is a marker and its length before it; the addition ends with another
+        // marker. An absent variable has no value, so it differs from an empty one, and two
+        // values (repeated header lines or parameters) differ from one that contains ", ".
+        addition_values(request, addition, |value| {
+            digest.update(&[VALUE]);
+            digest.update(&(value.len() as u64).to_be_bytes());
+            digest.update(value);
+        });
+        digest.update(&[END]);
     }
     let hash = digest.finish();
     let mut hex = [0u8; 64];
@@ -576,49 +627,51 @@ fn cache_key(store: &SharedState, request: &CacheRequest<'_>, additions: &[Templ
     )
 }
 
-/// The value of one `cacheKeyAdditions` entry; `None` when the variable is absent from the
-/// request (an absent header is not an empty one).
-fn addition_value<'r>(request: &CacheRequest<'r>, template: &Template) -> Option<Cow<'r, str>> {
+/// In the key: a value of a key addition follows.
+const VALUE: u8 = 1;
+/// In the key: a key addition's values end.
+const END: u8 = 0;
+
+/// Gives each value of one `cacheKeyAdditions` entry to `value`, none when the variable is
+/// absent from the request. The key must tell apart whatever the backend can tell apart:
+/// every line of a header, and every parameter whose name decodes to the wanted one (any
+/// case), in order; a backend that decodes `%6Cang` or reads the last `lang` would otherwise
+/// answer one request and have it stored under another's key.
+fn addition_values(request: &CacheRequest<'_>, template: &Template, mut value: impl FnMut(&[u8])) {
     let [TemplatePart::Variable(variable)] = template.parts() else {
-        return Some(Cow::Owned(request.context.expand(template)));
+        return value(request.context.expand(template).as_bytes());
     };
     let key = variable.key.as_deref().unwrap_or("");
     match variable.table {
         ContextTable::Headers => {
-            let mut values = request.headers.get_all(key).iter();
-            let first = values.next()?;
-            let first = String::from_utf8_lossy(first.as_bytes());
-            // Several values of one header are one list (RFC 9110 §5.3).
-            let rest: Vec<Cow<'_, str>> = values
-                .map(|v| String::from_utf8_lossy(v.as_bytes()))
-                .collect();
-            if rest.is_empty() {
-                Some(first)
-            } else {
-                let mut all = first.into_owned();
-                for value in rest {
-                    all.push_str(", ");
-                    all.push_str(&value);
-                }
-                Some(Cow::Owned(all))
+            for line in request.headers.get_all(key) {
+                value(line.as_bytes());
             }
         }
-        ContextTable::Query => request.query?.split('&').find_map(|pair| {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (name == key).then_some(Cow::Borrowed(value))
-        }),
-        ContextTable::Host => request
-            .headers
-            .get(header::HOST)
-            .map(|v| String::from_utf8_lossy(v.as_bytes())),
-        ContextTable::Auth if variable.sub_key.is_none() => request
-            .context
-            .claims
-            .and_then(|claims| claims.get(key))
-            .map(|value| Cow::Owned(claimgate_core::claim_text(&value))),
-        _ => Some(request.context.variable(variable))
-            .filter(|value| !value.is_empty())
-            .map(Cow::Owned),
+        ContextTable::Query => {
+            for pair in request.query.into_iter().flat_map(|q| q.split('&')) {
+                let (name, raw) = pair.split_once('=').unwrap_or((pair, ""));
+                if claimgate_core::path::query_name_is(name, key) {
+                    value(raw.as_bytes());
+                }
+            }
+        }
+        ContextTable::Host => {
+            if let Some(host) = request.headers.get(header::HOST) {
+                value(host.as_bytes());
+            }
+        }
+        ContextTable::Auth if variable.sub_key.is_none() => {
+            if let Some(claim) = request.context.claims.and_then(|claims| claims.get(key)) {
+                value(claimgate_core::claim_text(&claim).as_bytes());
+            }
+        }
+        _ => {
+            let text = request.context.variable(variable);
+            if !text.is_empty() {
+                value(text.as_bytes());
+            }
+        }
     }
 }
 
@@ -769,13 +822,15 @@ impl Filling {
     }
 
     /// The body is complete: writes the value in the background.
-    fn finish(self) {
+    fn finish(mut self) {
         tokio::spawn(async move {
             let mut value = Vec::with_capacity(self.head.len() + 4 + self.length);
             value.extend_from_slice(&self.head);
             value.extend_from_slice(&(self.length as u32).to_be_bytes());
-            for chunk in &self.chunks {
-                value.extend_from_slice(chunk);
+            // Each chunk is let go once copied: the body is not held twice while the value is
+            // built (the bytes stay counted against the buffer until the value is written).
+            for chunk in std::mem::take(&mut self.chunks) {
+                value.extend_from_slice(&chunk);
             }
             let pending = &self.pending;
             let stored = pending

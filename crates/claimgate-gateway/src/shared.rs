@@ -570,6 +570,47 @@ impl SharedState {
         })
     }
 
+    /// [`Self::fetch`] reading at most `limit` bytes of the value (before sealing): a larger
+    /// one is [`Fetched::TooLarge`], never read in full. Whoever can write to the server could
+    /// otherwise make every lookup read hundreds of megabytes (`GETRANGE`: an absent key reads
+    /// as empty, which no stored value is).
+    pub(crate) async fn fetch_at_most(
+        &self,
+        operation: Operation,
+        key: &str,
+        limit: usize,
+    ) -> Result<Fetched, String> {
+        let overhead = if self.sealer.is_some() {
+            SEALED.len() + NONCE_LEN + 16
+        } else {
+            0
+        };
+        let bound = limit.saturating_add(overhead);
+        let value: Vec<u8> = self
+            .run_within(operation, self.read_timeout, |mut c| async move {
+                redis::cmd("GETRANGE")
+                    .arg(key)
+                    .arg(0)
+                    .arg(bound)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        if value.is_empty() {
+            return Ok(Fetched::Absent);
+        }
+        if value.len() > bound {
+            return Ok(Fetched::TooLarge(bound));
+        }
+        Ok(match &self.sealer {
+            Some(sealer) => match sealer.open(key, &value) {
+                Some(value) => Fetched::Value(value),
+                None => Fetched::Unsealed,
+            },
+            None => Fetched::Value(value),
+        })
+    }
+
     /// Stores `value` at `key` for `ttl` (at least a millisecond), sealed when a key is set.
     pub async fn set(&self, operation: Operation, key: &str, value: &[u8], ttl: Duration) {
         let _ = self.store(operation, key, value, ttl).await;
@@ -674,6 +715,8 @@ pub(crate) enum Fetched {
     Absent,
     /// A value that does not open under `--shared-state-key`: forged, moved or stale.
     Unsealed,
+    /// A value above the bytes asked for at most (the bound): nothing the gateway wrote.
+    TooLarge(usize),
 }
 
 /// How one store is reached and bounded.

@@ -18,6 +18,8 @@ const FUNCTION: &str = "ocid1.fnfunc.oc1..authorizer";
 #[derive(Default)]
 struct Seen {
     inputs: Mutex<Vec<Value>>,
+    /// The header names of each call.
+    headers: Mutex<Vec<Vec<String>>>,
     calls: AtomicUsize,
 }
 
@@ -48,6 +50,12 @@ async fn authorize(
     seen: Arc<Seen>,
     request: hyper::Request<hyper::body::Incoming>,
 ) -> hyper::Response<Full<Bytes>> {
+    let names = request
+        .headers()
+        .keys()
+        .map(|n| n.as_str().to_owned())
+        .collect();
+    seen.headers.lock().unwrap().push(names);
     let body = request.into_body().collect().await.unwrap().to_bytes();
     let input: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     seen.calls.fetch_add(1, Ordering::SeqCst);
@@ -113,6 +121,10 @@ async fn authorize(
                 200,
                 json!({"active": true, "scope": "orders:read"}).to_string(),
             )
+        }
+        "slow-failure" => {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            response(503, json!({"active": true}).to_string())
         }
         "stuck" => {
             tokio::time::sleep(Duration::from_secs(5)).await;
@@ -1101,4 +1113,68 @@ fn request_body_is_given_to_the_function_and_still_reaches_the_backend() {
         doc["function"]["input"]["data"]["payload"], r#"{"item":"cup"}"#,
         "{doc}"
     );
+}
+
+/// The function gets OCI's input and nothing of the client's request besides: not its
+/// `Authorization`, `Cookie` or any other header (a function at a third party's URL would
+/// otherwise collect every credential the client sends).
+#[test]
+fn the_function_gets_none_of_the_clients_headers() {
+    let s = start(multi_policy(false), &[]);
+    let (status, _, _) = get(
+        &s.gateway,
+        "/orders",
+        &[
+            ("X-Api-Key", "good"),
+            ("Authorization", "Bearer client-secret"),
+            ("Cookie", "session=client-secret"),
+            ("X-Other", "client-secret"),
+        ],
+    );
+    assert_eq!(status, 200);
+    let calls = s.seen.headers.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1);
+    let mut names = calls[0].clone();
+    names.sort();
+    assert_eq!(
+        names,
+        ["accept", "content-length", "content-type", "host"],
+        "{names:?}"
+    );
+    let input = s.seen.last().to_string();
+    assert!(!input.contains("client-secret"), "{input}");
+}
+
+/// Requests waiting on one call share its failure (one call, every one 502), and the failure is
+/// not kept: the next request calls again.
+#[test]
+fn requests_waiting_on_a_failing_call_share_its_failure_and_it_is_not_kept() {
+    let s = start(multi_policy(false), &[]);
+    let base = s.gateway.base.clone();
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let base = base.clone();
+                scope.spawn(move || {
+                    client()
+                        .get(format!("{base}/v1/orders"))
+                        .header("X-Api-Key", "slow-failure")
+                        .send()
+                        .unwrap()
+                        .status()
+                        .as_u16()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(statuses, vec![502; 8]);
+    let shared = s.seen.calls();
+    assert!(
+        (1..8).contains(&shared),
+        "{shared} calls for 8 requests at once"
+    );
+    let (status, _, _) = get(&s.gateway, "/orders", &[("X-Api-Key", "slow-failure")]);
+    assert_eq!(status, 502);
+    assert_eq!(s.seen.calls(), shared + 1);
 }

@@ -345,6 +345,7 @@ impl Gateway {
             query: x.parts.uri.query(),
             headers: &x.parts.headers,
             client_certificate: context.client_cert.is_some(),
+            has_body: x.body.as_ref().is_some_and(RequestBody::is_present),
             context: &context,
         };
         let looked = self
