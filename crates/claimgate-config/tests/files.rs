@@ -1257,3 +1257,46 @@ fn disabled_validations_and_a_disabled_lookup_are_not_kept() {
     assert!(route.validations.is_empty());
     assert_eq!(route.response_cache_lookup, None);
 }
+
+/// A cached route whose backend is chosen per request: without the selector in the cache key,
+/// one backend's answer would be served to requests routed to another.
+#[test]
+fn a_cached_dynamic_route_without_its_selector_in_the_cache_key_is_warned_about() {
+    let routed = json!({
+        "type": "DYNAMIC_ROUTING_BACKEND",
+        "selectionSource": {"type": "SINGLE", "selector": "request.headers[X-Region]"},
+        "routingBackends": [
+            {"key": {"type": "ANY_OF", "name": "eu", "values": ["eu"]},
+             "backend": {"type": "HTTP_BACKEND", "url": "https://eu.example/"}},
+            {"key": {"type": "WILDCARD", "name": "rest", "expression": "*"},
+             "backend": {"type": "HTTP_BACKEND", "url": "https://us.example/"}}
+        ]
+    });
+    let file_with = |additions: Value| {
+        let file = with(jwt_spec(), "/routes/0/backend", routed.clone());
+        with(
+            file,
+            "/routes/0/requestPolicies/responseCacheLookup",
+            json!({"type": "SIMPLE_LOOKUP_POLICY", "cacheKeyAdditions": additions}),
+        )
+    };
+    let warnings = |file: &Value| match load(file) {
+        Ok(loaded) => strings(&loaded.warnings),
+        Err(rejected) => panic!("{:#?}", rejected.errors),
+    };
+    assert_eq!(
+        warnings(&file_with(json!(["request.headers[Accept]"]))),
+        ["routes[0].requestPolicies.responseCacheLookup: the backend is chosen by request.headers[X-Region] but the cache key does not include it: an answer of one backend can be served to requests routed to another; add 'request.headers[X-Region]' to cacheKeyAdditions"]
+    );
+    // Bare or ${...}, the selector in the key silences it.
+    for addition in [
+        "request.headers[X-Region]",
+        "${request.headers[X-Region]}",
+        "request.headers[x-region]",
+    ] {
+        assert_eq!(
+            warnings(&file_with(json!([addition]))),
+            Vec::<String>::new()
+        );
+    }
+}

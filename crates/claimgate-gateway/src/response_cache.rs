@@ -134,7 +134,7 @@ pub(crate) struct PrivateNames {
 }
 
 impl PrivateNames {
-    /// `Authorization`, `Cookie`, `X-APIGW-TOKEN`, RFC 6750's `access_token` parameter (a
+    /// `Authorization`, `Proxy-Authorization`, `Cookie`, `X-APIGW-TOKEN`, RFC 6750's `access_token` parameter (a
     /// backend may read these whatever the deployment says; the same parameters
     /// [`claimgate_core::is_credential_parameter`] keeps out of the logs), and whatever the
     /// deployment's authentication (every `dynamicAuthentication` server, an authorizer
@@ -143,6 +143,8 @@ impl PrivateNames {
         let mut names = Self {
             headers: vec![
                 header::AUTHORIZATION,
+                // Credentials for a proxy on the way to the backend are credentials too.
+                header::PROXY_AUTHORIZATION,
                 header::COOKIE,
                 HeaderName::from_static("x-apigw-token"),
             ],

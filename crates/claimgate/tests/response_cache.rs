@@ -1263,3 +1263,38 @@ fn what_an_authorizer_function_reads_makes_a_request_private() {
         (Some("HIT"), bob.body)
     );
 }
+
+#[test]
+fn proxy_credentials_make_a_request_private() {
+    let Some(redis) = Redis::start("proxy_credentials_make_a_request_private", Some(PASSWORD))
+    else {
+        return;
+    };
+    let upstream = Upstream::start();
+    let gateway = start(
+        &[deployment(vec![caching_route(
+            &upstream,
+            "items",
+            60,
+            json!({}),
+        )])],
+        &gateway_file(&redis, 1000),
+        &[],
+    );
+    let answer = get(
+        &gateway,
+        "/v1/items",
+        &[("proxy-authorization", "Basic dTpw")],
+    );
+    assert_eq!(
+        (answer.status, answer.cache.as_deref()),
+        (200, Some("BYPASS"))
+    );
+    assert!(redis.keys("claimgate:rc:*").is_empty());
+    // The same request without them is cached.
+    let answer = get(&gateway, "/v1/items", &[]);
+    assert_eq!(
+        (answer.status, answer.cache.as_deref()),
+        (200, Some("MISS"))
+    );
+}

@@ -403,6 +403,15 @@ const ROUTE_REQUEST_POLICY_MEMBERS: &[&str] = &[
     "responseCacheLookup",
 ];
 
+/// Whether two context variables name the same value (header names without regard to case).
+fn same_variable(a: &ContextVariable, b: &ContextVariable) -> bool {
+    let keys = match (a.key.as_deref(), b.key.as_deref()) {
+        (Some(x), Some(y)) if a.table == ContextTable::Headers => x.eq_ignore_ascii_case(y),
+        (x, y) => x == y,
+    };
+    a.table == b.table && keys && a.sub_key == b.sub_key
+}
+
 fn read_route(
     cx: &mut Cx,
     field: &Field<'_>,
@@ -452,6 +461,7 @@ fn read_route(
     let mut cors = None;
     let mut validations = RequestValidations::default();
     let mut response_cache_lookup = None;
+    let mut cache_lookup_path = None;
     let mut response_cache_store = None;
     if let Some(policies) = obj.take("requestPolicies") {
         if let Some(mut policies) = policies.object(cx) {
@@ -501,6 +511,7 @@ fn read_route(
                 let read = read_cache_lookup(cx, &f, &scope);
                 note(notes, &f.path, read.as_ref().map(|_| false));
                 response_cache_lookup = read.flatten();
+                cache_lookup_path = Some(f.path.clone());
             }
             policies.finish(cx, ROUTE_REQUEST_POLICY_MEMBERS);
         }
@@ -554,6 +565,25 @@ fn read_route(
         .and_then(|f| read_logging(cx, &f))
         .flatten();
     obj.finish(cx, ROUTE_MEMBERS);
+    if let (Some(Backend::Dynamic(routing)), Some(lookup), Some(at)) =
+        (&backend, &response_cache_lookup, &cache_lookup_path)
+    {
+        let keyed = lookup
+            .key_additions
+            .iter()
+            .any(|t| t.variables().any(|v| same_variable(v, &routing.selector)));
+        if !keyed {
+            cx.warn(
+                at,
+                format!(
+                    "the backend is chosen by {} but the cache key does not include it: an \
+                     answer of one backend can be served to requests routed to another; add \
+                     '{}' to cacheKeyAdditions",
+                    routing.selector, routing.selector
+                ),
+            );
+        }
+    }
     let authorization = authorization?;
     if let (Some(at), Some(auth)) = (&explicit_authorization, auth) {
         match &authorization {
