@@ -1600,11 +1600,12 @@ fn allow_to_an_http_backend_has_no_status_of_its_own() {
 }
 
 #[test]
-fn allow_to_a_backend_claimgate_never_serves_answers_502() {
+fn allow_to_an_oauth2_login_route_has_no_status_of_its_own() {
+    // The gateway's OAUTH2 flow answers it (the callback), not the verdict.
     let mut file = file();
     file["specification"]["routes"][0]["backend"] = json!({"type": "OAUTH2_LOGIN_BACKEND"});
     let verdict = judge_token(&load(&file), &good_token());
-    assert_eq!(verdict.status, Some(502));
+    assert_eq!(verdict.status, None);
 }
 
 /// A function answers with a status of its own, and a dynamic routing backend's status is the

@@ -24,6 +24,7 @@ pub mod mtls;
 mod proxy;
 mod respond;
 mod server;
+pub mod session;
 pub mod shared;
 mod shared_limit;
 mod target;
