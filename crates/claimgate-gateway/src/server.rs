@@ -3,6 +3,7 @@
 
 mod custom;
 mod edge;
+mod oauth2;
 mod phases;
 
 use crate::context::RequestContext;
@@ -70,6 +71,8 @@ pub struct Options {
     pub function_timeout: Duration,
     /// Memory all authorizer-function answers may use, in bytes.
     pub function_cache_bytes: u64,
+    /// `--session-key`: seals OAUTH2 sessions and login flows (the first key seals, all open).
+    pub session_keys: Option<Arc<crate::session::SessionKeys>>,
 }
 
 impl Default for Options {
@@ -90,6 +93,7 @@ impl Default for Options {
             shared_state: None,
             function_timeout: Duration::from_secs(10),
             function_cache_bytes: 32 * 1024 * 1024,
+            session_keys: None,
         }
     }
 }
@@ -897,6 +901,7 @@ impl Gateway {
             usage: None,
             client,
             backend_answered: false,
+            csrf: None,
         };
         let response = self.request_phases(&mut exchange).await;
         self.logs_phase(&mut exchange, response).await
@@ -1518,7 +1523,10 @@ impl Gateway {
                     }
                 }
             }
-            Backend::Dynamic(_) | Backend::Unsupported { .. } => {
+            Backend::Dynamic(_)
+            | Backend::Unsupported { .. }
+            | Backend::OAuth2Login
+            | Backend::OAuth2Logout(_) => {
                 let kind = backend.kind();
                 self.logs.execution(
                     context,

@@ -125,6 +125,12 @@ pub(crate) struct ServeArgs {
     /// Redis cannot forge them.
     #[arg(long, value_name = "FILE", value_parser = crate::input::file_arg)]
     shared_state_key: Option<String>,
+    /// Seal OAUTH2 login sessions with AES-256-GCM under the 32 random bytes, base64, in this
+    /// file (openssl rand -base64 32 > FILE); required by deployments with an OAUTH2
+    /// validationFailurePolicy. Repeatable for rotation: the first seals, all open. Give every
+    /// replica the same keys.
+    #[arg(long = "session-key", value_name = "FILE", value_parser = crate::input::file_arg)]
+    session_keys: Vec<String>,
     /// Usage plans (OCI UsagePlan resources): a JSON file holding one or an array, or a
     /// directory of *.json (repeatable); watched and reloaded with the deployments.
     #[arg(long = "usage-plans", value_name = "FILE|DIR", value_parser = crate::input::file_arg)]
@@ -478,6 +484,22 @@ fn read_ca_files(paths: &[String]) -> Result<Vec<Vec<u8>>, String> {
     Ok(files)
 }
 
+/// The `--session-key` files, in order (the first seals); `None` without any.
+fn read_session_keys(
+    paths: &[String],
+) -> Result<Option<std::sync::Arc<claimgate_gateway::session::SessionKeys>>, InputError> {
+    let mut keys = Vec::with_capacity(paths.len());
+    for path in paths {
+        let text = read_text(path, "--session-key", 4096).map_err(InputError::new)?;
+        keys.push(
+            claimgate_gateway::shared::SealKey::from_base64(&text).map_err(|e| {
+                InputError::new(format!("cannot use --session-key '{path}': it {e}"))
+            })?,
+        );
+    }
+    Ok(claimgate_gateway::session::SessionKeys::new(&keys).map(std::sync::Arc::new))
+}
+
 /// Reads the secrets file, or none.
 fn read_secrets(path: Option<&str>) -> Result<Secrets, String> {
     match path {
@@ -530,6 +552,24 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
     let (resources, warnings) = resource_files.load(&deployments)?;
     for warning in warnings {
         eprintln!("claimgate: warning: {warning}");
+    }
+    let session_keys = read_session_keys(&args.session_keys)?;
+    let without_keys: Vec<String> = deployments
+        .iter()
+        .filter(|d| matches!(&d.authentication, Authentication::Jwt(p) if p.oauth2.is_some()))
+        .map(|d| {
+            format!(
+                "{} ({})",
+                claimgate_core::escape(&d.path_prefix),
+                claimgate_core::escape(d.label())
+            )
+        })
+        .collect();
+    if session_keys.is_none() && !without_keys.is_empty() {
+        return Err(InputError {
+            message: "cannot serve: an OAUTH2 validationFailurePolicy needs --session-key FILE (32 random bytes, base64: openssl rand -base64 32 > FILE), the same on every replica".into(),
+            details: without_keys,
+        });
     }
     let missing_ca = needs_client_ca(&deployments, args.client_ca.is_some());
     if !missing_ca.is_empty() {
@@ -607,6 +647,7 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             max_connections,
             max_connection_age: Duration::from_secs(args.max_connection_age),
             shared_state,
+            session_keys,
             ..Options::default()
         };
         let labels: Vec<String> = deployments

@@ -62,6 +62,8 @@ pub(super) struct Exchange<'a> {
     /// Whether the answer came from the route's backend (or the cache), not from the gateway:
     /// only such answers get response transformations.
     pub(super) backend_answered: bool,
+    /// The CSRF token of the request's OAUTH2 cookie session, returned as `X-CSRF-TOKEN`.
+    pub(super) csrf: Option<String>,
 }
 
 impl<'a> Exchange<'a> {
@@ -123,6 +125,8 @@ impl Gateway {
             .body
             .as_ref()
             .is_some_and(|body| !hyper::body::Body::is_end_stream(body));
+        // OAUTH2: a session stands for the token (server/oauth2.rs).
+        let prepared = self.oauth2_prepare(x);
         let verdict = match self
             .judge_authorizer(
                 x.state,
@@ -149,9 +153,23 @@ impl Gateway {
             .and_then(|r| x.served.deployment.routes.get(r.index))
             .and_then(|r| r.execution_log_level)
             .map_or(x.served.threshold, |l| level(Some(l)));
-        self.log_verdict(&verdict, x.context, x.threshold);
+        let oauth2_route = verdict
+            .route
+            .as_ref()
+            .and_then(|r| x.served.deployment.routes.get(r.index))
+            .is_some_and(|r| {
+                matches!(
+                    r.backend,
+                    claimgate_config::Backend::OAuth2Login
+                        | claimgate_config::Backend::OAuth2Logout(_)
+                )
+            });
+        // The login and logout routes skip authentication: their verdict is not reported.
+        if !oauth2_route {
+            self.log_verdict(&verdict, x.context, x.threshold);
+        }
         x.verdict = Some(verdict);
-        Step::Next
+        self.oauth2_answer(x, prepared).await
     }
 
     /// The route's `authorization`, with the verdict's other refusals: no route (404), a method
@@ -311,7 +329,12 @@ impl Gateway {
         }
         let route_index = x.route_index();
         let response = x.served.edge.with_cors(&x.parts, route_index, response);
-        let response = super::with_request_id(response, x.request_id);
+        let mut response = super::with_request_id(response, x.request_id);
+        if let Some(csrf) = x.csrf.as_deref() {
+            if let Ok(value) = http::HeaderValue::from_str(csrf) {
+                response.headers_mut().insert("x-csrf-token", value);
+            }
+        }
         let verdict = x.verdict();
         self.record(
             verdict,
