@@ -9,7 +9,9 @@ policy adds per request on a busy machine too.
 
 Cells: noauth (no requestPolicies), total-local / total-redis (rateLimiting TOTAL),
 usage-local / usage-redis (usagePlans, the client token in x-api-key; the same plan and
-subscriber files as bench/load.py's usage-* workloads). Every process it starts is stopped by
+subscriber files as bench/load.py's usage-* workloads), cache-hit / cache-miss (the route with
+responseCacheLookup + responseCacheStore, the redis-server as the cache through `--gateway`:
+one key answered from the cache, or a new x-cache-key each request, looked up and stored). Every process it starts is stopped by
 its PID.
 """
 import argparse
@@ -74,9 +76,10 @@ def main() -> int:
     class Args:  # what load.Bench.usage_files reads
         rate = 10_000_000
         usage_quota = 1_000_000_000
-    fake = type("B", (), {"args": Args, "work": work})()
+    fake = type("B", (), {"args": Args, "work": work, "redis": (None, redis_port)})()
     results = {}
-    cells = ["noauth", "total-local", "total-redis", "usage-local", "usage-redis"]
+    cells = ["noauth", "total-local", "total-redis", "usage-local", "usage-redis",
+             "cache-hit", "cache-miss"]
     for cell in cells:
         rate_key, redis = load.RL_WORKLOADS[cell]
         spec = {"loggingPolicies": {"executionLog": {"logLevel": "WARN"}},
@@ -95,6 +98,14 @@ def main() -> int:
             target = load.Target("claimgate", cell, 0)
             flags = load.Bench.usage_files(fake, target)
             headers = {load.USAGE_HEADER: load.USAGE_TOKEN}
+        if cell in load.CACHE_WORKLOADS:
+            lookup = {"type": "SIMPLE_LOOKUP_POLICY"}
+            if cell == "cache-miss":
+                lookup["cacheKeyAdditions"] = [f"request.headers[{load.CACHE_HEADER}]"]
+            spec["routes"][0]["requestPolicies"] = {"responseCacheLookup": lookup}
+            spec["routes"][0]["responsePolicies"] = {"responseCacheStore": {
+                "type": "FIXED_TTL_STORE_POLICY", "timeToLiveInSeconds": 300}}
+            flags = load.Bench.cache_files(fake, load.Target("claimgate", "cache-hit", 0))
         path = work / f"{cell}.json"
         path.write_text(json.dumps(deployment))
         port, admin = free_port(), free_port()
@@ -110,15 +121,37 @@ def main() -> int:
         STARTED.append(proc)
         wait_listening(port, proc)
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        sent = [0]
 
         def send(n):
             for _ in range(n):
+                if cell == "cache-miss":
+                    sent[0] += 1
+                    headers[load.CACHE_HEADER] = f"k{sent[0]}"
                 conn.request("GET", "/bench/stock", headers=headers)
                 response = conn.getresponse()
                 response.read()
                 if response.status != 200:
                     raise SystemExit(f"{cell}: answered {response.status}")
+                expected = {"cache-hit": "HIT", "cache-miss": "MISS"}.get(cell)
+                # cache-hit's entry was stored by the probe below: every request is a hit.
+                if expected and response.getheader("x-cache-status") != expected:
+                    raise SystemExit(f"{cell}: X-Cache-Status "
+                                     f"{response.getheader('x-cache-status')}, expected {expected}")
 
+        if cell in load.CACHE_WORKLOADS:
+            # Connected to the cache (answers stop being BYPASS), and the entry stored.
+            deadline = time.time() + 15
+            while True:
+                conn.request("GET", "/bench/stock", headers={load.CACHE_HEADER: "probe"})
+                response = conn.getresponse()
+                response.read()
+                if response.getheader("x-cache-status") != "BYPASS":
+                    break
+                if time.time() > deadline:
+                    raise SystemExit(f"{cell}: the cache is never used (BYPASS)")
+                time.sleep(0.2)
+            time.sleep(0.2)
         send(args.warmup)
         time.sleep(0.3)  # the periodic tasks settle; then count
         samples = []

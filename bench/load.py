@@ -59,6 +59,8 @@ RL_WORKLOADS = {
     "ip-redis": ("CLIENT_IP", True),
     "usage-local": (None, False),
     "usage-redis": (None, True),
+    "cache-miss": (None, False),
+    "cache-hit": (None, False),
 }
 RL_LABELS = {
     "noauth": "none",
@@ -69,6 +71,8 @@ RL_LABELS = {
     "ip-redis": "CLIENT_IP, Redis",
     "usage-local": "usage plan, local",
     "usage-redis": "usage plan, Redis",
+    "cache-miss": "response cache, every request a MISS",
+    "cache-hit": "response cache, every request a HIT",
 }
 # Usage plans (issue 15): the deployment (with this `id`) reads a client token from x-api-key;
 # one subscriber, one client, entitled by one plan whose rate limit and quota are so high that
@@ -80,6 +84,17 @@ USAGE_TOKEN = "bench-client-5c0ffee"
 USAGE_PLAN_ID = "ocid1.usageplan.oc1..bench"
 USAGE_SUBSCRIBER_ID = "ocid1.subscriber.oc1..bench"
 USAGE_PERMITTED = 'action="permitted"'
+
+# Response caching (issue 16): both routes get responseCacheLookup + responseCacheStore, the
+# cache server is the benchmark's redis-server (through `serve --gateway`, an ACL user made for
+# it). cache-hit sends one request over and over (one key: every request after the first is a
+# HIT); cache-miss adds a key addition on x-cache-key and sends a new value each request (a MISS
+# that is stored: GET, backend, SET). Compare with noauth: the same routes without a cache.
+CACHE_WORKLOADS = ("cache-miss", "cache-hit")
+CACHE_HEADER = "x-cache-key"
+CACHE_KEYS = 3_000_000  # distinct x-cache-key values for cache-miss (each run checks none repeats)
+CACHE_USER, CACHE_PASSWORD = "bench-cache", "bench-cache-pw"
+CACHE_SECRET_ID = "ocid1.vaultsecret.oc1..benchcache"
 
 STARTED = []  # every subprocess.Popen this script started, stopped by PID on exit
 
@@ -207,6 +222,10 @@ class Target:
     @property
     def usage(self) -> bool:
         return self.workload in USAGE_WORKLOADS
+
+    @property
+    def cache(self) -> bool:
+        return self.workload in CACHE_WORKLOADS
 
     @property
     def counts_in_redis(self) -> bool:
@@ -417,6 +436,15 @@ class Bench:
                 deployment["specification"]["requestPolicies"] = {"usagePlans": {
                     "tokenLocations": [f"request.headers[{USAGE_HEADER}]"]}}
                 usage_flags = self.usage_files(target)
+            if target.cache:
+                lookup = {"type": "SIMPLE_LOOKUP_POLICY"}
+                if target.workload == "cache-miss":
+                    lookup["cacheKeyAdditions"] = [f"request.headers[{CACHE_HEADER}]"]
+                for route in deployment["specification"]["routes"]:
+                    route["requestPolicies"] = {"responseCacheLookup": lookup}
+                    route["responsePolicies"] = {"responseCacheStore": {
+                        "type": "FIXED_TTL_STORE_POLICY", "timeToLiveInSeconds": 300}}
+                usage_flags = self.cache_files(target)
             path = self.work / f"claimgate-{target.tag}.json"
             path.write_text(json.dumps(deployment, indent=1))
             logs = ["/dev/null", "/dev/null"]
@@ -456,6 +484,42 @@ class Bench:
                    str(self.args.gateway_threads), "--disable-hot-restart", "--log-level", "warn"]
         target.proc = spawn(cmd, log)
         wait_listening(target.port, target.proc, target.name, log)
+
+    def cache_files(self, target: Target) -> list:
+        """--gateway (the benchmark's redis-server as the response cache, through an ACL user)
+        and --secrets files for `target`, and the `serve` flags naming them."""
+        redis_call(self.redis[1], "ACL", "SETUSER", CACHE_USER, "on", f">{CACHE_PASSWORD}",
+                   "~*", "+@all")
+        gateway = {"displayName": "bench", "responseCacheDetails": {
+            "type": "EXTERNAL_RESP_CACHE", "servers": [{"host": "127.0.0.1", "port": self.redis[1]}],
+            "authenticationSecretId": CACHE_SECRET_ID, "authenticationSecretVersionNumber": 1}}
+        secrets = {CACHE_SECRET_ID: {"1": {"username": CACHE_USER, "password": CACHE_PASSWORD}}}
+        gateway_file = self.work / f"gateway-{target.tag}.json"
+        secrets_file = self.work / f"secrets-{target.tag}.json"
+        gateway_file.write_text(json.dumps(gateway, indent=1))
+        secrets_file.write_text(json.dumps(secrets, indent=1))
+        keys = self.work / "cache-keys.txt"
+        if target.workload == "cache-miss" and not keys.exists():
+            keys.write_text("".join(f"k{i:08d}\n" for i in range(CACHE_KEYS)))
+        return ["--gateway", str(gateway_file), "--secrets", str(secrets_file)]
+
+    def cache_results(self, target: Target) -> dict:
+        """claimgate_response_cache_total by result (HIT, MISS, BYPASS)."""
+        out = {"HIT": 0.0, "MISS": 0.0, "BYPASS": 0.0}
+        for k, v in self.metrics(target).items():
+            if k.startswith("claimgate_response_cache_total"):
+                for result in out:
+                    if f'result="{result}"' in k:
+                        out[result] += v
+        return out
+
+    def cache_get(self, port: int, path: str, key=None):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", path, headers={CACHE_HEADER: key} if key else {})
+        response = conn.getresponse()
+        body = response.read()
+        conn.close()
+        return response.status, response.getheader("x-cache-status"), body
 
     def usage_files(self, target: Target) -> list:
         """--usage-plans and --subscribers files (OCI's GET shapes, camelCase, with `id`) of
@@ -501,6 +565,26 @@ class Bench:
         problems = []
         good = (self.work / "token.txt").read_text().strip()
         first_many = (self.work / "tokens.txt").open().readline().strip()
+        if target.cache:
+            # Connected (not BYPASS), then: a fresh key misses, the same key hits, and the
+            # answer is the upstream's either way.
+            deadline = time.time() + 15
+            while self.cache_get(target.port, "/bench/stock", "probe")[1] == "BYPASS":
+                if time.time() > deadline:
+                    return ["the cache server is not used (BYPASS) 15 s after start"]
+                time.sleep(0.2)
+            for path in self.paths():
+                key = f"sanity-{path}"
+                first = self.cache_get(target.port, path, key)
+                time.sleep(0.2)  # the store finishes after the body
+                second = self.cache_get(target.port, path, key)
+                expected = ("MISS", "HIT") if target.workload == "cache-miss" else (None, "HIT")
+                if first[0] != 200 or first[2].strip() != b"ok" or second[2].strip() != b"ok":
+                    problems.append(f"GET {path}: {first[0]} {first[2][:80]!r}, {second[2][:80]!r}")
+                if (expected[0] and first[1] != expected[0]) or second[1] != expected[1]:
+                    problems.append(f"GET {path} twice: X-Cache-Status {first[1]}, {second[1]}, "
+                                    f"expected {expected}")
+            return problems
         if target.usage:
             for path in self.paths():
                 status, body = self.get(target.port, path, USAGE_TOKEN, USAGE_HEADER)
@@ -536,6 +620,8 @@ class Bench:
                url, "--", tokens, str(start)]
         if target.usage:
             cmd.append(USAGE_HEADER)
+        if target.workload == "cache-miss":
+            cmd.append(CACHE_HEADER)
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, text=True)
         STARTED.append(proc)
@@ -546,6 +632,9 @@ class Bench:
                   "many": str(self.work / "tokens.txt")}.get(target.workload, "none")
         if target.usage:
             tokens = str(self.work / "usage-token.txt")
+        if target.workload == "cache-miss":
+            tokens = str(self.work / "cache-keys.txt")
+        cache_before = self.cache_results(target) if target.cache else {}
         pid = target.proc.pid
         upstream_pid = self.upstream[0].pid
         redis_pid = self.redis[0].pid if self.redis else None
@@ -626,6 +715,17 @@ class Bench:
                 [f"{prefix}127.0.0.1"] if target.rate_key == "CLIENT_IP" else []
             if target.usage and target.uses_redis:
                 wanted = [f"{target.key_prefix}up:quota:{USAGE_PLAN_ID}/bench/{USAGE_SUBSCRIBER_ID}"]
+            if target.cache:
+                # Every request answered as the workload says (HIT or MISS), never BYPASS.
+                after_c = self.cache_results(target)
+                delta = {k: after_c[k] - cache_before[k] for k in after_c}
+                run["cache_results"] = delta
+                want = "HIT" if target.workload == "cache-hit" else "MISS"
+                if abs(delta[want] - requests) > 2 * self.args.connections or delta["BYPASS"]:
+                    print(f"  !! {target.name} {path}: {delta} for {requests} requests, "
+                          f"expected {want} each", flush=True)
+                    run.setdefault("cache_trouble", []).append(
+                        f"X-Cache-Status counts {delta} for {requests} requests, expected {want} each")
             if target.usage:
                 # Every request counted by the plan: its permitted counter grew by the
                 # requests (give or take those in flight when wrk stopped).
@@ -633,7 +733,7 @@ class Bench:
                     v for k, v in metrics_before.items()
                     if k.startswith("claimgate_usage_plan_requests_total") and USAGE_PERMITTED in k)
                 run["usage_permitted"] = permitted
-            trouble = []
+            trouble = list(run.get("cache_trouble", []))
             if run["errors"]:
                 # Which answers they were, from claimgate's own counters (read outside the
                 # measured interval).
@@ -862,6 +962,27 @@ class Bench:
                     f"| {s['redis_cpu_us_per_req']:.1f} | {s['evalsha_per_req']:.3f} "
                     f"| {s['errors']} |")
         add("")
+        if any(w in CACHE_WORKLOADS for w in self.workloads):
+            add("Response cache (medians; total CPU = claimgate + redis-server + upstream):")
+            add("")
+            add("| path | cache | req/s | p50 ms | p99 ms | claimgate CPU µs/req "
+                "| redis-server CPU µs/req | upstream CPU µs/req | total CPU µs/req |")
+            add("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+            for path in self.paths():
+                for workload, label in (("noauth", "none (no cache policies)"),
+                                        ("cache-miss", "MISS each request (GET, backend, SET)"),
+                                        ("cache-hit", "HIT each request (GET)")):
+                    s_ = summaries.get((path, workload))
+                    if not s_:
+                        continue
+                    total = (s_["cpu_us_per_req"] + s_["redis_cpu_us_per_req"]
+                             + s_["upstream_cpu_us_per_req"])
+                    add(f"| `{path}` | {label} | {s_['rps']:,.0f} "
+                        f"[{s_['rps_min']:,.0f}–{s_['rps_max']:,.0f}] | {s_['p50_ms']:.2f} "
+                        f"| {s_['p99_ms']:.2f} | {s_['cpu_us_per_req']:.1f} "
+                        f"| {s_['redis_cpu_us_per_req']:.1f} | {s_['upstream_cpu_us_per_req']:.1f} "
+                        f"| {total:.1f} |")
+            add("")
         add("What Redis adds per request (medians; Δ CPU = claimgate + redis-server):")
         add("")
         add("| path | rate key | vs | Δ req/s | Δ p50 ms | Δ p99 ms | Δ claimgate CPU µs "
@@ -895,7 +1016,7 @@ class Bench:
             "over the run ÷ requests.")
         trouble = [f"{t.name} {r['path']} round {r['round']}: " + "; ".join(r["redis_trouble"])
                    for t in self.targets for r in t.runs if r.get("redis_trouble")]
-        add("Checks on every run (EVALSHA count, bucket key seen mid-run, "
+        add("Checks on every run (EVALSHA count, bucket key seen mid-run, HIT/MISS counts of cache cells, "
             "claimgate_shared_state_up 1 and errors 0 on Redis cells): "
             + ("all passed" if not trouble else "FAILED: " + " | ".join(trouble)))
         keys = sorted({k for t in self.targets for r in t.runs for k in (r.get("redis_keys_mid_run") or [])})

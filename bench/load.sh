@@ -17,7 +17,9 @@
 #               or by a redis-server the script starts on 127.0.0.1 (no persistence), against
 #               no limiter; redis-server's own CPU counted too (see BENCHMARKS.md). Its
 #               usage-local and usage-redis workloads (issue 15) put the deployment under a usage
-#               plan instead (client token in x-api-key, --usage-plans and --subscribers files)
+#               plan instead (client token in x-api-key, --usage-plans and --subscribers files);
+#               cache-hit and cache-miss (issue 16) put both routes behind the response cache
+#               (serve --gateway naming the same redis-server)
 #
 # Quick look: bench/load.sh --duration 3 --rounds 1 --tokens 10000
 set -euo pipefail

@@ -684,8 +684,9 @@ def run_all_generated():
 
 NOT_RUN_BY_CLAIMGATE = (
     "is not enforced by claimgate yet ('serve' refuses this file)",
-    "CUSTOM_AUTHENTICATION calls an OCI Functions authorizer: claimgate cannot evaluate it",
-    "ORACLE_FUNCTIONS_BACKEND is never served by claimgate (routes to it answer 502)",
+    # Authorizer functions and Functions backends run where --functions says; validate is
+    # run here without it.
+    "needs a URL: serve refuses this deployment without --functions FILE mapping it",
 )
 
 

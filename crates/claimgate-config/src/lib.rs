@@ -14,6 +14,7 @@
 mod context;
 mod deployment;
 mod function_map;
+mod gateway;
 pub mod model;
 mod reader;
 mod resource;
@@ -24,6 +25,9 @@ mod usage_plan;
 
 pub use deployment::{load_str, LoadOptions, Loaded, MAX_FILE_BYTES};
 pub use function_map::{load_function_map_str, FunctionMap, LoadedFunctions};
+pub use gateway::{
+    check_gateway_str, load_gateway_str, Gateway, LoadedGateway, ResponseCacheServer,
+};
 pub use model::*;
 pub use reader::{Diagnostic, Rejected};
 pub use resource::LoadedResources;

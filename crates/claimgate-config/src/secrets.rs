@@ -4,6 +4,10 @@
 //! The file is a JSON object mapping each secret id either to its value (a string) or to an
 //! object mapping version numbers (as strings) to values. `clientSecretVersionNumber` picks the
 //! version, else the highest is used. Messages name ids and versions, never values.
+//!
+//! A value may also be a JSON object holding `username` or `password` (the credentials of a
+//! response-cache server, which OCI keeps in Vault as that JSON text): it stands for its JSON
+//! text, so it is read as if it had been written as a string.
 
 use crate::model::{Deployment, SecretRef};
 use crate::reader::Diagnostic;
@@ -47,39 +51,47 @@ impl Secrets {
         };
         let mut entries = BTreeMap::new();
         for (id, value) in map {
-            let entry =
-                match value {
-                    Value::String(secret) => Entry::Value(secret),
-                    Value::Object(versions) => {
-                        let mut out = BTreeMap::new();
-                        for (version, secret) in versions {
-                            let number =
-                                version.parse::<u64>().ok().filter(|n| *n >= 1).ok_or_else(
-                                    || {
-                                        format!(
+            let entry = match value {
+                Value::String(secret) => Entry::Value(secret),
+                Value::Object(credentials) if is_credentials(&credentials) => {
+                    Entry::Value(Value::Object(credentials).to_string())
+                }
+                Value::Object(versions) => {
+                    let mut out = BTreeMap::new();
+                    for (version, secret) in versions {
+                        let number =
+                            version
+                                .parse::<u64>()
+                                .ok()
+                                .filter(|n| *n >= 1)
+                                .ok_or_else(|| {
+                                    format!(
                                     "secret '{id}': '{version}' is not a version number (1, 2, \
                                      ...)"
                                 )
-                                    },
-                                )?;
-                            let Value::String(secret) = secret else {
+                                })?;
+                        let secret = match secret {
+                            Value::String(secret) => secret,
+                            Value::Object(c) if is_credentials(&c) => Value::Object(c).to_string(),
+                            _ => {
                                 return Err(format!(
                                     "secret '{id}' version {number}: expected a string"
-                                ));
-                            };
-                            out.insert(number, secret);
-                        }
-                        if out.is_empty() {
-                            return Err(format!("secret '{id}' has no versions"));
-                        }
-                        Entry::Versions(out)
+                                ))
+                            }
+                        };
+                        out.insert(number, secret);
                     }
-                    _ => {
-                        return Err(format!(
-                            "secret '{id}': expected a string, or an object of versions"
-                        ))
+                    if out.is_empty() {
+                        return Err(format!("secret '{id}' has no versions"));
                     }
-                };
+                    Entry::Versions(out)
+                }
+                _ => {
+                    return Err(format!(
+                        "secret '{id}': expected a string, or an object of versions"
+                    ))
+                }
+            };
             entries.insert(id, entry);
         }
         Ok(Self { entries })
@@ -128,6 +140,12 @@ impl Secrets {
     }
 }
 
+/// Whether an object is a credentials value (`{"username": ..., "password": ...}`) rather
+/// than a map of versions.
+fn is_credentials(object: &serde_json::Map<String, Value>) -> bool {
+    object.contains_key("password") || object.contains_key("username")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +166,19 @@ mod tests {
         assert_eq!(
             secrets.resolve("missing", None),
             Err("secret 'missing' is not in the secrets file".into())
+        );
+        let credentials = Secrets::parse(
+            r#"{"cache": {"username": "app", "password": "pw"}, "cache2": {"2": {"password": "pw2"}}}"#,
+        )
+        .unwrap();
+        let text = credentials.resolve("cache", Some(1)).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(text).unwrap(),
+            serde_json::json!({"username": "app", "password": "pw"})
+        );
+        assert_eq!(
+            credentials.resolve("cache2", Some(2)),
+            Ok(r#"{"password":"pw2"}"#)
         );
         let debug = format!("{secrets:?}");
         assert!(

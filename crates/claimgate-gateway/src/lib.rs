@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod mtls;
 mod proxy;
 mod respond;
+pub mod response_cache;
 mod server;
 pub mod session;
 pub mod shared;

@@ -132,6 +132,12 @@ struct OperationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheResultLabels {
+    deployment: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DeploymentLabels {
     deployment: String,
 }
@@ -243,6 +249,7 @@ pub struct Metrics {
     rate_limited: Family<DeploymentLabels, Counter>,
     shared_state_errors: Family<OperationLabels, Counter>,
     shared_state_up: prometheus_client::metrics::gauge::Gauge,
+    response_cache: Family<CacheResultLabels, Counter>,
     usage_requests: Family<UsageActionLabels, Counter>,
     usage_used: Family<
         UsageLabels,
@@ -317,6 +324,12 @@ impl Metrics {
             "1 while the shared state store (Redis) is used, 0 while this replica falls back",
             shared_state_up.clone(),
         );
+        let response_cache = Family::default();
+        registry.register(
+            "claimgate_response_cache",
+            "Requests on response-caching routes by deployment and X-Cache-Status (HIT, MISS, BYPASS)",
+            response_cache.clone(),
+        );
         let usage_requests = Family::default();
         let usage_used = Family::default();
         registry.register(
@@ -352,6 +365,7 @@ impl Metrics {
             rate_limited,
             shared_state_errors,
             shared_state_up,
+            response_cache,
         }
     }
 
@@ -469,6 +483,20 @@ impl Metrics {
         self.shared_state_errors
             .get_or_create(&OperationLabels { operation })
             .inc();
+    }
+
+    /// The `claimgate_response_cache_total` series of a deployment, for `HIT`, `MISS` and
+    /// `BYPASS` in that order: made once when the deployment is loaded, so counting a request
+    /// builds no labels.
+    pub fn response_cache(&self, deployment: &str) -> [Counter; 3] {
+        ["HIT", "MISS", "BYPASS"].map(|result| {
+            self.response_cache
+                .get_or_create(&CacheResultLabels {
+                    deployment: deployment.to_owned(),
+                    result,
+                })
+                .clone()
+        })
     }
 
     /// Whether the shared state store is in use.

@@ -73,6 +73,8 @@ pub struct Options {
     pub function_cache_bytes: u64,
     /// `--session-key`: seals OAUTH2 sessions and login flows (the first key seals, all open).
     pub session_keys: Option<Arc<crate::session::SessionKeys>>,
+    /// `--gateway`'s `responseCacheDetails` and the cache's own settings.
+    pub response_cache: crate::response_cache::ResponseCacheOptions,
 }
 
 impl Default for Options {
@@ -94,6 +96,7 @@ impl Default for Options {
             function_timeout: Duration::from_secs(10),
             function_cache_bytes: 32 * 1024 * 1024,
             session_keys: None,
+            response_cache: crate::response_cache::ResponseCacheOptions::default(),
         }
     }
 }
@@ -113,6 +116,8 @@ struct Served {
     threshold: Level,
     /// Rate limiting and CORS.
     edge: edge::Edge,
+    /// What the response cache needs of the deployment (none when no route caches).
+    cache: Option<crate::response_cache::DeploymentCache>,
 }
 
 /// The remote key material of one `dynamicAuthentication` server (static keys need none).
@@ -177,6 +182,8 @@ pub struct Gateway {
     connections: crate::connection::Connections,
     /// Usage-plan counters: outlive configuration generations (keyed by ids).
     usage: crate::usage::UsageCounters,
+    /// The response cache's server and the bytes held for storing.
+    response_cache: crate::response_cache::ResponseCache,
     options: Options,
 }
 
@@ -238,7 +245,14 @@ impl Gateway {
             }
             None => None,
         };
+        let response_cache = crate::response_cache::ResponseCache::new(
+            options.response_cache.clone(),
+            &options.extra_roots,
+            metrics.clone(),
+            logs.clone(),
+        )?;
         let gateway = Self {
+            response_cache,
             usage: crate::usage::UsageCounters::new(shared.clone()),
             state: ArcSwap::from_pointee(ServedSet {
                 served: Vec::new(),
@@ -328,6 +342,7 @@ impl Gateway {
             }
             let edge = edge::Edge::new(&deployment, self.options.rate_limits.as_ref());
             served.push(Served {
+                cache: crate::response_cache::DeploymentCache::new(&deployment, &self.metrics),
                 edge,
                 scope,
                 deployment,
@@ -479,6 +494,15 @@ impl Gateway {
         if changed {
             self.connections.client_cas_changed();
         }
+    }
+
+    /// Uses the response cache server of a reloaded `--gateway` file from now on (`None`: the
+    /// gateway has no cache). An unchanged server keeps its connection.
+    pub fn set_response_cache_server(
+        &self,
+        server: Option<claimgate_config::ResponseCacheServer>,
+    ) -> Result<(), String> {
+        self.response_cache.set_server(server)
     }
 
     /// Records a reload that was refused; the current set keeps serving.
@@ -902,6 +926,8 @@ impl Gateway {
             client,
             backend_answered: false,
             csrf: None,
+            cache_status: None,
+            cache_pending: None,
         };
         let response = self.request_phases(&mut exchange).await;
         self.logs_phase(&mut exchange, response).await

@@ -19,6 +19,10 @@
 //! Values that would let a writer to Redis forge an answer (introspection answers, cached
 //! responses) are sealed with AES-256-GCM under `--shared-state-key` when one is given, bound to
 //! their key, so a value copied to another key does not open either.
+//!
+//! The response cache's server (the gateway resource's `responseCacheDetails`) is another
+//! [`SharedState`] with the same circuit, its own connection and the gateway resource's
+//! timeouts ([`SharedState::response_cache`]).
 
 use crate::logs::{ExecutionRecord, Level, Logs, GATEWAY_CONTEXT};
 use crate::metrics::Metrics;
@@ -32,8 +36,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How long connecting (and the background probe) may take: the per-operation timeout applies
-/// to operations on the request path only.
+/// How long connecting (and the background probe) to `--redis` may take: the per-operation
+/// timeout applies to operations on the request path only.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a down Redis is probed.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
@@ -259,7 +263,17 @@ enum Trouble {
 /// The process's connection to the shared store and what it knows of its health.
 pub struct SharedState {
     connection: ConnectionManager,
-    timeout: Duration,
+    /// Bounds operations that read (every operation but [`SharedState::set`]).
+    read_timeout: Duration,
+    /// Bounds [`SharedState::set`].
+    send_timeout: Duration,
+    /// Bounds connecting and the background probe.
+    connect_timeout: Duration,
+    /// Where the bounds come from, for causes (`--redis-timeout-ms`).
+    timeout_source: &'static str,
+    /// Whether this store drives `claimgate_shared_state_up` (`--redis` does, the response
+    /// cache does not).
+    gauge: bool,
     prefix: String,
     sealer: Option<Sealer>,
     shown_url: String,
@@ -307,19 +321,107 @@ impl SharedState {
             redis::Client::open(options.url.info.clone())
         }
         .map_err(|e| format!("cannot use --redis: {}", e.category()))?;
+        Self::with_client(
+            client,
+            Settings {
+                read_timeout: options.timeout,
+                send_timeout: options.timeout,
+                connect_timeout: CONNECT_TIMEOUT,
+                timeout_source: "--redis-timeout-ms",
+                gauge: true,
+                prefix: options.key_prefix.clone(),
+                seal_key: options.seal_key.clone(),
+                shown_url: options.url.to_string(),
+            },
+            metrics,
+            logs,
+        )
+        .map_err(|e| format!("cannot use --redis: {e}"))
+    }
+
+    /// The response cache's server (the gateway resource's `responseCacheDetails`), not yet
+    /// connected, with the resource's timeouts: connecting (and the probe) is bounded by
+    /// `connectTimeoutInMs`, a `GET` by `readTimeoutInMs`, a `SET` by `sendTimeoutInMs`.
+    /// `isSslVerifyDisabled` accepts any certificate (serve warns about it).
+    pub fn response_cache(
+        server: &claimgate_config::ResponseCacheServer,
+        key_prefix: &str,
+        seal_key: Option<&SealKey>,
+        extra_roots: &[Vec<u8>],
+        metrics: Arc<Metrics>,
+        logs: Logs,
+    ) -> Result<Arc<Self>, String> {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let addr = if server.tls {
+            redis::ConnectionAddr::TcpTls {
+                host: server.host.clone(),
+                port: server.port,
+                insecure: !server.verify_tls,
+                tls_params: None,
+            }
+        } else {
+            redis::ConnectionAddr::Tcp(server.host.clone(), server.port)
+        };
+        let mut settings = redis::RedisConnectionInfo::default().set_password(&server.password);
+        if let Some(username) = &server.username {
+            settings = settings.set_username(username);
+        }
+        let info = redis::IntoConnectionInfo::into_connection_info(addr)
+            .map_err(|e| format!("cannot use the response cache: {}", e.category()))?
+            .set_redis_settings(settings);
+        let client = if server.tls && server.verify_tls {
+            redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_bundle(extra_roots)?),
+                },
+            )
+        } else {
+            redis::Client::open(info)
+        }
+        .map_err(|e| format!("cannot use the response cache: {}", e.category()))?;
+        Self::with_client(
+            client,
+            Settings {
+                read_timeout: server.read_timeout,
+                send_timeout: server.send_timeout,
+                connect_timeout: server.connect_timeout,
+                timeout_source: "the gateway's responseCacheDetails",
+                gauge: false,
+                prefix: key_prefix.to_owned(),
+                seal_key: seal_key.cloned(),
+                shown_url: format!("{} (response cache)", server.shown()),
+            },
+            metrics,
+            logs,
+        )
+        .map_err(|e| format!("cannot use the response cache: {e}"))
+    }
+
+    fn with_client(
+        client: redis::Client,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        logs: Logs,
+    ) -> Result<Arc<Self>, String> {
         let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(CONNECT_TIMEOUT))
+            .set_connection_timeout(Some(settings.connect_timeout))
+            .set_response_timeout(Some(settings.connect_timeout.max(settings.read_timeout)))
             // One attempt per reconnection: the probe tries again every second.
             .set_number_of_retries(0);
         let connection = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| format!("cannot use --redis: {}", e.category()))?;
+            .map_err(|e| e.category().to_string())?;
         Ok(Arc::new(Self {
             connection,
-            timeout: options.timeout,
-            prefix: options.key_prefix.clone(),
-            sealer: options.seal_key.as_ref().map(Sealer::new),
-            shown_url: options.url.to_string(),
+            read_timeout: settings.read_timeout,
+            send_timeout: settings.send_timeout,
+            connect_timeout: settings.connect_timeout,
+            timeout_source: settings.timeout_source,
+            gauge: settings.gauge,
+            prefix: settings.prefix,
+            sealer: settings.seal_key.as_ref().map(Sealer::new),
+            shown_url: settings.shown_url,
             up: AtomicBool::new(false),
             connected_once: AtomicBool::new(false),
             last_logged: AtomicU64::new(0),
@@ -329,26 +431,35 @@ impl SharedState {
         }))
     }
 
-    /// Connects, and probes Redis once a second while it is down; runs until dropped. The
-    /// connection's own tasks run on the runtime that polls this.
+    /// Connects, and probes Redis once a second while it is down; runs until the last other
+    /// holder of the store drops it (a reload that replaces the response cache's server ends
+    /// the old one's probe). The connection's own tasks run on the runtime that polls this.
     pub async fn keep_connected(self: Arc<Self>) {
+        let store = Arc::downgrade(&self);
+        drop(self);
         let mut tick = tokio::time::interval(PROBE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if self.up.load(Ordering::Relaxed) {
+            let Some(this) = store.upgrade() else {
+                return;
+            };
+            if this.up.load(Ordering::Relaxed) {
                 continue;
             }
-            let mut connection = self.connection.clone();
+            let mut connection = this.connection.clone();
             let ping = async move {
                 redis::cmd("PING")
                     .query_async::<String>(&mut connection)
                     .await
             };
-            match tokio::time::timeout(CONNECT_TIMEOUT, ping).await {
-                Ok(Ok(_)) => self.mark_up(),
-                Ok(Err(e)) => self.report_unavailable(&describe(&e)),
-                Err(_) => self.report_unavailable("no answer to PING within 2 s"),
+            match tokio::time::timeout(this.connect_timeout, ping).await {
+                Ok(Ok(_)) => this.mark_up(),
+                Ok(Err(e)) => this.report_unavailable(&describe(&e)),
+                Err(_) => this.report_unavailable(&format!(
+                    "no answer to PING within {} ms",
+                    this.connect_timeout.as_millis()
+                )),
             }
         }
     }
@@ -375,57 +486,104 @@ impl SharedState {
         key
     }
 
-    /// Runs one operation when Redis is up, bounded by `--redis-timeout-ms`; `None` when it
-    /// is down, or the operation failed (counted and logged): the caller falls back.
+    /// Runs one operation when Redis is up, bounded by `--redis-timeout-ms` (the cache's read
+    /// timeout); `None` when it is down, or the operation failed (counted and logged): the
+    /// caller falls back.
     pub async fn run<T, F, Fut>(&self, operation: Operation, call: F) -> Option<T>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
+        self.run_within(operation, self.read_timeout, call)
+            .await
+            .ok()
+    }
+
+    /// [`Self::run`] bounded by `timeout`; the error says why there is no answer (for the
+    /// response cache's records).
+    async fn run_within<T, F, Fut>(
+        &self,
+        operation: Operation,
+        timeout: Duration,
+        call: F,
+    ) -> Result<T, String>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
         if !self.is_up() {
-            return None;
+            return Err(format!("{} is unavailable", self.shown_url));
         }
-        let trouble = match tokio::time::timeout(self.timeout, call(self.connection.clone())).await
-        {
-            Ok(Ok(value)) => return Some(value),
+        let trouble = match tokio::time::timeout(timeout, call(self.connection.clone())).await {
+            Ok(Ok(value)) => return Ok(value),
             Ok(Err(e)) if is_answer_error(&e) => Trouble::Refused(describe(&e)),
             Ok(Err(e)) => Trouble::Unreachable(describe(&e)),
             Err(_) => Trouble::Unreachable(format!(
-                "no answer within {} ms (--redis-timeout-ms)",
-                self.timeout.as_millis()
+                "no answer within {} ms ({})",
+                timeout.as_millis(),
+                self.timeout_source
             )),
         };
         self.metrics.shared_state_error(operation.label());
+        let cause = match &trouble {
+            Trouble::Unreachable(cause) | Trouble::Refused(cause) => cause.clone(),
+        };
         match trouble {
             Trouble::Unreachable(cause) => {
                 self.up.store(false, Ordering::Relaxed);
-                self.metrics.shared_state_up(false);
+                if self.gauge {
+                    self.metrics.shared_state_up(false);
+                }
                 self.report_unavailable(&format!("{}: {cause}", operation.label()));
             }
             Trouble::Refused(cause) => {
                 self.report_unavailable(&format!("{} (this key only): {cause}", operation.label()))
             }
         }
-        None
+        Err(cause)
     }
 
     /// The value at `key`, opened when values are sealed; `None` when absent, unreadable or
     /// Redis is unavailable.
     pub async fn get(&self, operation: Operation, key: &str) -> Option<Vec<u8>> {
+        match self.fetch(operation, key).await {
+            Ok(Fetched::Value(value)) => Some(value),
+            _ => None,
+        }
+    }
+
+    /// What `GET key` found, told apart for the response cache's records.
+    pub(crate) async fn fetch(&self, operation: Operation, key: &str) -> Result<Fetched, String> {
         let value: Option<Vec<u8>> = self
-            .run(operation, |mut c| async move {
+            .run_within(operation, self.read_timeout, |mut c| async move {
                 redis::cmd("GET").arg(key).query_async(&mut c).await
             })
             .await?;
-        let value = value?;
-        match &self.sealer {
-            Some(sealer) => sealer.open(key, &value),
-            None => Some(value),
-        }
+        let Some(value) = value else {
+            return Ok(Fetched::Absent);
+        };
+        Ok(match &self.sealer {
+            Some(sealer) => match sealer.open(key, &value) {
+                Some(value) => Fetched::Value(value),
+                None => Fetched::Unsealed,
+            },
+            None => Fetched::Value(value),
+        })
     }
 
     /// Stores `value` at `key` for `ttl` (at least a millisecond), sealed when a key is set.
     pub async fn set(&self, operation: Operation, key: &str, value: &[u8], ttl: Duration) {
+        let _ = self.store(operation, key, value, ttl).await;
+    }
+
+    /// [`Self::set`], bounded by the send timeout, with why it failed.
+    pub(crate) async fn store(
+        &self,
+        operation: Operation,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<(), String> {
         let sealed;
         let value = match &self.sealer {
             Some(sealer) => match sealer.seal(key, value) {
@@ -433,29 +591,30 @@ impl SharedState {
                     sealed = v;
                     &sealed[..]
                 }
-                None => return,
+                None => return Err("the value could not be sealed".into()),
             },
             None => value,
         };
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let _: Option<()> = self
-            .run(operation, |mut c| async move {
-                redis::cmd("SET")
-                    .arg(key)
-                    .arg(value)
-                    .arg("PX")
-                    .arg(millis)
-                    .query_async(&mut c)
-                    .await
-            })
-            .await;
+        self.run_within(operation, self.send_timeout, |mut c| async move {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("PX")
+                .arg(millis)
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
     }
 
     fn mark_up(&self) {
         if self.up.swap(true, Ordering::Relaxed) {
             return;
         }
-        self.metrics.shared_state_up(true);
+        if self.gauge {
+            self.metrics.shared_state_up(true);
+        }
         let first = !self.connected_once.swap(true, Ordering::Relaxed);
         let (code, message) = if first {
             (
@@ -507,6 +666,27 @@ impl SharedState {
             .with("cause", json!(cause)),
         );
     }
+}
+
+/// What `GET` found.
+#[derive(Debug)]
+pub(crate) enum Fetched {
+    Value(Vec<u8>),
+    Absent,
+    /// A value that does not open under `--shared-state-key`: forged, moved or stale.
+    Unsealed,
+}
+
+/// How one store is reached and bounded.
+struct Settings {
+    read_timeout: Duration,
+    send_timeout: Duration,
+    connect_timeout: Duration,
+    timeout_source: &'static str,
+    gauge: bool,
+    prefix: String,
+    seal_key: Option<SealKey>,
+    shown_url: String,
 }
 
 /// Whether Redis itself answered with an error (about this command or key), as opposed to not

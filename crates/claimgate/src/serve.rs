@@ -144,6 +144,85 @@ pub(crate) struct ServeArgs {
     /// watched and reloaded with the deployments.
     #[arg(long = "functions", value_name = "FILE", value_parser = crate::input::file_arg)]
     functions: Option<String>,
+    /// OCI's gateway resource (CreateGatewayDetails, Gateway, or the CLI's read-back): its
+    /// responseCacheDetails names the response cache server, whose credentials come from
+    /// --secrets; watched and reloaded.
+    #[arg(long, value_name = "FILE", value_parser = crate::input::file_arg)]
+    gateway: Option<String>,
+    /// Memory for response bodies being stored in the response cache at once (all requests),
+    /// in MiB; beyond it answers are served without being stored.
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    response_cache_buffer_mib: u64,
+}
+
+/// The `--gateway` file: the response cache's server, read again on every reload.
+#[derive(Debug, Clone, Default)]
+struct GatewayFile {
+    path: Option<String>,
+}
+
+impl GatewayFile {
+    /// The cache server (`None` without a file, or with `responseCacheDetails` `NONE` or
+    /// absent) and the file's warnings.
+    fn load(
+        &self,
+        secrets: &Secrets,
+    ) -> Result<(Option<claimgate_config::ResponseCacheServer>, Vec<String>), InputError> {
+        let Some(path) = &self.path else {
+            return Ok((None, Vec::new()));
+        };
+        let text = read_text(path, "--gateway", DATA_LIMIT).map_err(InputError::new)?;
+        match claimgate_config::load_gateway_str(&text, secrets) {
+            Ok(loaded) => Ok((
+                loaded.gateway.response_cache,
+                loaded
+                    .warnings
+                    .iter()
+                    .map(|w| format!("{path}: {w}"))
+                    .collect(),
+            )),
+            Err(rejected) => Err(InputError {
+                message: format!("cannot serve: the gateway file '{path}' is not valid"),
+                details: rejected.errors.iter().map(ToString::to_string).collect(),
+            }),
+        }
+    }
+
+    /// Refuses deployments whose routes use the response cache when the gateway has none: OCI
+    /// does not deploy them either, and serving them uncached would hide it.
+    fn check(&self, deployments: &[Deployment], has_cache: bool) -> Result<(), InputError> {
+        if has_cache {
+            return Ok(());
+        }
+        let caching: Vec<String> = deployments
+            .iter()
+            .flat_map(|d| {
+                d.routes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| {
+                        r.response_cache_lookup.is_some() || r.response_cache_store.is_some()
+                    })
+                    .map(move |(i, r)| {
+                        format!(
+                            "{}: specification.routes[{i}] ({}) uses responseCacheLookup/responseCacheStore",
+                            claimgate_core::escape(d.label()),
+                            claimgate_core::escape(r.path.as_str())
+                        )
+                    })
+            })
+            .collect();
+        if caching.is_empty() {
+            return Ok(());
+        }
+        Err(InputError {
+            message: match &self.path {
+                None => "cannot serve: response caching needs a cache server: give --gateway FILE (OCI's gateway resource with responseCacheDetails of type EXTERNAL_RESP_CACHE)".into(),
+                Some(path) => format!("cannot serve: response caching needs a cache server, and the gateway file '{path}' has none (responseCacheDetails of type EXTERNAL_RESP_CACHE)"),
+            },
+            details: caching,
+        })
+    }
 }
 
 /// The files of the resources the deployments refer to (`--usage-plans`, `--subscribers`,
@@ -274,14 +353,14 @@ impl ResourceFiles {
 fn shared_state_options(
     args: &ServeArgs,
 ) -> Result<Option<claimgate_gateway::shared::SharedStateOptions>, InputError> {
-    use claimgate_gateway::shared::{RedisUrl, SealKey, SharedStateOptions};
+    use claimgate_gateway::shared::{RedisUrl, SharedStateOptions};
     let (url, from_flag) = match (&args.redis, std::env::var("CLAIMGATE_REDIS_URL")) {
         (Some(url), _) => (url.clone(), true),
         (None, Ok(url)) if !url.is_empty() => (url, false),
         _ => {
-            if args.shared_state_key.is_some() {
+            if args.shared_state_key.is_some() && args.gateway.is_none() {
                 return Err(InputError::new(
-                    "--shared-state-key needs --redis (or CLAIMGATE_REDIS_URL)",
+                    "--shared-state-key needs --redis (or CLAIMGATE_REDIS_URL) or --gateway",
                 ));
             }
             return Ok(None);
@@ -299,15 +378,7 @@ fn shared_state_options(
             "claimgate: warning: --redis carries a password, which other users of this machine can read in the process list; set CLAIMGATE_REDIS_URL instead"
         );
     }
-    let seal_key = match &args.shared_state_key {
-        Some(path) => {
-            let text = read_text(path, "--shared-state-key", 4096).map_err(InputError::new)?;
-            Some(SealKey::from_base64(&text).map_err(|e| {
-                InputError::new(format!("cannot use --shared-state-key '{path}': it {e}"))
-            })?)
-        }
-        None => None,
-    };
+    let seal_key = seal_key(args)?;
     if args.redis_key_prefix.is_empty() {
         return Err(InputError::new("--redis-key-prefix must not be empty"));
     }
@@ -317,6 +388,51 @@ fn shared_state_options(
         key_prefix: args.redis_key_prefix.clone(),
         seal_key,
     }))
+}
+
+/// `--shared-state-key`, read and checked.
+fn seal_key(args: &ServeArgs) -> Result<Option<claimgate_gateway::shared::SealKey>, InputError> {
+    let Some(path) = &args.shared_state_key else {
+        return Ok(None);
+    };
+    let text = read_text(path, "--shared-state-key", 4096).map_err(InputError::new)?;
+    claimgate_gateway::shared::SealKey::from_base64(&text)
+        .map(Some)
+        .map_err(|e| InputError::new(format!("cannot use --shared-state-key '{path}': it {e}")))
+}
+
+/// The response cache's settings: the `--gateway` file's server, `--redis-key-prefix`,
+/// `--shared-state-key`, `--response-cache-buffer-mib`.
+fn response_cache_options(
+    args: &ServeArgs,
+    server: Option<claimgate_config::ResponseCacheServer>,
+) -> Result<claimgate_gateway::response_cache::ResponseCacheOptions, InputError> {
+    if args.redis_key_prefix.is_empty() {
+        return Err(InputError::new("--redis-key-prefix must not be empty"));
+    }
+    Ok(claimgate_gateway::response_cache::ResponseCacheOptions {
+        server,
+        key_prefix: args.redis_key_prefix.clone(),
+        seal_key: seal_key(args)?,
+        buffer_bytes: usize::try_from(args.response_cache_buffer_mib.saturating_mul(1024 * 1024))
+            .unwrap_or(usize::MAX),
+    })
+}
+
+/// What serve says at start about the response cache (never the password).
+fn describe_cache(server: &claimgate_config::ResponseCacheServer) {
+    eprintln!(
+        "response cache: {} (user {}, secret {} version {})",
+        server.shown(),
+        server.username.as_deref().unwrap_or("default"),
+        claimgate_core::escape(&server.secret_id),
+        server.secret_version
+    );
+    if server.tls && !server.verify_tls {
+        eprintln!(
+            "claimgate: warning: the response cache server's certificate is not verified (isSslVerifyDisabled): whoever can reach its address can read and forge cached answers"
+        );
+    }
 }
 
 /// Says on the terminal when a remote key set cannot be loaded at start: every request that
@@ -571,6 +687,18 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             details: without_keys,
         });
     }
+    let gateway_file = GatewayFile {
+        path: args.gateway.clone(),
+    };
+    let (cache_server, warnings) = gateway_file.load(&secrets)?;
+    for warning in warnings {
+        eprintln!("claimgate: warning: {warning}");
+    }
+    gateway_file.check(&deployments, cache_server.is_some())?;
+    if let Some(server) = &cache_server {
+        describe_cache(server);
+    }
+    let response_cache = response_cache_options(args, cache_server)?;
     let missing_ca = needs_client_ca(&deployments, args.client_ca.is_some());
     if !missing_ca.is_empty() {
         return Err(InputError {
@@ -648,6 +776,7 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             max_connection_age: Duration::from_secs(args.max_connection_age),
             shared_state,
             session_keys,
+            response_cache,
             ..Options::default()
         };
         let labels: Vec<String> = deployments
@@ -694,6 +823,7 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             tls_files,
             args.secrets.clone(),
             resource_files,
+            gateway_file,
         ));
         tokio::spawn(gateway.clone().maintain_keys());
         tokio::spawn(report_key_failures(gateway.clone()));
@@ -974,6 +1104,7 @@ async fn watch_and_reload(
     tls_files: Option<TlsFiles>,
     secrets_file: Option<String>,
     resource_files: ResourceFiles,
+    gateway_file: GatewayFile,
 ) {
     let mut hangup = hangup_signal();
     // The files themselves (or directories of them): only deployment arguments have a
@@ -987,6 +1118,7 @@ async fn watch_and_reload(
     }
     paths.extend(secrets_file.clone());
     paths.extend(resource_files.paths().cloned());
+    paths.extend(gateway_file.path.clone());
     let mut last = stamps(&paths);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -1036,6 +1168,22 @@ async fn watch_and_reload(
                         continue;
                     }
                 };
+                let cache_server = match gateway_file.load(&secrets).and_then(|(server, _)| {
+                    gateway_file.check(&deployments, server.is_some())?;
+                    Ok(server)
+                }) {
+                    Ok(server) => server,
+                    Err(error) => {
+                        let mut errors = vec![error.message];
+                        errors.extend(error.details);
+                        gateway.reload_rejected(&errors);
+                        continue;
+                    }
+                };
+                if let Err(error) = gateway.set_response_cache_server(cache_server) {
+                    gateway.reload_rejected(&[error]);
+                    continue;
+                }
                 if tls.is_some() {
                     gateway.set_tls(tls);
                 }

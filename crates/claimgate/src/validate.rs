@@ -23,7 +23,7 @@ pub(crate) struct ValidateArgs {
     /// kebab-case), or the output of `oci api-gateway deployment get`; a directory stands for
     /// every *.json file directly in it (hidden files skipped).
     #[arg(
-        required_unless_present_any = ["usage_plans", "subscribers"],
+        required_unless_present_any = ["usage_plans", "subscribers", "gateway"],
         value_name = "FILE|DIR",
         value_parser = crate::input::file_arg
     )]
@@ -37,6 +37,10 @@ pub(crate) struct ValidateArgs {
     /// *.json files. Repeatable.
     #[arg(long, value_name = "FILE|DIR", value_parser = crate::input::file_arg)]
     subscribers: Vec<String>,
+    /// OCI's gateway resource (CreateGatewayDetails, Gateway, or `oci api-gateway gateway get`
+    /// output): its responseCacheDetails is checked (and its secret resolved with --secrets).
+    #[arg(long, value_name = "FILE", value_parser = crate::input::file_arg)]
+    gateway: Option<String>,
     /// The path prefix of bare specifications (default /).
     #[arg(long, value_name = "PREFIX")]
     path_prefix: Option<String>,
@@ -170,6 +174,38 @@ pub(crate) fn run(args: &ValidateArgs) -> u8 {
         };
         any_error |= !errors.is_empty();
         report_file(p, args.output, file, None, &errors, &warnings, &mut reports);
+    }
+    if let Some(path) = &args.gateway {
+        let (errors, warnings) =
+            match crate::input::read_text(path, "the file", crate::input::DATA_LIMIT) {
+                Err(message) => (
+                    vec![Diagnostic {
+                        path: String::new(),
+                        message,
+                    }],
+                    Vec::new(),
+                ),
+                Ok(text) => {
+                    let loaded = match &secrets {
+                        Some(secrets) => claimgate_config::load_gateway_str(&text, secrets),
+                        None => claimgate_config::check_gateway_str(&text),
+                    };
+                    match loaded {
+                        Ok(loaded) => (Vec::new(), loaded.warnings),
+                        Err(rejected) => (rejected.errors, rejected.warnings),
+                    }
+                }
+            };
+        any_error |= !errors.is_empty();
+        report_file(
+            p,
+            args.output,
+            path,
+            Some("gateway"),
+            &errors,
+            &warnings,
+            &mut reports,
+        );
     }
     let mut together = None;
     if !args.usage_plans.is_empty() || !args.subscribers.is_empty() {

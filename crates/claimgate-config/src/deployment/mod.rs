@@ -497,8 +497,9 @@ fn read_route(
                 query_parameter_transformations = read.filter(|t| !t.is_empty());
             }
             if let Some(f) = policies.take("responseCacheLookup") {
+                // Enforced by the gateway (with the gateway resource's cache server).
                 let read = read_cache_lookup(cx, &f, &scope);
-                note(notes, &f.path, read.as_ref().map(Option::is_some));
+                note(notes, &f.path, read.as_ref().map(|_| false));
                 response_cache_lookup = read.flatten();
             }
             policies.finish(cx, ROUTE_REQUEST_POLICY_MEMBERS);
@@ -514,16 +515,38 @@ fn read_route(
                     None => policies_ok = false,
                 }
             }
-            if let Some(f) = policies.take("responseCacheStore") {
+            // The SDK's `responseCacheStore`, or the documentation's `responseCacheStorage`
+            // (reference/oci-policies.md §0.2); both at once could disagree.
+            let store = match (
+                policies.take("responseCacheStore"),
+                policies.take("responseCacheStorage"),
+            ) {
+                (Some(sdk), Some(docs)) => {
+                    cx.error(
+                        &docs.path,
+                        format!("is the same policy as {}; give one of them", sdk.path),
+                    );
+                    policies_ok = false;
+                    None
+                }
+                (Some(f), None) | (None, Some(f)) => Some(f),
+                (None, None) => None,
+            };
+            if let Some(f) = store {
                 match read_cache_store(cx, &f) {
-                    Some(store) => {
-                        notes.unenforced(&f.path, true);
-                        response_cache_store = Some(store);
-                    }
+                    // Enforced by the gateway: never reported as unenforced.
+                    Some(store) => response_cache_store = Some(store),
                     None => policies_ok = false,
                 }
             }
-            policies.finish(cx, &["headerTransformations", "responseCacheStore"]);
+            policies.finish(
+                cx,
+                &[
+                    "headerTransformations",
+                    "responseCacheStore",
+                    "responseCacheStorage",
+                ],
+            );
         }
     }
     let execution_log_level = obj

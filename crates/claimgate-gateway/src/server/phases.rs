@@ -64,6 +64,11 @@ pub(super) struct Exchange<'a> {
     pub(super) backend_answered: bool,
     /// The CSRF token of the request's OAUTH2 cookie session, returned as `X-CSRF-TOKEN`.
     pub(super) csrf: Option<String>,
+    /// What the cache lookup said (`X-Cache-Status`), when the request reached it on a caching
+    /// route.
+    pub(super) cache_status: Option<crate::response_cache::CacheStatus>,
+    /// On a miss: where the backend's answer is stored.
+    pub(super) cache_pending: Option<crate::response_cache::Pending>,
 }
 
 impl<'a> Exchange<'a> {
@@ -244,9 +249,57 @@ impl Gateway {
         }
     }
 
-    /// `responseCacheLookup`: not yet enforced here (`serve` refuses routes that use it).
-    async fn cache_lookup(&self, _x: &mut Exchange<'_>) -> Step {
-        Step::Next
+    /// `responseCacheLookup` (`response_cache.rs`): a hit answers the request (response
+    /// transformations and CORS still apply to it); a miss notes where to store the backend's
+    /// answer. Routes without the policy cost one field read.
+    async fn cache_lookup(&self, x: &mut Exchange<'_>) -> Step {
+        use crate::response_cache::{CacheRequest, Looked};
+        let verdict = x.verdict();
+        let Some(route_info) = &verdict.route else {
+            return Step::Next;
+        };
+        let Some(route) = x.served.deployment.routes.get(route_info.index) else {
+            return Step::Next;
+        };
+        if route.response_cache_lookup.is_none() {
+            return Step::Next;
+        }
+        let context = crate::context::RequestContext::new(
+            &x.parts,
+            &route_info.params,
+            verdict.claims.as_deref(),
+        );
+        let request = CacheRequest {
+            deployment_id: &x.served.deployment.id,
+            method: &x.parts.method,
+            path: x.parts.uri.path(),
+            query: x.parts.uri.query(),
+            headers: &x.parts.headers,
+            client_certificate: context.client_cert.is_some(),
+            context: &context,
+        };
+        let looked = self
+            .response_cache
+            .lookup(
+                x.served.cache.as_ref(),
+                route,
+                &request,
+                x.context,
+                x.threshold,
+            )
+            .await;
+        x.cache_status = looked.status();
+        match looked {
+            Looked::Hit(response) => {
+                x.backend_answered = true;
+                Step::Answer(response)
+            }
+            Looked::Miss(pending) => {
+                x.cache_pending = Some(pending);
+                Step::Next
+            }
+            Looked::Bypass | Looked::NotCaching => Step::Next,
+        }
     }
 
     /// Request transformations and the backend: the answer of the route's backend.
@@ -277,8 +330,25 @@ impl Gateway {
         }
     }
 
-    /// `responseCacheStore`: not yet enforced here (`serve` refuses routes that use it).
-    async fn cache_store(&self, _x: &mut Exchange<'_>, response: Response<Body>) -> Response<Body> {
+    /// `responseCacheStore`: on a miss, the backend's own answer (before response
+    /// transformations and CORS) is stored while it streams to the client; the gateway's own
+    /// error answers never are. Every answer that reached the lookup gets `X-Cache-Status`
+    /// here (a hit has it already), before response transformations, which may remove it.
+    async fn cache_store(
+        &self,
+        x: &mut Exchange<'_>,
+        mut response: Response<Body>,
+    ) -> Response<Body> {
+        if let Some(pending) = x.cache_pending.take() {
+            if x.backend_answered {
+                response = self
+                    .response_cache
+                    .store(pending, response, x.context, x.threshold);
+            }
+        }
+        if let Some(status) = x.cache_status {
+            crate::response_cache::mark(&mut response, status);
+        }
         response
     }
 

@@ -1,0 +1,947 @@
+//! OCI's response cache (SPEC.md "Response caching", `reference/oci-policies.md` §C): answers
+//! to `GET`, `HEAD` and `OPTIONS` kept in a Redis-compatible server named by the gateway
+//! resource, for the route's `timeToLiveInSeconds`.
+//!
+//! - The key is a SHA-256 over the deployment id, the method, the path (never the query) and
+//!   the values of `cacheKeyAdditions`, each length-prefixed (an absent value is not an empty
+//!   one): `<--redis-key-prefix>rc:<hex>`.
+//! - A value is a versioned binary encoding of the backend's own status, headers and body
+//!   ([`encode_head`], [`decode`]), sealed under `--shared-state-key` when one is given; a value
+//!   that does not decode or open is a miss, never an answer.
+//! - Any trouble with the cache server is a `BYPASS`: the backend answers, nothing fails. The
+//!   server has the same one-second circuit as `--redis` ([`SharedState`]).
+//! - A body is stored while it streams to the client ([`Tee`]); at most
+//!   `--response-cache-buffer-mib` is held for storing at once, across all requests.
+
+use crate::logs::{Context, ExecutionRecord, Level, Logs};
+use crate::metrics::Metrics;
+use crate::respond::Body;
+use crate::shared::{Fetched, Operation, SealKey, SharedState};
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use claimgate_config::{
+    Authentication, AuthorizerInput, ContextTable, Deployment, ResponseCacheServer, Route,
+    ServerPolicy, Template, TemplatePart, TokenLocation,
+};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
+use http_body::{Body as _, Frame, SizeHint};
+use http_body_util::BodyExt as _;
+use prometheus_client::metrics::counter::Counter;
+use serde_json::json;
+use std::borrow::Cow;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+/// The header every answer that reached the lookup carries (as OCI).
+pub(crate) const CACHE_STATUS: HeaderName = HeaderName::from_static("x-cache-status");
+
+/// OCI's largest cached response (service limits: 50 MB).
+pub(crate) const MAX_STORED_BODY: usize = 50 * 1024 * 1024;
+
+/// The first byte of every stored value; anything else is not read.
+const FORMAT_VERSION: u8 = 1;
+
+/// How the gateway's response cache is set up (`serve --gateway`, `--redis-key-prefix`,
+/// `--shared-state-key`, `--response-cache-buffer-mib`).
+#[derive(Debug, Clone)]
+pub struct ResponseCacheOptions {
+    /// `responseCacheDetails` of `EXTERNAL_RESP_CACHE`; `None` when the gateway has no cache.
+    pub server: Option<ResponseCacheServer>,
+    pub key_prefix: String,
+    pub seal_key: Option<SealKey>,
+    /// Bytes held for storing at once, across all requests.
+    pub buffer_bytes: usize,
+}
+
+impl Default for ResponseCacheOptions {
+    fn default() -> Self {
+        Self {
+            server: None,
+            key_prefix: "claimgate:".into(),
+            seal_key: None,
+            buffer_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// What `X-Cache-Status` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CacheStatus {
+    Hit,
+    Miss,
+    Bypass,
+}
+
+impl CacheStatus {
+    fn value(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            Self::Hit => "HIT",
+            Self::Miss => "MISS",
+            Self::Bypass => "BYPASS",
+        })
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Self::Hit => 0,
+            Self::Miss => 1,
+            Self::Bypass => 2,
+        }
+    }
+}
+
+/// What one deployment needs for caching, made when it is loaded: the names that make a
+/// request private and its metric series.
+#[derive(Debug)]
+pub(crate) struct DeploymentCache {
+    private: PrivateNames,
+    /// `claimgate_response_cache_total{deployment, result}`: HIT, MISS, BYPASS.
+    counters: [Counter; 3],
+}
+
+impl DeploymentCache {
+    /// `None` when no route of the deployment looks answers up.
+    pub(crate) fn new(deployment: &Deployment, metrics: &Metrics) -> Option<Self> {
+        deployment
+            .routes
+            .iter()
+            .any(|r| r.response_cache_lookup.is_some())
+            .then(|| Self {
+                private: PrivateNames::of(deployment),
+                counters: metrics.response_cache(deployment.label()),
+            })
+    }
+}
+
+/// Headers and query parameters that carry credentials in a deployment (SPEC "Credentials in
+/// logs and caches"): a request with any of them is private.
+#[derive(Debug, Default)]
+pub(crate) struct PrivateNames {
+    headers: Vec<HeaderName>,
+    query: Vec<String>,
+}
+
+impl PrivateNames {
+    /// `Authorization`, `Cookie`, `X-APIGW-TOKEN`, and whatever the deployment's authentication
+    /// (every `dynamicAuthentication` server, an authorizer function's token or `parameters`)
+    /// and usage plans read a credential from.
+    pub(crate) fn of(deployment: &Deployment) -> Self {
+        let mut names = Self {
+            headers: vec![
+                header::AUTHORIZATION,
+                header::COOKIE,
+                HeaderName::from_static("x-apigw-token"),
+            ],
+            query: Vec::new(),
+        };
+        match &deployment.authentication {
+            Authentication::Jwt(policy) => names.add_location(&policy.location),
+            Authentication::Custom(custom) => names.add_custom(custom),
+            Authentication::Dynamic(dynamic) => {
+                for server in &dynamic.servers {
+                    match &server.policy {
+                        ServerPolicy::Jwt(policy) => names.add_location(&policy.location),
+                        ServerPolicy::Custom(custom) => names.add_custom(custom),
+                    }
+                }
+            }
+            _ => {}
+        }
+        for token in deployment
+            .usage_plans
+            .iter()
+            .flat_map(|p| &p.token_locations)
+        {
+            names.add_variable(token);
+        }
+        names
+    }
+
+    fn add_location(&mut self, location: &TokenLocation) {
+        match location {
+            TokenLocation::Header { name, .. } => self.add_header(name),
+            TokenLocation::Query { name } => self.add_query(name),
+        }
+    }
+
+    /// An authorizer function's token, or every header and query parameter of its
+    /// `parameters` (SPEC: "any header or parameter that ... authorizer `parameters` entry
+    /// reads").
+    fn add_custom(&mut self, custom: &claimgate_config::CustomAuthentication) {
+        match &custom.input {
+            AuthorizerInput::Single(location) => self.add_location(location),
+            AuthorizerInput::Multi(arguments) => {
+                for (_, variable) in arguments {
+                    self.add_variable(variable);
+                }
+            }
+        }
+    }
+
+    /// `request.headers[x]` or `request.query[x]`; other tables carry no raw credential.
+    fn add_variable(&mut self, variable: &claimgate_config::ContextVariable) {
+        match (variable.table, variable.key.as_deref()) {
+            (ContextTable::Headers, Some(name)) => self.add_header(name),
+            (ContextTable::Query, Some(name)) => self.add_query(name),
+            _ => {}
+        }
+    }
+
+    fn add_header(&mut self, name: &str) {
+        if let Ok(name) = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()) {
+            if !self.headers.contains(&name) {
+                self.headers.push(name);
+            }
+        }
+    }
+
+    fn add_query(&mut self, name: &str) {
+        if !self.query.iter().any(|q| q.eq_ignore_ascii_case(name)) {
+            self.query.push(name.to_owned());
+        }
+    }
+
+    /// Whether the request carries a credential: one of the names, or a client certificate.
+    fn is_private(&self, request: &CacheRequest<'_>) -> bool {
+        request.client_certificate
+            || self
+                .headers
+                .iter()
+                .any(|name| request.headers.contains_key(name))
+            || request.query.is_some_and(|query| {
+                query.split('&').any(|pair| {
+                    let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+                    self.query
+                        .iter()
+                        .any(|wanted| claimgate_core::path::query_name_is(name, wanted))
+                })
+            })
+    }
+}
+
+/// What the lookup needs of a request.
+pub(crate) struct CacheRequest<'r> {
+    pub(crate) deployment_id: &'r str,
+    pub(crate) method: &'r Method,
+    pub(crate) path: &'r str,
+    pub(crate) query: Option<&'r str>,
+    pub(crate) headers: &'r HeaderMap,
+    pub(crate) client_certificate: bool,
+    /// Values of `cacheKeyAdditions`.
+    pub(crate) context: &'r crate::context::RequestContext<'r>,
+}
+
+/// The outcome of the lookup phase.
+pub(crate) enum Looked {
+    /// The route does not cache, or the method is not cacheable: no header, nothing stored.
+    NotCaching,
+    /// Answer with this (status, headers and body as the backend gave them; `X-Cache-Status`
+    /// set); response transformations and CORS still apply.
+    Hit(Response<Body>),
+    /// Ask the backend; its answer is stored when it qualifies ([`ResponseCache::store`]).
+    Miss(Pending),
+    /// Ask the backend and store nothing.
+    Bypass,
+}
+
+impl Looked {
+    /// The `X-Cache-Status` for the answer, if it gets one.
+    pub(crate) fn status(&self) -> Option<CacheStatus> {
+        match self {
+            Self::NotCaching => None,
+            Self::Hit(_) => Some(CacheStatus::Hit),
+            Self::Miss(_) => Some(CacheStatus::Miss),
+            Self::Bypass => Some(CacheStatus::Bypass),
+        }
+    }
+}
+
+/// A miss whose answer may be stored.
+pub(crate) struct Pending {
+    store: Arc<SharedState>,
+    key: String,
+    ttl: Duration,
+}
+
+/// The gateway's response cache: the server (replaced when `--gateway` changes) and the
+/// bytes held for storing.
+pub(crate) struct ResponseCache {
+    store: ArcSwapOption<SharedState>,
+    server: ArcSwapOption<ResponseCacheServer>,
+    options: ResponseCacheOptions,
+    held: Arc<AtomicUsize>,
+    extra_roots: Vec<Vec<u8>>,
+    metrics: Arc<Metrics>,
+    logs: Logs,
+}
+
+impl std::fmt::Debug for ResponseCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseCache")
+            .field("server", &self.server.load().as_ref().map(|s| s.shown()))
+            .field("held", &self.held.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResponseCache {
+    /// The cache of `options` (connected in the background: call from a runtime that lives as
+    /// long as the process).
+    pub(crate) fn new(
+        options: ResponseCacheOptions,
+        extra_roots: &[Vec<u8>],
+        metrics: Arc<Metrics>,
+        logs: Logs,
+    ) -> Result<Self, String> {
+        let cache = Self {
+            store: ArcSwapOption::empty(),
+            server: ArcSwapOption::empty(),
+            held: Arc::new(AtomicUsize::new(0)),
+            extra_roots: extra_roots.to_vec(),
+            metrics,
+            logs,
+            options: ResponseCacheOptions {
+                server: None,
+                ..options.clone()
+            },
+        };
+        cache.set_server(options.server)?;
+        Ok(cache)
+    }
+
+    /// Uses `server` from now on (a reload of `--gateway`); an unchanged server keeps its
+    /// connection. Entries written under the old server stay there.
+    pub(crate) fn set_server(&self, server: Option<ResponseCacheServer>) -> Result<(), String> {
+        if self.server.load().as_deref() == server.as_ref() {
+            return Ok(());
+        }
+        let store = match &server {
+            Some(server) => {
+                let store = SharedState::response_cache(
+                    server,
+                    &self.options.key_prefix,
+                    self.options.seal_key.as_ref(),
+                    &self.extra_roots,
+                    self.metrics.clone(),
+                    self.logs.clone(),
+                )?;
+                tokio::spawn(store.clone().keep_connected());
+                Some(store)
+            }
+            None => None,
+        };
+        self.store.store(store);
+        self.server.store(server.map(Arc::new));
+        Ok(())
+    }
+
+    /// The lookup phase (after authentication, authorization, usage plans and validation):
+    /// `HIT` answers from the cache, `MISS` asks the backend and stores its answer, `BYPASS`
+    /// asks the backend only.
+    pub(crate) async fn lookup(
+        &self,
+        deployment: Option<&DeploymentCache>,
+        route: &Route,
+        request: &CacheRequest<'_>,
+        context: Context<'_>,
+        threshold: Level,
+    ) -> Looked {
+        let (Some(deployment), Some(policy)) = (deployment, &route.response_cache_lookup) else {
+            return Looked::NotCaching;
+        };
+        if !is_cacheable_method(request.method) {
+            return Looked::NotCaching;
+        }
+        let looked = self
+            .look(deployment, route, policy, request, context, threshold)
+            .await;
+        if let Some(status) = looked.status() {
+            deployment.counters[status.index()].inc();
+        }
+        looked
+    }
+
+    async fn look(
+        &self,
+        deployment: &DeploymentCache,
+        route: &Route,
+        policy: &claimgate_config::ResponseCacheLookup,
+        request: &CacheRequest<'_>,
+        context: Context<'_>,
+        threshold: Level,
+    ) -> Looked {
+        let aborted = |cause: &str| {
+            self.logs.execution(
+                context,
+                threshold,
+                ExecutionRecord::new(
+                    "responseCache.lookupAborted",
+                    Level::Warn,
+                    "The response cache was not used.",
+                )
+                .with("cause", json!(cause)),
+            );
+        };
+        if !policy.private_caching && deployment.private.is_private(request) {
+            aborted("the request carries credentials and isPrivateCachingEnabled is false");
+            return Looked::Bypass;
+        }
+        let Some(store) = self.store.load_full() else {
+            aborted("the gateway has no response cache (responseCacheDetails)");
+            return Looked::Bypass;
+        };
+        if !store.is_up() {
+            aborted("the cache server is unavailable");
+            return Looked::Bypass;
+        }
+        let key = cache_key(&store, request, &policy.key_additions);
+        let pending = |store| {
+            route.response_cache_store.map(|s| Pending {
+                store,
+                key: key.clone(),
+                ttl: Duration::from_secs(u64::from(s.time_to_live_seconds)),
+            })
+        };
+        match store.fetch(Operation::ResponseCache, &key).await {
+            Err(cause) => {
+                aborted(&format!("the cache server did not answer: {cause}"));
+                Looked::Bypass
+            }
+            Ok(Fetched::Absent) => {
+                self.logs.execution(
+                    context,
+                    threshold,
+                    ExecutionRecord::new(
+                        "responseCache.lookupResultNotFound",
+                        Level::Info,
+                        "No cached response for the request.",
+                    ),
+                );
+                miss(pending(store))
+            }
+            Ok(Fetched::Unsealed) => {
+                aborted("the cached value does not open under --shared-state-key (ignored)");
+                miss(pending(store))
+            }
+            Ok(Fetched::Value(value)) => match decode(value) {
+                Some(mut response) => {
+                    self.logs.execution(
+                        context,
+                        threshold,
+                        ExecutionRecord::new(
+                            "responseCache.lookupResultSuccess",
+                            Level::Info,
+                            "Answered from the response cache.",
+                        ),
+                    );
+                    response
+                        .headers_mut()
+                        .insert(CACHE_STATUS, CacheStatus::Hit.value());
+                    Looked::Hit(response)
+                }
+                None => {
+                    aborted("the cached value is not one claimgate wrote (ignored)");
+                    miss(pending(store))
+                }
+            },
+        }
+    }
+
+    /// The store phase on a miss, with the backend's own answer (before response header
+    /// transformations and CORS): stores it while it streams to the client when it qualifies
+    /// (status 200, 204, 301 or 410, no `Set-Cookie`, at most 50 MB), else says why not.
+    pub(crate) fn store(
+        &self,
+        pending: Pending,
+        response: Response<Body>,
+        context: Context<'_>,
+        threshold: Level,
+    ) -> Response<Body> {
+        let refused = |cause: String| {
+            self.logs
+                .execution(context, threshold, storage_aborted(cause));
+        };
+        let status = response.status();
+        if !matches!(status.as_u16(), 200 | 204 | 301 | 410) {
+            refused(format!(
+                "status {} is not cached (200, 204, 301, 410 are)",
+                status.as_u16()
+            ));
+            return response;
+        }
+        if response.headers().contains_key(header::SET_COOKIE) {
+            refused("the answer sets a cookie (Set-Cookie)".into());
+            return response;
+        }
+        if let Some(length) = response.body().size_hint().upper() {
+            if length > MAX_STORED_BODY as u64 {
+                refused(format!(
+                    "the body is {length} bytes, above the {MAX_STORED_BODY} cached at most"
+                ));
+                return response;
+            }
+        }
+        let head = encode_head(status, response.headers());
+        let filling = Filling {
+            head,
+            chunks: Vec::new(),
+            length: 0,
+            held: 0,
+            budget: self.held.clone(),
+            limit: self.options.buffer_bytes,
+            pending,
+            logs: self.logs.clone(),
+            source: context.source.to_owned(),
+            deployment_id: context.deployment_id.to_owned(),
+            request_id: context.request_id.map(str::to_owned),
+            threshold,
+        };
+        let (parts, body) = response.into_parts();
+        let mut tee = Tee {
+            inner: body,
+            filling: Some(filling),
+        };
+        // A body that is already complete (empty) is stored at once.
+        if tee.inner.is_end_stream() {
+            if let Some(filling) = tee.filling.take() {
+                filling.finish();
+            }
+        }
+        Response::from_parts(parts, tee.boxed())
+    }
+}
+
+fn miss(pending: Option<Pending>) -> Looked {
+    match pending {
+        Some(pending) => Looked::Miss(pending),
+        // A lookup without a store policy: nothing is ever stored, so nothing can be found.
+        None => Looked::Bypass,
+    }
+}
+
+/// Sets `X-Cache-Status` on an answer that reached the lookup (before response header
+/// transformations, which may remove it).
+pub(crate) fn mark(response: &mut Response<Body>, status: CacheStatus) {
+    response.headers_mut().insert(CACHE_STATUS, status.value());
+}
+
+fn is_cacheable_method(method: &Method) -> bool {
+    method == Method::GET || method == Method::HEAD || method == Method::OPTIONS
+}
+
+fn storage_aborted(cause: String) -> ExecutionRecord {
+    ExecutionRecord::new(
+        "responseCache.backendResponseStorageAborted",
+        Level::Warn,
+        "The backend's response was not stored in the response cache.",
+    )
+    .with("cause", json!(cause))
+}
+
+/// `<prefix>rc:<hex SHA-256>` over the deployment id, method, path and key additions.
+fn cache_key(store: &SharedState, request: &CacheRequest<'_>, additions: &[Template]) -> String {
+    let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let mut field = |bytes: &[u8]| {
+        digest.update(&(bytes.len() as u64).to_be_bytes());
+        digest.update(bytes);
+    };
+    field(request.deployment_id.as_bytes());
+    field(request.method.as_str().as_bytes());
+    field(request.path.as_bytes());
+    for addition in additions {
+        match addition_value(request, addition) {
+            // An absent value is a zero-length marker with no length after it: it cannot be
+            // made by any present value, empty or not.
+            None => digest.update(&[0]),
+            Some(value) => {
+                digest.update(&[1]);
+                digest.update(&(value.len() as u64).to_be_bytes());
+                digest.update(value.as_bytes());
+            }
+        }
+    }
+    let hash = digest.finish();
+    let mut hex = [0u8; 64];
+    for (i, byte) in hash.as_ref().iter().enumerate() {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        hex[2 * i] = DIGITS[usize::from(byte >> 4)];
+        hex[2 * i + 1] = DIGITS[usize::from(byte & 15)];
+    }
+    store.key(
+        Operation::ResponseCache,
+        std::str::from_utf8(&hex).unwrap_or_default(),
+    )
+}
+
+/// The value of one `cacheKeyAdditions` entry; `None` when the variable is absent from the
+/// request (an absent header is not an empty one).
+fn addition_value<'r>(request: &CacheRequest<'r>, template: &Template) -> Option<Cow<'r, str>> {
+    let [TemplatePart::Variable(variable)] = template.parts() else {
+        return Some(Cow::Owned(request.context.expand(template)));
+    };
+    let key = variable.key.as_deref().unwrap_or("");
+    match variable.table {
+        ContextTable::Headers => {
+            let mut values = request.headers.get_all(key).iter();
+            let first = values.next()?;
+            let first = String::from_utf8_lossy(first.as_bytes());
+            // Several values of one header are one list (RFC 9110 §5.3).
+            let rest: Vec<Cow<'_, str>> = values
+                .map(|v| String::from_utf8_lossy(v.as_bytes()))
+                .collect();
+            if rest.is_empty() {
+                Some(first)
+            } else {
+                let mut all = first.into_owned();
+                for value in rest {
+                    all.push_str(", ");
+                    all.push_str(&value);
+                }
+                Some(Cow::Owned(all))
+            }
+        }
+        ContextTable::Query => request.query?.split('&').find_map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (name == key).then_some(Cow::Borrowed(value))
+        }),
+        ContextTable::Host => request
+            .headers
+            .get(header::HOST)
+            .map(|v| String::from_utf8_lossy(v.as_bytes())),
+        ContextTable::Auth if variable.sub_key.is_none() => request
+            .context
+            .claims
+            .and_then(|claims| claims.get(key))
+            .map(|value| Cow::Owned(claimgate_core::claim_text(&value))),
+        _ => Some(request.context.variable(variable))
+            .filter(|value| !value.is_empty())
+            .map(Cow::Owned),
+    }
+}
+
+/// The status and headers of a stored value, in front of its body: the version, the status
+/// (2 bytes), the number of headers (2 bytes), then each name (2-byte length) and value
+/// (4-byte length). Hop-by-hop headers are gone already (the relay removed them);
+/// `X-Cache-Status` is the gateway's own and never stored.
+fn encode_head(status: StatusCode, headers: &HeaderMap) -> Vec<u8> {
+    let kept = || headers.iter().filter(|(name, _)| **name != CACHE_STATUS);
+    let size: usize = kept().map(|(n, v)| 6 + n.as_str().len() + v.len()).sum();
+    let mut out = Vec::with_capacity(5 + size + 4);
+    out.push(FORMAT_VERSION);
+    out.extend_from_slice(&status.as_u16().to_be_bytes());
+    let count = kept().count().min(usize::from(u16::MAX));
+    out.extend_from_slice(&(count as u16).to_be_bytes());
+    for (name, value) in kept().take(count) {
+        out.extend_from_slice(&(name.as_str().len() as u16).to_be_bytes());
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(&(value.len() as u32).to_be_bytes());
+        out.extend_from_slice(value.as_bytes());
+    }
+    out
+}
+
+/// Reads a stored value back into an answer; `None` for anything [`encode_head`] and the
+/// body after it did not make (another version, cut short, trailing bytes, bad names).
+fn decode(value: Vec<u8>) -> Option<Response<Body>> {
+    let value = Bytes::from(value);
+    let mut reader = Reader {
+        value: &value,
+        at: 0,
+    };
+    if reader.take(1)? != [FORMAT_VERSION] {
+        return None;
+    }
+    let status = StatusCode::from_u16(reader.u16()?).ok()?;
+    let count = reader.u16()?;
+    // The count is the value's to claim: allocation grows with headers actually read.
+    let mut headers = HeaderMap::with_capacity(usize::from(count).min(64));
+    for _ in 0..count {
+        let length = usize::from(reader.u16()?);
+        let name = HeaderName::from_bytes(reader.take(length)?).ok()?;
+        let length = reader.u32()? as usize;
+        let start = reader.at;
+        reader.take(length)?;
+        // A slice of the value itself: no copy per header.
+        let header_value = HeaderValue::from_maybe_shared(value.slice(start..reader.at)).ok()?;
+        headers.try_append(name, header_value).ok()?;
+    }
+    let length = reader.u32()? as usize;
+    let start = reader.at;
+    reader.take(length)?;
+    if reader.at != value.len() {
+        return None;
+    }
+    let body = value.slice(start..start + length);
+    let mut response = Response::new(crate::respond::full(body));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    Some(response)
+}
+
+/// Reads a stored value front to back; `None` past its end.
+struct Reader<'v> {
+    value: &'v [u8],
+    at: usize,
+}
+
+impl<'v> Reader<'v> {
+    fn take(&mut self, n: usize) -> Option<&'v [u8]> {
+        let end = self.at.checked_add(n)?;
+        let slice = self.value.get(self.at..end)?;
+        self.at = end;
+        Some(slice)
+    }
+
+    fn u16(&mut self) -> Option<u16> {
+        Some(u16::from_be_bytes(self.take(2)?.try_into().ok()?))
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_be_bytes(self.take(4)?.try_into().ok()?))
+    }
+}
+
+/// A backend body on its way to the client, copied for the cache as it passes.
+struct Tee {
+    inner: Body,
+    /// `None` once stored or given up.
+    filling: Option<Filling>,
+}
+
+/// What a [`Tee`] holds for storing; the bytes held count against the gateway's buffer until
+/// this is dropped (after the `SET`).
+struct Filling {
+    head: Vec<u8>,
+    chunks: Vec<Bytes>,
+    length: usize,
+    /// Bytes reserved in `budget`.
+    held: usize,
+    budget: Arc<AtomicUsize>,
+    limit: usize,
+    pending: Pending,
+    logs: Logs,
+    source: String,
+    deployment_id: String,
+    request_id: Option<String>,
+    threshold: Level,
+}
+
+impl Filling {
+    fn context(&self) -> Context<'_> {
+        Context {
+            source: &self.source,
+            deployment_id: &self.deployment_id,
+            request_id: self.request_id.as_deref(),
+        }
+    }
+
+    fn abort(self, cause: String) {
+        self.logs
+            .execution(self.context(), self.threshold, storage_aborted(cause));
+    }
+
+    /// Takes `chunk`, or says why storing stops.
+    fn add(&mut self, chunk: &Bytes) -> Result<(), String> {
+        let n = chunk.len();
+        if self.length + n > MAX_STORED_BODY {
+            return Err(format!(
+                "the body is larger than the {MAX_STORED_BODY} bytes cached at most"
+            ));
+        }
+        let limit = self.limit;
+        self.budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                held.checked_add(n).filter(|total| *total <= limit)
+            })
+            .map_err(|_| {
+                format!(
+                    "--response-cache-buffer-mib is in use by other answers being stored ({} bytes)",
+                    limit
+                )
+            })?;
+        self.held += n;
+        self.length += n;
+        self.chunks.push(chunk.clone());
+        Ok(())
+    }
+
+    /// The body is complete: writes the value in the background.
+    fn finish(self) {
+        tokio::spawn(async move {
+            let mut value = Vec::with_capacity(self.head.len() + 4 + self.length);
+            value.extend_from_slice(&self.head);
+            value.extend_from_slice(&(self.length as u32).to_be_bytes());
+            for chunk in &self.chunks {
+                value.extend_from_slice(chunk);
+            }
+            let pending = &self.pending;
+            let stored = pending
+                .store
+                .store(Operation::ResponseCache, &pending.key, &value, pending.ttl)
+                .await;
+            drop(value);
+            match stored {
+                Ok(()) => self.logs.execution(
+                    self.context(),
+                    self.threshold,
+                    ExecutionRecord::new(
+                        "responseCache.backendResponseStoredInCache",
+                        Level::Info,
+                        "The backend's response was stored in the response cache.",
+                    )
+                    .with("timeToLiveInSeconds", json!(pending.ttl.as_secs())),
+                ),
+                Err(cause) => self.abort(format!("the cache server did not store it: {cause}")),
+            }
+        });
+    }
+}
+
+impl Drop for Filling {
+    fn drop(&mut self) {
+        self.budget.fetch_sub(self.held, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Tee {
+    fn drop(&mut self) {
+        if let Some(filling) = self.filling.take() {
+            filling.abort("the client went away before the body was complete".into());
+        }
+    }
+}
+
+impl http_body::Body for Tee {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Pending => {}
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(filling)) = (frame.data_ref(), this.filling.as_mut()) {
+                    if let Err(cause) = filling.add(data) {
+                        if let Some(filling) = this.filling.take() {
+                            filling.abort(cause);
+                        }
+                    }
+                }
+                // hyper stops polling once the body says it ended.
+                if this.inner.is_end_stream() {
+                    if let Some(filling) = this.filling.take() {
+                        filling.finish();
+                    }
+                }
+            }
+            Poll::Ready(Some(Err(error))) => {
+                if let Some(filling) = this.filling.take() {
+                    filling.abort(format!("the backend's body failed: {error}"));
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(filling) = this.filling.take() {
+                    filling.finish();
+                }
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        let mut value = encode_head(StatusCode::from_u16(status).unwrap(), &map);
+        value.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        value.extend_from_slice(body);
+        value
+    }
+
+    async fn body_of(response: Response<Body>) -> Vec<u8> {
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec()
+    }
+
+    #[tokio::test]
+    async fn values_decode_to_what_was_encoded() {
+        let value = round_trip(
+            301,
+            &[
+                ("location", "/elsewhere"),
+                ("vary", "a"),
+                ("vary", "b"),
+                ("x-cache-status", "MISS"),
+            ],
+            b"moved",
+        );
+        let response = decode(value).unwrap();
+        assert_eq!(response.status(), 301);
+        assert_eq!(response.headers()["location"], "/elsewhere");
+        let vary: Vec<_> = response.headers().get_all("vary").iter().collect();
+        assert_eq!(vary, ["a", "b"]);
+        assert!(response.headers().get(CACHE_STATUS).is_none());
+        assert_eq!(body_of(response).await, b"moved");
+        let empty = decode(round_trip(204, &[], b"")).unwrap();
+        assert_eq!(empty.status(), 204);
+        assert!(body_of(empty).await.is_empty());
+    }
+
+    #[test]
+    fn anything_else_is_not_a_value() {
+        let good = round_trip(200, &[("content-type", "text/plain")], b"hello");
+        assert!(decode(good.clone()).is_some());
+        // Every truncation, one extra byte, another version, garbage: never an answer.
+        for cut in 0..good.len() {
+            assert!(decode(good[..cut].to_vec()).is_none(), "cut at {cut}");
+        }
+        let mut longer = good.clone();
+        longer.push(0);
+        assert!(decode(longer).is_none());
+        let mut version = good.clone();
+        version[0] = 2;
+        assert!(decode(version).is_none());
+        let mut status = good.clone();
+        status[1..3].copy_from_slice(&1000u16.to_be_bytes());
+        assert!(decode(status).is_none());
+        let mut huge = good.clone();
+        let body_length_at = good.len() - 5 - 4;
+        huge[body_length_at..body_length_at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(decode(huge).is_none());
+        assert!(decode(b"{\"status\":200}".to_vec()).is_none());
+        assert!(decode(b"\x01\x00\xc8\xff\xff".to_vec()).is_none());
+        // A header name that is no header name.
+        let mut bad_name = round_trip(200, &[("x-a", "1")], b"");
+        bad_name[7] = b' ';
+        assert!(decode(bad_name).is_none());
+    }
+}
