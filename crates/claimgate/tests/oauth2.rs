@@ -204,6 +204,7 @@ impl Browser {
 }
 
 struct Setup {
+    _backend: tokio::runtime::Runtime,
     idp_port: u16,
     _idp: Running,
     replicas: Replicas,
@@ -237,7 +238,24 @@ impl Setup {
     }
 }
 
-fn deployment(issuer: &str, oauth: Value) -> Value {
+/// A backend answering with the request headers it got, as JSON.
+fn start_header_echo(rt: &tokio::runtime::Runtime) -> std::net::SocketAddr {
+    serve_http(
+        rt,
+        |request: hyper::Request<hyper::body::Incoming>| async move {
+            let headers: serde_json::Map<String, Value> = request
+                .headers()
+                .iter()
+                .map(|(n, v)| (n.as_str().to_owned(), json!(v.to_str().unwrap_or(""))))
+                .collect();
+            hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(
+                Value::Object(headers).to_string(),
+            )))
+        },
+    )
+}
+
+fn deployment(issuer: &str, oauth: Value, backend: std::net::SocketAddr) -> Value {
     let mut failure = json!({
         "type": "OAUTH2",
         "clientDetails": {"type": "VALIDATION_BLOCK"},
@@ -282,7 +300,14 @@ fn deployment(issuer: &str, oauth: Value) -> Value {
                     "allowedPostLogoutUris": ["/bye", "http://127.0.0.1/elsewhere"], "postLogoutState": "s1"}},
                 {"path": "/bye", "methods": ["GET"], "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200, "body": "bye"}},
                 {"path": "/home", "methods": ["GET"], "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200, "body": "home"}},
-                {"path": "/page", "methods": ["GET", "POST", "DELETE"], "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200, "body": "page"}}
+                {"path": "/page", "methods": ["GET", "POST", "DELETE"], "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200, "body": "page"}},
+                {"path": "/me", "methods": ["GET"],
+                 "requestPolicies": {"headerTransformations": {"setHeaders": {"items": [
+                    {"name": "X-User", "values": ["${request.auth[id_token_claims][sub]}"], "ifExists": "OVERWRITE"},
+                    {"name": "X-Client", "values": ["${request.auth[access_token_claims][client_id]}"], "ifExists": "OVERWRITE"},
+                    {"name": "X-Csrf", "values": ["${request.auth[apigw_csrf_token]}"], "ifExists": "OVERWRITE"}
+                 ]}}},
+                 "backend": {"type": "HTTP_BACKEND", "url": format!("http://{backend}/me")}}
             ]
         }
     })
@@ -294,8 +319,11 @@ fn key_file(dir: &std::path::Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
-/// The provider and `n` replicas, each replica with its own `--session-key` files.
+/// The provider and `n` replicas, each replica with its own `--session-key` files ("k1",
+/// "k2") and other flags.
 fn setup_with(n: usize, oauth: Value, keys: impl Fn(usize) -> Vec<&'static str>) -> Setup {
+    let rt = runtime();
+    let backend = start_header_echo(&rt);
     let idp_port = free_port();
     let idp = start_idp(idp_port);
     let issuer = format!("http://127.0.0.1:{idp_port}");
@@ -309,23 +337,25 @@ fn setup_with(n: usize, oauth: Value, keys: impl Fn(usize) -> Vec<&'static str>)
     let k1 = key_file(dir.path(), "k1", KEY_1);
     let k2 = key_file(dir.path(), "k2", KEY_2);
     let secrets = secrets.to_str().unwrap().to_owned();
-    let replicas = Replicas::start_each(n, &[deployment(&issuer, oauth)], |i| {
+    let replicas = Replicas::start_each(n, &[deployment(&issuer, oauth, backend)], |i| {
         let mut args = vec!["--secrets".to_owned(), secrets.clone()];
         for key in keys(i) {
-            args.push("--session-key".into());
-            args.push(
-                match key {
-                    "k1" => &k1,
-                    _ => &k2,
+            let file = match key {
+                "k1" => &k1,
+                "k2" => &k2,
+                // Any other flag is passed as it is.
+                flag => {
+                    args.push(flag.to_owned());
+                    continue;
                 }
-                .to_str()
-                .unwrap()
-                .to_owned(),
-            );
+            };
+            args.push("--session-key".into());
+            args.push(file.to_str().unwrap().to_owned());
         }
         args
     });
     Setup {
+        _backend: rt,
         idp_port,
         _idp: idp,
         replicas,
@@ -408,6 +438,21 @@ fn a_login_on_one_replica_finishes_on_the_other_and_the_session_serves_both() {
         );
         assert_eq!(page.header("x-csrf-token").as_deref(), Some(csrf.as_str()));
     }
+    // OCI's request.auth[...] of the session reach the backend through transformations; the
+    // gateway's own cookies and the session's token do not.
+    b.set_cookie("127.0.0.1", "theme", "dark");
+    let me = b.get(&format!("{}/app/me", s.base(1)));
+    assert_eq!(me.status, 200, "{}", me.body);
+    let seen: Value = serde_json::from_str(&me.body).unwrap();
+    assert_eq!(seen["x-user"], "alice");
+    assert_eq!(seen["x-client"], "web");
+    assert_eq!(seen["x-csrf"], csrf.as_str());
+    let cookies = seen["cookie"].as_str().unwrap();
+    assert!(
+        cookies.contains("theme=dark") && !cookies.contains("claimgate_"),
+        "{cookies}"
+    );
+    assert!(seen.get("authorization").is_none(), "{seen}");
     // CSRF: refused without the token or with another, accepted with it.
     let base = s.base(0);
     assert_eq!(b.post(&format!("{base}/app/page"), &[]).status, 403);
@@ -694,4 +739,38 @@ fn without_cookies_the_session_is_the_x_apigw_token_header() {
 
 fn flow_encode(value: &str) -> String {
     claimgate_core::oauth2::form_encode(value)
+}
+
+#[test]
+fn absolute_urls_follow_x_forwarded_headers_from_trusted_proxies_only() {
+    let s = setup_with(2, json!({}), |i| match i {
+        0 => vec!["k1", "--trusted-proxy", "127.0.0.1/32"],
+        _ => vec!["k1"],
+    });
+    let forwarded = [
+        ("x-forwarded-host", "app.example.com"),
+        ("x-forwarded-proto", "https"),
+    ];
+    let mut b = Browser::new();
+    let trusted = b.get_with(&format!("{}/app/page", s.base(0)), &forwarded);
+    assert_eq!(trusted.status, 302);
+    assert!(
+        trusted
+            .location()
+            .contains(&flow_encode("https://app.example.com/app/callback")),
+        "{}",
+        trusted.location()
+    );
+    let cookie = trusted.header("set-cookie").unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    let untrusted = b.get_with(&format!("{}/app/page", s.base(1)), &forwarded);
+    let base = s.base(1);
+    assert!(
+        untrusted
+            .location()
+            .contains(&flow_encode(&format!("{base}/app/callback"))),
+        "{}",
+        untrusted.location()
+    );
+    assert!(!untrusted.header("set-cookie").unwrap().contains("Secure"));
 }

@@ -80,6 +80,27 @@ fn cookie_headers(parts: &http::request::Parts) -> Vec<&str> {
         .collect()
 }
 
+/// Takes the gateway's own cookies (the session, flows) out of the `Cookie` header the
+/// backend gets: a backend never holds a session it could replay.
+fn strip_own_cookies(headers: &mut http::HeaderMap) {
+    let kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && !pair.starts_with("claimgate_"))
+        .map(str::to_owned)
+        .collect();
+    headers.remove(header::COOKIE);
+    if kept.is_empty() {
+        return;
+    }
+    if let Ok(value) = HeaderValue::from_str(&kept.join("; ")) {
+        headers.insert(header::COOKIE, value);
+    }
+}
+
 /// `Set-Cookie` attributes: `Secure` except over plain HTTP to a loopback host.
 fn cookie_attributes(prefix: &str, secure: bool, max_age: Option<i64>) -> String {
     let path = if prefix.is_empty() { "/" } else { prefix };
@@ -132,18 +153,50 @@ impl Gateway {
     }
 
     /// The scheme and host absolute URLs are built from: the listener's scheme and the
-    /// request's `Host`.
-    fn origin(&self, parts: &http::request::Parts) -> (String, bool) {
-        let tls = self.tls.load().is_some();
-        let host = parts
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
+    /// request's `Host`, or `X-Forwarded-Proto`/`-Host` from a `--trusted-proxy` peer; and
+    /// whether cookies get `Secure` (all but plain HTTP to a loopback host).
+    fn origin(&self, x: &Exchange<'_>) -> (String, bool) {
+        let parts = &x.parts;
+        let forwarded = |name: &str| {
+            self.options
+                .trusted_proxies
+                .trusts_peer(x.peer.ip())
+                .then(|| parts.headers.get(name)?.to_str().ok())
+                .flatten()
+                .and_then(|v| v.split(',').next())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        };
+        let mut scheme = if self.tls.load().is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        match forwarded("x-forwarded-proto") {
+            Some(p) if p.eq_ignore_ascii_case("https") => scheme = "https",
+            Some(p) if p.eq_ignore_ascii_case("http") => scheme = "http",
+            _ => {}
+        }
+        let host_ok = |h: &&str| {
+            h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        };
+        let host = forwarded("x-forwarded-host")
+            .filter(host_ok)
+            .or_else(|| {
+                parts
+                    .headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .filter(host_ok)
+            })
             .unwrap_or("localhost");
-        let scheme = if tls { "https" } else { "http" };
-        let bare = host.rsplit_once(':').map_or(host, |(h, _)| h);
-        let loopback = claimgate_keys::is_loopback_host(bare.trim_matches(['[', ']']));
-        (format!("{scheme}://{host}"), tls || !loopback)
+        let bare = match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(v6),
+            None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+        };
+        let loopback = claimgate_keys::is_loopback_host(bare);
+        (format!("{scheme}://{host}"), scheme == "https" || !loopback)
     }
 
     fn oauth_record(&self, x: &Exchange<'_>, record: ExecutionRecord) {
@@ -286,8 +339,8 @@ impl Gateway {
             }
         }
         let allowed = x.verdict().decision == Decision::Allow;
-        if let Some(session) = &prepared.session {
-            if prepared.from_cookie && allowed {
+        if let (Some(session), true) = (&prepared.session, allowed) {
+            if prepared.from_cookie {
                 let sent = x
                     .parts
                     .headers
@@ -306,7 +359,19 @@ impl Gateway {
                     return Step::Answer(respond::error(403));
                 }
                 x.csrf = Some(session.csrf.clone());
+                strip_own_cookies(&mut x.parts.headers);
             }
+            // OCI's request.auth[...] of the session, for transformations.
+            let id_claims = claimgate_jose::ParsedToken::parse(&session.id_token)
+                .ok()
+                .and_then(|t| claimgate_core::Claims::from_map(&t.payload))
+                .map(std::sync::Arc::new);
+            x.parts.extensions.insert(crate::context::OAuth2Auth {
+                csrf: prepared.from_cookie.then(|| session.csrf.clone()),
+                id_token: session.id_token.clone(),
+                access_token: session.access_token.clone(),
+                id_claims,
+            });
         }
         let verdict = x.verdict();
         let refused_authentication = verdict.decision == Decision::Deny
@@ -351,7 +416,7 @@ impl Gateway {
             );
         };
         let prefix = x.served.deployment.path_prefix.as_str();
-        let (origin, secure) = self.origin(&x.parts);
+        let (origin, secure) = self.origin(x);
         let path = x.parts.uri.path();
         let redirect_path = match &oauth.login_path {
             Some(login) => flow::deployment_path(prefix, login),
@@ -441,7 +506,7 @@ impl Gateway {
         );
         let mut response = failure_page(status, reason);
         if let Some(name) = clear {
-            let (_, secure) = self.origin(&x.parts);
+            let (_, secure) = self.origin(x);
             let prefix = x.served.deployment.path_prefix.as_str();
             add_header(
                 &mut response,
@@ -600,7 +665,7 @@ impl Gateway {
             return respond::error(500);
         };
         let prefix = x.served.deployment.path_prefix.as_str();
-        let (_, secure) = self.origin(&x.parts);
+        let (_, secure) = self.origin(x);
         let mut response = redirect(302, &state.resume);
         add_header(
             &mut response,
@@ -780,7 +845,7 @@ impl Gateway {
             &logout.allowed_post_logout_uris,
             prefix,
         );
-        let (origin, secure) = self.origin(&x.parts);
+        let (origin, secure) = self.origin(x);
         let target = match target {
             PostLogout::Refused => {
                 self.oauth_record(
