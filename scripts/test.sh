@@ -5,7 +5,8 @@
 # Needs Rust (cargo) and a C compiler. Installs itself what is missing of the rest: Python's
 # venv module and Node.js/npm with apt-get (as root on Debian/Ubuntu; otherwise it stops and
 # says what to install), Python `cryptography` pinned by tests/interop/requirements.txt into
-# .venv, and the test identity provider into tests/idp/node_modules.
+# .venv, the test identity provider into tests/idp/node_modules, chromium and playwright-core
+# (tests/browser-oauth) for the OAUTH2 browser test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -66,6 +67,13 @@ fi
 if [ ! -d tests/idp/node_modules/oidc-provider ]; then
   echo "==> installing the test identity provider (npm ci in tests/idp)"
   (cd tests/idp && npm ci --no-audit --no-fund --loglevel=error)
+fi
+# The OAUTH2 browser test (oauth2.rs) drives Debian's chromium with playwright-core from npm
+# (never `playwright install`: no browser download).
+[ -x /usr/bin/chromium ] || install_packages "the browser tests (chromium)" chromium
+if [ ! -d tests/browser-oauth/node_modules/playwright-core ]; then
+  echo "==> installing playwright-core (npm ci in tests/browser-oauth)"
+  (cd tests/browser-oauth && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 # `openssl s_client` is the only client at hand that still offers TLS 1.0/1.1 (held.rs).

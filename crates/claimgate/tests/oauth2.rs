@@ -283,6 +283,7 @@ fn deployment(issuer: &str, oauth: Value, backend: std::net::SocketAddr) -> Valu
         "specification": {
             "requestPolicies": {"authentication": {
                 "type": "TOKEN_AUTHENTICATION",
+                "isAnonymousAccessAllowed": true,
                 "tokenHeader": "Authorization",
                 "tokenAuthScheme": "Bearer",
                 "validationPolicy": {
@@ -298,7 +299,7 @@ fn deployment(issuer: &str, oauth: Value, backend: std::net::SocketAddr) -> Valu
                 {"path": "/callback", "methods": ["GET"], "backend": {"type": "OAUTH2_LOGIN_BACKEND"}},
                 {"path": "/logout", "methods": ["GET"], "backend": {"type": "OAUTH2_LOGOUT_BACKEND",
                     "allowedPostLogoutUris": ["/bye", "http://127.0.0.1/elsewhere"], "postLogoutState": "s1"}},
-                {"path": "/bye", "methods": ["GET"], "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200, "body": "bye"}},
+                {"path": "/bye", "methods": ["GET"], "requestPolicies": {"authorization": {"type": "ANONYMOUS"}}, "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200, "body": "bye"}},
                 {"path": "/home", "methods": ["GET"], "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200, "body": "home"}},
                 {"path": "/page", "methods": ["GET", "POST", "DELETE"], "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200, "body": "page"}},
                 {"path": "/me", "methods": ["GET"],
@@ -773,4 +774,44 @@ fn absolute_urls_follow_x_forwarded_headers_from_trusted_proxies_only() {
         untrusted.location()
     );
     assert!(!untrusted.header("set-cookie").unwrap().contains("Secure"));
+}
+
+/// Debian's chromium, driven by playwright-core (tests/browser-oauth), logs in through the
+/// provider's own form and lands on the backend, then logs out. `CLAIMGATE_SCREENSHOTS=DIR`
+/// keeps its screenshots (the README's come from here).
+#[test]
+fn a_real_browser_logs_in_through_the_providers_form_and_out() {
+    let script = repo().join("tests/browser-oauth/login.mjs");
+    if !std::path::Path::new("/usr/bin/chromium").exists() {
+        return skip(
+            "a_real_browser_logs_in_through_the_providers_form_and_out",
+            "/usr/bin/chromium is missing (apt-get install chromium)",
+        );
+    }
+    if !repo()
+        .join("tests/browser-oauth/node_modules/playwright-core")
+        .exists()
+    {
+        return skip(
+            "a_real_browser_logs_in_through_the_providers_form_and_out",
+            "playwright-core is not installed (npm ci in tests/browser-oauth)",
+        );
+    }
+    let s = setup(1);
+    // The gateway as localhost, the provider as 127.0.0.1: no shared cookies.
+    let gateway = s.base(0).replace("127.0.0.1", "localhost");
+    let mut command = std::process::Command::new("node");
+    command.arg(&script).arg(&gateway);
+    if let Some(dir) = std::env::var_os("CLAIMGATE_SCREENSHOTS") {
+        command.arg(dir);
+    }
+    let output = command.output().expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let seen: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(seen["ok"], true);
+    assert_eq!(seen["user"], "alice");
+    assert_eq!(seen["csrf"], json!({"without": 403, "withToken": 200}));
+    assert_eq!(seen["afterLogout"], "bye");
 }
