@@ -298,7 +298,7 @@ fn deployment(issuer: &str, oauth: Value, backend: std::net::SocketAddr) -> Valu
             "routes": [
                 {"path": "/callback", "methods": ["GET"], "backend": {"type": "OAUTH2_LOGIN_BACKEND"}},
                 {"path": "/logout", "methods": ["GET"], "backend": {"type": "OAUTH2_LOGOUT_BACKEND",
-                    "allowedPostLogoutUris": ["/bye", "http://127.0.0.1/elsewhere"], "postLogoutState": "s1"}},
+                    "allowedPostLogoutUris": ["/bye", "http://127.0.0.1/elsewhere"], "postLogoutState": "request.query[region]"}},
                 {"path": "/bye", "methods": ["GET"], "requestPolicies": {"authorization": {"type": "ANONYMOUS"}}, "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200, "body": "bye"}},
                 {"path": "/home", "methods": ["GET"], "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200, "body": "home"}},
                 {"path": "/page", "methods": ["GET", "POST", "DELETE"], "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200, "body": "page"}},
@@ -675,7 +675,7 @@ fn logout_goes_to_the_provider_with_allowed_urls_only() {
         .contains("logoutBackend.redirectError"));
     // Allowed: the provider's end_session_endpoint, with the hint, the client, the URL and
     // the state; the session is cleared.
-    let out = b.get(&format!("{base}/app/logout?postLogoutUrl=/bye"));
+    let out = b.get(&format!("{base}/app/logout?postLogoutUrl=/bye&region=s1"));
     assert_eq!(out.status, 302, "{}", out.body);
     let to = out.location();
     assert!(to.starts_with(&format!("{}/session/end?", s.idp())), "{to}");

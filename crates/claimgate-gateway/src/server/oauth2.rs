@@ -80,6 +80,30 @@ fn cookie_headers(parts: &http::request::Parts) -> Vec<&str> {
         .collect()
 }
 
+/// `postLogoutState`: a context variable (`request.query[region]`, or `${...}`) is replaced by
+/// its value for this request; anything else is passed as written.
+fn post_logout_state(x: &Exchange<'_>, written: &str) -> String {
+    let inner = written
+        .strip_prefix("${")
+        .and_then(|t| t.strip_suffix('}'))
+        .unwrap_or(written);
+    if !inner.starts_with("request.") {
+        return written.to_owned();
+    }
+    match claimgate_config::ContextVariable::parse(inner) {
+        Ok(variable) => {
+            let verdict = x.verdict();
+            let params = verdict
+                .route
+                .as_ref()
+                .map_or(&[][..], |r| r.params.as_slice());
+            crate::context::RequestContext::new(&x.parts, params, verdict.claims.as_deref())
+                .variable(&variable)
+        }
+        Err(_) => written.to_owned(),
+    }
+}
+
 /// Takes the gateway's own cookies (the session, flows) out of the `Cookie` header the
 /// backend gets: a backend never holds a session it could replay.
 fn strip_own_cookies(headers: &mut http::HeaderMap) {
@@ -862,7 +886,11 @@ impl Gateway {
             PostLogout::Allowed(url) if url.starts_with('/') => Some(format!("{origin}{url}")),
             PostLogout::Allowed(url) => Some(url),
         };
-        let state = logout.post_logout_state.as_deref();
+        let state = logout
+            .post_logout_state
+            .as_deref()
+            .map(|written| post_logout_state(x, written));
+        let state = state.as_deref();
         let end_session = match (session, x.served.discovery.as_deref()) {
             (Some(_), Some(discovery)) => discovery
                 .document()
