@@ -96,9 +96,20 @@ pub fn wants_redirect(sec_fetch_mode: Option<&str>) -> bool {
 /// HEAD return to it, other methods go to `fallbackRedirectPath` in the deployment (or its
 /// root without one).
 pub fn resume_target(method: &str, original: &str, prefix: &str, fallback: Option<&str>) -> String {
-    if method == "GET" || method == "HEAD" {
+    // Only a path of this gateway: `//host` or a backslash would let a crafted link send the
+    // browser elsewhere once logged in (an open redirect).
+    let local = original.starts_with('/')
+        && !original.starts_with("//")
+        && !original.contains('\\')
+        && !original.chars().any(char::is_control);
+    if (method == "GET" || method == "HEAD") && local {
         return original.to_owned();
     }
+    let fallback = if method == "GET" || method == "HEAD" {
+        None
+    } else {
+        fallback
+    };
     deployment_path(prefix, fallback.unwrap_or("/"))
 }
 
@@ -542,6 +553,15 @@ mod tests {
             "/app/home"
         );
         assert_eq!(resume_target("PUT", "/a", "/", None), "/");
+        // Never anywhere but this gateway.
+        assert_eq!(
+            resume_target("GET", "//evil.example/x", "/", Some("/home")),
+            "/"
+        );
+        assert_eq!(
+            resume_target("GET", "/\\evil.example", "/app", None),
+            "/app/"
+        );
         assert_eq!(redirect_status("POST"), 303);
         assert_eq!(redirect_status("GET"), 302);
     }

@@ -442,7 +442,11 @@ fn a_login_on_one_replica_finishes_on_the_other_and_the_session_serves_both() {
     // OCI's request.auth[...] of the session reach the backend through transformations; the
     // gateway's own cookies and the session's token do not.
     b.set_cookie("127.0.0.1", "theme", "dark");
-    let me = b.get(&format!("{}/app/me", s.base(1)));
+    // A token sent beside the session was not what was judged: it does not reach the backend.
+    let me = b.get_with(
+        &format!("{}/app/me", s.base(1)),
+        &[("authorization", "Bearer forged")],
+    );
     assert_eq!(me.status, 200, "{}", me.body);
     let seen: Value = serde_json::from_str(&me.body).unwrap();
     assert_eq!(seen["x-user"], "alice");

@@ -45,8 +45,9 @@ pub(super) struct Prepared {
 
 #[derive(Debug)]
 enum Injected {
-    Header(http::HeaderName, Option<HeaderValue>),
-    Uri(http::Uri),
+    Header(http::HeaderName),
+    /// The request's URI before, and the parameter the policy reads.
+    Uri(http::Uri, String),
 }
 
 /// The deployment's `TOKEN_AUTHENTICATION` policy and its `OAUTH2` failure policy.
@@ -78,6 +79,26 @@ fn cookie_headers(parts: &http::request::Parts) -> Vec<&str> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .collect()
+}
+
+/// `uri` without the query parameter `name` (the token parameter a session stood for).
+fn without_parameter(uri: &http::Uri, name: &str) -> http::Uri {
+    let Some(query) = uri.query() else {
+        return uri.clone();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let raw = pair.split_once('=').map_or(*pair, |(n, _)| n);
+            !claimgate_core::query_name_is(raw, name)
+        })
+        .collect();
+    let text = if kept.is_empty() {
+        uri.path().to_owned()
+    } else {
+        format!("{}?{}", uri.path(), kept.join("&"))
+    };
+    text.parse().unwrap_or_else(|_| uri.clone())
 }
 
 /// `postLogoutState`: a context variable (`request.query[region]`, or `${...}`) is replaced by
@@ -292,11 +313,12 @@ impl Gateway {
                 let Ok(value) = HeaderValue::from_str(&value) else {
                     return Prepared::default();
                 };
-                let before = x.parts.headers.insert(name.clone(), value);
-                Injected::Header(name, before)
+                x.parts.headers.insert(name.clone(), value);
+                Injected::Header(name)
             }
             TokenLocation::Query { name } => {
                 let before = x.parts.uri.clone();
+                let param = name.clone();
                 let path = before.path();
                 let mut query = format!(
                     "{}={}",
@@ -311,7 +333,7 @@ impl Gateway {
                     Ok(uri) => x.parts.uri = uri,
                     Err(_) => return Prepared::default(),
                 }
-                Injected::Uri(before)
+                Injected::Uri(before, param)
             }
         };
         Prepared {
@@ -326,17 +348,13 @@ impl Gateway {
         let Some((_, oauth)) = policies(x) else {
             return Step::Next;
         };
-        // The session's token is for the verdict only: the backend never sees it.
+        // The session's token is for the verdict only: the backend never sees it, nor a token
+        // the client sent beside the session (it was not what was judged).
         match prepared.injected {
-            Some(Injected::Header(name, before)) => match before {
-                Some(value) => {
-                    x.parts.headers.insert(name, value);
-                }
-                None => {
-                    x.parts.headers.remove(name);
-                }
-            },
-            Some(Injected::Uri(uri)) => x.parts.uri = uri,
+            Some(Injected::Header(name)) => {
+                x.parts.headers.remove(name);
+            }
+            Some(Injected::Uri(uri, param)) => x.parts.uri = without_parameter(&uri, &param),
             None => {}
         }
         let route = x
@@ -953,5 +971,43 @@ impl Gateway {
                 .with("authenticated", json!(session.is_some())),
         );
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_parameter_is_taken_out_and_the_rest_kept() {
+        let uri: http::Uri = "/app/page?a=1&access=tok&b=2".parse().unwrap();
+        assert_eq!(without_parameter(&uri, "access"), "/app/page?a=1&b=2");
+        let only: http::Uri = "/app/page?access=tok".parse().unwrap();
+        assert_eq!(without_parameter(&only, "access"), "/app/page");
+        let none: http::Uri = "/app/page".parse().unwrap();
+        assert_eq!(without_parameter(&none, "access"), "/app/page");
+    }
+
+    #[test]
+    fn the_gateway_s_own_cookies_never_reach_the_backend() {
+        let mut headers = http::HeaderMap::new();
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; claimgate_session=xyz"),
+        );
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("claimgate_flow_abc=1"),
+        );
+        strip_own_cookies(&mut headers);
+        assert_eq!(headers.get_all(header::COOKIE).iter().count(), 1);
+        assert_eq!(headers[header::COOKIE], "a=1");
+        let mut only = http::HeaderMap::new();
+        only.insert(
+            header::COOKIE,
+            HeaderValue::from_static("claimgate_session=x"),
+        );
+        strip_own_cookies(&mut only);
+        assert!(only.get(header::COOKIE).is_none());
     }
 }
