@@ -184,6 +184,8 @@ pub struct Gateway {
     usage: crate::usage::UsageCounters,
     /// The response cache's server and the bytes held for storing.
     response_cache: crate::response_cache::ResponseCache,
+    /// `--session-key`, swapped when its files change (`Options::session_keys` at start).
+    session_keys: arc_swap::ArcSwapOption<crate::session::SessionKeys>,
     options: Options,
 }
 
@@ -273,6 +275,7 @@ impl Gateway {
             ),
             provider,
             connections: crate::connection::Connections::default(),
+            session_keys: arc_swap::ArcSwapOption::new(options.session_keys.clone()),
             options,
         };
         let set = gateway

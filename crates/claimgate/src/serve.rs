@@ -600,6 +600,28 @@ fn read_ca_files(paths: &[String]) -> Result<Vec<Vec<u8>>, String> {
     Ok(files)
 }
 
+/// Refuses deployments with an OAUTH2 failure policy when no `--session-key` is given.
+fn needs_session_keys(deployments: &[Deployment], have_keys: bool) -> Result<(), InputError> {
+    let without_keys: Vec<String> = deployments
+        .iter()
+        .filter(|d| matches!(&d.authentication, Authentication::Jwt(p) if p.oauth2.is_some()))
+        .map(|d| {
+            format!(
+                "{} ({})",
+                claimgate_core::escape(&d.path_prefix),
+                claimgate_core::escape(d.label())
+            )
+        })
+        .collect();
+    if have_keys || without_keys.is_empty() {
+        return Ok(());
+    }
+    Err(InputError {
+        message: "cannot serve: an OAUTH2 validationFailurePolicy needs --session-key FILE (32 random bytes, base64: openssl rand -base64 32 > FILE), the same on every replica".into(),
+        details: without_keys,
+    })
+}
+
 /// The `--session-key` files, in order (the first seals); `None` without any.
 fn read_session_keys(
     paths: &[String],
@@ -670,23 +692,7 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
         eprintln!("claimgate: warning: {warning}");
     }
     let session_keys = read_session_keys(&args.session_keys)?;
-    let without_keys: Vec<String> = deployments
-        .iter()
-        .filter(|d| matches!(&d.authentication, Authentication::Jwt(p) if p.oauth2.is_some()))
-        .map(|d| {
-            format!(
-                "{} ({})",
-                claimgate_core::escape(&d.path_prefix),
-                claimgate_core::escape(d.label())
-            )
-        })
-        .collect();
-    if session_keys.is_none() && !without_keys.is_empty() {
-        return Err(InputError {
-            message: "cannot serve: an OAUTH2 validationFailurePolicy needs --session-key FILE (32 random bytes, base64: openssl rand -base64 32 > FILE), the same on every replica".into(),
-            details: without_keys,
-        });
-    }
+    needs_session_keys(&deployments, session_keys.is_some())?;
     let gateway_file = GatewayFile {
         path: args.gateway.clone(),
     };
@@ -824,6 +830,7 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             args.secrets.clone(),
             resource_files,
             gateway_file,
+            args.session_keys.clone(),
         ));
         tokio::spawn(gateway.clone().maintain_keys());
         tokio::spawn(report_key_failures(gateway.clone()));
@@ -1105,6 +1112,7 @@ async fn watch_and_reload(
     secrets_file: Option<String>,
     resource_files: ResourceFiles,
     gateway_file: GatewayFile,
+    session_key_files: Vec<String>,
 ) {
     let mut hangup = hangup_signal();
     // The files themselves (or directories of them): only deployment arguments have a
@@ -1119,6 +1127,7 @@ async fn watch_and_reload(
     paths.extend(secrets_file.clone());
     paths.extend(resource_files.paths().cloned());
     paths.extend(gateway_file.path.clone());
+    paths.extend(session_key_files.iter().cloned());
     let mut last = stamps(&paths);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -1153,6 +1162,17 @@ async fn watch_and_reload(
         let loaded = tokio::task::spawn_blocking(move || load_all(&sources, &for_loading)).await;
         match loaded {
             Ok(Ok(deployments)) => {
+                let session_keys = match read_session_keys(&session_key_files).and_then(|keys| {
+                    needs_session_keys(&deployments, keys.is_some()).map(|()| keys)
+                }) {
+                    Ok(keys) => keys,
+                    Err(error) => {
+                        let mut errors = vec![error.message];
+                        errors.extend(error.details);
+                        gateway.reload_rejected(&errors);
+                        continue;
+                    }
+                };
                 let client_ca = tls_files.as_ref().is_some_and(|f| f.client_ca.is_some());
                 let missing_ca = needs_client_ca(&deployments, client_ca);
                 if !missing_ca.is_empty() {
@@ -1187,6 +1207,7 @@ async fn watch_and_reload(
                 if tls.is_some() {
                     gateway.set_tls(tls);
                 }
+                gateway.set_session_keys(session_keys);
                 gateway.reload_with(deployments, resources, &secrets).await
             }
             Ok(Err(errors)) => gateway.reload_rejected(&errors),

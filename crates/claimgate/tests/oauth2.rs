@@ -819,3 +819,76 @@ fn a_real_browser_logs_in_through_the_providers_form_and_out() {
     assert_eq!(seen["csrf"], json!({"without": 403, "withToken": 200}));
     assert_eq!(seen["afterLogout"], "bye");
 }
+
+#[test]
+fn session_key_files_are_reloaded_when_they_change() {
+    let s = setup(1);
+    let base = s.base(0);
+    let mut b = Browser::new();
+    let callback = start_login(&s, &mut b, 0, "/app/page");
+    assert_eq!(b.get(&callback).status, 302);
+    assert_eq!(b.get(&format!("{base}/app/page")).status, 200);
+    // The operator replaces the key: sessions sealed with the old one no longer open.
+    std::fs::write(s._keys.path().join("k1"), KEY_2).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = b.get(&format!("{base}/app/page")).status;
+        if status == 302 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new key was not loaded"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A key file that is not a key is a rejected reload: the current keys keep serving.
+    std::fs::write(s._keys.path().join("k1"), "not a key").unwrap();
+    let mut c = Browser::new();
+    let callback = start_login(&s, &mut c, 0, "/app/page");
+    assert_eq!(c.get(&callback).status, 302);
+    assert_eq!(c.get(&format!("{base}/app/page")).status, 200);
+}
+
+#[test]
+fn serve_refuses_an_oauth2_deployment_without_a_session_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("web.json");
+    std::fs::write(
+        &file,
+        deployment(
+            "http://127.0.0.1:9",
+            json!({}),
+            "127.0.0.1:9".parse().unwrap(),
+        )
+        .to_string(),
+    )
+    .unwrap();
+    let secrets = dir.path().join("secrets.json");
+    std::fs::write(&secrets, r#"{"ocid1.vaultsecret.oc1..web": "web-secret"}"#).unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "serve",
+            "--listen",
+            &listen,
+            "--deployment",
+            file.to_str().unwrap(),
+            "--secrets",
+            secrets.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        claimgate(&args)
+    };
+    let refused = run(&[]);
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("needs --session-key FILE"), "{stderr}");
+    assert!(stderr.contains("/app (web)"), "{stderr}");
+    let bad_key = dir.path().join("bad.key");
+    std::fs::write(&bad_key, "c2hvcnQ=\n").unwrap();
+    let refused = run(&["--session-key", bad_key.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("holds 5 bytes, not 32"), "{stderr}");
+}

@@ -193,8 +193,14 @@ fn failure_page(status: u16, reason: &str) -> Response<Body> {
 }
 
 impl Gateway {
-    fn session_keys(&self) -> Option<&SessionKeys> {
-        self.options.session_keys.as_deref()
+    fn session_keys(&self) -> Option<std::sync::Arc<SessionKeys>> {
+        self.session_keys.load_full()
+    }
+
+    /// Replaces the `--session-key` keys (their files changed): sessions sealed under a key
+    /// no longer given stop opening, and the first new key seals from now on.
+    pub fn set_session_keys(&self, keys: Option<std::sync::Arc<SessionKeys>>) {
+        self.session_keys.store(keys);
     }
 
     /// The scheme and host absolute URLs are built from: the listener's scheme and the
