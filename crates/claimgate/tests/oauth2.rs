@@ -530,6 +530,21 @@ fn requests_without_a_session_are_redirected_or_refused_as_they_can_take_it() {
         &[("sec-fetch-mode", "navigate")],
     );
     assert_eq!(nav.status, 302);
+    // Logins begun and abandoned: past four, their cookies are cleared (the Cookie header
+    // must not grow to the 8 KiB limit).
+    let mut tabs = Browser::new();
+    for _ in 0..4 {
+        assert_eq!(tabs.get(&format!("{base}/app/page")).status, 302);
+    }
+    let flows = |b: &Browser| {
+        b.jar["127.0.0.1"]
+            .keys()
+            .filter(|k| k.starts_with("claimgate_flow_"))
+            .count()
+    };
+    assert_eq!(flows(&tabs), 4);
+    assert_eq!(tabs.get(&format!("{base}/app/page")).status, 302);
+    assert_eq!(flows(&tabs), 1);
     // The login route called directly: 400, no session.
     let direct = b.get(&format!("{base}/app/callback"));
     assert_eq!(direct.status, 400, "{}", direct.body);

@@ -32,6 +32,8 @@ const STEP_FAILED: &str = "authentication.validationFailurePolicyOAuthStepFailed
 const IDP_SUCCESS: &str = "authentication.idpCallSuccess";
 const IDP_FAILED: &str = "authentication.idpCallFailed";
 const REDIRECT_ERROR: &str = "logoutBackend.redirectError";
+/// Unfinished logins a browser may hold before their cookies are cleared.
+const MAX_OPEN_FLOWS: usize = 4;
 
 /// What the request brought of a session, found before the verdict.
 #[derive(Debug, Default)]
@@ -515,6 +517,24 @@ impl Gateway {
             cookie_attributes(prefix, secure, Some(flow::FLOW_TTL_SECONDS))
         );
         add_header(&mut response, header::SET_COOKIE, &cookie);
+        // Logins begun and never finished leave their cookies for 10 minutes; past a few, they
+        // are cleared so that the Cookie header cannot grow to the 8 KiB limit (431).
+        let abandoned: Vec<&str> = cookie_headers(&x.parts)
+            .into_iter()
+            .flat_map(|h| h.split(';'))
+            .filter_map(|pair| pair.trim().split_once('=').map(|(n, _)| n.trim()))
+            .filter(|n| n.starts_with(flow::FLOW_COOKIE_PREFIX))
+            .collect();
+        if abandoned.len() >= MAX_OPEN_FLOWS {
+            let clear = cookie_attributes(prefix, secure, Some(0));
+            for name in abandoned {
+                add_header(
+                    &mut response,
+                    header::SET_COOKIE,
+                    &format!("{name}={clear}"),
+                );
+            }
+        }
         response
     }
 
