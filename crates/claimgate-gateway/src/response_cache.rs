@@ -207,6 +207,7 @@ impl PrivateNames {
     /// Whether the request carries a credential: one of the names, or a client certificate.
     fn is_private(&self, request: &CacheRequest<'_>) -> bool {
         request.client_certificate
+            || request.session
             || self
                 .headers
                 .iter()
@@ -230,6 +231,9 @@ pub(crate) struct CacheRequest<'r> {
     pub(crate) query: Option<&'r str>,
     pub(crate) headers: &'r HeaderMap,
     pub(crate) client_certificate: bool,
+    /// The request came with an OAUTH2 session (its cookie or `X-APIGW-TOKEN` is taken out
+    /// before the lookup, so the headers no longer show it).
+    pub(crate) session: bool,
     /// Values of `cacheKeyAdditions`.
     pub(crate) context: &'r crate::context::RequestContext<'r>,
 }

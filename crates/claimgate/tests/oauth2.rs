@@ -323,6 +323,18 @@ fn key_file(dir: &std::path::Path, name: &str, text: &str) -> PathBuf {
 /// The provider and `n` replicas, each replica with its own `--session-key` files ("k1",
 /// "k2") and other flags.
 fn setup_with(n: usize, oauth: Value, keys: impl Fn(usize) -> Vec<&'static str>) -> Setup {
+    setup_full(n, oauth, keys, |_| {}, json!({}))
+}
+
+/// [`setup_with`], with `edit` changing the deployment and `more_secrets` added to the secrets
+/// file.
+fn setup_full(
+    n: usize,
+    oauth: Value,
+    keys: impl Fn(usize) -> Vec<&'static str>,
+    edit: impl Fn(&mut Value),
+    more_secrets: Value,
+) -> Setup {
     let rt = runtime();
     let backend = start_header_echo(&rt);
     let idp_port = free_port();
@@ -330,15 +342,17 @@ fn setup_with(n: usize, oauth: Value, keys: impl Fn(usize) -> Vec<&'static str>)
     let issuer = format!("http://127.0.0.1:{idp_port}");
     let dir = tempfile::tempdir().unwrap();
     let secrets = dir.path().join("secrets.json");
-    std::fs::write(
-        &secrets,
-        r#"{"ocid1.vaultsecret.oc1..web": {"1": "web-secret"}}"#,
-    )
-    .unwrap();
+    let mut all_secrets = json!({"ocid1.vaultsecret.oc1..web": {"1": "web-secret"}});
+    for (k, v) in more_secrets.as_object().unwrap() {
+        all_secrets[k] = v.clone();
+    }
+    std::fs::write(&secrets, all_secrets.to_string()).unwrap();
     let k1 = key_file(dir.path(), "k1", KEY_1);
     let k2 = key_file(dir.path(), "k2", KEY_2);
     let secrets = secrets.to_str().unwrap().to_owned();
-    let replicas = Replicas::start_each(n, &[deployment(&issuer, oauth, backend)], |i| {
+    let mut web = deployment(&issuer, oauth, backend);
+    edit(&mut web);
+    let replicas = Replicas::start_each(n, &[web], |i| {
         let mut args = vec!["--secrets".to_owned(), secrets.clone()];
         for key in keys(i) {
             let file = match key {
@@ -906,4 +920,67 @@ fn serve_refuses_an_oauth2_deployment_without_a_session_key() {
     assert_eq!(refused.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("holds 5 bytes, not 32"), "{stderr}");
+}
+
+/// A session is a credential for the response cache too, although its cookie is taken out
+/// before the lookup: one user's cached answer is never served to another.
+#[test]
+fn answers_to_a_session_are_private_for_the_response_cache() {
+    const PASSWORD: &str = "cache-pass-1";
+    const SECRET_ID: &str = "ocid1.vaultsecret.oc1..cache";
+    let Some(redis) = support::cluster::Redis::start(
+        "answers_to_a_session_are_private_for_the_response_cache",
+        Some(PASSWORD),
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let gateway_file = dir.path().join("gateway.json");
+    std::fs::write(
+        &gateway_file,
+        json!({"compartmentId": "ocid1.compartment.oc1..x", "displayName": "gw",
+            "responseCacheDetails": {"type": "EXTERNAL_RESP_CACHE",
+                "servers": [{"host": "127.0.0.1", "port": redis.port()}],
+                "authenticationSecretId": SECRET_ID, "authenticationSecretVersionNumber": 1,
+                "connectTimeoutInMs": 500, "readTimeoutInMs": 1000, "sendTimeoutInMs": 500}})
+        .to_string(),
+    )
+    .unwrap();
+    let gateway_arg: &'static str =
+        Box::leak(gateway_file.to_str().unwrap().to_owned().into_boxed_str());
+    let s = setup_full(
+        1,
+        json!({}),
+        |_| vec!["k1", "--gateway", gateway_arg],
+        |web| {
+            let routes = web["specification"]["routes"].as_array_mut().unwrap();
+            let me = routes.iter_mut().find(|r| r["path"] == "/me").unwrap();
+            me["requestPolicies"]["responseCacheLookup"] = json!({"type": "SIMPLE_LOOKUP_POLICY"});
+            me["responsePolicies"] = json!({"responseCacheStore":
+                {"type": "FIXED_TTL_STORE_POLICY", "timeToLiveInSeconds": 60}});
+        },
+        json!({SECRET_ID: {"1": json!({"password": PASSWORD}).to_string()}}),
+    );
+    // The gateway as localhost: the browser sends it its own cookies only (not the
+    // provider's), so once they are taken out the request carries no Cookie at all.
+    let base = s.base(0).replace("127.0.0.1", "localhost");
+    let user = |name: &str| {
+        let mut b = Browser::new();
+        let first = b.get(&format!("{base}/app/me"));
+        let callback = b.log_in_at_provider(&first.location(), &s.idp(), name);
+        assert_eq!(b.get(&callback).status, 302);
+        b
+    };
+    let mut alice = user("alice");
+    let mut bob = user("bob");
+    for _ in 0..2 {
+        let answer = alice.get(&format!("{base}/app/me"));
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(answer.header("x-cache-status").as_deref(), Some("BYPASS"));
+        let seen: Value = serde_json::from_str(&answer.body).unwrap();
+        assert_eq!(seen["x-user"], "alice");
+    }
+    let answer = bob.get(&format!("{base}/app/me"));
+    let seen: Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(seen["x-user"], "bob", "{}", answer.body);
 }

@@ -410,6 +410,9 @@ impl Gateway {
                 }
                 x.csrf = Some(session.csrf.clone());
                 strip_own_cookies(&mut x.parts.headers);
+            } else {
+                // The sealed session is the client's credential, not the backend's.
+                x.parts.headers.remove("x-apigw-token");
             }
             // OCI's request.auth[...] of the session, for transformations.
             let id_claims = claimgate_jose::ParsedToken::parse(&session.id_token)

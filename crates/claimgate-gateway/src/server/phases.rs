@@ -276,6 +276,7 @@ impl Gateway {
             query: x.parts.uri.query(),
             headers: &x.parts.headers,
             client_certificate: context.client_cert.is_some(),
+            session: context.oauth2.is_some(),
             context: &context,
         };
         let looked = self
