@@ -68,12 +68,20 @@ if [ ! -d tests/idp/node_modules/oidc-provider ]; then
   echo "==> installing the test identity provider (npm ci in tests/idp)"
   (cd tests/idp && npm ci --no-audit --no-fund --loglevel=error)
 fi
-# The OAUTH2 browser test (oauth2.rs) drives Debian's chromium with playwright-core from npm
-# (never `playwright install`: no browser download).
+# The browser tests (the OAUTH2 login in oauth2.rs, the troubleshooting page in
+# browser_page.rs) drive Debian's chromium with playwright-core from npm (never
+# `playwright install`: no browser download).
 [ -x /usr/bin/chromium ] || install_packages "the browser tests (chromium)" chromium
 if [ ! -d tests/browser-oauth/node_modules/playwright-core ]; then
   echo "==> installing playwright-core (npm ci in tests/browser-oauth)"
   (cd tests/browser-oauth && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# The troubleshooting page's browser test (crates/claimgate/tests/browser_page.rs) drives
+# Debian's chromium with playwright-core (which downloads no browser).
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  echo "==> installing playwright-core (npm ci in tests/browser)"
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 # `openssl s_client` is the only client at hand that still offers TLS 1.0/1.1 (held.rs).

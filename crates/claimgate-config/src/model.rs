@@ -74,6 +74,21 @@ pub enum Authentication {
     Unsupported { kind: String, reason: String },
 }
 
+impl Authentication {
+    /// Whether an authorizer function of the policy (or of any `dynamicAuthentication`
+    /// server) takes `request.body`: the body is then read before authentication.
+    pub fn authorizer_reads_body(&self) -> bool {
+        match self {
+            Authentication::Custom(policy) => policy.reads_body(),
+            Authentication::Dynamic(dynamic) => dynamic
+                .servers
+                .iter()
+                .any(|s| matches!(&s.policy, ServerPolicy::Custom(p) if p.reads_body())),
+            _ => false,
+        }
+    }
+}
+
 /// `dynamicAuthentication`: a selector and the authentication servers it chooses between.
 #[derive(Debug, Clone)]
 pub struct DynamicAuthentication {
@@ -118,6 +133,10 @@ impl ServerPolicy {
     }
 }
 
+/// The largest body passed to an authorizer function as `request.body` (OCI: a function's
+/// request body is at most 6 MB); a larger one is refused with 413.
+pub const AUTHORIZER_BODY_LIMIT: usize = 6 * 1024 * 1024;
+
 /// `CUSTOM_AUTHENTICATION`: the function to call, what it is given, and how its answers are
 /// kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +156,13 @@ pub struct CustomAuthentication {
 }
 
 impl CustomAuthentication {
+    /// Whether an argument is `request.body`: the gateway then reads the body (up to
+    /// [`AUTHORIZER_BODY_LIMIT`]) before calling the function.
+    pub fn reads_body(&self) -> bool {
+        matches!(&self.input, AuthorizerInput::Multi(args)
+            if args.iter().any(|(_, v)| v.table == ContextTable::Body))
+    }
+
     /// The query parameters the policy reads as credentials (logged as `[redacted]`).
     pub fn query_parameters(&self) -> impl Iterator<Item = &str> {
         let (single, multi) = match &self.input {

@@ -525,9 +525,16 @@ fn oidc_discovery_and_its_oauth2_failure_policy_are_modelled_and_served() {
         "\"clientDetails\": {\"type\": \"CUSTOM\", \"clientId\": \"web\", \"clientSecretId\": \"ocid1.vaultsecret.oc1..web\", \"clientSecretVersionNumber\": 1}",
         1,
     );
+    let custom = loads(&custom, None);
     assert_eq!(
-        loads(&custom, None).deployment.unenforced,
+        custom.deployment.unenforced,
         ["requestPolicies.authentication.validationFailurePolicy.clientDetails"]
+    );
+    assert_eq!(
+        strings(&custom.warnings),
+        [not_enforced(
+            "requestPolicies.authentication.validationFailurePolicy.clientDetails"
+        )]
     );
     let KeySource::Discovery(discovery) = &policy.keys else {
         panic!("keys come from discovery");

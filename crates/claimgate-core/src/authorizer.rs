@@ -161,8 +161,13 @@ fn variable_value(variable: &ContextVariable, request: &dyn RequestView) -> Opti
         ContextTable::Query => query_values(request.query(), key).collect(),
         ContextTable::Host => request.header_values("host").into_iter().take(1).collect(),
         ContextTable::Cert => request.client_cert().into_iter().collect(),
-        // request.body: the gateway does not read bodies before authentication (serve refuses
-        // such policies); any other table is refused by the loader.
+        // An empty body is not passed, as an absent header is not.
+        ContextTable::Body => request
+            .body_text()
+            .filter(|body| !body.is_empty())
+            .into_iter()
+            .collect(),
+        // Any other table is refused by the loader.
         _ => Vec::new(),
     };
     match values.as_slice() {

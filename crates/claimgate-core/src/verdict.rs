@@ -53,6 +53,11 @@ pub trait RequestView {
     fn client_cert(&self) -> Option<&str> {
         None
     }
+    /// `request.body` as text, when the caller has read the body (the gateway does only for
+    /// an authorizer function that takes it) and it is UTF-8.
+    fn body_text(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Whether the request's headers declare a body: `Content-Length` above 0 (a value that is not

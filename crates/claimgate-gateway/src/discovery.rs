@@ -238,6 +238,11 @@ impl DiscoveryPolicy {
         claimgate_keys::secret_endpoint_allowed(&self.config.uri, endpoint, &self.allowed_endpoints)
     }
 
+    /// The discovery URL.
+    pub fn uri(&self) -> &str {
+        &self.config.uri
+    }
+
     /// Whether the discovery document has been obtained.
     pub fn is_loaded(&self) -> bool {
         self.document.load().is_some()

@@ -120,6 +120,12 @@ impl RemoteKeys {
         self.snapshot.load().as_ref().map(|s| s.generation)
     }
 
+    /// The key set held now, however old, without fetching (the admin API judges with what the
+    /// gateway has).
+    pub fn current(&self) -> Option<Arc<KeySnapshot>> {
+        self.snapshot.load_full()
+    }
+
     /// The keys to judge a request with, refreshing first when they are missing or too old.
     pub async fn lookup(&self) -> Lookup {
         if let Some(snapshot) = self.snapshot.load_full() {

@@ -22,6 +22,7 @@ pub mod logs;
 pub mod metrics;
 pub mod mtls;
 mod proxy;
+pub mod recent;
 mod respond;
 pub mod response_cache;
 mod server;
@@ -34,4 +35,5 @@ pub mod usage;
 mod validation;
 
 pub use logs::{LogSink, Logs};
+pub use server::admin;
 pub use server::{Gateway, Options, Resources, MAX_BODY_BYTES};

@@ -84,6 +84,8 @@ struct Shared {
     wake: Notify,
     reopen: Notify,
     dropped: AtomicU64,
+    /// Where the lines that name a request are also kept, for the admin API (set once).
+    recent: std::sync::OnceLock<Arc<crate::recent::RecentRequests>>,
 }
 
 impl Shared {
@@ -94,6 +96,7 @@ impl Shared {
             wake: Notify::new(),
             reopen: Notify::new(),
             dropped: AtomicU64::new(0),
+            recent: std::sync::OnceLock::new(),
         }
     }
 
@@ -204,23 +207,39 @@ impl LogSink {
         self.shared.reopen.notify_one();
     }
 
-    /// Wraps `data` in its envelope and queues the line.
-    fn record(&self, kind: &'static str, source: &str, data: impl Serialize) {
+    /// Also keeps every line that names a request in `recent` (the admin API's
+    /// `/api/requests/<id>`); a sink keeps to the first store it is given.
+    pub fn keep_recent(&self, recent: Arc<crate::recent::RecentRequests>) {
+        let _ = self.shared.recent.set(recent);
+    }
+
+    /// Wraps `data` in its envelope and queues the line (and keeps it among the recent
+    /// requests' when it names one).
+    fn record(
+        &self,
+        kind: &'static str,
+        source: &str,
+        request_id: Option<&str>,
+        data: impl Serialize,
+    ) {
         let id = crate::ids::new_id();
         let time = Timestamp::now();
-        self.write(&Envelope {
-            specversion: "1.0",
-            id: id.as_str(),
-            kind,
-            source,
-            time: time.as_str(),
-            datacontenttype: "application/json",
-            data,
-        });
+        self.write(
+            &Envelope {
+                specversion: "1.0",
+                id: id.as_str(),
+                kind,
+                source,
+                time: time.as_str(),
+                datacontenttype: "application/json",
+                data,
+            },
+            request_id,
+        );
     }
 
     /// Serializes one line into this thread's line buffer and queues it.
-    fn write(&self, record: &impl Serialize) {
+    fn write(&self, record: &impl Serialize, request_id: Option<&str>) {
         thread_local! {
             static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
         }
@@ -230,6 +249,9 @@ impl LogSink {
                 Ok(()) => {
                     line.push(b'\n');
                     self.shared.push(line);
+                    if let (Some(id), Some(recent)) = (request_id, self.shared.recent.get()) {
+                        recent.push(id, line);
+                    }
                 }
                 Err(_) => {
                     self.shared.dropped.fetch_add(1, Ordering::Relaxed);
@@ -497,7 +519,8 @@ impl Logs {
             record: &record,
             context,
         };
-        self.execution.record(EXECUTION_TYPE, context.source, data);
+        self.execution
+            .record(EXECUTION_TYPE, context.source, context.request_id, data);
     }
 
     /// Writes an access record.
@@ -520,7 +543,8 @@ impl Logs {
             opc_request_id: context.request_id,
             deployment_id: context.deployment_id,
         };
-        self.access.record(ACCESS_TYPE, context.source, data);
+        self.access
+            .record(ACCESS_TYPE, context.source, context.request_id, data);
     }
 }
 

@@ -1,6 +1,7 @@
 //! The gateway: accepts connections (HTTP/1.1 and h2c), finds the deployment and route, asks
 //! the core for a verdict with the keys at hand, enforces it, and writes OCI's logs.
 
+pub mod admin;
 mod custom;
 mod edge;
 mod oauth2;
@@ -811,6 +812,17 @@ impl Gateway {
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> std::io::Result<()> {
+        self.serve_admin_with(listener, shutdown, None).await
+    }
+
+    /// [`Gateway::serve_admin`], plus the troubleshooting page and its API when `ui` is given.
+    pub async fn serve_admin_with(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+        ui: Option<admin::AdminUi>,
+    ) -> std::io::Result<()> {
+        let ui = ui.map(Arc::new);
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(hyper_util::rt::TokioTimer::new())
@@ -827,9 +839,18 @@ impl Gateway {
                         }
                     };
                     let gateway = self.clone();
+                    let ui = ui.clone();
+                    // The address this client reached (the pod's, under `0.0.0.0`): a Host
+                    // naming it is the admin address.
+                    let local = stream.local_addr().ok();
                     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                         let gateway = gateway.clone();
-                        async move { Ok::<_, std::convert::Infallible>(gateway.admin(&request)) }
+                        let ui = ui.clone();
+                        async move {
+                            Ok::<_, std::convert::Infallible>(
+                                gateway.admin_or_ui(request, ui.as_deref(), local).await,
+                            )
+                        }
                     });
                     let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
                     tokio::spawn(async move {
@@ -918,7 +939,7 @@ impl Gateway {
             state: &state,
             served,
             parts,
-            body: Some(body),
+            body: Some(phases::RequestBody::Streaming(body)),
             peer,
             request_id: &request_id,
             started,
@@ -1436,7 +1457,7 @@ impl Gateway {
         deployment: &Deployment,
         functions: &claimgate_config::FunctionMap,
         parts: &http::request::Parts,
-        body: Incoming,
+        body: Body,
         peer: SocketAddr,
         request_id: &str,
         context: Context<'_>,
@@ -1492,7 +1513,6 @@ impl Gateway {
                     );
                     return Err(respond::error(502));
                 };
-                let body = crate::proxy::client_body(body, MAX_BODY_BYTES);
                 // The request an HTTP backend at the function's URL would get, then wrapped.
                 let inner = backend_request(url, None, parts, body, peer, request_id, |headers| {
                     if let Some(rules) = &route.header_transformations {
@@ -1583,7 +1603,6 @@ impl Gateway {
                     }
                     None => parts.uri.query().map(str::to_owned),
                 };
-                let body = crate::proxy::client_body(body, MAX_BODY_BYTES);
                 let outbound = backend_request(
                     &url,
                     query.as_deref(),
@@ -1692,7 +1711,11 @@ impl Gateway {
     ) -> Option<&'d Backend> {
         let input = claimgate_core::RoutingInput {
             // Selectors read headers, query, host: never whether the request has a body.
-            request: &PartsView { parts, body: false },
+            request: &PartsView {
+                parts,
+                body: false,
+                text: None,
+            },
             params,
             auth: verdict.claims.as_deref(),
             usage_plan: parts
@@ -1902,6 +1925,8 @@ struct PartsView<'a> {
     /// Whether a body follows the head: hyper knows from `Content-Length` or chunked coding
     /// over HTTP/1.1, and from the HEADERS frame's END_STREAM over HTTP/2.
     body: bool,
+    /// `request.body`, when it was read for an authorizer function.
+    text: Option<&'a str>,
 }
 
 impl RequestView for PartsView<'_> {
@@ -1916,6 +1941,9 @@ impl RequestView for PartsView<'_> {
     }
     fn has_body(&self) -> bool {
         self.body
+    }
+    fn body_text(&self) -> Option<&str> {
+        self.text
     }
     fn header(&self, name: &str) -> HeaderValues<'_> {
         let mut values = self.parts.headers.get_all(name).iter();

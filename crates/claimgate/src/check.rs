@@ -48,8 +48,9 @@ pub(crate) struct CheckArgs {
     /// The Host the request is sent to.
     #[arg(long, value_name = "NAME")]
     pub(crate) host: Option<String>,
-    /// A request body, as curl's --data: the text itself or @FILE. Only its length matters
-    /// (it declares Content-Length, unless a --header does); bodyValidation judges the
+    /// A request body, as curl's --data: the text itself or @FILE. Its length declares
+    /// Content-Length (unless a --header does), its text is request.body for an authorizer
+    /// function that takes it; bodyValidation judges the
     /// Content-Type given with --header. `--header 'Content-Length: N'` or
     /// `--header 'Transfer-Encoding: chunked'` declare a body too.
     #[arg(long, value_name = "DATA|@FILE")]
@@ -84,14 +85,19 @@ pub(crate) struct CheckArgs {
 
 /// The request as the CLI describes it.
 #[derive(Debug)]
-struct CliRequest {
+pub(crate) struct CliRequest {
     method: String,
     path: String,
     query: Option<String>,
     headers: Vec<(String, String)>,
+    /// `--data`'s text, read when an authorizer function takes `request.body`.
+    body: Option<String>,
 }
 
 impl RequestView for CliRequest {
+    fn body_text(&self) -> Option<&str> {
+        self.body.as_deref()
+    }
     fn method(&self) -> &str {
         &self.method
     }
@@ -150,6 +156,7 @@ fn parse_request(args: &CheckArgs, deployment: &Deployment) -> Result<CliRequest
         path,
         query,
         headers: Vec::new(),
+        body: None,
     };
     for header in &args.headers {
         let (name, value) = header
@@ -183,6 +190,15 @@ fn parse_request(args: &CheckArgs, deployment: &Deployment) -> Result<CliRequest
             request
                 .headers
                 .push(("Content-Length".into(), length.to_string()));
+        }
+        if deployment.authentication.authorizer_reads_body() {
+            let limit = claimgate_config::AUTHORIZER_BODY_LIMIT as u64;
+            request.body = Some(match data.strip_prefix('@') {
+                Some(path) => {
+                    crate::input::read_text(path, "--data", limit).map_err(InputError::new)?
+                }
+                None => data.clone(),
+            });
         }
     }
     // --host wins over the URL's host: one Host header, as a client sends.
@@ -278,7 +294,7 @@ fn place_token(request: &mut CliRequest, deployment: &Deployment, token: String)
 }
 
 /// Where the keys came from, for the report.
-enum KeysFrom {
+pub(crate) enum KeysFrom {
     Static,
     Recorded(String),
     Fetched(String),
@@ -297,35 +313,82 @@ pub(crate) fn run(args: &CheckArgs) -> u8 {
 }
 
 fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
-    let loaded = load_deployment(&args.deployment, args.path_prefix.as_deref())?;
-    let deployment = &loaded.deployment;
+    let (code, document) = judge(args, Source::Files)?;
+    if let Some(document) = document {
+        print_json(document);
+    }
+    Ok(code)
+}
+
+/// What a verdict is judged with: the files the command line names, or (the admin API's
+/// `/api/check`) a deployment the gateway serves, the token given apart, and the key material
+/// the gateway already holds.
+pub(crate) enum Source<'a> {
+    Files,
+    Served {
+        deployment: &'a Deployment,
+        token: Option<String>,
+        obtain: &'a dyn Fn(&Deployment, &CliRequest) -> Obtained,
+    },
+}
+
+/// The verdict, printed as text, or with `-o json` returned as the document `check` prints.
+pub(crate) fn judge(
+    args: &CheckArgs,
+    source: Source<'_>,
+) -> Result<(u8, Option<Value>), InputError> {
+    let loaded;
+    let (deployment, mut notes) = match &source {
+        Source::Files => {
+            loaded = load_deployment(&args.deployment, args.path_prefix.as_deref())?;
+            let notes: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
+            (&loaded.deployment, notes)
+        }
+        Source::Served { deployment, .. } => (*deployment, Vec::new()),
+    };
     if let Authentication::Unsupported { kind, reason } = &deployment.authentication {
         return Err(InputError::new(format!(
             "claimgate cannot evaluate {kind}: {reason}"
         )));
     }
     let now = parse_now(args.now.as_deref())?;
-    let request = parse_request(args, deployment)?;
-    let mut notes: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
-    let functions = crate::input::read_functions(args.functions.as_deref())?;
-    if let Some((_, warnings)) = &functions {
-        notes.extend(warnings.iter().cloned());
-    }
-    // With a recorded answer, the authorizer is not called: only Functions backends need URLs.
-    notes.extend(
-        crate::input::unmapped_functions(deployment, functions.as_ref().map(|(map, _)| map))
-            .iter()
-            .map(ToString::to_string),
-    );
-    let functions = functions.map(|(map, _)| map).unwrap_or_default();
-
-    let obtained = obtain(args, deployment, &request, &mut notes)?;
-    let function = crate::check_function::obtain_answer(
-        deployment,
-        &request,
-        &functions,
-        args.function_response.as_deref(),
-    )?;
+    let mut request = parse_request(args, deployment)?;
+    let (obtained, function) = match source {
+        Source::Files => {
+            let functions = crate::input::read_functions(args.functions.as_deref())?;
+            if let Some((_, warnings)) = &functions {
+                notes.extend(warnings.iter().cloned());
+            }
+            // With a recorded answer, the authorizer is not called: only Functions backends
+            // need URLs.
+            notes.extend(
+                crate::input::unmapped_functions(
+                    deployment,
+                    functions.as_ref().map(|(map, _)| map),
+                )
+                .iter()
+                .map(ToString::to_string),
+            );
+            let functions = functions.map(|(map, _)| map).unwrap_or_default();
+            let obtained = obtain(args, deployment, &request, &mut notes)?;
+            let function = crate::check_function::obtain_answer(
+                deployment,
+                &request,
+                &functions,
+                args.function_response.as_deref(),
+            )?;
+            (obtained, function)
+        }
+        // The gateway serves no deployment with an unmapped function; the admin API never
+        // calls one.
+        Source::Served { token, obtain, .. } => {
+            if let Some(token) = token {
+                place_token(&mut request, deployment, token);
+            }
+            let function = crate::admin_api::function_not_called(deployment, &request);
+            (obtain(deployment, &request), function)
+        }
+    };
     let keys_from = &obtained.keys_from;
     let material = match (&obtained.jwks, &obtained.unavailable) {
         (Some(parse), _) => KeyMaterial::Keys(&parse.keys),
@@ -441,7 +504,7 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
             }
         }
         doc["warnings"] = json!(notes);
-        print_json(doc);
+        return Ok((code, Some(doc)));
     } else {
         if let Some(answer) = &obtained.introspection {
             match answer {
@@ -477,21 +540,21 @@ fn run_inner(args: &CheckArgs) -> Result<u8, InputError> {
             outln!("  backend URL refused with 400: {why}");
         }
     }
-    Ok(code)
+    Ok((code, None))
 }
 
 /// Why no key material could be had.
-enum Unavailable {
+pub(crate) enum Unavailable {
     Keys(String),
     Discovery(String),
 }
 
 /// Key material and the introspection answer a verdict needs, and where they came from.
-struct Obtained {
-    jwks: Option<JwksParse>,
-    keys_from: KeysFrom,
-    unavailable: Option<Unavailable>,
-    introspection: Option<Result<std::sync::Arc<Claims>, IntrospectError>>,
+pub(crate) struct Obtained {
+    pub(crate) jwks: Option<JwksParse>,
+    pub(crate) keys_from: KeysFrom,
+    pub(crate) unavailable: Option<Unavailable>,
+    pub(crate) introspection: Option<Result<std::sync::Arc<Claims>, IntrospectError>>,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, InputError> {

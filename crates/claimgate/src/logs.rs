@@ -36,7 +36,7 @@ pub(crate) struct LogsArgs {
 /// `{"datetime": ..., "logContent": {...}}`; the wrapper is removed. The input is streamed (log
 /// files grow without bound): only the request's records are kept, and a line may hold at most
 /// 1 MiB (a JSON array or a search-logs document is read record by record).
-fn read_records(path: &str, wanted: &str) -> Result<Vec<Value>, InputError> {
+pub(crate) fn read_records(path: &str, wanted: &str) -> Result<Vec<Value>, InputError> {
     let mut records = Vec::new();
     each_record(path, &mut |record| {
         let mine = record["data"]["opcRequestId"]
@@ -64,7 +64,7 @@ fn each_record(path: &str, keep: &mut dyn FnMut(Value)) -> Result<(), InputError
 }
 
 /// Whether a record is a failure worth a diagnosis.
-fn is_failure(record: &Value) -> bool {
+pub(crate) fn is_failure(record: &Value) -> bool {
     record["data"]["code"].as_str().is_some_and(|c| {
         c.ends_with("authenticationFailed")
             || c == "authorization.unauthorizedRequest"
@@ -490,19 +490,11 @@ pub(crate) fn run(args: &LogsArgs) -> u8 {
     }
     // read_records kept only this request's records.
     let mut mine = records;
-    mine.sort_by(|a, b| {
-        a["time"]
-            .as_str()
-            .unwrap_or("")
-            .cmp(b["time"].as_str().unwrap_or(""))
-    });
-    let failures: Vec<&Value> = mine.iter().filter(|r| is_failure(r)).collect();
+    sort_by_time(&mut mine);
     if json_output {
-        let diagnosis: Vec<Value> = failures
-            .iter()
-            .map(|r| json!({"code": r["data"]["code"], "check": r["data"]["check"], "message": r["data"]["message"], "expected": r["data"]["expected"], "actual": r["data"]["actual"], "fix": r["data"]["fix"]}))
-            .collect();
-        print_json(json!({"requestId": request_id, "records": mine, "diagnosis": diagnosis}));
+        print_json(
+            json!({"requestId": request_id, "records": mine, "diagnosis": diagnosis(&mine)}),
+        );
         return if mine.is_empty() {
             exit::DENIED
         } else {
@@ -517,6 +509,36 @@ pub(crate) fn run(args: &LogsArgs) -> u8 {
         );
         return exit::DENIED;
     }
+    print_records(request_id, &mine);
+    exit::OK
+}
+
+/// Orders one request's records by their `time` (the files may come in any order).
+pub(crate) fn sort_by_time(records: &mut [Value]) {
+    records.sort_by(|a, b| {
+        a["time"]
+            .as_str()
+            .unwrap_or("")
+            .cmp(b["time"].as_str().unwrap_or(""))
+    });
+}
+
+/// The failed checks among one request's records, as `logs -o json` and `try -o json` list
+/// them.
+pub(crate) fn diagnosis(records: &[Value]) -> Vec<Value> {
+    records
+        .iter()
+        .filter(|r| is_failure(r))
+        .map(|r| {
+            let data = &r["data"];
+            json!({"code": data["code"], "check": data["check"], "message": data["message"], "expected": data["expected"], "actual": data["actual"], "fix": data["fix"]})
+        })
+        .collect()
+}
+
+/// One request's records for people, then the diagnosis (what failed, expected, actual, fix).
+pub(crate) fn print_records(request_id: &str, mine: &[Value]) {
+    let failures: Vec<&Value> = mine.iter().filter(|r| is_failure(r)).collect();
     // Every value below comes from the log files, and so from requests and tokens: printed
     // escaped, so a claim cannot clear the screen or forge a "diagnosis" line.
     let text = |value: &Value| Escaped(value.as_str().unwrap_or("")).to_string();
@@ -528,7 +550,7 @@ pub(crate) fn run(args: &LogsArgs) -> u8 {
         if mine.len() == 1 { "" } else { "s" },
         Escaped(request_id)
     );
-    for record in &mine {
+    for record in mine {
         let data = &record["data"];
         let time = text(&record["time"]);
         let kind = record["type"].as_str().unwrap_or("");
@@ -581,5 +603,4 @@ pub(crate) fn run(args: &LogsArgs) -> u8 {
             }
         }
     }
-    exit::OK
 }

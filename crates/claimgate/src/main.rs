@@ -11,6 +11,7 @@ macro_rules! outln {
     }};
 }
 
+mod admin_api;
 mod check;
 mod check_function;
 mod decode;
@@ -21,6 +22,7 @@ mod output;
 mod serve;
 mod subscriptions;
 mod token;
+mod try_cmd;
 mod validate;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -36,6 +38,9 @@ pub(crate) mod exit {
 
 /// The end of `check --help`: what scripts test, and a command to start from.
 const CHECK_HELP: &str = "Exit codes:\n  0  allowed\n  1  denied\n  2  usage or configuration error\n  3  could not evaluate (keys or introspection endpoint unreachable)\n\nExample:\n  claimgate check --deployment deployment.json --request 'GET /v1/orders' \\\n      --token @token.txt --jwks jwks.json -o json";
+
+/// The end of `try --help`: its exit codes differ from `check`'s where the gateway fails.
+const TRY_HELP: &str = "Exit codes:\n  0  the request reached the backend or a stock response (without --admin/--log: 2xx or 3xx)\n  1  the gateway refused it itself (400, 401, 403, 404, 405, 413, 415, 429, 431)\n  2  usage error\n  3  the gateway answered 5xx of its own, could not be reached, or its records could not be read\n\nExample:\n  claimgate try http://127.0.0.1:8080/v1/orders --token @token.txt --admin http://127.0.0.1:9091";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -71,6 +76,9 @@ enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Show the log records of one request and what failed.
     Logs(logs::LogsArgs),
+    /// Send a request to a running gateway and show what it recorded and why (verify a fix).
+    #[command(after_help = TRY_HELP)]
+    Try(try_cmd::TryArgs),
     /// Introspect a token at the deployment's endpoint and judge the answer against the policy.
     Introspect(Box<introspect::IntrospectArgs>),
     /// Print a signed JWT for testing a deployment locally (with a key made for the test).
@@ -92,6 +100,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(&args),
         Command::Logs(args) => logs::run(&args),
         Command::Introspect(args) => introspect::run(&args),
+        Command::Try(args) => try_cmd::run(&args),
         Command::Token(args) => token::run(&args),
         Command::Completions { shell } => {
             use clap::CommandFactory as _;

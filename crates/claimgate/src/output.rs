@@ -43,10 +43,15 @@ impl Paint {
 }
 
 /// Prints a JSON document with its version.
-pub(crate) fn print_json(mut document: Value) {
-    document
-        .as_object_mut()
-        .map(|o| o.insert("version".into(), json!(1)));
+pub(crate) fn print_json(document: Value) {
+    outln!(
+        "{}",
+        serde_json::to_string_pretty(&versioned(document)).unwrap_or_default()
+    );
+}
+
+/// The document with `"version": 1` first, as every JSON output has it.
+pub(crate) fn versioned(document: Value) -> Value {
     let mut ordered = serde_json::Map::new();
     ordered.insert("version".into(), json!(1));
     if let Value::Object(map) = document {
@@ -56,10 +61,7 @@ pub(crate) fn print_json(mut document: Value) {
             }
         }
     }
-    outln!(
-        "{}",
-        serde_json::to_string_pretty(&Value::Object(ordered)).unwrap_or_default()
-    );
+    Value::Object(ordered)
 }
 
 /// Prints a value as indented JSON for people. serde escapes C0 controls inside strings but not

@@ -97,9 +97,14 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     redact_claim_values: bool,
     /// Start the admin listener (/livez, /readyz, /metrics; plain HTTP) on this address (the
-    /// forms of --listen).
+    /// forms of --listen). On a loopback address it also serves the troubleshooting page (/)
+    /// and its API (/api/*).
     #[arg(long, value_name = "ADDR", value_parser = listen_addr)]
     admin: Option<SocketAddr>,
+    /// Serve the troubleshooting page and /api/* on a non-loopback --admin address too (they
+    /// show claims and recent requests: keep that address on an internal network).
+    #[arg(long, requires = "admin")]
+    admin_ui: bool,
     /// Serving threads, each with its own connections (default: one per CPU).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
@@ -806,16 +811,35 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
         let gateway = Gateway::start_with(deployments, resources, &secrets, logs.clone(), options)
             .await
             .map_err(|e| InputError::new(format!("cannot start the gateway: {e}")))?;
+        // The troubleshooting page's address, for the demo's instructions.
+        let mut page = None;
         if let Some(listener) = admin_listener {
             let admin_local = listener
                 .local_addr()
                 .map_err(|e| InputError::new(e.to_string()))?;
-            eprintln!("admin listener on http://{admin_local} (/livez, /readyz, /metrics)");
-            tokio::spawn(
-                gateway
-                    .clone()
-                    .serve_admin(listener, std::future::pending()),
-            );
+            let ui = claimgate_gateway::admin::ui_allowed(admin_local, args.admin_ui).then(|| {
+                let recent = std::sync::Arc::new(claimgate_gateway::recent::RecentRequests::default());
+                logs.execution.keep_recent(recent.clone());
+                logs.access.keep_recent(recent.clone());
+                claimgate_gateway::admin::AdminUi {
+                    api: std::sync::Arc::new(crate::admin_api::CliAdminApi),
+                    address: admin_local,
+                    recent,
+                }
+            });
+            if ui.is_some() {
+                page = Some(format!("http://{admin_local}"));
+                eprintln!(
+                    "admin listener on http://{admin_local} (troubleshooting page /, /api/*, /livez, /readyz, /metrics)"
+                );
+            } else {
+                eprintln!("admin listener on http://{admin_local} (/livez, /readyz, /metrics; the troubleshooting page needs a loopback address or --admin-ui)");
+            }
+            tokio::spawn(gateway.clone().serve_admin_with(
+                listener,
+                std::future::pending(),
+                ui,
+            ));
         }
         let scheme = if tls.is_some() { "https" } else { "http" };
         gateway.set_tls(tls);
@@ -844,7 +868,14 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             claimgate_core::escape(&access_target)
         );
         if let Some((demo, file)) = &demo {
-            print_demo(local, demo, file, &execution_target, &access_target);
+            print_demo(
+                local,
+                demo,
+                file,
+                &execution_target,
+                &access_target,
+                page.as_deref(),
+            );
         }
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let others = listeners
@@ -951,6 +982,7 @@ fn print_demo(
     file: &std::path::Path,
     execution_log: &str,
     access_log: &str,
+    page: Option<&str>,
 ) {
     let base = format!("http://{local}{PREFIX}");
     let claimgate = own_command();
@@ -976,6 +1008,23 @@ fn print_demo(
     outln!();
     outln!("Then ask why, with the opc-request-id header the refusal answered in place of ID:");
     outln!("  {claimgate} logs --file {execution_log} --file {access_log} --request-id ID");
+    match page {
+        Some(page) => {
+            outln!(
+                "or open the troubleshooting page, where the refusal is listed with its diagnosis:"
+            );
+            outln!("  {page}/");
+            outln!("and verify a fix in one command (the token in token.txt):");
+            outln!("  {claimgate} try {base}/hello --token @token.txt --admin {page}");
+        }
+        None => {
+            outln!("or send and diagnose in one command (the token in token.txt):");
+            outln!(
+                "  {claimgate} try {base}/hello --token @token.txt --log {execution_log} --log {access_log}"
+            );
+            outln!("(with --admin 9091, http://127.0.0.1:9091/ serves the troubleshooting page)");
+        }
+    }
     outln!();
     outln!("Also: {base}/public needs no token; {base}/admin needs the demo:admin scope:");
     outln!(

@@ -963,17 +963,142 @@ fn cors_any_origin_with_credentials_is_refused_when_the_authorizer_reads_cookie(
         functions.to_str().unwrap(),
     ]);
     assert!(stderr.contains("an authorizer reading Cookie"), "{stderr}");
+}
 
-    // request.body is not passed yet: refused, saying so.
-    let mut policy = multi_policy(false);
-    policy["parameters"]["body"] = json!("request.body");
-    std::fs::write(&path, deployment(policy, "127.0.0.1:9").to_string()).unwrap();
-    let stderr = refused_by_serve(&[
+/// A backend answering with the body it received.
+async fn echo_body(request: hyper::Request<hyper::body::Incoming>) -> hyper::Response<Full<Bytes>> {
+    let body = request.into_body().collect().await.unwrap().to_bytes();
+    response(200, body)
+}
+
+#[test]
+fn request_body_is_given_to_the_function_and_still_reaches_the_backend() {
+    let rt = support::runtime();
+    let seen = Arc::new(Seen::default());
+    let function = {
+        let seen = seen.clone();
+        support::serve_http(&rt, move |request| authorize(seen.clone(), request))
+    };
+    let backend = support::serve_http(&rt, echo_body);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = json!({
+        "type": "CUSTOM_AUTHENTICATION", "functionId": FUNCTION,
+        "parameters": {"key": "request.headers[X-Api-Key]", "payload": "request.body"}
+    });
+    let spec = json!({
+        "displayName": "orders", "pathPrefix": "/v1",
+        "specification": {
+            "requestPolicies": {"authentication": policy},
+            "routes": [{"path": "/orders", "methods": ["POST"],
+                        "backend": {"type": "HTTP_BACKEND", "url": format!("http://{backend}/orders")}}]
+        }
+    });
+    let file = dir.path().join("orders.json");
+    std::fs::write(&file, spec.to_string()).unwrap();
+    let functions = dir.path().join("functions.json");
+    std::fs::write(
+        &functions,
+        json!({FUNCTION: format!("http://{function}/authorize")}).to_string(),
+    )
+    .unwrap();
+    let functions = functions.to_str().unwrap().to_owned();
+    let gateway = start_gateway_on(
+        tempfile::tempdir().unwrap(),
+        std::slice::from_ref(&file),
+        false,
+        &["--functions", &functions],
+    );
+    let http = client();
+    let post = |key: &str, body: Vec<u8>| {
+        http.post(format!("{}/v1/orders", gateway.base))
+            .header("X-Api-Key", key)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .unwrap()
+    };
+
+    // The body is the `payload` argument, and the backend still gets it whole.
+    let answer = post("good", br#"{"item":"book"}"#.to_vec());
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().unwrap(), r#"{"item":"book"}"#);
+    assert_eq!(
+        seen.last(),
+        json!({"type": "USER_DEFINED", "data": {"key": "good", "payload": "{\"item\":\"book\"}"}})
+    );
+    assert_eq!(seen.calls(), 1);
+
+    // OCI caches answers under every argument but request.body: another body, same key, no call.
+    let answer = post("good", br#"{"item":"pen"}"#.to_vec());
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().unwrap(), r#"{"item":"pen"}"#);
+    assert_eq!(seen.calls(), 1);
+
+    // Above 6 MiB the body is not read whole: 413 and a record, and the function is not
+    // called. The head alone declares it (a client still sending would see its connection
+    // reset by the close that follows an answer given before the body was read).
+    let id = {
+        use std::io::{Read as _, Write as _};
+        let address = gateway.base.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            stream,
+            "POST /v1/orders HTTP/1.1\r\nHost: {address}\r\nX-Api-Key: other\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            6 * 1024 * 1024 + 1
+        )
+        .unwrap();
+        let mut head = [0u8; 4096];
+        let n = stream.read(&mut head).unwrap();
+        let head = String::from_utf8_lossy(&head[..n]).into_owned();
+        assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+        head.lines()
+            .find_map(|l| l.strip_prefix("opc-request-id: "))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let found = records(&gateway.execution_log, &id, 1);
+    assert!(
+        found
+            .iter()
+            .any(|r| r["data"]["code"] == "request.bodyInvalid"
+                && r["data"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("request.body")),
+        "{found:?}"
+    );
+    assert_eq!(seen.calls(), 1);
+
+    // check gives the function the --data text as request.body (a live call).
+    let out = claimgate(&[
+        "check",
         "--deployment",
-        path.to_str().unwrap(),
+        file.to_str().unwrap(),
         "--functions",
-        functions.to_str().unwrap(),
+        &functions,
+        "--request",
+        "POST /v1/orders",
+        "--header",
+        "X-Api-Key: good",
+        "--data",
+        r#"{"item":"cup"}"#,
+        "--output",
+        "json",
     ]);
-    assert!(stderr.contains("does not enforce yet"), "{stderr}");
-    assert!(stderr.contains("parameters.body"), "{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc["function"]["input"]["data"]["payload"], r#"{"item":"cup"}"#,
+        "{doc}"
+    );
 }

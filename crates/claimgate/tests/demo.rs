@@ -236,6 +236,27 @@ fn every_printed_command_runs_as_printed() {
         let text = String::from_utf8_lossy(&output.stdout);
         assert!(output.status.success(), "{line}: {output:?}");
         assert!(text.contains("api://billing"), "{text}");
+
+        // The printed `try` line, with the refused token in token.txt, sends and diagnoses in
+        // one command (exit 1: refused by the gateway).
+        let try_line = commands
+            .iter()
+            .find(|c| c.contains(" try "))
+            .expect("a try line");
+        let token = requests[1]
+            .split("Bearer ")
+            .nth(1)
+            .and_then(|rest| rest.split('\'').next())
+            .unwrap();
+        let tokens = tempfile::tempdir().unwrap();
+        let token_file = tokens.path().join("token.txt");
+        std::fs::write(&token_file, token).unwrap();
+        let line = try_line.replace("@token.txt", &format!("@{}", token_file.display()));
+        let output = demo.run(&line);
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(1), "{line}: {output:?}");
+        assert!(text.contains("api://billing"), "{text}");
+        assert!(text.contains("refused by the gateway"), "{text}");
     }
 }
 

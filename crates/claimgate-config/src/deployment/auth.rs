@@ -165,8 +165,6 @@ fn read_custom_policy(cx: &mut Cx, mut obj: Obj<'_>, notes: &mut Notes) -> Optio
                             parameters_ok = false;
                         }
                         Some(variable) => {
-                            // The gateway does not read the body before authentication yet.
-                            notes.unenforced(&value.path, variable.table == ContextTable::Body);
                             arguments.push((name.to_owned(), variable));
                         }
                         None => parameters_ok = false,

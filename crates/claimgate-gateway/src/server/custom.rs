@@ -29,7 +29,7 @@ impl Gateway {
         state: &ServedSet,
         served: &Served,
         parts: &mut http::request::Parts,
-        body: bool,
+        (body, text): (bool, Option<&str>),
         context: Context<'_>,
         threshold: Level,
     ) -> Option<Verdict> {
@@ -38,7 +38,7 @@ impl Gateway {
             return None;
         }
         let now = wall_clock();
-        let view = PartsView { parts, body };
+        let view = PartsView { parts, body, text };
         let no_keys = KeyMaterial::Unavailable {
             reason: "an authorizer function judges the request",
         };

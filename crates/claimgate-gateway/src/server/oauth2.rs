@@ -880,6 +880,7 @@ impl Gateway {
         let view = PartsView {
             parts: &parts,
             body: false,
+            text: None,
         };
         let verdict = self.judge(x.served, &view).await;
         let token_failures: Vec<String> = verdict

@@ -39,13 +39,47 @@ pub(super) enum Step {
     Answer(Response<Body>),
 }
 
+/// The request body: streaming from the client, or read whole before authentication because
+/// an authorizer function takes `request.body` (then forwarded from memory).
+pub(super) enum RequestBody {
+    Streaming(Incoming),
+    Read(bytes::Bytes),
+}
+
+impl RequestBody {
+    /// Whether a body follows the head: hyper knows from `Content-Length` or chunked coding
+    /// over HTTP/1.1, and from the HEADERS frame's END_STREAM over HTTP/2.
+    fn is_present(&self) -> bool {
+        match self {
+            RequestBody::Streaming(body) => !hyper::body::Body::is_end_stream(body),
+            RequestBody::Read(bytes) => !bytes.is_empty(),
+        }
+    }
+
+    /// `request.body` as an authorizer function is given it: the body read whole, if UTF-8.
+    fn text(&self) -> Option<&str> {
+        match self {
+            RequestBody::Read(bytes) => std::str::from_utf8(bytes).ok(),
+            RequestBody::Streaming(_) => None,
+        }
+    }
+
+    /// The body to send to the backend: a streaming one cut off at [`super::MAX_BODY_BYTES`].
+    fn into_backend_body(self) -> Body {
+        match self {
+            RequestBody::Streaming(body) => crate::proxy::client_body(body, super::MAX_BODY_BYTES),
+            RequestBody::Read(bytes) => respond::full(bytes),
+        }
+    }
+}
+
 /// One request on its way through the phases.
 pub(super) struct Exchange<'a> {
     pub(super) state: &'a ServedSet,
     pub(super) served: &'a Served,
     pub(super) parts: http::request::Parts,
     /// The request body, until the backend phase takes it.
-    pub(super) body: Option<Incoming>,
+    pub(super) body: Option<RequestBody>,
     pub(super) peer: SocketAddr,
     pub(super) request_id: &'a str,
     pub(super) started: Instant,
@@ -72,7 +106,8 @@ pub(super) struct Exchange<'a> {
 }
 
 impl<'a> Exchange<'a> {
-    /// The verdict of the authentication phase (a phase after it may rely on it).
+    /// The verdict of the authentication phase: the phases after it rely on it (the `logs`
+    /// phase, which also runs after an early answer, reads `verdict` itself).
     pub(super) fn verdict(&self) -> &Verdict {
         self.verdict
             .as_ref()
@@ -126,18 +161,21 @@ impl Gateway {
             x.client,
             &mut x.parts.extensions,
         );
-        let body = x
-            .body
-            .as_ref()
-            .is_some_and(|body| !hyper::body::Body::is_end_stream(body));
+        if x.served.deployment.authentication.authorizer_reads_body() {
+            if let Err(refused) = self.read_body_for_authorizer(x).await {
+                return Step::Answer(refused);
+            }
+        }
         // OAUTH2: a session stands for the token (server/oauth2.rs).
         let prepared = self.oauth2_prepare(x);
+        let body = x.body.as_ref().is_some_and(RequestBody::is_present);
+        let text = x.body.as_ref().and_then(RequestBody::text);
         let verdict = match self
             .judge_authorizer(
                 x.state,
                 x.served,
                 &mut x.parts,
-                body,
+                (body, text),
                 x.context,
                 x.threshold,
             )
@@ -148,6 +186,7 @@ impl Gateway {
                 let view = PartsView {
                     parts: &x.parts,
                     body,
+                    text: None,
                 };
                 self.judge(x.served, &view).await
             }
@@ -175,6 +214,54 @@ impl Gateway {
         }
         x.verdict = Some(verdict);
         self.oauth2_answer(x, prepared).await
+    }
+
+    /// Reads the request body whole for an authorizer function that takes `request.body`: at
+    /// most [`claimgate_config::AUTHORIZER_BODY_LIMIT`] (413 beyond), a malformed body 400,
+    /// both recorded as `request.bodyInvalid`. The backend then gets the body from memory.
+    async fn read_body_for_authorizer(&self, x: &mut Exchange<'_>) -> Result<(), Response<Body>> {
+        use http_body_util::BodyExt as _;
+        let limit = claimgate_config::AUTHORIZER_BODY_LIMIT;
+        // A declared length above the limit is refused before a byte is read.
+        let declared = x
+            .parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let refusal = match x.body.take() {
+            Some(RequestBody::Streaming(_)) if declared.is_some_and(|n| n > limit as u64) => None,
+            Some(RequestBody::Streaming(incoming)) => {
+                match http_body_util::Limited::new(incoming, limit)
+                    .collect()
+                    .await
+                {
+                    Ok(collected) => {
+                        x.body = Some(RequestBody::Read(collected.to_bytes()));
+                        return Ok(());
+                    }
+                    Err(cause) if cause.is::<http_body_util::LengthLimitError>() => None,
+                    Err(cause) => Some(cause.to_string()),
+                }
+            }
+            other => {
+                x.body = other;
+                return Ok(());
+            }
+        };
+        let (status, message) = match refusal {
+            None => (
+                413,
+                format!(
+                    "The request body is larger than {limit} bytes, the most an authorizer \
+                     function is given as request.body."
+                ),
+            ),
+            Some(cause) => (400, format!("The request body is invalid: {cause}.")),
+        };
+        self.logs
+            .execution(x.context, x.threshold, super::body_invalid(&message));
+        Err(respond::error(status))
     }
 
     /// The route's `authorization`, with the verdict's other refusals: no route (404), a method
@@ -308,6 +395,7 @@ impl Gateway {
         let Some(body) = x.body.take() else {
             return respond::error(500);
         };
+        let body = body.into_backend_body();
         let verdict = x.verdict();
         let answer = self
             .forward(
@@ -406,15 +494,26 @@ impl Gateway {
                 response.headers_mut().insert("x-csrf-token", value);
             }
         }
-        let verdict = x.verdict();
-        self.record(
-            verdict,
-            &x.served.deployment,
-            &x.parts,
-            response.status().as_u16(),
-            x.started,
-        );
-        if verdict.route.is_some() || verdict.unrouted.is_some() {
+        let status = response.status().as_u16();
+        // Authentication may answer before it has a verdict (a body too large to give an
+        // authorizer function): counted and logged as a request of the deployment.
+        let logged = match &x.verdict {
+            Some(verdict) => {
+                self.record(verdict, &x.served.deployment, &x.parts, status, x.started);
+                verdict.route.is_some() || verdict.unrouted.is_some()
+            }
+            None => {
+                self.metrics.request(
+                    x.served.deployment.label(),
+                    "",
+                    x.parts.method.as_str(),
+                    status,
+                    x.started.elapsed().as_secs_f64(),
+                );
+                true
+            }
+        };
+        if logged {
             self.access_log(
                 x.context,
                 &x.parts,
