@@ -30,7 +30,7 @@ pub const MAX_CHUNKS: usize = 8;
 
 /// What the gateway remembers of one login while the browser is at the provider: sealed into
 /// the flow cookie, so any replica can take the callback.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowState {
     /// The `state` sent to the provider (its first [`FLOW_ID_LEN`] characters name the cookie).
     pub state: String,
@@ -47,7 +47,7 @@ pub struct FlowState {
 }
 
 /// A logged-in browser: sealed into the session cookie or the `X-APIGW-TOKEN` header.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     pub id_token: String,
     pub access_token: String,
@@ -56,6 +56,24 @@ pub struct Session {
     pub expires: i64,
     /// The `X-CSRF-TOKEN` non-safe methods must send back.
     pub csrf: String,
+}
+
+// Secrets never reach a log through `{:?}`.
+impl std::fmt::Debug for FlowState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowState")
+            .field("resume", &self.resume)
+            .field("created", &self.created)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("expires", &self.expires)
+            .finish_non_exhaustive()
+    }
 }
 
 impl FlowState {
@@ -641,6 +659,23 @@ mod tests {
             "abc"
         );
         assert_eq!(session_cookie(&["a=b"]), None);
+    }
+
+    #[test]
+    fn debug_output_shows_no_secret() {
+        let text = format!("{:?}", flow());
+        assert!(
+            !text.contains("n0nce") && !text.contains("abcdefghij"),
+            "{text}"
+        );
+        let session = Session {
+            id_token: "idtok".into(),
+            access_token: "acctok".into(),
+            expires: 5,
+            csrf: "csrftok".into(),
+        };
+        let text = format!("{session:?}");
+        assert!(!text.contains("tok"), "{text}");
     }
 
     #[test]
