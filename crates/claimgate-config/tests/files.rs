@@ -519,6 +519,22 @@ fn oidc_discovery_and_its_oauth2_failure_policy_are_modelled_and_served() {
         ["https://app.example.com/bye"]
     );
     assert_eq!(logout.post_logout_state.as_deref(), Some("bye"));
+    // Post-logout URLs: paths in the deployment are allowed entries; an empty list is a
+    // warning (claimgate then allows deployment paths only); other schemes are refused.
+    let relative =
+        fixture("oidc-discovery.json").replace("\"https://app.example.com/bye\"", "\"/bye\"");
+    assert!(loads(&relative, None).warnings.is_empty());
+    let empty = fixture("oidc-discovery.json").replace("[\"https://app.example.com/bye\"]", "[]");
+    assert_eq!(
+        strings(&loads(&empty, None).warnings),
+        ["routes[1].backend.allowedPostLogoutUris: empty: claimgate allows only paths in the deployment as postLogoutUrl (OCI allows any URL)"]
+    );
+    let ftp = fixture("oidc-discovery.json")
+        .replace("\"https://app.example.com/bye\"", "\"ftp://x/bye\"");
+    assert_eq!(
+        strings(&load_text(&ftp, None).unwrap_err().errors),
+        ["routes[1].backend.allowedPostLogoutUris[0]: 'ftp://x/bye' must be an https:// (or http://) URL or a path in the deployment"]
+    );
     // A second client or discovery document for the login alone is not served.
     let custom = fixture("oidc-discovery.json").replacen(
         "\"clientDetails\": {\"type\": \"VALIDATION_BLOCK\"}",
