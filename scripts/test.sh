@@ -5,7 +5,8 @@
 # Needs Rust (cargo) and a C compiler. Installs itself what is missing of the rest: Python's
 # venv module and Node.js/npm with apt-get (as root on Debian/Ubuntu; otherwise it stops and
 # says what to install), Python `cryptography` pinned by tests/interop/requirements.txt into
-# .venv, and the test identity provider into tests/idp/node_modules.
+# .venv, the test identity provider into tests/idp/node_modules, chromium and playwright-core
+# (tests/browser-oauth) for the OAUTH2 browser test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -67,10 +68,17 @@ if [ ! -d tests/idp/node_modules/oidc-provider ]; then
   echo "==> installing the test identity provider (npm ci in tests/idp)"
   (cd tests/idp && npm ci --no-audit --no-fund --loglevel=error)
 fi
+# The browser tests (the OAUTH2 login in oauth2.rs, the troubleshooting page in
+# browser_page.rs) drive Debian's chromium with playwright-core from npm (never
+# `playwright install`: no browser download).
+[ -x /usr/bin/chromium ] || install_packages "the browser tests (chromium)" chromium
+if [ ! -d tests/browser-oauth/node_modules/playwright-core ]; then
+  echo "==> installing playwright-core (npm ci in tests/browser-oauth)"
+  (cd tests/browser-oauth && npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 # The troubleshooting page's browser test (crates/claimgate/tests/browser_page.rs) drives
 # Debian's chromium with playwright-core (which downloads no browser).
-[ -x /usr/bin/chromium ] || install_packages "the troubleshooting page's browser test (chromium)" chromium
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
   echo "==> installing playwright-core (npm ci in tests/browser)"
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)

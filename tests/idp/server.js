@@ -5,6 +5,11 @@
 // access token (RS256, verifiable with the provider's jwks_uri), any other an opaque one.
 // Every token carries the custom claim tenant=acme. GET /__stats reports how many
 // introspection requests the provider has answered, so tests can count them.
+// OAUTH2 login flow: the confidential web client "web" (authorization code, PKCE optional,
+// RP-initiated logout) accepts any loopback redirect and post-logout URI (the gateways' ports
+// are only known at run time); dev interactions (any login, any password) are on.
+// POST /__token-mode?mode=500|garbage|normal makes the token endpoint fail on purpose, for
+// the tests of a provider that answers the code exchange badly.
 import { generateKeyPairSync } from 'node:crypto';
 import Provider from 'oidc-provider';
 
@@ -17,10 +22,12 @@ const provider = new Provider(issuer, {
   clients: [
     { client_id: 'app', client_secret: 'app-secret', grant_types: ['client_credentials'], redirect_uris: [], response_types: [], scope: 'orders:read orders:admin' },
     { client_id: 'gateway', client_secret: 'gateway-secret', grant_types: ['client_credentials'], redirect_uris: [], response_types: [] },
+    { client_id: 'web', client_secret: 'web-secret', grant_types: ['authorization_code'], response_types: ['code'],
+      redirect_uris: ['http://127.0.0.1/callback'], post_logout_redirect_uris: ['http://127.0.0.1/'] },
   ],
   jwks: { keys: [jwk] },
   features: {
-    devInteractions: { enabled: false },
+    devInteractions: { enabled: true },
     clientCredentials: { enabled: true },
     introspection: { enabled: true, allowedPolicy: async () => true },
     revocation: { enabled: true },
@@ -41,10 +48,36 @@ const provider = new Provider(issuer, {
   scopes: ['orders:read', 'orders:admin'],
 });
 
+const loopback = (uri) => /^http:\/\/(127\.0\.0\.1|localhost)(:\d+)?\//.test(uri);
+const { redirectUriAllowed, postLogoutRedirectUriAllowed } = provider.Client.prototype;
+provider.Client.prototype.redirectUriAllowed = function (uri) {
+  return (this.clientId === 'web' && loopback(uri)) || redirectUriAllowed.call(this, uri);
+};
+provider.Client.prototype.postLogoutRedirectUriAllowed = function (uri) {
+  return (this.clientId === 'web' && loopback(uri)) || postLogoutRedirectUriAllowed.call(this, uri);
+};
+
 let introspections = 0;
+let tokenMode = 'normal';
 provider.use(async (ctx, next) => {
   if (ctx.path === '/__stats') {
     ctx.body = { introspections };
+    return;
+  }
+  if (ctx.path === '/__token-mode' && ctx.method === 'POST') {
+    tokenMode = new URLSearchParams(ctx.querystring).get('mode') || 'normal';
+    ctx.body = { tokenMode };
+    return;
+  }
+  if (ctx.path === '/token' && ctx.method === 'POST' && tokenMode !== 'normal') {
+    if (tokenMode === '500') {
+      ctx.status = 500;
+      ctx.body = { error: 'server_error' };
+    } else {
+      ctx.status = 200;
+      ctx.type = 'application/json';
+      ctx.body = '{"access_token": "not json';
+    }
     return;
   }
   if (ctx.path === '/token/introspection' && ctx.method === 'POST') introspections += 1;

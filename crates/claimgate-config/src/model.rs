@@ -237,6 +237,46 @@ pub struct JwtPolicy {
     /// `validationFailurePolicy` of type `MODIFY_RESPONSE` (TOKEN_AUTHENTICATION only): what a
     /// failed authentication answers instead of the stock 401.
     pub failure_response: Option<ModifyResponse>,
+    /// `validationFailurePolicy` of type `OAUTH2` (TOKEN_AUTHENTICATION with REMOTE_DISCOVERY
+    /// only): a failed authentication of a browser navigation starts the login flow.
+    pub oauth2: Option<Box<OAuth2Policy>>,
+}
+
+/// An `OAUTH2` validation failure policy: the browser login flow (SPEC "OAUTH2: the browser
+/// login flow").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuth2Policy {
+    /// `clientDetails` of type `CUSTOM`; `None` reuses the validation policy's client.
+    pub client: Option<(String, SecretRef)>,
+    /// `scopes` (always with `openid`).
+    pub scopes: Vec<String>,
+    /// `maxExpiryDurationInHours` (default 1): the longest a session lasts.
+    pub max_expiry_hours: u64,
+    /// `useCookiesForSession`: the session is a cookie (with a CSRF token), else the
+    /// `X-APIGW-TOKEN` header.
+    pub use_cookies_for_session: bool,
+    /// `useCookiesForIntermediateSteps`: read and kept for `check`; claimgate always binds the
+    /// flow to the browser with a sealed cookie (it keeps no server-side state).
+    pub use_cookies_for_intermediate_steps: bool,
+    /// `usePkce`: S256 PKCE on the authorization request.
+    pub use_pkce: bool,
+    /// `fallbackRedirectPath`: where a login that began with a non-GET request ends.
+    pub fallback_redirect_path: Option<String>,
+    /// `logoutPath`: the `OAUTH2_LOGOUT_BACKEND` route.
+    pub logout_path: Option<String>,
+    /// `loginPath`: the `OAUTH2_LOGIN_BACKEND` route, the redirect URI; without it the
+    /// original route is.
+    pub login_path: Option<String>,
+}
+
+/// An `OAUTH2_LOGOUT_BACKEND`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuth2Logout {
+    /// `allowedPostLogoutUris`: absolute URLs, or paths relative to the deployment; empty
+    /// allows relative paths in the deployment only.
+    pub allowed_post_logout_uris: Vec<String>,
+    /// `postLogoutState`: passed on as `state`.
+    pub post_logout_state: Option<String>,
 }
 
 /// A `MODIFY_RESPONSE` validation failure policy.
@@ -939,7 +979,11 @@ pub enum Backend {
     Functions(FunctionsBackend),
     /// `DYNAMIC_ROUTING_BACKEND`: one of several backends, chosen per request.
     Dynamic(Box<DynamicRouting>),
-    /// A backend type claimgate does not serve (the `OAUTH2_*` backends).
+    /// `OAUTH2_LOGIN_BACKEND`: the redirect URI of the OAUTH2 login flow.
+    OAuth2Login,
+    /// `OAUTH2_LOGOUT_BACKEND`: ends the OAUTH2 session.
+    OAuth2Logout(OAuth2Logout),
+    /// A backend type claimgate does not serve.
     Unsupported {
         kind: String,
     },
@@ -953,6 +997,8 @@ impl Backend {
             Self::Http(_) => "HTTP_BACKEND",
             Self::Functions(_) => "ORACLE_FUNCTIONS_BACKEND",
             Self::Dynamic(_) => "DYNAMIC_ROUTING_BACKEND",
+            Self::OAuth2Login => "OAUTH2_LOGIN_BACKEND",
+            Self::OAuth2Logout(_) => "OAUTH2_LOGOUT_BACKEND",
             Self::Unsupported { kind } => kind,
         }
     }

@@ -489,19 +489,69 @@ fn a_file_with_every_member_loads_and_names_what_is_not_enforced() {
 }
 
 #[test]
-fn oidc_discovery_is_modelled_and_its_oauth2_failure_policy_is_checked_but_not_enforced() {
+fn oidc_discovery_and_its_oauth2_failure_policy_are_modelled_and_served() {
     let loaded = loads(&fixture("oidc-discovery.json"), None);
-    assert_eq!(
-        strings(&loaded.warnings),
-        [
-            not_enforced("requestPolicies.authentication.validationFailurePolicy"),
-            not_enforced("routes[0].backend"),
-            not_enforced("routes[1].backend"),
-        ]
+    assert!(
+        loaded.warnings.is_empty(),
+        "{:?}",
+        strings(&loaded.warnings)
     );
+    assert!(loaded.deployment.unenforced.is_empty());
     let Authentication::Jwt(policy) = &loaded.deployment.authentication else {
         panic!("REMOTE_DISCOVERY is a token policy");
     };
+    let oauth = policy.oauth2.as_deref().expect("the OAUTH2 policy");
+    assert_eq!(oauth.scopes, ["openid", "orders"]);
+    assert_eq!(oauth.client, None);
+    assert!(oauth.use_cookies_for_session && oauth.use_pkce);
+    assert_eq!(oauth.login_path.as_deref(), Some("/login"));
+    assert_eq!(oauth.logout_path.as_deref(), Some("/logout"));
+    assert_eq!(oauth.fallback_redirect_path.as_deref(), Some("/"));
+    assert!(matches!(
+        loaded.deployment.routes[0].backend,
+        Backend::OAuth2Login
+    ));
+    let Backend::OAuth2Logout(logout) = &loaded.deployment.routes[1].backend else {
+        panic!("{:?}", loaded.deployment.routes[1].backend)
+    };
+    assert_eq!(
+        logout.allowed_post_logout_uris,
+        ["https://app.example.com/bye"]
+    );
+    assert_eq!(logout.post_logout_state.as_deref(), Some("bye"));
+    // Post-logout URLs: paths in the deployment are allowed entries; an empty list is a
+    // warning (claimgate then allows deployment paths only); other schemes are refused.
+    let relative =
+        fixture("oidc-discovery.json").replace("\"https://app.example.com/bye\"", "\"/bye\"");
+    assert!(loads(&relative, None).warnings.is_empty());
+    let empty = fixture("oidc-discovery.json").replace("[\"https://app.example.com/bye\"]", "[]");
+    assert_eq!(
+        strings(&loads(&empty, None).warnings),
+        ["routes[1].backend.allowedPostLogoutUris: empty: claimgate allows only paths in the deployment as postLogoutUrl (OCI allows any URL)"]
+    );
+    let ftp = fixture("oidc-discovery.json")
+        .replace("\"https://app.example.com/bye\"", "\"ftp://x/bye\"");
+    assert_eq!(
+        strings(&load_text(&ftp, None).unwrap_err().errors),
+        ["routes[1].backend.allowedPostLogoutUris[0]: 'ftp://x/bye' must be an https:// (or http://) URL or a path in the deployment"]
+    );
+    // A second client or discovery document for the login alone is not served.
+    let custom = fixture("oidc-discovery.json").replacen(
+        "\"clientDetails\": {\"type\": \"VALIDATION_BLOCK\"}",
+        "\"clientDetails\": {\"type\": \"CUSTOM\", \"clientId\": \"web\", \"clientSecretId\": \"ocid1.vaultsecret.oc1..web\", \"clientSecretVersionNumber\": 1}",
+        1,
+    );
+    let custom = loads(&custom, None);
+    assert_eq!(
+        custom.deployment.unenforced,
+        ["requestPolicies.authentication.validationFailurePolicy.clientDetails"]
+    );
+    assert_eq!(
+        strings(&custom.warnings),
+        [not_enforced(
+            "requestPolicies.authentication.validationFailurePolicy.clientDetails"
+        )]
+    );
     let KeySource::Discovery(discovery) = &policy.keys else {
         panic!("keys come from discovery");
     };

@@ -28,7 +28,11 @@ pub fn is_credential_parameter(deployment: &Deployment, raw: &str) -> bool {
                     .is_some_and(|key| query_name_is(raw, key))
         })
     });
+    // The OAUTH2 callback's code and state (on the login route, or any route without one).
+    let oauth2_callback = matches!(&deployment.authentication, Authentication::Jwt(p) if p.oauth2.is_some())
+        && (query_name_is(raw, "code") || query_name_is(raw, "state"));
     query_name_is(raw, "access_token")
+        || oauth2_callback
         || usage_token
         || match &deployment.authentication {
             Authentication::Jwt(policy) => token_reads(&policy.location),

@@ -14,6 +14,7 @@ mod claims;
 mod credentials;
 mod dynamic;
 mod escape;
+pub mod oauth2;
 pub mod path;
 mod phase;
 pub mod route;

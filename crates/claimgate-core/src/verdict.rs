@@ -605,6 +605,8 @@ pub(crate) fn finish(
             // Chosen (dynamic routing) or answered (HTTP, functions) after the verdict.
             Backend::Http(_) | Backend::Functions(_) | Backend::Dynamic(_) => None,
             Backend::Unsupported { .. } => Some(502),
+            // Answered by the gateway's OAUTH2 flow before the verdict is enforced.
+            Backend::OAuth2Login | Backend::OAuth2Logout(_) => None,
         }
     } else {
         Some(deny_status(&checks))
@@ -1057,6 +1059,29 @@ fn verify_token(
         verified: verified && payload.is_some(),
         payload,
     }
+}
+
+/// [`verify_token`] with every check explained, for the OAUTH2 ID token.
+pub(crate) fn verify_token_for(
+    policy: &JwtPolicy,
+    raw: &str,
+    keys: KeyMaterial<'_>,
+) -> (Vec<Check>, Option<Arc<Claims>>, bool) {
+    let v = verify_token(policy, raw, keys, Explain::Everything);
+    (v.checks, v.payload, v.verified)
+}
+
+/// The `exp`, `iss` and `aud` checks, for the OAUTH2 ID token.
+pub(crate) fn judge_exp_for(payload: &Claims, time: TimeContext) -> Check {
+    judge_exp(payload, time, false)
+}
+
+pub(crate) fn judge_iss_for(payload: &Claims, issuers: Option<&[String]>) -> Check {
+    judge_iss(payload, issuers, false)
+}
+
+pub(crate) fn judge_aud_for(payload: &Claims, audiences: Option<&[String]>) -> Check {
+    judge_aud(payload, audiences, false)
 }
 
 fn iss_member(policy: &JwtPolicy, member: &'static str) -> String {

@@ -1600,11 +1600,12 @@ fn allow_to_an_http_backend_has_no_status_of_its_own() {
 }
 
 #[test]
-fn allow_to_a_backend_claimgate_never_serves_answers_502() {
+fn allow_to_an_oauth2_login_route_has_no_status_of_its_own() {
+    // The gateway's OAUTH2 flow answers it (the callback), not the verdict.
     let mut file = file();
     file["specification"]["routes"][0]["backend"] = json!({"type": "OAUTH2_LOGIN_BACKEND"});
     let verdict = judge_token(&load(&file), &good_token());
-    assert_eq!(verdict.status, Some(502));
+    assert_eq!(verdict.status, None);
 }
 
 /// A function answers with a status of its own, and a dynamic routing backend's status is the
@@ -3149,4 +3150,58 @@ fn a_failure_enum_is_exposed_for_each_failed_check() {
         check(&verdict, "exp").failure(),
         Some(Failure::Expired { .. })
     ));
+}
+
+/// The OAUTH2 ID token is judged by the same checks as any token: signature, `iss` = the
+/// provider's issuer, `aud` = the client id, `exp`, then the login's `nonce`.
+#[test]
+fn an_oauth2_id_token_passes_only_with_its_signature_issuer_audience_expiry_and_nonce() {
+    use claimgate_core::oauth2::verify_id_token;
+    let d = deployment();
+    let claimgate_config::Authentication::Jwt(policy) = &d.authentication else {
+        panic!("a JWT policy")
+    };
+    let claimgate_config::KeySource::Static(keys) = &policy.keys else {
+        panic!("static keys")
+    };
+    // A token of the provider for client "web" and nonce "n1", with `changes` (null removes).
+    let id = |changes: Value| {
+        let mut all =
+            claims_with(json!({"iss": "https://idp.example", "aud": "web", "nonce": "n1"}));
+        for (k, v) in changes.as_object().unwrap() {
+            if v.is_null() {
+                all.as_object_mut().unwrap().remove(k);
+            } else {
+                all[k] = v.clone();
+            }
+        }
+        token(&all)
+    };
+    let verify = |raw: &str| {
+        verify_id_token(
+            policy,
+            raw,
+            KeyMaterial::Keys(keys),
+            "https://idp.example",
+            "web",
+            "n1",
+            NOW,
+        )
+    };
+    let passed = verify(&id(json!({}))).expect("a good ID token");
+    assert_eq!(passed.get("sub"), Some(json!("alice")));
+    for (changes, what) in [
+        (json!({"nonce": "n2"}), "another login's nonce"),
+        (json!({"nonce": null}), "no nonce"),
+        (json!({"aud": "other-client"}), "another client"),
+        (json!({"iss": "https://evil.example"}), "another issuer"),
+        (json!({"exp": NOW_SECS - 10}), "expired"),
+    ] {
+        let failed = verify(&id(changes)).expect_err(what);
+        assert!(!failed.is_empty(), "{what}");
+    }
+    // A signature that does not verify.
+    let good = id(json!({}));
+    let (head, _) = good.rsplit_once('.').unwrap();
+    assert!(verify(&format!("{head}.AAAA")).is_err());
 }

@@ -10,6 +10,23 @@ use claimgate_core::Claims;
 #[derive(Debug, Clone)]
 pub(crate) struct UsagePlanId(pub(crate) String);
 
+/// `request.auth[...]` of an OAUTH2 session (OCI's names): `apigw_csrf_token`, `id_token`,
+/// `access_token`, `id_token_claims[c]`; `access_token_claims[c]` are the verified claims.
+/// Set by the OAUTH2 flow in the request's extensions once the session's token passed.
+#[derive(Clone)]
+pub(crate) struct OAuth2Auth {
+    pub(crate) csrf: Option<String>,
+    pub(crate) id_token: String,
+    pub(crate) access_token: String,
+    pub(crate) id_claims: Option<std::sync::Arc<Claims>>,
+}
+
+impl std::fmt::Debug for OAuth2Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OAuth2Auth([redacted])")
+    }
+}
+
 /// What a request offers to `${...}` expressions.
 #[derive(Debug)]
 pub(crate) struct RequestContext<'a> {
@@ -22,6 +39,8 @@ pub(crate) struct RequestContext<'a> {
     pub(crate) host: Option<&'a str>,
     /// `request.usage_plan[id]`.
     pub(crate) usage_plan: Option<&'a str>,
+    /// The OAUTH2 session's `request.auth[...]` values.
+    pub(crate) oauth2: Option<&'a OAuth2Auth>,
 }
 
 impl<'a> RequestContext<'a> {
@@ -46,6 +65,7 @@ impl<'a> RequestContext<'a> {
                 .get(http::header::HOST)
                 .and_then(|v| v.to_str().ok()),
             usage_plan: parts.extensions.get::<UsagePlanId>().map(|p| p.0.as_str()),
+            oauth2: parts.extensions.get::<OAuth2Auth>(),
         }
     }
 
@@ -56,6 +76,22 @@ impl<'a> RequestContext<'a> {
         }
         if variable.table == ContextTable::UsagePlan {
             return self.usage_plan.unwrap_or_default().to_owned();
+        }
+        if let (ContextTable::Auth, Some(oauth2)) = (variable.table, self.oauth2) {
+            let sub = variable.sub_key.as_deref();
+            let claim = |claims: Option<&Claims>| {
+                sub.and_then(|c| claims?.get(c))
+                    .map(|v| claimgate_core::claim_text(&v))
+                    .unwrap_or_default()
+            };
+            match variable.key.as_deref() {
+                Some("apigw_csrf_token") => return oauth2.csrf.clone().unwrap_or_default(),
+                Some("id_token") => return oauth2.id_token.clone(),
+                Some("access_token") => return oauth2.access_token.clone(),
+                Some("id_token_claims") => return claim(oauth2.id_claims.as_deref()),
+                Some("access_token_claims") => return claim(self.claims),
+                _ => {}
+            }
         }
         claimgate_core::context_value(
             variable,
@@ -138,6 +174,7 @@ mod tests {
             query: Some("a=1&b=2"),
             host: Some("api.example"),
             usage_plan: None,
+            oauth2: None,
         };
         assert_eq!(
             context
@@ -159,6 +196,7 @@ mod tests {
                 host: None,
                 client_cert: None,
                 usage_plan: None,
+                oauth2: None,
             };
             assert_eq!(
                 context.expand_url(template),
@@ -180,6 +218,7 @@ mod tests {
             host: None,
             client_cert: None,
             usage_plan: None,
+            oauth2: None,
         };
         assert_eq!(
             context("p=a%3Fc%3Dd%23x").expand_url("http://b/v/${request.query[p]}"),

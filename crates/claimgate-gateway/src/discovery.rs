@@ -217,6 +217,27 @@ impl DiscoveryPolicy {
         self.secret == secret
     }
 
+    /// The client id of `clientDetails` (the OAUTH2 login's client too).
+    pub fn client_id(&self) -> &str {
+        &self.config.client_id
+    }
+
+    /// The client secret, for the OAUTH2 code exchange.
+    pub(crate) fn client_secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// `isSslVerifyDisabled`.
+    pub fn ssl_verify_disabled(&self) -> bool {
+        self.config.ssl_verify_disabled
+    }
+
+    /// Whether the client secret may go to `endpoint` (on the discovery URL's host, or one
+    /// `--allow-endpoint` names).
+    pub fn secret_endpoint_allowed(&self, endpoint: &str) -> Result<(), String> {
+        claimgate_keys::secret_endpoint_allowed(&self.config.uri, endpoint, &self.allowed_endpoints)
+    }
+
     /// The discovery URL.
     pub fn uri(&self) -> &str {
         &self.config.uri

@@ -26,6 +26,7 @@ pub mod recent;
 mod respond;
 pub mod response_cache;
 mod server;
+pub mod session;
 pub mod shared;
 mod shared_limit;
 mod target;

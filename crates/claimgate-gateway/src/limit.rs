@@ -403,6 +403,11 @@ impl TrustedProxies {
         self.0.iter().any(|n| n.contains(ip))
     }
 
+    /// Whether `peer` is a trusted proxy (its `X-Forwarded-*` headers count).
+    pub fn trusts_peer(&self, peer: IpAddr) -> bool {
+        !self.0.is_empty() && self.trusts(canonical(peer))
+    }
+
     /// The client of a request from `peer`: the peer itself unless it is a trusted proxy; then
     /// the right-most address of `X-Forwarded-For` that is not a trusted proxy (walking from the
     /// right, each trusted hop vouches for the entry before it). An entry that is not an address

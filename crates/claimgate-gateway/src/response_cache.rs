@@ -220,6 +220,7 @@ impl PrivateNames {
     /// Whether the request carries a credential: one of the names, or a client certificate.
     fn is_private(&self, request: &CacheRequest<'_>) -> bool {
         request.client_certificate
+            || request.session
             || self
                 .headers
                 .iter()
@@ -245,6 +246,9 @@ pub(crate) struct CacheRequest<'r> {
     pub(crate) client_certificate: bool,
     /// Whether a body follows the head (declared or arriving).
     pub(crate) has_body: bool,
+    /// The request came with an OAUTH2 session (its cookie or `X-APIGW-TOKEN` is taken out
+    /// before the lookup, so the headers no longer show it).
+    pub(crate) session: bool,
     /// Values of `cacheKeyAdditions`.
     pub(crate) context: &'r crate::context::RequestContext<'r>,
 }

@@ -4,6 +4,7 @@
 pub mod admin;
 mod custom;
 mod edge;
+mod oauth2;
 mod phases;
 
 use crate::context::RequestContext;
@@ -71,6 +72,8 @@ pub struct Options {
     pub function_timeout: Duration,
     /// Memory all authorizer-function answers may use, in bytes.
     pub function_cache_bytes: u64,
+    /// `--session-key`: seals OAUTH2 sessions and login flows (the first key seals, all open).
+    pub session_keys: Option<Arc<crate::session::SessionKeys>>,
     /// `--gateway`'s `responseCacheDetails` and the cache's own settings.
     pub response_cache: crate::response_cache::ResponseCacheOptions,
 }
@@ -93,6 +96,7 @@ impl Default for Options {
             shared_state: None,
             function_timeout: Duration::from_secs(10),
             function_cache_bytes: 32 * 1024 * 1024,
+            session_keys: None,
             response_cache: crate::response_cache::ResponseCacheOptions::default(),
         }
     }
@@ -181,6 +185,8 @@ pub struct Gateway {
     usage: crate::usage::UsageCounters,
     /// The response cache's server and the bytes held for storing.
     response_cache: crate::response_cache::ResponseCache,
+    /// `--session-key`, swapped when its files change (`Options::session_keys` at start).
+    session_keys: arc_swap::ArcSwapOption<crate::session::SessionKeys>,
     options: Options,
 }
 
@@ -270,6 +276,7 @@ impl Gateway {
             ),
             provider,
             connections: crate::connection::Connections::default(),
+            session_keys: arc_swap::ArcSwapOption::new(options.session_keys.clone()),
             options,
         };
         let set = gateway
@@ -942,6 +949,7 @@ impl Gateway {
             usage: None,
             client,
             backend_answered: false,
+            csrf: None,
             cache_status: None,
             cache_pending: None,
         };
@@ -1564,7 +1572,10 @@ impl Gateway {
                     }
                 }
             }
-            Backend::Dynamic(_) | Backend::Unsupported { .. } => {
+            Backend::Dynamic(_)
+            | Backend::Unsupported { .. }
+            | Backend::OAuth2Login
+            | Backend::OAuth2Logout(_) => {
                 let kind = backend.kind();
                 self.logs.execution(
                     context,

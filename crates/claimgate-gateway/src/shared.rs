@@ -200,21 +200,22 @@ impl SealKey {
     }
 }
 
-/// AES-256-GCM over shared values, bound to their Redis key.
-struct Sealer {
+/// AES-256-GCM over shared values, bound to their Redis key (also the OAUTH2 sessions'
+/// sealing, bound to their purpose: `crate::session`).
+pub(crate) struct Sealer {
     key: LessSafeKey,
     random: SystemRandom,
 }
 
 impl Sealer {
-    fn new(key: &SealKey) -> Self {
+    pub(crate) fn new(key: &SealKey) -> Self {
         Self {
             key: LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key.0).expect("a 32-byte key")),
             random: SystemRandom::new(),
         }
     }
 
-    fn seal(&self, redis_key: &str, plain: &[u8]) -> Option<Vec<u8>> {
+    pub(crate) fn seal(&self, redis_key: &str, plain: &[u8]) -> Option<Vec<u8>> {
         let mut nonce = [0u8; NONCE_LEN];
         self.random.fill(&mut nonce).ok()?;
         let mut out = Vec::with_capacity(SEALED.len() + NONCE_LEN + plain.len() + 16);
@@ -232,7 +233,7 @@ impl Sealer {
         Some(out)
     }
 
-    fn open(&self, redis_key: &str, sealed: &[u8]) -> Option<Vec<u8>> {
+    pub(crate) fn open(&self, redis_key: &str, sealed: &[u8]) -> Option<Vec<u8>> {
         let rest = sealed.strip_prefix(SEALED)?;
         if rest.len() < NONCE_LEN {
             return None;

@@ -93,6 +93,14 @@ pub struct DiscoveryDocument {
     pub introspection_endpoint: Option<String>,
     /// `introspection_endpoint_auth_methods_supported`, empty when absent.
     pub introspection_auth_methods: Vec<String>,
+    /// The OAUTH2 login flow's endpoints.
+    pub authorization_endpoint: Option<String>,
+    pub token_endpoint: Option<String>,
+    pub end_session_endpoint: Option<String>,
+    /// `token_endpoint_auth_methods_supported`, empty when absent.
+    pub token_auth_methods: Vec<String>,
+    /// `authorization_response_iss_parameter_supported` (RFC 9207).
+    pub iss_parameter_supported: bool,
 }
 
 impl DiscoveryDocument {
@@ -324,21 +332,31 @@ impl ProviderClient {
                 "the discovery document's issuer '{issuer}' does not belong to '{uri}'"
             )));
         }
-        let introspection_auth_methods = document
-            .get("introspection_endpoint_auth_methods_supported")
-            .and_then(|v| v.as_array())
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|i| i.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let list = |name: &str| -> Vec<String> {
+            document
+                .get(name)
+                .and_then(|v| v.as_array())
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(|i| i.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
         Ok(DiscoveryDocument {
             issuer,
             jwks_uri: text("jwks_uri"),
             introspection_endpoint: text("introspection_endpoint"),
-            introspection_auth_methods,
+            introspection_auth_methods: list("introspection_endpoint_auth_methods_supported"),
+            authorization_endpoint: text("authorization_endpoint"),
+            token_endpoint: text("token_endpoint"),
+            end_session_endpoint: text("end_session_endpoint"),
+            token_auth_methods: list("token_endpoint_auth_methods_supported"),
+            iss_parameter_supported: document
+                .get("authorization_response_iss_parameter_supported")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
         })
     }
 
@@ -406,6 +424,53 @@ impl ProviderClient {
 }
 
 impl ProviderClient {
+    /// The OAUTH2 code exchange at `endpoint` (`client_secret_basic`, or `client_secret_post`
+    /// when `post`): the provider's JSON object answer, or an error for any other status, a
+    /// body that is not a JSON object, or one above [`MAX_ANSWER_BYTES`].
+    #[allow(clippy::too_many_arguments)]
+    pub async fn exchange_code(
+        &self,
+        endpoint: &str,
+        code: &str,
+        redirect_uri: &str,
+        verifier: Option<&str>,
+        client_id: &str,
+        client_secret: &str,
+        post: bool,
+        ssl_verify_disabled: bool,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, FetchError> {
+        refuse_link_local(endpoint)?;
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+        ];
+        if let Some(verifier) = verifier {
+            form.push(("code_verifier", verifier));
+        }
+        let mut request = self
+            .client(ssl_verify_disabled)
+            .post(endpoint)
+            .header("accept", "application/json");
+        if post {
+            form.push(("client_id", client_id));
+            form.push(("client_secret", client_secret));
+        } else {
+            request = request.basic_auth(form_encode(client_id), Some(form_encode(client_secret)));
+        }
+        let body: String = form
+            .iter()
+            .map(|(k, v)| format!("{k}={}", form_encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let request = request
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        let body = read_json_body(request).await?;
+        claimgate_jose::json::parse_object(&body, 16)
+            .map_err(|e| FetchError::Parse(format!("the token answer is {e}")))
+    }
+
     /// Invokes a function over HTTP the way OCI calls an authorizer: `input` POSTed as JSON,
     /// within `timeout`. Returns the status and the body, whatever the status, read up to
     /// `limit` bytes (a bigger body is [`FetchError::TooLarge`], not truncated). Link-local

@@ -130,6 +130,12 @@ pub(crate) struct ServeArgs {
     /// Redis cannot forge them.
     #[arg(long, value_name = "FILE", value_parser = crate::input::file_arg)]
     shared_state_key: Option<String>,
+    /// Seal OAUTH2 login sessions with AES-256-GCM under the 32 random bytes, base64, in this
+    /// file (openssl rand -base64 32 > FILE); required by deployments with an OAUTH2
+    /// validationFailurePolicy. Repeatable for rotation: the first seals, all open. Give every
+    /// replica the same keys.
+    #[arg(long = "session-key", value_name = "FILE", value_parser = crate::input::file_arg)]
+    session_keys: Vec<String>,
     /// Usage plans (OCI UsagePlan resources): a JSON file holding one or an array, or a
     /// directory of *.json (repeatable); watched and reloaded with the deployments.
     #[arg(long = "usage-plans", value_name = "FILE|DIR", value_parser = crate::input::file_arg)]
@@ -599,6 +605,44 @@ fn read_ca_files(paths: &[String]) -> Result<Vec<Vec<u8>>, String> {
     Ok(files)
 }
 
+/// Refuses deployments with an OAUTH2 failure policy when no `--session-key` is given.
+fn needs_session_keys(deployments: &[Deployment], have_keys: bool) -> Result<(), InputError> {
+    let without_keys: Vec<String> = deployments
+        .iter()
+        .filter(|d| matches!(&d.authentication, Authentication::Jwt(p) if p.oauth2.is_some()))
+        .map(|d| {
+            format!(
+                "{} ({})",
+                claimgate_core::escape(&d.path_prefix),
+                claimgate_core::escape(d.label())
+            )
+        })
+        .collect();
+    if have_keys || without_keys.is_empty() {
+        return Ok(());
+    }
+    Err(InputError {
+        message: "cannot serve: an OAUTH2 validationFailurePolicy needs --session-key FILE (32 random bytes, base64: openssl rand -base64 32 > FILE), the same on every replica".into(),
+        details: without_keys,
+    })
+}
+
+/// The `--session-key` files, in order (the first seals); `None` without any.
+fn read_session_keys(
+    paths: &[String],
+) -> Result<Option<std::sync::Arc<claimgate_gateway::session::SessionKeys>>, InputError> {
+    let mut keys = Vec::with_capacity(paths.len());
+    for path in paths {
+        let text = read_text(path, "--session-key", 4096).map_err(InputError::new)?;
+        keys.push(
+            claimgate_gateway::shared::SealKey::from_base64(&text).map_err(|e| {
+                InputError::new(format!("cannot use --session-key '{path}': it {e}"))
+            })?,
+        );
+    }
+    Ok(claimgate_gateway::session::SessionKeys::new(&keys).map(std::sync::Arc::new))
+}
+
 /// Reads the secrets file, or none.
 fn read_secrets(path: Option<&str>) -> Result<Secrets, String> {
     match path {
@@ -652,6 +696,8 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
     for warning in warnings {
         eprintln!("claimgate: warning: {warning}");
     }
+    let session_keys = read_session_keys(&args.session_keys)?;
+    needs_session_keys(&deployments, session_keys.is_some())?;
     let gateway_file = GatewayFile {
         path: args.gateway.clone(),
     };
@@ -740,6 +786,7 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             max_connections,
             max_connection_age: Duration::from_secs(args.max_connection_age),
             shared_state,
+            session_keys,
             response_cache,
             ..Options::default()
         };
@@ -807,6 +854,7 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
             args.secrets.clone(),
             resource_files,
             gateway_file,
+            args.session_keys.clone(),
         ));
         tokio::spawn(gateway.clone().maintain_keys());
         tokio::spawn(report_key_failures(gateway.clone()));
@@ -1113,6 +1161,7 @@ async fn watch_and_reload(
     secrets_file: Option<String>,
     resource_files: ResourceFiles,
     gateway_file: GatewayFile,
+    session_key_files: Vec<String>,
 ) {
     let mut hangup = hangup_signal();
     // The files themselves (or directories of them): only deployment arguments have a
@@ -1127,6 +1176,7 @@ async fn watch_and_reload(
     paths.extend(secrets_file.clone());
     paths.extend(resource_files.paths().cloned());
     paths.extend(gateway_file.path.clone());
+    paths.extend(session_key_files.iter().cloned());
     let mut last = stamps(&paths);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -1161,6 +1211,17 @@ async fn watch_and_reload(
         let loaded = tokio::task::spawn_blocking(move || load_all(&sources, &for_loading)).await;
         match loaded {
             Ok(Ok(deployments)) => {
+                let session_keys = match read_session_keys(&session_key_files).and_then(|keys| {
+                    needs_session_keys(&deployments, keys.is_some()).map(|()| keys)
+                }) {
+                    Ok(keys) => keys,
+                    Err(error) => {
+                        let mut errors = vec![error.message];
+                        errors.extend(error.details);
+                        gateway.reload_rejected(&errors);
+                        continue;
+                    }
+                };
                 let client_ca = tls_files.as_ref().is_some_and(|f| f.client_ca.is_some());
                 let missing_ca = needs_client_ca(&deployments, client_ca);
                 if !missing_ca.is_empty() {
@@ -1195,6 +1256,7 @@ async fn watch_and_reload(
                 if tls.is_some() {
                     gateway.set_tls(tls);
                 }
+                gateway.set_session_keys(session_keys);
                 gateway.reload_with(deployments, resources, &secrets).await
             }
             Ok(Err(errors)) => gateway.reload_rejected(&errors),

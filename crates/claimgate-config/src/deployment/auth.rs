@@ -321,6 +321,7 @@ fn read_jwt_policy(
         .map(|f| f.number_in(cx, 0.0, 120.0))
         .unwrap_or(Some(0.0));
     let mut failure_response = None;
+    let mut oauth2 = None;
     let mut failure_ok = true;
     let (issuers, audiences, verify_claims, keys) = match flavor {
         AuthFlavor::JwtAuthentication => {
@@ -352,13 +353,11 @@ fn read_jwt_policy(
             if let Some(f) = &failure_field {
                 match read_failure_policy(cx, f, FailureHost::Token { discovery }, notes) {
                     Some(failure) => match failure {
-                        // MODIFY_RESPONSE is enforced by the gateway; OAUTH2 (the browser
-                        // login flow) is not.
                         Failure::ModifyResponse(modify) => {
                             let in_effect = Failure::ModifyResponse(modify.clone()).in_effect();
                             failure_response = Some(modify).filter(|_| in_effect);
                         }
-                        other => notes.unenforced(&f.path, other.in_effect()),
+                        Failure::OAuth2(policy) => oauth2 = Some(policy),
                     },
                     None => failure_ok = false,
                 }
@@ -400,6 +399,7 @@ fn read_jwt_policy(
         keys: keys?,
         path: policy_path,
         failure_response,
+        oauth2,
     }));
     Some(PolicyRead {
         authentication,
@@ -769,7 +769,7 @@ enum FailureHost {
 #[derive(Debug)]
 enum Failure {
     ModifyResponse(ModifyResponse),
-    OAuth2,
+    OAuth2(Box<OAuth2Policy>),
 }
 
 impl Failure {
@@ -782,7 +782,7 @@ impl Failure {
                         .as_ref()
                         .is_some_and(|t| !t.is_empty())
             }
-            Self::OAuth2 => true,
+            Self::OAuth2(_) => true,
         }
     }
 }
@@ -876,30 +876,44 @@ fn read_failure_policy(
         .map(|f| f.integer_in(cx, 1, i64::MAX))
         .unwrap_or(Some(1));
     let mut flags_ok = true;
-    for flag in [
+    let mut flags = [false; 3];
+    for (i, flag) in [
         "useCookiesForSession",
         "useCookiesForIntermediateSteps",
         "usePkce",
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         if let Some(f) = obj.take(flag) {
-            flags_ok &= f.bool(cx).is_some();
+            match f.bool(cx) {
+                Some(value) => flags[i] = value,
+                None => flags_ok = false,
+            }
         }
     }
     let mut paths_ok = true;
-    for (member, backend) in [
+    let mut paths: [Option<String>; 3] = [None, None, None];
+    for (i, (member, backend)) in [
         ("fallbackRedirectPath", None),
         ("logoutPath", Some("OAUTH2_LOGOUT_BACKEND")),
         ("loginPath", Some("OAUTH2_LOGIN_BACKEND")),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let Some(f) = obj.take(member) else { continue };
         let Some(path) = f.non_empty_str(cx) else {
             paths_ok = false;
             continue;
         };
-        if !path.starts_with('/') {
+        if !path.starts_with('/') || path.starts_with("//") {
             cx.error(&f.path, format!("'{path}' must start with '/'"));
             paths_ok = false;
-        } else if let Some(backend) = backend {
+            continue;
+        }
+        paths[i] = Some(path.to_owned());
+        if let Some(backend) = backend {
             notes.route_refs.push(RouteRef {
                 at: f.path.clone(),
                 path: path.to_owned(),
@@ -907,13 +921,35 @@ fn read_failure_policy(
             });
         }
     }
+    let source_path = obj.member_path(cx, "sourceUriDetails");
+    let client_path = obj.member_path(cx, "clientDetails");
     obj.finish(cx, OAUTH2_MEMBERS);
-    client?;
-    source?;
-    scopes?;
+    let client = client?;
+    if client.is_some() {
+        // A second client for the login alone: not served (use VALIDATION_BLOCK).
+        notes.unenforced(&client_path, true);
+    }
+    if source?.is_some() {
+        // A second discovery document for the login alone: not served (the validation
+        // policy's is; use VALIDATION_BLOCK).
+        notes.unenforced(&source_path, true);
+    }
+    let scopes = scopes?;
     response_type?;
-    hours?;
-    (flags_ok && paths_ok).then_some(Failure::OAuth2)
+    let hours = hours?;
+    (flags_ok && paths_ok).then_some(())?;
+    let [fallback, logout, login] = paths;
+    Some(Failure::OAuth2(Box::new(OAuth2Policy {
+        client,
+        scopes,
+        max_expiry_hours: hours as u64,
+        use_cookies_for_session: flags[0],
+        use_cookies_for_intermediate_steps: flags[1],
+        use_pkce: flags[2],
+        fallback_redirect_path: fallback,
+        logout_path: logout,
+        login_path: login,
+    })))
 }
 
 /// `responseCode`: a status as a string (`"302"`), or a context variable holding one.
@@ -1136,7 +1172,7 @@ pub(crate) fn read_dynamic_authentication(
         match policy.authentication {
             Authentication::Jwt(jwt) => {
                 // The gateway applies MODIFY_RESPONSE of the deployment's own policy only.
-                if jwt.failure_response.is_some() {
+                if jwt.failure_response.is_some() || jwt.oauth2.is_some() {
                     inner.unenforced(&cx.member(&jwt.path, "validationFailurePolicy"), true);
                 }
                 servers.push(AuthServer {

@@ -177,8 +177,7 @@ pub(crate) fn read_backend(
         }
         "OAUTH2_LOGIN_BACKEND" => {
             obj.finish(cx, &["type"]);
-            notes.unenforced(&field.path, true);
-            Some(Backend::Unsupported { kind })
+            Some(Backend::OAuth2Login)
         }
         _ => {
             // OAUTH2_LOGOUT_BACKEND
@@ -186,23 +185,39 @@ pub(crate) fn read_backend(
                 let uris = f.strings(cx, 10)?;
                 let mut ok = true;
                 for (i, uri) in uris.iter().enumerate() {
-                    if !(uri.starts_with("https://") || uri.starts_with("http://")) {
+                    let relative = uri.starts_with('/') && !uri.starts_with("//");
+                    if !(relative || uri.starts_with("https://") || uri.starts_with("http://")) {
                         cx.error(
                             &format!("{}[{i}]", f.path),
-                            format!("'{uri}' must be an https:// (or http://) URL"),
+                            format!(
+                                "'{uri}' must be an https:// (or http://) URL or a path in the deployment"
+                            ),
                         );
                         ok = false;
                     }
                 }
-                ok.then_some(())
+                ok.then_some(uris)
             });
             let state = obj.take("postLogoutState").map(|f| f.str(cx));
+            let uris_path = obj.member_path(cx, "allowedPostLogoutUris");
             obj.finish(cx, &["type", "allowedPostLogoutUris", "postLogoutState"]);
             if matches!(uris, Some(None)) || matches!(state, Some(None)) {
                 return None;
             }
-            notes.unenforced(&field.path, true);
-            Some(Backend::Unsupported { kind })
+            if uris
+                .as_ref()
+                .is_none_or(|u| u.as_ref().is_some_and(Vec::is_empty))
+            {
+                cx.warn(
+                    &uris_path,
+                    "empty: claimgate allows only paths in the deployment as postLogoutUrl (OCI allows any URL)",
+                );
+            }
+            let _ = &notes;
+            Some(Backend::OAuth2Logout(OAuth2Logout {
+                allowed_post_logout_uris: uris.flatten().unwrap_or_default(),
+                post_logout_state: state.flatten().map(str::to_owned),
+            }))
         }
     }
 }

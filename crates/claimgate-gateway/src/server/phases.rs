@@ -96,6 +96,8 @@ pub(super) struct Exchange<'a> {
     /// Whether the answer came from the route's backend (or the cache), not from the gateway:
     /// only such answers get response transformations.
     pub(super) backend_answered: bool,
+    /// The CSRF token of the request's OAUTH2 cookie session, returned as `X-CSRF-TOKEN`.
+    pub(super) csrf: Option<String>,
     /// What the cache lookup said (`X-Cache-Status`), when the request reached it on a caching
     /// route.
     pub(super) cache_status: Option<crate::response_cache::CacheStatus>,
@@ -164,6 +166,8 @@ impl Gateway {
                 return Step::Answer(refused);
             }
         }
+        // OAUTH2: a session stands for the token (server/oauth2.rs).
+        let prepared = self.oauth2_prepare(x);
         let body = x.body.as_ref().is_some_and(RequestBody::is_present);
         let text = x.body.as_ref().and_then(RequestBody::text);
         let verdict = match self
@@ -193,9 +197,23 @@ impl Gateway {
             .and_then(|r| x.served.deployment.routes.get(r.index))
             .and_then(|r| r.execution_log_level)
             .map_or(x.served.threshold, |l| level(Some(l)));
-        self.log_verdict(&verdict, x.context, x.threshold);
+        let oauth2_route = verdict
+            .route
+            .as_ref()
+            .and_then(|r| x.served.deployment.routes.get(r.index))
+            .is_some_and(|r| {
+                matches!(
+                    r.backend,
+                    claimgate_config::Backend::OAuth2Login
+                        | claimgate_config::Backend::OAuth2Logout(_)
+                )
+            });
+        // The login and logout routes skip authentication: their verdict is not reported.
+        if !oauth2_route {
+            self.log_verdict(&verdict, x.context, x.threshold);
+        }
         x.verdict = Some(verdict);
-        Step::Next
+        self.oauth2_answer(x, prepared).await
     }
 
     /// Reads the request body whole for an authorizer function that takes `request.body`: at
@@ -346,6 +364,7 @@ impl Gateway {
             headers: &x.parts.headers,
             client_certificate: context.client_cert.is_some(),
             has_body: x.body.as_ref().is_some_and(RequestBody::is_present),
+            session: context.oauth2.is_some(),
             context: &context,
         };
         let looked = self
@@ -470,7 +489,12 @@ impl Gateway {
         }
         let route_index = x.route_index();
         let response = x.served.edge.with_cors(&x.parts, route_index, response);
-        let response = super::with_request_id(response, x.request_id);
+        let mut response = super::with_request_id(response, x.request_id);
+        if let Some(csrf) = x.csrf.as_deref() {
+            if let Ok(value) = http::HeaderValue::from_str(csrf) {
+                response.headers_mut().insert("x-csrf-token", value);
+            }
+        }
         let status = response.status().as_u16();
         // Authentication may answer before it has a verdict (a body too large to give an
         // authorizer function): counted and logged as a request of the deployment.
