@@ -65,7 +65,8 @@ impl RecentRequests {
         };
         let line: Box<str> = line.into();
         let size = line.len();
-        if size > self.max_bytes {
+        // A request's first line is held to its share too, not only the ones after it.
+        if size > self.max_bytes || size > MAX_BYTES_PER_REQUEST {
             return;
         }
         let mut inner = self.lock();
@@ -194,6 +195,11 @@ mod tests {
             recent.push("flood", &line);
         }
         assert_eq!(recent.get("flood").unwrap().len(), 2);
+        // A first line over the share is not kept either.
+        recent.push("huge", &vec![b'x'; MAX_BYTES_PER_REQUEST + 1]);
+        assert!(recent.get("huge").is_none());
+        recent.push("huge", b"{}");
+        assert_eq!(recent.get("huge").unwrap(), vec!["{}"]);
     }
 
     #[test]

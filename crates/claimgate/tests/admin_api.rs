@@ -706,3 +706,70 @@ fn api_check_agrees_with_check_on_a_remote_key_set_the_gateway_holds() {
     );
     assert_eq!(document["decision"], "allow", "{document}");
 }
+
+/// One raw HTTP/1.1 exchange (what no client library sends: two `Host` headers, an absolute
+/// target): the status line and the headers, lower-cased.
+fn raw_exchange(admin: &str, request: &str) -> (String, String) {
+    use std::io::{Read as _, Write as _};
+    let address = admin.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let head = answer.split("\r\n\r\n").next().unwrap_or("").to_owned();
+    let status = head.lines().next().unwrap_or("").to_owned();
+    (status, head.to_ascii_lowercase())
+}
+
+#[test]
+fn two_hosts_or_a_foreign_absolute_target_are_refused_and_no_admin_answer_is_sniffed() {
+    let signer = Signer::new("k1");
+    let gateway = start_gateway(&deployments(&signer), true, &[]);
+    let admin = gateway.admin.clone().unwrap();
+    let port = admin.rsplit(':').next().unwrap().to_owned();
+
+    let allowed = format!(
+        "GET /api/deployments HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n"
+    );
+    let (status, _) = raw_exchange(&admin, &allowed);
+    assert!(status.contains(" 200 "), "{status}");
+    // Which of two Host headers counts depends on who reads them: neither order passes.
+    for (first, second) in [("localhost", "evil.example"), ("evil.example", "localhost")] {
+        let request = format!(
+            "GET /api/deployments HTTP/1.1\r\nHost: {first}\r\nHost: {second}\r\nConnection: close\r\n\r\n"
+        );
+        let (status, _) = raw_exchange(&admin, &request);
+        assert!(status.contains(" 403 "), "{first}, {second}: {status}");
+    }
+    // An absolute target names the host asked for, whatever Host says.
+    let request = format!(
+        "GET http://evil.example:{port}/api/deployments HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    );
+    let (status, _) = raw_exchange(&admin, &request);
+    assert!(status.contains(" 403 "), "{status}");
+    let request = format!(
+        "GET http://127.0.0.1:{port}/api/deployments HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    );
+    let (status, _) = raw_exchange(&admin, &request);
+    assert!(status.contains(" 200 "), "{status}");
+
+    // The probes, the metrics and an unknown path are never sniffed into HTML either.
+    for path in ["/livez", "/readyz", "/metrics"] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: 10.0.0.1\r\nConnection: close\r\n\r\n");
+        let (status, head) = raw_exchange(&admin, &request);
+        assert!(!status.is_empty(), "{path}");
+        assert!(
+            head.contains("x-content-type-options: nosniff"),
+            "{path}: {head}"
+        );
+    }
+    let request =
+        "POST /livez HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    let (status, head) = raw_exchange(&admin, request);
+    assert!(status.contains(" 405 "), "{status}");
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+}

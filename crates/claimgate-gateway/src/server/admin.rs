@@ -100,6 +100,21 @@ pub fn host_allowed(host: Option<&str>, admin: SocketAddr) -> bool {
             .is_ok_and(|ip| ip == admin.ip())
 }
 
+/// [`host_allowed`] for a whole request: exactly one `Host` header, and it is allowed; a
+/// request target in absolute form (`GET http://name/...`) must name an allowed host too, since
+/// HTTP says its authority, not `Host`, is the host asked for.
+pub fn request_host_allowed(headers: &http::HeaderMap, uri: &http::Uri, admin: SocketAddr) -> bool {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let host = match (hosts.next(), hosts.next()) {
+        (Some(host), None) => host.to_str().ok(),
+        _ => None,
+    };
+    host_allowed(host, admin)
+        && uri
+            .authority()
+            .is_none_or(|authority| host_allowed(Some(authority.as_str()), admin))
+}
+
 fn is_port(text: &str) -> bool {
     !text.is_empty() && text.len() <= 5 && text.bytes().all(|b| b.is_ascii_digit())
 }
@@ -239,13 +254,19 @@ impl Gateway {
     ) -> Response<Body> {
         let path = request.uri().path();
         let Some(ui) = ui.filter(|_| !matches!(path, "/livez" | "/readyz" | "/metrics")) else {
-            return self.admin(&request);
+            let mut response = self.admin(&request);
+            // The probes' and metrics' text is never to be sniffed into HTML either.
+            response.headers_mut().insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
+            return response;
         };
-        let host = request
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok());
-        if !host_allowed(host, local.unwrap_or(ui.address)) {
+        if !request_host_allowed(
+            request.headers(),
+            request.uri(),
+            local.unwrap_or(ui.address),
+        ) {
             return harden(error_document(
                 403,
                 "the Host is neither the admin address nor a loopback name (DNS rebinding protection): open the page at http://127.0.0.1:PORT/ or http://localhost:PORT/",
@@ -508,6 +529,50 @@ mod tests {
             assert!(!host_allowed(Some(host), admin), "{host}");
         }
         assert!(!host_allowed(None, admin));
+    }
+
+    #[test]
+    fn a_request_needs_one_allowed_host_and_an_allowed_absolute_target() {
+        let admin = addr("127.0.0.1:9091");
+        let headers = |hosts: &[&str]| {
+            let mut map = http::HeaderMap::new();
+            for host in hosts {
+                map.append(header::HOST, HeaderValue::from_str(host).unwrap());
+            }
+            map
+        };
+        let origin: http::Uri = "/api/deployments".parse().unwrap();
+        assert!(request_host_allowed(
+            &headers(&["localhost:9091"]),
+            &origin,
+            admin
+        ));
+        assert!(!request_host_allowed(&headers(&[]), &origin, admin));
+        // Which of two Host headers a proxy or browser cache in between would use is unknown.
+        for two in [["localhost", "evil.example"], ["evil.example", "localhost"]] {
+            assert!(
+                !request_host_allowed(&headers(&two), &origin, admin),
+                "{two:?}"
+            );
+        }
+        let absolute: http::Uri = "http://evil.example:9091/api/deployments".parse().unwrap();
+        assert!(!request_host_allowed(
+            &headers(&["localhost"]),
+            &absolute,
+            admin
+        ));
+        let absolute: http::Uri = "http://127.0.0.1:9091/api/deployments".parse().unwrap();
+        assert!(request_host_allowed(
+            &headers(&["localhost"]),
+            &absolute,
+            admin
+        ));
+        let userinfo: http::Uri = "http://evil@127.0.0.1:9091/".parse().unwrap();
+        assert!(!request_host_allowed(
+            &headers(&["localhost"]),
+            &userinfo,
+            admin
+        ));
     }
 
     #[test]
