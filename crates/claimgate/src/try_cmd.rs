@@ -280,10 +280,24 @@ fn is_gateway_error(body: &[u8], status: u16) -> bool {
     map.len() == 2 && map["message"].is_string() && map["code"].as_u64() == Some(u64::from(status))
 }
 
-fn read_prefix(answer: reqwest::blocking::Response, limit: u64) -> Vec<u8> {
+/// How long an answer's body may take once its head has come: each read waits at most the
+/// client's timeout, so without this a server dripping a byte a second could hold `try` for
+/// hours.
+const BODY_WAIT: Duration = Duration::from_secs(10);
+
+/// The first `limit` bytes of an answer's body, or what came of them within [`BODY_WAIT`].
+fn read_prefix(mut answer: reqwest::blocking::Response, limit: u64) -> Vec<u8> {
     use std::io::Read as _;
+    let deadline = Instant::now() + BODY_WAIT;
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let mut body = Vec::new();
-    let _ = answer.take(limit).read_to_end(&mut body);
+    let mut chunk = [0u8; 16 * 1024];
+    while body.len() < limit && Instant::now() < deadline {
+        match answer.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(read) => body.extend_from_slice(&chunk[..read.min(limit - body.len())]),
+        }
+    }
     body
 }
 

@@ -257,3 +257,45 @@ fn try_without_records_judges_by_status_and_an_unreachable_gateway_exits_three()
         text(&out)
     );
 }
+
+/// A server posing as a gateway that sends its answer's head at once, then its body a byte
+/// every half second: `try` gives up on the body in bounded time instead of waiting for it.
+#[test]
+fn try_does_not_wait_forever_for_a_dripping_body() {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let server = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut head = [0u8; 4096];
+            let _ = stream.read(&mut head);
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\nopc-request-id: DRIP\r\nContent-Length: 100000\r\n\r\n",
+            );
+            // Gives up after 90 s, so that without the bound the test fails instead of hanging.
+            let dripping = std::time::Instant::now();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && dripping.elapsed() < std::time::Duration::from_secs(90)
+            {
+                if stream.write_all(b"x").is_err() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+        })
+    };
+    let url = format!("http://{address}/v1/private");
+    let started = std::time::Instant::now();
+    let out = try_(&[url.as_str(), "-o", "json"]);
+    let took = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    server.join().unwrap();
+    // Before the bound, this took the body's 100 000 half-seconds.
+    assert!(took < std::time::Duration::from_secs(60), "took {took:?}");
+    let doc = json_of(&out);
+    assert_eq!(doc["status"], 200, "{doc}");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
