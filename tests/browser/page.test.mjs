@@ -4,6 +4,7 @@
 //   CLAIMGATE_GOOD_TOKEN     a token the deployment accepts
 //   CLAIMGATE_BAD_TOKEN      a token issued for another audience (aud check fails)
 //   CLAIMGATE_REFUSED_ID     the opc-request-id of a request the gateway refused (bad token)
+//   CLAIMGATE_HOSTILE_ID     the id of a refused request whose id and User-Agent are markup
 //   CLAIMGATE_SCREENSHOTS    a directory for the screenshots (test artifacts, not committed)
 // and exits 0 when every step passed, printing one line a step.
 import { chromium } from "playwright-core";
@@ -15,9 +16,10 @@ const admin = process.env.CLAIMGATE_ADMIN;
 const good = process.env.CLAIMGATE_GOOD_TOKEN;
 const bad = process.env.CLAIMGATE_BAD_TOKEN;
 const refusedId = process.env.CLAIMGATE_REFUSED_ID;
+const hostileId = process.env.CLAIMGATE_HOSTILE_ID;
 const shots = process.env.CLAIMGATE_SCREENSHOTS || ".";
-if (!admin || !good || !bad || !refusedId) {
-  console.error("CLAIMGATE_ADMIN, CLAIMGATE_GOOD_TOKEN, CLAIMGATE_BAD_TOKEN, CLAIMGATE_REFUSED_ID are needed");
+if (!admin || !good || !bad || !refusedId || !hostileId) {
+  console.error("CLAIMGATE_ADMIN, CLAIMGATE_GOOD_TOKEN, CLAIMGATE_BAD_TOKEN, CLAIMGATE_REFUSED_ID, CLAIMGATE_HOSTILE_ID are needed");
   process.exit(2);
 }
 
@@ -121,7 +123,22 @@ try {
   const path = await page.inputValue("#path");
   check("a refusal fills the form with its request", path === "/v1/private", path);
 
-  // 5. Same origin only, and nothing went wrong in the console.
+  // 5. Markup a client or a deployment file put in what the page shows stays text: the
+  // deployment's label, a request id (and a User-Agent, were the records to show it).
+  check("markup in a label is shown as text", deploymentText.includes("<img src=//evil.example/label.png>"), deploymentText);
+  await page.click("#refresh");
+  const hostileRow = page.locator("#recent-rows tr").filter({ hasText: hostileId });
+  await hostileRow.first().waitFor({ timeout: 10000 });
+  const recentText = await page.textContent("#recent-rows");
+  check("markup in a request id and label is listed as text", recentText.includes(hostileId) && recentText.includes("<img src=//evil.example/label.png>"), recentText);
+  await hostileRow.first().click();
+  await page.waitForFunction((id) => (document.querySelector("#request-detail h3") || {}).textContent === "Request " + id, hostileId, { timeout: 10000 });
+  const hostileDetail = await page.textContent("#request-detail");
+  check("its detail names the id as text", hostileDetail.includes("Request " + hostileId), hostileDetail);
+  const images = await page.evaluate(() => document.querySelectorAll("main img").length);
+  check("no markup became an element", images === 0, String(images));
+
+  // 6. Same origin only, and nothing went wrong in the console.
   check("no request to any other host", foreign.length === 0, foreign.join(", "));
   check("no console error", consoleErrors.length === 0, consoleErrors.join(" | "));
   // The token pasted is not in the page's URL or storage.

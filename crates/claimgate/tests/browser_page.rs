@@ -35,7 +35,8 @@ fn the_troubleshooting_page_works_in_a_real_browser() {
     }
     let signer = Signer::new("k1");
     let deployment = json!({
-        "displayName": "orders",
+        // Markup in a label is shown as text (the deployment list, the recent refusals).
+        "displayName": "orders <img src=//evil.example/label.png>",
         "pathPrefix": "/v1",
         "specification": {
             "requestPolicies": {"authentication": {
@@ -77,6 +78,18 @@ fn the_troubleshooting_page_works_in_a_real_browser() {
         .to_owned();
     // Its access record is written before the page lists it.
     support::records(&gateway.access_log, &refused_id, 1);
+    // A client chooses its request id and User-Agent, which the page shows: as text.
+    let hostile_id = "<img/src=//evil.example/id.png>";
+    let hostile = client()
+        .get(format!("{}/v1/private", gateway.base))
+        .bearer_auth(&bad)
+        .header("opc-request-id", hostile_id)
+        .header("user-agent", "<img src=//evil.example/ua.png>")
+        .send()
+        .unwrap();
+    assert_eq!(hostile.status(), 401);
+    assert_eq!(hostile.headers()["opc-request-id"], hostile_id);
+    support::records(&gateway.access_log, hostile_id, 1);
 
     let shots = repo.join("target/browser");
     std::fs::create_dir_all(&shots).unwrap();
@@ -87,6 +100,7 @@ fn the_troubleshooting_page_works_in_a_real_browser() {
         .env("CLAIMGATE_GOOD_TOKEN", &good)
         .env("CLAIMGATE_BAD_TOKEN", &bad)
         .env("CLAIMGATE_REFUSED_ID", &refused_id)
+        .env("CLAIMGATE_HOSTILE_ID", hostile_id)
         .env("CLAIMGATE_SCREENSHOTS", &shots)
         .env("CLAIMGATE_CHROMIUM", &chromium)
         .output();
