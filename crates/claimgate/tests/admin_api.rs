@@ -773,3 +773,26 @@ fn two_hosts_or_a_foreign_absolute_target_are_refused_and_no_admin_answer_is_sni
     assert!(status.contains(" 405 "), "{status}");
     assert!(head.contains("x-content-type-options: nosniff"), "{head}");
 }
+
+#[test]
+fn a_check_body_that_never_arrives_is_given_up_after_the_read_timeout() {
+    use std::io::{Read as _, Write as _};
+    let signer = Signer::new("k1");
+    let gateway = start_gateway(&deployments(&signer), true, &["--read-timeout", "2"]);
+    let admin = gateway.admin.clone().unwrap();
+    let mut stream = std::net::TcpStream::connect(admin.trim_start_matches("http://")).unwrap();
+    // Generous: the gateway gives up after 2 s; before it did, this read waited for ever.
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    stream
+        .write_all(
+            b"POST /api/check HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"deployment\"",
+        )
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(answer.contains("read timeout"), "{answer}");
+}

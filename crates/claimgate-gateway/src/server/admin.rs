@@ -312,7 +312,21 @@ impl Gateway {
             );
         }
         let limited = http_body_util::Limited::new(request.into_body(), MAX_API_BODY);
-        let bytes = match limited.collect().await {
+        // A body sent a byte at a time would hold the connection and its task for ever: it gets
+        // the read timeout the request's headers had.
+        let collected =
+            match tokio::time::timeout(self.options.read_timeout, limited.collect()).await {
+                Ok(collected) => collected,
+                Err(_) => {
+                    let mut response =
+                        error_document(408, "the body did not arrive within the read timeout");
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    return response;
+                }
+            };
+        let bytes = match collected {
             Ok(collected) => collected.to_bytes(),
             Err(_) => {
                 // The rest of the body is not read: the connection cannot be used again.
