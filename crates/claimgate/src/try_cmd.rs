@@ -437,14 +437,17 @@ fn percent_encode(text: &str) -> String {
 
 /// The URL with the token parameter's value replaced.
 fn redact_url(url: &reqwest::Url, secret: Option<&str>) -> String {
-    let Some(secret) = secret else {
+    // RFC 6750's parameter is a token wherever it comes from (a URL typed with it included),
+    // as the gateway's own logs treat it.
+    let is_secret = |name: &str| name == "access_token" || secret == Some(name);
+    if !url.query_pairs().any(|(name, _)| is_secret(&name)) {
         return url.to_string();
-    };
+    }
     let mut redacted = url.clone();
     let pairs: Vec<(String, String)> = url
         .query_pairs()
         .map(|(n, v)| {
-            let v = if n == secret {
+            let v = if is_secret(&n) {
                 "[redacted]".into()
             } else {
                 v.into_owned()
@@ -633,5 +636,13 @@ mod tests {
         let shown = redact_url(&url, Some("access_token"));
         assert!(!shown.contains("SECRET"), "{shown}");
         assert!(shown.contains("a=1"));
+        // Typed into the URL rather than given with --token: redacted too.
+        let shown = redact_url(&url, None);
+        assert!(!shown.contains("SECRET"), "{shown}");
+        let shown = redact_url(&url, Some("token"));
+        assert!(!shown.contains("SECRET"), "{shown}");
+        // A URL with no secret is shown as given.
+        let plain = reqwest::Url::parse("http://h/p?q=a%20b").unwrap();
+        assert_eq!(redact_url(&plain, None), "http://h/p?q=a%20b");
     }
 }
