@@ -335,6 +335,19 @@ fn setup_full(
     edit: impl Fn(&mut Value),
     more_secrets: Value,
 ) -> Setup {
+    setup_beside(n, oauth, keys, edit, more_secrets, |_| Vec::new())
+}
+
+/// [`setup_full`], with more deployments made from the first (`beside`) served by the same
+/// replicas.
+fn setup_beside(
+    n: usize,
+    oauth: Value,
+    keys: impl Fn(usize) -> Vec<&'static str>,
+    edit: impl Fn(&mut Value),
+    more_secrets: Value,
+    beside: impl Fn(&Value) -> Vec<Value>,
+) -> Setup {
     let rt = runtime();
     let backend = start_header_echo(&rt);
     let idp_port = free_port();
@@ -352,7 +365,9 @@ fn setup_full(
     let secrets = secrets.to_str().unwrap().to_owned();
     let mut web = deployment(&issuer, oauth, backend);
     edit(&mut web);
-    let replicas = Replicas::start_each(n, &[web], |i| {
+    let mut served = vec![web];
+    served.extend(beside(&served[0]));
+    let replicas = Replicas::start_each(n, &served, |i| {
         let mut args = vec!["--secrets".to_owned(), secrets.clone()];
         for key in keys(i) {
             let file = match key {
@@ -983,4 +998,47 @@ fn answers_to_a_session_are_private_for_the_response_cache() {
     let answer = bob.get(&format!("{base}/app/me"));
     let seen: Value = serde_json::from_str(&answer.body).unwrap();
     assert_eq!(seen["x-user"], "bob", "{}", answer.body);
+}
+
+#[test]
+fn a_session_or_flow_of_one_deployment_is_refused_by_another_with_the_same_keys() {
+    // Another deployment on the same replicas, with the same --session-key and provider: a
+    // session made at /app is not a login at /other (its routes, its client, its scopes).
+    let s = setup_beside(
+        1,
+        json!({}),
+        |_| vec!["k1"],
+        |_| {},
+        json!({}),
+        |web| {
+            let mut other = web.clone();
+            other["pathPrefix"] = json!("/other");
+            vec![other]
+        },
+    );
+    let mut b = Browser::new();
+    let callback = start_login(&s, &mut b, 0, "/app/page");
+    let done = b.get(&callback);
+    assert_eq!(done.status, 302, "{}", done.body);
+    assert_eq!(b.get(&format!("{}/app/page", s.base(0))).status, 200);
+    // The browser scopes the cookie to Path=/app; an attacker copies it to /other.
+    let session = session_cookie(&b).expect("a session cookie");
+    let copied = b.get_with(
+        &format!("{}/other/page", s.base(0)),
+        &[("cookie", &format!("claimgate_session={session}"))],
+    );
+    assert_eq!(copied.status, 302, "{}", copied.body);
+    assert!(
+        copied.location().starts_with(&s.idp()),
+        "{}",
+        copied.location()
+    );
+    // Nor does a flow begun at /app finish at /other's login route.
+    let mut c = Browser::new();
+    let callback = start_login(&s, &mut c, 0, "/app/page");
+    let moved = callback.replacen("/app/callback", "/other/callback", 1);
+    assert_ne!(moved, callback);
+    let finished = c.get(&moved);
+    assert_eq!(finished.status, 401, "{}", finished.body);
+    assert!(session_cookie(&c).is_none());
 }

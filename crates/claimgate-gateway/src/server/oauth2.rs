@@ -61,6 +61,13 @@ fn policies<'a>(x: &Exchange<'a>) -> Option<(&'a JwtPolicy, &'a OAuth2Policy)> {
     }
 }
 
+/// What sealed flows and sessions are bound to: the deployment's path prefix and client id
+/// (deployments sharing `--session-key` never take each other's sessions or callbacks).
+fn binding(x: &Exchange<'_>) -> String {
+    let client = x.served.discovery.as_deref().map_or("", |d| d.client_id());
+    format!("{} {client}", x.served.deployment.path_prefix).replace(['\r', '\n'], " ")
+}
+
 fn random_text(bytes: usize) -> String {
     let mut buffer = vec![0u8; bytes];
     aws_lc_rs::rand::SystemRandom::new()
@@ -280,7 +287,7 @@ impl Gateway {
             return Prepared::default();
         };
         let session = keys
-            .open(Purpose::Session, &sealed)
+            .open(Purpose::Session, &binding(x), &sealed)
             .and_then(|plain| serde_json::from_slice::<Session>(&plain).ok());
         let now = wall_clock();
         let session = match session {
@@ -492,7 +499,7 @@ impl Gateway {
         };
         let Some(sealed) = serde_json::to_vec(&state)
             .ok()
-            .and_then(|plain| keys.seal(Purpose::Flow, &plain))
+            .and_then(|plain| keys.seal(Purpose::Flow, &binding(x), &plain))
         else {
             return respond::error(500);
         };
@@ -607,7 +614,7 @@ impl Gateway {
             return self.step_failed(x, 400, &CallbackFailure::NoFlow.reason(), None);
         };
         let Some(state) = keys
-            .open(Purpose::Flow, &sealed)
+            .open(Purpose::Flow, &binding(x), &sealed)
             .and_then(|plain| serde_json::from_slice::<FlowState>(&plain).ok())
         else {
             return self.step_failed(x, 401, &CallbackFailure::FlowExpired.reason(), Some(&name));
@@ -731,7 +738,7 @@ impl Gateway {
         };
         let Some(sealed_session) = serde_json::to_vec(&session)
             .ok()
-            .and_then(|plain| keys.seal(Purpose::Session, &plain))
+            .and_then(|plain| keys.seal(Purpose::Session, &binding(x), &plain))
         else {
             return respond::error(500);
         };
