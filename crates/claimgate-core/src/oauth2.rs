@@ -320,7 +320,8 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Validates the ID token of a code exchange with the core's JOSE and claim checks: the
 /// signature by `keys` (the discovery document's `jwks_uri`), `iss` = the provider's issuer,
-/// `aud` = the client id, `exp` (with the policy's clock skew), then `nonce` = the flow's.
+/// `aud` = the client id, `exp` (with the policy's clock skew), `nonce` = the flow's, and
+/// `azp`, when present, = the client id.
 /// Returns its claims, or the checks that failed.
 pub fn verify_id_token(
     policy: &JwtPolicy,
@@ -379,6 +380,21 @@ pub fn verify_id_token(
                 expected: vec!["the login's nonce".into()],
             }),
         ));
+    }
+    // A token the provider issued to another client (its authorized party) may list this
+    // client among several audiences: it is still not this login's (OpenID Connect Core
+    // 3.1.3.7, items 4 and 5).
+    if let Some(azp) = payload.get("azp") {
+        if azp.as_str() != Some(client_id) {
+            failed.push(Check::new(
+                CheckId::Claim("azp".into()),
+                crate::check::Outcome::fail(crate::check::Failure::ClaimMismatch {
+                    key: "azp".into(),
+                    actual: azp,
+                    expected: vec![client_id.into()],
+                }),
+            ));
+        }
     }
     if failed.is_empty() {
         Ok(payload)
