@@ -1042,3 +1042,74 @@ fn a_session_or_flow_of_one_deployment_is_refused_by_another_with_the_same_keys(
     assert_eq!(finished.status, 401, "{}", finished.body);
     assert!(session_cookie(&c).is_none());
 }
+
+#[test]
+fn an_access_token_the_deployments_policy_refuses_makes_no_session() {
+    // The provider's access token is for api://orders; this deployment wants another
+    // audience, so the login must not stand in for a token the policy refuses.
+    let s = setup_full(
+        1,
+        json!({}),
+        |_| vec!["k1"],
+        |web| {
+            web["specification"]["requestPolicies"]["authentication"]["validationPolicy"]
+                ["additionalValidationPolicy"]["audiences"] = json!(["api://somewhere-else"]);
+        },
+        json!({}),
+    );
+    let mut b = Browser::new();
+    let callback = start_login(&s, &mut b, 0, "/app/page");
+    let done = b.get(&callback);
+    assert_eq!(done.status, 401, "{}", done.body);
+    assert!(
+        done.body
+            .contains("the access token does not pass the deployment's policy"),
+        "{}",
+        done.body
+    );
+    assert!(session_cookie(&b).is_none());
+}
+
+#[test]
+fn a_session_cookie_never_reaches_a_backend_where_it_does_not_open() {
+    // Browsers send the session (Path=/app) to every path below /app: to another deployment
+    // there, and to an anonymous route of an OAUTH2 deployment where it does not open. Its
+    // backend must not get a live session it could replay at /app.
+    let s = setup_beside(
+        1,
+        json!({}),
+        |_| vec!["k1"],
+        |_| {},
+        json!({}),
+        |web| {
+            let me = web["specification"]["routes"][5]["backend"].clone();
+            assert_eq!(me["type"], "HTTP_BACKEND");
+            let team = json!({
+                "displayName": "team",
+                "pathPrefix": "/app/team",
+                "specification": {"routes": [
+                    {"path": "/me", "methods": ["GET"], "backend": me}
+                ]}
+            });
+            let mut anon = web.clone();
+            anon["pathPrefix"] = json!("/app/anon");
+            anon["specification"]["routes"][5]["requestPolicies"]["authorization"] =
+                json!({"type": "ANONYMOUS"});
+            vec![team, anon]
+        },
+    );
+    let mut b = Browser::new();
+    let callback = start_login(&s, &mut b, 0, "/app/page");
+    assert_eq!(b.get(&callback).status, 302);
+    let session = session_cookie(&b).expect("a session cookie");
+    b.set_cookie("127.0.0.1", "theme", "dark");
+    for path in ["/app/team/me", "/app/anon/me"] {
+        let me = b.get(&format!("{}{path}", s.base(0)));
+        assert_eq!(me.status, 200, "{path}: {}", me.body);
+        let seen: Value = serde_json::from_str(&me.body).unwrap();
+        let cookies = seen["cookie"].as_str().unwrap_or_default();
+        assert!(!cookies.contains(&session), "{path} got the session");
+        assert!(!cookies.contains("claimgate_"), "{path}: {cookies}");
+        assert!(cookies.contains("theme=dark"), "{path}: {cookies}");
+    }
+}

@@ -137,6 +137,13 @@ fn post_logout_state(x: &Exchange<'_>, written: &str) -> String {
 /// Takes the gateway's own cookies (the session, flows) out of the `Cookie` header the
 /// backend gets: a backend never holds a session it could replay.
 fn strip_own_cookies(headers: &mut http::HeaderMap) {
+    let own = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .any(|v| v.as_bytes().windows(10).any(|w| w == b"claimgate_"));
+    if !own {
+        return;
+    }
     let kept: Vec<String> = headers
         .get_all(header::COOKIE)
         .iter()
@@ -361,6 +368,9 @@ impl Gateway {
     /// After the verdict: the login and logout routes, CSRF, and the redirect to the provider.
     pub(super) async fn oauth2_answer(&self, x: &mut Exchange<'_>, prepared: Prepared) -> Step {
         let Some((_, oauth)) = policies(x) else {
+            // Browsers send a session cookie to every path below its deployment's prefix,
+            // other deployments' included: their backends never get it.
+            strip_own_cookies(&mut x.parts.headers);
             return Step::Next;
         };
         // The session's token is for the verdict only: the backend never sees it, nor a token
@@ -440,6 +450,9 @@ impl Gateway {
             && !verdict.passed_access()
             && verdict.status.unwrap_or(401) == 401;
         if !refused_authentication {
+            // Whether or not a session opened (an anonymous route, one that expired or is
+            // another deployment's), the backend gets none of the gateway's cookies.
+            strip_own_cookies(&mut x.parts.headers);
             return Step::Next;
         }
         let mode = x
