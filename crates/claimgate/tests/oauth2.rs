@@ -1113,3 +1113,42 @@ fn a_session_cookie_never_reaches_a_backend_where_it_does_not_open() {
         assert!(cookies.contains("theme=dark"), "{path}: {cookies}");
     }
 }
+
+#[test]
+fn a_provider_error_with_markup_or_line_breaks_is_shown_as_inert_text() {
+    let s = setup(1);
+    let mut b = Browser::new();
+    let callback = start_login(&s, &mut b, 0, "/app/page");
+    let state = callback
+        .split("state=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let hostile = "%3Cscript%3Ealert(1)%3C%2Fscript%3E%0D%0AX-Injected%3A%201";
+    let error = b.get(&format!(
+        "{}/app/callback?error={hostile}&state={state}",
+        s.base(0)
+    ));
+    assert_eq!(error.status, 401, "{}", error.body);
+    assert!(error.header("x-injected").is_none());
+    assert_eq!(
+        error.header("content-type").as_deref(),
+        Some("application/json")
+    );
+    // The page echoes what the provider (or whoever wrote the link) sent: no browser may
+    // sniff it into HTML.
+    assert_eq!(
+        error.header("x-content-type-options").as_deref(),
+        Some("nosniff")
+    );
+    assert!(
+        !error.body.contains('\r') && !error.body.contains('\n'),
+        "{}",
+        error.body
+    );
+    let log = s.logged(0, "alert(1)");
+    assert!(!log.contains("\r\nX-Injected"), "{log}");
+    assert!(session_cookie(&b).is_none());
+}

@@ -192,6 +192,7 @@ fn redirect(status: u16, location: &str) -> Response<Body> {
 }
 
 /// A short page for a login that could not finish: the status and what failed, no secrets.
+/// It may echo the callback's `error` or `iss` (escaped), so no browser may sniff it as HTML.
 fn failure_page(status: u16, reason: &str) -> Response<Body> {
     let body =
         json!({"message": format!("The login could not be completed: {reason}."), "code": status});
@@ -201,6 +202,10 @@ fn failure_page(status: u16, reason: &str) -> Response<Body> {
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
+    );
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
     );
     response
         .headers_mut()
