@@ -490,11 +490,13 @@ pub fn session_cookie(headers: &[&str]) -> Option<String> {
 }
 
 /// The session cookie's `(name, value)` pairs for a sealed session: one cookie, or chunks.
+/// An empty value clears that cookie: with chunks, the whole cookie an earlier, shorter
+/// session left (it is read first, so the new session would never be; a login loop).
 pub fn session_cookie_chunks(sealed: &str) -> Vec<(String, &str)> {
     if sealed.len() <= COOKIE_CHUNK {
         return vec![(SESSION_COOKIE.to_owned(), sealed)];
     }
-    sealed
+    let chunks = sealed
         .as_bytes()
         .chunks(COOKIE_CHUNK)
         .enumerate()
@@ -503,7 +505,9 @@ pub fn session_cookie_chunks(sealed: &str) -> Vec<(String, &str)> {
                 format!("{SESSION_COOKIE}_{}", i + 1),
                 std::str::from_utf8(chunk).unwrap_or_default(),
             )
-        })
+        });
+    std::iter::once((SESSION_COOKIE.to_owned(), ""))
+        .chain(chunks)
         .collect()
 }
 
@@ -663,9 +667,13 @@ mod tests {
     fn sessions_split_into_chunks_and_join_back() {
         let long = "x".repeat(COOKIE_CHUNK * 2 + 5);
         let chunks = session_cookie_chunks(&long);
-        assert_eq!(chunks.len(), 3);
+        // Three chunks, and the whole cookie of an earlier, shorter session cleared: it would
+        // be read before the chunks (a new login that never takes).
+        assert_eq!(chunks.len(), 4);
+        assert_eq!(chunks[0], (SESSION_COOKIE.to_owned(), ""));
         let header: String = chunks
             .iter()
+            .filter(|(_, v)| !v.is_empty())
             .map(|(n, v)| format!("{n}={v}"))
             .collect::<Vec<_>>()
             .join("; ");

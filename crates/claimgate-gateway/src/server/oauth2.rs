@@ -771,12 +771,14 @@ impl Gateway {
         let max_age = (session.expires - now.0).max(0);
         if oauth.use_cookies_for_session {
             for (cookie, value) in flow::session_cookie_chunks(&sealed_session) {
+                // An empty value clears a cookie of an earlier session.
+                let age = if value.is_empty() { 0 } else { max_age };
                 add_header(
                     &mut response,
                     header::SET_COOKIE,
                     &format!(
                         "{cookie}={value}{}",
-                        cookie_attributes(prefix, secure, Some(max_age))
+                        cookie_attributes(prefix, secure, Some(age))
                     ),
                 );
             }
