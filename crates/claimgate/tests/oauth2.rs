@@ -1126,6 +1126,11 @@ fn a_provider_error_with_markup_or_line_breaks_is_shown_as_inert_text() {
         .split('&')
         .next()
         .unwrap();
+    let flow_cookie = b.jar["127.0.0.1"]
+        .iter()
+        .find(|(n, _)| n.starts_with("claimgate_flow_"))
+        .map(|(_, v)| v.clone())
+        .expect("a flow cookie");
     let hostile = "%3Cscript%3Ealert(1)%3C%2Fscript%3E%0D%0AX-Injected%3A%201";
     let error = b.get(&format!(
         "{}/app/callback?error={hostile}&state={state}",
@@ -1151,4 +1156,15 @@ fn a_provider_error_with_markup_or_line_breaks_is_shown_as_inert_text() {
     let log = s.logged(0, "alert(1)");
     assert!(!log.contains("\r\nX-Injected"), "{log}");
     assert!(session_cookie(&b).is_none());
+    // A very long callback query: refused by the gateway's limits, never a 5xx.
+    let long = b.get(&format!(
+        "{}/app/callback?state={state}&code={}",
+        s.base(0),
+        "A".repeat(40 * 1024)
+    ));
+    assert!((400..500).contains(&long.status), "{}", long.status);
+    // Neither the flow cookie nor the state reached a log.
+    let logs = format!("{}{}", s.execution_log(0), s.access_log(0));
+    assert!(!logs.contains(&flow_cookie), "the flow cookie was logged");
+    assert!(!logs.contains(state), "the state was logged");
 }
