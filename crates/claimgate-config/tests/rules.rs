@@ -492,6 +492,23 @@ fn cases() -> Vec<Case> {
             ),
             "requestPolicies.authentication.validationFailurePolicy.fallbackRedirectPath: 'home' must start with '/'",
         ),
+        // Browsers read '\' as '/' and drop tabs: "/\evil" and "/<TAB>/evil" are "//evil".
+        case(
+            "OAUTH2: a backslash in a path would redirect off the gateway",
+            discovery_with(
+                "/validationFailurePolicy",
+                with(oauth2_policy(), "/fallbackRedirectPath", json!("/\\evil.example")),
+            ),
+            "requestPolicies.authentication.validationFailurePolicy.fallbackRedirectPath: '/\\\\evil.example' must be a path of this gateway: browsers read a backslash as '/' and drop control characters, so it could send them to another host",
+        ),
+        case(
+            "OAUTH2: a control character in a path would redirect off the gateway",
+            discovery_with(
+                "/validationFailurePolicy",
+                with(oauth2_policy(), "/fallbackRedirectPath", json!("/\t/evil.example")),
+            ),
+            "requestPolicies.authentication.validationFailurePolicy.fallbackRedirectPath: '/\\t/evil.example' must be a path of this gateway: browsers read a backslash as '/' and drop control characters, so it could send them to another host",
+        ),
         case(
             "OAUTH2: maxExpiryDurationInHours is at least 1",
             discovery_with(

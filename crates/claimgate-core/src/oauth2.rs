@@ -320,7 +320,8 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Validates the ID token of a code exchange with the core's JOSE and claim checks: the
 /// signature by `keys` (the discovery document's `jwks_uri`), `iss` = the provider's issuer,
-/// `aud` = the client id, `exp` (with the policy's clock skew), then `nonce` = the flow's.
+/// `aud` = the client id, `exp` (with the policy's clock skew), `nonce` = the flow's, and
+/// `azp`, when present, = the client id.
 /// Returns its claims, or the checks that failed.
 pub fn verify_id_token(
     policy: &JwtPolicy,
@@ -379,6 +380,21 @@ pub fn verify_id_token(
                 expected: vec!["the login's nonce".into()],
             }),
         ));
+    }
+    // A token the provider issued to another client (its authorized party) may list this
+    // client among several audiences: it is still not this login's (OpenID Connect Core
+    // 3.1.3.7, items 4 and 5).
+    if let Some(azp) = payload.get("azp") {
+        if azp.as_str() != Some(client_id) {
+            failed.push(Check::new(
+                CheckId::Claim("azp".into()),
+                crate::check::Outcome::fail(crate::check::Failure::ClaimMismatch {
+                    key: "azp".into(),
+                    actual: azp,
+                    expected: vec![client_id.into()],
+                }),
+            ));
+        }
     }
     if failed.is_empty() {
         Ok(payload)
@@ -474,11 +490,13 @@ pub fn session_cookie(headers: &[&str]) -> Option<String> {
 }
 
 /// The session cookie's `(name, value)` pairs for a sealed session: one cookie, or chunks.
+/// An empty value clears that cookie: with chunks, the whole cookie an earlier, shorter
+/// session left (it is read first, so the new session would never be; a login loop).
 pub fn session_cookie_chunks(sealed: &str) -> Vec<(String, &str)> {
     if sealed.len() <= COOKIE_CHUNK {
         return vec![(SESSION_COOKIE.to_owned(), sealed)];
     }
-    sealed
+    let chunks = sealed
         .as_bytes()
         .chunks(COOKIE_CHUNK)
         .enumerate()
@@ -487,7 +505,9 @@ pub fn session_cookie_chunks(sealed: &str) -> Vec<(String, &str)> {
                 format!("{SESSION_COOKIE}_{}", i + 1),
                 std::str::from_utf8(chunk).unwrap_or_default(),
             )
-        })
+        });
+    std::iter::once((SESSION_COOKIE.to_owned(), ""))
+        .chain(chunks)
         .collect()
 }
 
@@ -647,9 +667,13 @@ mod tests {
     fn sessions_split_into_chunks_and_join_back() {
         let long = "x".repeat(COOKIE_CHUNK * 2 + 5);
         let chunks = session_cookie_chunks(&long);
-        assert_eq!(chunks.len(), 3);
+        // Three chunks, and the whole cookie of an earlier, shorter session cleared: it would
+        // be read before the chunks (a new login that never takes).
+        assert_eq!(chunks.len(), 4);
+        assert_eq!(chunks[0], (SESSION_COOKIE.to_owned(), ""));
         let header: String = chunks
             .iter()
+            .filter(|(_, v)| !v.is_empty())
             .map(|(n, v)| format!("{n}={v}"))
             .collect::<Vec<_>>()
             .join("; ");

@@ -3205,3 +3205,69 @@ fn an_oauth2_id_token_passes_only_with_its_signature_issuer_audience_expiry_and_
     let (head, _) = good.rsplit_once('.').unwrap();
     assert!(verify(&format!("{head}.AAAA")).is_err());
 }
+
+/// Attacks on the ID token: no signature, a MAC keyed by what an attacker knows (the client
+/// secret, the provider's public key), no `exp`, and a token issued to another client that
+/// lists this one among its audiences (`azp`, OpenID Connect Core 3.1.3.7).
+#[test]
+fn an_oauth2_id_token_without_a_real_signature_or_for_another_party_is_refused() {
+    use claimgate_core::oauth2::verify_id_token;
+    let d = deployment();
+    let claimgate_config::Authentication::Jwt(policy) = &d.authentication else {
+        panic!("a JWT policy")
+    };
+    let claimgate_config::KeySource::Static(key_set) = &policy.keys else {
+        panic!("static keys")
+    };
+    let id = |changes: Value| {
+        let mut all =
+            claims_with(json!({"iss": "https://idp.example", "aud": "web", "nonce": "n1"}));
+        for (k, v) in changes.as_object().unwrap() {
+            if v.is_null() {
+                all.as_object_mut().unwrap().remove(k);
+            } else {
+                all[k] = v.clone();
+            }
+        }
+        all
+    };
+    let verify = |raw: &str| {
+        verify_id_token(
+            policy,
+            raw,
+            KeyMaterial::Keys(key_set),
+            "https://idp.example",
+            "web",
+            "n1",
+            NOW,
+        )
+    };
+    let claims = id(json!({}));
+    let none = format!(
+        "{}.{}.",
+        b64(json!({"alg": "none", "typ": "JWT"}).to_string()),
+        b64(claims.to_string())
+    );
+    assert!(verify(&none).is_err(), "alg none");
+    for secret in [
+        b"web-secret".to_vec(),
+        rsa_spki_der(&keys().rsa),
+        rsa_pkcs1_der(&keys().rsa),
+    ] {
+        let hs = token_with(
+            &json!({"alg": "HS256", "kid": "k1", "typ": "JWT"}),
+            &claims,
+            &Signer::Hmac(hmac::HMAC_SHA256, secret),
+        );
+        assert!(verify(&hs).is_err(), "HS256");
+    }
+    assert!(verify(&token(&id(json!({"exp": null})))).is_err(), "no exp");
+    // Several audiences: this client among them passes; a token the provider issued to
+    // another client (its azp) does not, even listing this one.
+    let several = id(json!({"aud": ["other", "web"]}));
+    assert!(verify(&token(&several)).is_ok(), "several audiences");
+    let for_us = id(json!({"aud": ["other", "web"], "azp": "web"}));
+    assert!(verify(&token(&for_us)).is_ok(), "azp = the client");
+    let for_other = id(json!({"aud": ["other", "web"], "azp": "other"}));
+    assert!(verify(&token(&for_other)).is_err(), "azp = another client");
+}

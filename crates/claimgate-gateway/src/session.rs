@@ -17,11 +17,13 @@ pub enum Purpose {
 }
 
 impl Purpose {
-    fn aad(self) -> &'static str {
-        match self {
-            Self::Flow => "claimgate oauth2 flow v1",
-            Self::Session => "claimgate oauth2 session v1",
-        }
+    /// The associated data: the purpose and the deployment (`binding`, which holds no newline).
+    fn aad(self, binding: &str) -> String {
+        let purpose = match self {
+            Self::Flow => "claimgate oauth2 flow v2",
+            Self::Session => "claimgate oauth2 session v2",
+        };
+        format!("{purpose}\n{binding}")
     }
 }
 
@@ -48,24 +50,27 @@ impl SessionKeys {
         })
     }
 
-    /// Seals `plain` under the first key, as base64url (a cookie- and header-safe value).
-    pub fn seal(&self, purpose: Purpose, plain: &[u8]) -> Option<String> {
-        let sealed = self.sealers.first()?.seal(purpose.aad(), plain)?;
+    /// Seals `plain` under the first key, as base64url (a cookie- and header-safe value), for
+    /// `purpose` in the deployment `binding` names: it opens only for both (the same keys
+    /// serve many deployments; a session of one is not a login at another).
+    pub fn seal(&self, purpose: Purpose, binding: &str, plain: &[u8]) -> Option<String> {
+        let sealed = self.sealers.first()?.seal(&purpose.aad(binding), plain)?;
         Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed))
     }
 
     /// Opens a value sealed for `purpose` under any of the keys; `None` when it is too long,
     /// not base64url, or opens under none (tampered, another purpose, a dropped key).
-    pub fn open(&self, purpose: Purpose, text: &str) -> Option<Vec<u8>> {
+    pub fn open(&self, purpose: Purpose, binding: &str, text: &str) -> Option<Vec<u8>> {
         if text.len() > MAX_SEALED_CHARS {
             return None;
         }
         let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(text.trim())
             .ok()?;
+        let aad = purpose.aad(binding);
         self.sealers
             .iter()
-            .find_map(|sealer| sealer.open(purpose.aad(), &sealed))
+            .find_map(|sealer| sealer.open(&aad, &sealed))
     }
 }
 
@@ -83,30 +88,39 @@ mod tests {
         let old = SessionKeys::new(&[key(1)]).unwrap();
         let rotated = SessionKeys::new(&[key(2), key(1)]).unwrap();
         let new_only = SessionKeys::new(&[key(2)]).unwrap();
-        let sealed_old = old.seal(Purpose::Session, b"s").unwrap();
-        assert_eq!(rotated.open(Purpose::Session, &sealed_old).unwrap(), b"s");
-        assert_eq!(new_only.open(Purpose::Session, &sealed_old), None);
-        let sealed_new = rotated.seal(Purpose::Session, b"t").unwrap();
-        assert_eq!(new_only.open(Purpose::Session, &sealed_new).unwrap(), b"t");
-        assert_eq!(old.open(Purpose::Session, &sealed_new), None);
+        let sealed_old = old.seal(Purpose::Session, "d", b"s").unwrap();
+        assert_eq!(
+            rotated.open(Purpose::Session, "d", &sealed_old).unwrap(),
+            b"s"
+        );
+        assert_eq!(new_only.open(Purpose::Session, "d", &sealed_old), None);
+        let sealed_new = rotated.seal(Purpose::Session, "d", b"t").unwrap();
+        assert_eq!(
+            new_only.open(Purpose::Session, "d", &sealed_new).unwrap(),
+            b"t"
+        );
+        assert_eq!(old.open(Purpose::Session, "d", &sealed_new), None);
     }
 
     #[test]
     fn tampered_foreign_or_huge_values_do_not_open() {
         let keys = SessionKeys::new(&[key(1)]).unwrap();
-        let sealed = keys.seal(Purpose::Flow, b"flow").unwrap();
-        assert_eq!(keys.open(Purpose::Session, &sealed), None);
+        let sealed = keys.seal(Purpose::Flow, "d", b"flow").unwrap();
+        assert_eq!(keys.open(Purpose::Session, "d", &sealed), None);
+        // Another deployment's value, under the same keys.
+        assert_eq!(keys.open(Purpose::Flow, "other", &sealed), None);
+        assert_eq!(keys.open(Purpose::Flow, "d", &sealed).unwrap(), b"flow");
         let mut bytes = sealed.clone().into_bytes();
         let last = bytes.len() - 2;
         bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
         assert_eq!(
-            keys.open(Purpose::Flow, &String::from_utf8(bytes).unwrap()),
+            keys.open(Purpose::Flow, "d", &String::from_utf8(bytes).unwrap()),
             None
         );
-        assert_eq!(keys.open(Purpose::Flow, "not base64 at all!"), None);
-        assert_eq!(keys.open(Purpose::Flow, ""), None);
+        assert_eq!(keys.open(Purpose::Flow, "d", "not base64 at all!"), None);
+        assert_eq!(keys.open(Purpose::Flow, "d", ""), None);
         assert_eq!(
-            keys.open(Purpose::Flow, &"A".repeat(MAX_SEALED_CHARS + 1)),
+            keys.open(Purpose::Flow, "d", &"A".repeat(MAX_SEALED_CHARS + 1)),
             None
         );
         assert!(SessionKeys::new(&[]).is_none());

@@ -335,6 +335,19 @@ fn setup_full(
     edit: impl Fn(&mut Value),
     more_secrets: Value,
 ) -> Setup {
+    setup_beside(n, oauth, keys, edit, more_secrets, |_| Vec::new())
+}
+
+/// [`setup_full`], with more deployments made from the first (`beside`) served by the same
+/// replicas.
+fn setup_beside(
+    n: usize,
+    oauth: Value,
+    keys: impl Fn(usize) -> Vec<&'static str>,
+    edit: impl Fn(&mut Value),
+    more_secrets: Value,
+    beside: impl Fn(&Value) -> Vec<Value>,
+) -> Setup {
     let rt = runtime();
     let backend = start_header_echo(&rt);
     let idp_port = free_port();
@@ -352,7 +365,9 @@ fn setup_full(
     let secrets = secrets.to_str().unwrap().to_owned();
     let mut web = deployment(&issuer, oauth, backend);
     edit(&mut web);
-    let replicas = Replicas::start_each(n, &[web], |i| {
+    let mut served = vec![web];
+    served.extend(beside(&served[0]));
+    let replicas = Replicas::start_each(n, &served, |i| {
         let mut args = vec!["--secrets".to_owned(), secrets.clone()];
         for key in keys(i) {
             let file = match key {
@@ -983,4 +998,173 @@ fn answers_to_a_session_are_private_for_the_response_cache() {
     let answer = bob.get(&format!("{base}/app/me"));
     let seen: Value = serde_json::from_str(&answer.body).unwrap();
     assert_eq!(seen["x-user"], "bob", "{}", answer.body);
+}
+
+#[test]
+fn a_session_or_flow_of_one_deployment_is_refused_by_another_with_the_same_keys() {
+    // Another deployment on the same replicas, with the same --session-key and provider: a
+    // session made at /app is not a login at /other (its routes, its client, its scopes).
+    let s = setup_beside(
+        1,
+        json!({}),
+        |_| vec!["k1"],
+        |_| {},
+        json!({}),
+        |web| {
+            let mut other = web.clone();
+            other["pathPrefix"] = json!("/other");
+            vec![other]
+        },
+    );
+    let mut b = Browser::new();
+    let callback = start_login(&s, &mut b, 0, "/app/page");
+    let done = b.get(&callback);
+    assert_eq!(done.status, 302, "{}", done.body);
+    assert_eq!(b.get(&format!("{}/app/page", s.base(0))).status, 200);
+    // The browser scopes the cookie to Path=/app; an attacker copies it to /other.
+    let session = session_cookie(&b).expect("a session cookie");
+    let copied = b.get_with(
+        &format!("{}/other/page", s.base(0)),
+        &[("cookie", &format!("claimgate_session={session}"))],
+    );
+    assert_eq!(copied.status, 302, "{}", copied.body);
+    assert!(
+        copied.location().starts_with(&s.idp()),
+        "{}",
+        copied.location()
+    );
+    // Nor does a flow begun at /app finish at /other's login route.
+    let mut c = Browser::new();
+    let callback = start_login(&s, &mut c, 0, "/app/page");
+    let moved = callback.replacen("/app/callback", "/other/callback", 1);
+    assert_ne!(moved, callback);
+    let finished = c.get(&moved);
+    assert_eq!(finished.status, 401, "{}", finished.body);
+    assert!(session_cookie(&c).is_none());
+}
+
+#[test]
+fn an_access_token_the_deployments_policy_refuses_makes_no_session() {
+    // The provider's access token is for api://orders; this deployment wants another
+    // audience, so the login must not stand in for a token the policy refuses.
+    let s = setup_full(
+        1,
+        json!({}),
+        |_| vec!["k1"],
+        |web| {
+            web["specification"]["requestPolicies"]["authentication"]["validationPolicy"]
+                ["additionalValidationPolicy"]["audiences"] = json!(["api://somewhere-else"]);
+        },
+        json!({}),
+    );
+    let mut b = Browser::new();
+    let callback = start_login(&s, &mut b, 0, "/app/page");
+    let done = b.get(&callback);
+    assert_eq!(done.status, 401, "{}", done.body);
+    assert!(
+        done.body
+            .contains("the access token does not pass the deployment's policy"),
+        "{}",
+        done.body
+    );
+    assert!(session_cookie(&b).is_none());
+}
+
+#[test]
+fn a_session_cookie_never_reaches_a_backend_where_it_does_not_open() {
+    // Browsers send the session (Path=/app) to every path below /app: to another deployment
+    // there, and to an anonymous route of an OAUTH2 deployment where it does not open. Its
+    // backend must not get a live session it could replay at /app.
+    let s = setup_beside(
+        1,
+        json!({}),
+        |_| vec!["k1"],
+        |_| {},
+        json!({}),
+        |web| {
+            let me = web["specification"]["routes"][5]["backend"].clone();
+            assert_eq!(me["type"], "HTTP_BACKEND");
+            let team = json!({
+                "displayName": "team",
+                "pathPrefix": "/app/team",
+                "specification": {"routes": [
+                    {"path": "/me", "methods": ["GET"], "backend": me}
+                ]}
+            });
+            let mut anon = web.clone();
+            anon["pathPrefix"] = json!("/app/anon");
+            anon["specification"]["routes"][5]["requestPolicies"]["authorization"] =
+                json!({"type": "ANONYMOUS"});
+            vec![team, anon]
+        },
+    );
+    let mut b = Browser::new();
+    let callback = start_login(&s, &mut b, 0, "/app/page");
+    assert_eq!(b.get(&callback).status, 302);
+    let session = session_cookie(&b).expect("a session cookie");
+    b.set_cookie("127.0.0.1", "theme", "dark");
+    for path in ["/app/team/me", "/app/anon/me"] {
+        let me = b.get(&format!("{}{path}", s.base(0)));
+        assert_eq!(me.status, 200, "{path}: {}", me.body);
+        let seen: Value = serde_json::from_str(&me.body).unwrap();
+        let cookies = seen["cookie"].as_str().unwrap_or_default();
+        assert!(!cookies.contains(&session), "{path} got the session");
+        assert!(!cookies.contains("claimgate_"), "{path}: {cookies}");
+        assert!(cookies.contains("theme=dark"), "{path}: {cookies}");
+    }
+}
+
+#[test]
+fn a_provider_error_with_markup_or_line_breaks_is_shown_as_inert_text() {
+    let s = setup(1);
+    let mut b = Browser::new();
+    let callback = start_login(&s, &mut b, 0, "/app/page");
+    let state = callback
+        .split("state=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let flow_cookie = b.jar["127.0.0.1"]
+        .iter()
+        .find(|(n, _)| n.starts_with("claimgate_flow_"))
+        .map(|(_, v)| v.clone())
+        .expect("a flow cookie");
+    let hostile = "%3Cscript%3Ealert(1)%3C%2Fscript%3E%0D%0AX-Injected%3A%201";
+    let error = b.get(&format!(
+        "{}/app/callback?error={hostile}&state={state}",
+        s.base(0)
+    ));
+    assert_eq!(error.status, 401, "{}", error.body);
+    assert!(error.header("x-injected").is_none());
+    assert_eq!(
+        error.header("content-type").as_deref(),
+        Some("application/json")
+    );
+    // The page echoes what the provider (or whoever wrote the link) sent: no browser may
+    // sniff it into HTML.
+    assert_eq!(
+        error.header("x-content-type-options").as_deref(),
+        Some("nosniff")
+    );
+    assert!(
+        !error.body.contains('\r') && !error.body.contains('\n'),
+        "{}",
+        error.body
+    );
+    let log = s.logged(0, "alert(1)");
+    assert!(!log.contains("\r\nX-Injected"), "{log}");
+    assert!(session_cookie(&b).is_none());
+    // A very long callback query: refused by the gateway's limits, never a 5xx.
+    let long = b.get(&format!(
+        "{}/app/callback?state={state}&code={}",
+        s.base(0),
+        "A".repeat(40 * 1024)
+    ));
+    assert!((400..500).contains(&long.status), "{}", long.status);
+    // Neither the flow cookie nor the state reached a log.
+    let logs = format!("{}{}", s.execution_log(0), s.access_log(0));
+    assert!(!logs.contains(&flow_cookie), "the flow cookie was logged");
+    assert!(!logs.contains(state), "the state was logged");
 }

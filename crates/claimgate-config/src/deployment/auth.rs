@@ -912,6 +912,19 @@ fn read_failure_policy(
             paths_ok = false;
             continue;
         }
+        // These are redirect targets (fallbackRedirectPath) or redirect URIs: "/\\evil" and
+        // "/<TAB>/evil" are "//evil" to a browser, another host (an open redirect).
+        if path.contains('\\') || path.chars().any(char::is_control) {
+            cx.error(
+                &f.path,
+                format!(
+                    "'{}' must be a path of this gateway: browsers read a backslash as '/' and drop control characters, so it could send them to another host",
+                    path.escape_debug()
+                ),
+            );
+            paths_ok = false;
+            continue;
+        }
         paths[i] = Some(path.to_owned());
         if let Some(backend) = backend {
             notes.route_refs.push(RouteRef {

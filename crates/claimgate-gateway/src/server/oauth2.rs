@@ -61,6 +61,13 @@ fn policies<'a>(x: &Exchange<'a>) -> Option<(&'a JwtPolicy, &'a OAuth2Policy)> {
     }
 }
 
+/// What sealed flows and sessions are bound to: the deployment's path prefix and client id
+/// (deployments sharing `--session-key` never take each other's sessions or callbacks).
+fn binding(x: &Exchange<'_>) -> String {
+    let client = x.served.discovery.as_deref().map_or("", |d| d.client_id());
+    format!("{} {client}", x.served.deployment.path_prefix).replace(['\r', '\n'], " ")
+}
+
 fn random_text(bytes: usize) -> String {
     let mut buffer = vec![0u8; bytes];
     aws_lc_rs::rand::SystemRandom::new()
@@ -130,6 +137,13 @@ fn post_logout_state(x: &Exchange<'_>, written: &str) -> String {
 /// Takes the gateway's own cookies (the session, flows) out of the `Cookie` header the
 /// backend gets: a backend never holds a session it could replay.
 fn strip_own_cookies(headers: &mut http::HeaderMap) {
+    let own = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .any(|v| v.as_bytes().windows(10).any(|w| w == b"claimgate_"));
+    if !own {
+        return;
+    }
     let kept: Vec<String> = headers
         .get_all(header::COOKIE)
         .iter()
@@ -178,6 +192,7 @@ fn redirect(status: u16, location: &str) -> Response<Body> {
 }
 
 /// A short page for a login that could not finish: the status and what failed, no secrets.
+/// It may echo the callback's `error` or `iss` (escaped), so no browser may sniff it as HTML.
 fn failure_page(status: u16, reason: &str) -> Response<Body> {
     let body =
         json!({"message": format!("The login could not be completed: {reason}."), "code": status});
@@ -187,6 +202,10 @@ fn failure_page(status: u16, reason: &str) -> Response<Body> {
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
+    );
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
     );
     response
         .headers_mut()
@@ -280,7 +299,7 @@ impl Gateway {
             return Prepared::default();
         };
         let session = keys
-            .open(Purpose::Session, &sealed)
+            .open(Purpose::Session, &binding(x), &sealed)
             .and_then(|plain| serde_json::from_slice::<Session>(&plain).ok());
         let now = wall_clock();
         let session = match session {
@@ -354,6 +373,9 @@ impl Gateway {
     /// After the verdict: the login and logout routes, CSRF, and the redirect to the provider.
     pub(super) async fn oauth2_answer(&self, x: &mut Exchange<'_>, prepared: Prepared) -> Step {
         let Some((_, oauth)) = policies(x) else {
+            // Browsers send a session cookie to every path below its deployment's prefix,
+            // other deployments' included: their backends never get it.
+            strip_own_cookies(&mut x.parts.headers);
             return Step::Next;
         };
         // The session's token is for the verdict only: the backend never sees it, nor a token
@@ -433,6 +455,9 @@ impl Gateway {
             && !verdict.passed_access()
             && verdict.status.unwrap_or(401) == 401;
         if !refused_authentication {
+            // Whether or not a session opened (an anonymous route, one that expired or is
+            // another deployment's), the backend gets none of the gateway's cookies.
+            strip_own_cookies(&mut x.parts.headers);
             return Step::Next;
         }
         let mode = x
@@ -492,7 +517,7 @@ impl Gateway {
         };
         let Some(sealed) = serde_json::to_vec(&state)
             .ok()
-            .and_then(|plain| keys.seal(Purpose::Flow, &plain))
+            .and_then(|plain| keys.seal(Purpose::Flow, &binding(x), &plain))
         else {
             return respond::error(500);
         };
@@ -607,7 +632,7 @@ impl Gateway {
             return self.step_failed(x, 400, &CallbackFailure::NoFlow.reason(), None);
         };
         let Some(state) = keys
-            .open(Purpose::Flow, &sealed)
+            .open(Purpose::Flow, &binding(x), &sealed)
             .and_then(|plain| serde_json::from_slice::<FlowState>(&plain).ok())
         else {
             return self.step_failed(x, 401, &CallbackFailure::FlowExpired.reason(), Some(&name));
@@ -731,7 +756,7 @@ impl Gateway {
         };
         let Some(sealed_session) = serde_json::to_vec(&session)
             .ok()
-            .and_then(|plain| keys.seal(Purpose::Session, &plain))
+            .and_then(|plain| keys.seal(Purpose::Session, &binding(x), &plain))
         else {
             return respond::error(500);
         };
@@ -746,12 +771,14 @@ impl Gateway {
         let max_age = (session.expires - now.0).max(0);
         if oauth.use_cookies_for_session {
             for (cookie, value) in flow::session_cookie_chunks(&sealed_session) {
+                // An empty value clears a cookie of an earlier session.
+                let age = if value.is_empty() { 0 } else { max_age };
                 add_header(
                     &mut response,
                     header::SET_COOKIE,
                     &format!(
                         "{cookie}={value}{}",
-                        cookie_attributes(prefix, secure, Some(max_age))
+                        cookie_attributes(prefix, secure, Some(age))
                     ),
                 );
             }
