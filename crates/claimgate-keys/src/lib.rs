@@ -387,28 +387,15 @@ impl ProviderClient {
         post: bool,
         ssl_verify_disabled: bool,
     ) -> Result<serde_json::Map<String, serde_json::Value>, FetchError> {
-        refuse_link_local(endpoint)?;
-        let mut form = vec![("token", token), ("token_type_hint", "access_token")];
-        let mut request = self
-            .client(ssl_verify_disabled)
-            .post(endpoint)
-            .header("accept", "application/json");
-        if post {
-            form.push(("client_id", client_id));
-            form.push(("client_secret", client_secret));
-        } else {
-            // RFC 6749 §2.3.1: the id and secret are form-urlencoded before Basic encoding.
-            request = request.basic_auth(form_encode(client_id), Some(form_encode(client_secret)));
-        }
-        let body: String = form
-            .iter()
-            .map(|(k, v)| format!("{k}={}", form_encode(v)))
-            .collect::<Vec<_>>()
-            .join("&");
-        let request = request
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body);
-        let body = read_json_body(request).await?;
+        let form = vec![("token", token), ("token_type_hint", "access_token")];
+        let client = ClientCredentials {
+            id: client_id,
+            secret: client_secret,
+            post,
+        };
+        let body = self
+            .post_form_as_client(endpoint, form, &client, ssl_verify_disabled)
+            .await?;
         let answer = claimgate_jose::json::parse_object(&body, 16)
             .map_err(|e| FetchError::Parse(format!("the introspection answer is {e}")))?;
         match answer.get("active") {
@@ -420,6 +407,48 @@ impl ProviderClient {
                 "the introspection answer has no 'active'".into(),
             )),
         }
+    }
+}
+
+/// How a confidential client authenticates at a provider's endpoint.
+struct ClientCredentials<'a> {
+    id: &'a str,
+    secret: &'a str,
+    /// `client_secret_post` (in the form) rather than `client_secret_basic`.
+    post: bool,
+}
+
+impl ProviderClient {
+    /// POSTs `form` to `endpoint` as the client (introspection, the code exchange) and reads
+    /// the answer's body, at most [`MAX_ANSWER_BYTES`]. Link-local addresses are never called.
+    async fn post_form_as_client(
+        &self,
+        endpoint: &str,
+        mut form: Vec<(&str, &str)>,
+        client: &ClientCredentials<'_>,
+        ssl_verify_disabled: bool,
+    ) -> Result<Vec<u8>, FetchError> {
+        refuse_link_local(endpoint)?;
+        let mut request = self
+            .client(ssl_verify_disabled)
+            .post(endpoint)
+            .header("accept", "application/json");
+        if client.post {
+            form.push(("client_id", client.id));
+            form.push(("client_secret", client.secret));
+        } else {
+            // RFC 6749 §2.3.1: the id and secret are form-urlencoded before Basic encoding.
+            request = request.basic_auth(form_encode(client.id), Some(form_encode(client.secret)));
+        }
+        let body: String = form
+            .iter()
+            .map(|(k, v)| format!("{k}={}", form_encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let request = request
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        read_json_body(request).await
     }
 }
 
@@ -439,7 +468,6 @@ impl ProviderClient {
         post: bool,
         ssl_verify_disabled: bool,
     ) -> Result<serde_json::Map<String, serde_json::Value>, FetchError> {
-        refuse_link_local(endpoint)?;
         let mut form = vec![
             ("grant_type", "authorization_code"),
             ("code", code),
@@ -448,25 +476,14 @@ impl ProviderClient {
         if let Some(verifier) = verifier {
             form.push(("code_verifier", verifier));
         }
-        let mut request = self
-            .client(ssl_verify_disabled)
-            .post(endpoint)
-            .header("accept", "application/json");
-        if post {
-            form.push(("client_id", client_id));
-            form.push(("client_secret", client_secret));
-        } else {
-            request = request.basic_auth(form_encode(client_id), Some(form_encode(client_secret)));
-        }
-        let body: String = form
-            .iter()
-            .map(|(k, v)| format!("{k}={}", form_encode(v)))
-            .collect::<Vec<_>>()
-            .join("&");
-        let request = request
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body);
-        let body = read_json_body(request).await?;
+        let client = ClientCredentials {
+            id: client_id,
+            secret: client_secret,
+            post,
+        };
+        let body = self
+            .post_form_as_client(endpoint, form, &client, ssl_verify_disabled)
+            .await?;
         claimgate_jose::json::parse_object(&body, 16)
             .map_err(|e| FetchError::Parse(format!("the token answer is {e}")))
     }
