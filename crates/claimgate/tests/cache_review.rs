@@ -185,39 +185,6 @@ fn start_with(redis: &Redis, deployment: Value, extra: &[String]) -> Gateway {
     gateway
 }
 
-fn wait_for_code(gateway: &Gateway, code: &str) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let found: Vec<Value> = std::fs::read_to_string(&gateway.execution_log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|r| r["data"]["code"] == code)
-            .collect();
-        if !found.is_empty() || Instant::now() > deadline {
-            return found;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The `responseCache.*` codes of one request, once `at_least` are written.
-fn cache_codes(gateway: &Gateway, request_id: &str, at_least: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let codes: Vec<String> = records(&gateway.execution_log, request_id, 0)
-            .iter()
-            .filter_map(|r| r["data"]["code"].as_str())
-            .filter(|c| c.starts_with("responseCache."))
-            .map(str::to_owned)
-            .collect();
-        if codes.len() >= at_least || Instant::now() > deadline {
-            return codes;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[derive(Debug)]
 struct Answer {
     status: u16,
@@ -793,4 +760,19 @@ fn a_functions_backend_setting_a_cookie_is_not_stored() {
         (Some("HIT"), "/v1/plain call 3")
     );
     assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+/// The execution-log records of `gateway` with `code`, waiting up to 10 s for one.
+fn wait_for_code(gateway: &Gateway, code: &str) -> Vec<Value> {
+    support::records_with_code(&gateway.execution_log, code, Duration::from_secs(10))
+}
+
+/// The codes of one request's `responseCache.*` records, waiting for `at_least` of them.
+fn cache_codes(gateway: &Gateway, request_id: &str, at_least: usize) -> Vec<String> {
+    support::codes_with_prefix(
+        &gateway.execution_log,
+        request_id,
+        "responseCache.",
+        at_least,
+    )
 }

@@ -181,40 +181,6 @@ fn get(gateway: &Gateway, path: &str, headers: &[(&str, &str)]) -> Answer {
     send(gateway, "GET", path, headers)
 }
 
-/// The records of `gateway` with `code`, waiting up to `within` for one.
-fn wait_for_code(gateway: &Gateway, code: &str, within: Duration) -> Vec<Value> {
-    let deadline = Instant::now() + within;
-    loop {
-        let found: Vec<Value> = std::fs::read_to_string(&gateway.execution_log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|r| r["data"]["code"] == code)
-            .collect();
-        if !found.is_empty() || Instant::now() > deadline {
-            return found;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The codes of one request's `responseCache.*` records, waiting for `at_least` of them.
-fn cache_codes(gateway: &Gateway, request_id: &str, at_least: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let codes: Vec<String> = records(&gateway.execution_log, request_id, 0)
-            .iter()
-            .filter_map(|r| r["data"]["code"].as_str())
-            .filter(|c| c.starts_with("responseCache."))
-            .map(str::to_owned)
-            .collect();
-        if codes.len() >= at_least || Instant::now() > deadline {
-            return codes;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A `GET` that misses, once its answer is stored (the store finishes after the body).
 fn stored_miss(gateway: &Gateway, path: &str, headers: &[(&str, &str)]) -> Answer {
     let answer = get(gateway, path, headers);
@@ -1297,4 +1263,19 @@ fn proxy_credentials_make_a_request_private() {
         (answer.status, answer.cache.as_deref()),
         (200, Some("MISS"))
     );
+}
+
+/// The execution-log records of `gateway` with `code`, waiting up to `within` for one.
+fn wait_for_code(gateway: &Gateway, code: &str, within: Duration) -> Vec<Value> {
+    support::records_with_code(&gateway.execution_log, code, within)
+}
+
+/// The codes of one request's `responseCache.*` records, waiting for `at_least` of them.
+fn cache_codes(gateway: &Gateway, request_id: &str, at_least: usize) -> Vec<String> {
+    support::codes_with_prefix(
+        &gateway.execution_log,
+        request_id,
+        "responseCache.",
+        at_least,
+    )
 }

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod support;
 
@@ -23,23 +23,6 @@ fn limited(rate: u64) -> Value {
                         "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200, "body": "hi"}}]
         }
     })
-}
-
-/// The execution-log records of `gateway` with `code`, waiting up to `within` for one.
-fn wait_for_code(gateway: &Gateway, code: &str, within: Duration) -> Vec<Value> {
-    let deadline = Instant::now() + within;
-    loop {
-        let found: Vec<Value> = std::fs::read_to_string(&gateway.execution_log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|r| r["data"]["code"] == code)
-            .collect();
-        if !found.is_empty() || Instant::now() > deadline {
-            return found;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn metrics(gateway: &Gateway) -> String {
@@ -465,4 +448,9 @@ fn one_round_trip_per_limited_request_none_without_rate_limiting_and_scripts_rel
     let stats = command_stats(&redis);
     let evalsha = stats.iter().find(|(name, _, _)| name == "evalsha").unwrap();
     assert_eq!(evalsha.1 - evalsha.2, 15, "{stats:?}");
+}
+
+/// The execution-log records of `gateway` with `code`, waiting up to `within` for one.
+fn wait_for_code(gateway: &Gateway, code: &str, within: Duration) -> Vec<Value> {
+    support::records_with_code(&gateway.execution_log, code, within)
 }

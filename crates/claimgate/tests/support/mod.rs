@@ -296,6 +296,46 @@ pub(crate) fn records(path: &Path, request_id: &str, at_least: usize) -> Vec<Val
     }
 }
 
+/// The execution-log records in `path` with `code`, waiting up to `within` for one.
+pub(crate) fn records_with_code(path: &Path, code: &str, within: Duration) -> Vec<Value> {
+    let deadline = Instant::now() + within;
+    loop {
+        let found: Vec<Value> = std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|r| r["data"]["code"] == code)
+            .collect();
+        if !found.is_empty() || Instant::now() > deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The codes of one request's records that start with `prefix` (`responseCache.`), waiting up
+/// to 5 s for `at_least` of them.
+pub(crate) fn codes_with_prefix(
+    path: &Path,
+    request_id: &str,
+    prefix: &str,
+    at_least: usize,
+) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let codes: Vec<String> = records(path, request_id, 0)
+            .iter()
+            .filter_map(|r| r["data"]["code"].as_str())
+            .filter(|c| c.starts_with(prefix))
+            .map(str::to_owned)
+            .collect();
+        if codes.len() >= at_least || Instant::now() > deadline {
+            return codes;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Seconds since the Unix epoch.
 pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
