@@ -426,20 +426,17 @@ fn judge_access(
         Authentication::Custom(policy) => {
             crate::authorizer::evaluate_custom(policy, route, info, request, introspection, explain)
         }
-        Authentication::Jwt(policy) => {
-            let keys = KeyMaterial::for_policy(policy, keys);
-            evaluate_jwt(
-                policy,
-                route,
-                info,
-                request,
-                keys,
-                introspection,
-                now,
-                cache,
-                explain,
-            )
-        }
+        Authentication::Jwt(policy) => evaluate_jwt(
+            policy,
+            route,
+            info,
+            request,
+            keys,
+            introspection,
+            now,
+            cache,
+            explain,
+        ),
         Authentication::Dynamic(dynamic) => {
             let selection = select_server(dynamic, request, &info.params);
             let Some(index) = selection.server else {
@@ -464,20 +461,17 @@ fn judge_access(
                 return verdict;
             };
             let mut verdict = match &dynamic.servers[index].policy {
-                ServerPolicy::Jwt(policy) => {
-                    let keys = KeyMaterial::for_policy(policy, keys);
-                    evaluate_jwt(
-                        policy,
-                        route,
-                        info,
-                        request,
-                        keys,
-                        introspection,
-                        now,
-                        cache,
-                        explain,
-                    )
-                }
+                ServerPolicy::Jwt(policy) => evaluate_jwt(
+                    policy,
+                    route,
+                    info,
+                    request,
+                    keys,
+                    introspection,
+                    now,
+                    cache,
+                    explain,
+                ),
                 ServerPolicy::Custom(policy) => crate::authorizer::evaluate_custom(
                     policy,
                     route,
@@ -660,12 +654,14 @@ fn evaluate_jwt(
     route: &Route,
     info: RouteInfo,
     request: &dyn RequestView,
-    keys: KeyMaterial<'_>,
+    remote: KeyMaterial<'_>,
     introspection: Introspection<'_>,
     now: UnixTime,
     cache: Option<&dyn VerificationCache>,
     explain: Explain,
 ) -> Verdict {
+    // Every JWT policy, top-level or a dynamic server's, picks its keys here once.
+    let keys = KeyMaterial::for_policy(policy, remote);
     let anonymous = route.authorization == Authorization::Anonymous;
     let flavor = Some(policy.flavor);
     let mut checks = Vec::with_capacity(12 + policy.verify_claims.len());
