@@ -598,7 +598,6 @@ pub(crate) fn finish(
             Backend::Stock(stock) => Some(stock.status),
             // Chosen (dynamic routing) or answered (HTTP, functions) after the verdict.
             Backend::Http(_) | Backend::Functions(_) | Backend::Dynamic(_) => None,
-            Backend::Unsupported { .. } => Some(502),
             // Answered by the gateway's OAUTH2 flow before the verdict is enforced.
             Backend::OAuth2Login | Backend::OAuth2Logout(_) => None,
         }
