@@ -524,39 +524,24 @@ fn unrouted(deployment: &Deployment, why: Unrouted, status: u16) -> Verdict {
         Unrouted::PathRejected(_) => PATH_REJECTED,
         _ => NO_ROUTE,
     };
-    let rules = match &deployment.authentication {
-        Authentication::Jwt(policy) => policy.verify_claims.as_slice(),
-        _ => &[],
-    };
-    if matches!(deployment.authentication, Authentication::Custom(_)) {
-        let checks = [CheckId::Token, CheckId::Function, CheckId::Scope]
+    let checks = match &deployment.authentication {
+        Authentication::Jwt(policy) => all_skipped(note, &policy.verify_claims),
+        Authentication::Custom(_) => [CheckId::Token, CheckId::Function, CheckId::Scope]
             .map(|id| Check::skip(id, note))
-            .into();
-        return Verdict {
-            decision: Decision::Deny,
-            status: Some(status),
-            route: None,
-            unrouted: Some(why),
-            checks,
-            flavor: None,
-            claims: None,
-            unsupported: None,
-            selection: None,
-            validation: Validation::NotJudged,
-        };
-    }
+            .into(),
+        Authentication::Dynamic(_) => {
+            let mut checks = vec![Check::skip(CheckId::Server, note)];
+            checks.extend(all_skipped(note, &[]));
+            checks
+        }
+        Authentication::None | Authentication::Unsupported { .. } => all_skipped(note, &[]),
+    };
     Verdict {
         decision: Decision::Deny,
         status: Some(status),
         route: None,
         unrouted: Some(why),
-        checks: if matches!(deployment.authentication, Authentication::Dynamic(_)) {
-            let mut checks = vec![Check::skip(CheckId::Server, note)];
-            checks.extend(all_skipped(note, rules));
-            checks
-        } else {
-            all_skipped(note, rules)
-        },
+        checks,
         flavor: None,
         claims: None,
         unsupported: None,
