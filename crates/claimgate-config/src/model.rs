@@ -983,15 +983,11 @@ pub enum Backend {
     OAuth2Login,
     /// `OAUTH2_LOGOUT_BACKEND`: ends the OAUTH2 session.
     OAuth2Logout(OAuth2Logout),
-    /// A backend type claimgate does not serve.
-    Unsupported {
-        kind: String,
-    },
 }
 
 impl Backend {
     /// The backend's type as OCI names it.
-    pub fn kind(&self) -> &str {
+    pub fn kind(&self) -> &'static str {
         match self {
             Self::Stock(_) => "STOCK_RESPONSE_BACKEND",
             Self::Http(_) => "HTTP_BACKEND",
@@ -999,7 +995,6 @@ impl Backend {
             Self::Dynamic(_) => "DYNAMIC_ROUTING_BACKEND",
             Self::OAuth2Login => "OAUTH2_LOGIN_BACKEND",
             Self::OAuth2Logout(_) => "OAUTH2_LOGOUT_BACKEND",
-            Self::Unsupported { kind } => kind,
         }
     }
 }

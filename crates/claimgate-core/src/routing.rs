@@ -230,12 +230,9 @@ impl Verdict {
                 }
             },
             Some(Backend::Functions(_)) => self.status = None,
-            Some(
-                Backend::Dynamic(_)
-                | Backend::Unsupported { .. }
-                | Backend::OAuth2Login
-                | Backend::OAuth2Logout(_),
-            ) => self.status = Some(502),
+            Some(Backend::Dynamic(_) | Backend::OAuth2Login | Backend::OAuth2Logout(_)) => {
+                self.status = Some(502)
+            }
         }
         Some(judgement)
     }

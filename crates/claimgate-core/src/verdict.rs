@@ -426,20 +426,17 @@ fn judge_access(
         Authentication::Custom(policy) => {
             crate::authorizer::evaluate_custom(policy, route, info, request, introspection, explain)
         }
-        Authentication::Jwt(policy) => {
-            let keys = KeyMaterial::for_policy(policy, keys);
-            evaluate_jwt(
-                policy,
-                route,
-                info,
-                request,
-                keys,
-                introspection,
-                now,
-                cache,
-                explain,
-            )
-        }
+        Authentication::Jwt(policy) => evaluate_jwt(
+            policy,
+            route,
+            info,
+            request,
+            keys,
+            introspection,
+            now,
+            cache,
+            explain,
+        ),
         Authentication::Dynamic(dynamic) => {
             let selection = select_server(dynamic, request, &info.params);
             let Some(index) = selection.server else {
@@ -464,20 +461,17 @@ fn judge_access(
                 return verdict;
             };
             let mut verdict = match &dynamic.servers[index].policy {
-                ServerPolicy::Jwt(policy) => {
-                    let keys = KeyMaterial::for_policy(policy, keys);
-                    evaluate_jwt(
-                        policy,
-                        route,
-                        info,
-                        request,
-                        keys,
-                        introspection,
-                        now,
-                        cache,
-                        explain,
-                    )
-                }
+                ServerPolicy::Jwt(policy) => evaluate_jwt(
+                    policy,
+                    route,
+                    info,
+                    request,
+                    keys,
+                    introspection,
+                    now,
+                    cache,
+                    explain,
+                ),
                 ServerPolicy::Custom(policy) => crate::authorizer::evaluate_custom(
                     policy,
                     route,
@@ -530,39 +524,24 @@ fn unrouted(deployment: &Deployment, why: Unrouted, status: u16) -> Verdict {
         Unrouted::PathRejected(_) => PATH_REJECTED,
         _ => NO_ROUTE,
     };
-    let rules = match &deployment.authentication {
-        Authentication::Jwt(policy) => policy.verify_claims.as_slice(),
-        _ => &[],
-    };
-    if matches!(deployment.authentication, Authentication::Custom(_)) {
-        let checks = [CheckId::Token, CheckId::Function, CheckId::Scope]
+    let checks = match &deployment.authentication {
+        Authentication::Jwt(policy) => all_skipped(note, &policy.verify_claims),
+        Authentication::Custom(_) => [CheckId::Token, CheckId::Function, CheckId::Scope]
             .map(|id| Check::skip(id, note))
-            .into();
-        return Verdict {
-            decision: Decision::Deny,
-            status: Some(status),
-            route: None,
-            unrouted: Some(why),
-            checks,
-            flavor: None,
-            claims: None,
-            unsupported: None,
-            selection: None,
-            validation: Validation::NotJudged,
-        };
-    }
+            .into(),
+        Authentication::Dynamic(_) => {
+            let mut checks = vec![Check::skip(CheckId::Server, note)];
+            checks.extend(all_skipped(note, &[]));
+            checks
+        }
+        Authentication::None | Authentication::Unsupported { .. } => all_skipped(note, &[]),
+    };
     Verdict {
         decision: Decision::Deny,
         status: Some(status),
         route: None,
         unrouted: Some(why),
-        checks: if matches!(deployment.authentication, Authentication::Dynamic(_)) {
-            let mut checks = vec![Check::skip(CheckId::Server, note)];
-            checks.extend(all_skipped(note, rules));
-            checks
-        } else {
-            all_skipped(note, rules)
-        },
+        checks,
         flavor: None,
         claims: None,
         unsupported: None,
@@ -604,7 +583,6 @@ pub(crate) fn finish(
             Backend::Stock(stock) => Some(stock.status),
             // Chosen (dynamic routing) or answered (HTTP, functions) after the verdict.
             Backend::Http(_) | Backend::Functions(_) | Backend::Dynamic(_) => None,
-            Backend::Unsupported { .. } => Some(502),
             // Answered by the gateway's OAUTH2 flow before the verdict is enforced.
             Backend::OAuth2Login | Backend::OAuth2Logout(_) => None,
         }
@@ -660,12 +638,14 @@ fn evaluate_jwt(
     route: &Route,
     info: RouteInfo,
     request: &dyn RequestView,
-    keys: KeyMaterial<'_>,
+    remote: KeyMaterial<'_>,
     introspection: Introspection<'_>,
     now: UnixTime,
     cache: Option<&dyn VerificationCache>,
     explain: Explain,
 ) -> Verdict {
+    // Every JWT policy, top-level or a dynamic server's, picks its keys here once.
+    let keys = KeyMaterial::for_policy(policy, remote);
     let anonymous = route.authorization == Authorization::Anonymous;
     let flavor = Some(policy.flavor);
     let mut checks = Vec::with_capacity(12 + policy.verify_claims.len());

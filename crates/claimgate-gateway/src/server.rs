@@ -1572,10 +1572,7 @@ impl Gateway {
                     }
                 }
             }
-            Backend::Dynamic(_)
-            | Backend::Unsupported { .. }
-            | Backend::OAuth2Login
-            | Backend::OAuth2Logout(_) => {
+            Backend::Dynamic(_) | Backend::OAuth2Login | Backend::OAuth2Logout(_) => {
                 let kind = backend.kind();
                 self.logs.execution(
                     context,

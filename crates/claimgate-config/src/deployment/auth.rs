@@ -1098,7 +1098,7 @@ pub(crate) fn read_dynamic_authentication(
     cx: &mut Cx,
     field: &Field<'_>,
     notes: &mut Notes,
-) -> Option<Option<DynamicAuthentication>> {
+) -> Option<DynamicAuthentication> {
     let mut obj = field.object(cx)?;
     let selector = obj
         .require(cx, "selectionSource")
@@ -1115,9 +1115,6 @@ pub(crate) fn read_dynamic_authentication(
         return None;
     }
     let mut rules = KeyRules::default();
-    // Unenforced members inside the servers are reported as themselves once the servers are
-    // evaluated; while a server is unsupported, the whole dynamicAuthentication is reported.
-    let mut inner = Notes::default();
     let mut read = Vec::new();
     let mut keys = Vec::new();
     let mut ok = true;
@@ -1131,15 +1128,12 @@ pub(crate) fn read_dynamic_authentication(
             .and_then(|f| read_selection_key(cx, &f, &mut rules));
         let detail = server
             .require(cx, "authenticationServerDetail")
-            .and_then(|f| read_authentication(cx, &f, &mut inner).map(|p| (f.path.clone(), p)));
+            .and_then(|f| read_authentication(cx, &f, notes).map(|p| (f.path.clone(), p)));
         server.finish(cx, &["key", "authenticationServerDetail"]);
         ok &= key.is_some() && detail.is_some();
         keys.extend(key);
         read.extend(detail);
     }
-    notes.route_refs.append(&mut inner.route_refs);
-    notes.secret_refs.append(&mut inner.secret_refs);
-    notes.function_refs.append(&mut inner.function_refs);
     if selector
         .as_ref()
         .is_some_and(|s| s.table == ContextTable::Auth)
@@ -1181,12 +1175,12 @@ pub(crate) fn read_dynamic_authentication(
         return None;
     }
     let mut servers = Vec::with_capacity(read.len());
-    for (key, (_, policy)) in keys.into_iter().zip(read) {
+    for (key, (path, policy)) in keys.into_iter().zip(read) {
         match policy.authentication {
             Authentication::Jwt(jwt) => {
                 // The gateway applies MODIFY_RESPONSE of the deployment's own policy only.
                 if jwt.failure_response.is_some() || jwt.oauth2.is_some() {
-                    inner.unenforced(&cx.member(&jwt.path, "validationFailurePolicy"), true);
+                    notes.unenforced(&cx.member(&jwt.path, "validationFailurePolicy"), true);
                 }
                 servers.push(AuthServer {
                     name: key.name,
@@ -1197,7 +1191,7 @@ pub(crate) fn read_dynamic_authentication(
             }
             Authentication::Custom(custom) => {
                 if custom.failure_response.is_some() {
-                    inner.unenforced(&cx.member(&custom.path, "validationFailurePolicy"), true);
+                    notes.unenforced(&cx.member(&custom.path, "validationFailurePolicy"), true);
                 }
                 servers.push(AuthServer {
                     name: key.name,
@@ -1206,9 +1200,12 @@ pub(crate) fn read_dynamic_authentication(
                     policy: ServerPolicy::Custom(*custom),
                 })
             }
-            _ => return Some(None),
+            // read_authentication yields JWT or custom policies only; fail closed if that changes.
+            _ => {
+                cx.error(&path, "not an authentication server policy");
+                return None;
+            }
         }
     }
-    notes.unenforced.append(&mut inner.unenforced);
-    Some(Some(DynamicAuthentication { selector, servers }))
+    Some(DynamicAuthentication { selector, servers })
 }

@@ -213,7 +213,6 @@ pub(crate) fn read_backend(
                     "empty: claimgate allows only paths in the deployment as postLogoutUrl (OCI allows any URL)",
                 );
             }
-            let _ = &notes;
             Some(Backend::OAuth2Logout(OAuth2Logout {
                 allowed_post_logout_uris: uris.flatten().unwrap_or_default(),
                 post_logout_state: state.flatten().map(str::to_owned),

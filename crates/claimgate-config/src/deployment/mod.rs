@@ -331,16 +331,11 @@ fn check_overlap(cx: &mut Cx, mine: &RouteKey, earlier: &[RouteKey]) {
     }
 }
 
-/// The backend type a route has, as OCI names it.
-fn backend_kind(backend: &Backend) -> &str {
-    backend.kind()
-}
-
 fn check_route_refs(cx: &mut Cx, refs: &[RouteRef], routes: &[(String, Route)]) {
     for r in refs {
-        let found = routes.iter().any(|(_, route)| {
-            route.path.as_str() == r.path && backend_kind(&route.backend) == r.backend
-        });
+        let found = routes
+            .iter()
+            .any(|(_, route)| route.path.as_str() == r.path && route.backend.kind() == r.backend);
         if !found {
             cx.error(
                 &r.at,
@@ -469,47 +464,45 @@ fn read_route(
                 authorization = read_authorization(cx, &f);
                 explicit_authorization = Some(f.path);
             }
-            let mut note = |notes: &mut Notes, path: &str, read: Option<bool>| match read {
-                Some(in_effect) => notes.unenforced(path, in_effect),
-                None => policies_ok = false,
-            };
+            // Every request policy of a route is enforced by the gateway: none is reported as
+            // unenforced; one that does not read makes the route invalid.
             if let Some(f) = policies.take("cors") {
                 // Enforced by the gateway: never reported as unenforced.
                 let read = read_cors(cx, &f);
-                note(notes, &f.path, read.as_ref().map(|_| false));
+                policies_ok &= read.is_some();
                 cors = read.flatten();
             }
             if let Some(f) = policies.take("queryParameterValidations") {
                 // Enforced by the gateway: never reported as unenforced.
                 let read = read_item_validations(cx, &f, "parameters", Target::QueryParameters);
-                note(notes, &f.path, read.as_ref().map(|_| false));
+                policies_ok &= read.is_some();
                 validations.query_parameters = read.flatten();
             }
             if let Some(f) = policies.take("headerValidations") {
                 let read = read_item_validations(cx, &f, "headers", Target::RequestHeaders);
-                note(notes, &f.path, read.as_ref().map(|_| false));
+                policies_ok &= read.is_some();
                 validations.headers = read.flatten();
             }
             if let Some(f) = policies.take("bodyValidation") {
                 let read = read_body_validation(cx, &f);
-                note(notes, &f.path, read.as_ref().map(|_| false));
+                policies_ok &= read.is_some();
                 validations.body = read.flatten();
             }
             if let Some(f) = policies.take("headerTransformations") {
                 // Enforced by the gateway: never reported as unenforced.
                 let read = read_transformations(cx, &f, Target::RequestHeaders, &scope);
-                note(notes, &f.path, read.as_ref().map(|_| false));
+                policies_ok &= read.is_some();
                 header_transformations = read.filter(|t| !t.is_empty());
             }
             if let Some(f) = policies.take("queryParameterTransformations") {
                 let read = read_transformations(cx, &f, Target::QueryParameters, &scope);
-                note(notes, &f.path, read.as_ref().map(|_| false));
+                policies_ok &= read.is_some();
                 query_parameter_transformations = read.filter(|t| !t.is_empty());
             }
             if let Some(f) = policies.take("responseCacheLookup") {
                 // Enforced by the gateway (with the gateway resource's cache server).
                 let read = read_cache_lookup(cx, &f, &scope);
-                note(notes, &f.path, read.as_ref().map(|_| false));
+                policies_ok &= read.is_some();
                 response_cache_lookup = read.flatten();
                 cache_lookup_path = Some(f.path.clone());
             }

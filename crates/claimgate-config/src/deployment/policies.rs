@@ -69,25 +69,10 @@ pub(crate) fn read_request_policies(
             );
             None
         }
-        (None, Some((read, at))) => {
-            if let Some(dynamic) = read? {
-                return Some(AuthRead {
-                    authentication: Authentication::Dynamic(Box::new(dynamic)),
-                    anonymous_allowed: None,
-                });
-            }
-            notes.unenforced(&at, true);
-            Some(AuthRead {
-                authentication: Authentication::Unsupported {
-                    kind: "dynamicAuthentication".into(),
-                    reason:
-                        "an authentication server is CUSTOM_AUTHENTICATION, which calls an OCI \
-                             Functions authorizer that only OCI can run"
-                            .into(),
-                },
-                anonymous_allowed: None,
-            })
-        }
+        (None, Some((read, _))) => read.map(|dynamic| AuthRead {
+            authentication: Authentication::Dynamic(Box::new(dynamic)),
+            anonymous_allowed: None,
+        }),
         (Some(read), None) => read.map(|p| AuthRead {
             authentication: p.authentication,
             anonymous_allowed: p.anonymous_allowed,
