@@ -1450,19 +1450,19 @@ impl Gateway {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The answer of the exchange's route backend (`Err`: the gateway's own error answer).
     async fn forward(
         &self,
-        verdict: &Verdict,
-        deployment: &Deployment,
-        functions: &claimgate_config::FunctionMap,
-        parts: &http::request::Parts,
+        x: &phases::Exchange<'_>,
         body: Body,
-        peer: SocketAddr,
-        request_id: &str,
-        context: Context<'_>,
-        threshold: Level,
     ) -> Result<Response<Body>, Response<Body>> {
+        let (verdict, deployment, functions, parts) = (
+            x.verdict(),
+            &x.served.deployment,
+            &x.state.functions,
+            &x.parts,
+        );
+        let (peer, request_id, context, threshold) = (x.peer, x.request_id, x.context, x.threshold);
         let Some(route_info) = &verdict.route else {
             return Err(respond::error(404));
         };
