@@ -11,7 +11,7 @@
 //! [`MAX_ANSWER_BYTES`]. A function that answers outside 2xx, cannot be reached, names an
 //! invalid status or answers too much is the gateway's failure: 502.
 
-use crate::proxy::BackendError;
+use crate::proxy::{BackendError, HOP_BY_HOP};
 use crate::respond::Body;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
@@ -26,21 +26,10 @@ pub(crate) const TIMEOUT: Duration = Duration::from_secs(30);
 
 const PREFIX: &str = "fn-http-h-";
 
-/// Headers a function's `Fn-Http-H-*` never sets: hop-by-hop ones and the answer's framing
-/// (the gateway frames the body it relays; a function's `Transfer-Encoding` or
-/// `Content-Length` would desynchronise the client connection).
-const NEVER_COPIED: [&str; 10] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "content-length",
-    "host",
-];
+/// Headers a function's `Fn-Http-H-*` never sets besides [`HOP_BY_HOP`]: the answer's framing
+/// (the gateway frames the body it relays; a function's `Content-Length` would desynchronise
+/// the client connection) and a proxy's challenge.
+const NEVER_COPIED: [&str; 2] = ["content-length", "proxy-authenticate"];
 
 /// Why a function gave no usable answer.
 #[derive(Debug)]
@@ -179,7 +168,7 @@ fn unwrap_head(head: &http::response::Parts) -> Result<(StatusCode, HeaderMap), 
         let Some(inner) = name.as_str().strip_prefix(PREFIX) else {
             continue;
         };
-        if inner.is_empty() || NEVER_COPIED.contains(&inner) {
+        if inner.is_empty() || HOP_BY_HOP.contains(&inner) || NEVER_COPIED.contains(&inner) {
             continue;
         }
         if let Ok(inner) = HeaderName::from_bytes(inner.as_bytes()) {

@@ -241,7 +241,9 @@ fn classify(error: &hyper_util::client::legacy::Error) -> BackendError {
     }
 }
 
-const HOP_BY_HOP: [&str; 8] = [
+/// Hop-by-hop headers (RFC 9110 §7.6.1) and `Host`: never passed on as they came, in either
+/// direction, to an HTTP backend or a function.
+pub(crate) const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
     "proxy-connection",

@@ -1450,19 +1450,19 @@ impl Gateway {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The answer of the exchange's route backend (`Err`: the gateway's own error answer).
     async fn forward(
         &self,
-        verdict: &Verdict,
-        deployment: &Deployment,
-        functions: &claimgate_config::FunctionMap,
-        parts: &http::request::Parts,
+        x: &phases::Exchange<'_>,
         body: Body,
-        peer: SocketAddr,
-        request_id: &str,
-        context: Context<'_>,
-        threshold: Level,
     ) -> Result<Response<Body>, Response<Body>> {
+        let (verdict, deployment, functions, parts) = (
+            x.verdict(),
+            &x.served.deployment,
+            &x.state.functions,
+            &x.parts,
+        );
+        let (peer, request_id, context, threshold) = (x.peer, x.request_id, x.context, x.threshold);
         let Some(route_info) = &verdict.route else {
             return Err(respond::error(404));
         };
@@ -1472,6 +1472,12 @@ impl Gateway {
         let request_context =
             RequestContext::new(parts, &route_info.params, verdict.claims.as_deref());
         let mut problems = Vec::new();
+        // The client's query after the route's transformations: what an HTTP backend gets, and
+        // what a function reads in `Fn-Http-Request-Url`.
+        let routed_query = || match &route.query_parameter_transformations {
+            Some(rules) => crate::transform::query(rules, parts.uri.query(), &request_context),
+            None => parts.uri.query().map(str::to_owned),
+        };
         let backend = match &route.backend {
             Backend::Dynamic(routing) => {
                 let chosen = self.route_dynamically(
@@ -1492,12 +1498,7 @@ impl Gateway {
         let response = match backend {
             Backend::Stock(stock) => respond::stock(stock, parts.method == http::Method::HEAD),
             Backend::Functions(function) => {
-                let query = match &route.query_parameter_transformations {
-                    Some(rules) => {
-                        crate::transform::query(rules, parts.uri.query(), &request_context)
-                    }
-                    None => parts.uri.query().map(str::to_owned),
-                };
+                let query = routed_query();
                 let function_id = function.function_id.as_str();
                 // `serve` refuses a deployment whose functions the map lacks, and a reload
                 // that would drop one: this is a safety net.
@@ -1594,12 +1595,7 @@ impl Gateway {
                         return Err(respond::error(400));
                     }
                 };
-                let query = match &route.query_parameter_transformations {
-                    Some(rules) => {
-                        crate::transform::query(rules, parts.uri.query(), &request_context)
-                    }
-                    None => parts.uri.query().map(str::to_owned),
-                };
+                let query = routed_query();
                 let outbound = backend_request(
                     &url,
                     query.as_deref(),

@@ -317,7 +317,7 @@ pub(crate) fn plural(n: usize) -> &'static str {
     }
 }
 
-/// Reads a `--functions FILE` (function OCID → URL) for `check` and `validate`, with its
+/// Reads a `--functions FILE` (function OCID → URL) for `check` and `serve`, with its
 /// warnings; `None` when no file is given.
 pub(crate) fn read_functions(
     path: Option<&str>,

@@ -255,32 +255,15 @@ impl ResourceFiles {
         deployments: &[Deployment],
     ) -> Result<(claimgate_gateway::Resources, Vec<String>), InputError> {
         let (subscriptions, mut warnings) = self.load_subscriptions(deployments)?;
-        let functions = match &self.functions {
-            None => claimgate_config::FunctionMap::default(),
-            Some(file) => {
-                let text = crate::input::read_text(
-                    file,
-                    "--functions",
-                    claimgate_config::MAX_FILE_BYTES as u64,
-                )
-                .map_err(InputError::new)?;
-                let loaded =
-                    claimgate_config::load_function_map_str(&text).map_err(|rejected| {
-                        InputError {
-                            message: format!(
-                                "cannot serve: {} is not a valid functions file",
-                                claimgate_core::escape(file)
-                            ),
-                            details: rejected.errors.iter().map(ToString::to_string).collect(),
-                        }
-                    })?;
-                warnings.extend(
-                    loaded
-                        .warnings
-                        .iter()
-                        .map(|w| format!("{}: {w}", claimgate_core::escape(file))),
-                );
-                loaded.functions
+        let functions = match crate::input::read_functions(self.functions.as_deref()) {
+            Ok(None) => claimgate_config::FunctionMap::default(),
+            Ok(Some((functions, file_warnings))) => {
+                warnings.extend(file_warnings);
+                functions
+            }
+            Err(mut error) => {
+                error.message = format!("cannot serve: {}", error.message);
+                return Err(error);
             }
         };
         let missing: Vec<String> = deployments

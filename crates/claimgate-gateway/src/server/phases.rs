@@ -397,20 +397,7 @@ impl Gateway {
             return respond::error(500);
         };
         let body = body.into_backend_body();
-        let verdict = x.verdict();
-        let answer = self
-            .forward(
-                verdict,
-                &x.served.deployment,
-                &x.state.functions,
-                &x.parts,
-                body,
-                x.peer,
-                x.request_id,
-                x.context,
-                x.threshold,
-            )
-            .await;
+        let answer = self.forward(x, body).await;
         match answer {
             Ok(response) => {
                 x.backend_answered = true;
