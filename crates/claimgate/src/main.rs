@@ -26,6 +26,12 @@ mod try_cmd;
 mod validate;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+/// mimalloc instead of glibc malloc: the gateway's per-request buffers are small and
+/// short-lived, and glibc's free lists and consolidation cost more than the work they hold
+/// (BENCHMARKS.md, "Where the time goes", issue 20).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 /// Exit codes shared by every command (SPEC "Command line").
