@@ -21,6 +21,18 @@ Each round runs every (path, workload, target) cell once with wrk for --duration
 target order rotates from round to round. Reported per cell: the median over rounds of
 requests/s, p50 and p99 latency, and CPU per request (utime+stime of the gateway process over
 the run / requests); peak RSS is the process's VmHWM at the end.
+
+Other tables, one command each (every cell checked before it is measured: a target that let
+everything through would be fast):
+  --redis    claimgate alone with a redis-server of its own: rate limiting (local, Redis),
+             usage plans, the response cache, and issue 20's request validation, authorizer
+             cache hit and session cookie, each against the same requests without the policy
+             (the "added CPU per request" table). The authorizer function and the identity
+             provider's discovery document are served by this script (FixtureServer).
+  --tls      HTTPS (TLS 1.3) termination, claimgate vs HAProxy on one ECDSA P-256 certificate,
+             no authentication and JWT one token, keep-alive and a new connection with a full
+             handshake per request (bench/tls-count.c, preloaded into wrk, counts handshakes)
+  --quick    any of them as a smoke check (2 s, 1 round, 1000 tokens, WORKDIR-quick)
 """
 import argparse
 import atexit
@@ -1340,6 +1352,9 @@ class Bench:
                     auth = "JWT, 1 token" if t.jwt else "none"
                     conns = "new per request" if t.new_conn else "keep-alive"
                     hs = f"| {s_['handshakes_per_s']:,.0f}" if t.new_conn else "| –"
+                    shares = [r["resumed"] / r["handshakes"] for r in runs if r.get("handshakes")]
+                    if self.args.tls_resumption and t.new_conn and shares:
+                        hs += f" ({statistics.median(shares) * 100:.0f}% resumed)"
                     add(f"| {kind} | {auth} | {conns} | {s_['rps']:,.0f} "
                         f"[{s_['rps_min']:,.0f}–{s_['rps_max']:,.0f}] {hs} | {s_['p50_ms']:.2f} "
                         f"| {s_['p99_ms']:.2f} | {s_['cpu_us_per_req']:.1f} "
@@ -1376,8 +1391,9 @@ class Bench:
             "handshake included on new connections.")
         failed = [f"{t.name} {r['path']} round {r['round']}: " + "; ".join(r["checks_failed"])
                   for t in self.targets for r in t.runs if r.get("checks_failed")]
-        add("Checks on every run (one full TLS 1.3 handshake per request on new connections, "
-            "none resumed; one per connection on keep-alive): "
+        add("Checks on every run (one TLS 1.3 handshake per request on new connections, "
+            + ("" if self.args.tls_resumption else "none resumed; ")
+            + "one per connection on keep-alive): "
             + ("all passed" if not failed else "FAILED: " + " | ".join(failed)))
         for note in self.notes:
             add(f"Note: {note}")
