@@ -760,6 +760,17 @@ class Bench:
             values["JWT_CACHE_SIZE"] = size
             values["JWT_CACHE"] = (f"                  jwt_cache_config: {{jwt_cache_size: {size}}}"
                                    if size > 0 else "")
+            values["TLS_TRANSPORT"] = "" if not self.args.tls else "\n".join([
+                "      transport_socket:",
+                "        name: envoy.transport_sockets.tls",
+                "        typed_config:",
+                '          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext',
+                "          common_tls_context:",
+                "            tls_params: {tls_minimum_protocol_version: TLSv1_3, "
+                "tls_maximum_protocol_version: TLSv1_3}",
+                "            tls_certificates:",
+                f"            - certificate_chain: {{filename: {self.tls['cert']}}}",
+                f"              private_key: {{filename: {self.tls['key']}}}"])
             cfg = self.work / f"envoy-{target.workload}.yaml"
             cfg.write_text(fill(BENCH / "envoy.yaml.tmpl", values, target.jwt))
             cmd = [self.args.envoy, "-c", str(cfg), "--concurrency",
@@ -1324,11 +1335,12 @@ class Bench:
         add(f"Machine: {machine()}")
         add(f"Run: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, "
             f"claimgate {self.args.claimgate_label or git_describe()}, HTTPS (TLS 1.3, "
-            f"{', '.join(ciphers) or '?'}, ECDSA P-256 certificate, the same file for both), "
+            f"{', '.join(ciphers) or '?'}, ECDSA P-256 certificate, the same files for all), "
             f"new connections {'may resume' if self.args.tls_resumption else 'never resume'} "
             f"a session, wrk -t{self.args.threads} -c{self.args.connections}, "
             f"{self.args.duration:g} s per run, {self.args.rounds} rounds (median shown; req/s "
-            f"range in brackets), HAProxy nbthread {self.args.gateway_threads}, claimgate options "
+            f"range in brackets), HAProxy nbthread and Envoy --concurrency "
+            f"{self.args.gateway_threads}, Envoy jwt_cache {self.args.envoy_jwt_cache}, claimgate options "
             f"'{self.args.claimgate_args}', load average before {self.load_before}, after "
             f"{os.getloadavg()[0]:.2f}")
         add("")
@@ -1360,28 +1372,29 @@ class Bench:
                         f"| {s_['p99_ms']:.2f} | {s_['cpu_us_per_req']:.1f} "
                         f"| {s_['peak_rss_mib']:.1f} | {s_['errors']} |")
             add("")
-        add("#### claimgate vs HAProxy over HTTPS (issue 20: claimgate ≥ HAProxy in req/s and "
+        add("#### claimgate vs the others over HTTPS (issue 20: claimgate ≥ HAProxy in req/s and "
             "handshakes/s; p99 no worse)")
         add("")
-        add("| path | auth | connections | req/s ratio | handshakes/s ratio | CPU µs/req claimgate "
-            "vs HAProxy | p99 claimgate vs HAProxy |")
-        add("|---|---|---|---:|---:|---|---|")
+        add("| path | auth | connections | vs | req/s ratio | handshakes/s ratio | CPU µs/req "
+            "claimgate vs it | p99 claimgate vs it |")
+        add("|---|---|---|---|---:|---:|---|---|")
         for path in self.paths():
             for workload in TLS_WORKLOADS:
-                cg = summaries.get((path, "claimgate", workload))
-                hp = summaries.get((path, "haproxy", workload))
-                if not (cg and hp):
-                    continue
-                t = self.find("claimgate", workload)
-                ratio = cg["rps"] / hp["rps"]
-                hs = (f"{cg['handshakes_per_s'] / hp['handshakes_per_s']:.2f}"
-                      if t.new_conn and hp["handshakes_per_s"] else "n/a")
-                add(f"| `{path}` | {'JWT, 1 token' if t.jwt else 'none'} "
-                    f"| {'new per request' if t.new_conn else 'keep-alive'} "
-                    f"| {ratio:.2f} {'✓' if ratio >= 1 else '✗'} | {hs} "
-                    f"| {cg['cpu_us_per_req']:.1f} vs {hp['cpu_us_per_req']:.1f} "
-                    f"| {cg['p99_ms']:.2f} vs {hp['p99_ms']:.2f} "
-                    f"{'✓' if cg['p99_ms'] <= hp['p99_ms'] else '✗'} |")
+                for other in ("haproxy", "envoy"):
+                    cg = summaries.get((path, "claimgate", workload))
+                    hp = summaries.get((path, other, workload))
+                    if not (cg and hp):
+                        continue
+                    t = self.find("claimgate", workload)
+                    ratio = cg["rps"] / hp["rps"]
+                    hs = (f"{cg['handshakes_per_s'] / hp['handshakes_per_s']:.2f}"
+                          if t.new_conn and hp["handshakes_per_s"] else "n/a")
+                    add(f"| `{path}` | {'JWT, 1 token' if t.jwt else 'none'} "
+                        f"| {'new per request' if t.new_conn else 'keep-alive'} | {other} "
+                        f"| {ratio:.2f} {'✓' if ratio >= 1 else '✗'} | {hs} "
+                        f"| {cg['cpu_us_per_req']:.1f} vs {hp['cpu_us_per_req']:.1f} "
+                        f"| {cg['p99_ms']:.2f} vs {hp['p99_ms']:.2f} "
+                        f"{'✓' if cg['p99_ms'] <= hp['p99_ms'] else '✗'} |")
         add("")
         add("handshakes/s: TLS handshakes wrk completed ÷ run time (counted in wrk by "
             "bench/tls-count.c); on new connections one per request, full handshakes "
@@ -1645,9 +1658,6 @@ class Bench:
                 raise SystemExit("--redis needs claimgate's --admin (its shared-state metrics)")
             self.start_redis()
             print(f"==> redis-server {self.redis_version} on 127.0.0.1:{self.redis[1]}", flush=True)
-        if args.tls and "envoy" in args.targets:
-            self.notes.append("--tls measures claimgate and HAProxy (Envoy's TLS not configured)")
-            args.targets = [t for t in args.targets if t != "envoy"]
         for kind in args.targets:
             if kind == "haproxy" and not args.haproxy:
                 self.notes.append("HAProxy not installed: skipped (apt-get install haproxy)")
