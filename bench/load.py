@@ -396,6 +396,14 @@ def wait_listening(port: int, proc: subprocess.Popen, name: str, log: Path, time
     raise SystemExit(f"{name} did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
 
 
+def tcp_passive_opens() -> int:
+    """The kernel's count of TCP connections accepted (all sockets of the machine):
+    /proc/net/snmp Tcp PassiveOpens."""
+    lines = [l.split() for l in Path("/proc/net/snmp").read_text().splitlines()
+             if l.startswith("Tcp:")]
+    return int(lines[1][lines[0].index("PassiveOpens")])
+
+
 def proc_stat_ticks(pid: int) -> int:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime + stime (fields 14 and 15)
@@ -1079,6 +1087,7 @@ class Bench:
         if tls_count is not None and tls_count.exists():
             tls_count.unlink()
         function_calls_before = self.fixture_server.allowed_calls() if self.fixture_server else 0
+        accepted_before = tcp_passive_opens()
         cache_before = self.cache_results(target) if target.cache else {}
         pid = target.proc.pid
         upstream_pid = self.upstream[0].pid
@@ -1139,6 +1148,7 @@ class Bench:
             "load1_before": load_before,
             "load1_after": os.getloadavg()[0],
         }
+        run["tcp_accepted"] = tcp_passive_opens() - accepted_before
         checks = self.run_checks(target, run, seconds, function_calls_before, tls_count)
         run["checks_failed"] = checks
         if checks:
@@ -1236,6 +1246,11 @@ class Bench:
             run["cipher"] = counts["cipher"]
             slack = 2 * self.args.connections
             if target.new_conn:
+                # The server side: the kernel accepted at least as many TCP connections
+                # (machine-wide, so other traffic only adds).
+                if run["tcp_accepted"] < counts["handshakes"]:
+                    problems.append(f"the kernel accepted {run['tcp_accepted']} TCP connections "
+                                    f"for {counts['handshakes']} handshakes")
                 if not 0 <= counts["handshakes"] - run["requests"] <= slack:
                     problems.append(f"{counts['handshakes']} handshakes for {run['requests']} "
                                     "requests: not one per request")
@@ -1404,7 +1419,8 @@ class Bench:
             "handshake included on new connections.")
         failed = [f"{t.name} {r['path']} round {r['round']}: " + "; ".join(r["checks_failed"])
                   for t in self.targets for r in t.runs if r.get("checks_failed")]
-        add("Checks on every run (one TLS 1.3 handshake per request on new connections, "
+        add("Checks on every run (one TLS 1.3 handshake per request on new connections, each on "
+            "a TCP connection the kernel accepted (/proc/net/snmp PassiveOpens), "
             + ("" if self.args.tls_resumption else "none resumed; ")
             + "one per connection on keep-alive): "
             + ("all passed" if not failed else "FAILED: " + " | ".join(failed)))
