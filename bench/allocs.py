@@ -24,7 +24,9 @@ Issue 20's cells, as bench/load.py's workloads of the same names: validation-off
 body validation), authorizer (CUSTOM_AUTHENTICATION, one token: after the first request each
 is an authorizer-cache hit; the function is load.py's FixtureServer), session-bearer / session
 (an OAUTH2 deployment judging one access token sent as a bearer token, or inside a session
-cookie sealed under --session-key). Every cell's measured request is checked to answer 200
+cookie sealed under --session-key), and jwt-one (load.py's JWT workload "one": STATIC_KEYS, one
+token) and jwt-discovery (REMOTE_DISCOVERY at the FixtureServer, one token, no OAUTH2) beside
+session-bearer (the same with the OAUTH2 failure policy). Every cell's measured request is checked to answer 200
 first; every process it starts is stopped by its PID.
 """
 import argparse
@@ -143,7 +145,7 @@ def main() -> int:
     results = {}
     cells = ["noauth", "total-local", "total-redis", "usage-local", "usage-redis",
              "cache-hit", "cache-miss", "validation-off", "validation", "authorizer",
-             "session-bearer", "session"]
+             "jwt-one", "jwt-discovery", "session-bearer", "session"]
     if args.cells:
         wanted = args.cells.split(",")
         unknown = [c for c in wanted if c not in cells]
@@ -154,7 +156,7 @@ def main() -> int:
     fixtures = load.FixtureServer((work / "jwks.json").read_text())
     session = load.session_material(work, fixtures.issuer)
     for cell in cells:
-        rate_key, redis = load.RL_WORKLOADS[cell]
+        rate_key, redis = load.RL_WORKLOADS.get(cell, (None, False))
         spec = {"loggingPolicies": {"executionLog": {"logLevel": "WARN"}},
                 "routes": [{"path": "/stock", "methods": ["GET"],
                             "backend": {"type": "STOCK_RESPONSE_BACKEND", "status": 200,
@@ -196,6 +198,24 @@ def main() -> int:
                 {load.AUTHORIZER_FUNCTION: f"{fixtures.issuer}/authorize"}))
             flags = ["--functions", str(functions)]
             headers = {"Authorization": f"Bearer {load.AUTHORIZER_TOKEN}"}
+        if cell == "jwt-one":
+            # bench/load.py's JWT workload "one": STATIC_KEYS, one token (a token-cache hit
+            # after the first), for comparison with session-bearer's REMOTE_DISCOVERY.
+            template = json.loads(load.fill(BENCH / "claimgate-deployment.json.tmpl", {
+                "ISSUER": mint.ISSUER, "AUDIENCE": mint.AUDIENCE, "TENANT": mint.TENANT,
+                "SKEW": load.SKEW, "UPSTREAM_PORT": 1,
+                "STATIC_KEY": (work / "static-key.json").read_text()}, True))
+            spec["requestPolicies"] = template["specification"]["requestPolicies"]
+            headers = {"Authorization": f"Bearer {(work / 'token.txt').read_text().strip()}"}
+        if cell == "jwt-discovery":
+            # session-bearer's deployment without its OAUTH2 failure policy: REMOTE_DISCOVERY
+            # alone, one token.
+            deployment = load.session_deployment(deployment, fixtures.issuer)
+            auth = deployment["specification"]["requestPolicies"]["authentication"]
+            del auth["validationFailurePolicy"]
+            deployment["specification"]["routes"].pop()  # the OAUTH2 login route
+            flags = session["flags"][:2]  # --secrets (the client's secret)
+            headers = {"Authorization": f"Bearer {session['token']}"}
         if cell in load.SESSION_WORKLOADS:
             deployment = load.session_deployment(deployment, fixtures.issuer)
             flags = session["flags"]
@@ -246,7 +266,7 @@ def main() -> int:
                     raise SystemExit(f"{cell}: the cache is never used (BYPASS)")
                 time.sleep(0.2)
             time.sleep(0.2)
-        if cell in ("validation", "authorizer", "session"):
+        if cell in ("validation", "authorizer", "session", "jwt-one", "jwt-discovery"):
             # The policy is at work: the request without what it needs is refused.
             bare = {k: v for k, v in headers.items()
                     if k not in ("X-Username", "Authorization", "Cookie")}

@@ -40,11 +40,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-install=0 build=1 rev="" redis=0 args=()
+install=0 build=1 rev="" redis=0 tls=0 args=()
 while (($#)); do
   case "$1" in
     --install) install=1 ;;
     --redis) redis=1; args+=("$1") ;;
+    --tls) tls=1; args+=("$1") ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     --no-build) build=0 ;;
     --rev) rev="$2"; shift ;;
@@ -76,6 +77,7 @@ if ! "$python" -c 'import cryptography' 2>/dev/null; then
 fi
 tools=(wrk haproxy)
 [[ $redis == 0 ]] || tools+=(redis-server)
+[[ $tls == 0 ]] || tools+=(cc)  # bench/tls-count.c, preloaded into wrk
 for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null || { echo "$tool is needed (bench/load.sh --install, or apt-get install $tool)" >&2; exit 2; }
 done
