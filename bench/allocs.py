@@ -341,6 +341,10 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    # SIGTERM and SIGHUP end it like Ctrl-C: the processes below are stopped and the uprobes
+    # removed (atexit).
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
     try:
         sys.exit(main())
     finally:
