@@ -1260,6 +1260,9 @@ class Bench:
                 problems.append(f"{counts['handshakes']} handshakes on keep-alive connections")
             if counts["tls13"] != counts["handshakes"]:
                 problems.append(f"{counts['handshakes'] - counts['tls13']} handshakes not TLS 1.3")
+            if run["errors"]:
+                problems.append(f"{run['errors']} non-2xx answers or socket errors "
+                                f"({run['error_detail']})")
         return problems
 
     def out_of_time(self, upcoming: float) -> bool:
