@@ -50,12 +50,22 @@ function init(args)
     end
     return out
   end
+  local start = tonumber(args[2] or "0") or 0
+  -- WRK_TOKENS_LIMIT (optional): format only this many lines from START on (a file of millions
+  -- of one-use values takes wrk many seconds to format whole; load.py sets it to more than a run
+  -- can send, and checks that no value repeats).
+  local limit = tonumber(os.getenv("WRK_TOKENS_LIMIT") or "")
+  local skip = 0
   if file == "none" then
     requests[1] = wrk.format(method, nil, headers(), body)
   else
     local header = args[3]
     for line in io.lines(file) do
-      if #line > 0 then
+      if limit and skip < start then
+        skip = skip + 1
+      elseif limit and #requests >= limit then
+        break
+      elseif #line > 0 then
         if header and #header > 0 then
           requests[#requests + 1] = wrk.format(method, nil, headers(header, line), body)
         else
@@ -65,7 +75,9 @@ function init(args)
     end
   end
   -- Threads start at different places in the file, so they do not send the same token at once.
-  local start = tonumber(args[2] or "0") or 0
+  if limit then
+    start = 0  -- the lines kept begin at START already
+  end
   index = (start + id * 7919) % #requests + 1
 end
 
