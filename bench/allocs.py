@@ -12,6 +12,12 @@ end) plus the C heap (malloc, calloc, realloc, memalign of glibc, counted by
 bench/malloc-count.c preloaded; C libraries such as aws-lc allocate there). A binary without
 mimalloc's symbols is counted by malloc-count.c alone, as before.
 
+--instructions counts instructions instead (the same cells and checks): claimgate runs under
+valgrind --tool=callgrind, whose counters are zeroed (callgrind_control -z) before the requests
+and dumped (-d) after them; Ir per request, minus an idle window as long. User-space
+instructions of the gateway only (no kernel, no Redis), independent of the machine's load: what
+each policy adds per request where CPU time on a busy machine is too noisy to tell 1 µs apart.
+
     bench/allocs.py [--claimgate target/release/claimgate] [--requests 2000]
 
 Cells: noauth (no requestPolicies), total-local / total-redis (rateLimiting TOTAL),
@@ -125,9 +131,15 @@ def main() -> int:
     parser.add_argument("--redis-server", default=shutil.which("redis-server") or "")
     parser.add_argument("--cells", default="", help="comma-separated subset of the cells")
     parser.add_argument("--perf", default=shutil.which("perf") or "")
+    parser.add_argument("--instructions", action="store_true",
+                        help="count instructions (valgrind --tool=callgrind) instead of "
+                             "allocations")
+    parser.add_argument("--valgrind", default=shutil.which("valgrind") or "")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="claimgate-allocs-"))
-    probes = mimalloc_probes(args)
+    if args.instructions and not (args.valgrind and shutil.which("callgrind_control")):
+        raise SystemExit("--instructions needs valgrind and callgrind_control")
+    probes = [] if args.instructions else mimalloc_probes(args)
     lib = work / "malloc-count.so"
     subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", str(lib),
                     str(BENCH / "malloc-count.c")], check=True)
@@ -231,10 +243,17 @@ def main() -> int:
         if redis:
             cmd += ["--redis", f"redis://127.0.0.1:{redis_port}"]
         env = dict(os.environ, LD_PRELOAD=str(lib), MALLOC_COUNT_FILE=str(counts))
+        if args.instructions:
+            # Under callgrind a Redis round trip takes longer than the default 50 ms bound.
+            cmd = [args.valgrind, "--tool=callgrind",
+                   f"--callgrind-out-file={work}/{cell}.callgrind.%p"] + cmd
+            if redis:
+                cmd += ["--redis-timeout-ms", "2000"]
+            env = None
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         STARTED.append(proc)
-        wait_listening(port, proc)
+        wait_listening(port, proc, timeout=120 if args.instructions else 20)
         conn = RawConnection(port)
         sent = [0]
 
@@ -311,8 +330,31 @@ def main() -> int:
                         rust += int(fields[0]) if fields[0].isdigit() else 0
             return rust, libc_count() - c_before, took
 
-        rust, libc, took = window(args.requests, 0)
-        idle_rust, idle_libc, _ = window(0, took)
+        def callgrind_window(n: int, idle: float) -> tuple:
+            """Instructions (Ir) while `n` requests are answered (or for `idle` s)."""
+            subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+            started = time.time()
+            send(n)
+            took = time.time() - started
+            time.sleep(max(idle - took, 0))
+            before = set(work.glob(f"{cell}.callgrind.{proc.pid}.*"))
+            subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+            dumps = set(work.glob(f"{cell}.callgrind.{proc.pid}.*")) - before
+            totals = [int(line.split()[1]) for dump in dumps
+                      for line in dump.read_text().splitlines() if line.startswith("totals:")]
+            if len(totals) != 1:
+                raise SystemExit(f"{cell}: callgrind dump not found ({dumps})")
+            return totals[0], took
+
+        if args.instructions:
+            ir, took = callgrind_window(args.requests, 0)
+            idle_ir, _ = callgrind_window(0, took)
+            rust, libc, idle_rust, idle_libc = ir, 0, idle_ir, 0
+        else:
+            rust, libc, took = window(args.requests, 0)
+            idle_rust, idle_libc, _ = window(0, took)
         conn.close()
         if cell == "authorizer" and fixtures.allowed_calls() - calls_before > 1:
             raise SystemExit(f"authorizer: the function was called "
@@ -321,22 +363,29 @@ def main() -> int:
         libc_per = (libc - idle_libc) / args.requests
         results[cell] = rust_per + libc_per
         os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
+        proc.wait(timeout=30)
         STARTED.remove(proc)
-        print(f"{cell:<15} {results[cell]:7.1f} allocations/request (Rust heap {rust_per:.1f}, "
-              f"C heap {libc_per:.1f}; idle window: {idle_rust} + {idle_libc})", flush=True)
+        if args.instructions:
+            print(f"{cell:<15} {results[cell]:9.0f} instructions/request (idle window: "
+                  f"{idle_rust} Ir)", flush=True)
+        else:
+            print(f"{cell:<15} {results[cell]:7.1f} allocations/request (Rust heap "
+                  f"{rust_per:.1f}, C heap {libc_per:.1f}; idle window: {idle_rust} + "
+                  f"{idle_libc})", flush=True)
     fixtures.stop()
     # Each cell against the same requests without its policy.
     baseline = {"validation": "validation-off", "session": "session-bearer"}
     print()
-    print("| cell | allocations per request | vs | added |")
+    unit, fmt = ("instructions", ",.0f") if args.instructions else ("allocations", ".1f")
+    print(f"| cell | {unit} per request | vs | added |")
     print("|---|---:|---|---:|")
     for cell in cells:
         base = baseline.get(cell, "noauth")
         if base in results and base != cell:
-            print(f"| {cell} | {results[cell]:.1f} | {base} | {results[cell] - results[base]:+.1f} |")
+            print(f"| {cell} | {results[cell]:{fmt}} | {base} "
+                  f"| {results[cell] - results[base]:+{fmt}} |")
         else:
-            print(f"| {cell} | {results[cell]:.1f} | | |")
+            print(f"| {cell} | {results[cell]:{fmt}} | | |")
     return 0
 
 
