@@ -275,7 +275,8 @@ impl BackendClient {
         loop {
             let (mut connection, reused) = match checkout(&key) {
                 Some(connection) => (connection, true),
-                None => (self.connect(&key).await?, false),
+                // Boxed: a new connection is rare, and its future large.
+                None => (Box::pin(self.connect(&key)).await?, false),
             };
             match connection.sender.try_send_request(request).await {
                 Ok(response) => return Ok(pooled_response(response, key, connection)),
@@ -547,7 +548,7 @@ pub(crate) fn backend_request(
     parts: &http::request::Parts,
     body: Body,
     peer: SocketAddr,
-    request_id: &str,
+    request_id: &HeaderValue,
     transform: impl FnOnce(&mut http::HeaderMap),
 ) -> Result<Request<Body>, String> {
     let target = match query {
@@ -571,6 +572,10 @@ pub(crate) fn backend_request(
     *request.method_mut() = parts.method.clone();
     *request.uri_mut() = uri;
     let headers = request.headers_mut();
+    // The client's headers and the five forwarding ones, without growing the map on the way.
+    headers.reserve(parts.headers.len() + 5);
+    // Names the client's `Connection` lists are hop-by-hop too; usually there are none (an
+    // empty Vec does not allocate).
     let connection_listed: Vec<String> = parts
         .headers
         .get_all(header::CONNECTION)
@@ -589,36 +594,73 @@ pub(crate) fn backend_request(
     // The route's transformations see the client's headers; the gateway's own forwarding
     // headers are added after them, so no transformation or client can forge those.
     transform(headers);
-    let ip = peer.ip().to_string();
+    let peer = peer_headers(peer.ip());
     let forwarded_for = match parts
         .headers
-        .get("x-forwarded-for")
+        .get(&X_FORWARDED_FOR)
         .and_then(|v| v.to_str().ok())
     {
-        Some(chain) => format!("{chain}, {ip}"),
-        None => ip.clone(),
-    };
-    let forwarded_ip = if peer.is_ipv6() {
-        format!("for=\"[{ip}]\"")
-    } else {
-        format!("for={ip}")
-    };
-    let pairs = [
-        (header::HOST, authority.as_str().to_owned()),
-        (HeaderName::from_static("x-forwarded-for"), forwarded_for),
-        (HeaderName::from_static("x-real-ip"), ip),
-        (header::FORWARDED, forwarded_ip),
-        (
-            HeaderName::from_static("opc-request-id"),
-            request_id.to_owned(),
-        ),
-    ];
-    for (name, value) in pairs {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(name, value);
+        Some(chain) => {
+            let ip = peer.address.to_str().unwrap_or_default();
+            HeaderValue::from_str(&format!("{chain}, {ip}")).ok()
         }
+        None => Some(peer.address.clone()),
+    };
+    if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+        headers.insert(header::HOST, host);
     }
+    if let Some(forwarded_for) = forwarded_for {
+        headers.insert(X_FORWARDED_FOR, forwarded_for);
+    }
+    headers.insert(X_REAL_IP, peer.address);
+    headers.insert(header::FORWARDED, peer.forwarded);
+    headers.insert(crate::server::OPC_REQUEST_ID, request_id.clone());
     Ok(request)
+}
+
+// Header names made at compile time: a name given as `&str` is parsed and checked at every use.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// A client address as the forwarding headers carry it: `X-Real-IP` (and `X-Forwarded-For`
+/// when the client sent none) and `Forwarded`.
+#[derive(Debug, Clone)]
+struct PeerHeaders {
+    ip: std::net::IpAddr,
+    address: HeaderValue,
+    forwarded: HeaderValue,
+}
+
+/// `ip` as text (for the access log), formatted once for the address this thread saw last.
+pub(crate) fn peer_address(ip: std::net::IpAddr) -> HeaderValue {
+    peer_headers(ip).address
+}
+
+/// `ip`'s forwarding headers, formatted once for the address this thread saw last: a
+/// connection's requests, and a load balancer's, come from one address.
+fn peer_headers(ip: std::net::IpAddr) -> PeerHeaders {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<PeerHeaders>> = const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| match last {
+        Some(headers) if headers.ip == ip => headers.clone(),
+        _ => {
+            let text = ip.to_string();
+            let forwarded = if ip.is_ipv6() {
+                format!("for=\"[{text}]\"")
+            } else {
+                format!("for={text}")
+            };
+            let headers = PeerHeaders {
+                ip,
+                address: HeaderValue::from_str(&text).expect("an IP address is a header value"),
+                forwarded: HeaderValue::from_str(&forwarded)
+                    .expect("a quoted IP address is a header value"),
+            };
+            *last = Some(headers.clone());
+            headers
+        }
+    })
 }
 
 /// Removes hop-by-hop headers from a backend response before it is relayed, and drops the
@@ -941,6 +983,62 @@ mod tests {
         let head = head.await.unwrap().to_ascii_lowercase();
         assert!(head.starts_with("get /a/b?c=d http/1.1\r\n"), "{head}");
         assert!(head.contains(&format!("\r\nhost: {address}\r\n")), "{head}");
+    }
+
+    #[test]
+    fn forwarding_headers_name_each_peer_even_when_peers_alternate() {
+        let parts = |forwarded_for: Option<&str>| {
+            let mut request = Request::new(());
+            if let Some(chain) = forwarded_for {
+                request
+                    .headers_mut()
+                    .insert("x-forwarded-for", chain.parse().unwrap());
+            }
+            request.into_parts().0
+        };
+        let id = HeaderValue::from_static("REQ");
+        let forward = |peer: &str, chain: Option<&str>| {
+            let request = backend_request(
+                "http://backend:8080/p",
+                None,
+                &parts(chain),
+                crate::respond::full(String::new()),
+                peer.parse().unwrap(),
+                &id,
+                |_| {},
+            )
+            .unwrap();
+            let header = |name: &str| request.headers()[name].to_str().unwrap().to_owned();
+            [
+                header("x-forwarded-for"),
+                header("x-real-ip"),
+                header("forwarded"),
+                header("host"),
+                header("opc-request-id"),
+            ]
+        };
+        for _ in 0..2 {
+            assert_eq!(
+                forward("10.0.0.1:5000", None),
+                [
+                    "10.0.0.1",
+                    "10.0.0.1",
+                    "for=10.0.0.1",
+                    "backend:8080",
+                    "REQ"
+                ]
+            );
+            assert_eq!(
+                forward("[2001:db8::1]:5000", Some("192.0.2.7")),
+                [
+                    "192.0.2.7, 2001:db8::1",
+                    "2001:db8::1",
+                    "for=\"[2001:db8::1]\"",
+                    "backend:8080",
+                    "REQ"
+                ]
+            );
+        }
     }
 
     #[test]
