@@ -274,6 +274,9 @@ pub(crate) async fn drive<C: GracefulConnection>(
     tokio::pin!(drain);
     let allowed = loop {
         tokio::select! {
+            // In order, the connection first: it is what wakes the task on almost every poll
+            // (and an unbiased select draws a random number each time).
+            biased;
             _ = connection.as_mut() => return,
             () = &mut idle => match activity.idle_until(limits.idle) {
                 Some(until) if until <= Instant::now() => break IDLE_CLOSE,

@@ -135,11 +135,20 @@ impl<'a> RequestContext<'a> {
 
     /// The backend URL for `template` ([`path::expand_backend_url`]: each value escaped for
     /// the part of the URL it lands in, or the request refused).
-    pub(crate) fn expand_url(&self, template: &str) -> Result<String, PathRejection> {
+    pub(crate) fn expand_url<'t>(
+        &self,
+        template: &'t str,
+    ) -> Result<std::borrow::Cow<'t, str>, PathRejection> {
+        // Without `${` a template is one literal, which expands to itself: nearly every
+        // backend URL, and no parsing or copy a request.
+        if !template.contains("${") {
+            return Ok(std::borrow::Cow::Borrowed(template));
+        }
         let Ok(parsed) = Template::parse(template) else {
-            return Ok(template.to_owned());
+            return Ok(std::borrow::Cow::Borrowed(template));
         };
         path::expand_backend_url(&parsed, |variable| self.variable(variable))
+            .map(std::borrow::Cow::Owned)
     }
 }
 
@@ -207,6 +216,37 @@ mod tests {
     }
 
     #[test]
+    fn a_url_without_variables_is_itself_and_is_not_copied() {
+        let headers = http::HeaderMap::new();
+        let params = vec![];
+        let context = RequestContext {
+            path_params: &params,
+            claims: None,
+            headers: &headers,
+            query: Some("a=1"),
+            host: None,
+            client_cert: None,
+            usage_plan: None,
+            oauth2: None,
+        };
+        // A lone `$` or `{` is literal text, as the template parser reads it.
+        for url in ["http://b:8080/x?y=1", "http://b/$x/{y}", ""] {
+            let expanded = context.expand_url(url).unwrap();
+            assert!(matches!(expanded, std::borrow::Cow::Borrowed(u) if u == url));
+            assert_eq!(
+                expanded,
+                path::expand_backend_url(&Template::parse(url).unwrap(), |_| unreachable!())
+                    .unwrap()
+            );
+        }
+        // With a variable it is still expanded for each request.
+        assert_eq!(
+            context.expand_url("http://b/${request.query[a]}").unwrap(),
+            "http://b/1"
+        );
+    }
+
+    #[test]
     fn query_values_cannot_add_a_query_and_hosts_are_labels() {
         let headers = http::HeaderMap::new();
         let params = vec![("t".to_owned(), "acme".to_owned())];
@@ -222,15 +262,15 @@ mod tests {
         };
         assert_eq!(
             context("p=a%3Fc%3Dd%23x").expand_url("http://b/v/${request.query[p]}"),
-            Ok("http://b/v/a%3Fc%3Dd%23x".to_owned())
+            Ok("http://b/v/a%3Fc%3Dd%23x".into())
         );
         assert_eq!(
             context("p=a&c=d").expand_url("http://b/v?x=${request.query[p]}&y=1"),
-            Ok("http://b/v?x=a&y=1".to_owned())
+            Ok("http://b/v?x=a&y=1".into())
         );
         assert_eq!(
             context("p=1").expand_url("http://${request.path[t]}.svc.internal/x"),
-            Ok("http://acme.svc.internal/x".to_owned())
+            Ok("http://acme.svc.internal/x".into())
         );
         assert_eq!(
             context("p=evil.example%2F").expand_url("http://${request.query[p]}.svc/x"),

@@ -81,17 +81,21 @@ pub(crate) fn new_id() -> Id {
     Id(id)
 }
 
-/// The client's own id if it is printable ASCII of at most 256 characters, else a new one.
-pub(crate) fn request_id(client: Option<&[u8]>) -> String {
+/// The client's own id if it is printable ASCII of at most 256 characters, else a new one; as
+/// the header value it is sent in (to the backend and in the answer), so that both share one
+/// copy, and the client's is not copied at all. Its text is always visible ASCII.
+pub(crate) fn request_id(client: Option<&http::HeaderValue>) -> http::HeaderValue {
     match client {
         Some(value)
             if !value.is_empty()
                 && value.len() <= 256
-                && value.iter().all(|b| (0x21..=0x7e).contains(b)) =>
+                && value.as_bytes().iter().all(|b| (0x21..=0x7e).contains(b)) =>
         {
-            String::from_utf8_lossy(value).into_owned()
+            value.clone()
         }
-        _ => new_id().as_str().to_owned(),
+        _ => {
+            http::HeaderValue::from_bytes(&new_id().0).expect("hex digits are a valid header value")
+        }
     }
 }
 
@@ -165,12 +169,17 @@ mod tests {
 
     #[test]
     fn client_ids_are_kept_only_when_sane() {
-        assert_eq!(request_id(Some(b"abc/DEF-1")), "abc/DEF-1");
-        assert!(is_upper_hex_32(&request_id(Some(b"has space"))));
-        assert!(is_upper_hex_32(&request_id(Some(&[b'a'; 257]))));
-        assert_eq!(request_id(Some(&[b'a'; 256])), "a".repeat(256));
-        assert!(is_upper_hex_32(&request_id(Some(b""))));
-        assert!(is_upper_hex_32(&request_id(None)));
-        assert_ne!(request_id(None), request_id(None));
+        let id = |client: Option<&[u8]>| {
+            let client = client.map(|c| http::HeaderValue::from_bytes(c).unwrap());
+            request_id(client.as_ref()).to_str().unwrap().to_owned()
+        };
+        assert_eq!(id(Some(b"abc/DEF-1")), "abc/DEF-1");
+        assert!(is_upper_hex_32(&id(Some(b"has space"))));
+        assert!(is_upper_hex_32(&id(Some("caf\u{e9}".as_bytes()))));
+        assert!(is_upper_hex_32(&id(Some(&[b'a'; 257]))));
+        assert_eq!(id(Some(&[b'a'; 256])), "a".repeat(256));
+        assert!(is_upper_hex_32(&id(Some(b""))));
+        assert!(is_upper_hex_32(&id(None)));
+        assert_ne!(id(None), id(None));
     }
 }

@@ -7,7 +7,7 @@
 //! someone asks. Bounded twice: the last [`MAX_REQUESTS`] requests, and [`MAX_BYTES`] of lines.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// How many requests' records are kept (SPEC: the last 10 000).
 pub const MAX_REQUESTS: usize = 10_000;
@@ -21,10 +21,12 @@ const MAX_BYTES_PER_REQUEST: usize = 256 * 1024;
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// Request ids, oldest first.
-    order: VecDeque<Box<str>>,
-    /// Each request's lines (JSON, no newline), in the order they were written.
-    lines: HashMap<Box<str>, Vec<Box<str>>>,
+    /// Request ids, oldest first (one allocation per id, shared with `lines`).
+    order: VecDeque<Arc<str>>,
+    /// Each request's lines (JSON, no newline), in the order they were written; kept as the
+    /// bytes the log sinks wrote (UTF-8: they serialize from `str`), read as text only when
+    /// asked for.
+    lines: HashMap<Arc<str>, Vec<Box<[u8]>>>,
     bytes: usize,
 }
 
@@ -60,10 +62,6 @@ impl RecentRequests {
     /// Keeps one serialized record (`line`, with or without its newline) of request `id`.
     pub fn push(&self, id: &str, line: &[u8]) {
         let line = line.strip_suffix(b"\n").unwrap_or(line);
-        let Ok(line) = std::str::from_utf8(line) else {
-            return;
-        };
-        let line: Box<str> = line.into();
         let size = line.len();
         // A request's first line is held to its share too, not only the ones after it.
         if size > self.max_bytes || size > MAX_BYTES_PER_REQUEST {
@@ -77,12 +75,12 @@ impl RecentRequests {
                 if held + size > MAX_BYTES_PER_REQUEST {
                     return;
                 }
-                lines.push(line);
+                lines.push(line.into());
             }
             None => {
-                let id: Box<str> = id.into();
+                let id: Arc<str> = id.into();
                 inner.order.push_back(id.clone());
-                inner.lines.insert(id, vec![line]);
+                inner.lines.insert(id, vec![line.into()]);
             }
         }
         inner.bytes += size;
@@ -102,7 +100,7 @@ impl RecentRequests {
         inner
             .lines
             .get(id)
-            .map(|lines| lines.iter().map(|l| l.to_string()).collect())
+            .map(|lines| lines.iter().map(|l| text(l)).collect())
     }
 
     /// The most recent requests first, each with its records, while `keep` wants more: the
@@ -121,10 +119,7 @@ impl RecentRequests {
                     .take(BATCH)
                     .filter_map(|id| {
                         let lines = inner.lines.get(id)?;
-                        Some((
-                            id.to_string(),
-                            lines.iter().map(|l| l.to_string()).collect(),
-                        ))
+                        Some((id.to_string(), lines.iter().map(|l| text(l)).collect()))
                     })
                     .collect()
             };
@@ -145,6 +140,11 @@ impl RecentRequests {
         let inner = self.lock();
         (inner.order.len(), inner.bytes)
     }
+}
+
+/// A kept line as text (the sinks only write UTF-8; anything else would be shown replaced).
+fn text(line: &[u8]) -> String {
+    String::from_utf8_lossy(line).into_owned()
 }
 
 #[cfg(test)]

@@ -100,7 +100,7 @@ impl Gateway {
 }
 
 /// Whether the deployment, or one of its authentication servers, calls a function.
-fn has_authorizer(deployment: &Deployment) -> bool {
+pub(super) fn has_authorizer(deployment: &Deployment) -> bool {
     match &deployment.authentication {
         Authentication::Custom(_) => true,
         Authentication::Dynamic(dynamic) => dynamic

@@ -371,6 +371,16 @@ impl Gateway {
     }
 
     /// After the verdict: the login and logout routes, CSRF, and the redirect to the provider.
+    /// What [`Gateway::oauth2_answer`] does for a deployment without OAUTH2 (strips the
+    /// gateway's cookies), without building its future; `false` for a deployment with it.
+    pub(super) fn without_oauth2(x: &mut Exchange<'_>) -> bool {
+        if policies(x).is_some() {
+            return false;
+        }
+        strip_own_cookies(&mut x.parts.headers);
+        true
+    }
+
     pub(super) async fn oauth2_answer(&self, x: &mut Exchange<'_>, prepared: Prepared) -> Step {
         let Some((_, oauth)) = policies(x) else {
             // Browsers send a session cookie to every path below its deployment's prefix,

@@ -26,7 +26,7 @@ use super::{level, Gateway, PartsView, Served, ServedSet, UsageCounted};
 use crate::logs::{Context, Level};
 use crate::respond::{self, Body};
 use claimgate_core::{Decision, PhaseId, Unrouted, Verdict};
-use http::Response;
+use http::{HeaderValue, Response};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -81,7 +81,8 @@ pub(super) struct Exchange<'a> {
     /// The request body, until the backend phase takes it.
     pub(super) body: Option<RequestBody>,
     pub(super) peer: SocketAddr,
-    pub(super) request_id: &'a str,
+    /// The request's id as the header value it is sent in (its text is `context.request_id`).
+    pub(super) request_id_header: &'a HeaderValue,
     pub(super) started: Instant,
     pub(super) context: Context<'a>,
     /// The execution log's threshold: the route's `loggingPolicies` once it is known, else
@@ -170,17 +171,23 @@ impl Gateway {
         let prepared = self.oauth2_prepare(x);
         let body = x.body.as_ref().is_some_and(RequestBody::is_present);
         let text = x.body.as_ref().and_then(RequestBody::text);
-        let verdict = match self
-            .judge_authorizer(
+        // The authorizer's and OAUTH2's futures are boxed, and only built for deployments that
+        // have them: the request's future is as large as its largest phase, and hyper moves it
+        // whole, byte for byte, into the connection's state on every request.
+        let authorized = if super::custom::has_authorizer(&x.served.deployment) {
+            Box::pin(self.judge_authorizer(
                 x.state,
                 x.served,
                 &mut x.parts,
                 (body, text),
                 x.context,
                 x.threshold,
-            )
+            ))
             .await
-        {
+        } else {
+            None
+        };
+        let verdict = match authorized {
             Some(verdict) => verdict,
             None => {
                 let view = PartsView {
@@ -213,7 +220,10 @@ impl Gateway {
             self.log_verdict(&verdict, x.context, x.threshold);
         }
         x.verdict = Some(verdict);
-        self.oauth2_answer(x, prepared).await
+        if Self::without_oauth2(x) {
+            return Step::Next;
+        }
+        Box::pin(self.oauth2_answer(x, prepared)).await
     }
 
     /// Reads the request body whole for an authorizer function that takes `request.body`: at
@@ -476,7 +486,7 @@ impl Gateway {
         }
         let route_index = x.route_index();
         let response = x.served.edge.with_cors(&x.parts, route_index, response);
-        let mut response = super::with_request_id(response, x.request_id);
+        let mut response = super::with_request_id(response, x.request_id_header);
         if let Some(csrf) = x.csrf.as_deref() {
             if let Ok(value) = http::HeaderValue::from_str(csrf) {
                 response.headers_mut().insert("x-csrf-token", value);
