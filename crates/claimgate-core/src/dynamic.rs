@@ -7,7 +7,7 @@ use crate::verdict::{extract_token, HeaderValues, RequestView};
 use claimgate_config::{
     ContextTable, ContextVariable, Deployment, DynamicAuthentication, SelectionKey, TokenLocation,
 };
-use claimgate_jose::ParsedToken;
+use claimgate_jose::Jws;
 use serde_json::Value;
 
 /// How the server was chosen.
@@ -213,15 +213,15 @@ fn selector_value(
             let Some(raw) = location.and_then(|l| extract_token(l, request).ok()) else {
                 return (None, Some(SelectorToken::NotFound));
             };
-            let Ok(token) = ParsedToken::parse(raw) else {
+            let Ok(token) = Jws::parse(raw) else {
                 return (None, Some(SelectorToken::Invalid));
             };
-            let mut claim = token.payload.get(key);
+            let mut claim = token.claims.get(key);
             if let Some(sub) = &selector.sub_key {
-                claim = claim.and_then(|c| c.get(sub));
+                claim = claim.and_then(|c| c.get(sub).cloned());
             }
             claim.and_then(|c| match c {
-                Value::String(s) => Some(s.clone()),
+                Value::String(s) => Some(s),
                 Value::Number(n) => Some(n.to_string()),
                 Value::Bool(b) => Some(b.to_string()),
                 _ => None,

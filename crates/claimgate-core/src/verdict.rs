@@ -11,7 +11,7 @@ use claimgate_config::{
     AuthFlavor, Authentication, Authorization, Backend, ClaimRule, Deployment, JwtPolicy,
     KeySource, Route, ServerPolicy, TokenLocation,
 };
-use claimgate_jose::{Algorithm, KeySet, ParsedToken, PublicKey};
+use claimgate_jose::{Algorithm, Jws, KeySet, PublicKey};
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -310,7 +310,7 @@ pub fn evaluate_cached(
 /// Whether a token is judged by introspection: under REMOTE_DISCOVERY, anything that is not a
 /// well-formed compact JWS (SPEC "Settled details").
 fn is_opaque(policy: &JwtPolicy, raw: &str) -> bool {
-    matches!(policy.keys, KeySource::Discovery(_)) && ParsedToken::parse(raw).is_err()
+    matches!(policy.keys, KeySource::Discovery(_)) && Jws::parse(raw).is_err()
 }
 
 /// The token the caller must introspect before [`evaluate_with`], if any: the request reaches a
@@ -967,7 +967,7 @@ fn verify_token(
     explain: Explain,
 ) -> TokenVerification {
     let quiet = explain.quiet();
-    let token = match ParsedToken::parse(raw) {
+    let token = match Jws::parse(raw) {
         Ok(token) => token,
         Err(error) => {
             return TokenVerification {
@@ -986,13 +986,13 @@ fn verify_token(
     } else {
         Check::new(CheckId::Format, Outcome::Pass("compact JWS".into()))
     });
-    let algorithm = Algorithm::from_name(&token.header.alg);
+    let algorithm = Algorithm::from_name(&token.alg);
     let (alg_and_key, key) = judge_alg_and_key(
         policy,
         keys,
-        &token.header.alg,
+        &token.alg,
         algorithm,
-        token.header.kid.as_deref(),
+        token.kid.as_deref(),
         quiet,
     );
     checks.extend(alg_and_key);
@@ -1033,11 +1033,10 @@ fn verify_token(
         // All four passed; a cache keeps nothing it would not say.
         checks = Vec::new();
     }
-    let payload = Claims::from_map(&token.payload).map(Arc::new);
     TokenVerification {
         checks,
-        verified: verified && payload.is_some(),
-        payload,
+        verified,
+        payload: Some(Arc::new(token.claims)),
     }
 }
 
