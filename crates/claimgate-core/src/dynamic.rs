@@ -110,12 +110,13 @@ pub fn select_server(
 }
 
 /// [`select_server`] for a deployment with `dynamicAuthentication`, when the request reaches a
-/// route; `None` otherwise.
+/// route (its path normalised as the verdict normalises it); `None` otherwise.
 pub fn select_for_request(deployment: &Deployment, request: &dyn RequestView) -> Option<Selection> {
     let claimgate_config::Authentication::Dynamic(dynamic) = &deployment.authentication else {
         return None;
     };
-    match route::find(deployment, request.method(), request.path()) {
+    let path = crate::path::normalize(request.path()).ok()?;
+    match route::find(deployment, request.method(), &path) {
         RouteMatch::Found { params, .. } => Some(select_server(dynamic, request, &params)),
         _ => None,
     }

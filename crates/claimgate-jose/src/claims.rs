@@ -149,6 +149,11 @@ pub enum ClaimRef<'a> {
 }
 
 impl<'a> ClaimRef<'a> {
+    /// A member's value read from its JSON text (as [`Claims::raw_value`] gives it).
+    pub fn of_text(text: &'a str) -> Self {
+        Self::of(text)
+    }
+
     fn of(text: &'a str) -> Self {
         if let Some(inner) = plain_string(text) {
             return Self::Str(inner);
