@@ -25,7 +25,7 @@ mod validation;
 mod verdict;
 
 pub use check::{Check, CheckId, Failure, Note, Outcome, TimeContext};
-pub use claims::{claim_text, ClaimRef, Claims};
+pub use claims::{claim_text, ClaimRef, Claims, Registered};
 pub use credentials::is_credential_parameter;
 pub use dynamic::{
     select_for_request, select_key, select_server, wildcard_matches, Matched, Selection,

@@ -2,7 +2,7 @@
 //! decision that lists every check.
 
 use crate::check::{json_type, Check, CheckId, Failure, Note, Outcome, TimeContext};
-use crate::claims::{ClaimRef, Claims};
+use crate::claims::{ClaimRef, Claims, Registered};
 use crate::dynamic::{select_server, Matched, Selection};
 use crate::route::{self, RouteMatch};
 use crate::time::UnixTime;
@@ -1507,8 +1507,8 @@ fn time_check(
 /// A NumericDate read in place when it is a non-negative integer in range (nearly every
 /// token's; an integer needs none of [`numeric_date`]'s rounding): `None` when it is anything
 /// else, for the full reading.
-fn plain_numeric_date(payload: &Claims, claim: &str) -> Option<f64> {
-    match payload.lookup(claim)? {
+fn plain_numeric_date(payload: &Claims, claim: Registered) -> Option<f64> {
+    match payload.registered(claim)? {
         ClaimRef::Uint(n) if n as f64 <= MAX_NUMERIC_DATE => Some(n as f64),
         _ => None,
     }
@@ -1517,7 +1517,7 @@ fn plain_numeric_date(payload: &Claims, claim: &str) -> Option<f64> {
 fn judge_exp(payload: &Claims, time: TimeContext, quiet: bool) -> Check {
     // The allowed request's reading: no value decoded, nothing allocated.
     if quiet {
-        if let Some(exp) = plain_numeric_date(payload, "exp") {
+        if let Some(exp) = plain_numeric_date(payload, Registered::Exp) {
             if (time.now.0 as f64) <= exp + time.skew_seconds {
                 return Check::passed(CheckId::Exp);
             }
@@ -1551,7 +1551,7 @@ fn judge_exp(payload: &Claims, time: TimeContext, quiet: bool) -> Check {
 
 fn judge_nbf(payload: &Claims, time: TimeContext, quiet: bool) -> Check {
     if quiet {
-        if let Some(nbf) = plain_numeric_date(payload, "nbf") {
+        if let Some(nbf) = plain_numeric_date(payload, Registered::Nbf) {
             if (time.now.0 as f64) >= nbf - time.skew_seconds {
                 return Check::passed(CheckId::Nbf);
             }
@@ -1587,7 +1587,7 @@ fn judge_iss(payload: &Claims, issuers: Option<&[String]>, quiet: bool) -> Check
     let Some(issuers) = issuers else {
         return Check::skip(CheckId::Iss, "the policy does not check issuers");
     };
-    if quiet && plain_string_in(payload, "iss", issuers) {
+    if quiet && plain_string_in(payload, Registered::Iss, issuers) {
         return Check::passed(CheckId::Iss);
     }
     let actual = payload.get("iss");
@@ -1615,7 +1615,7 @@ fn judge_aud(payload: &Claims, audiences: Option<&[String]>, quiet: bool) -> Che
         return Check::skip(CheckId::Aud, "the policy does not check audiences");
     };
     // A single audience as a plain string; an array takes the full reading.
-    if quiet && plain_string_in(payload, "aud", audiences) {
+    if quiet && plain_string_in(payload, Registered::Aud, audiences) {
         return Check::passed(CheckId::Aud);
     }
     let actual = payload.get("aud");
@@ -1651,8 +1651,8 @@ fn judge_aud(payload: &Claims, audiences: Option<&[String]>, quiet: bool) -> Che
 }
 
 /// Whether member `claim` is a string without escapes equal to one of `accepted` (read in place).
-fn plain_string_in(payload: &Claims, claim: &str, accepted: &[String]) -> bool {
-    matches!(payload.lookup(claim), Some(ClaimRef::Str(s)) if accepted.iter().any(|a| a == s))
+fn plain_string_in(payload: &Claims, claim: Registered, accepted: &[String]) -> bool {
+    matches!(payload.registered(claim), Some(ClaimRef::Str(s)) if accepted.iter().any(|a| a == s))
 }
 
 /// The passed `verifyClaims` check read in place, when the claim is present as a string without
@@ -1719,7 +1719,7 @@ fn judge_claim(payload: &Claims, rule: &ClaimRule, quiet: bool) -> Check {
 pub(crate) fn judge_scope(payload: &Claims, allowed: &[String], quiet: bool) -> Check {
     // A space-separated string without escapes, read in place.
     if quiet {
-        if let Some(ClaimRef::Str(scopes)) = payload.lookup("scope") {
+        if let Some(ClaimRef::Str(scopes)) = payload.registered(Registered::Scope) {
             if scopes
                 .split(' ')
                 .any(|s| !s.is_empty() && allowed.iter().any(|a| a == s))

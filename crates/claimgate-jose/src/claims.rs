@@ -20,6 +20,9 @@ use std::fmt::{self, Write as _};
 /// An object's members, in their order.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Claims {
+    /// The registered claims every verdict reads, found and classified once when the claims
+    /// are packed (a cached token is judged many times).
+    registered: [Slot; REGISTERED.len()],
     /// `key₁ value₁ key₂ value₂ ...`: keys as decoded, values as serde_json writes them.
     text: Box<str>,
     members: Box<[Member]>,
@@ -45,10 +48,7 @@ impl Claims {
             let value_end = u32::try_from(text.len()).ok()?;
             members.push(Member { key_end, value_end });
         }
-        Some(Self {
-            text: text.into_boxed_str(),
-            members: members.into_boxed_slice(),
-        })
+        Some(Self::indexed(text, members))
     }
 
     /// Parses `bytes` as a strict JSON object (no duplicate member at any depth, nesting at most
@@ -73,9 +73,67 @@ impl Claims {
     }
 
     /// The value of member `name`, read in place when it is a string without escapes or a
-    /// non-negative integer (no allocation, no parse), else as its JSON text.
+    /// non-negative integer (no allocation, no parse), else as its JSON text. The registered
+    /// claims ([`Registered`]) come from the index made when the claims were packed.
     pub fn lookup(&self, name: &str) -> Option<ClaimRef<'_>> {
-        self.raw_value(name).map(ClaimRef::of)
+        match REGISTERED.iter().position(|(_, known)| *known == name) {
+            Some(index) => self.slot(self.registered[index]),
+            None => self.raw_value(name).map(ClaimRef::of),
+        }
+    }
+
+    /// [`Self::lookup`] of a registered claim, from the index.
+    pub fn registered(&self, claim: Registered) -> Option<ClaimRef<'_>> {
+        self.slot(self.registered[claim as usize])
+    }
+
+    fn slot(&self, slot: Slot) -> Option<ClaimRef<'_>> {
+        match slot {
+            Slot::Absent => None,
+            Slot::Str(start, end) => Some(ClaimRef::Str(&self.text[start as usize..end as usize])),
+            Slot::Uint(number) => Some(ClaimRef::Uint(number)),
+            Slot::Other(start, end) => {
+                Some(ClaimRef::Other(&self.text[start as usize..end as usize]))
+            }
+        }
+    }
+
+    /// The packed members with their registered claims indexed (the first of a name counts,
+    /// as [`Self::get`] finds it).
+    fn indexed(text: String, members: Vec<Member>) -> Self {
+        let mut claims = Self {
+            registered: Default::default(),
+            text: text.into_boxed_str(),
+            members: members.into_boxed_slice(),
+        };
+        let base = claims.text.as_ptr() as usize;
+        let mut registered = [Slot::Absent; REGISTERED.len()];
+        for (key, value) in claims.raw() {
+            let Some(index) = REGISTERED.iter().position(|(_, known)| *known == key) else {
+                continue;
+            };
+            if registered[index] != Slot::Absent {
+                continue;
+            }
+            let offsets = |part: &str| {
+                let start = part.as_ptr() as usize - base;
+                // Within the text, which is below 4 GiB (checked when packing).
+                (start as u32, (start + part.len()) as u32)
+            };
+            registered[index] = match ClaimRef::of(value) {
+                ClaimRef::Str(inner) => {
+                    let (start, end) = offsets(inner);
+                    Slot::Str(start, end)
+                }
+                ClaimRef::Uint(number) => Slot::Uint(number),
+                ClaimRef::Other(text) => {
+                    let (start, end) = offsets(text);
+                    Slot::Other(start, end)
+                }
+            };
+        }
+        claims.registered = registered;
+        claims
     }
 
     /// The members as (key, value text), in order.
@@ -135,6 +193,34 @@ fn decode(text: &str) -> Value {
     }
     // Written by serde_json from a Value a moment ago: it reads back.
     serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
+/// The registered claims the verdict reads on every request, indexed when claims are packed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registered {
+    Exp = 0,
+    Nbf = 1,
+    Iss = 2,
+    Aud = 3,
+    Scope = 4,
+}
+
+const REGISTERED: [(Registered, &str); 5] = [
+    (Registered::Exp, "exp"),
+    (Registered::Nbf, "nbf"),
+    (Registered::Iss, "iss"),
+    (Registered::Aud, "aud"),
+    (Registered::Scope, "scope"),
+];
+
+/// Where a registered claim's value is in [`Claims::text`], classified as [`ClaimRef`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Slot {
+    #[default]
+    Absent,
+    Str(u32, u32),
+    Uint(u64),
+    Other(u32, u32),
 }
 
 /// A member's value as [`Claims::lookup`] reads it.
@@ -205,10 +291,7 @@ fn pack(bytes: &[u8], max_depth: usize) -> Option<Claims> {
         .deserialize_map(PackVisitor(&mut packer))
         .ok()?;
     deserializer.end().ok()?;
-    let claims = Claims {
-        text: packer.text.into_boxed_str(),
-        members: packer.members.into_boxed_slice(),
-    };
+    let claims = Claims::indexed(packer.text, packer.members);
     (!claims.has_duplicate_key()).then_some(claims)
 }
 
@@ -483,6 +566,29 @@ mod tests {
                     }
                     (Err(strict), Err(packed)) => assert_eq!(packed, strict, "{shown}"),
                     _ => panic!("{shown} at depth {depth}: {strict:?} vs {packed:?}"),
+                }
+            }
+        }
+    }
+
+    /// The index of registered claims says what a scan says, whatever the members' order,
+    /// spelling or repetition in the text given to `from_map`.
+    #[test]
+    fn registered_claims_come_from_the_index_as_a_scan_finds_them() {
+        for text in [
+            r#"{"iss":"https://idp/","aud":["a"],"exp":1764003600,"nbf":1.5,"scope":"a b"}"#,
+            r#"{"scope":["x"],"sub":"exp","exp":"soon","aud":"api","iss":"\u0069ss"}"#,
+            r#"{"expx":1,"Exp":2,"ex":3,"iss ":4}"#,
+            r#"{}"#,
+        ] {
+            for claims in [
+                Claims::parse(text.as_bytes(), 32).unwrap(),
+                Claims::from_map(&json::parse_object(text.as_bytes(), 32).unwrap()).unwrap(),
+            ] {
+                for (claim, name) in REGISTERED {
+                    let scanned = claims.raw_value(name).map(ClaimRef::of);
+                    assert_eq!(claims.registered(claim), scanned, "{text} {name}");
+                    assert_eq!(claims.lookup(name), scanned, "{text} {name}");
                 }
             }
         }

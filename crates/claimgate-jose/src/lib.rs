@@ -22,7 +22,7 @@ mod token;
 
 pub use alg::{Algorithm, AlgorithmSet};
 pub use b64::{decode_base64url, Base64Error};
-pub use claims::{ClaimRef, Claims};
+pub use claims::{ClaimRef, Claims, Registered};
 pub use json::JsonError;
 pub use key::{
     parse_jwks, Curve, JwksError, JwksParse, KeyError, KeyKind, KeySet, PublicKey, SkippedKey,
