@@ -277,8 +277,146 @@ fn written_as_is(text: &str) -> bool {
 }
 
 /// The one-pass reading behind [`Claims::parse`]; `None` when the text is not an object that
-/// passes, for the strict parser to name the problem.
+/// passes, for the strict parser to name the problem. The common shape is read by hand
+/// ([`pack_plain`]); anything else through serde_json.
 fn pack(bytes: &[u8], max_depth: usize) -> Option<Claims> {
+    pack_plain(bytes, max_depth).or_else(|| pack_with_serde(bytes, max_depth))
+}
+
+/// Reads by hand the shape nearly every token has: an object whose keys have no escapes and
+/// whose values are strings without escapes, non-negative integers that fit in a `u64`,
+/// literals, or arrays of such strings. Every byte is checked as JSON requires (UTF-8, no
+/// control character in a string, no leading zero, JSON's four white-space bytes only).
+/// `None` for anything else, valid or not: it is never the one to refuse a text.
+fn pack_plain(bytes: &[u8], max_depth: usize) -> Option<Claims> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let b = text.as_bytes();
+    let mut text_out = String::with_capacity(b.len());
+    let mut members = Vec::with_capacity(16);
+    let mut i = skip_space(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_space(b, i + 1);
+    if b.get(i) == Some(&b'}') {
+        i += 1;
+    } else {
+        // Members need one level below the object; arrays one more (as the strict parser counts).
+        let member_depth = max_depth.checked_sub(1)?;
+        loop {
+            let (key, next) = plain_string_at(text, i)?;
+            i = skip_space(b, next);
+            if b.get(i) != Some(&b':') {
+                return None;
+            }
+            i = skip_space(b, i + 1);
+            text_out.push_str(key);
+            let key_end = u32::try_from(text_out.len()).ok()?;
+            i = plain_value_at(text, i, member_depth, &mut text_out)?;
+            let value_end = u32::try_from(text_out.len()).ok()?;
+            members.push(Member { key_end, value_end });
+            i = skip_space(b, i);
+            match b.get(i) {
+                Some(b',') => i = skip_space(b, i + 1),
+                Some(b'}') => {
+                    i += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    if skip_space(b, i) != b.len() {
+        return None;
+    }
+    let claims = Claims::indexed(text_out, members);
+    (!claims.has_duplicate_key()).then_some(claims)
+}
+
+/// JSON's white space: space, tab, line feed, carriage return.
+fn skip_space(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// A string without escapes at `i` (its opening quote): its content and the index after its
+/// closing quote.
+fn plain_string_at(text: &str, i: usize) -> Option<(&str, usize)> {
+    let b = text.as_bytes();
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let rest = &b[i + 1..];
+    let end = rest
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+    if rest[end] != b'"' {
+        return None;
+    }
+    Some((&text[i + 1..i + 1 + end], i + 2 + end))
+}
+
+/// A plain value at `i`, written to `out` as serde_json writes it; the index after it.
+fn plain_value_at(text: &str, i: usize, depth: usize, out: &mut String) -> Option<usize> {
+    let b = text.as_bytes();
+    match *b.get(i)? {
+        b'"' => {
+            let (_, next) = plain_string_at(text, i)?;
+            out.push_str(&text[i..next]);
+            Some(next)
+        }
+        b'0'..=b'9' => {
+            let digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+            let end = i + digits;
+            // A fraction or an exponent is not plain; a leading zero is not JSON.
+            if matches!(b.get(end), Some(b'.' | b'e' | b'E')) || (digits > 1 && b[i] == b'0') {
+                return None;
+            }
+            text[i..end].parse::<u64>().ok()?;
+            out.push_str(&text[i..end]);
+            Some(end)
+        }
+        b't' | b'f' | b'n' => {
+            let literal = ["true", "false", "null"]
+                .into_iter()
+                .find(|l| b[i..].starts_with(l.as_bytes()))?;
+            out.push_str(literal);
+            Some(i + literal.len())
+        }
+        b'[' => {
+            // Strings only, one level below the array.
+            depth.checked_sub(1)?;
+            out.push('[');
+            let mut j = skip_space(b, i + 1);
+            if b.get(j) == Some(&b']') {
+                out.push(']');
+                return Some(j + 1);
+            }
+            loop {
+                let (_, next) = plain_string_at(text, j)?;
+                out.push_str(&text[j..next]);
+                j = skip_space(b, next);
+                match b.get(j) {
+                    Some(b',') => {
+                        out.push(',');
+                        j = skip_space(b, j + 1);
+                    }
+                    Some(b']') => {
+                        out.push(']');
+                        return Some(j + 1);
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        _ => None,
+    }
+}
+
+/// [`pack`] through serde_json, for what [`pack_plain`] does not read.
+fn pack_with_serde(bytes: &[u8], max_depth: usize) -> Option<Claims> {
     // The strict parser gives every member value one level less than the object.
     let member_depth = max_depth.checked_sub(1);
     let mut packer = Packer {
@@ -533,6 +671,29 @@ mod tests {
             "  ",
             r#"{"a":tru}"#,
             r#"{'a':1}"#,
+            // The hand reading's edges: white space, literals, arrays, numbers, strings.
+            "\t{\r\n\"a\" :\ttrue ,\"b\":false,\"c\":null}\n",
+            "{\"a\":\u{c}1}",
+            "{\"a\":\u{a0}1}",
+            r#"{"aud":[],"x":[ "a" , "b" ],"y":["a",1],"z":[["a"]],"w":["a",]}"#,
+            r#"{"a":["\u0061"]}"#,
+            r#"{"a":[}"#,
+            r#"{"a":"b"c"}"#,
+            r#"{"a":tru,"b":1}"#,
+            r#"{"a":truex}"#,
+            r#"{"a":nul}"#,
+            r#"{"a":0,"b":00}"#,
+            r#"{"a":0}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":1e}"#,
+            r#"{"a":-}"#,
+            r#"{"a":123abc}"#,
+            r#"{"a":1}}"#,
+            r#"{"a":1 "b":2}"#,
+            r#"{,"a":1}"#,
+            r#"{"a" "b"}"#,
+            r#"{"a":"tab	in string"}"#,
+            r#"{"a":"é ☃ 𝄞"}"#,
         ]
         .iter()
         .map(|t| t.to_string())
@@ -547,6 +708,11 @@ mod tests {
         let mut bytes: Vec<Vec<u8>> = texts.iter().map(|t| t.clone().into_bytes()).collect();
         bytes.push(b"{\"a\":\"\xc3\x28\"}".to_vec());
         bytes.push(b"{\"\xff\":1}".to_vec());
+        bytes.push(b"{\"a\":\"\x1f\"}".to_vec());
+        bytes.push(b"{\"a\":\"\x7f\"}".to_vec());
+        bytes.push(b"{\"a\":\"\xed\xa0\x80\"}".to_vec());
+        bytes.push(b"{\"a\":[\"\x00\"]}".to_vec());
+        bytes.push(b"{\"a\":\"\t\"}".to_vec());
         for text in &bytes {
             for depth in [0, 1, 2, 32] {
                 let strict = json::parse_object(text, depth);
@@ -591,6 +757,46 @@ mod tests {
                     assert_eq!(claims.lookup(name), scanned, "{text} {name}");
                 }
             }
+        }
+    }
+
+    /// Typical claims are read by hand; every byte-level mutation of them is judged by the hand
+    /// reading as by the strict parser (accepted only when the strict parser accepts, packed
+    /// as from_map packs).
+    #[test]
+    fn the_hand_reading_agrees_with_the_strict_parser_on_mutated_claims() {
+        let typical = br#"{"iss":"https://idp.example.com/","aud":["api://orders","x"],"sub":"alice@example.com","tenant":"acme","scope":"orders:read orders:write","iat":1763999940,"nbf":1763999940,"exp":1764003600,"admin":false,"jti":null}"#;
+        assert!(
+            pack_plain(typical, 32).is_some(),
+            "the common shape is read by hand"
+        );
+        let alphabet = b" \t\n\r{}[]:,\"\\0123456789.eE-+truefalsnl\x00\x1f\x7f\xc3\xa9\xff";
+        let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = |bound: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % bound as u64) as usize
+        };
+        for _ in 0..20_000 {
+            let mut text = typical.to_vec();
+            for _ in 0..1 + next(3) {
+                let at = next(text.len());
+                match next(3) {
+                    0 => text[at] = alphabet[next(alphabet.len())],
+                    1 => text.insert(at, alphabet[next(alphabet.len())]),
+                    _ => {
+                        text.remove(at);
+                    }
+                }
+            }
+            let strict = json::parse_object(&text, 32);
+            if let Some(plain) = pack_plain(&text, 32) {
+                let shown = String::from_utf8_lossy(&text);
+                let object = strict.as_ref().unwrap_or_else(|e| panic!("{shown}: {e}"));
+                assert_eq!(Some(&plain), Claims::from_map(object).as_ref(), "{shown}");
+            }
+            assert_eq!(Claims::parse(&text, 32).is_ok(), strict.is_ok());
         }
     }
 
