@@ -346,6 +346,15 @@ pub struct Prepared<'r> {
 /// Prepares the judgement of `request` ([`Prepared`]). Pure.
 pub fn prepare<'r>(deployment: &Deployment, request: &'r dyn RequestView) -> Prepared<'r> {
     let mut prepared = Prepared::default();
+    // Nothing to decide for most deployments: no routing here then (the verdict routes).
+    let needed = match &deployment.authentication {
+        Authentication::Jwt(policy) => matches!(policy.keys, KeySource::Discovery(_)),
+        Authentication::Dynamic(_) => true,
+        _ => false,
+    };
+    if !needed {
+        return prepared;
+    }
     let Ok(path) = crate::path::normalize(request.path()) else {
         return prepared;
     };
