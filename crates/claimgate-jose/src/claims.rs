@@ -76,7 +76,7 @@ impl Claims {
     /// non-negative integer (no allocation, no parse), else as its JSON text. The registered
     /// claims ([`Registered`]) come from the index made when the claims were packed.
     pub fn lookup(&self, name: &str) -> Option<ClaimRef<'_>> {
-        match REGISTERED.iter().position(|(_, known)| *known == name) {
+        match registered_index(name) {
             Some(index) => self.slot(self.registered[index]),
             None => self.raw_value(name).map(ClaimRef::of),
         }
@@ -109,7 +109,7 @@ impl Claims {
         let base = claims.text.as_ptr() as usize;
         let mut registered = [Slot::Absent; REGISTERED.len()];
         for (key, value) in claims.raw() {
-            let Some(index) = REGISTERED.iter().position(|(_, known)| *known == key) else {
+            let Some(index) = registered_index(key) else {
                 continue;
             };
             if registered[index] != Slot::Absent {
@@ -212,6 +212,20 @@ const REGISTERED: [(Registered, &str); 5] = [
     (Registered::Aud, "aud"),
     (Registered::Scope, "scope"),
 ];
+
+/// The position of `name` in [`REGISTERED`] (a match on the bytes: no string comparison call).
+fn registered_index(name: &str) -> Option<usize> {
+    let index = match name.as_bytes() {
+        b"exp" => Registered::Exp,
+        b"nbf" => Registered::Nbf,
+        b"iss" => Registered::Iss,
+        b"aud" => Registered::Aud,
+        b"scope" => Registered::Scope,
+        _ => return None,
+    } as usize;
+    debug_assert_eq!(REGISTERED[index].1, name);
+    Some(index)
+}
 
 /// Where a registered claim's value is in [`Claims::text`], classified as [`ClaimRef`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -439,12 +453,20 @@ impl Claims {
     fn has_duplicate_key(&self) -> bool {
         const PAIRWISE: usize = 16;
         if self.members.len() <= PAIRWISE {
+            // Keys are compared only when their length and first byte agree.
             let mut seen = [""; PAIRWISE];
+            let mut shapes = [0u32; PAIRWISE];
             for (count, (key, _)) in self.raw().enumerate() {
-                if seen[..count].contains(&key) {
+                let shape = (key.len() as u32) << 8 | u32::from(key.bytes().next().unwrap_or(0));
+                let earlier = shapes[..count].iter().zip(&seen[..count]);
+                if earlier
+                    .filter(|(s, _)| **s == shape)
+                    .any(|(_, seen)| *seen == key)
+                {
                     return true;
                 }
                 seen[count] = key;
+                shapes[count] = shape;
             }
             return false;
         }
@@ -694,6 +716,10 @@ mod tests {
             r#"{"a" "b"}"#,
             r#"{"a":"tab	in string"}"#,
             r#"{"a":"é ☃ 𝄞"}"#,
+            // Keys of one length and first byte, duplicated or not.
+            r#"{"ab":1,"ac":2,"ad":3}"#,
+            r#"{"ab":1,"ac":2,"":3,"":4}"#,
+            r#"{"ab":1,"ac":2,"ab":3}"#,
         ]
         .iter()
         .map(|t| t.to_string())
