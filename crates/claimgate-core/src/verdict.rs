@@ -1081,14 +1081,13 @@ fn verify_token(
             }
         }
     };
-    let mut checks = Vec::with_capacity(4);
-    checks.push(if quiet {
+    let format = if quiet {
         Check::passed(CheckId::Format)
     } else {
         Check::new(CheckId::Format, Outcome::Pass("compact JWS".into()))
-    });
+    };
     let algorithm = Algorithm::from_name(&token.alg);
-    let (alg_and_key, key) = judge_alg_and_key(
+    let ([alg_check, key_check], key) = judge_alg_and_key(
         policy,
         keys,
         &token.alg,
@@ -1096,8 +1095,7 @@ fn verify_token(
         token.kid.as_deref(),
         quiet,
     );
-    checks.extend(alg_and_key);
-    let verified = match (key, algorithm) {
+    let (signature_check, verified) = match (key, algorithm) {
         (Some(key), Some(alg)) => {
             let ok = key.verify(alg, token.signing_input(), token.signature());
             let outcome = if ok && quiet {
@@ -1118,22 +1116,24 @@ fn verify_token(
                 })
             };
             let check = Check::new(CheckId::Signature, outcome);
-            checks.push(if ok && quiet {
+            let check = if ok && quiet {
                 check
             } else {
                 check.setting(keys_setting(policy))
-            });
-            ok
+            };
+            (check, ok)
         }
-        _ => {
-            checks.push(Check::skip(CheckId::Signature, "no usable key was found"));
-            false
-        }
+        _ => (
+            Check::skip(CheckId::Signature, "no usable key was found"),
+            false,
+        ),
     };
-    if verified && quiet {
-        // All four passed; a cache keeps nothing it would not say.
-        checks = Vec::new();
-    }
+    // All four passed: a cache keeps nothing it would not say (and nothing is allocated).
+    let checks = if verified && quiet {
+        Vec::new()
+    } else {
+        vec![format, alg_check, key_check, signature_check]
+    };
     TokenVerification {
         checks,
         verified,
@@ -1306,7 +1306,7 @@ fn judge_alg_and_key<'k>(
     algorithm: Option<Algorithm>,
     kid: Option<&str>,
     quiet: bool,
-) -> (Vec<Check>, Option<&'k PublicKey>) {
+) -> ([Check; 2], Option<&'k PublicKey>) {
     let setting = || keys_setting(policy);
     let actual_alg = || Some(json!(header_alg));
     let alg_failure = if header_alg
@@ -1342,14 +1342,14 @@ fn judge_alg_and_key<'k>(
             let key = Check::new(CheckId::Key, Outcome::fail(failure))
                 .values(None, Some(json!(kid)))
                 .setting(setting());
-            return (vec![alg, key], None);
+            return ([alg, key], None);
         }
     };
     let allowed = key_set.algorithms();
     let expected_algs = || Some(json!(allowed.names()));
     if let Some(failure) = alg_failure {
         return (
-            vec![
+            [
                 Check::new(CheckId::Alg, Outcome::fail(failure))
                     .values(expected_algs(), actual_alg()),
                 Check::skip(CheckId::Key, "the algorithm is not allowed"),
@@ -1364,7 +1364,7 @@ fn judge_alg_and_key<'k>(
             allowed: allowed.names(),
         };
         return (
-            vec![
+            [
                 Check::new(CheckId::Alg, Outcome::fail(failure))
                     .values(expected_algs(), actual_alg())
                     .setting(setting()),
@@ -1391,18 +1391,13 @@ fn judge_alg_and_key<'k>(
     };
     let (outcome, key) = match kid {
         Some(kid) => {
-            let named: Vec<&PublicKey> = key_set
-                .keys()
-                .iter()
-                .filter(|k| k.kid() == Some(kid))
-                .collect();
-            let usable: Vec<&PublicKey> = named
-                .iter()
-                .copied()
-                .filter(|k| k.allowed().contains(alg))
-                .collect();
-            match (named.as_slice(), usable.as_slice()) {
-                ([], _) => (
+            // Counted, not collected: the allowed request's key is found without allocating.
+            let mut named = key_set.keys().iter().filter(|k| k.kid() == Some(kid));
+            let first_named = named.clone().next();
+            let mut usable = named.clone().filter(|k| k.allowed().contains(alg));
+            let (first_usable, more_usable) = (usable.next(), usable.next().is_some());
+            match (first_named, first_usable, more_usable) {
+                (None, _, _) => (
                     Outcome::fail(Failure::KeyUnknownKid {
                         kid: kid.to_owned(),
                         known: known(),
@@ -1410,12 +1405,12 @@ fn judge_alg_and_key<'k>(
                     }),
                     None,
                 ),
-                (_, [key]) if quiet => (Outcome::Pass(Cow::Borrowed("")), Some(*key)),
-                (_, [key]) => (
+                (_, Some(key), false) if quiet => (Outcome::Pass(Cow::Borrowed("")), Some(key)),
+                (_, Some(key), false) => (
                     Outcome::Pass(format!("kid '{kid}' is the {} key", key.kind()).into()),
-                    Some(*key),
+                    Some(key),
                 ),
-                ([first, ..], []) => (
+                (Some(first), None, _) => (
                     Outcome::fail(Failure::KeyNotForAlg {
                         kid: Some(kid.to_owned()),
                         alg: alg.name().to_owned(),
@@ -1427,39 +1422,36 @@ fn judge_alg_and_key<'k>(
                     }),
                     None,
                 ),
-                (_, many) => (
+                (Some(_), Some(_), true) => (
                     Outcome::fail(Failure::KeyAmbiguous {
                         kid: Some(kid.to_owned()),
-                        count: many.len(),
+                        count: named.by_ref().filter(|k| k.allowed().contains(alg)).count(),
                     }),
                     None,
                 ),
             }
         }
         None => {
-            let usable: Vec<&PublicKey> = key_set
-                .keys()
-                .iter()
-                .filter(|k| k.allowed().contains(alg))
-                .collect();
-            match usable.as_slice() {
-                [key] if quiet => (Outcome::Pass(Cow::Borrowed("")), Some(*key)),
-                [key] => (
+            let usable = key_set.keys().iter().filter(|k| k.allowed().contains(alg));
+            let mut first_two = usable.clone();
+            match (first_two.next(), first_two.next()) {
+                (Some(key), None) if quiet => (Outcome::Pass(Cow::Borrowed("")), Some(key)),
+                (Some(key), None) => (
                     Outcome::Pass(
                         format!("no kid; the only {alg} key is the {} key", key.kind()).into(),
                     ),
-                    Some(*key),
+                    Some(key),
                 ),
-                [] => (
+                (None, _) => (
                     Outcome::fail(Failure::KeyNoKidNoMatch {
                         alg: alg.name().to_owned(),
                     }),
                     None,
                 ),
-                many => (
+                (Some(_), Some(_)) => (
                     Outcome::fail(Failure::KeyAmbiguous {
                         kid: None,
-                        count: many.len(),
+                        count: usable.count(),
                     }),
                     None,
                 ),
@@ -1473,7 +1465,7 @@ fn judge_alg_and_key<'k>(
             .values(Some(json!(known())), Some(json!(kid)))
             .setting(setting())
     };
-    (vec![alg_check, key_check], key)
+    ([alg_check, key_check], key)
 }
 
 /// The latest NumericDate accepted: 9999-12-31T23:59:59Z.

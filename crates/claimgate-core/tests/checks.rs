@@ -3366,3 +3366,19 @@ fn escaped_floating_and_array_claims_are_judged_as_plain_ones() {
         );
     }
 }
+
+/// A key with the token's kid that allows another algorithm only is named (the kid branch of
+/// the key choice counts keys without collecting them).
+#[test]
+fn a_kid_whose_key_allows_another_algorithm_is_named() {
+    let k = keys();
+    let ps256 = static_key("k1", rsa_jwk(&k.rsa), Some("PS256"));
+    let rs256 = static_key("k2", rsa_jwk(&k.rsa_other), Some("RS256"));
+    let verdict = judge_with_remote_jwks(json!({"keys": [ps256, rs256]}), &good_token());
+    assert_denied_by(&verdict, &["key"]);
+    assert!(
+        fix(&verdict, "key").contains("cannot verify RS256"),
+        "{}",
+        fix(&verdict, "key")
+    );
+}
