@@ -47,9 +47,7 @@ pub fn authorizer_arguments(
     match &policy.input {
         AuthorizerInput::Single(location) => {
             let token = match location {
-                TokenLocation::Header { name, .. } => {
-                    request.header_values(name).into_iter().next()
-                }
+                TokenLocation::Header { name, .. } => request.first_header_value(name),
                 TokenLocation::Query { name } => query_values(request.query(), name).next(),
             };
             match token {
@@ -98,8 +96,7 @@ fn found_arguments(
         AuthorizerInput::Single(location) => {
             let present = match location {
                 TokenLocation::Header { name, .. } => request
-                    .header_values(name)
-                    .first()
+                    .first_header_value(name)
                     .is_some_and(|v| !v.is_empty()),
                 TokenLocation::Query { name } => query_values(request.query(), name)
                     .next()
@@ -136,9 +133,9 @@ fn found_arguments(
 fn variable_present(variable: &ContextVariable, request: &dyn RequestView) -> bool {
     let key = variable.key.as_deref().unwrap_or("");
     match variable.table {
-        ContextTable::Headers => !request.header_values(key).is_empty(),
+        ContextTable::Headers => request.first_header_value(key).is_some(),
         ContextTable::Query => query_values(request.query(), key).next().is_some(),
-        ContextTable::Host => !request.header_values("host").is_empty(),
+        ContextTable::Host => request.first_header_value("host").is_some(),
         ContextTable::Cert => request.client_cert().is_some(),
         _ => false,
     }
@@ -159,7 +156,7 @@ fn variable_value(variable: &ContextVariable, request: &dyn RequestView) -> Opti
     let values: Vec<&str> = match variable.table {
         ContextTable::Headers => request.header_values(key),
         ContextTable::Query => query_values(request.query(), key).collect(),
-        ContextTable::Host => request.header_values("host").into_iter().take(1).collect(),
+        ContextTable::Host => request.first_header_value("host").into_iter().collect(),
         ContextTable::Cert => request.client_cert().into_iter().collect(),
         // An empty body is not passed, as an absent header is not.
         ContextTable::Body => request

@@ -7,7 +7,7 @@ use crate::verdict::{extract_token, HeaderValues, RequestView};
 use claimgate_config::{
     ContextTable, ContextVariable, Deployment, DynamicAuthentication, SelectionKey, TokenLocation,
 };
-use claimgate_jose::ParsedToken;
+use claimgate_jose::Jws;
 use serde_json::Value;
 
 /// How the server was chosen.
@@ -110,12 +110,13 @@ pub fn select_server(
 }
 
 /// [`select_server`] for a deployment with `dynamicAuthentication`, when the request reaches a
-/// route; `None` otherwise.
+/// route (its path normalised as the verdict normalises it); `None` otherwise.
 pub fn select_for_request(deployment: &Deployment, request: &dyn RequestView) -> Option<Selection> {
     let claimgate_config::Authentication::Dynamic(dynamic) = &deployment.authentication else {
         return None;
     };
-    match route::find(deployment, request.method(), request.path()) {
+    let path = crate::path::normalize(request.path()).ok()?;
+    match route::find(deployment, request.method(), &path) {
         RouteMatch::Found { params, .. } => Some(select_server(dynamic, request, &params)),
         _ => None,
     }
@@ -213,15 +214,15 @@ fn selector_value(
             let Some(raw) = location.and_then(|l| extract_token(l, request).ok()) else {
                 return (None, Some(SelectorToken::NotFound));
             };
-            let Ok(token) = ParsedToken::parse(raw) else {
+            let Ok(token) = Jws::parse(raw) else {
                 return (None, Some(SelectorToken::Invalid));
             };
-            let mut claim = token.payload.get(key);
+            let mut claim = token.claims.get(key);
             if let Some(sub) = &selector.sub_key {
-                claim = claim.and_then(|c| c.get(sub));
+                claim = claim.and_then(|c| c.get(sub).cloned());
             }
             claim.and_then(|c| match c {
-                Value::String(s) => Some(s.clone()),
+                Value::String(s) => Some(s),
                 Value::Number(n) => Some(n.to_string()),
                 Value::Bool(b) => Some(b.to_string()),
                 _ => None,

@@ -25,7 +25,7 @@ mod validation;
 mod verdict;
 
 pub use check::{Check, CheckId, Failure, Note, Outcome, TimeContext};
-pub use claims::{claim_text, Claims};
+pub use claims::{claim_text, ClaimRef, Claims, Registered};
 pub use credentials::is_credential_parameter;
 pub use dynamic::{
     select_for_request, select_key, select_server, wildcard_matches, Matched, Selection,
@@ -43,7 +43,8 @@ pub use usage::{
 };
 pub use validation::{Validation, ValidationKind, ValidationProblem, SHOWN_MEDIA_TYPE};
 pub use verdict::{
-    body_declared, context_value, evaluate, evaluate_cached, evaluate_with, token_to_introspect,
-    Decision, Event, Explain, HeaderValues, Introspection, KeyMaterial, RequestView, RouteInfo,
-    TokenVerification, Unrouted, Verdict, VerificationCache,
+    body_declared, context_value, evaluate, evaluate_cached, evaluate_prepared, evaluate_with,
+    prepare, token_to_introspect, Decision, Event, Explain, HeaderValues, Introspection,
+    KeyMaterial, Prepared, RequestView, RouteInfo, TokenVerification, Unrouted, Verdict,
+    VerificationCache,
 };

@@ -3271,3 +3271,114 @@ fn an_oauth2_id_token_without_a_real_signature_or_for_another_party_is_refused()
     let for_other = id(json!({"aud": ["other", "web"], "azp": "other"}));
     assert!(verify(&token(&for_other)).is_err(), "azp = another client");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Claims spelled unusually (the in-place reading of an allowed request hands them to the full
+// reading; `judge` holds both explanations to one decision)
+// ---------------------------------------------------------------------------------------------
+
+/// The payload exactly as written, signed by `k1`, judged against `deployment` at `NOW`.
+fn judge_payload(
+    deployment: &claimgate_config::Deployment,
+    payload: &str,
+) -> claimgate_core::Verdict {
+    let token = sign_raw(&header().to_string(), payload, &k1());
+    judge(deployment, &Req::get("/v1/orders/admin").bearer(&token))
+}
+
+#[test]
+fn escaped_floating_and_array_claims_are_judged_as_plain_ones() {
+    let deployment = deployment_with_claims(json!([
+        {"key": "tenant", "values": ["acme"], "isRequired": true},
+        {"key": "level", "values": ["42"], "isRequired": true},
+        {"key": "beta", "values": ["true"], "isRequired": true},
+    ]));
+    let issuer = ISSUER.replace('/', "\\/");
+    let exp = NOW_SECS + 3600;
+    let nbf = NOW_SECS - 60;
+    let allowed = [
+        // Plain: read in place.
+        format!(
+            r#"{{"iss":"{ISSUER}","aud":"{AUDIENCE}","exp":{exp},"nbf":{nbf},"tenant":"acme","level":42,"beta":true,"scope":"orders:write"}}"#
+        ),
+        // Escapes, a fraction, an exponent, an array audience, an array of scopes.
+        format!(
+            r#"{{"iss":"{issuer}","aud":["x","{AUDIENCE}"],"exp":{exp}.9,"nbf":{nbf}.5,"tenant":"\u0061cme","level":42,"beta":true,"scope":["orders:write"]}}"#
+        ),
+        format!(
+            r#"{{"iss":"{ISSUER}","aud":"{AUDIENCE}","exp":{}e1,"tenant":"acme","level":42,"beta":true,"scope":"a  orders:write"}}"#,
+            exp / 10 + 1
+        ),
+    ];
+    for payload in &allowed {
+        assert_allowed(&judge_payload(&deployment, payload));
+    }
+    let denied = [
+        // Expired by a fraction of a second beyond the skew: floor(exp) is what counts.
+        (
+            format!(
+                r#"{{"iss":"{ISSUER}","aud":"{AUDIENCE}","exp":{}.9,"tenant":"acme","level":42,"beta":true,"scope":"orders:write"}}"#,
+                NOW_SECS - 1
+            ),
+            "exp",
+        ),
+        // Not yet valid: ceil(nbf) is what counts.
+        (
+            format!(
+                r#"{{"iss":"{ISSUER}","aud":"{AUDIENCE}","exp":{exp},"nbf":{}.1,"tenant":"acme","level":42,"beta":true,"scope":"orders:write"}}"#,
+                NOW_SECS
+            ),
+            "nbf",
+        ),
+        // Numbers and booleans compare by their JSON text: "42.0" is not "42", "\"true\"" is a string.
+        (
+            format!(
+                r#"{{"iss":"{ISSUER}","aud":"{AUDIENCE}","exp":{exp},"tenant":"acme","level":42.0,"beta":true,"scope":"orders:write"}}"#
+            ),
+            "claim:level",
+        ),
+        (
+            format!(
+                r#"{{"iss":"{ISSUER}","aud":"{AUDIENCE}","exp":{exp},"tenant":"acme","level":42,"beta":"TRUE","scope":"orders:write"}}"#
+            ),
+            "claim:beta",
+        ),
+        (
+            format!(
+                r#"{{"iss":"{ISSUER} ","aud":"{AUDIENCE}","exp":{exp},"tenant":"acme","level":42,"beta":true,"scope":"orders:write"}}"#
+            ),
+            "iss",
+        ),
+        (
+            format!(
+                r#"{{"iss":"{ISSUER}","aud":["{AUDIENCE}x"],"exp":{exp},"tenant":"acme","level":42,"beta":true,"scope":"orders:write"}}"#
+            ),
+            "aud",
+        ),
+    ];
+    for (payload, check) in &denied {
+        let verdict = judge_payload(&deployment, payload);
+        assert_eq!(
+            failed(&verdict),
+            [*check],
+            "{payload}: {}",
+            summary(&verdict)
+        );
+    }
+}
+
+/// A key with the token's kid that allows another algorithm only is named (the kid branch of
+/// the key choice counts keys without collecting them).
+#[test]
+fn a_kid_whose_key_allows_another_algorithm_is_named() {
+    let k = keys();
+    let ps256 = static_key("k1", rsa_jwk(&k.rsa), Some("PS256"));
+    let rs256 = static_key("k2", rsa_jwk(&k.rsa_other), Some("RS256"));
+    let verdict = judge_with_remote_jwks(json!({"keys": [ps256, rs256]}), &good_token());
+    assert_denied_by(&verdict, &["key"]);
+    assert!(
+        fix(&verdict, "key").contains("cannot verify RS256"),
+        "{}",
+        fix(&verdict, "key")
+    );
+}

@@ -437,3 +437,56 @@ fn no_server_matched_denies_401_and_skips_every_later_check() {
     assert_eq!(ids(&v)[0], "server");
     assert_eq!(result(&v, "server"), "skip");
 }
+
+/// The gateway selects once (`prepare`) and the verdict reuses that selection: the verdict is
+/// the one that selects by itself, and a path the verdict normalises selects as it routes.
+#[test]
+fn a_prepared_selection_gives_the_verdict_that_selects_itself() {
+    let deployment = selection_deployment("request.headers[X-Tenant]", true);
+    let keys = claimgate_core::KeyMaterial::Unavailable {
+        reason: "static keys",
+    };
+    for tenant in ["acme", "dev-1", "a.prod", "other", "fallback"] {
+        for path in ["/v1/orders", "/v1/./orders", "/v1/nowhere"] {
+            let request = Req::get(path)
+                .header("X-Tenant", tenant)
+                .bearer(&good_token());
+            let prepared = claimgate_core::prepare(&deployment, &request);
+            assert_eq!(
+                prepared.selection,
+                claimgate_core::select_for_request(&deployment, &request),
+                "{tenant} {path}"
+            );
+            assert_eq!(
+                prepared.selection.is_some(),
+                path != "/v1/nowhere",
+                "{path}"
+            );
+            for explain in [
+                claimgate_core::Explain::Everything,
+                claimgate_core::Explain::Failures,
+            ] {
+                let direct = claimgate_core::evaluate_with(
+                    &deployment,
+                    &request,
+                    keys,
+                    claimgate_core::Introspection::NotDone,
+                    NOW,
+                    None,
+                    explain,
+                );
+                let via = claimgate_core::evaluate_prepared(
+                    &deployment,
+                    &request,
+                    prepared.clone(),
+                    keys,
+                    claimgate_core::Introspection::NotDone,
+                    NOW,
+                    None,
+                    explain,
+                );
+                assert_eq!(via, direct, "{tenant} {path}");
+            }
+        }
+    }
+}

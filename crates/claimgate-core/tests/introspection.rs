@@ -4,8 +4,8 @@
 mod support;
 
 use claimgate_core::{
-    evaluate_with, token_to_introspect, Claims, Decision, Explain, Introspection, KeyMaterial,
-    Outcome,
+    evaluate_prepared, evaluate_with, prepare, token_to_introspect, Claims, Decision, Explain,
+    Introspection, KeyMaterial, Outcome,
 };
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -229,4 +229,74 @@ fn a_jwt_under_discovery_is_verified_with_the_jwks_keys_and_discovery_outages_ar
         down.events()[0].code,
         "tokenAuthentication.badDiscoveryEndpointResponse"
     );
+}
+
+/// `prepare` classifies the token once (the gateway introspects what it names); the verdict made
+/// with that preparation is the one made without it, for opaque tokens, JWTs and garbage.
+#[test]
+fn a_prepared_verdict_is_the_unprepared_one() {
+    let deployment = load(&discovery_file());
+    let answer = shared(&active_answer());
+    let keys = KeyMaterial::Keys(return_static_keys());
+    for (token, introspected) in [
+        ("opaque-token-123".to_owned(), true),
+        (good_token(), false),
+        ("a.b.c".to_owned(), true),
+        ("not a bearer token!".to_owned(), false),
+    ] {
+        for path in ["/v1/orders", "/v1/./orders", "/v1/nowhere"] {
+            let request = Req::get(path).bearer(&token);
+            let prepared = prepare(&deployment, &request);
+            let routed = path != "/v1/nowhere";
+            assert_eq!(
+                prepared.introspect.is_some(),
+                introspected && routed,
+                "{token} {path}"
+            );
+            assert_eq!(
+                prepared.introspect,
+                token_to_introspect(&deployment, &request)
+            );
+            let introspection = match prepared.introspect {
+                Some(_) => Introspection::Answer(&answer),
+                None => Introspection::NotDone,
+            };
+            for explain in [Explain::Everything, Explain::Failures] {
+                let direct = evaluate_with(
+                    &deployment,
+                    &request,
+                    keys,
+                    introspection,
+                    NOW,
+                    None,
+                    explain,
+                );
+                let via = evaluate_prepared(
+                    &deployment,
+                    &request,
+                    prepared.clone(),
+                    keys,
+                    introspection,
+                    NOW,
+                    None,
+                    explain,
+                );
+                assert_eq!(via, direct, "{token} {path}");
+            }
+        }
+    }
+}
+
+/// The key set of the default deployment (k1), standing in for the `jwks_uri` keys.
+fn return_static_keys() -> &'static claimgate_jose::KeySet {
+    static DEPLOYMENT: std::sync::OnceLock<claimgate_config::Deployment> =
+        std::sync::OnceLock::new();
+    let deployment = DEPLOYMENT.get_or_init(deployment);
+    match &deployment.authentication {
+        claimgate_config::Authentication::Jwt(policy) => match &policy.keys {
+            claimgate_config::KeySource::Static(keys) => keys,
+            _ => unreachable!("static keys"),
+        },
+        _ => unreachable!("a JWT policy"),
+    }
 }

@@ -19,8 +19,8 @@ use crate::respond::{self, Body};
 use arc_swap::ArcSwap;
 use claimgate_config::{Authentication, Backend, Deployment, KeySource, LogLevel, Secrets};
 use claimgate_core::{
-    evaluate_cached, evaluate_with, route, select_for_request, token_to_introspect, Explain,
-    Failure, HeaderValues, Introspection, KeyMaterial, RequestView, UnixTime, Verdict,
+    evaluate_prepared, prepare, route, Explain, Failure, HeaderValues, Introspection, KeyMaterial,
+    Prepared, RequestView, UnixTime, Verdict,
 };
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
@@ -1254,9 +1254,10 @@ impl Gateway {
     async fn judge(&self, served: &Served, view: &PartsView<'_>) -> Verdict {
         let now = wall_clock();
         let deployment = &served.deployment;
-        // dynamicAuthentication: the selected server's material (selection is pure, and the
-        // verdict makes the same choice again).
-        let (scope, keys, discovery) = match select_for_request(deployment, view) {
+        // Routed, selected (dynamicAuthentication) and, under REMOTE_DISCOVERY, the token
+        // classified once: the verdict reuses these choices.
+        let prepared = prepare(deployment, view);
+        let (scope, keys, discovery) = match &prepared.selection {
             Some(selection) => match selection.server.and_then(|i| served.servers.get(i)) {
                 Some(m) => (m.scope, m.keys.as_ref(), m.discovery.as_ref()),
                 None => (served.scope, None, None),
@@ -1270,7 +1271,10 @@ impl Gateway {
         if let Some(discovery) = discovery {
             // Boxed: the largest future of a verdict, and only for introspection deployments
             // (see `Gateway::authentication`).
-            return Box::pin(self.judge_discovery(deployment, scope, discovery, view, now)).await;
+            return Box::pin(
+                self.judge_discovery(deployment, scope, discovery, prepared, view, now),
+            )
+            .await;
         }
         let Some(keys) = keys else {
             // Static keys (or none): generation 0 of this key set.
@@ -1280,41 +1284,60 @@ impl Gateway {
             let material = KeyMaterial::Unavailable {
                 reason: "no remote key set",
             };
-            return evaluate_cached(deployment, view, material, now, cache, EXPLAIN);
+            return evaluate_prepared(
+                deployment,
+                view,
+                prepared,
+                material,
+                Introspection::NotDone,
+                now,
+                cache,
+                EXPLAIN,
+            );
         };
-        self.judge_with_remote(deployment, scope, keys, keys.lookup().await, view, now)
+        let lookup = keys.lookup().await;
+        self.judge_with_remote(deployment, scope, keys, lookup, prepared, view, now)
             .await
     }
 
     /// Evaluates with a remote key set; on an unknown kid, refreshes it once (single-flight,
     /// rate-limited) and evaluates again with the newer keys.
+    #[allow(clippy::too_many_arguments)]
     async fn judge_with_remote(
         &self,
         deployment: &Deployment,
         scope: u64,
         keys: &RemoteKeys,
         lookup: Lookup,
+        prepared: Prepared<'_>,
         view: &PartsView<'_>,
         now: UnixTime,
     ) -> Verdict {
+        let evaluate = |prepared, material, now, cache| {
+            evaluate_prepared(
+                deployment,
+                view,
+                prepared,
+                material,
+                Introspection::NotDone,
+                now,
+                cache,
+                EXPLAIN,
+            )
+        };
         let snapshot = match lookup {
             Lookup::Unavailable(reason) => {
                 let material = KeyMaterial::Unavailable { reason: &reason };
-                return evaluate_cached(deployment, view, material, now, None, EXPLAIN);
+                return evaluate(prepared, material, now, None);
             }
             Lookup::Keys(snapshot) => snapshot,
         };
         let scoped = self.cache.scoped(scope, snapshot.generation);
         let cache = (self.options.token_cache_bytes > 0)
             .then_some(&scoped as &dyn claimgate_core::VerificationCache);
-        let verdict = evaluate_cached(
-            deployment,
-            view,
-            KeyMaterial::Keys(&snapshot.keys),
-            now,
-            cache,
-            EXPLAIN,
-        );
+        // Kept for the rare second evaluation (an unknown kid) only.
+        let again = prepared.clone();
+        let verdict = evaluate(prepared, KeyMaterial::Keys(&snapshot.keys), now, cache);
         let unknown_kid = verdict
             .failures()
             .any(|c| matches!(c.failure(), Some(Failure::KeyUnknownKid { .. })));
@@ -1325,14 +1348,7 @@ impl Gateway {
             .refresh_for_unknown_kid(Some(snapshot.generation))
             .await
         {
-            Some(newer) => evaluate_cached(
-                deployment,
-                view,
-                KeyMaterial::Keys(&newer.keys),
-                wall_clock(),
-                None,
-                EXPLAIN,
-            ),
+            Some(newer) => evaluate(again, KeyMaterial::Keys(&newer.keys), wall_clock(), None),
             None => verdict,
         }
     }
@@ -1343,10 +1359,11 @@ impl Gateway {
         deployment: &Deployment,
         scope: u64,
         discovery: &DiscoveryPolicy,
+        prepared: Prepared<'_>,
         view: &PartsView<'_>,
         now: UnixTime,
     ) -> Verdict {
-        if let Some(token) = token_to_introspect(deployment, view) {
+        if let Some(token) = prepared.introspect {
             let answer = discovery.introspect(token).await;
             let introspection = match &answer {
                 Ok(answer) => Introspection::Answer(&answer.claims),
@@ -1360,9 +1377,10 @@ impl Gateway {
             let material = KeyMaterial::Unavailable {
                 reason: "not needed for an opaque token",
             };
-            return evaluate_with(
+            return evaluate_prepared(
                 deployment,
                 view,
+                prepared,
                 material,
                 introspection,
                 now,
@@ -1370,29 +1388,33 @@ impl Gateway {
                 EXPLAIN,
             );
         }
-        match discovery.keys().await {
-            DiscoveredKeys::DiscoveryUnavailable(reason) => evaluate_cached(
+        let unavailable = |prepared, material| {
+            evaluate_prepared(
                 deployment,
                 view,
-                KeyMaterial::DiscoveryUnavailable { reason: &reason },
+                prepared,
+                material,
+                Introspection::NotDone,
                 now,
                 None,
                 EXPLAIN,
+            )
+        };
+        match discovery.keys().await {
+            DiscoveredKeys::DiscoveryUnavailable(reason) => unavailable(
+                prepared,
+                KeyMaterial::DiscoveryUnavailable { reason: &reason },
             ),
             DiscoveredKeys::Keys(lookup) => match discovery.remote_keys() {
                 Some(keys) => {
-                    self.judge_with_remote(deployment, scope, &keys, lookup, view, now)
+                    self.judge_with_remote(deployment, scope, &keys, lookup, prepared, view, now)
                         .await
                 }
-                None => evaluate_cached(
-                    deployment,
-                    view,
+                None => unavailable(
+                    prepared,
                     KeyMaterial::Unavailable {
                         reason: "no key set",
                     },
-                    now,
-                    None,
-                    EXPLAIN,
                 ),
             },
         }
@@ -1927,6 +1949,17 @@ struct PartsView<'a> {
     text: Option<&'a str>,
 }
 
+impl PartsView<'_> {
+    /// The header's values that read as text, in order.
+    fn text_values(&self, name: &str) -> impl Iterator<Item = &str> {
+        self.parts
+            .headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+    }
+}
+
 impl RequestView for PartsView<'_> {
     fn method(&self) -> &str {
         self.parts.method.as_str()
@@ -1955,17 +1988,54 @@ impl RequestView for PartsView<'_> {
         self.parts.headers.get(name).and_then(|v| v.to_str().ok())
     }
     fn header_values(&self, name: &str) -> Vec<&str> {
-        self.parts
-            .headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect()
+        self.text_values(name).collect()
+    }
+    fn first_header_value(&self, name: &str) -> Option<&str> {
+        self.text_values(name).next()
     }
     fn client_cert(&self) -> Option<&str> {
         self.parts
             .extensions
             .get::<crate::mtls::ClientCertificate>()
             .map(|c| &*c.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first value that reads as text is what presence checks and single-value arguments
+    /// see: the same as the first of every value, without collecting them.
+    #[test]
+    fn the_first_header_value_is_the_first_of_the_values() {
+        let mut request = Request::builder().uri("/x");
+        for (name, value) in [
+            ("x-one", &b"a"[..]),
+            ("x-two", b"first"),
+            ("x-two", b"second"),
+            ("x-opaque", b"\xff\xfe"),
+            ("x-opaque", b"readable"),
+            ("x-bad", b"\xff"),
+        ] {
+            request = request.header(name, HeaderValue::from_bytes(value).unwrap());
+        }
+        let (parts, ()) = request.body(()).unwrap().into_parts();
+        let view = PartsView {
+            parts: &parts,
+            body: false,
+            text: None,
+        };
+        for name in ["x-one", "X-Two", "x-opaque", "x-bad", "x-absent"] {
+            assert_eq!(
+                view.first_header_value(name),
+                view.header_values(name).first().copied(),
+                "{name}"
+            );
+        }
+        assert_eq!(view.first_header_value("x-two"), Some("first"));
+        assert_eq!(view.first_header_value("x-opaque"), Some("readable"));
+        assert_eq!(view.first_header_value("x-bad"), None);
+        assert_eq!(view.first_header_value("x-absent"), None);
     }
 }

@@ -38,9 +38,23 @@ impl fmt::Display for Base64Error {
 
 impl std::error::Error for Base64Error {}
 
-/// Decodes strict base64url. The alphabet is checked by hand first so the error can name the
-/// offending character; the `base64` crate then enforces padding and trailing-bit rules.
+/// Decodes strict base64url. The `base64` crate's URL-safe engine without padding is as strict
+/// (its alphabet, no `=`, no impossible length, no stray trailing bits), so it decides; when it
+/// refuses, the input is read again by hand so the error can name the offending character.
 pub fn decode_base64url(input: &str) -> Result<Vec<u8>, Base64Error> {
+    URL_SAFE_NO_PAD.decode(input).map_err(|_| why_not(input))
+}
+
+/// Why `input` is not canonical base64url.
+fn why_not(input: &str) -> Base64Error {
+    match explain(input) {
+        Err(error) => error,
+        // The engine refused what the alphabet and length allow: bits that must be zero.
+        Ok(()) => Base64Error::NonCanonical,
+    }
+}
+
+fn explain(input: &str) -> Result<(), Base64Error> {
     for (offset, &byte) in input.as_bytes().iter().enumerate() {
         if byte == b'=' {
             return Err(Base64Error::Padding);
@@ -52,9 +66,7 @@ pub fn decode_base64url(input: &str) -> Result<Vec<u8>, Base64Error> {
     if input.len() % 4 == 1 {
         return Err(Base64Error::InvalidLength);
     }
-    URL_SAFE_NO_PAD
-        .decode(input)
-        .map_err(|_| Base64Error::NonCanonical)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -100,6 +112,30 @@ mod tests {
         // "AA" is the only encoding of [0]; "AB" sets a bit that does not exist.
         assert_eq!(decode_base64url("AA").unwrap(), vec![0]);
         assert_eq!(decode_base64url("AB"), Err(Base64Error::NonCanonical));
+    }
+
+    /// The engine alone decides; the hand-written reading only names the problem. Every short
+    /// string over the alphabet and its neighbours is judged as the two-step check judged it.
+    #[test]
+    fn the_engine_accepts_exactly_what_the_rules_allow() {
+        let symbols = b"AQg_-=+/ .\x00";
+        let mut inputs = vec![String::new()];
+        for _ in 0..4 {
+            let longer: Vec<String> = inputs
+                .iter()
+                .flat_map(|s| symbols.iter().map(move |c| format!("{s}{}", *c as char)))
+                .collect();
+            inputs.extend(longer);
+            inputs.dedup();
+        }
+        for input in &inputs {
+            let by_rules = explain(input).and_then(|()| {
+                URL_SAFE_NO_PAD
+                    .decode(input)
+                    .map_err(|_| Base64Error::NonCanonical)
+            });
+            assert_eq!(decode_base64url(input), by_rules, "{input:?}");
+        }
     }
 
     #[test]

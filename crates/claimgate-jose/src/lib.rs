@@ -15,15 +15,17 @@
 
 mod alg;
 mod b64;
+mod claims;
 pub mod json;
 mod key;
 mod token;
 
 pub use alg::{Algorithm, AlgorithmSet};
 pub use b64::{decode_base64url, Base64Error};
+pub use claims::{ClaimRef, Claims, Registered};
 pub use json::JsonError;
 pub use key::{
     parse_jwks, Curve, JwksError, JwksParse, KeyError, KeyKind, KeySet, PublicKey, SkippedKey,
     JWKS_MAX_KEYS, RSA_MAX_BITS, RSA_MIN_BITS,
 };
-pub use token::{FormatError, Header, ParsedToken, MAX_KID_BYTES, MAX_TOKEN_BYTES};
+pub use token::{FormatError, Header, Jws, ParsedToken, MAX_KID_BYTES, MAX_TOKEN_BYTES};

@@ -6,8 +6,10 @@
 //! forbidden value instead of calling the token malformed.
 
 use crate::b64::{decode_base64url, Base64Error};
+use crate::claims::Claims;
 use crate::json::{self, JsonError, TOKEN_MAX_DEPTH};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::fmt;
 
 /// The longest token accepted, in bytes (checked before any decoding).
@@ -146,26 +148,10 @@ pub struct ParsedToken {
 
 impl ParsedToken {
     /// Parses a compact JWS. The dots are counted before anything is split or decoded, so an
-    /// input made of a million dots costs one pass.
+    /// input made of a million dots costs one pass. (The verdict reads tokens with [`Jws::parse`],
+    /// which accepts the same tokens without building JSON trees.)
     pub fn parse(token: &str) -> Result<Self, FormatError> {
-        if token.is_empty() {
-            return Err(FormatError::Empty);
-        }
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(FormatError::TooLong { bytes: token.len() });
-        }
-        let dots = token.bytes().filter(|b| *b == b'.').count();
-        match dots {
-            2 => {}
-            4 => return Err(FormatError::Encrypted),
-            _ => return Err(FormatError::SegmentCount { segments: dots + 1 }),
-        }
-        let mut parts = token.splitn(3, '.');
-        let (header_b64, payload_b64, signature_b64) =
-            match (parts.next(), parts.next(), parts.next()) {
-                (Some(h), Some(p), Some(s)) => (h, p, s),
-                _ => return Err(FormatError::SegmentCount { segments: dots + 1 }),
-            };
+        let (header_b64, payload_b64, signature_b64) = split(token)?;
         let header_bytes = decode_base64url(header_b64).map_err(|error| FormatError::Base64 {
             segment: Segment::Header,
             error,
@@ -211,11 +197,20 @@ impl ParsedToken {
 }
 
 fn read_header(members: Map<String, Value>) -> Result<Header, FormatError> {
+    let (alg, kid) = header_rules(|name| members.get(name).map(Cow::Borrowed))?;
+    Ok(Header { alg, kid, members })
+}
+
+/// The header rules, on a header whose member `name` is `member(name)`: the `alg` and `kid`,
+/// or why the header is refused.
+fn header_rules<'h>(
+    member: impl Fn(&str) -> Option<Cow<'h, Value>>,
+) -> Result<(String, Option<String>), FormatError> {
     // Order matters only for which problem is named first; every branch refuses.
-    if members.contains_key("enc") {
+    if member("enc").is_some() {
         return Err(FormatError::EncryptionHeader);
     }
-    if let Some(crit) = members.get("crit") {
+    if let Some(crit) = member("crit") {
         let names = crit.as_array().filter(|names| !names.is_empty());
         let Some(names) = names else {
             return Err(FormatError::MalformedCrit);
@@ -226,25 +221,25 @@ fn read_header(members: Map<String, Value>) -> Result<Header, FormatError> {
             None => FormatError::MalformedCrit,
         });
     }
-    if members.contains_key("b64") {
+    if member("b64").is_some() {
         return Err(FormatError::UnencodedPayload);
     }
-    if members.contains_key("zip") {
+    if member("zip").is_some() {
         return Err(FormatError::Compressed);
     }
-    if members
-        .get("cty")
+    if member("cty")
+        .as_deref()
         .and_then(Value::as_str)
         .is_some_and(|cty| cty.eq_ignore_ascii_case("JWT"))
     {
         return Err(FormatError::Nested);
     }
-    let alg = match members.get("alg") {
+    let alg = match member("alg").as_deref() {
         None => return Err(FormatError::MissingAlgorithm),
         Some(Value::String(alg)) => alg.clone(),
         Some(_) => return Err(FormatError::AlgorithmNotString),
     };
-    let kid = match members.get("kid") {
+    let kid = match member("kid").as_deref() {
         None => None,
         Some(Value::String(kid)) if kid.len() > MAX_KID_BYTES => {
             return Err(FormatError::KidTooLong { bytes: kid.len() })
@@ -252,7 +247,95 @@ fn read_header(members: Map<String, Value>) -> Result<Header, FormatError> {
         Some(Value::String(kid)) => Some(kid.clone()),
         Some(_) => return Err(FormatError::KidNotString),
     };
-    Ok(Header { alg, kid, members })
+    Ok((alg, kid))
+}
+
+/// A compact JWS read for verification in one pass: its header's `alg` and `kid`, its claims
+/// packed ([`Claims`]) straight from the payload's text, the signing input (borrowed) and the
+/// signature. It accepts and refuses exactly what [`ParsedToken::parse`] does, with the same
+/// errors (the tests hold the two together over the JOSE vectors), but builds no JSON tree for
+/// the header or the claims: this is how the verdict reads a token.
+#[derive(Debug, Clone)]
+pub struct Jws<'t> {
+    /// `alg` exactly as written.
+    pub alg: String,
+    pub kid: Option<String>,
+    /// The claims. Untrusted until a signature check passes.
+    pub claims: Claims,
+    signing_input: &'t str,
+    signature: Vec<u8>,
+}
+
+impl<'t> Jws<'t> {
+    /// Parses a compact JWS, as [`ParsedToken::parse`] does.
+    pub fn parse(token: &'t str) -> Result<Self, FormatError> {
+        let (header_b64, payload_b64, signature_b64) = split(token)?;
+        let header_bytes = decode_base64url(header_b64).map_err(|error| FormatError::Base64 {
+            segment: Segment::Header,
+            error,
+        })?;
+        let header =
+            Claims::parse(&header_bytes, TOKEN_MAX_DEPTH).map_err(|error| FormatError::Json {
+                segment: Segment::Header,
+                error,
+            })?;
+        let (alg, kid) = header_rules(|name| header.get(name).map(Cow::Owned))?;
+        let payload_bytes = decode_base64url(payload_b64).map_err(|error| FormatError::Base64 {
+            segment: Segment::Payload,
+            error,
+        })?;
+        let claims =
+            Claims::parse(&payload_bytes, TOKEN_MAX_DEPTH).map_err(|error| FormatError::Json {
+                segment: Segment::Payload,
+                error,
+            })?;
+        let signature = decode_base64url(signature_b64).map_err(|error| FormatError::Base64 {
+            segment: Segment::Signature,
+            error,
+        })?;
+        Ok(Self {
+            alg,
+            kid,
+            claims,
+            signing_input: &token[..header_b64.len() + 1 + payload_b64.len()],
+            signature,
+        })
+    }
+
+    /// The bytes the signature covers: `base64url(header) '.' base64url(payload)`.
+    pub fn signing_input(&self) -> &[u8] {
+        self.signing_input.as_bytes()
+    }
+
+    /// The decoded signature.
+    pub fn signature(&self) -> &[u8] {
+        &self.signature
+    }
+}
+
+/// Whether `token` is shaped like a compact JWS before anything is decoded: not empty, not too
+/// long, three segments. The dots are counted first, so an input made of a million dots costs
+/// one pass.
+fn split(token: &str) -> Result<(&str, &str, &str), FormatError> {
+    if token.is_empty() {
+        return Err(FormatError::Empty);
+    }
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(FormatError::TooLong { bytes: token.len() });
+    }
+    // Two dots and no third (each found by a memchr-like search); the count, which names the
+    // problem, only when that is not so.
+    if let Some((header, rest)) = token.split_once('.') {
+        if let Some((payload, signature)) = rest.split_once('.') {
+            if !signature.contains('.') {
+                return Ok((header, payload, signature));
+            }
+        }
+    }
+    match token.bytes().filter(|b| *b == b'.').count() {
+        4 => Err(FormatError::Encrypted),
+        dots => Err(FormatError::SegmentCount { segments: dots + 1 }),
+    }
 }
 
 #[cfg(test)]
@@ -394,6 +477,71 @@ mod tests {
             }
         );
         assert_eq!(err.to_string(), "the header has duplicate member 'alg'");
+    }
+
+    /// The verdict's one-pass reading accepts and refuses what `ParsedToken::parse` does.
+    #[test]
+    fn the_one_pass_reading_agrees_with_the_tree() {
+        let headers = [
+            r#"{"alg":"RS256","kid":"k1","typ":"JWT"}"#,
+            r#"{"alg":"RS256","crit":["exp"]}"#,
+            r#"{"alg":"RS256","crit":[]}"#,
+            r#"{"alg":"RS256","crit":[null]}"#,
+            r#"{"alg":"RS256","b64":false}"#,
+            r#"{"alg":"RS256","zip":"DEF"}"#,
+            r#"{"alg":"RSA-OAEP","enc":"A256GCM"}"#,
+            r#"{"alg":"RS256","cty":"jwt"}"#,
+            r#"{"alg":"RS256","cty":"JOSE"}"#,
+            r#"{"kid":"k"}"#,
+            r#"{"alg":1}"#,
+            r#"{"alg":"RS\u0032\u00356"}"#,
+            r#"{"alg":"RS256","kid":123}"#,
+            r#"{"alg":"none","alg":"RS256"}"#,
+            r#"{"alg":"RS256","x":{"a":1,"a":2}}"#,
+            "[]",
+            "{",
+        ];
+        let payloads = [
+            r#"{"sub":"a","exp":1764003600,"aud":["x","y"]}"#,
+            r#"{"sub":"a","sub":"b"}"#,
+            r#"{"exp":1e400}"#,
+            "[1]",
+            "null",
+            "",
+        ];
+        let long_kid = format!(
+            r#"{{"alg":"RS256","kid":"{}"}}"#,
+            "A".repeat(MAX_KID_BYTES + 1)
+        );
+        let mut tokens = vec![
+            String::new(),
+            "a.b".into(),
+            "a.b.c.d.e".into(),
+            "e30.e30.AQ==".into(),
+            "e30.e30.A".into(),
+            "eyJhbGciOiJSUzI1NiJ9.e30.c2lnbmF0dXJl+".into(),
+            token(&long_kid, "{}"),
+            "x".repeat(MAX_TOKEN_BYTES + 1),
+        ];
+        for header in headers {
+            for payload in payloads {
+                tokens.push(token(header, payload));
+            }
+        }
+        for raw in &tokens {
+            match (ParsedToken::parse(raw), Jws::parse(raw)) {
+                (Ok(tree), Ok(lean)) => {
+                    assert_eq!(lean.alg, tree.header.alg, "{raw}");
+                    assert_eq!(lean.kid, tree.header.kid, "{raw}");
+                    assert_eq!(lean.signing_input(), tree.signing_input());
+                    assert_eq!(lean.signature(), tree.signature());
+                    assert_eq!(Some(lean.claims), Claims::from_map(&tree.payload), "{raw}");
+                }
+                (Err(tree), Err(lean)) => assert_eq!(lean, tree, "{raw}"),
+                (tree, lean) => panic!("{raw}: {tree:?} vs {lean:?}"),
+            }
+        }
+        assert!(Jws::parse(&token(headers[0], payloads[0])).is_ok());
     }
 
     #[test]

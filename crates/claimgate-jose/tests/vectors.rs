@@ -23,7 +23,7 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use claimgate_jose::{
-    parse_jwks, Algorithm, FormatError, JwksParse, KeyError, ParsedToken, PublicKey,
+    parse_jwks, Algorithm, Claims, FormatError, JwksParse, Jws, KeyError, ParsedToken, PublicKey,
 };
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -186,7 +186,28 @@ struct Reading {
     payload_problem: Option<String>,
 }
 
+/// `Jws::parse` (the verdict's one-pass reading) must accept and refuse exactly what
+/// `ParsedToken::parse` does, with the same error, the same header values and the same claims.
+fn assert_one_pass_reading_agrees(jws: &str) {
+    match (ParsedToken::parse(jws), Jws::parse(jws)) {
+        (Ok(tree), Ok(lean)) => {
+            assert_eq!(lean.alg, tree.header.alg, "{jws}");
+            assert_eq!(lean.kid, tree.header.kid, "{jws}");
+            assert_eq!(lean.signing_input(), tree.signing_input(), "{jws}");
+            assert_eq!(lean.signature(), tree.signature(), "{jws}");
+            assert_eq!(
+                Some(&lean.claims),
+                Claims::from_map(&tree.payload).as_ref(),
+                "{jws}"
+            );
+        }
+        (Err(tree), Err(lean)) => assert_eq!(lean, tree, "{jws}"),
+        (tree, lean) => panic!("the readings disagree on {jws}: {tree:?} vs {lean:?}"),
+    }
+}
+
 fn read_jws(jws: &str) -> Result<Reading, Rejection> {
+    assert_one_pass_reading_agrees(jws);
     match ParsedToken::parse(jws) {
         Ok(token) => Ok(Reading {
             alg: token.header.alg.clone(),
