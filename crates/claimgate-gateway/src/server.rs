@@ -1109,11 +1109,7 @@ impl Gateway {
                     .extensions
                     .insert(crate::context::UsagePlanId(plan.id.clone()));
                 return Ok(reserved.map(|reserved| UsageCounted {
-                    key: crate::usage::CounterId {
-                        plan: &plan.id,
-                        entitlement: &entitlement.name,
-                        subscriber: &subscriber.id,
-                    },
+                    key,
                     reserved,
                     quota: quota.map_or(1, |q| q.value),
                 }));
