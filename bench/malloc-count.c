@@ -3,6 +3,9 @@
  * each and passed on to glibc. On SIGUSR2 the count so far is appended, as a decimal line, to
  * the file named by MALLOC_COUNT_FILE (opened at load). Requests' allocations are the
  * difference between two signals around a known number of requests.
+ * Since fca264b a release claimgate allocates Rust's heap with mimalloc (linked in statically,
+ * out of reach of LD_PRELOAD): this counts the C heap only (aws-lc and other C code);
+ * bench/allocs.py counts mimalloc's entry points with uprobes besides.
  *
  *   cc -O2 -shared -fPIC -o /tmp/malloc-count.so bench/malloc-count.c
  */

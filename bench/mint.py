@@ -13,6 +13,11 @@ Writes into WORKDIR:
   refused.json       tokens every gateway must refuse (sanity checks before measuring)
   meta.json          what was minted, so a later run reuses it while the tokens stay valid
 
+tls_files(WORKDIR) (bench/load.py --tls) writes, once, the HTTPS listeners' certificate:
+  tls-key.pem        an ECDSA P-256 private key (PKCS#8; a benchmark key, nothing else)
+  tls-cert.pem       a self-signed certificate for it (CN and SAN localhost, SAN IP 127.0.0.1)
+  tls-haproxy.pem    both, concatenated, as HAProxy's `crt` wants them
+
 Tokens are valid for 12 hours; a run reuses them while at least 2 hours remain. Signing 100k
 RS256 tokens takes about a minute on 2 cores (both are used).
 """
@@ -27,7 +32,7 @@ from multiprocessing import Pool
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 ISSUER = "https://idp.example.com/"
 AUDIENCE = "api://orders"
@@ -167,6 +172,45 @@ def mint(workdir: Path, count: int) -> dict:
             "mint_seconds": round(time.time() - started, 1), "reused": False}
     meta_path.write_text(json.dumps(meta))
     return meta
+
+
+def tls_files(workdir: Path) -> dict:
+    """The HTTPS certificate and key both gateways serve (made once, reused). ECDSA P-256: the
+    key type a new deployment picks today, and a cheap signature, so a handshake's cost is the
+    gateway's TLS machinery (and the X25519 exchange) rather than one RSA private-key operation
+    that would dominate both gateways alike."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    paths = {name: workdir / f"tls-{name}.pem" for name in ("key", "cert", "haproxy")}
+    if all(p.exists() for p in paths.values()):
+        return paths
+    workdir.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=365))
+            .add_extension(x509.SubjectAlternativeName([
+                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    paths["key"].write_bytes(key_pem)
+    os.chmod(paths["key"], 0o600)
+    paths["cert"].write_bytes(cert_pem)
+    paths["haproxy"].write_bytes(cert_pem + key_pem)
+    os.chmod(paths["haproxy"], 0o600)
+    return paths
 
 
 def main() -> int:
