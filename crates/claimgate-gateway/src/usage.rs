@@ -363,8 +363,10 @@ impl UsageCounters {
                 .arg(limit)
                 .arg(unit)
                 .arg(u8::from(allow));
+            // Boxed: inline, the connection's large send future would grow the future of
+            // every request, counted in Redis or not (`shared::send`).
             let answer: Option<(u8, u64, i64, u64)> =
-                shared.eval(Operation::UsagePlan, &call).await;
+                Box::pin(shared.eval(Operation::UsagePlan, &call)).await;
             if let Some((status, wait, period_start, used)) = answer {
                 let reserved = (limits.quota.is_some()).then_some(Reserved {
                     period_start,
@@ -480,7 +482,7 @@ impl UsageCounters {
             let call = ScriptCall::new(&self.refund, 1, 1)
                 .key(shared, Operation::UsagePlan, "quota:", &name)
                 .arg(reserved.period_start);
-            let left: Option<i64> = shared.eval(Operation::UsagePlan, &call).await;
+            let left: Option<i64> = Box::pin(shared.eval(Operation::UsagePlan, &call)).await;
             return left.and_then(|n| u64::try_from(n).ok());
         }
         let (shard, probe) = self.shard(id);
