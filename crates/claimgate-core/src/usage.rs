@@ -42,16 +42,17 @@ pub const USAGE_PLAN_REFUSED_STATUS: u16 = 403;
 
 /// Resolves the request's client token (the first of `tokenLocations` with a non-empty value,
 /// as `value_at` reads it) to its subscriber and client, then the subscriber's plans in their
-/// order to the first entitlement targeting `deployment_id`.
-pub fn resolve_usage_plan<'a>(
+/// order to the first entitlement targeting `deployment_id`. `value_at` may lend the value (a
+/// header's text) rather than copy it.
+pub fn resolve_usage_plan<'a, V: AsRef<str>>(
     policy: &'a UsagePlansPolicy,
     subscriptions: &'a Subscriptions,
     deployment_id: &str,
-    mut value_at: impl FnMut(&ContextVariable) -> String,
+    mut value_at: impl FnMut(&ContextVariable) -> V,
 ) -> UsagePlanDecision<'a> {
     let found = policy.token_locations.iter().find_map(|location| {
         let value = value_at(location);
-        (!value.is_empty()).then_some((location, value))
+        (!value.as_ref().is_empty()).then_some((location, value))
     });
     let Some((location, token)) = found else {
         return UsagePlanDecision::Refused(UsagePlanRefusal {
@@ -63,7 +64,7 @@ pub fn resolve_usage_plan<'a>(
             subscriber: None,
         });
     };
-    let Some((subscriber, client)) = subscriptions.client(&token) else {
+    let Some((subscriber, client)) = subscriptions.client(token.as_ref()) else {
         return UsagePlanDecision::Refused(UsagePlanRefusal {
             code: "usagePlans.requestRejected",
             reason: format!("the client token in {location} is no subscriber's"),
@@ -164,7 +165,7 @@ mod tests {
             ("acme", "mobile", "gold")
         );
         assert_eq!(e.location.to_string(), "request.query[key]");
-        let decision = resolve_usage_plan(&policy, &subs, "orders", |_| "tok-123".into());
+        let decision = resolve_usage_plan(&policy, &subs, "orders", |_| "tok-123");
         let UsagePlanDecision::Entitled(e) = decision else {
             panic!("{decision:?}")
         };

@@ -552,9 +552,7 @@ impl ResponseCache {
             limit: self.options.buffer_bytes,
             pending,
             logs: self.logs.clone(),
-            source: context.source.to_owned(),
-            deployment_id: context.deployment_id.to_owned(),
-            request_id: context.request_id.map(str::to_owned),
+            context: OwnedContext::of(context),
             threshold,
         };
         let (parts, body) = response.into_parts();
@@ -782,19 +780,53 @@ struct Filling {
     limit: usize,
     pending: Pending,
     logs: Logs,
-    source: String,
-    deployment_id: String,
-    request_id: Option<String>,
+    /// The request's log context, for the records written once the body is complete.
+    context: OwnedContext,
     threshold: Level,
+}
+
+/// A log [`Context`] kept past its request: the three strings in one allocation.
+struct OwnedContext {
+    /// `source`, `deployment_id`, then the request id when there is one.
+    text: String,
+    source_end: usize,
+    deployment_end: usize,
+    has_request_id: bool,
+}
+
+impl OwnedContext {
+    fn of(context: Context<'_>) -> Self {
+        let request_id = context.request_id.unwrap_or_default();
+        let mut text = String::with_capacity(
+            context.source.len() + context.deployment_id.len() + request_id.len(),
+        );
+        text.push_str(context.source);
+        let source_end = text.len();
+        text.push_str(context.deployment_id);
+        let deployment_end = text.len();
+        text.push_str(request_id);
+        Self {
+            text,
+            source_end,
+            deployment_end,
+            has_request_id: context.request_id.is_some(),
+        }
+    }
+
+    fn context(&self) -> Context<'_> {
+        Context {
+            source: &self.text[..self.source_end],
+            deployment_id: &self.text[self.source_end..self.deployment_end],
+            request_id: self
+                .has_request_id
+                .then(|| &self.text[self.deployment_end..]),
+        }
+    }
 }
 
 impl Filling {
     fn context(&self) -> Context<'_> {
-        Context {
-            source: &self.source,
-            deployment_id: &self.deployment_id,
-            request_id: self.request_id.as_deref(),
-        }
+        self.context.context()
     }
 
     fn abort(self, cause: String) {
@@ -830,22 +862,23 @@ impl Filling {
     /// The body is complete: writes the value in the background.
     fn finish(mut self) {
         tokio::spawn(async move {
-            let mut value = Vec::with_capacity(self.head.len() + 4 + self.length);
-            value.extend_from_slice(&self.head);
-            value.extend_from_slice(&(self.length as u32).to_be_bytes());
-            // Each chunk is let go once copied: the body is not held twice while the value is
-            // built (the bytes stay counted against the buffer until the value is written).
-            for chunk in std::mem::take(&mut self.chunks) {
-                value.extend_from_slice(&chunk);
-            }
+            let length = (self.length as u32).to_be_bytes();
+            // The head, the body's length and its chunks go into the command as they are: the
+            // value is not assembled in a buffer of its own first (unless it is sealed).
+            let mut parts = Vec::with_capacity(2 + self.chunks.len());
+            parts.push(&self.head[..]);
+            parts.push(&length[..]);
+            parts.extend(self.chunks.iter().map(|chunk| &chunk[..]));
             let pending = &self.pending;
             let stored = pending
                 .store
-                .store(Operation::ResponseCache, &pending.key, &value, pending.ttl)
+                .store_parts(Operation::ResponseCache, &pending.key, &parts, pending.ttl)
                 .await;
-            drop(value);
+            drop(parts);
+            // The bytes stay counted against the buffer until the value is written.
+            self.chunks = Vec::new();
             match stored {
-                Ok(()) => self.logs.execution(
+                Ok(()) if Level::Info >= self.threshold => self.logs.execution(
                     self.context(),
                     self.threshold,
                     ExecutionRecord::new(
@@ -855,6 +888,7 @@ impl Filling {
                     )
                     .with("timeToLiveInSeconds", json!(pending.ttl.as_secs())),
                 ),
+                Ok(()) => {}
                 Err(cause) => self.abort(format!("the cache server did not store it: {cause}")),
             }
         });

@@ -119,6 +119,9 @@ struct Served {
     edge: edge::Edge,
     /// What the response cache needs of the deployment (none when no route caches).
     cache: Option<crate::response_cache::DeploymentCache>,
+    /// Whether an authorizer function takes `request.body` (read before authentication then),
+    /// worked out once at load.
+    authorizer_reads_body: bool,
 }
 
 /// The remote key material of one `dynamicAuthentication` server (static keys need none).
@@ -347,6 +350,7 @@ impl Gateway {
             let edge = edge::Edge::new(&deployment, self.options.rate_limits.as_ref());
             served.push(Served {
                 cache: crate::response_cache::DeploymentCache::new(&deployment, &self.metrics),
+                authorizer_reads_body: deployment.authentication.authorizer_reads_body(),
                 edge,
                 scope,
                 deployment,
@@ -985,7 +989,19 @@ impl Gateway {
             policy,
             &state.subscriptions,
             &deployment.id,
-            |location| request_context.variable(location),
+            |location| match (location.table, location.key.as_deref()) {
+                // The usual place of a client token, read without a copy.
+                (claimgate_config::ContextTable::Headers, Some(name)) => {
+                    std::borrow::Cow::Borrowed(
+                        parts
+                            .headers
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default(),
+                    )
+                }
+                _ => std::borrow::Cow::Owned(request_context.variable(location)),
+            },
         ) {
             UsagePlanDecision::Entitled(matched) => matched,
             UsagePlanDecision::Refused(refusal) => {
@@ -1001,9 +1017,13 @@ impl Gateway {
         };
         let (plan, entitlement, subscriber) =
             (matched.plan, matched.entitlement, matched.subscriber);
-        let key = format!("{}/{}/{}", plan.id, entitlement.name, subscriber.id);
+        let key = crate::usage::CounterId {
+            plan: &plan.id,
+            entitlement: &entitlement.name,
+            subscriber: &subscriber.id,
+        };
         let limits = crate::usage::Limits::of(entitlement);
-        let counted = self.usage.count(&key, limits).await;
+        let counted = self.usage.count(key, limits).await;
         let quota = entitlement.quota;
         let record = |code: &'static str,
                       level: Level,
@@ -1091,9 +1111,6 @@ impl Gateway {
                 return Ok(reserved.map(|reserved| UsageCounted {
                     key,
                     reserved,
-                    usage_plan: &plan.id,
-                    entitlement: &entitlement.name,
-                    subscriber: &subscriber.id,
                     quota: quota.map_or(1, |q| q.value),
                 }));
             }
@@ -1119,11 +1136,11 @@ impl Gateway {
         if status < 500 {
             return;
         }
-        if let Some(used) = self.usage.refund(&counted.key, counted.reserved).await {
+        if let Some(used) = self.usage.refund(counted.key, counted.reserved).await {
             self.metrics.usage_plan_ratio(
-                counted.usage_plan,
-                counted.entitlement,
-                counted.subscriber,
+                counted.key.plan,
+                counted.key.entitlement,
+                counted.key.subscriber,
                 used as f64 / counted.quota.max(1) as f64,
             );
         }
@@ -1807,12 +1824,9 @@ impl Gateway {
 /// A quota unit taken for a request being forwarded.
 #[derive(Debug)]
 struct UsageCounted<'s> {
-    /// `<plan id>/<entitlement>/<subscriber id>`.
-    key: String,
+    /// (plan id, entitlement, subscriber id).
+    key: crate::usage::CounterId<'s>,
     reserved: crate::usage::Reserved,
-    usage_plan: &'s str,
-    entitlement: &'s str,
-    subscriber: &'s str,
     quota: u64,
 }
 

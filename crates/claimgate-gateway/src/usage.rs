@@ -10,15 +10,20 @@
 //! live in Redis (one Lua step per request on Redis's clock, the refund a second round trip
 //! only on 5xx); while Redis is down, in the process, as rate limiting falls back.
 
-use crate::shared::{Operation, SharedState};
+use crate::shared::{Operation, ScriptCall, SharedState};
 use claimgate_config::{Entitlement, OnBreach, QuotaUnit};
-use std::collections::HashMap;
+use indexmap::{Equivalent, IndexMap};
+use std::fmt;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const SECONDS_PER_DAY: i64 = 86_400;
-/// Counters kept in the process at most before finished ones are dropped.
+/// Counters kept in the process before finished ones are looked for and dropped.
 const LOCAL_CAPACITY: usize = 100_000;
+/// The process's counters are split into this many independently locked shards (by the hash of
+/// the counter's name), so the serving threads rarely wait for each other.
+const SHARDS: usize = 32;
 
 /// The UTC calendar period holding `now` (Unix seconds): its start and its end (exclusive).
 /// Weeks are ISO weeks (from Monday 00:00), months start on the 1st at 00:00.
@@ -133,6 +138,22 @@ impl Limits {
     }
 }
 
+/// The name of one counter: (plan id, entitlement, subscriber id), OCI's `limitingKey` without
+/// its period. Borrowed from the loaded plans and subscribers: naming a counter allocates nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CounterId<'a> {
+    pub plan: &'a str,
+    pub entitlement: &'a str,
+    pub subscriber: &'a str,
+}
+
+impl fmt::Display for CounterId<'_> {
+    /// `<plan id>/<entitlement>/<subscriber id>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.plan, self.entitlement, self.subscriber)
+    }
+}
+
 #[derive(Debug, Default)]
 struct LocalCounter {
     /// GCRA theoretical arrival time, microseconds since the epoch.
@@ -142,10 +163,87 @@ struct LocalCounter {
     used: u64,
 }
 
+/// A counter's name as the process keeps it (made once, on the counter's first request), with
+/// its hash, computed once per request for both the shard and the table.
+#[derive(Debug, PartialEq, Eq)]
+struct OwnedId {
+    hash: u64,
+    plan: Box<str>,
+    entitlement: Box<str>,
+    subscriber: Box<str>,
+}
+
+impl Hash for OwnedId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// A [`CounterId`] with its hash, looked up without building an [`OwnedId`].
+struct Probe<'a> {
+    hash: u64,
+    id: CounterId<'a>,
+}
+
+impl Hash for Probe<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl Equivalent<OwnedId> for Probe<'_> {
+    fn equivalent(&self, key: &OwnedId) -> bool {
+        self.hash == key.hash
+            && *key.subscriber == *self.id.subscriber
+            && *key.entitlement == *self.id.entitlement
+            && *key.plan == *self.id.plan
+    }
+}
+
+/// The tables hash their keys' precomputed hash once more: its bits are used as they are.
+#[derive(Debug, Clone, Copy, Default)]
+struct Prehashed;
+
+#[derive(Default)]
+struct PrehashedHasher(u64);
+
+impl Hasher for PrehashedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; anything else still hashes consistently.
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+impl BuildHasher for Prehashed {
+    type Hasher = PrehashedHasher;
+    fn build_hasher(&self) -> PrehashedHasher {
+        PrehashedHasher::default()
+    }
+}
+
+/// One shard of the process's counters.
+#[derive(Debug, Default)]
+struct Shard {
+    counters: IndexMap<OwnedId, LocalCounter, Prehashed>,
+    /// The size at which finished counters are next looked for: the shard's share of
+    /// [`LOCAL_CAPACITY`], then twice what a sweep left, so a shard whose counters cannot end
+    /// yet (`DAY` to `MONTH` quotas) is swept once per doubling, not on every new counter.
+    sweep_at: usize,
+}
+
 /// The counters of every (plan, entitlement, subscriber).
 #[derive(Debug)]
 pub struct UsageCounters {
-    local: Mutex<HashMap<String, LocalCounter>>,
+    hasher: RandomState,
+    local: Box<[Mutex<Shard>]>,
     shared: Option<Arc<SharedState>>,
     count: redis::Script,
     refund: redis::Script,
@@ -235,18 +333,17 @@ fn seconds_ceil(micros: u64) -> u64 {
 impl UsageCounters {
     pub fn new(shared: Option<Arc<SharedState>>) -> Self {
         Self {
-            local: Mutex::new(HashMap::new()),
+            hasher: RandomState::new(),
+            local: (0..SHARDS).map(|_| Mutex::default()).collect(),
             shared,
             count: redis::Script::new(COUNT),
             refund: redis::Script::new(REFUND),
         }
     }
 
-    /// Counts one request under `key` (`<plan id>/<entitlement>/<subscriber id>`).
-    pub async fn count(&self, key: &str, limits: Limits) -> Counted {
+    /// Counts one request under `id`.
+    pub async fn count(&self, id: CounterId<'_>, limits: Limits) -> Counted {
         if let Some(shared) = self.shared.as_ref().filter(|s| s.is_up()) {
-            let rate_key = shared.key_of(Operation::UsagePlan, &["rate:", key]);
-            let quota_key = shared.key_of(Operation::UsagePlan, &["quota:", key]);
             let (interval, tolerance) = limits.rate.unwrap_or((0, 0));
             let (limit, unit, allow) = match limits.quota {
                 Some((value, unit, breach)) => (
@@ -256,21 +353,20 @@ impl UsageCounters {
                 ),
                 None => (-1, "MINUTE", false),
             };
-            let script = &self.count;
-            let answer: Option<(u8, u64, i64, u64)> = shared
-                .run(Operation::UsagePlan, |mut connection| async move {
-                    script
-                        .key(&rate_key)
-                        .key(&quota_key)
-                        .arg(interval)
-                        .arg(tolerance)
-                        .arg(limit)
-                        .arg(unit)
-                        .arg(u8::from(allow))
-                        .invoke_async(&mut connection)
-                        .await
-                })
-                .await;
+            // The two keys are written straight into the command: no key string per request.
+            let name = [id.plan, "/", id.entitlement, "/", id.subscriber];
+            let call = ScriptCall::new(&self.count, 2, 5)
+                .key(shared, Operation::UsagePlan, "rate:", &name)
+                .key(shared, Operation::UsagePlan, "quota:", &name)
+                .arg(interval)
+                .arg(tolerance)
+                .arg(limit)
+                .arg(unit)
+                .arg(u8::from(allow));
+            // Boxed: inline, the connection's large send future would grow the future of
+            // every request, counted in Redis or not (`shared::send`).
+            let answer: Option<(u8, u64, i64, u64)> =
+                Box::pin(shared.eval(Operation::UsagePlan, &call)).await;
             if let Some((status, wait, period_start, used)) = answer {
                 let reserved = (limits.quota.is_some()).then_some(Reserved {
                     period_start,
@@ -297,19 +393,43 @@ impl UsageCounters {
                 };
             }
         }
-        self.count_locally(key, limits, now_micros())
+        self.count_locally(id, limits, now_micros())
     }
 
-    fn count_locally(&self, key: &str, limits: Limits, now: u64) -> Counted {
-        let mut counters = self.local.lock().unwrap_or_else(PoisonError::into_inner);
-        if counters.len() >= LOCAL_CAPACITY && !counters.contains_key(key) {
-            let seconds = (now / 1_000_000) as i64;
-            counters.retain(|_, c| c.tat > now || c.period_end > seconds);
-        }
-        let counter = match counters.get_mut(key) {
-            Some(counter) => counter,
-            None => counters.entry(key.to_owned()).or_default(),
+    /// The shard holding `id`'s counter, and `id` with its hash.
+    fn shard<'i>(&self, id: CounterId<'i>) -> (&Mutex<Shard>, Probe<'i>) {
+        let hash = self
+            .hasher
+            .hash_one((id.plan, id.entitlement, id.subscriber));
+        // The table uses the hash's low bits; the shard takes high ones.
+        let shard = &self.local[(hash >> 58) as usize % SHARDS];
+        (shard, Probe { hash, id })
+    }
+
+    fn count_locally(&self, id: CounterId<'_>, limits: Limits, now: u64) -> Counted {
+        let (shard, probe) = self.shard(id);
+        let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+        let index = match shard.counters.get_index_of(&probe) {
+            Some(index) => index,
+            None => {
+                let capacity = LOCAL_CAPACITY / SHARDS;
+                if shard.counters.len() >= shard.sweep_at.max(capacity) {
+                    let seconds = (now / 1_000_000) as i64;
+                    shard
+                        .counters
+                        .retain(|_, c| c.tat > now || c.period_end > seconds);
+                    shard.sweep_at = (shard.counters.len() * 2).max(capacity);
+                }
+                let owned = OwnedId {
+                    hash: probe.hash,
+                    plan: id.plan.into(),
+                    entitlement: id.entitlement.into(),
+                    subscriber: id.subscriber.into(),
+                };
+                shard.counters.insert_full(owned, LocalCounter::default()).0
+            }
         };
+        let counter = &mut shard.counters[index];
         if let Some((interval, tolerance)) = limits.rate {
             let next = counter.tat.max(now).saturating_add(interval);
             if next - now > tolerance {
@@ -355,24 +475,19 @@ impl UsageCounters {
     }
 
     /// Gives back the unit a request answered 5xx took; the units now used when known.
-    pub async fn refund(&self, key: &str, reserved: Reserved) -> Option<u64> {
+    pub async fn refund(&self, id: CounterId<'_>, reserved: Reserved) -> Option<u64> {
         if reserved.shared {
             let shared = self.shared.as_ref()?;
-            let quota_key = shared.key(Operation::UsagePlan, &format!("quota:{key}"));
-            let script = &self.refund;
-            let left: Option<i64> = shared
-                .run(Operation::UsagePlan, |mut connection| async move {
-                    script
-                        .key(&quota_key)
-                        .arg(reserved.period_start)
-                        .invoke_async(&mut connection)
-                        .await
-                })
-                .await;
+            let name = [id.plan, "/", id.entitlement, "/", id.subscriber];
+            let call = ScriptCall::new(&self.refund, 1, 1)
+                .key(shared, Operation::UsagePlan, "quota:", &name)
+                .arg(reserved.period_start);
+            let left: Option<i64> = Box::pin(shared.eval(Operation::UsagePlan, &call)).await;
             return left.and_then(|n| u64::try_from(n).ok());
         }
-        let mut counters = self.local.lock().unwrap_or_else(PoisonError::into_inner);
-        let counter = counters.get_mut(key)?;
+        let (shard, probe) = self.shard(id);
+        let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+        let counter = shard.counters.get_mut(&probe)?;
         if counter.period_start == reserved.period_start {
             counter.used = counter.used.saturating_sub(1);
             return Some(counter.used);
@@ -396,6 +511,15 @@ fn local_limits(rate: Option<u64>, quota: Option<(u64, QuotaUnit, OnBreach)>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A counter named after `plan` alone.
+    fn id(plan: &str) -> CounterId<'_> {
+        CounterId {
+            plan,
+            entitlement: "e",
+            subscriber: "s",
+        }
+    }
 
     /// Unix seconds of a UTC date and time.
     fn at(year: i64, month: i64, day: i64, hour: i64, minute: i64, second: i64) -> i64 {
@@ -499,19 +623,19 @@ mod tests {
         let limits = local_limits(Some(1), Some((5, QuotaUnit::Day, OnBreach::Reject)));
         let now = at(2026, 12, 2, 8, 0, 0) as u64 * 1_000_000;
         assert!(matches!(
-            counters.count_locally("k", limits, now),
+            counters.count_locally(id("k"), limits, now),
             Counted::Admitted {
                 reserved: Some(Reserved { used: 1, .. }),
                 breached: false
             }
         ));
         assert!(matches!(
-            counters.count_locally("k", limits, now),
+            counters.count_locally(id("k"), limits, now),
             Counted::RateLimited { retry_after: 1 }
         ));
         // A second later: the quota counted only the admitted request.
         assert!(matches!(
-            counters.count_locally("k", limits, now + 1_000_000),
+            counters.count_locally(id("k"), limits, now + 1_000_000),
             Counted::Admitted {
                 reserved: Some(Reserved { used: 2, .. }),
                 ..
@@ -526,12 +650,12 @@ mod tests {
         let now = at(2026, 12, 2, 8, 0, 45) as u64 * 1_000_000;
         for _ in 0..2 {
             assert!(matches!(
-                counters.count_locally("r", reject, now),
+                counters.count_locally(id("r"), reject, now),
                 Counted::Admitted { .. }
             ));
         }
         assert_eq!(
-            counters.count_locally("r", reject, now),
+            counters.count_locally(id("r"), reject, now),
             Counted::QuotaExhausted {
                 retry_after: 15,
                 period_start: at(2026, 12, 2, 8, 0, 0),
@@ -539,7 +663,7 @@ mod tests {
             }
         );
         assert!(matches!(
-            counters.count_locally("r", reject, now + 15_000_000),
+            counters.count_locally(id("r"), reject, now + 15_000_000),
             Counted::Admitted {
                 breached: false,
                 ..
@@ -547,15 +671,148 @@ mod tests {
         ));
         let allow = local_limits(None, Some((1, QuotaUnit::Minute, OnBreach::Allow)));
         assert!(matches!(
-            counters.count_locally("a", allow, now),
+            counters.count_locally(id("a"), allow, now),
             Counted::Admitted {
                 breached: false,
                 ..
             }
         ));
         assert!(matches!(
-            counters.count_locally("a", allow, now),
+            counters.count_locally(id("a"), allow, now),
             Counted::Admitted { breached: true, .. }
         ));
+    }
+
+    #[test]
+    fn counters_are_told_apart_by_every_part_of_their_name() {
+        let counters = UsageCounters::new(None);
+        let limits = local_limits(None, Some((1, QuotaUnit::Day, OnBreach::Reject)));
+        let now = at(2026, 12, 2, 8, 0, 0) as u64 * 1_000_000;
+        // Names that would read alike joined with '/' are still different counters.
+        let names = [
+            CounterId {
+                plan: "p/e",
+                entitlement: "s",
+                subscriber: "x",
+            },
+            CounterId {
+                plan: "p",
+                entitlement: "e/s",
+                subscriber: "x",
+            },
+            CounterId {
+                plan: "p",
+                entitlement: "e",
+                subscriber: "s/x",
+            },
+        ];
+        for name in names {
+            assert!(
+                matches!(
+                    counters.count_locally(name, limits, now),
+                    Counted::Admitted { .. }
+                ),
+                "{name}"
+            );
+        }
+        for name in names {
+            assert!(matches!(
+                counters.count_locally(name, limits, now),
+                Counted::QuotaExhausted { used: 1, .. }
+            ));
+        }
+        // A refund finds its own counter only.
+        let reserved = Reserved {
+            period_start: at(2026, 12, 2, 0, 0, 0),
+            used: 1,
+            shared: false,
+        };
+        assert_eq!(
+            futures_block_on(counters.refund(names[1], reserved)),
+            Some(0)
+        );
+        assert!(matches!(
+            counters.count_locally(names[1], limits, now),
+            Counted::Admitted { .. }
+        ));
+        assert!(matches!(
+            counters.count_locally(names[0], limits, now),
+            Counted::QuotaExhausted { .. }
+        ));
+        assert_eq!(
+            futures_block_on(counters.refund(id("never counted"), reserved)),
+            None
+        );
+    }
+
+    #[test]
+    fn finished_counters_are_dropped_and_running_ones_kept_past_the_capacity() {
+        let counters = UsageCounters::new(None);
+        let minute = local_limits(None, Some((1, QuotaUnit::Minute, OnBreach::Reject)));
+        let day = local_limits(None, Some((1, QuotaUnit::Day, OnBreach::Reject)));
+        let now = at(2026, 12, 2, 8, 0, 0) as u64 * 1_000_000;
+        let names: Vec<String> = (0..LOCAL_CAPACITY + LOCAL_CAPACITY / 2)
+            .map(|i| format!("plan-{i}"))
+            .collect();
+        let held = |counters: &UsageCounters| -> usize {
+            counters
+                .local
+                .iter()
+                .map(|s| s.lock().unwrap().counters.len())
+                .sum()
+        };
+        // Day quotas cannot finish within the day: every counter is kept, over the capacity.
+        for name in &names {
+            counters.count_locally(id(name), day, now);
+        }
+        assert_eq!(held(&counters), names.len());
+        for name in names.iter().take(100) {
+            assert!(matches!(
+                counters.count_locally(id(name), day, now),
+                Counted::QuotaExhausted { .. }
+            ));
+        }
+        // Minute quotas a day later have finished: new counters make room.
+        let counters = UsageCounters::new(None);
+        for name in &names {
+            counters.count_locally(id(name), minute, now);
+        }
+        let later = now + 86_400 * 1_000_000;
+        for i in 0..LOCAL_CAPACITY {
+            counters.count_locally(id(&format!("later-{i}")), minute, later);
+        }
+        assert!(held(&counters) < names.len(), "{}", held(&counters));
+    }
+
+    #[test]
+    fn concurrent_requests_against_a_quota_take_exactly_the_quota() {
+        let counters = Arc::new(UsageCounters::new(None));
+        let limits = local_limits(None, Some((600, QuotaUnit::Day, OnBreach::Reject)));
+        let now = at(2026, 12, 2, 8, 0, 0) as u64 * 1_000_000;
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let counters = counters.clone();
+                std::thread::spawn(move || {
+                    (0..200)
+                        .filter(|_| {
+                            matches!(
+                                counters.count_locally(id("shared"), limits, now),
+                                Counted::Admitted { .. }
+                            )
+                        })
+                        .count()
+                })
+            })
+            .collect();
+        let admitted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(admitted, 600);
+    }
+
+    /// Runs a future that never waits (the local refund) to its end.
+    fn futures_block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(future)
     }
 }

@@ -721,6 +721,49 @@ fn two_replicas_on_redis_share_the_quota_exactly() {
     assert!(keys.iter().all(|k| !k.contains("tok-s")), "{keys:?}");
 }
 
+#[test]
+fn a_redis_that_forgot_the_script_is_given_it_again_and_the_count_goes_on() {
+    let Some(redis) = Redis::start("usage_plans_noscript", None) else {
+        return;
+    };
+    let url = redis.url();
+    let plans = [plan(
+        "ocid1.usageplan.p",
+        "p",
+        vec![entitlement(
+            "e",
+            Some(1000),
+            Some((3, "DAY", "REJECT")),
+            &[DEPLOYMENT_ID],
+        )],
+    )];
+    let subscribers = [one_client("s", ("c", "tok-s"), "p")];
+    let flags = ["--redis", url.as_str(), "--redis-timeout-ms", "1000"];
+    let (gateway, _) = start(&deployment(stock_routes()), &plans, &subscribers, &flags);
+    wait_shared(&gateway);
+    assert_eq!(get(&gateway, "/v1/hello", &key("tok-s")).status, 200);
+    // A restart or SCRIPT FLUSH: the next EVALSHA is refused with NOSCRIPT, the script is
+    // loaded again and the request counted in Redis, not locally.
+    redis.cmd(&["SCRIPT", "FLUSH"]);
+    let statuses: Vec<u16> = (0..3)
+        .map(|_| get(&gateway, "/v1/hello", &key("tok-s")).status)
+        .collect();
+    assert_eq!(statuses, [200, 200, 429]);
+    let quota = redis.cmd(&[
+        "HGET",
+        "claimgate:up:quota:ocid1.usageplan.p/e/ocid1.subscriber.s",
+        "n",
+    ]);
+    assert_eq!(quota.trim(), "3", "{quota}");
+    // NOSCRIPT is not an outage: nothing was counted as a shared-state error.
+    let text = metrics(&gateway);
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("claimgate_shared_state_errors_total{") && !l.ends_with(" 0"))
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
 /// `date -u` with a shell expression, for calendar periods computed independently.
 fn shell_date(script: &str) -> String {
     let output = std::process::Command::new("sh")

@@ -162,7 +162,7 @@ impl Gateway {
             x.client,
             &mut x.parts.extensions,
         );
-        if x.served.deployment.authentication.authorizer_reads_body() {
+        if x.served.authorizer_reads_body {
             if let Err(refused) = self.read_body_for_authorizer(x).await {
                 return Step::Answer(refused);
             }
