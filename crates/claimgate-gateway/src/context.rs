@@ -18,7 +18,23 @@ pub(crate) struct OAuth2Auth {
     pub(crate) csrf: Option<String>,
     pub(crate) id_token: String,
     pub(crate) access_token: String,
-    pub(crate) id_claims: Option<std::sync::Arc<Claims>>,
+    /// The ID token's claims, read on first use: only a transformation naming
+    /// `id_token_claims` needs them, and parsing the ID token cost a session request ~20k
+    /// instructions, as much as the rest of the OAUTH2 step (BENCHMARKS.md, issue 20).
+    pub(crate) id_claims: std::sync::OnceLock<Option<Claims>>,
+}
+
+impl OAuth2Auth {
+    /// The ID token's claims (none when it does not parse), decoded once per request.
+    fn id_claims(&self) -> Option<&Claims> {
+        self.id_claims
+            .get_or_init(|| {
+                claimgate_jose::ParsedToken::parse(&self.id_token)
+                    .ok()
+                    .and_then(|t| Claims::from_map(&t.payload))
+            })
+            .as_ref()
+    }
 }
 
 impl std::fmt::Debug for OAuth2Auth {
@@ -88,7 +104,7 @@ impl<'a> RequestContext<'a> {
                 Some("apigw_csrf_token") => return oauth2.csrf.clone().unwrap_or_default(),
                 Some("id_token") => return oauth2.id_token.clone(),
                 Some("access_token") => return oauth2.access_token.clone(),
-                Some("id_token_claims") => return claim(oauth2.id_claims.as_deref()),
+                Some("id_token_claims") => return claim(oauth2.id_claims()),
                 Some("access_token_claims") => return claim(self.claims),
                 _ => {}
             }

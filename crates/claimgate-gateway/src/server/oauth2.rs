@@ -447,15 +447,11 @@ impl Gateway {
                 x.parts.headers.remove("x-apigw-token");
             }
             // OCI's request.auth[...] of the session, for transformations.
-            let id_claims = claimgate_jose::ParsedToken::parse(&session.id_token)
-                .ok()
-                .and_then(|t| claimgate_core::Claims::from_map(&t.payload))
-                .map(std::sync::Arc::new);
             x.parts.extensions.insert(crate::context::OAuth2Auth {
                 csrf: prepared.from_cookie.then(|| session.csrf.clone()),
                 id_token: session.id_token.clone(),
                 access_token: session.access_token.clone(),
-                id_claims,
+                id_claims: Default::default(),
             });
         }
         let verdict = x.verdict();
