@@ -168,6 +168,10 @@ def mint(workdir: Path, count: int) -> dict:
             for tokens in pool.imap(_sign_range, ranges):
                 out.write("\n".join(tokens))
                 out.write("\n")
+        # Joined, not terminated: leaving the `with` terminates the workers, which was seen
+        # hanging the parent once every token was written (Python 3.11).
+        pool.close()
+        pool.join()
     meta = {"tokens": count, "key": key_sha, "iat": iat, "exp": exp, "salt": salt,
             "mint_seconds": round(time.time() - started, 1), "reused": False}
     meta_path.write_text(json.dumps(meta))
