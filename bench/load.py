@@ -517,6 +517,18 @@ def redis_call(port: int, *args, timeout=5.0):
         return read()
 
 
+def redis_keys(port: int, pattern: str) -> list:
+    """The keys matching `pattern`, by SCAN in steps: KEYS walks every key in one command, and
+    once the cache-miss cells have stored millions of values it held Redis for longer than
+    claimgate's 50 ms timeout, so every request in flight failed over to the local limiter."""
+    keys, cursor = [], "0"
+    while True:
+        cursor, batch = redis_call(port, "SCAN", cursor, "MATCH", pattern, "COUNT", 5000)
+        keys.extend(batch)
+        if cursor == "0":
+            return keys
+
+
 def redis_evalsha_calls(port: int) -> int:
     """Redis's own count of EVALSHA (and EVAL) commands so far: one per Redis-judged request."""
     calls = 0
@@ -1113,7 +1125,7 @@ class Bench:
                 time.sleep(self.args.duration / 2)
                 pattern = "claimgate:up:*" if target.usage else "claimgate:rl:*"
                 for _ in range(5):
-                    keys = sorted(redis_call(self.redis[1], "KEYS", pattern))
+                    keys = sorted(set(redis_keys(self.redis[1], pattern)))
                     if target.usage:
                         # The quota's hash stays for the day; the rate bucket, like the
                         # limiter's, only lives while traffic flows.
