@@ -436,16 +436,17 @@ pub fn evaluate_with(
     cache: Option<&dyn VerificationCache>,
     explain: Explain,
 ) -> Verdict {
-    let context = Context {
+    // Nothing prepared: the verdict routes, selects and classifies for itself.
+    evaluate_prepared(
+        deployment,
+        request,
+        Prepared::default(),
         keys,
         introspection,
         now,
         cache,
         explain,
-        selection: None,
-        opaque: None,
-    };
-    evaluate_in(deployment, request, context)
+    )
 }
 
 fn evaluate_in(

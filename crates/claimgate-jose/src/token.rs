@@ -266,29 +266,19 @@ pub struct Jws<'t> {
     signature: Vec<u8>,
 }
 
+/// One base64url segment decoded and read into packed claims, its failures named by segment.
+fn packed_segment(text: &str, segment: Segment) -> Result<Claims, FormatError> {
+    let bytes = decode_base64url(text).map_err(|error| FormatError::Base64 { segment, error })?;
+    Claims::parse(&bytes, TOKEN_MAX_DEPTH).map_err(|error| FormatError::Json { segment, error })
+}
+
 impl<'t> Jws<'t> {
     /// Parses a compact JWS, as [`ParsedToken::parse`] does.
     pub fn parse(token: &'t str) -> Result<Self, FormatError> {
         let (header_b64, payload_b64, signature_b64) = split(token)?;
-        let header_bytes = decode_base64url(header_b64).map_err(|error| FormatError::Base64 {
-            segment: Segment::Header,
-            error,
-        })?;
-        let header =
-            Claims::parse(&header_bytes, TOKEN_MAX_DEPTH).map_err(|error| FormatError::Json {
-                segment: Segment::Header,
-                error,
-            })?;
+        let header = packed_segment(header_b64, Segment::Header)?;
         let (alg, kid) = header_rules(|name| header.get(name).map(Cow::Owned))?;
-        let payload_bytes = decode_base64url(payload_b64).map_err(|error| FormatError::Base64 {
-            segment: Segment::Payload,
-            error,
-        })?;
-        let claims =
-            Claims::parse(&payload_bytes, TOKEN_MAX_DEPTH).map_err(|error| FormatError::Json {
-                segment: Segment::Payload,
-                error,
-            })?;
+        let claims = packed_segment(payload_b64, Segment::Payload)?;
         let signature = decode_base64url(signature_b64).map_err(|error| FormatError::Base64 {
             segment: Segment::Signature,
             error,
