@@ -677,23 +677,29 @@ fn wait_shared(gateway: &Gateway) {
     }
 }
 
-#[test]
-fn two_replicas_on_redis_share_the_quota_exactly() {
-    let Some(redis) = Redis::start("usage_plans_two_replicas", None) else {
-        return;
-    };
-    let url = redis.url();
+/// Plan `p` with entitlement `e` (1000/s, `quota` a DAY, REJECT) and subscriber `s` whose one
+/// client `c` sends `tok-s`.
+fn one_subscriber_with_a_daily_quota(quota: u64) -> ([Value; 1], [Value; 1]) {
     let plans = [plan(
         "ocid1.usageplan.p",
         "p",
         vec![entitlement(
             "e",
             Some(1000),
-            Some((6, "DAY", "REJECT")),
+            Some((quota, "DAY", "REJECT")),
             &[DEPLOYMENT_ID],
         )],
     )];
-    let subscribers = [one_client("s", ("c", "tok-s"), "p")];
+    (plans, [one_client("s", ("c", "tok-s"), "p")])
+}
+
+#[test]
+fn two_replicas_on_redis_share_the_quota_exactly() {
+    let Some(redis) = Redis::start("usage_plans_two_replicas", None) else {
+        return;
+    };
+    let url = redis.url();
+    let (plans, subscribers) = one_subscriber_with_a_daily_quota(6);
     let flags = ["--redis", url.as_str(), "--redis-timeout-ms", "1000"];
     let (a, _) = start(&deployment(stock_routes()), &plans, &subscribers, &flags);
     let (b, _) = start(&deployment(stock_routes()), &plans, &subscribers, &flags);
@@ -727,17 +733,7 @@ fn a_redis_that_forgot_the_script_is_given_it_again_and_the_count_goes_on() {
         return;
     };
     let url = redis.url();
-    let plans = [plan(
-        "ocid1.usageplan.p",
-        "p",
-        vec![entitlement(
-            "e",
-            Some(1000),
-            Some((3, "DAY", "REJECT")),
-            &[DEPLOYMENT_ID],
-        )],
-    )];
-    let subscribers = [one_client("s", ("c", "tok-s"), "p")];
+    let (plans, subscribers) = one_subscriber_with_a_daily_quota(3);
     let flags = ["--redis", url.as_str(), "--redis-timeout-ms", "1000"];
     let (gateway, _) = start(&deployment(stock_routes()), &plans, &subscribers, &flags);
     wait_shared(&gateway);
