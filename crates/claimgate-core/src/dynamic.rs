@@ -122,6 +122,25 @@ pub fn select_for_request(deployment: &Deployment, request: &dyn RequestView) ->
     }
 }
 
+/// The JWT policy that judges `request`: the deployment's own, or under
+/// `dynamicAuthentication` the selected server's (none for an authorizer, no match, no route).
+/// What `check` and the admin API read key material for.
+pub fn jwt_policy_for<'d>(
+    deployment: &'d Deployment,
+    request: &dyn RequestView,
+) -> Option<&'d claimgate_config::JwtPolicy> {
+    match &deployment.authentication {
+        claimgate_config::Authentication::Jwt(policy) => Some(policy),
+        claimgate_config::Authentication::Dynamic(dynamic) => {
+            select_for_request(deployment, request)
+                .and_then(|s| s.server)
+                .and_then(|i| dynamic.servers.get(i))
+                .and_then(|server| server.policy.jwt())
+        }
+        _ => None,
+    }
+}
+
 /// OCI's matching order over selection keys (each with whether it is the default), shared by
 /// dynamic authentication and dynamic routing: an `ANY_OF` value equal to `value` (ASCII
 /// case-insensitively), else the first `WILDCARD` expression in order that matches it

@@ -28,8 +28,8 @@ pub use check::{Check, CheckId, Failure, Note, Outcome, TimeContext};
 pub use claims::{claim_text, ClaimRef, Claims, Registered};
 pub use credentials::is_credential_parameter;
 pub use dynamic::{
-    select_for_request, select_key, select_server, wildcard_matches, Matched, Selection,
-    SelectorToken,
+    jwt_policy_for, select_for_request, select_key, select_server, wildcard_matches, Matched,
+    Selection, SelectorToken,
 };
 pub use escape::{escape, is_escaped, Escaped};
 pub use path::query_name_is;

@@ -6,7 +6,7 @@
 
 use crate::check::{judge, CheckArgs, CliRequest, KeysFrom, Obtained, Source, Unavailable};
 use crate::Format;
-use claimgate_config::{Authentication, Deployment, KeySource};
+use claimgate_config::{Deployment, KeySource};
 use claimgate_gateway::admin::{AdminApi, LoadedDeployment};
 use claimgate_gateway::discovery::IntrospectError;
 use claimgate_jose::JwksParse;
@@ -149,13 +149,7 @@ fn find<'d>(
 /// The key material the gateway holds for the policy that judges `request` (as `check`'s own
 /// `obtain` would choose it), or why there is none.
 fn held(served: &LoadedDeployment, deployment: &Deployment, request: &CliRequest) -> Obtained {
-    let policy = match &deployment.authentication {
-        Authentication::Jwt(policy) => Some(&**policy),
-        Authentication::Dynamic(dynamic) => claimgate_core::select_for_request(deployment, request)
-            .and_then(|s| s.server)
-            .and_then(|i| dynamic.servers[i].policy.jwt()),
-        _ => None,
-    };
+    let policy = claimgate_core::jwt_policy_for(deployment, request);
     let mut obtained = Obtained {
         jwks: None,
         keys_from: KeysFrom::None,

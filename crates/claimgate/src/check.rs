@@ -587,13 +587,7 @@ fn obtain(
     notes: &mut Vec<String>,
 ) -> Result<Obtained, InputError> {
     // With dynamicAuthentication, --jwks / --introspection stand in for the selected server's.
-    let policy = match &deployment.authentication {
-        Authentication::Jwt(policy) => Some(&**policy),
-        Authentication::Dynamic(dynamic) => claimgate_core::select_for_request(deployment, request)
-            .and_then(|s| s.server)
-            .and_then(|i| dynamic.servers[i].policy.jwt()),
-        _ => None,
-    };
+    let policy = claimgate_core::jwt_policy_for(deployment, request);
     let keys = match policy {
         Some(policy) => &policy.keys,
         None => {
