@@ -588,18 +588,22 @@ fn read_ca_files(paths: &[String]) -> Result<Vec<Vec<u8>>, String> {
     Ok(files)
 }
 
+/// A deployment as `serve` names it on the terminal: `/prefix (label)`, both escaped (they come
+/// from the deployment file).
+fn prefix_and_label(deployment: &Deployment) -> String {
+    format!(
+        "{} ({})",
+        claimgate_core::escape(&deployment.path_prefix),
+        claimgate_core::escape(deployment.label())
+    )
+}
+
 /// Refuses deployments with an OAUTH2 failure policy when no `--session-key` is given.
 fn needs_session_keys(deployments: &[Deployment], have_keys: bool) -> Result<(), InputError> {
     let without_keys: Vec<String> = deployments
         .iter()
         .filter(|d| matches!(&d.authentication, Authentication::Jwt(p) if p.oauth2.is_some()))
-        .map(|d| {
-            format!(
-                "{} ({})",
-                claimgate_core::escape(&d.path_prefix),
-                claimgate_core::escape(d.label())
-            )
-        })
+        .map(prefix_and_label)
         .collect();
     if have_keys || without_keys.is_empty() {
         return Ok(());
@@ -775,14 +779,7 @@ fn run_inner(args: &ServeArgs) -> Result<u8, InputError> {
         };
         let labels: Vec<String> = deployments
             .iter()
-            // Escaped for the terminal: both come from the deployment file.
-            .map(|d| {
-                format!(
-                    "{} ({})",
-                    claimgate_core::escape(&d.path_prefix),
-                    claimgate_core::escape(d.label())
-                )
-            })
+            .map(prefix_and_label)
             .collect();
         let tls_files = TlsFiles::from_args(args);
         let tls = match &tls_files {
