@@ -20,7 +20,8 @@ each policy adds per request where CPU time on a busy machine is too noisy to te
 
     bench/allocs.py [--claimgate target/release/claimgate] [--requests 2000]
 
-Cells: noauth (no requestPolicies), total-local / total-redis (rateLimiting TOTAL),
+Cells: proxy (the bare proxy hop: GET /bench/proxy forwarded to one HAProxy thread answering
+200, bench/upstream.cfg.tmpl), noauth (no requestPolicies), total-local / total-redis (rateLimiting TOTAL),
 usage-local / usage-redis (usagePlans, the client token in x-api-key; the same plan and
 subscriber files as bench/load.py's usage-* workloads), cache-hit / cache-miss (the route with
 responseCacheLookup + responseCacheStore, the redis-server as the cache through `--gateway`:
@@ -155,7 +156,7 @@ def main() -> int:
         usage_quota = 1_000_000_000
     fake = type("B", (), {"args": Args, "work": work, "redis": (None, redis_port)})()
     results = {}
-    cells = ["noauth", "total-local", "total-redis", "usage-local", "usage-redis",
+    cells = ["proxy", "noauth", "total-local", "total-redis", "usage-local", "usage-redis",
              "cache-hit", "cache-miss", "validation-off", "validation", "authorizer",
              "jwt-one", "jwt-discovery", "session-bearer", "session"]
     if args.cells:
@@ -164,6 +165,21 @@ def main() -> int:
         if unknown:
             raise SystemExit(f"--cells: unknown {unknown}; known: {cells}")
         cells = wanted
+    upstream = []
+
+    def upstream_port() -> int:
+        """The proxy cell's upstream (bench/upstream.cfg.tmpl), started once."""
+        if not upstream:
+            port = free_port()
+            cfg = work / "upstream.cfg"
+            cfg.write_text(load.fill(BENCH / "upstream.cfg.tmpl", {"PORT": port}, False))
+            STARTED.append(subprocess.Popen([shutil.which("haproxy") or "haproxy", "-f",
+                                             str(cfg)], stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL))
+            wait_listening(port, STARTED[-1])
+            upstream.append(port)
+        return upstream[0]
+
     mint.mint(work, 10)  # the bench key (its JWKS for the identity provider) and tokens
     fixtures = load.FixtureServer((work / "jwks.json").read_text())
     session = load.session_material(work, fixtures.issuer)
@@ -194,6 +210,11 @@ def main() -> int:
                 "type": "FIXED_TTL_STORE_POLICY", "timeToLiveInSeconds": 300}}
             flags = load.Bench.cache_files(fake, load.Target("claimgate", "cache-hit", 0))
         method, target_path, body = "GET", "/bench/stock", None
+        if cell == "proxy":
+            # The bare proxy hop: no policy, forwarded to one HAProxy thread answering 200.
+            spec["routes"] = [{"path": "/proxy", "methods": ["GET"], "backend": {
+                "type": "HTTP_BACKEND", "url": f"http://127.0.0.1:{upstream_port()}/"}}]
+            target_path = "/bench/proxy"
         if cell in load.VALIDATION_WORKLOADS:
             spec["routes"][0]["methods"] = ["GET", "POST"]
             if cell == "validation":

@@ -405,8 +405,13 @@ def tcp_passive_opens() -> int:
 
 
 def proc_stat_ticks(pid: int) -> int:
+    return sum(proc_stat_user_system(pid))
+
+
+def proc_stat_user_system(pid: int) -> tuple[int, int]:
+    """The process's utime and stime (fields 14 and 15), in clock ticks."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime (fields 14 and 15)
+    return int(fields[11]), int(fields[12])
 
 
 def proc_status_kib(pid: int, name: str) -> int:
@@ -1114,6 +1119,7 @@ class Bench:
         metrics_before = self.metrics(target) if self.redis and target.admin_port else {}
         redis_before = proc_stat_ticks(redis_pid) if redis_pid else 0
         before, up_before = proc_stat_ticks(pid), proc_stat_ticks(upstream_pid)
+        system_before = proc_stat_user_system(pid)[1]
         proc = self.wrk(target, path, tokens, self.args.duration, target.cursor, tls_count)
         keys = None
         try:
@@ -1140,6 +1146,7 @@ class Bench:
                 proc.wait()
             STARTED.remove(proc)
         after, up_after = proc_stat_ticks(pid), proc_stat_ticks(upstream_pid)
+        system_after = proc_stat_user_system(pid)[1]
         redis_after = proc_stat_ticks(redis_pid) if redis_pid else 0
         calls = redis_evalsha_calls(self.redis[1]) - calls_before if self.redis else 0
         line = next((l for l in out.splitlines() if l.startswith("WRK_RESULT ")), None)
@@ -1159,6 +1166,8 @@ class Bench:
             "errors": sum(result["errors"].values()),
             "error_detail": result["errors"],
             "cpu_us_per_req": (after - before) / CLK_TCK * 1e6 / requests,
+            # The kernel's share (system time): syscalls, the loopback, wakeups.
+            "system_us_per_req": (system_after - system_before) / CLK_TCK * 1e6 / requests,
             "cpu_cores": (after - before) / CLK_TCK / seconds,
             "upstream_cpu_us_per_req": (up_after - up_before) / CLK_TCK * 1e6 / requests,
             "rss_mib": proc_status_kib(pid, "VmRSS") / 1024,
@@ -1311,6 +1320,7 @@ class Bench:
                         print(f"  round {round_no}  {target.name:<18} {path:<13} "
                               f"{run['rps']:9.0f} req/s  p50 {run['p50_ms']:6.2f} ms  "
                               f"p99 {run['p99_ms']:6.2f} ms  {run['cpu_us_per_req']:6.1f} µs CPU/req"
+                              f" ({run['system_us_per_req']:.1f} system)"
                               f"  errors {run['errors']}"
                               + (f"  redis {run['redis_cpu_us_per_req']:5.1f} µs/req"
                                  f"  EVALSHA/req {run['evalsha_per_req']:.3f}" if self.redis else "")
@@ -1355,6 +1365,7 @@ class Bench:
             "p50_ms": med("p50_ms"),
             "p99_ms": med("p99_ms"),
             "cpu_us_per_req": med("cpu_us_per_req"),
+            "system_us_per_req": med("system_us_per_req"),
             "upstream_cpu_us_per_req": med("upstream_cpu_us_per_req"),
             "errors": sum(r["errors"] for r in runs),
             "peak_rss_mib": target.peak_rss_mib,

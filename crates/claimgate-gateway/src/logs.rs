@@ -690,22 +690,30 @@ struct Timestamp {
 
 impl Timestamp {
     fn now() -> Self {
-        let nanos = match SystemTime::now().duration_since(UNIX_EPOCH) {
-            Ok(since) => since.as_nanos() as i128,
-            Err(before) => -(before.duration().as_nanos() as i128),
-        };
-        Self::from_unix_nanos(nanos)
+        match SystemTime::now().duration_since(UNIX_EPOCH) {
+            // Seconds and nanoseconds as the clock gives them: no 128-bit division on the
+            // request path.
+            Ok(since) => Self::from_unix(since.as_secs() as i64, since.subsec_nanos()),
+            Err(before) => Self::from_unix_nanos(-(before.duration().as_nanos() as i128)),
+        }
     }
 
     fn from_unix_nanos(nanos: i128) -> Self {
+        match i64::try_from(nanos.div_euclid(1_000_000_000)) {
+            Ok(seconds) => Self::from_unix(seconds, nanos.rem_euclid(1_000_000_000) as u32),
+            Err(_) => Self {
+                bytes: [0; 30],
+                len: 0,
+            },
+        }
+    }
+
+    /// `seconds` after the epoch plus `subsecond` nanoseconds (below 1e9).
+    fn from_unix(seconds: i64, subsecond: u32) -> Self {
         let mut stamp = Self {
             bytes: [0; 30],
             len: 0,
         };
-        let Ok(seconds) = i64::try_from(nanos.div_euclid(1_000_000_000)) else {
-            return stamp;
-        };
-        let subsecond = nanos.rem_euclid(1_000_000_000) as u32;
         let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
         if !(0..10_000).contains(&year) {
             return stamp;

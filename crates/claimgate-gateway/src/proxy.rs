@@ -561,6 +561,23 @@ pub(crate) const HOP_BY_HOP: [&str; 8] = [
     "host",
 ];
 
+/// Whether `name` is one of [`HOP_BY_HOP`]: compared as the name's text (a match on its
+/// length, then its bytes), where a header map lookup by `&str` would parse, lowercase and
+/// hash the name at every use.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+    )
+}
+
 /// Builds the backend request: the expanded URL plus the client's query, the client's headers
 /// without hop-by-hop ones, `Host` rewritten to the backend, and OCI's forwarding headers.
 pub(crate) fn backend_request(
@@ -606,8 +623,7 @@ pub(crate) fn backend_request(
         .map(|v| v.trim().to_ascii_lowercase())
         .collect();
     for (name, value) in &parts.headers {
-        let lower = name.as_str();
-        if HOP_BY_HOP.contains(&lower) || connection_listed.iter().any(|c| c == lower) {
+        if is_hop_by_hop(name) || connection_listed.iter().any(|c| c == name.as_str()) {
             continue;
         }
         headers.append(name.clone(), value.clone());
@@ -692,10 +708,22 @@ pub(crate) fn relay_response(mut response: Response<Body>) -> Response<Body> {
     if is_close_delimited(&response) {
         response.extensions_mut().insert(CloseDelimited);
     }
-    // Headers the backend's `Connection` names are hop-by-hop too (RFC 9110 §7.6.1): they are
-    // meant for the gateway, never for the client (nor for the response cache).
-    let named: Vec<HeaderName> = response
+    // Usually there are none: one pass over the names finds out, and nothing is removed.
+    if response
         .headers()
+        .keys()
+        .any(|name| is_hop_by_hop(name) && name != header::HOST)
+    {
+        remove_hop_by_hop(response.headers_mut());
+    }
+    *response.version_mut() = http::Version::default();
+    response
+}
+
+/// Removes a backend answer's hop-by-hop headers, and those its `Connection` names: they are
+/// meant for the gateway, never for the client (nor for the response cache) (RFC 9110 §7.6.1).
+fn remove_hop_by_hop(headers: &mut http::HeaderMap) {
+    let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -709,13 +737,11 @@ pub(crate) fn relay_response(mut response: Response<Body>) -> Response<Body> {
         .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .collect();
     for name in named {
-        response.headers_mut().remove(name);
+        headers.remove(name);
     }
     for name in HOP_BY_HOP.iter().filter(|n| **n != "host") {
-        response.headers_mut().remove(*name);
+        headers.remove(*name);
     }
-    *response.version_mut() = http::Version::default();
-    response
 }
 
 /// Marks a backend answer whose HTTP/1 body has neither `Content-Length` nor chunked coding: it

@@ -3,11 +3,18 @@
 //!
 //! The log sinks hand every line that names a request here as they queue it, so the records
 //! are exactly the log files' (tokens are never in them: the logs redact them). Keeping costs
-//! the request path one copy of the line and a short lock per record; nothing is parsed until
-//! someone asks. Bounded twice: the last [`MAX_REQUESTS`] requests, and [`MAX_BYTES`] of lines.
+//! the request path one copy of the line into its request's record and a short lock; nothing is
+//! parsed until someone asks. Bounded twice: the last [`MAX_REQUESTS`] requests, and
+//! [`MAX_BYTES`] of lines.
+//!
+//! A request's record is one buffer (its id, then its lines, each ended by a newline: a JSON
+//! line never holds a raw one), so keeping a request costs one allocation and forgetting one a
+//! free; requests are found by a keyed hash of their id (the id is the client's
+//! `opc-request-id`: its hash must not be predictable) and the id itself is compared.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::hash::BuildHasher as _;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// How many requests' records are kept (SPEC: the last 10 000).
 pub const MAX_REQUESTS: usize = 10_000;
@@ -19,21 +26,76 @@ pub const MAX_BYTES: usize = 32 * 1024 * 1024;
 /// one request cannot evict the others).
 const MAX_BYTES_PER_REQUEST: usize = 256 * 1024;
 
+/// One request's id and lines.
+#[derive(Debug)]
+struct Record {
+    /// The id, then each line followed by `\n`.
+    data: Vec<u8>,
+    id_len: usize,
+    /// Bytes of lines (separators not counted).
+    held: usize,
+}
+
+impl Record {
+    fn id(&self) -> &str {
+        // Copied from a `&str` whole.
+        std::str::from_utf8(&self.data[..self.id_len]).unwrap_or_default()
+    }
+
+    fn lines(&self) -> Vec<String> {
+        let lines = &self.data[self.id_len..];
+        lines
+            .strip_suffix(b"\n")
+            .unwrap_or(lines)
+            .split(|b| *b == b'\n')
+            .map(text)
+            .collect()
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
-    /// Request ids, oldest first (one allocation per id, shared with `lines`).
-    order: VecDeque<Arc<str>>,
-    /// Each request's lines (JSON, no newline), in the order they were written; kept as the
-    /// bytes the log sinks wrote (UTF-8: they serialize from `str`), read as text only when
-    /// asked for.
-    lines: HashMap<Arc<str>, Vec<Box<[u8]>>>,
+    /// Oldest first.
+    records: VecDeque<Record>,
+    /// The sequence number of `records[0]` (each new record takes the next).
+    first: u64,
+    /// A request id's keyed hash → its record's sequence number. Two ids of one hash (not
+    /// something a client can aim at) share a slot: the later one wins it, and the earlier is
+    /// still found by a scan.
+    index: HashMap<u64, u64, foldhash::fast::RandomState>,
     bytes: usize,
+}
+
+impl Inner {
+    fn position(&self, hash: u64, id: &str) -> Option<usize> {
+        let at = self.index.get(&hash).map(|seq| (seq - self.first) as usize);
+        match at {
+            Some(at) if self.records.get(at).is_some_and(|r| r.id() == id) => Some(at),
+            // A collision: the id lost its slot, but may still be held.
+            Some(_) => self.records.iter().rposition(|r| r.id() == id),
+            None => None,
+        }
+    }
+
+    fn forget_oldest(&mut self, ids: &foldhash::fast::RandomState) {
+        let Some(oldest) = self.records.pop_front() else {
+            return;
+        };
+        let hash = ids.hash_one(oldest.id());
+        if self.index.get(&hash) == Some(&self.first) {
+            self.index.remove(&hash);
+        }
+        self.first += 1;
+        self.bytes -= oldest.held;
+    }
 }
 
 /// The recent requests' records; see the module docs.
 #[derive(Debug)]
 pub struct RecentRequests {
     inner: Mutex<Inner>,
+    /// Hashes request ids (keyed per process).
+    ids: foldhash::fast::RandomState,
     max_requests: usize,
     max_bytes: usize,
 }
@@ -49,6 +111,7 @@ impl RecentRequests {
     pub fn with_bounds(max_requests: usize, max_bytes: usize) -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
+            ids: foldhash::fast::RandomState::default(),
             max_requests: max_requests.max(1),
             max_bytes,
         }
@@ -67,66 +130,69 @@ impl RecentRequests {
         if size > self.max_bytes || size > MAX_BYTES_PER_REQUEST {
             return;
         }
+        let hash = self.ids.hash_one(id);
         let mut inner = self.lock();
         let inner = &mut *inner;
-        match inner.lines.get_mut(id) {
-            Some(lines) => {
-                let held: usize = lines.iter().map(|l| l.len()).sum();
-                if held + size > MAX_BYTES_PER_REQUEST {
+        match inner.position(hash, id) {
+            Some(at) => {
+                let record = &mut inner.records[at];
+                if record.held + size > MAX_BYTES_PER_REQUEST {
                     return;
                 }
-                lines.push(line.into());
+                record.data.extend_from_slice(line);
+                record.data.push(b'\n');
+                record.held += size;
             }
             None => {
-                let id: Arc<str> = id.into();
-                inner.order.push_back(id.clone());
-                inner.lines.insert(id, vec![line.into()]);
+                let mut data = Vec::with_capacity(id.len() + size + 1);
+                data.extend_from_slice(id.as_bytes());
+                data.extend_from_slice(line);
+                data.push(b'\n');
+                let seq = inner.first + inner.records.len() as u64;
+                inner.records.push_back(Record {
+                    data,
+                    id_len: id.len(),
+                    held: size,
+                });
+                inner.index.insert(hash, seq);
             }
         }
         inner.bytes += size;
-        while inner.order.len() > self.max_requests || inner.bytes > self.max_bytes {
-            let Some(oldest) = inner.order.pop_front() else {
-                break;
-            };
-            if let Some(lines) = inner.lines.remove(&oldest) {
-                inner.bytes -= lines.iter().map(|l| l.len()).sum::<usize>();
-            }
+        while inner.records.len() > self.max_requests || inner.bytes > self.max_bytes {
+            inner.forget_oldest(&self.ids);
         }
     }
 
     /// The records of request `id`, as written (JSON lines), if it is among the recent ones.
     pub fn get(&self, id: &str) -> Option<Vec<String>> {
+        let hash = self.ids.hash_one(id);
         let inner = self.lock();
-        inner
-            .lines
-            .get(id)
-            .map(|lines| lines.iter().map(|l| text(l)).collect())
+        let at = inner.position(hash, id)?;
+        Some(inner.records[at].lines())
     }
 
     /// The most recent requests first, each with its records, while `keep` wants more: the
     /// lines are copied out under the lock in small batches, so a long scan does not hold it.
     pub fn newest_first(&self, mut keep: impl FnMut(&str, &[String]) -> bool) {
         const BATCH: usize = 256;
-        let mut skip = 0;
+        // Counted from the newest: records pushed meanwhile shift the older ones' positions.
+        let mut next: Option<u64> = None;
         loop {
             let batch: Vec<(String, Vec<String>)> = {
                 let inner = self.lock();
-                inner
-                    .order
-                    .iter()
+                let end = inner.first + inner.records.len() as u64;
+                let newest = next.unwrap_or(end).min(end);
+                let oldest = newest.saturating_sub(BATCH as u64).max(inner.first);
+                next = Some(oldest);
+                (oldest..newest)
                     .rev()
-                    .skip(skip)
-                    .take(BATCH)
-                    .filter_map(|id| {
-                        let lines = inner.lines.get(id)?;
-                        Some((id.to_string(), lines.iter().map(|l| text(l)).collect()))
-                    })
+                    .map(|seq| &inner.records[(seq - inner.first) as usize])
+                    .map(|r| (r.id().to_owned(), r.lines()))
                     .collect()
             };
             if batch.is_empty() {
                 return;
             }
-            skip += BATCH;
             for (id, lines) in &batch {
                 if !keep(id, lines) {
                     return;
@@ -138,7 +204,7 @@ impl RecentRequests {
     /// How many requests and bytes are held.
     pub fn held(&self) -> (usize, usize) {
         let inner = self.lock();
-        (inner.order.len(), inner.bytes)
+        (inner.records.len(), inner.bytes)
     }
 }
 
@@ -216,5 +282,43 @@ mod tests {
         assert_eq!(seen.len(), 300);
         assert_eq!(seen[0], "599");
         assert_eq!(seen[299], "300");
+    }
+
+    #[test]
+    fn an_id_whose_slot_another_took_is_still_found() {
+        let recent = RecentRequests::default();
+        recent.push("a", b"{\"n\":1}");
+        recent.push("b", b"{\"n\":2}");
+        // As if "a" and "b" had one hash: "a"'s slot names "b"'s record.
+        let hash = recent.ids.hash_one("a");
+        recent.lock().index.insert(hash, 1);
+        assert_eq!(recent.get("a").unwrap(), vec!["{\"n\":1}"]);
+        recent.push("a", b"{\"n\":3}");
+        assert_eq!(recent.get("a").unwrap(), vec!["{\"n\":1}", "{\"n\":3}"]);
+        assert_eq!(recent.get("b").unwrap(), vec!["{\"n\":2}"]);
+        // Forgetting "a" leaves "b"'s slot alone.
+        let small = RecentRequests::with_bounds(2, 1 << 20);
+        small.push("a", b"1");
+        small.push("b", b"2");
+        let hash = small.ids.hash_one("a");
+        small.lock().index.insert(hash, 1);
+        small.push("c", b"3");
+        assert!(small.get("a").is_none());
+        assert_eq!(small.get("b").unwrap(), vec!["2"]);
+    }
+
+    #[test]
+    fn newest_first_walks_every_record_once_across_batches() {
+        let recent = RecentRequests::with_bounds(1000, 1 << 20);
+        for i in 0..1200 {
+            recent.push(&i.to_string(), format!("{{\"n\":{i}}}").as_bytes());
+        }
+        let mut seen = Vec::new();
+        recent.newest_first(|id, lines| {
+            assert_eq!(lines, [format!("{{\"n\":{id}}}")]);
+            seen.push(id.parse::<usize>().unwrap());
+            true
+        });
+        assert_eq!(seen, (200..1200).rev().collect::<Vec<_>>());
     }
 }
