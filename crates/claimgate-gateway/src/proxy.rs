@@ -580,8 +580,11 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 
 /// Builds the backend request: the expanded URL plus the client's query, the client's headers
 /// without hop-by-hop ones, `Host` rewritten to the backend, and OCI's forwarding headers.
+/// `parsed` is `url` parsed already (a literal URL, at load), used as it is without a query.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn backend_request(
     url: &str,
+    parsed: Option<&Uri>,
     query: Option<&str>,
     parts: &http::request::Parts,
     body: Body,
@@ -589,22 +592,23 @@ pub(crate) fn backend_request(
     request_id: &HeaderValue,
     transform: impl FnOnce(&mut http::HeaderMap),
 ) -> Result<Request<Body>, String> {
-    let target = match query {
-        Some(q) if !q.is_empty() => {
-            if url.contains('?') {
-                format!("{url}&{q}")
-            } else {
-                format!("{url}?{q}")
-            }
+    let query = query.filter(|q| !q.is_empty());
+    let uri: Uri = match (parsed, query) {
+        (Some(uri), None) => uri.clone(),
+        _ => {
+            let target = match query {
+                Some(q) if url.contains('?') => format!("{url}&{q}"),
+                Some(q) => format!("{url}?{q}"),
+                None => url.to_owned(),
+            };
+            target
+                .parse()
+                .map_err(|e| format!("backend URL '{target}' is invalid: {e}"))?
         }
-        _ => url.to_owned(),
     };
-    let uri: Uri = target
-        .parse()
-        .map_err(|e| format!("backend URL '{target}' is invalid: {e}"))?;
     let authority = uri
         .authority()
-        .ok_or_else(|| format!("backend URL '{target}' has no host"))?
+        .ok_or_else(|| format!("backend URL '{uri}' has no host"))?
         .clone();
     let mut request = Request::new(body);
     *request.method_mut() = parts.method.clone();
@@ -1033,6 +1037,27 @@ mod tests {
     }
 
     #[test]
+    fn a_url_parsed_at_load_is_used_as_it_is_only_without_a_query() {
+        let id = HeaderValue::from_static("REQ");
+        let parts = Request::new(()).into_parts().0;
+        let url = "http://backend:8080/p?fixed=1";
+        let parsed: Uri = url.parse().unwrap();
+        let target = |parsed: Option<&Uri>, query: Option<&str>| {
+            let body = crate::respond::full(String::new());
+            let peer = "127.0.0.1:1".parse().unwrap();
+            let request = backend_request(url, parsed, query, &parts, body, peer, &id, |_| {});
+            request.unwrap().uri().to_string()
+        };
+        for query in [None, Some("")] {
+            assert_eq!(target(Some(&parsed), query), url);
+            assert_eq!(target(None, query), url);
+        }
+        let with_query = "http://backend:8080/p?fixed=1&page=2";
+        assert_eq!(target(Some(&parsed), Some("page=2")), with_query);
+        assert_eq!(target(None, Some("page=2")), with_query);
+    }
+
+    #[test]
     fn forwarding_headers_name_each_peer_even_when_peers_alternate() {
         let parts = |forwarded_for: Option<&str>| {
             let mut request = Request::new(());
@@ -1047,6 +1072,7 @@ mod tests {
         let forward = |peer: &str, chain: Option<&str>| {
             let request = backend_request(
                 "http://backend:8080/p",
+                None,
                 None,
                 &parts(chain),
                 crate::respond::full(String::new()),

@@ -122,6 +122,9 @@ struct Served {
     /// Whether an authorizer function takes `request.body` (read before authentication then),
     /// worked out once at load.
     authorizer_reads_body: bool,
+    /// Each route's `HTTP_BACKEND` URL parsed at load, when it is a literal (no `${...}`): a
+    /// request without a query forwards to it as it is, with no formatting or parsing.
+    backend_uris: Vec<Option<http::Uri>>,
 }
 
 /// The remote key material of one `dynamicAuthentication` server (static keys need none).
@@ -349,6 +352,7 @@ impl Gateway {
             }
             let edge = edge::Edge::new(&deployment, self.options.rate_limits.as_ref());
             served.push(Served {
+                backend_uris: literal_backend_uris(&deployment),
                 cache: crate::response_cache::DeploymentCache::new(&deployment, &self.metrics),
                 authorizer_reads_body: deployment.authentication.authorizer_reads_body(),
                 edge,
@@ -1555,15 +1559,16 @@ impl Gateway {
                     return Err(respond::error(502));
                 };
                 // The request an HTTP backend at the function's URL would get, then wrapped.
-                let inner = backend_request(url, None, parts, body, peer, request_id, |headers| {
-                    if let Some(rules) = &route.header_transformations {
-                        problems.extend(crate::transform::headers(
-                            rules,
-                            headers,
-                            &request_context,
-                        ));
-                    }
-                });
+                let inner =
+                    backend_request(url, None, None, parts, body, peer, request_id, |headers| {
+                        if let Some(rules) = &route.header_transformations {
+                            problems.extend(crate::transform::headers(
+                                rules,
+                                headers,
+                                &request_context,
+                            ));
+                        }
+                    });
                 for problem in problems.drain(..) {
                     self.logs.execution(context, threshold, problem);
                 }
@@ -1637,8 +1642,10 @@ impl Gateway {
                     }
                 };
                 let query = routed_query();
+                let parsed = x.served.backend_uris.get(route_info.index);
                 let outbound = backend_request(
                     &url,
+                    parsed.and_then(Option::as_ref),
                     query.as_deref(),
                     parts,
                     body,
@@ -1927,6 +1934,19 @@ fn redacted_uri<'a>(
     crate::logs::redacted_uri(&parts.uri, |n| {
         claimgate_core::is_credential_parameter(deployment, n)
     })
+}
+
+/// Each route's `HTTP_BACKEND` URL, parsed, when it is a literal that parses (the others are
+/// expanded and parsed per request, and their errors reported then).
+fn literal_backend_uris(deployment: &Deployment) -> Vec<Option<http::Uri>> {
+    deployment
+        .routes
+        .iter()
+        .map(|route| match &route.backend {
+            Backend::Http(backend) if !backend.url.contains("${") => backend.url.parse().ok(),
+            _ => None,
+        })
+        .collect()
 }
 
 /// `opc-request-id`, made at compile time: a `&str` name is parsed and checked at every use.
