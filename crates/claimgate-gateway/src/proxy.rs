@@ -916,6 +916,47 @@ mod tests {
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
     }
 
+    /// A backend that answers one request, closes its side after `close_after`, and reports
+    /// whether the gateway then closed the connection too within `wait`.
+    async fn one_answer_then_close(
+        close_after: Duration,
+        wait: Duration,
+    ) -> (SocketAddr, tokio::sync::oneshot::Receiver<bool>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (closed, closed_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buffer = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while !buffer.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = stream.read(&mut chunk).await.unwrap();
+                buffer.extend_from_slice(&chunk[..n]);
+            }
+            stream.write_all(KEEP_ALIVE).await.unwrap();
+            tokio::time::sleep(close_after).await;
+            stream.shutdown().await.unwrap();
+            // The gateway's close reads as the end of the stream.
+            let seen = tokio::time::timeout(wait, stream.read(&mut chunk)).await;
+            let _ = closed.send(matches!(seen, Ok(Ok(0)) | Ok(Err(_))));
+        });
+        (address, closed_rx)
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_backend_closes_while_pooled_is_closed_at_once() {
+        let (address, closed) =
+            one_answer_then_close(Duration::from_millis(50), Duration::from_secs(5)).await;
+        let client = BackendClient::new(&[]).unwrap();
+        assert_eq!(call(&client, address).await.unwrap(), "ok");
+        // Nothing uses the connection any more: its task notices the close and ends it (no
+        // socket left half-closed in the pool).
+        assert!(
+            closed.await.unwrap(),
+            "the gateway kept the closed connection open"
+        );
+    }
+
     #[tokio::test]
     async fn a_connection_close_answer_is_not_reused() {
         // The backend says it closes but leaves the socket open: the gateway must not send
