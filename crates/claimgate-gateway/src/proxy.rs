@@ -916,6 +916,18 @@ mod tests {
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
     }
 
+    /// Reads one request head (up to its blank line) from a test backend's connection.
+    async fn read_head(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+        let mut buffer = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !buffer.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the connection closed before a whole request head");
+            buffer.extend_from_slice(&chunk[..n]);
+        }
+        buffer
+    }
+
     /// A backend that answers one request, closes its side after `close_after`, and reports
     /// whether the gateway then closed the connection too within `wait`.
     async fn one_answer_then_close(
@@ -927,17 +939,12 @@ mod tests {
         let (closed, closed_rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
             let (mut stream, _) = listener.accept().await.unwrap();
-            let mut buffer = Vec::new();
-            let mut chunk = [0u8; 4096];
-            while !buffer.windows(4).any(|w| w == b"\r\n\r\n") {
-                let n = stream.read(&mut chunk).await.unwrap();
-                buffer.extend_from_slice(&chunk[..n]);
-            }
+            read_head(&mut stream).await;
             stream.write_all(KEEP_ALIVE).await.unwrap();
             tokio::time::sleep(close_after).await;
             stream.shutdown().await.unwrap();
             // The gateway's close reads as the end of the stream.
-            let seen = tokio::time::timeout(wait, stream.read(&mut chunk)).await;
+            let seen = tokio::time::timeout(wait, stream.read(&mut [0u8; 64])).await;
             let _ = closed.send(matches!(seen, Ok(Ok(0)) | Ok(Err(_))));
         });
         (address, closed_rx)
@@ -1057,14 +1064,9 @@ mod tests {
         let address = listener.local_addr().unwrap();
         let head = tokio::spawn(async move {
             let (mut stream, _) = listener.accept().await.unwrap();
-            let mut buffer = Vec::new();
-            let mut chunk = [0u8; 1024];
-            while !buffer.windows(4).any(|w| w == b"\r\n\r\n") {
-                let n = stream.read(&mut chunk).await.unwrap();
-                buffer.extend_from_slice(&chunk[..n]);
-            }
+            let head = read_head(&mut stream).await;
             stream.write_all(KEEP_ALIVE).await.unwrap();
-            String::from_utf8(buffer).unwrap()
+            String::from_utf8(head).unwrap()
         });
         let client = BackendClient::new(&[]).unwrap();
         let response = client
