@@ -9,8 +9,10 @@
 //!
 //! A request's record is one buffer (its id, then its lines, each ended by a newline: a JSON
 //! line never holds a raw one), so keeping a request costs one allocation and forgetting one a
-//! free; requests are found by a keyed hash of their id (the id is the client's
-//! `opc-request-id`: its hash must not be predictable) and the id itself is compared.
+//! free; requests are found by a keyed hash of their id and the id itself is compared. The id
+//! is the client's `opc-request-id`, so its hash is std's keyed SipHash (a per-process key: no
+//! client can aim ids at one slot); the index's own table hashes those already unpredictable
+//! numbers with the cheaper foldhash.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher as _;
@@ -32,6 +34,8 @@ struct Record {
     /// The id, then each line followed by `\n`.
     data: Vec<u8>,
     id_len: usize,
+    /// The id's keyed hash: its slot in [`Inner::index`].
+    hash: u64,
     /// Bytes of lines (separators not counted).
     held: usize,
 }
@@ -77,13 +81,12 @@ impl Inner {
         }
     }
 
-    fn forget_oldest(&mut self, ids: &foldhash::fast::RandomState) {
+    fn forget_oldest(&mut self) {
         let Some(oldest) = self.records.pop_front() else {
             return;
         };
-        let hash = ids.hash_one(oldest.id());
-        if self.index.get(&hash) == Some(&self.first) {
-            self.index.remove(&hash);
+        if self.index.get(&oldest.hash) == Some(&self.first) {
+            self.index.remove(&oldest.hash);
         }
         self.first += 1;
         self.bytes -= oldest.held;
@@ -94,8 +97,8 @@ impl Inner {
 #[derive(Debug)]
 pub struct RecentRequests {
     inner: Mutex<Inner>,
-    /// Hashes request ids (keyed per process).
-    ids: foldhash::fast::RandomState,
+    /// Hashes request ids (SipHash, keyed per process).
+    ids: std::hash::RandomState,
     max_requests: usize,
     max_bytes: usize,
 }
@@ -111,7 +114,7 @@ impl RecentRequests {
     pub fn with_bounds(max_requests: usize, max_bytes: usize) -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
-            ids: foldhash::fast::RandomState::default(),
+            ids: std::hash::RandomState::new(),
             max_requests: max_requests.max(1),
             max_bytes,
         }
@@ -152,6 +155,7 @@ impl RecentRequests {
                 inner.records.push_back(Record {
                     data,
                     id_len: id.len(),
+                    hash,
                     held: size,
                 });
                 inner.index.insert(hash, seq);
@@ -159,7 +163,7 @@ impl RecentRequests {
         }
         inner.bytes += size;
         while inner.records.len() > self.max_requests || inner.bytes > self.max_bytes {
-            inner.forget_oldest(&self.ids);
+            inner.forget_oldest();
         }
     }
 
