@@ -5,18 +5,23 @@
 //!
 //! One call is in flight per key however many requests carry the same arguments; failures
 //! (502) are not kept, so a function that recovers is asked again at once. Every deployment's
-//! answers share one cache bounded in bytes. Keys are SHA-256 of the deployment's scope, the
-//! function and the arguments: arguments never sit in memory as keys, and a reload (new scope)
-//! starts afresh.
+//! answers share one cache bounded in bytes. Keys are a keyed SipHash-2-4 (128-bit output, a
+//! per-process random key, as the verified-token cache names tokens: see `cache.rs`) of the
+//! deployment's scope, the function and the arguments: a hit skips the call, and without the
+//! key nobody can aim other arguments at a cached answer; arguments never sit in memory as keys,
+//! and a reload (new scope) starts afresh. It runs on every request, hits included, and is
+//! far cheaper than the SHA-256 it replaced (BENCHMARKS.md, issue 20).
 
+use crate::cache::TokenNamer;
 use crate::logs::{Context, ExecutionRecord, Level, Logs};
-use aws_lc_rs::digest::{Context as Digest, SHA256};
 use claimgate_core::authorizer::{
     AuthorizerAnswer, AuthorizerArguments, FunctionError, MAX_FUNCTION_ANSWER_BYTES,
 };
 use claimgate_core::UnixTime;
 use claimgate_keys::{FetchError, ProviderClient};
 use serde_json::json;
+use siphasher::sip128::Hasher128 as _;
+use std::hash::Hasher as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,8 +37,8 @@ struct Kept {
 
 struct KeepFor;
 
-impl moka::Expiry<[u8; 32], Arc<Kept>> for KeepFor {
-    fn expire_after_create(&self, _: &[u8; 32], value: &Arc<Kept>, _: Instant) -> Option<Duration> {
+impl moka::Expiry<u128, Arc<Kept>> for KeepFor {
+    fn expire_after_create(&self, _: &u128, value: &Arc<Kept>, _: Instant) -> Option<Duration> {
         Some(value.ttl)
     }
 }
@@ -41,7 +46,9 @@ impl moka::Expiry<[u8; 32], Arc<Kept>> for KeepFor {
 /// Calls authorizer functions and keeps their answers.
 #[derive(Clone)]
 pub(crate) struct Authorizers {
-    answers: moka::future::Cache<[u8; 32], Arc<Kept>>,
+    answers: moka::future::Cache<u128, Arc<Kept>>,
+    /// Names the answers' keys (secret, random per instance).
+    namer: Arc<TokenNamer>,
     client: ProviderClient,
     timeout: Duration,
     calls: Arc<std::sync::atomic::AtomicU64>,
@@ -75,6 +82,7 @@ impl Authorizers {
                 })
                 .expire_after(KeepFor)
                 .build(),
+            namer: Arc::new(TokenNamer::random()),
             client,
             timeout,
             calls: Arc::default(),
@@ -96,15 +104,14 @@ impl Authorizers {
         call: CallContext<'_>,
     ) -> Result<Arc<AuthorizerAnswer>, FunctionError> {
         // Hashed piece by piece: no buffer per request (every request asks, hits included).
-        let mut material = Digest::new(&SHA256);
-        material.update(&scope.to_be_bytes());
-        material.update(url.as_bytes());
-        material.update(&[0]);
-        material.update(call.function_id.as_bytes());
-        material.update(&[0]);
-        material.update(arguments.cache_key.as_bytes());
-        let mut key = [0u8; 32];
-        key.copy_from_slice(material.finish().as_ref());
+        let mut material = self.namer.hasher();
+        material.write(&scope.to_be_bytes());
+        material.write(url.as_bytes());
+        material.write(&[0]);
+        material.write(call.function_id.as_bytes());
+        material.write(&[0]);
+        material.write(arguments.cache_key.as_bytes());
+        let key = material.finish128().as_u128();
         self.answers
             .try_get_with(key, self.call(url, arguments, &call))
             .await

@@ -40,8 +40,10 @@ struct Key {
     token: u128,
 }
 
-/// The secret key of the token names: random per process, never logged or exported.
-struct TokenNamer {
+/// The secret key of the token names: random per process, never logged or exported. The
+/// authorizer functions' answer cache names its keys with one of its own (`authorizer.rs`),
+/// for the same reason: a hit skips the call, so two keys must never share an entry.
+pub(crate) struct TokenNamer {
     k0: u64,
     k1: u64,
 }
@@ -53,7 +55,7 @@ impl std::fmt::Debug for TokenNamer {
 }
 
 impl TokenNamer {
-    fn random() -> Self {
+    pub(crate) fn random() -> Self {
         let mut key = [0u8; 16];
         // Without randomness the cache would be keyed by a known key: refuse to start instead.
         SystemRandom::new()
@@ -67,9 +69,14 @@ impl TokenNamer {
     }
 
     fn name(&self, token: &str) -> u128 {
-        let mut hasher = SipHasher24::new_with_keys(self.k0, self.k1);
+        let mut hasher = self.hasher();
         hasher.write(token.as_bytes());
         hasher.finish128().as_u128()
+    }
+
+    /// A SipHash-2-4 (128-bit output) under this key, for a name made of several parts.
+    pub(crate) fn hasher(&self) -> SipHasher24 {
+        SipHasher24::new_with_keys(self.k0, self.k1)
     }
 }
 
