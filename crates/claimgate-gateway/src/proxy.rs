@@ -561,51 +561,43 @@ pub(crate) const HOP_BY_HOP: [&str; 8] = [
     "host",
 ];
 
-/// Whether `name` is one of [`HOP_BY_HOP`]: compared as the name's text (a match on its
-/// length, then its bytes), where a header map lookup by `&str` would parse, lowercase and
-/// hash the name at every use.
+/// Whether `name` is one of [`HOP_BY_HOP`], compared as text (a header map lookup by `&str`
+/// would parse, lowercase and hash the name at every use).
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "host"
-    )
+    HOP_BY_HOP.contains(&name.as_str())
 }
 
-/// Builds the backend request: the expanded URL plus the client's query, the client's headers
-/// without hop-by-hop ones, `Host` rewritten to the backend, and OCI's forwarding headers.
-/// `parsed` is `url` parsed already (a literal URL, at load), used as it is without a query.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn backend_request(
+/// The backend's URL for a request: the expanded URL plus the client's query. `parsed` is
+/// `url` parsed already (a literal URL, at load), used as it is when there is no query.
+pub(crate) fn backend_uri(
     url: &str,
     parsed: Option<&Uri>,
     query: Option<&str>,
+) -> Result<Uri, String> {
+    let query = query.filter(|q| !q.is_empty());
+    if let (Some(uri), None) = (parsed, query) {
+        return Ok(uri.clone());
+    }
+    let target = match query {
+        Some(q) if url.contains('?') => format!("{url}&{q}"),
+        Some(q) => format!("{url}?{q}"),
+        None => url.to_owned(),
+    };
+    target
+        .parse()
+        .map_err(|e| format!("backend URL '{target}' is invalid: {e}"))
+}
+
+/// Builds the backend request for `uri` ([`backend_uri`]): the client's headers without
+/// hop-by-hop ones, `Host` rewritten to the backend, and OCI's forwarding headers.
+pub(crate) fn backend_request(
+    uri: Uri,
     parts: &http::request::Parts,
     body: Body,
     peer: SocketAddr,
     request_id: &HeaderValue,
     transform: impl FnOnce(&mut http::HeaderMap),
 ) -> Result<Request<Body>, String> {
-    let query = query.filter(|q| !q.is_empty());
-    let uri: Uri = match (parsed, query) {
-        (Some(uri), None) => uri.clone(),
-        _ => {
-            let target = match query {
-                Some(q) if url.contains('?') => format!("{url}&{q}"),
-                Some(q) => format!("{url}?{q}"),
-                None => url.to_owned(),
-            };
-            target
-                .parse()
-                .map_err(|e| format!("backend URL '{target}' is invalid: {e}"))?
-        }
-    };
     let authority = uri
         .authority()
         .ok_or_else(|| format!("backend URL '{uri}' has no host"))?
@@ -1081,23 +1073,20 @@ mod tests {
 
     #[test]
     fn a_url_parsed_at_load_is_used_as_it_is_only_without_a_query() {
-        let id = HeaderValue::from_static("REQ");
-        let parts = Request::new(()).into_parts().0;
         let url = "http://backend:8080/p?fixed=1";
-        let parsed: Uri = url.parse().unwrap();
-        let target = |parsed: Option<&Uri>, query: Option<&str>| {
-            let body = crate::respond::full(String::new());
-            let peer = "127.0.0.1:1".parse().unwrap();
-            let request = backend_request(url, parsed, query, &parts, body, peer, &id, |_| {});
-            request.unwrap().uri().to_string()
-        };
+        // Told apart from `url` on purpose: which of the two the URL comes from shows.
+        let parsed: Uri = "http://parsed:8080/p?fixed=1".parse().unwrap();
+        let target = |parsed, query| backend_uri(url, parsed, query).unwrap().to_string();
         for query in [None, Some("")] {
-            assert_eq!(target(Some(&parsed), query), url);
+            assert_eq!(target(Some(&parsed), query), "http://parsed:8080/p?fixed=1");
             assert_eq!(target(None, query), url);
         }
         let with_query = "http://backend:8080/p?fixed=1&page=2";
         assert_eq!(target(Some(&parsed), Some("page=2")), with_query);
         assert_eq!(target(None, Some("page=2")), with_query);
+        assert!(backend_uri("http://a b/", None, None)
+            .unwrap_err()
+            .contains("backend URL 'http://a b/' is invalid"));
     }
 
     #[test]
@@ -1114,9 +1103,7 @@ mod tests {
         let id = HeaderValue::from_static("REQ");
         let forward = |peer: &str, chain: Option<&str>| {
             let request = backend_request(
-                "http://backend:8080/p",
-                None,
-                None,
+                "http://backend:8080/p".parse().unwrap(),
                 &parts(chain),
                 crate::respond::full(String::new()),
                 peer.parse().unwrap(),

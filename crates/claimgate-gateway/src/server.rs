@@ -14,7 +14,7 @@ use crate::discovery::{
 use crate::keys::{Lookup, RemoteKeys, RemoteKeysConfig, REFETCH_COOLDOWN};
 use crate::logs::{Context, ExecutionRecord, Level, Logs, GATEWAY_CONTEXT};
 use crate::metrics::Metrics;
-use crate::proxy::{backend_request, relay_response, BackendClient};
+use crate::proxy::{backend_request, backend_uri, relay_response, BackendClient};
 use crate::respond::{self, Body};
 use arc_swap::ArcSwap;
 use claimgate_config::{Authentication, Backend, Deployment, KeySource, LogLevel, Secrets};
@@ -1559,8 +1559,8 @@ impl Gateway {
                     return Err(respond::error(502));
                 };
                 // The request an HTTP backend at the function's URL would get, then wrapped.
-                let inner =
-                    backend_request(url, None, None, parts, body, peer, request_id, |headers| {
+                let inner = backend_uri(url, None, None).and_then(|uri| {
+                    backend_request(uri, parts, body, peer, request_id, |headers| {
                         if let Some(rules) = &route.header_transformations {
                             problems.extend(crate::transform::headers(
                                 rules,
@@ -1568,7 +1568,8 @@ impl Gateway {
                                 &request_context,
                             ));
                         }
-                    });
+                    })
+                });
                 for problem in problems.drain(..) {
                     self.logs.execution(context, threshold, problem);
                 }
@@ -1643,24 +1644,18 @@ impl Gateway {
                 };
                 let query = routed_query();
                 let parsed = x.served.backend_uris.get(route_info.index);
-                let outbound = backend_request(
-                    &url,
-                    parsed.and_then(Option::as_ref),
-                    query.as_deref(),
-                    parts,
-                    body,
-                    peer,
-                    request_id,
-                    |headers| {
-                        if let Some(rules) = &route.header_transformations {
-                            problems.extend(crate::transform::headers(
-                                rules,
-                                headers,
-                                &request_context,
-                            ));
-                        }
-                    },
-                );
+                let outbound = backend_uri(&url, parsed.and_then(Option::as_ref), query.as_deref())
+                    .and_then(|uri| {
+                        backend_request(uri, parts, body, peer, request_id, |headers| {
+                            if let Some(rules) = &route.header_transformations {
+                                problems.extend(crate::transform::headers(
+                                    rules,
+                                    headers,
+                                    &request_context,
+                                ));
+                            }
+                        })
+                    });
                 let outbound = match outbound {
                     Ok(r) => r,
                     Err(reason) => {
