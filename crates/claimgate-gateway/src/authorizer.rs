@@ -12,7 +12,7 @@
 //! and a reload (new scope) starts afresh. It runs on every request, hits included, and is
 //! far cheaper than the SHA-256 it replaced (BENCHMARKS.md, issue 20).
 
-use crate::cache::TokenNamer;
+use crate::cache::SecretNamer;
 use crate::logs::{Context, ExecutionRecord, Level, Logs};
 use claimgate_core::authorizer::{
     AuthorizerAnswer, AuthorizerArguments, FunctionError, MAX_FUNCTION_ANSWER_BYTES,
@@ -48,7 +48,7 @@ impl moka::Expiry<u128, Arc<Kept>> for KeepFor {
 pub(crate) struct Authorizers {
     answers: moka::future::Cache<u128, Arc<Kept>>,
     /// Names the answers' keys (secret, random per instance).
-    namer: Arc<TokenNamer>,
+    namer: Arc<SecretNamer>,
     client: ProviderClient,
     timeout: Duration,
     calls: Arc<std::sync::atomic::AtomicU64>,
@@ -82,7 +82,7 @@ impl Authorizers {
                 })
                 .expire_after(KeepFor)
                 .build(),
-            namer: Arc::new(TokenNamer::random()),
+            namer: Arc::new(SecretNamer::random()),
             client,
             timeout,
             calls: Arc::default(),

@@ -40,21 +40,21 @@ struct Key {
     token: u128,
 }
 
-/// The secret key of the token names: random per process, never logged or exported. The
-/// authorizer functions' answer cache names its keys with one of its own (`authorizer.rs`),
-/// for the same reason: a hit skips the call, so two keys must never share an entry.
-pub(crate) struct TokenNamer {
+/// The secret key that names a cache's entries (here tokens; authorizer answers in
+/// `authorizer.rs`, with a key of their own): random per cache, never logged or exported. In
+/// both a hit skips work that decides access, so two inputs must never share an entry.
+pub(crate) struct SecretNamer {
     k0: u64,
     k1: u64,
 }
 
-impl std::fmt::Debug for TokenNamer {
+impl std::fmt::Debug for SecretNamer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TokenNamer(..)")
+        f.write_str("SecretNamer(..)")
     }
 }
 
-impl TokenNamer {
+impl SecretNamer {
     pub(crate) fn random() -> Self {
         let mut key = [0u8; 16];
         // Without randomness the cache would be keyed by a known key: refuse to start instead.
@@ -82,12 +82,13 @@ impl TokenNamer {
 
 /// The map's own hasher: a key's token name is already a keyed pseudo-random value, so hashing
 /// it again (moka's default is SipHash-1-3) would only cost time. Scope and generation are
-/// mixed in so that one token under two key sets lands in different buckets.
+/// mixed in so that one token under two key sets lands in different buckets. The recent
+/// requests' index (`recent.rs`) uses it too: its keys are keyed SipHash values.
 #[derive(Debug, Clone, Copy, Default)]
-struct NamedKeys;
+pub(crate) struct NamedKeys;
 
 #[derive(Debug, Default)]
-struct FoldHasher(u64);
+pub(crate) struct FoldHasher(u64);
 
 impl BuildHasher for NamedKeys {
     type Hasher = FoldHasher;
@@ -122,7 +123,7 @@ impl Hasher for FoldHasher {
 #[derive(Debug)]
 pub struct TokenCache {
     entries: moka::sync::Cache<Key, Arc<TokenVerification>, NamedKeys>,
-    namer: TokenNamer,
+    namer: SecretNamer,
     hits: Counter,
     misses: Counter,
 }
@@ -161,7 +162,7 @@ impl TokenCache {
                 })
                 .expire_after(ExpireAtExp)
                 .build_with_hasher(NamedKeys),
-            namer: TokenNamer::random(),
+            namer: SecretNamer::random(),
             hits,
             misses,
         }
@@ -251,7 +252,7 @@ mod tests {
     #[test]
     fn token_names_are_reference_siphash_2_4_128() {
         let key: Vec<u8> = (0u8..16).collect();
-        let namer = TokenNamer {
+        let namer = SecretNamer {
             k0: u64::from_le_bytes(key[..8].try_into().unwrap()),
             k1: u64::from_le_bytes(key[8..].try_into().unwrap()),
         };
@@ -279,7 +280,7 @@ mod tests {
 
     #[test]
     fn names_depend_on_the_secret_key_and_on_every_byte() {
-        let (one, other) = (TokenNamer::random(), TokenNamer::random());
+        let (one, other) = (SecretNamer::random(), SecretNamer::random());
         let token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln";
         assert_eq!(one.name(token), one.name(token));
         assert_ne!(one.name(token), other.name(token));

@@ -11,8 +11,8 @@
 //! line never holds a raw one), so keeping a request costs one allocation and forgetting one a
 //! free; requests are found by a keyed hash of their id and the id itself is compared. The id
 //! is the client's `opc-request-id`, so its hash is std's keyed SipHash (a per-process key: no
-//! client can aim ids at one slot); the index's own table hashes those already unpredictable
-//! numbers with the cheaper foldhash.
+//! client can aim ids at one slot); the index's own table takes those already unpredictable
+//! numbers as they are (the verified-token cache's `NamedKeys`).
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher as _;
@@ -66,7 +66,7 @@ struct Inner {
     /// A request id's keyed hash → its record's sequence number. Two ids of one hash (not
     /// something a client can aim at) share a slot: the later one wins it, and the earlier is
     /// still found by a scan.
-    index: HashMap<u64, u64, foldhash::fast::RandomState>,
+    index: HashMap<u64, u64, crate::cache::NamedKeys>,
     bytes: usize,
 }
 
