@@ -1121,8 +1121,8 @@ class Bench:
         calls_before = redis_evalsha_calls(self.redis[1]) if self.redis else 0
         metrics_before = self.metrics(target) if self.redis and target.admin_port else {}
         redis_before = proc_stat_ticks(redis_pid) if redis_pid else 0
-        before, up_before = proc_stat_ticks(pid), proc_stat_ticks(upstream_pid)
-        system_before = proc_stat_user_system(pid)[1]
+        user_before, system_before = proc_stat_user_system(pid)
+        before, up_before = user_before + system_before, proc_stat_ticks(upstream_pid)
         proc = self.wrk(target, path, tokens, self.args.duration, target.cursor, tls_count)
         keys = None
         try:
@@ -1148,8 +1148,8 @@ class Bench:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait()
             STARTED.remove(proc)
-        after, up_after = proc_stat_ticks(pid), proc_stat_ticks(upstream_pid)
-        system_after = proc_stat_user_system(pid)[1]
+        user_after, system_after = proc_stat_user_system(pid)
+        after, up_after = user_after + system_after, proc_stat_ticks(upstream_pid)
         redis_after = proc_stat_ticks(redis_pid) if redis_pid else 0
         calls = redis_evalsha_calls(self.redis[1]) - calls_before if self.redis else 0
         line = next((l for l in out.splitlines() if l.startswith("WRK_RESULT ")), None)
