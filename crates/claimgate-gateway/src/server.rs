@@ -1561,13 +1561,7 @@ impl Gateway {
                 // The request an HTTP backend at the function's URL would get, then wrapped.
                 let inner = backend_uri(url, None, None).and_then(|uri| {
                     backend_request(uri, parts, body, peer, request_id, |headers| {
-                        if let Some(rules) = &route.header_transformations {
-                            problems.extend(crate::transform::headers(
-                                rules,
-                                headers,
-                                &request_context,
-                            ));
-                        }
+                        transform_headers(route, headers, &request_context, &mut problems);
                     })
                 });
                 for problem in problems.drain(..) {
@@ -1647,13 +1641,7 @@ impl Gateway {
                 let outbound = backend_uri(&url, parsed.and_then(Option::as_ref), query.as_deref())
                     .and_then(|uri| {
                         backend_request(uri, parts, body, peer, request_id, |headers| {
-                            if let Some(rules) = &route.header_transformations {
-                                problems.extend(crate::transform::headers(
-                                    rules,
-                                    headers,
-                                    &request_context,
-                                ));
-                            }
+                            transform_headers(route, headers, &request_context, &mut problems);
                         })
                     });
                 let outbound = match outbound {
@@ -1929,6 +1917,19 @@ fn redacted_uri<'a>(
     crate::logs::redacted_uri(&parts.uri, |n| {
         claimgate_core::is_credential_parameter(deployment, n)
     })
+}
+
+/// The route's `headerTransformations` applied to the headers of the request a backend (or a
+/// function) gets; what they could not do is added to `problems`, for the execution log.
+fn transform_headers(
+    route: &claimgate_config::Route,
+    headers: &mut http::HeaderMap,
+    context: &RequestContext<'_>,
+    problems: &mut Vec<ExecutionRecord>,
+) {
+    if let Some(rules) = &route.header_transformations {
+        problems.extend(crate::transform::headers(rules, headers, context));
+    }
 }
 
 /// Each route's `HTTP_BACKEND` URL, parsed, when it is a literal that parses (the others are
