@@ -136,6 +136,9 @@ def main() -> int:
                         help="count instructions (valgrind --tool=callgrind) instead of "
                              "allocations")
     parser.add_argument("--valgrind", default=shutil.which("valgrind") or "")
+    parser.add_argument("--keep-profiles", default="", metavar="DIR",
+                        help="with --instructions: copy each cell's measured callgrind dump "
+                        "to DIR/CELL.callgrind, for callgrind_annotate")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="claimgate-allocs-"))
     if args.instructions and not (args.valgrind and shutil.which("callgrind_control")):
@@ -367,6 +370,10 @@ def main() -> int:
                       for line in dump.read_text().splitlines() if line.startswith("totals:")]
             if len(totals) != 1:
                 raise SystemExit(f"{cell}: callgrind dump not found ({dumps})")
+            if args.keep_profiles and n:
+                keep = Path(args.keep_profiles)
+                keep.mkdir(parents=True, exist_ok=True)
+                shutil.copy(next(iter(dumps)), keep / f"{cell}.callgrind")
             return totals[0], took
 
         if args.instructions:
