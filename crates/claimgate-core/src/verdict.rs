@@ -160,7 +160,8 @@ pub enum Explain {
     /// Passed checks by id only, without note, values or setting: a gateway, whose logs record
     /// failures only, does not build explanations of allowed requests that nobody reads.
     /// Passed validation checks are not listed at all (their ids name headers and parameters,
-    /// which would cost an allocation each).
+    /// which would cost an allocation each), nor the checks of a deployment without
+    /// authentication (all of them would be skipped).
     Failures,
 }
 
@@ -504,7 +505,12 @@ fn judge_access(
     } = context;
     match &deployment.authentication {
         Authentication::None => {
-            let checks = all_skipped("the deployment has no authentication policy", &[]);
+            // Every check would be listed as skipped; a gateway reads none of them.
+            let checks = if explain.quiet() {
+                Vec::new()
+            } else {
+                all_skipped("the deployment has no authentication policy", &[])
+            };
             finish(route, info, checks, None, None, true)
         }
         Authentication::Unsupported { kind, reason } => Verdict {

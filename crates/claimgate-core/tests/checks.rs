@@ -9,7 +9,7 @@ mod support;
 
 use aws_lc_rs::hmac;
 use aws_lc_rs::signature;
-use claimgate_core::{Decision, Failure, KeyMaterial, Outcome, Unrouted};
+use claimgate_core::{Decision, Explain, Failure, KeyMaterial, Outcome, Unrouted};
 use serde_json::{json, Value};
 use support::*;
 
@@ -1737,6 +1737,17 @@ fn a_deployment_without_authentication_allows_every_request() {
     );
     assert!(verdict.checks.iter().all(|c| c.outcome.name() == "skip"));
     assert!(verdict.events().is_empty());
+    // The gateway's verdict lists none of them: nothing to explain, nothing to build.
+    let quiet = claimgate_core::evaluate_cached(
+        &load(&file),
+        &Req::get("/v1/orders"),
+        KeyMaterial::Unavailable { reason: "none" },
+        NOW,
+        None,
+        Explain::Failures,
+    );
+    assert_eq!(quiet.decision, Decision::Allow);
+    assert!(quiet.checks.is_empty(), "{:?}", quiet.checks);
 }
 
 // ---------------------------------------------------------------------------------------------

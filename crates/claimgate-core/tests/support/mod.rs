@@ -460,6 +460,19 @@ pub(crate) fn assert_same_decision(full: &Verdict, quiet: &Verdict) {
     assert_eq!(full.unsupported, quiet.unsupported);
     assert_eq!(full.selection, quiet.selection);
     assert_eq!(full.events(), quiet.events());
+    // A deployment without authentication: quiet lists none of the checks full skips.
+    if full.flavor.is_none()
+        && full.selection.is_none()
+        && full.route.is_some()
+        && quiet.checks.is_empty()
+    {
+        assert!(
+            full.checks.iter().all(|c| c.outcome.name() == "skip"),
+            "{}",
+            summary(full)
+        );
+        return;
+    }
     assert_eq!(full.checks.len(), quiet.checks.len(), "{}", summary(full));
     for (full, quiet) in full.checks.iter().zip(&quiet.checks) {
         match &full.outcome {
