@@ -44,7 +44,7 @@ pub use usage::{
 pub use validation::{Validation, ValidationKind, ValidationProblem, SHOWN_MEDIA_TYPE};
 pub use verdict::{
     body_declared, context_value, evaluate, evaluate_cached, evaluate_prepared, evaluate_with,
-    prepare, token_to_introspect, Decision, Event, Explain, HeaderValues, Introspection,
-    KeyMaterial, Prepared, RequestView, RouteInfo, TokenVerification, Unrouted, Verdict,
-    VerificationCache,
+    prepare, prepare_knowing, token_to_introspect, Decision, Event, Explain, HeaderValues,
+    Introspection, KeyMaterial, Prepared, RequestView, RouteInfo, TokenVerification, Unrouted,
+    Verdict, VerificationCache, VerifiedTokens,
 };

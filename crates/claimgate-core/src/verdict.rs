@@ -344,8 +344,40 @@ pub struct Prepared<'r> {
     opaque: Option<bool>,
 }
 
+/// What a gateway already knows of a token before [`prepare_knowing`] parses it to tell a JWT
+/// from an opaque token (REMOTE_DISCOVERY): a token its verification cache holds as verified
+/// was parsed as a compact JWS then, and the parse would succeed again. On a cached request
+/// that parse is most of the verdict's cost (callgrind: 16,861 of the 19,197 instructions of
+/// `prepare`, BENCHMARKS.md, issue 20).
+pub trait VerifiedTokens {
+    /// Whether `token` is held as verified under the current keys of the policy of `server`
+    /// (the `dynamicAuthentication` server selected), or of the deployment's own policy for
+    /// `None`. A wrong `true` for a token that is not a JWS makes its verdict a refusal (it
+    /// then fails the format check), never an introspection skipped into an allow.
+    fn holds(&self, server: Option<usize>, token: &str) -> bool;
+}
+
+/// Knows no token: every token is parsed ([`prepare`]).
+struct NoneVerified;
+
+impl VerifiedTokens for NoneVerified {
+    fn holds(&self, _server: Option<usize>, _token: &str) -> bool {
+        false
+    }
+}
+
 /// Prepares the judgement of `request` ([`Prepared`]). Pure.
 pub fn prepare<'r>(deployment: &Deployment, request: &'r dyn RequestView) -> Prepared<'r> {
+    prepare_knowing(deployment, request, &NoneVerified)
+}
+
+/// [`prepare`], asking `known` before parsing a REMOTE_DISCOVERY token: a token it holds as
+/// verified is a JWT, not an opaque token to introspect. Pure given `known`.
+pub fn prepare_knowing<'r>(
+    deployment: &Deployment,
+    request: &'r dyn RequestView,
+    known: &dyn VerifiedTokens,
+) -> Prepared<'r> {
     let mut prepared = Prepared::default();
     // Nothing to decide for most deployments: no routing here then (the verdict routes).
     let needed = match &deployment.authentication {
@@ -362,17 +394,16 @@ pub fn prepare<'r>(deployment: &Deployment, request: &'r dyn RequestView) -> Pre
     let RouteMatch::Found { params, .. } = route::find(deployment, request.method(), &path) else {
         return prepared;
     };
-    let policy: Option<&JwtPolicy> = match &deployment.authentication {
-        Authentication::Jwt(policy) => Some(policy),
+    let (policy, server): (Option<&JwtPolicy>, _) = match &deployment.authentication {
+        Authentication::Jwt(policy) => (Some(policy), None),
         Authentication::Dynamic(dynamic) => {
             let selection = select_server(dynamic, request, &params);
-            let policy = selection
-                .server
-                .and_then(|index| dynamic.servers[index].policy.jwt());
+            let server = selection.server;
+            let policy = server.and_then(|index| dynamic.servers[index].policy.jwt());
             prepared.selection = Some(selection);
-            policy
+            (policy, server)
         }
-        _ => None,
+        _ => (None, None),
     };
     let Some(policy) = policy.filter(|p| matches!(p.keys, KeySource::Discovery(_))) else {
         return prepared;
@@ -380,7 +411,7 @@ pub fn prepare<'r>(deployment: &Deployment, request: &'r dyn RequestView) -> Pre
     let Ok(raw) = extract_token(&policy.location, request) else {
         return prepared;
     };
-    let opaque = is_opaque(policy, raw);
+    let opaque = !known.holds(server, raw) && is_opaque(policy, raw);
     prepared.opaque = Some(opaque);
     let in_query = matches!(policy.location, TokenLocation::Query { .. });
     if opaque && crate::check::bearer_value_failure(raw, in_query).is_none() {

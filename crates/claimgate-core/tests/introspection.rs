@@ -4,8 +4,8 @@
 mod support;
 
 use claimgate_core::{
-    evaluate_prepared, evaluate_with, prepare, token_to_introspect, Claims, Decision, Explain,
-    Introspection, KeyMaterial, Outcome,
+    evaluate_prepared, evaluate_with, prepare, prepare_knowing, token_to_introspect, Claims,
+    Decision, Explain, Introspection, KeyMaterial, Outcome, VerifiedTokens,
 };
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -285,6 +285,95 @@ fn a_prepared_verdict_is_the_unprepared_one() {
             }
         }
     }
+}
+
+/// A gateway's verification cache as `prepare_knowing` asks it: holds the tokens listed, for
+/// the deployment's own policy only; counts the questions.
+struct Held {
+    tokens: Vec<String>,
+    asked: std::cell::Cell<usize>,
+}
+
+impl VerifiedTokens for Held {
+    fn holds(&self, server: Option<usize>, token: &str) -> bool {
+        self.asked.set(self.asked.get() + 1);
+        server.is_none() && self.tokens.iter().any(|held| held == token)
+    }
+}
+
+/// A token the gateway holds as verified is prepared as a JWT without being parsed; any other
+/// token is classified as `prepare` does, so an opaque token is still introspected, and the
+/// verdicts are those of `prepare`'s preparation.
+#[test]
+fn a_token_held_verified_is_prepared_as_a_jwt_and_others_as_prepare_does() {
+    let deployment = load(&discovery_file());
+    let jwt = good_token();
+    let held = Held {
+        tokens: vec![jwt.clone()],
+        asked: Default::default(),
+    };
+    let keys = KeyMaterial::Keys(return_static_keys());
+    for token in [
+        jwt.as_str(),
+        "opaque-token-123",
+        "a.b.c",
+        "not a bearer token!",
+    ] {
+        let request = Req::get("/v1/orders").bearer(token);
+        let knowing = prepare_knowing(&deployment, &request, &held);
+        let plain = prepare(&deployment, &request);
+        assert_eq!(knowing, plain, "{token}");
+        for explain in [Explain::Everything, Explain::Failures] {
+            let judge = |prepared| {
+                evaluate_prepared(
+                    &deployment,
+                    &request,
+                    prepared,
+                    keys,
+                    Introspection::NotDone,
+                    NOW,
+                    None,
+                    explain,
+                )
+            };
+            assert_eq!(judge(knowing.clone()), judge(plain.clone()), "{token}");
+        }
+    }
+    assert_eq!(held.asked.get(), 4, "asked once per token");
+    // Held for the token that is opaque: prepared as a JWT (no introspection), and the verdict
+    // then refuses it at the format check instead of allowing it unexamined.
+    let opaque = Req::get("/v1/orders").bearer("opaque-token-123");
+    let wrongly = Held {
+        tokens: vec!["opaque-token-123".into()],
+        asked: Default::default(),
+    };
+    let prepared = prepare_knowing(&deployment, &opaque, &wrongly);
+    assert_eq!(prepared.introspect, None);
+    let verdict = evaluate_prepared(
+        &deployment,
+        &opaque,
+        prepared,
+        keys,
+        Introspection::NotDone,
+        NOW,
+        None,
+        Explain::Failures,
+    );
+    assert_eq!(verdict.decision, Decision::Deny, "{}", summary(&verdict));
+    assert_eq!(verdict.status, Some(401));
+    assert_eq!(result(&verdict, "format"), "fail");
+    // Not asked where nothing is classified: a deployment without discovery, an unrouted path.
+    let quiet = Held {
+        tokens: vec![jwt.clone()],
+        asked: Default::default(),
+    };
+    let _ = prepare_knowing(
+        &self::deployment(),
+        &Req::get("/v1/orders").bearer(&jwt),
+        &quiet,
+    );
+    let _ = prepare_knowing(&deployment, &Req::get("/v1/nowhere").bearer(&jwt), &quiet);
+    assert_eq!(quiet.asked.get(), 0);
 }
 
 /// The key set of the default deployment (k1), standing in for the `jwks_uri` keys.

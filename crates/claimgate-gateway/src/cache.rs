@@ -207,6 +207,17 @@ pub struct Scoped<'a> {
     generation: u64,
 }
 
+impl Scoped<'_> {
+    /// Whether a verified result for `token` is held (its recency and frequency untouched).
+    pub fn holds(&self, token: &str) -> bool {
+        self.cache.entries.contains_key(&Key {
+            scope: self.scope,
+            generation: self.generation,
+            token: self.cache.namer.name(token),
+        })
+    }
+}
+
 impl VerificationCache for Scoped<'_> {
     fn get_or_verify(
         &self,

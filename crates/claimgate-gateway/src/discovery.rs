@@ -340,6 +340,11 @@ impl DiscoveryPolicy {
         DiscoveredKeys::Keys(keys.lookup().await)
     }
 
+    /// The generation of the `jwks_uri` keys now held, if any (no fetch, no wait).
+    pub fn keys_generation(&self) -> Option<u64> {
+        self.keys.load().as_ref()?.generation()
+    }
+
     /// The remote key set, once created (for unknown-kid refreshes).
     pub fn remote_keys(&self) -> Option<Arc<RemoteKeys>> {
         self.keys.load_full()

@@ -19,7 +19,7 @@ use crate::respond::{self, Body};
 use arc_swap::ArcSwap;
 use claimgate_config::{Authentication, Backend, Deployment, KeySource, LogLevel, Secrets};
 use claimgate_core::{
-    evaluate_prepared, prepare, route, Explain, Failure, HeaderValues, Introspection, KeyMaterial,
+    evaluate_prepared, prepare_knowing, route, Explain, Failure, HeaderValues, Introspection, KeyMaterial,
     Prepared, RequestView, UnixTime, Verdict,
 };
 use http::{HeaderValue, Request, Response};
@@ -125,6 +125,32 @@ struct Served {
     /// Each route's `HTTP_BACKEND` URL parsed at load, when it is a literal (no `${...}`): a
     /// request without a query forwards to it as it is, with no formatting or parsing.
     backend_uris: Vec<Option<http::Uri>>,
+}
+
+/// The verified-token cache as [`prepare_knowing`] asks it: whether a REMOTE_DISCOVERY token
+/// is held verified under the keys its policy holds now (then it is a JWT, not an opaque token).
+struct HeldTokens<'a> {
+    served: &'a Served,
+    /// `None` when the cache is off (`--token-cache-mib 0`): every token is parsed.
+    cache: Option<&'a crate::cache::TokenCache>,
+}
+
+impl claimgate_core::VerifiedTokens for HeldTokens<'_> {
+    fn holds(&self, server: Option<usize>, token: &str) -> bool {
+        let Some(cache) = self.cache else {
+            return false;
+        };
+        let (scope, discovery) = match server {
+            None => (self.served.scope, self.served.discovery.as_ref()),
+            Some(index) => match self.served.servers.get(index) {
+                Some(material) => (material.scope, material.discovery.as_ref()),
+                None => return false,
+            },
+        };
+        discovery
+            .and_then(|discovery| discovery.keys_generation())
+            .is_some_and(|generation| cache.scoped(scope, generation).holds(token))
+    }
 }
 
 /// The remote key material of one `dynamicAuthentication` server (static keys need none).
@@ -1276,8 +1302,13 @@ impl Gateway {
         let now = wall_clock();
         let deployment = &served.deployment;
         // Routed, selected (dynamicAuthentication) and, under REMOTE_DISCOVERY, the token
-        // classified once: the verdict reuses these choices.
-        let prepared = prepare(deployment, view);
+        // classified once: the verdict reuses these choices. A token the cache holds verified
+        // is not parsed again to be classified.
+        let held = HeldTokens {
+            served,
+            cache: (self.options.token_cache_bytes > 0).then_some(&self.cache),
+        };
+        let prepared = prepare_knowing(deployment, view, &held);
         let (scope, keys, discovery) = match &prepared.selection {
             Some(selection) => match selection.server.and_then(|i| served.servers.get(i)) {
                 Some(m) => (m.scope, m.keys.as_ref(), m.discovery.as_ref()),

@@ -145,6 +145,15 @@ fn opaque_and_jwt_access_tokens_from_a_real_provider_are_judged_by_introspection
         before,
         "JWTs are not introspected"
     );
+    // Again, now held in the verified-token cache (classified as a JWT without a parse), and
+    // an opaque token after it is still introspected.
+    for _ in 0..3 {
+        assert_eq!(get(&orders, &jwt).0, 200);
+    }
+    assert_eq!(introspections(setup.idp_port), before);
+    let second_opaque = access_token(setup.idp_port, "api://orders", "orders:read");
+    assert_eq!(get(&orders, &second_opaque).0, 200);
+    assert_eq!(introspections(setup.idp_port), before + 1);
 
     // Scope from the introspection answer.
     assert_eq!(get(&format!("{base}/v1/admin"), &opaque).0, 403);
