@@ -4,7 +4,7 @@
 use crate::check::{json_type, Check, CheckId, Failure, Note, Outcome, TimeContext};
 use crate::claims::{ClaimRef, Claims, Registered};
 use crate::dynamic::{select_server, Matched, Selection};
-use crate::route::{self, RouteMatch};
+use crate::route::{self, PathParams, RouteMatch};
 use crate::time::UnixTime;
 use crate::validation::Validation;
 use claimgate_config::{
@@ -342,6 +342,9 @@ pub struct Prepared<'r> {
     pub introspect: Option<&'r str>,
     /// Under REMOTE_DISCOVERY, whether the token is opaque (not a well-formed compact JWS).
     opaque: Option<bool>,
+    /// The route found (its index and the path's parameters), when routing was needed here:
+    /// the verdict does not normalize and match the path again.
+    routed: Option<(usize, PathParams)>,
 }
 
 /// What a gateway already knows of a token before [`prepare_knowing`] parses it to tell a JWT
@@ -391,7 +394,8 @@ pub fn prepare_knowing<'r>(
     let Ok(path) = crate::path::normalize(request.path()) else {
         return prepared;
     };
-    let RouteMatch::Found { params, .. } = route::find(deployment, request.method(), &path) else {
+    let RouteMatch::Found { index, params, .. } = route::find(deployment, request.method(), &path)
+    else {
         return prepared;
     };
     let (policy, server): (Option<&JwtPolicy>, _) = match &deployment.authentication {
@@ -405,6 +409,7 @@ pub fn prepare_knowing<'r>(
         }
         _ => (None, None),
     };
+    prepared.routed = Some((index, params));
     let Some(policy) = policy.filter(|p| matches!(p.keys, KeySource::Discovery(_))) else {
         return prepared;
     };
@@ -441,6 +446,7 @@ pub fn evaluate_prepared(
         explain,
         selection: prepared.selection,
         opaque: prepared.opaque,
+        routed: prepared.routed,
     };
     evaluate_in(deployment, request, context)
 }
@@ -456,6 +462,8 @@ struct Context<'a> {
     selection: Option<Selection>,
     /// Whether the token is opaque, when [`prepare`] already parsed it.
     opaque: Option<bool>,
+    /// The route [`prepare`] found, if it routed.
+    routed: Option<(usize, PathParams)>,
 }
 
 /// [`evaluate_cached`] with an introspection answer for an opaque token.
@@ -484,14 +492,28 @@ pub fn evaluate_with(
 fn evaluate_in(
     deployment: &Deployment,
     request: &dyn RequestView,
-    context: Context<'_>,
+    mut context: Context<'_>,
 ) -> Verdict {
-    // The same normal form the gateway routes and forwards (idempotent: borrowed there).
-    let path = match crate::path::normalize(request.path()) {
-        Ok(path) => path,
-        Err(why) => return unrouted(deployment, Unrouted::PathRejected(why), 400),
+    let prepared_route = context.routed.take().and_then(|(index, params)| {
+        let route = deployment.routes.get(index)?;
+        Some(RouteMatch::Found {
+            route,
+            index,
+            params,
+        })
+    });
+    let found = match prepared_route {
+        Some(found) => found,
+        None => {
+            // The same normal form the gateway routes and forwards (idempotent: borrowed there).
+            let path = match crate::path::normalize(request.path()) {
+                Ok(path) => path,
+                Err(why) => return unrouted(deployment, Unrouted::PathRejected(why), 400),
+            };
+            route::find(deployment, request.method(), &path)
+        }
     };
-    let (route, info) = match route::find(deployment, request.method(), &path) {
+    let (route, info) = match found {
         RouteMatch::Found {
             route,
             index,
@@ -533,6 +555,7 @@ fn judge_access(
         explain,
         selection: selected,
         opaque,
+        routed: _,
     } = context;
     match &deployment.authentication {
         Authentication::None => {

@@ -19,8 +19,8 @@ use crate::respond::{self, Body};
 use arc_swap::ArcSwap;
 use claimgate_config::{Authentication, Backend, Deployment, KeySource, LogLevel, Secrets};
 use claimgate_core::{
-    evaluate_prepared, prepare_knowing, route, Explain, Failure, HeaderValues, Introspection, KeyMaterial,
-    Prepared, RequestView, UnixTime, Verdict,
+    evaluate_prepared, prepare_knowing, route, Explain, Failure, HeaderValues, Introspection,
+    KeyMaterial, Prepared, RequestView, UnixTime, Verdict,
 };
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
