@@ -447,13 +447,7 @@ fn a_prepared_selection_gives_the_verdict_that_selects_itself() {
         reason: "static keys",
     };
     for tenant in ["acme", "dev-1", "a.prod", "other", "fallback"] {
-        for path in [
-            "/v1/orders",
-            "/v1/./orders",
-            "/v1/orders/admin",
-            "/v1/public",
-            "/v1/nowhere",
-        ] {
+        for path in PATHS_TO_ROUTE {
             let request = Req::get(path)
                 .header("X-Tenant", tenant)
                 .bearer(&good_token());

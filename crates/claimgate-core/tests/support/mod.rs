@@ -24,6 +24,15 @@ pub(crate) const NOW_SECS: i64 = NOW.0;
 pub(crate) const ISSUER: &str = "https://idp.example.com/";
 pub(crate) const OTHER_ISSUER: &str = "https://other-idp.example.org";
 pub(crate) const AUDIENCE: &str = "api://orders";
+/// Paths to the default deployment's routes (the first, a second and third, one the verdict
+/// normalizes) and one that reaches none (the last): what a prepared verdict must route alike.
+pub(crate) const PATHS_TO_ROUTE: [&str; 5] = [
+    "/v1/orders",
+    "/v1/./orders",
+    "/v1/orders/admin",
+    "/v1/public",
+    "/v1/nowhere",
+];
 pub(crate) const POLICY: &str = "specification.requestPolicies.authentication";
 
 /// Every check id of a verdict without `verifyClaims`, in order.
