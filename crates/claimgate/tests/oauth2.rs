@@ -401,7 +401,14 @@ fn setup(n: usize) -> Setup {
 /// callback URL (on replica `from`'s host and port).
 fn start_login(s: &Setup, b: &mut Browser, from: usize, path: &str) -> String {
     let first = b.get(&format!("{}{path}", s.base(from)));
-    assert_eq!(first.status, 302, "{}", first.body);
+    // The execution log names the identity provider call that failed, if one did.
+    assert_eq!(
+        first.status,
+        302,
+        "{}\nexecution log:\n{}",
+        first.body,
+        s.execution_log(from)
+    );
     let authorize = first.location();
     assert!(
         authorize.starts_with(&format!("{}/auth?", s.idp())),
