@@ -208,13 +208,17 @@ pub struct Scoped<'a> {
 }
 
 impl Scoped<'_> {
-    /// Whether a verified result for `token` is held (its recency and frequency untouched).
-    pub fn holds(&self, token: &str) -> bool {
-        self.cache.entries.contains_key(&Key {
+    fn key(&self, token: &str) -> Key {
+        Key {
             scope: self.scope,
             generation: self.generation,
             token: self.cache.namer.name(token),
-        })
+        }
+    }
+
+    /// Whether a verified result for `token` is held (its recency and frequency untouched).
+    pub fn holds(&self, token: &str) -> bool {
+        self.cache.entries.contains_key(&self.key(token))
     }
 }
 
@@ -224,11 +228,7 @@ impl VerificationCache for Scoped<'_> {
         token: &str,
         verify: &mut dyn FnMut() -> Arc<TokenVerification>,
     ) -> Arc<TokenVerification> {
-        let key = Key {
-            scope: self.scope,
-            generation: self.generation,
-            token: self.cache.namer.name(token),
-        };
+        let key = self.key(token);
         if let Some(hit) = self.cache.entries.get(&key) {
             self.cache.hits.inc();
             return hit;

@@ -140,13 +140,7 @@ impl claimgate_core::VerifiedTokens for HeldTokens<'_> {
         let Some(cache) = self.cache else {
             return false;
         };
-        let (scope, discovery) = match server {
-            None => (self.served.scope, self.served.discovery.as_ref()),
-            Some(index) => match self.served.servers.get(index) {
-                Some(material) => (material.scope, material.discovery.as_ref()),
-                None => return false,
-            },
-        };
+        let (scope, _, discovery) = self.served.policy_material(server);
         discovery
             .and_then(|discovery| discovery.keys_generation())
             .is_some_and(|generation| cache.scoped(scope, generation).holds(token))
@@ -176,7 +170,25 @@ impl Served {
             .iter()
             .chain(self.servers.iter().filter_map(|m| m.discovery.as_ref()))
     }
+
+    /// The cache scope and remote material of the policy that judges a request: the selected
+    /// `dynamicAuthentication` server's (`Some(index)`), else the deployment's own (none for a
+    /// dynamic deployment, whose servers hold it all).
+    fn policy_material(&self, server: Option<usize>) -> PolicyMaterial<'_> {
+        match server.map(|index| self.servers.get(index)) {
+            None => (self.scope, self.keys.as_ref(), self.discovery.as_ref()),
+            Some(Some(m)) => (m.scope, m.keys.as_ref(), m.discovery.as_ref()),
+            Some(None) => (self.scope, None, None),
+        }
+    }
 }
+
+/// A policy's cache scope, remote key set and discovery policy ([`Served::policy_material`]).
+type PolicyMaterial<'a> = (
+    u64,
+    Option<&'a Arc<RemoteKeys>>,
+    Option<&'a Arc<DiscoveryPolicy>>,
+);
 
 /// The deployments being served: an immutable set, swapped whole on reload.
 #[derive(Debug)]
@@ -1309,17 +1321,8 @@ impl Gateway {
             cache: (self.options.token_cache_bytes > 0).then_some(&self.cache),
         };
         let prepared = prepare_knowing(deployment, view, &held);
-        let (scope, keys, discovery) = match &prepared.selection {
-            Some(selection) => match selection.server.and_then(|i| served.servers.get(i)) {
-                Some(m) => (m.scope, m.keys.as_ref(), m.discovery.as_ref()),
-                None => (served.scope, None, None),
-            },
-            None => (
-                served.scope,
-                served.keys.as_ref(),
-                served.discovery.as_ref(),
-            ),
-        };
+        let server = prepared.selection.as_ref().and_then(|s| s.server);
+        let (scope, keys, discovery) = served.policy_material(server);
         if let Some(discovery) = discovery {
             // Boxed: the largest future of a verdict, and only for introspection deployments
             // (see `Gateway::authentication`).
