@@ -155,9 +155,9 @@ impl<'a> RequestContext<'a> {
         &self,
         template: &'t str,
     ) -> Result<std::borrow::Cow<'t, str>, PathRejection> {
-        // Without `${` a template is one literal, which expands to itself: nearly every
-        // backend URL, and no parsing or copy a request.
-        if !template.contains("${") {
+        // A literal expands to itself: nearly every backend URL, and no parsing or copy a
+        // request.
+        if is_literal_url(template) {
             return Ok(std::borrow::Cow::Borrowed(template));
         }
         let Ok(parsed) = Template::parse(template) else {
@@ -166,6 +166,12 @@ impl<'a> RequestContext<'a> {
         path::expand_backend_url(&parsed, |variable| self.variable(variable))
             .map(std::borrow::Cow::Owned)
     }
+}
+
+/// Whether a backend URL template has no variable (no `${`): it is then the URL itself, for
+/// every request, and can be parsed once at load.
+pub(crate) fn is_literal_url(template: &str) -> bool {
+    !template.contains("${")
 }
 
 fn percent_encode_into(value: &str, out: &mut String) {

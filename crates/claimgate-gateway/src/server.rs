@@ -1973,7 +1973,9 @@ fn literal_backend_uris(deployment: &Deployment) -> Vec<Option<http::Uri>> {
         .routes
         .iter()
         .map(|route| match &route.backend {
-            Backend::Http(backend) if !backend.url.contains("${") => backend.url.parse().ok(),
+            Backend::Http(backend) if crate::context::is_literal_url(&backend.url) => {
+                backend.url.parse().ok()
+            }
             _ => None,
         })
         .collect()
