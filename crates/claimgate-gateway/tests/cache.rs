@@ -140,4 +140,23 @@ fn concurrent_requests_with_one_new_token_verify_it_once_and_generations_do_not_
         Explain::Failures,
     );
     assert_eq!(verifications.load(Ordering::SeqCst), 2);
+
+    // What the gateway asks before it would parse a REMOTE_DISCOVERY token to classify it: held
+    // only under the deployment and key generation it verified in, never when it did not verify.
+    let token = &request.0["Bearer ".len()..];
+    assert!(cache.scoped(0, 1).holds(token));
+    assert!(cache.scoped(0, 2).holds(token));
+    assert!(!cache.scoped(0, 3).holds(token), "another key generation");
+    assert!(!cache.scoped(1, 1).holds(token), "another deployment");
+    let forged = format!("{input}.{}", b64(&signature[..signature.len() - 1]));
+    let refused = evaluate_cached(
+        &deployment,
+        &Request(format!("Bearer {forged}")),
+        KeyMaterial::Unavailable { reason: "static" },
+        UnixTime(now),
+        Some(&cache.scoped(0, 1)),
+        Explain::Failures,
+    );
+    assert_eq!(refused.decision, Decision::Deny);
+    assert!(!cache.scoped(0, 1).holds(&forged), "not verified, not kept");
 }

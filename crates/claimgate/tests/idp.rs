@@ -145,8 +145,9 @@ fn opaque_and_jwt_access_tokens_from_a_real_provider_are_judged_by_introspection
         before,
         "JWTs are not introspected"
     );
-    // Again, now held in the verified-token cache (classified as a JWT without a parse), and
-    // an opaque token after it is still introspected.
+    // Again, from the verified-token cache (which the gateway now asks before parsing a token
+    // to classify it): still allowed and not introspected, and an opaque token after it is
+    // still introspected (a cache that claimed to hold it would skip that and refuse it).
     for _ in 0..3 {
         assert_eq!(get(&orders, &jwt).0, 200);
     }
